@@ -1,0 +1,97 @@
+//! The APIs and versions this broker implements — the single source of truth for the
+//! ApiVersions response and for rejecting requests we cannot decode correctly.
+//!
+//! A version is listed only when every field it adds is handled (or is a documented
+//! no-op for a single-node broker); see the notes next to each entry. Clients pick the
+//! highest version both sides support, so over-advertising is how subtle
+//! incompatibilities happen.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One supported API: Kafka's key and the inclusive version range we implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
+    SupportedApi { key, min_version, max_version }
+}
+
+/// Ordered by API key, as Kafka lists them.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    // v3 is the first with record batch v2 (Kafka 4 dropped v0-2). v12+ (KIP-890 part 2
+    // transaction semantics, v13 topic ids) are not implemented yet.
+    api(ApiKey::Produce, 3, 11),
+    // v4+ (Kafka 4 baseline); v13+ address topics by id; v17 adds a replica directory id
+    // that only followers send. Fetch sessions are answered sessionless (session id 0),
+    // which KIP-227 allows and every client handles by sending full fetches.
+    api(ApiKey::Fetch, 4, 17),
+    // v7 adds MAX_TIMESTAMP, v8 EARLIEST_LOCAL (= earliest here: no tiered storage),
+    // v9 LATEST_TIERED (= earliest: nothing is tiered).
+    api(ApiKey::ListOffsets, 1, 9),
+    // v10 topic ids; v12 allows lookup by topic id. v13 adds a top-level error only.
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    // v6 adds two-phase-commit fields (KIP-939): not implemented.
+    api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The supported range for `key`, if we implement it at all.
+pub fn supported(key: ApiKey) -> Option<SupportedApi> {
+    SUPPORTED_APIS.iter().copied().find(|a| a.key == key)
+}
+
+/// True when `version` of the API with raw key `key` is one we implement.
+pub fn is_supported(key: i16, version: i16) -> bool {
+    ApiKey::try_from(key)
+        .ok()
+        .and_then(supported)
+        .is_some_and(|a| a.min_version <= version && version <= a.max_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_range_is_decodable_by_the_message_crate() {
+        for a in SUPPORTED_APIS {
+            let crate_range = a.key.valid_versions();
+            assert!(a.min_version <= a.max_version, "{:?}", a.key);
+            assert!(
+                crate_range.min <= a.min_version && a.max_version <= crate_range.max,
+                "{:?}: we advertise {}..={} but the message crate knows {}..={}",
+                a.key,
+                a.min_version,
+                a.max_version,
+                crate_range.min,
+                crate_range.max
+            );
+        }
+    }
+
+    #[test]
+    fn table_is_sorted_and_unique() {
+        let keys: Vec<i16> = SUPPORTED_APIS.iter().map(|a| a.key as i16).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn support_checks() {
+        assert!(is_supported(18, 3));
+        assert!(!is_supported(18, 99));
+        assert!(!is_supported(0, 2));
+        assert!(!is_supported(9999, 0));
+    }
+}
