@@ -1,0 +1,41 @@
+//! Metadata records: the only way cluster metadata changes.
+//!
+//! The controller validates a request against the current [`crate::MetadataImage`],
+//! emits records, makes them durable in the metadata log, then replays them into the
+//! image. Restart replays the log from the start. This mirrors KRaft's record types
+//! (`TopicRecord`, `PartitionRecord`, `ConfigRecord`, `RemoveTopicRecord`,
+//! `RegisterBrokerRecord`), so replicating the log through Raft later changes the
+//! transport, not the model.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// First record of a new cluster.
+    ClusterId { cluster_id: String },
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+    Topic { name: String, topic_id: Uuid },
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    /// A topic-level config set (`value: Some`) or removed (`value: None`).
+    TopicConfig {
+        topic_id: Uuid,
+        key: String,
+        value: Option<String>,
+    },
+    RemoveTopic { topic_id: Uuid },
+}
