@@ -150,7 +150,9 @@ impl<'a> RecordBatch<'a> {
         Ok(RecordBatch { bytes })
     }
 
-    /// Check the CRC, the codec and the record count against `lastOffsetDelta`.
+    /// Integrity: the CRC and the codec. This is what recovery checks for stored data
+    /// (the cleaner may leave `lastOffsetDelta` beyond the surviving records, so the
+    /// count rule below does not hold for every stored batch).
     pub fn validate(&self) -> Result<(), BatchError> {
         let stored = self.crc();
         let computed = crc32c::crc32c(&self.bytes[ATTRIBUTES..]);
@@ -158,9 +160,16 @@ impl<'a> RecordBatch<'a> {
             return Err(BatchError::CrcMismatch { stored, computed });
         }
         self.compression()?;
+        Ok(())
+    }
+
+    /// What Kafka's `LogValidator` requires of a batch a producer sends: integrity, at
+    /// least one record, and a count that matches the offset range.
+    pub fn validate_for_append(&self) -> Result<(), BatchError> {
+        self.validate()?;
         let count = self.records_count();
         let last_offset_delta = self.last_offset_delta();
-        if count < 0 || last_offset_delta < 0 || (count > 0 && last_offset_delta != count - 1) {
+        if count <= 0 || i64::from(last_offset_delta) + 1 != i64::from(count) {
             return Err(BatchError::InconsistentCount { count, last_offset_delta });
         }
         Ok(())
@@ -179,12 +188,14 @@ impl<'a> RecordBatch<'a> {
         read_i32(self.bytes, LAST_OFFSET_DELTA)
     }
     /// Offset of the last record in the batch (base offset + lastOffsetDelta).
+    /// Wrapping, because both fields come from the wire; validation rejects the
+    /// nonsense cases, and arithmetic on them must not panic first.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + i64::from(self.last_offset_delta())
+        self.base_offset().wrapping_add(i64::from(self.last_offset_delta()))
     }
     /// Offset the next batch in the log starts at.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().wrapping_add(1)
     }
     pub fn partition_leader_epoch(&self) -> i32 {
         read_i32(self.bytes, PARTITION_LEADER_EPOCH)
@@ -233,12 +244,12 @@ impl<'a> RecordBatch<'a> {
         if base == NO_SEQUENCE {
             return NO_SEQUENCE;
         }
-        let delta = self.last_offset_delta();
-        if delta > i32::MAX - base {
-            delta - (i32::MAX - base) - 1
-        } else {
-            base + delta
-        }
+        // Kafka's DefaultRecordBatch.incrementSequence, in i64 so hostile values
+        // (negative sequences, negative deltas) cannot overflow.
+        let (base, delta) = (i64::from(base), i64::from(self.last_offset_delta()));
+        let max = i64::from(i32::MAX);
+        let last = if base > max - delta { delta - (max - base) - 1 } else { base + delta };
+        last as i32
     }
     pub fn records_count(&self) -> i32 {
         read_i32(self.bytes, RECORDS_COUNT)
@@ -389,10 +400,9 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        // one record, uncompressed: length, attrs, tsDelta, offDelta, keyLen(-1), valueLen 1, 'x', headers 0
-        let record = [0x0c, 0x00, 0x00, 0x00, 0x01, 0x02, b'x', 0x00];
-        let mut r = vec![record.len() as u8 * 2];
-        r.extend_from_slice(&record[1..]);
+        // One uncompressed record: zigzag varint length 7, then attributes, timestamp
+        // delta 0, offset delta 0, key length -1 (null), value length 1, 'x', 0 headers.
+        let r = [0x0e, 0x00, 0x00, 0x00, 0x01, 0x02, b'x', 0x00];
         build_batch(0, Compression::None, 0, 1000, 1000, -1, -1, -1, 1, &r)
     }
 
@@ -400,7 +410,10 @@ mod tests {
     fn header_fields_round_trip() {
         let b = sample();
         let batch = RecordBatch::new(&b).unwrap();
-        batch.validate().unwrap();
+        batch.validate_for_append().unwrap();
+        let records = crate::records::decode_records(&batch, 1024).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].value.as_deref(), Some(&b"x"[..]));
         assert_eq!(batch.records_count(), 1);
         assert_eq!(batch.max_timestamp(), 1000);
         assert_eq!(batch.producer_id(), -1);
@@ -460,6 +473,26 @@ mod tests {
         let mut b = sample();
         b[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&3i32.to_be_bytes());
         assert!(matches!(RecordBatch::new(&b).unwrap_err(), BatchError::InvalidLength(3)));
+    }
+
+    #[test]
+    fn count_must_match_offset_range_on_append() {
+        let b = build_batch(0, Compression::None, 3, 0, 0, -1, -1, -1, 2, &[]);
+        let v = RecordBatch::new(&b).unwrap();
+        v.validate().unwrap();
+        assert!(matches!(v.validate_for_append(), Err(BatchError::InconsistentCount { count: 2, last_offset_delta: 3 })));
+        let empty = build_batch(0, Compression::None, 0, 0, 0, -1, -1, -1, 0, &[]);
+        assert!(RecordBatch::new(&empty).unwrap().validate_for_append().is_err());
+    }
+
+    #[test]
+    fn hostile_header_arithmetic_does_not_panic() {
+        let b = build_batch(i64::MAX, Compression::None, i32::MAX, 0, 0, 1, 0, -7, 1, &[]);
+        let v = RecordBatch::new(&b).unwrap();
+        let _ = (v.last_offset(), v.next_offset());
+        assert_eq!(v.last_sequence(), -7 + i32::MAX);
+        let b = build_batch(0, Compression::None, -5, 0, 0, 1, 0, i32::MAX, 1, &[]);
+        let _ = RecordBatch::new(&b).unwrap().last_sequence();
     }
 
     #[test]
