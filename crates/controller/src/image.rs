@@ -52,6 +52,8 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerInfo>,
     topics_by_id: HashMap<Uuid, Arc<TopicInfo>>,
     topic_ids_by_name: BTreeMap<String, Uuid>,
+    /// First producer id not yet handed out.
+    pub next_producer_id: i64,
     /// Count of records replayed; a cheap version number for the image.
     pub offset: u64,
 }
@@ -143,6 +145,15 @@ impl MetadataImage {
                     Some(v) => topic.configs.insert(key.clone(), v.clone()),
                     None => topic.configs.remove(key),
                 };
+            }
+            MetadataRecord::ProducerIds { next_producer_id } => {
+                if *next_producer_id < self.next_producer_id {
+                    return Err(ReplayError(format!(
+                        "producer id block goes backwards: {next_producer_id} < {}",
+                        self.next_producer_id
+                    )));
+                }
+                self.next_producer_id = *next_producer_id;
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 let topic = self

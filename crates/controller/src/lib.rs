@@ -214,7 +214,7 @@ impl Controller {
             tracing::info!(
                 "Created topic {} with topic ID {} and {} partitions",
                 result.name,
-                result.topic_id,
+                ottla_protocol::kafka_uuid::encode_topic_id(result.topic_id),
                 result.partitions.len()
             );
         }
@@ -227,7 +227,11 @@ impl Controller {
             let topic = image.topic_by_id(&topic_id).cloned().ok_or(ControllerError::UnknownTopicId)?;
             Ok((vec![MetadataRecord::RemoveTopic { topic_id }], topic))
         })?;
-        tracing::info!("Deleted topic {} with topic ID {}", topic.name, topic.topic_id);
+        tracing::info!(
+            "Deleted topic {} with topic ID {}",
+            topic.name,
+            ottla_protocol::kafka_uuid::encode_topic_id(topic.topic_id)
+        );
         Ok(topic)
     }
 
@@ -297,21 +301,13 @@ impl Controller {
         Ok(result)
     }
 
-    /// Replace a topic's config overrides: `Some` sets, `None` removes (AlterConfigs).
-    pub fn alter_topic_configs(
-        &self,
-        name: &str,
-        changes: &BTreeMap<String, Option<String>>,
-        validate_only: bool,
-    ) -> Result<(), ControllerError> {
+    /// Reserve `count` producer ids; returns the first. Durable before it returns, so
+    /// ids are unique across restarts (Kafka's AllocateProducerIds, in blocks).
+    pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, ControllerError> {
+        assert!(count > 0, "allocate at least one producer id");
         self.commit(|image| {
-            let topic = image.topic(name).ok_or(ControllerError::UnknownTopicOrPartition)?;
-            let records = changes
-                .iter()
-                .filter(|(k, v)| topic.configs.get(*k) != v.as_ref())
-                .map(|(k, v)| MetadataRecord::TopicConfig { topic_id: topic.topic_id, key: k.clone(), value: v.clone() })
-                .collect();
-            Ok((if validate_only { vec![] } else { records }, ()))
+            let start = image.next_producer_id;
+            Ok((vec![MetadataRecord::ProducerIds { next_producer_id: start + count }], start))
         })
     }
 }
@@ -414,25 +410,9 @@ fn plan_assignment(
     Ok((0..partitions as usize).map(|p| round_robin(&brokers, p, rf as usize)).collect())
 }
 
-/// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding (22 chars).
+/// A Kafka-style cluster id: a random UUID in Kafka's base64 form (22 characters).
 fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = *Uuid::new_v4().as_bytes();
-    let mut out = String::with_capacity(22);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            out.push(ALPHABET[((acc >> bits) & 0x3f) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((acc << (6 - bits)) & 0x3f) as usize] as char);
-    }
-    out
+    ottla_protocol::kafka_uuid::encode_topic_id(Uuid::new_v4())
 }
 
 #[cfg(test)]
@@ -491,6 +471,15 @@ mod tests {
         assert_eq!(code(rf), 38);
         assert_eq!(c.create_partitions("a.b", 1, None, false).unwrap_err().kafka_error_code(), 37);
         assert_eq!(c.create_partitions("nope", 2, None, false).unwrap_err().kafka_error_code(), 3);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_repeat_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = controller(dir.path()).allocate_producer_ids(1000).unwrap();
+        let second = controller(dir.path()).allocate_producer_ids(1000).unwrap();
+        assert_eq!(first, 0);
+        assert_eq!(second, 1000);
     }
 
     #[test]

@@ -38,4 +38,8 @@ pub enum MetadataRecord {
         value: Option<String>,
     },
     RemoveTopic { topic_id: Uuid },
+    /// A block of producer ids was handed out; ids below `next_producer_id` are taken
+    /// (KRaft's `ProducerIdsRecord`). Producer ids must never repeat, even across
+    /// restarts, or a new producer would inherit an old one's sequence numbers.
+    ProducerIds { next_producer_id: i64 },
 }

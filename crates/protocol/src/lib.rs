@@ -12,6 +12,7 @@ pub mod api_versions;
 pub mod batch;
 pub mod compression;
 pub mod frame;
+pub mod kafka_uuid;
 pub mod records;
 
 pub use kafka_protocol as messages;

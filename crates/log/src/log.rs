@@ -1,0 +1,944 @@
+//! A partition's log: an ordered list of segments, the last one active.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
+use tracing::{info, warn};
+
+use crate::header::BatchHeader;
+use crate::index::NO_TIMESTAMP;
+use crate::producer_state::{self, ProducerCheck, ProducerStateManager, SNAPSHOT_SUFFIX};
+use crate::segment::{Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::{io_context, now_ms, AppendInfo, LogConfig, LogError, MAX_SEGMENT_BYTES};
+
+/// Kafka's suffix for files scheduled for deletion; leftovers are removed on open.
+const DELETED_SUFFIX: &str = ".deleted";
+/// Kafka's suffix for a cleaner's output that never got swapped in.
+const CLEANED_SUFFIX: &str = ".cleaned";
+/// Our own temporary files (snapshots being written).
+const TMP_SUFFIX: &str = ".tmp";
+/// Base offsets in file names are 20 decimal digits.
+const OFFSET_DIGITS: usize = 20;
+
+/// Why segments are being deleted, for the log line Kafka operators know.
+#[derive(Debug, Clone, Copy)]
+enum RetentionReason {
+    Time,
+    Size,
+}
+
+/// One partition's log. Not internally synchronised: the replica layer owns it behind
+/// its own lock (reads take `&self`, so a read-write lock lets fetches run in parallel).
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    /// The directory's name (`<topic>-<partition>`), for log lines.
+    name: String,
+    config: LogConfig,
+    /// Sorted by base offset; never empty; the last one is active.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    recovery_point: i64,
+    producer_state: ProducerStateManager,
+    /// Offsets of the producer snapshot files present in `dir`.
+    snapshots: BTreeSet<i64>,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+}
+
+impl Log {
+    /// Open (or create) the partition directory `dir`.
+    ///
+    /// Segments from the one containing `recovery_point` onward are recovered: scanned
+    /// batch by batch with CRCs checked, cut at the first invalid or partial batch (all
+    /// later segments are deleted) and their indexes rebuilt. Earlier segments were
+    /// flushed before the recovery point was recorded, so they are trusted: their index
+    /// files are loaded, and rebuilt only if missing or inconsistent. Then the producer
+    /// state is loaded from the latest usable snapshot and brought up to date by walking
+    /// the batch headers after it.
+    pub fn open(dir: &Path, config: LogConfig, recovery_point: i64) -> Result<Log, LogError> {
+        fs::create_dir_all(dir).map_err(io_context("create directory", dir))?;
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let files = scan_directory(dir)?;
+        let now = now_ms();
+
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            name,
+            config,
+            segments: Vec::new(),
+            log_start_offset: 0,
+            log_end_offset: 0,
+            recovery_point: 0,
+            producer_state: ProducerStateManager::new(),
+            snapshots: files.snapshots,
+            unflushed_messages: 0,
+            last_flush_ms: now,
+        };
+
+        let bases: Vec<i64> = files.logs.into_iter().collect();
+        if bases.is_empty() {
+            log.segments.push(Segment::create(dir, 0, now)?);
+            sync_dir(dir)?;
+        } else {
+            log.load_segments(&bases, recovery_point, now)?;
+        }
+
+        let (Some(first), Some(active)) = (log.segments.first(), log.segments.last()) else {
+            return Err(LogError::Corrupt(format!(
+                "{}: no segment could be loaded",
+                dir.display()
+            )));
+        };
+        // The active segment is always scanned, so its end is exact.
+        let Some(log_end_offset) = active.next_offset() else {
+            return Err(LogError::Corrupt(format!(
+                "{}: active segment was not recovered",
+                dir.display()
+            )));
+        };
+        log.log_start_offset = first.base_offset();
+        log.log_end_offset = log_end_offset;
+        log.recovery_point = recovery_point.clamp(log.log_start_offset, log.log_end_offset);
+        log.load_producer_state()?;
+        Ok(log)
+    }
+
+    /// Load existing segments: trusted ones below the recovery segment, recovered ones
+    /// from it on.
+    fn load_segments(
+        &mut self,
+        bases: &[i64],
+        recovery_point: i64,
+        now: i64,
+    ) -> Result<(), LogError> {
+        let interval = self.config.index_interval_bytes;
+        // The recovery segment: the last one whose base offset is <= the recovery point.
+        let first_recovered = bases
+            .partition_point(|&b| b <= recovery_point)
+            .saturating_sub(1);
+        for (i, &base) in bases.iter().enumerate().take(first_recovered) {
+            let mut segment = Segment::open(&self.dir, base, now)?;
+            if !segment.load_indexes(bases[i + 1])? {
+                info!("Rebuilding indexes of segment {base} of {}", self.name);
+                if let Some(t) = segment.recover(base, interval)? {
+                    // A trusted segment is repaired on its own: later segments were
+                    // flushed independently and stay.
+                    self.warn_truncation(&t, 0, 0);
+                }
+            }
+            self.segments.push(segment);
+        }
+        let mut expected = bases[first_recovered];
+        for (i, &base) in bases.iter().enumerate().skip(first_recovered) {
+            let mut segment = Segment::open(&self.dir, base, now)?;
+            let truncation = if base < expected {
+                // This segment overlaps the one before it: nothing in it can be placed.
+                Some(Truncation {
+                    offset: expected,
+                    bytes_dropped: segment.size(),
+                    reason: format!("segment {base} overlaps offsets below {expected}"),
+                })
+            } else {
+                segment.recover(expected, interval)?
+            };
+            let Some(truncation) = truncation else {
+                expected = segment.next_offset().expect("recovered");
+                self.segments.push(segment);
+                continue;
+            };
+            // Cut here: everything after this point is a torn tail.
+            let mut later_bytes = 0;
+            let later_count = bases.len() - i - 1;
+            for &later in &bases[i + 1..] {
+                let s = Segment::open(&self.dir, later, now)?;
+                later_bytes += s.size();
+                s.delete_files()?;
+            }
+            if base < expected {
+                segment.delete_files()?;
+            } else {
+                self.segments.push(segment);
+            }
+            self.warn_truncation(&truncation, later_bytes, later_count);
+            sync_dir(&self.dir)?;
+            break;
+        }
+        if self
+            .segments
+            .last()
+            .is_none_or(|s| s.next_offset().is_none())
+        {
+            // Only possible when the recovery segment itself was dropped as overlapping
+            // and the previous one was trusted: scan that one too, so the log end is exact.
+            match self.segments.last_mut() {
+                Some(last) => {
+                    let base = last.base_offset();
+                    if let Some(t) = last.recover(base, interval)? {
+                        self.warn_truncation(&t, 0, 0);
+                    }
+                }
+                None => {
+                    self.segments
+                        .push(Segment::create(&self.dir, expected, now)?);
+                    sync_dir(&self.dir)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The one line per truncation operators look for.
+    fn warn_truncation(&self, t: &Truncation, later_bytes: u64, later_segments: usize) {
+        let dropped = t.bytes_dropped + later_bytes;
+        if later_segments > 0 {
+            warn!(
+                "Truncated torn tail of {} at offset {} ({} bytes dropped, including {} later segment(s)): {}",
+                self.name, t.offset, dropped, later_segments, t.reason
+            );
+        } else {
+            warn!(
+                "Truncated torn tail of {} at offset {} ({} bytes dropped): {}",
+                self.name, t.offset, dropped, t.reason
+            );
+        }
+    }
+
+    /// Rebuild the producer table: latest readable snapshot at or below the log end (and
+    /// not below the log start), then every batch header from its offset on.
+    fn load_producer_state(&mut self) -> Result<(), LogError> {
+        self.producer_state.clear();
+        let stale: Vec<i64> = self
+            .snapshots
+            .iter()
+            .copied()
+            .filter(|&o| o > self.log_end_offset || o < self.log_start_offset)
+            .collect();
+        for offset in stale {
+            self.delete_snapshot(offset)?;
+        }
+        let mut from = self.log_start_offset;
+        while let Some(&offset) = self.snapshots.last() {
+            let path = producer_state::snapshot_path(&self.dir, offset);
+            let loaded = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| ProducerStateManager::from_snapshot_bytes(&bytes));
+            match loaded {
+                Ok(state) => {
+                    self.producer_state = state;
+                    from = offset;
+                    break;
+                }
+                Err(e) => {
+                    warn!(
+                        "Ignoring producer snapshot {} of {}: {e}",
+                        path.display(),
+                        self.name
+                    );
+                    self.delete_snapshot(offset)?;
+                }
+            }
+        }
+        let first = self.segment_index_for(from);
+        for segment in &self.segments[first..] {
+            let start = segment
+                .find_batch(from)?
+                .map_or(segment.size(), |(pos, _)| pos);
+            let state = &mut self.producer_state;
+            segment.for_each_header(start, |_, h| {
+                if h.base_offset >= from {
+                    state.update(h);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn delete_snapshot(&mut self, offset: i64) -> Result<(), LogError> {
+        self.snapshots.remove(&offset);
+        let path = producer_state::snapshot_path(&self.dir, offset);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_context("delete", &path)(e).into()),
+        }
+    }
+
+    fn take_snapshot(&mut self, offset: i64) -> Result<(), LogError> {
+        producer_state::write_snapshot(&self.dir, offset, &self.producer_state)?;
+        self.snapshots.insert(offset);
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    /// New settings apply from the next append / retention pass (as in Kafka, existing
+    /// segments are not rewritten).
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    /// The next offset to be assigned (LEO).
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+    /// Everything below this offset is on disk (fsynced); pass it back to [`Log::open`]
+    /// after a crash. Advanced by [`Log::flush`] and by segment rolls.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(Segment::base_offset).collect()
+    }
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producer_state
+    }
+
+    /// Index of the segment that would hold `offset`: the last one whose base is <= it.
+    fn segment_index_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Offset after segment `i`'s last possible offset: the next segment's base, or LEO.
+    fn segment_end(&self, i: usize) -> i64 {
+        self.segments
+            .get(i + 1)
+            .map_or(self.log_end_offset, Segment::base_offset)
+    }
+
+    fn segment_limit(&self) -> u64 {
+        self.config.segment_bytes.clamp(1, MAX_SEGMENT_BYTES)
+    }
+
+    /// Append one validated v2 batch as the leader.
+    ///
+    /// The producer-state check runs first, so a fenced, out-of-order or duplicate batch
+    /// never gets offsets; a duplicate answers with the offsets of the original append.
+    /// Then the base offset becomes the log end offset and the partition leader epoch is
+    /// set (neither is covered by the CRC), the active segment is rolled if needed, and
+    /// the bytes are appended exactly as they are.
+    pub fn append_as_leader(
+        &mut self,
+        batch: &mut [u8],
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, LogError> {
+        let h = BatchHeader::from_batch(&RecordBatch::new(batch)?);
+        if h.records_count <= 0 {
+            return Err(BatchError::InconsistentCount {
+                count: h.records_count,
+                last_offset_delta: h.last_offset_delta,
+            }
+            .into());
+        }
+        if h.size as u64 > self.segment_limit() {
+            return Err(LogError::BatchTooLarge {
+                size: h.size,
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        if let ProducerCheck::Duplicate(original) = self.producer_state.check_leader_append(&h)? {
+            return Ok(AppendInfo {
+                first_offset: original.first_offset,
+                last_offset: original.last_offset,
+                max_timestamp: original.timestamp,
+                log_append_time: NO_TIMESTAMP,
+                log_start_offset: self.log_start_offset,
+                duplicate: true,
+            });
+        }
+        let now = now_ms();
+        let base_offset = self.log_end_offset;
+        let h = BatchHeader { base_offset, ..h };
+        self.maybe_roll(&h, base_offset, now)?;
+        {
+            let mut m = RecordBatchMut::new(batch)?;
+            m.set_base_offset(base_offset);
+            m.set_partition_leader_epoch(leader_epoch);
+        }
+        self.append_batch(batch, &h)?;
+        self.maybe_flush(now)?;
+        Ok(AppendInfo {
+            first_offset: base_offset,
+            last_offset: h.last_offset(),
+            max_timestamp: h.max_timestamp,
+            log_append_time: if h.is_log_append_time() {
+                h.max_timestamp
+            } else {
+                NO_TIMESTAMP
+            },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Append batches that already carry their offsets (a follower copying its leader).
+    /// Every batch is checked (structure, CRC) and offsets must not go backwards from the
+    /// log end before anything is written; the producer state is updated, not checked.
+    pub fn append_as_follower(&mut self, batches: &[u8]) -> Result<AppendInfo, LogError> {
+        let mut parsed: Vec<(usize, BatchHeader)> = Vec::new();
+        let mut expected = self.log_end_offset;
+        let mut iter = BatchIter::new(batches);
+        loop {
+            let start = iter.position();
+            let Some(batch) = iter.next() else { break };
+            let batch = batch?;
+            batch.validate()?;
+            let h = BatchHeader::from_batch(&batch);
+            if h.base_offset < expected {
+                return Err(LogError::UnexpectedAppendOffset {
+                    expected_at_least: expected,
+                    got: h.base_offset,
+                });
+            }
+            if h.size as u64 > self.segment_limit() {
+                return Err(LogError::BatchTooLarge {
+                    size: h.size,
+                    segment_bytes: self.config.segment_bytes,
+                });
+            }
+            if h.last_offset() == i64::MAX {
+                return Err(LogError::Corrupt(format!(
+                    "batch offset {} overflows",
+                    h.base_offset
+                )));
+            }
+            expected = h.next_offset();
+            parsed.push((start, h));
+        }
+        let (Some(&(_, first)), Some(&(_, last))) = (parsed.first(), parsed.last()) else {
+            return Ok(AppendInfo {
+                first_offset: self.log_end_offset,
+                last_offset: self.log_end_offset - 1,
+                max_timestamp: NO_TIMESTAMP,
+                log_append_time: NO_TIMESTAMP,
+                log_start_offset: self.log_start_offset,
+                duplicate: false,
+            });
+        };
+        let now = now_ms();
+        let mut max_timestamp = NO_TIMESTAMP;
+        for (start, h) in &parsed {
+            self.maybe_roll(h, h.base_offset, now)?;
+            self.append_batch(&batches[*start..*start + h.size], h)?;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+        }
+        self.maybe_flush(now)?;
+        Ok(AppendInfo {
+            first_offset: first.base_offset,
+            last_offset: last.last_offset(),
+            max_timestamp,
+            log_append_time: NO_TIMESTAMP,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Write one batch (offsets final) to the active segment and account for it.
+    fn append_batch(&mut self, bytes: &[u8], h: &BatchHeader) -> Result<(), LogError> {
+        let interval = self.config.index_interval_bytes;
+        let active = self.segments.last_mut().expect("at least one segment");
+        active.append(bytes, h, interval)?;
+        self.log_end_offset = h.next_offset();
+        self.producer_state.update(h);
+        self.unflushed_messages = self
+            .unflushed_messages
+            .saturating_add(i64::from(h.records_count.max(1)));
+        Ok(())
+    }
+
+    /// Kafka's `shouldRoll`: the batch would overflow `segment.bytes`, the segment is older
+    /// than `segment.ms`, or its offsets would not fit the int32 relative offsets of the
+    /// index. A new segment starts at `roll_offset` (the batch's base offset).
+    fn maybe_roll(&mut self, h: &BatchHeader, roll_offset: i64, now: i64) -> Result<(), LogError> {
+        let limit = self.segment_limit();
+        let active = self.segments.last().expect("at least one segment");
+        let full = active.size() > 0 && active.size() + h.size as u64 > limit;
+        let old = active.size() > 0
+            && active.time_waited_for_roll(now, h.max_timestamp) > self.config.segment_ms;
+        let overflow =
+            !active.can_hold_offset(h.base_offset) || !active.can_hold_offset(h.last_offset());
+        if full || old || overflow {
+            self.roll(roll_offset, now)?;
+        }
+        Ok(())
+    }
+
+    /// Seal the active segment (final time index entry, fsync) and start a new one at
+    /// `new_base`, with a producer snapshot at that offset as Kafka takes on roll.
+    fn roll(&mut self, new_base: i64, now: i64) -> Result<(), LogError> {
+        let active = self.segments.last_mut().expect("at least one segment");
+        if active.size() == 0 {
+            if active.base_offset() == new_base {
+                return Ok(());
+            }
+            // An empty active segment is replaced rather than left as an empty gap.
+            let empty = self.segments.pop().expect("checked above");
+            empty.delete_files()?;
+        } else {
+            active.seal()?;
+            // Everything below the log end is now on disk.
+            self.recovery_point = self.recovery_point.max(self.log_end_offset);
+        }
+        self.segments
+            .push(Segment::create(&self.dir, new_base, now)?);
+        sync_dir(&self.dir)?;
+        self.take_snapshot(new_base)?;
+        Ok(())
+    }
+
+    fn maybe_flush(&mut self, now: i64) -> Result<(), LogError> {
+        if self.unflushed_messages >= self.config.flush_interval_messages
+            || now.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Read whole batches starting with the one containing `start_offset`, up to
+    /// `max_bytes` (but at least the first batch when `min_one_batch`, KIP-74), never a
+    /// batch whose base offset is >= `max_offset`. Returns the stored bytes; may span
+    /// segments.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Bytes, LogError> {
+        self.check_range(start_offset)?;
+        let max_offset = max_offset.min(self.log_end_offset);
+        let mut out: Vec<u8> = Vec::new();
+        let mut i = self.segment_index_for(start_offset);
+        while i < self.segments.len() && (out.is_empty() || out.len() < max_bytes) {
+            let segment = &self.segments[i];
+            i += 1;
+            if segment.base_offset() >= max_offset {
+                break;
+            }
+            let Some((position, first)) = segment.find_batch(start_offset)? else {
+                // Nothing at or after the offset here (a gap): try the next segment.
+                continue;
+            };
+            let budget = max_bytes.saturating_sub(out.len());
+            let (bytes, exhausted) = segment.read_batches(
+                position,
+                &first,
+                budget,
+                max_offset,
+                min_one_batch && out.is_empty(),
+            )?;
+            if out.is_empty() {
+                out = bytes;
+            } else {
+                out.extend_from_slice(&bytes);
+            }
+            if !exhausted {
+                break;
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn check_range(&self, offset: i64) -> Result<(), LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.log_end_offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// ListOffsets by timestamp: the first record whose timestamp is >= `timestamp`, as
+    /// (offset, record timestamp), among offsets < `max_offset`.
+    ///
+    /// The first segment whose largest timestamp reaches `timestamp` holds it (all earlier
+    /// records are older); inside it the time index and offset index give a start
+    /// position, batch headers are walked to the first batch whose max timestamp reaches
+    /// it, and only that batch is decoded.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        max_offset: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let max_offset = max_offset.min(self.log_end_offset);
+        for segment in &self.segments {
+            if segment.base_offset() >= max_offset {
+                break;
+            }
+            if segment.max_timestamp() < timestamp {
+                continue;
+            }
+            let start = segment.find_batch(segment.time_index_lookup(timestamp))?;
+            let Some((mut position, _)) = start else {
+                continue;
+            };
+            while let Some(h) = segment.header_at(position)? {
+                if h.base_offset >= max_offset {
+                    return Ok(None);
+                }
+                if h.max_timestamp >= timestamp {
+                    if h.is_log_append_time() {
+                        // Every record carries the batch's timestamp.
+                        return Ok(Some((h.base_offset, h.max_timestamp)));
+                    }
+                    for record in segment.decode_batch(position, &h)? {
+                        if record.offset >= max_offset {
+                            return Ok(None);
+                        }
+                        if record.timestamp >= timestamp {
+                            return Ok(Some((record.offset, record.timestamp)));
+                        }
+                    }
+                }
+                position += h.size as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: (offset, timestamp) of the record with the largest
+    /// timestamp (the first one if tied) among offsets < `max_offset`; `None` when no
+    /// record there has a timestamp (empty log, or only NO_TIMESTAMP records).
+    pub fn offset_of_max_timestamp(&self, max_offset: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let max_offset = max_offset.min(self.log_end_offset);
+        // (timestamp, segment index, an offset inside the batch holding it)
+        let mut best: Option<(i64, usize, i64)> = None;
+        for (i, segment) in self.segments.iter().enumerate() {
+            if segment.base_offset() >= max_offset {
+                break;
+            }
+            if segment.max_timestamp() <= NO_TIMESTAMP {
+                continue;
+            }
+            let candidate = if segment.offset_of_max_timestamp() < max_offset {
+                // The segment's maximum lies wholly below the bound: the common case.
+                Some((segment.max_timestamp(), segment.offset_of_max_timestamp()))
+            } else {
+                self.max_timestamp_below(segment, max_offset)?
+            };
+            if let Some((ts, offset)) = candidate {
+                if ts > NO_TIMESTAMP && best.is_none_or(|(b, _, _)| ts > b) {
+                    best = Some((ts, i, offset));
+                }
+            }
+        }
+        let Some((ts, i, offset)) = best else {
+            return Ok(None);
+        };
+        let segment = &self.segments[i];
+        let Some((position, h)) = segment.find_batch(offset)? else {
+            return Err(LogError::Corrupt(format!(
+                "{}: no batch holds offset {offset}",
+                segment.log_path().display()
+            )));
+        };
+        if h.is_log_append_time() {
+            return Ok(Some((h.base_offset, h.max_timestamp)));
+        }
+        let found = segment
+            .decode_batch(position, &h)?
+            .into_iter()
+            .find(|r| r.timestamp == ts && r.offset < max_offset)
+            .map(|r| (r.offset, r.timestamp));
+        // A header whose max timestamp no record carries: answer with the batch.
+        Ok(Some(found.unwrap_or((h.base_offset, ts))))
+    }
+
+    /// Largest timestamp among the records of `segment` below `max_offset`, walking its
+    /// headers and decoding only a batch that straddles the bound.
+    fn max_timestamp_below(
+        &self,
+        segment: &Segment,
+        max_offset: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let mut best: Option<(i64, i64)> = None;
+        let mut consider = |ts: i64, offset: i64| {
+            if best.is_none_or(|(b, _)| ts > b) {
+                best = Some((ts, offset));
+            }
+        };
+        let mut position = 0;
+        while let Some(h) = segment.header_at(position)? {
+            if h.base_offset >= max_offset {
+                break;
+            }
+            // A batch wholly below the bound, or one in log-append time (all its records
+            // carry the header's timestamp), is judged by its header alone.
+            if h.last_offset() < max_offset || h.is_log_append_time() {
+                consider(h.max_timestamp, h.base_offset);
+            } else {
+                let ts = segment
+                    .decode_batch(position, &h)?
+                    .iter()
+                    .filter(|r| r.offset < max_offset)
+                    .map(|r| r.timestamp)
+                    .max();
+                if let Some(ts) = ts {
+                    consider(ts, h.base_offset);
+                }
+            }
+            position += h.size as u64;
+        }
+        Ok(best)
+    }
+
+    /// fsync data and indexes; returns the new recovery point (= LEO).
+    pub fn flush(&mut self) -> Result<i64, LogError> {
+        for segment in &mut self.segments {
+            segment.flush()?;
+        }
+        self.recovery_point = self.log_end_offset;
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms();
+        Ok(self.log_end_offset)
+    }
+
+    /// Delete old segments per `retention.ms` and `retention.bytes`; see
+    /// [`Log::apply_retention_below`]. Bounded by the log end offset.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        self.apply_retention_below(now_ms, self.log_end_offset)
+    }
+
+    /// Kafka's `deleteOldSegments`: whole segments only, oldest first, and only segments
+    /// that end at or below `upper_bound_offset` (the high watermark, so nothing a
+    /// follower or consumer still needs goes). First those whose largest timestamp is
+    /// more than `retention.ms` old, then the oldest while the log would still be at least
+    /// `retention.bytes` without them. If every segment qualifies, the active one is rolled
+    /// first so the log keeps an (empty) active segment at its end offset.
+    pub fn apply_retention_below(
+        &mut self,
+        now_ms: i64,
+        upper_bound_offset: i64,
+    ) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        if self.config.retention_ms >= 0 {
+            let retention_ms = self.config.retention_ms;
+            let mut count = 0;
+            for i in 0..self.segments.len() {
+                if !self.deletable(i, upper_bound_offset) {
+                    break;
+                }
+                let largest = self.segments[i].largest_timestamp_for_retention()?;
+                if now_ms.saturating_sub(largest) <= retention_ms {
+                    break;
+                }
+                count += 1;
+            }
+            deleted += self.delete_oldest_segments(count, RetentionReason::Time, now_ms)?;
+        }
+        if self.config.retention_bytes >= 0 {
+            let mut excess =
+                i64::try_from(self.size_bytes()).unwrap_or(i64::MAX) - self.config.retention_bytes;
+            let mut count = 0;
+            for i in 0..self.segments.len() {
+                let size = i64::try_from(self.segments[i].size()).unwrap_or(i64::MAX);
+                if excess < size || !self.deletable(i, upper_bound_offset) {
+                    break;
+                }
+                excess -= size;
+                count += 1;
+            }
+            deleted += self.delete_oldest_segments(count, RetentionReason::Size, now_ms)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Segment `i` may go: it is not an empty active segment and it ends at or below the bound.
+    fn deletable(&self, i: usize, upper_bound_offset: i64) -> bool {
+        let segment = &self.segments[i];
+        let is_last = i + 1 == self.segments.len();
+        !(is_last && segment.size() == 0) && self.segment_end(i) <= upper_bound_offset
+    }
+
+    fn delete_oldest_segments(
+        &mut self,
+        count: usize,
+        reason: RetentionReason,
+        now: i64,
+    ) -> Result<usize, LogError> {
+        if count == 0 {
+            return Ok(0);
+        }
+        if count == self.segments.len() {
+            self.roll(self.log_end_offset, now)?;
+        }
+        let mut remaining = self.size_bytes();
+        for segment in self.segments.drain(..count).collect::<Vec<_>>() {
+            remaining -= segment.size();
+            match reason {
+                RetentionReason::Time => info!(
+                    "Deleting segment {} of {} due to log retention time {}ms breach based on the largest record \
+                     timestamp in the segment",
+                    segment.base_offset(),
+                    self.name,
+                    self.config.retention_ms
+                ),
+                RetentionReason::Size => info!(
+                    "Deleting segment {} of {} due to log retention size {} breach. Log size after deletion will \
+                     be {remaining}.",
+                    segment.base_offset(),
+                    self.name,
+                    self.config.retention_bytes
+                ),
+            }
+            segment.delete_files()?;
+        }
+        self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset());
+        self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        let obsolete: Vec<i64> = self
+            .snapshots
+            .range(..self.log_start_offset)
+            .copied()
+            .collect();
+        for offset in obsolete {
+            self.delete_snapshot(offset)?;
+        }
+        sync_dir(&self.dir)?;
+        Ok(count)
+    }
+
+    /// Remove everything at and after `offset` (follower truncation). The batch holding
+    /// `offset` goes whole, so the log end offset afterwards is that batch's base offset
+    /// when `offset` falls inside a batch. Below the first segment, the log is emptied and
+    /// restarts at `offset` (Kafka's `truncateFullyAndStartAt`).
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset >= self.log_end_offset {
+            return Ok(());
+        }
+        let now = now_ms();
+        if offset < self.segments[0].base_offset() {
+            for segment in std::mem::take(&mut self.segments) {
+                segment.delete_files()?;
+            }
+            self.segments.push(Segment::create(&self.dir, offset, now)?);
+            self.log_start_offset = offset;
+            self.log_end_offset = offset;
+        } else {
+            let keep = self.segment_index_for(offset);
+            for segment in self.segments.drain(keep + 1..).collect::<Vec<_>>() {
+                segment.delete_files()?;
+            }
+            let interval = self.config.index_interval_bytes;
+            let active = self.segments.last_mut().expect("kept one");
+            active.truncate_to(offset, interval)?;
+            self.log_end_offset = active.next_offset().expect("set by truncate_to");
+        }
+        sync_dir(&self.dir)?;
+        self.recovery_point = self.recovery_point.min(self.log_end_offset);
+        self.load_producer_state()?;
+        Ok(())
+    }
+
+    /// Flush, write a producer snapshot at the log end (so the next open does not walk
+    /// the log), and close the files.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.flush()?;
+        self.take_snapshot(self.log_end_offset)?;
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Delete the partition directory and everything in it (topic deletion).
+    pub fn delete(self) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir).map_err(io_context("delete", &dir))?;
+        Ok(())
+    }
+
+    /// Forget producers idle for `expiration_ms` (`producer.id.expiration.ms`).
+    pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producer_state.remove_expired(now_ms, expiration_ms)
+    }
+}
+
+/// What a partition directory holds, by kind.
+struct DirectoryFiles {
+    logs: BTreeSet<i64>,
+    snapshots: BTreeSet<i64>,
+}
+
+/// List the directory: segment logs and snapshots by offset. Leftovers of interrupted
+/// deletions, cleanings and snapshot writes are removed, as are index files without a
+/// log (Kafka does the same); unknown files are left alone.
+fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
+    let mut logs = BTreeSet::new();
+    let mut snapshots = BTreeSet::new();
+    let mut indexes: Vec<(i64, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_context("list", dir))? {
+        let entry = entry.map_err(io_context("list", dir))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if name.ends_with(DELETED_SUFFIX)
+            || name.ends_with(CLEANED_SUFFIX)
+            || name.ends_with(TMP_SUFFIX)
+        {
+            fs::remove_file(&path).map_err(io_context("delete", &path))?;
+            continue;
+        }
+        let Some((stem, suffix)) = name.split_once('.') else {
+            continue;
+        };
+        if stem.is_empty()
+            || stem.len() > OFFSET_DIGITS
+            || !stem.bytes().all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(offset) = stem.parse::<i64>() else {
+            continue;
+        };
+        match suffix {
+            LOG_SUFFIX => {
+                logs.insert(offset);
+            }
+            INDEX_SUFFIX | TIME_INDEX_SUFFIX => indexes.push((offset, path)),
+            SNAPSHOT_SUFFIX => {
+                snapshots.insert(offset);
+            }
+            _ => {}
+        }
+    }
+    for (offset, path) in indexes {
+        if !logs.contains(&offset) {
+            fs::remove_file(&path).map_err(io_context("delete", &path))?;
+        }
+    }
+    Ok(DirectoryFiles { logs, snapshots })
+}
+
+/// fsync the directory so that file creations, renames and deletions survive a crash.
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    let d = fs::File::open(dir).map_err(io_context("open", dir))?;
+    d.sync_all().map_err(io_context("fsync", dir))?;
+    Ok(())
+}

@@ -1,0 +1,503 @@
+//! Idempotent-producer state of one partition (Kafka's `ProducerStateManager`).
+//!
+//! For every producer id the partition remembers its epoch and the sequence ranges and
+//! offsets of its last [`MAX_CACHED_BATCHES`] batches. That is enough to fence zombies
+//! (an older epoch), to reject gaps (a sequence that does not follow the last one), and
+//! to answer a retried batch with the offsets it got the first time instead of writing
+//! it twice. Everything needed is in the 61-byte batch header, so the state is rebuilt on
+//! open by walking headers; a snapshot file in Kafka's format bounds that walk.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use ottla_protocol::batch::NO_PRODUCER_EPOCH;
+
+use crate::header::{wrapping_sequence_add, wrapping_sequence_sub, BatchHeader};
+use crate::{io_context, LogError};
+
+/// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`: the producer keeps at most 5
+/// requests in flight per connection, so a retry can only repeat one of the last 5.
+pub const MAX_CACHED_BATCHES: usize = 5;
+/// Kafka's producer snapshot version 1, the format this module writes and reads.
+pub const SNAPSHOT_VERSION: i16 = 1;
+/// File name suffix of producer snapshots, as Kafka names them.
+pub const SNAPSHOT_SUFFIX: &str = "snapshot";
+/// version int16 + crc uint32 + entry count int32.
+const SNAPSHOT_HEADER_LEN: usize = 10;
+/// producer_id 8, epoch 2, last_sequence 4, last_offset 8, offset_delta 4, timestamp 8,
+/// coordinator_epoch 4, current_txn_first_offset 8.
+const SNAPSHOT_ENTRY_LEN: usize = 46;
+/// Where the CRC-32C coverage starts (the entries array).
+const SNAPSHOT_CRC_START: usize = 6;
+
+/// Sequence range and offsets of one appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The batch's max timestamp.
+    pub timestamp: i64,
+}
+
+/// What the partition knows about one producer id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerStateEntry {
+    producer_id: i64,
+    epoch: i16,
+    batches: VecDeque<BatchMetadata>,
+    coordinator_epoch: i32,
+    current_txn_first_offset: Option<i64>,
+    last_timestamp: i64,
+}
+
+impl ProducerStateEntry {
+    fn empty(producer_id: i64) -> Self {
+        ProducerStateEntry {
+            producer_id,
+            epoch: NO_PRODUCER_EPOCH,
+            batches: VecDeque::new(),
+            coordinator_epoch: -1,
+            current_txn_first_offset: None,
+            last_timestamp: -1,
+        }
+    }
+    pub fn producer_id(&self) -> i64 {
+        self.producer_id
+    }
+    pub fn epoch(&self) -> i16 {
+        self.epoch
+    }
+    /// The cached batches, oldest first (at most [`MAX_CACHED_BATCHES`]).
+    pub fn batches(&self) -> impl Iterator<Item = &BatchMetadata> {
+        self.batches.iter()
+    }
+    pub fn last_sequence(&self) -> Option<i32> {
+        self.batches.back().map(|b| b.last_seq)
+    }
+    pub fn last_offset(&self) -> Option<i64> {
+        self.batches.back().map(|b| b.last_offset)
+    }
+    pub fn last_timestamp(&self) -> i64 {
+        self.last_timestamp
+    }
+    /// First offset of the producer's open transaction, if one is open.
+    pub fn current_txn_first_offset(&self) -> Option<i64> {
+        self.current_txn_first_offset
+    }
+
+    fn find_duplicate(&self, epoch: i16, first_seq: i32, last_seq: i32) -> Option<BatchMetadata> {
+        if epoch != self.epoch {
+            return None;
+        }
+        self.batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+            .copied()
+    }
+
+    fn set_epoch(&mut self, epoch: i16) {
+        if epoch != self.epoch {
+            self.batches.clear();
+            self.epoch = epoch;
+        }
+    }
+}
+
+/// Outcome of checking a leader append against the producer state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProducerCheck {
+    /// Append it.
+    Accept,
+    /// Already in the log: answer with these offsets and do not append.
+    Duplicate(BatchMetadata),
+}
+
+/// Per-partition producer table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerStateManager {
+    producers: HashMap<i64, ProducerStateEntry>,
+}
+
+impl ProducerStateManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerStateEntry> {
+        self.producers.get(&producer_id)
+    }
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &ProducerStateEntry> {
+        self.producers.values()
+    }
+
+    /// Kafka's leader-side validation (`ProducerAppendInfo.checkProducerEpoch` and
+    /// `checkSequence`, plus the duplicate lookup of `UnifiedLog`), for a batch that
+    /// carries a producer id. Done before offsets are assigned so nothing is written for
+    /// a rejected or duplicate batch.
+    pub(crate) fn check_leader_append(&self, h: &BatchHeader) -> Result<ProducerCheck, LogError> {
+        if !h.has_producer_id() {
+            return Ok(ProducerCheck::Accept);
+        }
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            // A producer we know nothing about (new, or its state was lost to retention):
+            // any sequence is accepted, as in Kafka.
+            return Ok(ProducerCheck::Accept);
+        };
+        if entry.epoch != NO_PRODUCER_EPOCH && h.producer_epoch < entry.epoch {
+            return Err(LogError::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                current: entry.epoch,
+                received: h.producer_epoch,
+            });
+        }
+        if h.is_control() {
+            // Transaction markers carry no sequence; only the epoch fence applies.
+            return Ok(ProducerCheck::Accept);
+        }
+        if let Some(dup) =
+            entry.find_duplicate(h.producer_epoch, h.base_sequence, h.last_sequence())
+        {
+            return Ok(ProducerCheck::Duplicate(dup));
+        }
+        if h.producer_epoch != entry.epoch {
+            // A new epoch starts its sequences at 0, unless we never knew an epoch.
+            if h.base_sequence != 0 && entry.epoch != NO_PRODUCER_EPOCH {
+                return Err(LogError::OutOfOrderSequence {
+                    producer_id: h.producer_id,
+                    producer_epoch: h.producer_epoch,
+                    expected: 0,
+                    received: h.base_sequence,
+                });
+            }
+            return Ok(ProducerCheck::Accept);
+        }
+        match entry.last_sequence() {
+            // Same epoch but no batch cached (e.g. only markers so far): accept.
+            None => Ok(ProducerCheck::Accept),
+            Some(last) => {
+                let expected = wrapping_sequence_add(last, 1);
+                if h.base_sequence == expected {
+                    Ok(ProducerCheck::Accept)
+                } else {
+                    Err(LogError::OutOfOrderSequence {
+                        producer_id: h.producer_id,
+                        producer_epoch: h.producer_epoch,
+                        expected,
+                        received: h.base_sequence,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Record an appended batch whose header carries its final offsets. No validation:
+    /// used after the leader check, for follower appends and when rebuilding from disk.
+    pub(crate) fn update(&mut self, h: &BatchHeader) {
+        if !h.has_producer_id() {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerStateEntry::empty(h.producer_id));
+        entry.set_epoch(h.producer_epoch);
+        entry.last_timestamp = h.max_timestamp;
+        if h.is_control() {
+            // A COMMIT/ABORT marker closes the producer's transaction.
+            entry.current_txn_first_offset = None;
+            return;
+        }
+        if h.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(h.base_offset);
+        }
+        entry.batches.push_back(BatchMetadata {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            timestamp: h.max_timestamp,
+        });
+        while entry.batches.len() > MAX_CACHED_BATCHES {
+            entry.batches.pop_front();
+        }
+    }
+
+    /// Forget producers idle for at least `expiration_ms` with no open transaction
+    /// (Kafka's `producer.id.expiration.ms`, default one day). Returns how many went.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.producers.clear();
+    }
+
+    /// Serialize in Kafka's snapshot format v1: version, CRC-32C of the rest, then per
+    /// producer only its *last* batch (Kafka keeps no more across restarts either).
+    pub(crate) fn to_snapshot_bytes(&self) -> Vec<u8> {
+        let mut producers: Vec<&ProducerStateEntry> = self.producers.values().collect();
+        producers.sort_by_key(|e| e.producer_id);
+        let mut b = Vec::with_capacity(SNAPSHOT_HEADER_LEN + producers.len() * SNAPSHOT_ENTRY_LEN);
+        b.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&(producers.len() as i32).to_be_bytes());
+        for e in producers {
+            let last = e.batches.back();
+            b.extend_from_slice(&e.producer_id.to_be_bytes());
+            b.extend_from_slice(&e.epoch.to_be_bytes());
+            b.extend_from_slice(&last.map_or(-1, |l| l.last_seq).to_be_bytes());
+            b.extend_from_slice(&last.map_or(-1i64, |l| l.last_offset).to_be_bytes());
+            let delta = last.map_or(0, |l| (l.last_offset - l.first_offset) as i32);
+            b.extend_from_slice(&delta.to_be_bytes());
+            b.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            b.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            b.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&b[SNAPSHOT_CRC_START..]);
+        b[2..6].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Parse a snapshot; any inconsistency is an error (the caller then ignores the file).
+    pub(crate) fn from_snapshot_bytes(b: &[u8]) -> Result<Self, String> {
+        if b.len() < SNAPSHOT_HEADER_LEN {
+            return Err(format!(
+                "snapshot has {} bytes, less than its header",
+                b.len()
+            ));
+        }
+        let version = i16::from_be_bytes([b[0], b[1]]);
+        if version != SNAPSHOT_VERSION {
+            return Err(format!("unknown snapshot version {version}"));
+        }
+        let stored = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
+        let computed = crc32c::crc32c(&b[SNAPSHOT_CRC_START..]);
+        if stored != computed {
+            return Err(format!(
+                "snapshot CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ));
+        }
+        let count = i32::from_be_bytes([b[6], b[7], b[8], b[9]]);
+        let body = &b[SNAPSHOT_HEADER_LEN..];
+        if count < 0 || body.len() != count as usize * SNAPSHOT_ENTRY_LEN {
+            return Err(format!(
+                "snapshot claims {count} entries in {} bytes",
+                body.len()
+            ));
+        }
+        let mut producers = HashMap::with_capacity(count as usize);
+        for chunk in body.chunks_exact(SNAPSHOT_ENTRY_LEN) {
+            let mut r = Reader(chunk);
+            let producer_id = r.i64();
+            let epoch = r.i16();
+            let last_seq = r.i32();
+            let last_offset = r.i64();
+            let offset_delta = r.i32();
+            let timestamp = r.i64();
+            let coordinator_epoch = r.i32();
+            let txn_first = r.i64();
+            if producer_id < 0
+                || offset_delta < 0
+                || (last_offset >= 0 && last_offset < i64::from(offset_delta))
+            {
+                return Err(format!(
+                    "snapshot entry for producer {producer_id} is inconsistent"
+                ));
+            }
+            let mut entry = ProducerStateEntry::empty(producer_id);
+            entry.epoch = epoch;
+            entry.coordinator_epoch = coordinator_epoch;
+            entry.current_txn_first_offset = (txn_first >= 0).then_some(txn_first);
+            entry.last_timestamp = timestamp;
+            if last_offset >= 0 {
+                entry.batches.push_back(BatchMetadata {
+                    first_seq: wrapping_sequence_sub(last_seq, offset_delta),
+                    last_seq,
+                    first_offset: last_offset - i64::from(offset_delta),
+                    last_offset,
+                    timestamp,
+                });
+            }
+            producers.insert(producer_id, entry);
+        }
+        Ok(ProducerStateManager { producers })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&self.0[..N]);
+        self.0 = &self.0[N..];
+        a
+    }
+    fn i16(&mut self) -> i16 {
+        i16::from_be_bytes(self.take())
+    }
+    fn i32(&mut self) -> i32 {
+        i32::from_be_bytes(self.take())
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take())
+    }
+}
+
+/// `<dir>/<offset, 20 digits>.snapshot`
+pub(crate) fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}.{SNAPSHOT_SUFFIX}"))
+}
+
+/// Write a snapshot durably: to a temporary name, fsync, then rename over the final name,
+/// so a crash leaves either no snapshot or a whole one (the CRC catches anything else).
+pub(crate) fn write_snapshot(
+    dir: &Path,
+    offset: i64,
+    state: &ProducerStateManager,
+) -> io::Result<PathBuf> {
+    let path = snapshot_path(dir, offset);
+    let tmp = path.with_extension(format!("{SNAPSHOT_SUFFIX}.tmp"));
+    let bytes = state.to_snapshot_bytes();
+    {
+        let mut f = fs::File::create(&tmp).map_err(io_context("create", &tmp))?;
+        f.write_all(&bytes).map_err(io_context("write", &tmp))?;
+        f.sync_all().map_err(io_context("fsync", &tmp))?;
+    }
+    fs::rename(&tmp, &path).map_err(io_context("rename", &tmp))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ottla_protocol::batch::build_batch;
+    use ottla_protocol::compression::Compression;
+
+    fn header(offset: i64, count: i32, pid: i64, epoch: i16, seq: i32) -> BatchHeader {
+        let b = build_batch(
+            offset,
+            Compression::None,
+            count - 1,
+            0,
+            1000 + offset,
+            pid,
+            epoch,
+            seq,
+            count,
+            &[],
+        );
+        BatchHeader::parse(&b).unwrap()
+    }
+
+    #[test]
+    fn leader_checks_follow_kafka() {
+        let mut s = ProducerStateManager::new();
+        // unknown producer: any sequence
+        assert_eq!(
+            s.check_leader_append(&header(0, 3, 7, 2, 40)).unwrap(),
+            ProducerCheck::Accept
+        );
+        s.update(&header(0, 3, 7, 2, 40));
+        // next in sequence
+        assert_eq!(
+            s.check_leader_append(&header(3, 2, 7, 2, 43)).unwrap(),
+            ProducerCheck::Accept
+        );
+        // duplicate of the cached batch
+        match s.check_leader_append(&header(99, 3, 7, 2, 40)).unwrap() {
+            ProducerCheck::Duplicate(m) => assert_eq!((m.first_offset, m.last_offset), (0, 2)),
+            other => panic!("expected duplicate, got {other:?}"),
+        }
+        // gap
+        let err = s.check_leader_append(&header(3, 1, 7, 2, 45)).unwrap_err();
+        assert!(matches!(
+            err,
+            LogError::OutOfOrderSequence {
+                expected: 43,
+                received: 45,
+                ..
+            }
+        ));
+        assert_eq!(err.kafka_error_code(), 45);
+        // older epoch
+        let err = s.check_leader_append(&header(3, 1, 7, 1, 43)).unwrap_err();
+        assert_eq!(err.kafka_error_code(), 47);
+        // newer epoch must restart at 0
+        assert!(s.check_leader_append(&header(3, 1, 7, 3, 43)).is_err());
+        assert_eq!(
+            s.check_leader_append(&header(3, 1, 7, 3, 0)).unwrap(),
+            ProducerCheck::Accept
+        );
+    }
+
+    #[test]
+    fn keeps_only_the_last_five_batches() {
+        let mut s = ProducerStateManager::new();
+        for i in 0..7 {
+            s.update(&header(i, 1, 1, 0, i as i32));
+        }
+        let e = s.get(1).unwrap();
+        assert_eq!(e.batches().count(), MAX_CACHED_BATCHES);
+        assert_eq!(e.batches().next().unwrap().first_seq, 2);
+        // the evicted batch is no longer a duplicate but out of order
+        assert!(s.check_leader_append(&header(0, 1, 1, 0, 0)).is_err());
+        assert!(matches!(
+            s.check_leader_append(&header(0, 1, 1, 0, 2)).unwrap(),
+            ProducerCheck::Duplicate(_)
+        ));
+    }
+
+    #[test]
+    fn sequence_wraps_at_i32_max() {
+        let mut s = ProducerStateManager::new();
+        s.update(&header(0, 2, 1, 0, i32::MAX - 1));
+        assert_eq!(
+            s.check_leader_append(&header(2, 1, 1, 0, 0)).unwrap(),
+            ProducerCheck::Accept
+        );
+    }
+
+    #[test]
+    fn snapshot_round_trips_last_batch_and_rejects_corruption() {
+        let mut s = ProducerStateManager::new();
+        s.update(&header(0, 3, 7, 2, 40));
+        s.update(&header(3, 2, 7, 2, 43));
+        s.update(&header(5, 1, 9, 0, i32::MAX));
+        let bytes = s.to_snapshot_bytes();
+        assert_eq!(bytes.len(), SNAPSHOT_HEADER_LEN + 2 * SNAPSHOT_ENTRY_LEN);
+        let back = ProducerStateManager::from_snapshot_bytes(&bytes).unwrap();
+        let e = back.get(7).unwrap();
+        assert_eq!(e.epoch(), 2);
+        let last: Vec<_> = e.batches().copied().collect();
+        assert_eq!(
+            last,
+            vec![BatchMetadata {
+                first_seq: 43,
+                last_seq: 44,
+                first_offset: 3,
+                last_offset: 4,
+                timestamp: 1003
+            }]
+        );
+        assert_eq!(back.get(9).unwrap().last_sequence(), Some(i32::MAX));
+        let mut bad = bytes.clone();
+        bad[20] ^= 1;
+        assert!(ProducerStateManager::from_snapshot_bytes(&bad).is_err());
+        assert!(ProducerStateManager::from_snapshot_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(ProducerStateManager::from_snapshot_bytes(&[]).is_err());
+    }
+}

@@ -1,0 +1,678 @@
+//! One segment: a `.log` file of concatenated batches plus its `.index` and `.timeindex`.
+//!
+//! All reads are positional (`pread`), so readers share the segment through `&self`
+//! while the single writer appends with `&mut self`. Writes are positional too: a failed
+//! or torn write is simply overwritten by the next append at the same position, or cut
+//! off by recovery.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ottla_protocol::batch::{batch_size_at, RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use ottla_protocol::records::{decode_records, Record};
+
+use crate::header::BatchHeader;
+use crate::index::{relative_offset, OffsetIndex, TimeIndex, NO_TIMESTAMP};
+use crate::{io_context, LogError, MAX_DECOMPRESSED_BATCH_BYTES, MAX_SEGMENT_BYTES};
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+pub(crate) const INDEX_SUFFIX: &str = "index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// How much of a segment recovery reads per system call. Large enough to amortise the
+/// calls, small enough to keep recovery of many partitions cheap in memory; a batch
+/// larger than this is read whole (bounded by the file's size, never by a length field).
+const RECOVERY_READ_CHUNK: usize = 1 << 20;
+
+/// `<dir>/<base offset, 20 digits>.<suffix>`, Kafka's file naming.
+pub(crate) fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// Kafka's per-segment index bookkeeping (`LogSegment.append`): the largest timestamp so
+/// far with the last offset of the first batch that reached it, and the bytes appended
+/// since the last offset-index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IndexCursor {
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_last_index_entry: u64,
+}
+
+/// Index entries one batch calls for.
+struct IndexStep {
+    /// (batch last offset, batch position) for the offset index.
+    offset_entry: Option<(i64, u64)>,
+    /// (max timestamp so far, its offset) for the time index, appended if it grew.
+    time_entry: Option<(i64, i64)>,
+}
+
+impl IndexCursor {
+    fn new() -> Self {
+        IndexCursor {
+            max_timestamp: NO_TIMESTAMP,
+            offset_of_max_timestamp: -1,
+            bytes_since_last_index_entry: 0,
+        }
+    }
+
+    /// Account for batch `h` at `position`. As in Kafka, an index entry is due when more
+    /// than `index_interval_bytes` were appended since the last one, and the time index is
+    /// only touched at those points (and when the segment is sealed), which keeps both
+    /// indexes at one entry per interval instead of one per batch.
+    fn on_batch(&mut self, h: &BatchHeader, position: u64, index_interval_bytes: u64) -> IndexStep {
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.offset_of_max_timestamp = h.last_offset();
+        }
+        let mut step = IndexStep {
+            offset_entry: None,
+            time_entry: None,
+        };
+        if self.bytes_since_last_index_entry > index_interval_bytes {
+            step.offset_entry = Some((h.last_offset(), position));
+            step.time_entry = Some((self.max_timestamp, self.offset_of_max_timestamp));
+            self.bytes_since_last_index_entry = 0;
+        }
+        self.bytes_since_last_index_entry += h.size as u64;
+        step
+    }
+}
+
+/// Why and where recovery cut a segment.
+#[derive(Debug, Clone)]
+pub(crate) struct Truncation {
+    /// The offset the log continues at (the first offset dropped).
+    pub offset: i64,
+    pub bytes_dropped: u64,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    file: File,
+    size: u64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    cursor: IndexCursor,
+    /// Max timestamp of the first batch: what `segment.ms` is measured against.
+    first_batch_timestamp: Option<i64>,
+    created_ms: i64,
+    /// Offset after the last batch; known for scanned segments (always the active one),
+    /// `None` for trusted segments loaded from their indexes.
+    next_offset: Option<i64>,
+    dirty: bool,
+}
+
+/// Buffered positional reader for recovery scans.
+struct ChunkReader<'a> {
+    file: &'a File,
+    path: &'a Path,
+    file_len: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl ChunkReader<'_> {
+    /// `len` bytes at `pos`; the caller guarantees `pos + len <= file_len`.
+    fn get(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
+        let end = pos + len as u64;
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if pos < self.buf_start || end > buf_end {
+            let want = (len.max(RECOVERY_READ_CHUNK) as u64).min(self.file_len - pos) as usize;
+            self.buf.clear();
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf, pos)
+                .map_err(io_context("read", self.path))?;
+            self.buf_start = pos;
+        }
+        let from = (pos - self.buf_start) as usize;
+        Ok(&self.buf[from..from + len])
+    }
+}
+
+impl Segment {
+    /// Create a new, empty segment (replacing any files of that name).
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(io_context("create", &log_path))?;
+        Ok(Segment {
+            base_offset,
+            offset_index: OffsetIndex::create(
+                segment_file(dir, base_offset, INDEX_SUFFIX),
+                base_offset,
+            )?,
+            time_index: TimeIndex::create(
+                segment_file(dir, base_offset, TIME_INDEX_SUFFIX),
+                base_offset,
+            )?,
+            log_path,
+            file,
+            size: 0,
+            cursor: IndexCursor::new(),
+            first_batch_timestamp: None,
+            created_ms: now_ms,
+            next_offset: Some(base_offset),
+            dirty: true,
+        })
+    }
+
+    /// Open an existing segment's `.log`. Its indexes are not loaded yet: follow with
+    /// [`Segment::load_indexes`] (trusted segments) or [`Segment::recover`].
+    pub fn open(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(io_context("open", &log_path))?;
+        let size = file
+            .metadata()
+            .map_err(io_context("stat", &log_path))?
+            .len();
+        let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
+        let time_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
+        Ok(Segment {
+            base_offset,
+            // placeholders until load_indexes/recover: nothing is written through them
+            offset_index: OffsetIndex::detached(index_path, base_offset),
+            time_index: TimeIndex::detached(time_path, base_offset),
+            log_path,
+            file,
+            size,
+            cursor: IndexCursor::new(),
+            first_batch_timestamp: None,
+            created_ms: now_ms,
+            next_offset: None,
+            dirty: false,
+        })
+    }
+
+    /// Load the index files of a segment below the recovery point and check them against
+    /// the log: `false` means they are missing or inconsistent and the caller must
+    /// rebuild (recover) the segment. `end_offset` bounds the segment's offsets (the next
+    /// segment's base offset).
+    pub fn load_indexes(&mut self, end_offset: i64) -> Result<bool, LogError> {
+        let min_batch = BATCH_HEADER_LEN as u64;
+        let index_path = self.offset_index.path().to_path_buf();
+        let time_path = self.time_index.path().to_path_buf();
+        let Some(offset_index) =
+            OffsetIndex::load(index_path, self.base_offset, self.size, min_batch)?
+        else {
+            return Ok(false);
+        };
+        let Some(time_index) = TimeIndex::load(
+            time_path,
+            self.base_offset,
+            end_offset,
+            self.size,
+            min_batch,
+        )?
+        else {
+            return Ok(false);
+        };
+        // Sealed segments always end with a time index entry for their largest timestamp;
+        // an empty one next to a non-empty log means the index cannot be trusted.
+        let Some((max_timestamp, offset_of_max_timestamp)) = time_index.last_entry() else {
+            return Ok(self.size == 0);
+        };
+        // The last offset entry must point at the batch it names.
+        if let Some((offset, position)) = offset_index.last_entry() {
+            match self.header_at(position) {
+                Ok(Some(h)) if h.last_offset() == offset => {}
+                _ => return Ok(false),
+            }
+        }
+        self.offset_index = offset_index;
+        self.time_index = time_index;
+        self.cursor = IndexCursor {
+            max_timestamp,
+            offset_of_max_timestamp,
+            bytes_since_last_index_entry: 0,
+        };
+        Ok(true)
+    }
+
+    /// Scan the whole segment batch by batch (whole-batch structure, CRC, codec, record
+    /// count, offsets ascending from `expected_next` and representable relative to the
+    /// base), cut it at the first batch that fails, and rebuild both indexes from what
+    /// remains. Never allocates more than the file's size, whatever a length field says.
+    pub fn recover(
+        &mut self,
+        expected_next: i64,
+        index_interval_bytes: u64,
+    ) -> Result<Option<Truncation>, LogError> {
+        let file_len = self
+            .file
+            .metadata()
+            .map_err(io_context("stat", &self.log_path))?
+            .len();
+        let mut reader = ChunkReader {
+            file: &self.file,
+            path: &self.log_path,
+            file_len,
+            buf: Vec::new(),
+            buf_start: 0,
+        };
+        let mut expected = expected_next.max(self.base_offset);
+        let mut cursor = IndexCursor::new();
+        let mut offset_entries: Vec<(i64, u64)> = Vec::new();
+        let mut time_entries: Vec<(i64, i64)> = Vec::new();
+        let mut first_batch_timestamp = None;
+        let mut position = 0u64;
+        let mut truncation = None;
+        while position < file_len {
+            match check_batch_at(&mut reader, position, self.base_offset, expected)? {
+                Ok(h) => {
+                    let step = cursor.on_batch(&h, position, index_interval_bytes);
+                    if let Some(e) = step.offset_entry {
+                        offset_entries.push(e);
+                    }
+                    if let Some((ts, off)) = step.time_entry {
+                        if time_entries.last().is_none_or(|&(last, _)| ts > last)
+                            && ts > NO_TIMESTAMP
+                        {
+                            time_entries.push((ts, off));
+                        }
+                    }
+                    first_batch_timestamp.get_or_insert(h.max_timestamp);
+                    position += h.size as u64;
+                    expected = h.next_offset();
+                }
+                Err(reason) => {
+                    truncation = Some(Truncation {
+                        offset: expected,
+                        bytes_dropped: file_len - position,
+                        reason,
+                    });
+                    break;
+                }
+            }
+        }
+        // As a sealed segment's does (and as Kafka's recovery does), the time index ends
+        // with the largest timestamp, so a later open can trust its last entry.
+        if time_entries
+            .last()
+            .is_none_or(|&(last, _)| cursor.max_timestamp > last)
+            && cursor.max_timestamp > NO_TIMESTAMP
+        {
+            time_entries.push((cursor.max_timestamp, cursor.offset_of_max_timestamp));
+        }
+        if truncation.is_some() {
+            self.file
+                .set_len(position)
+                .map_err(io_context("truncate", &self.log_path))?;
+            self.dirty = true;
+        }
+        self.size = position;
+        let index_path = self.offset_index.path().to_path_buf();
+        let time_path = self.time_index.path().to_path_buf();
+        self.offset_index = OffsetIndex::rebuilt(index_path, self.base_offset, offset_entries)?;
+        self.time_index = TimeIndex::rebuilt(time_path, self.base_offset, time_entries)?;
+        self.cursor = cursor;
+        self.first_batch_timestamp = first_batch_timestamp;
+        self.next_offset = Some(if position == 0 {
+            self.base_offset
+        } else {
+            expected
+        });
+        Ok(truncation)
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn next_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        self.cursor.max_timestamp
+    }
+    /// Last offset of the first batch holding [`Segment::max_timestamp`], -1 if none.
+    pub fn offset_of_max_timestamp(&self) -> i64 {
+        self.cursor.offset_of_max_timestamp
+    }
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// How long the segment has been open for `segment.ms`: by record time when the
+    /// first batch has a timestamp, else by wall clock since creation (Kafka's
+    /// `timeWaitedForRoll`).
+    pub fn time_waited_for_roll(&self, now_ms: i64, batch_max_timestamp: i64) -> i64 {
+        match self.first_batch_timestamp {
+            Some(t) if t >= 0 => batch_max_timestamp.saturating_sub(t),
+            _ => now_ms.saturating_sub(self.created_ms),
+        }
+    }
+
+    /// Offset to start a search for `timestamp` at (see `TimeIndex::lookup`).
+    pub fn time_index_lookup(&self, timestamp: i64) -> i64 {
+        self.time_index.lookup(timestamp)
+    }
+
+    /// Whether a batch ending at `last_offset` can still go into this segment's indexes.
+    pub fn can_hold_offset(&self, last_offset: i64) -> bool {
+        relative_offset(self.base_offset, last_offset).is_some()
+    }
+
+    /// Append one batch whose header (`h`) already carries its final offsets.
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        h: &BatchHeader,
+        index_interval_bytes: u64,
+    ) -> Result<(), LogError> {
+        let position = self.size;
+        if position + bytes.len() as u64 > MAX_SEGMENT_BYTES {
+            return Err(LogError::Corrupt(format!(
+                "append would grow {} beyond {MAX_SEGMENT_BYTES} bytes",
+                self.log_path.display()
+            )));
+        }
+        if let Err(e) = self.file.write_all_at(bytes, position) {
+            // Best effort: drop any partial write now; the next append overwrites it
+            // anyway and recovery would cut it.
+            let _ = self.file.set_len(position);
+            return Err(io_context("write", &self.log_path)(e).into());
+        }
+        self.dirty = true;
+        self.size += bytes.len() as u64;
+        let step = self.cursor.on_batch(h, position, index_interval_bytes);
+        if let Some((offset, pos)) = step.offset_entry {
+            self.offset_index.append(offset, pos)?;
+        }
+        if let Some((ts, off)) = step.time_entry {
+            self.time_index.maybe_append(ts, off)?;
+        }
+        self.first_batch_timestamp.get_or_insert(h.max_timestamp);
+        self.next_offset = Some(h.next_offset());
+        Ok(())
+    }
+
+    /// fsync the log and its indexes if anything changed since the last flush.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        if self.dirty {
+            self.file
+                .sync_data()
+                .map_err(io_context("fsync", &self.log_path))?;
+            self.dirty = false;
+        }
+        self.offset_index.flush()?;
+        self.time_index.flush()?;
+        Ok(())
+    }
+
+    /// The segment stops being active: record its final max timestamp in the time index
+    /// (Kafka's `onBecomeInactiveSegment`, which is what lets a later open trust the time
+    /// index's last entry), flush, and release the index file handles.
+    pub fn seal(&mut self) -> Result<(), LogError> {
+        self.time_index.maybe_append(
+            self.cursor.max_timestamp,
+            self.cursor.offset_of_max_timestamp,
+        )?;
+        self.flush()?;
+        self.offset_index.close();
+        self.time_index.close();
+        Ok(())
+    }
+
+    /// Largest timestamp for `retention.ms`: the records' when known, else the file's
+    /// modification time (as Kafka does for segments without timestamps).
+    pub fn largest_timestamp_for_retention(&self) -> Result<i64, LogError> {
+        if self.cursor.max_timestamp > 0 {
+            return Ok(self.cursor.max_timestamp);
+        }
+        let modified = self
+            .file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(io_context("stat", &self.log_path))?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0))
+    }
+
+    /// Header of the batch at `position`, `None` at the end of the segment. A header that
+    /// is cut short or malformed is reported as corruption with the file and position.
+    pub fn header_at(&self, position: u64) -> Result<Option<BatchHeader>, LogError> {
+        if position >= self.size {
+            return Ok(None);
+        }
+        let available = self.size - position;
+        if available < BATCH_HEADER_LEN as u64 {
+            return Err(self.corrupt(
+                position,
+                format!("{available} bytes left, less than a batch header"),
+            ));
+        }
+        let mut buf = [0u8; BATCH_HEADER_LEN];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .map_err(io_context("read", &self.log_path))?;
+        let h = BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, e.to_string()))?;
+        if h.size as u64 > available {
+            return Err(self.corrupt(
+                position,
+                format!("batch of {} bytes but only {available} left", h.size),
+            ));
+        }
+        Ok(Some(h))
+    }
+
+    fn corrupt(&self, position: u64, what: String) -> LogError {
+        LogError::Corrupt(format!(
+            "{} at position {position}: {what}",
+            self.log_path.display()
+        ))
+    }
+
+    /// Position and header of the first batch whose last offset is >= `offset` (the batch
+    /// containing it, or the next one after a gap); `None` if the segment has none.
+    pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        let mut position = self.offset_index.lookup(offset);
+        while let Some(h) = self.header_at(position)? {
+            if h.last_offset() >= offset {
+                return Ok(Some((position, h)));
+            }
+            position += h.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// Call `f` with every batch header from `position` to the end.
+    pub fn for_each_header(
+        &self,
+        mut position: u64,
+        mut f: impl FnMut(u64, &BatchHeader) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        while let Some(h) = self.header_at(position)? {
+            f(position, &h)?;
+            position += h.size as u64;
+        }
+        Ok(())
+    }
+
+    pub fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .map_err(io_context("read", &self.log_path))?;
+        Ok(buf)
+    }
+
+    /// Whole batches starting with `first` (at `position`): as many as fit in `budget`
+    /// bytes (at least `first` when `allow_oversized_first`), none whose base offset
+    /// reaches `max_offset`. One read for the lot. Returns the bytes and whether the
+    /// segment's end was reached (so the caller may continue in the next segment).
+    pub fn read_batches(
+        &self,
+        position: u64,
+        first: &BatchHeader,
+        budget: usize,
+        max_offset: i64,
+        allow_oversized_first: bool,
+    ) -> Result<(Vec<u8>, bool), LogError> {
+        if first.base_offset >= max_offset || (first.size > budget && !allow_oversized_first) {
+            return Ok((Vec::new(), false));
+        }
+        let available = self.size - position;
+        let want = (budget.max(first.size) as u64).min(available) as usize;
+        let mut buf = self.read_bytes(position, want)?;
+        let mut end = 0usize;
+        let mut stopped = false;
+        while end < buf.len() {
+            let rest = &buf[end..];
+            if rest.len() < LOG_OVERHEAD {
+                break;
+            }
+            let size = match batch_size_at(rest) {
+                Some(Ok(size)) => size,
+                _ => return Err(self.corrupt(position + end as u64, "invalid batch length".into())),
+            };
+            if size > rest.len() {
+                if (end + size) as u64 > available {
+                    return Err(self.corrupt(
+                        position + end as u64,
+                        "batch runs past the segment end".into(),
+                    ));
+                }
+                break;
+            }
+            let h = BatchHeader::parse(rest)
+                .map_err(|e| self.corrupt(position + end as u64, e.to_string()))?;
+            if h.base_offset >= max_offset || (end > 0 && end + size > budget) {
+                stopped = true;
+                break;
+            }
+            end += size;
+        }
+        buf.truncate(end);
+        let exhausted = !stopped && position + end as u64 == self.size;
+        Ok((buf, exhausted))
+    }
+
+    /// Decode the records of the batch at `position` (for timestamp lookups).
+    pub fn decode_batch(&self, position: u64, h: &BatchHeader) -> Result<Vec<Record>, LogError> {
+        let bytes = self.read_bytes(position, h.size)?;
+        let batch = RecordBatch::new(&bytes).map_err(|e| self.corrupt(position, e.to_string()))?;
+        Ok(decode_records(&batch, MAX_DECOMPRESSED_BATCH_BYTES)?)
+    }
+
+    /// Remove the batch containing `offset` and everything after it; returns the bytes
+    /// removed. Indexes are cut to match and the segment's bookkeeping is recomputed from
+    /// the remaining headers.
+    pub fn truncate_to(&mut self, offset: i64, index_interval_bytes: u64) -> Result<u64, LogError> {
+        let position = match self.find_batch(offset)? {
+            Some((position, _)) => position,
+            None => self.size,
+        };
+        let removed = self.size - position;
+        if removed > 0 {
+            self.file
+                .set_len(position)
+                .map_err(io_context("truncate", &self.log_path))?;
+            self.size = position;
+            self.dirty = true;
+            self.offset_index.truncate_to_position(position)?;
+        }
+        let mut cursor = IndexCursor::new();
+        let mut first_batch_timestamp = None;
+        let mut next_offset = self.base_offset;
+        self.for_each_header(0, |pos, h| {
+            cursor.on_batch(h, pos, index_interval_bytes);
+            first_batch_timestamp.get_or_insert(h.max_timestamp);
+            next_offset = h.next_offset();
+            Ok(())
+        })?;
+        self.time_index.truncate_to_offset(next_offset)?;
+        self.cursor = cursor;
+        self.first_batch_timestamp = first_batch_timestamp;
+        self.next_offset = Some(next_offset);
+        Ok(removed)
+    }
+
+    /// Delete the segment's files (a missing file is not an error: a crash may have
+    /// removed some already).
+    pub fn delete_files(self) -> Result<(), LogError> {
+        let paths = [
+            self.log_path.clone(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
+        drop(self);
+        for path in paths {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_context("delete", &path)(e).into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Check the batch at `position` during recovery. The outer `Result` is an I/O failure;
+/// the inner `Err` names why the batch is not acceptable (the segment is cut there).
+fn check_batch_at(
+    reader: &mut ChunkReader<'_>,
+    position: u64,
+    base_offset: i64,
+    expected: i64,
+) -> Result<Result<BatchHeader, String>, LogError> {
+    let remaining = reader.file_len - position;
+    if remaining < LOG_OVERHEAD as u64 {
+        return Ok(Err(format!("partial batch header ({remaining} bytes)")));
+    }
+    let size = match batch_size_at(reader.get(position, LOG_OVERHEAD)?) {
+        Some(Ok(size)) => size,
+        Some(Err(e)) => return Ok(Err(e.to_string())),
+        None => return Ok(Err("partial batch header".into())),
+    };
+    if size as u64 > remaining {
+        return Ok(Err(format!(
+            "partial batch: {size} bytes declared, {remaining} present"
+        )));
+    }
+    if position + size as u64 > MAX_SEGMENT_BYTES {
+        return Ok(Err(format!(
+            "batch ends beyond the {MAX_SEGMENT_BYTES}-byte segment limit"
+        )));
+    }
+    let bytes = reader.get(position, size)?;
+    let batch = match RecordBatch::new(bytes) {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if let Err(e) = batch.validate() {
+        return Ok(Err(e.to_string()));
+    }
+    let h = BatchHeader::from_batch(&batch);
+    if h.base_offset < expected {
+        return Ok(Err(format!(
+            "batch base offset {} is below the expected {expected}",
+            h.base_offset
+        )));
+    }
+    if relative_offset(base_offset, h.last_offset()).is_none() || h.last_offset() == i64::MAX {
+        return Ok(Err(format!(
+            "batch last offset {} does not fit segment {base_offset}",
+            h.last_offset()
+        )));
+    }
+    Ok(Ok(h))
+}

@@ -1,0 +1,954 @@
+//! Behaviour of [`Log`] against real files in a temporary directory.
+
+use std::fs;
+use std::path::Path;
+
+use ottla_protocol::batch::{build_batch, BatchIter, RecordBatch};
+use ottla_protocol::compression::Compression;
+
+use crate::{Log, LogConfig, LogError};
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn zigzag(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// One uncompressed v2 record: length, attributes, timestamp delta, offset delta,
+/// null key, value, no headers.
+fn record(timestamp_delta: i64, offset_delta: i64, value: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8];
+    zigzag(&mut body, timestamp_delta);
+    zigzag(&mut body, offset_delta);
+    zigzag(&mut body, -1);
+    zigzag(&mut body, value.len() as i64);
+    body.extend_from_slice(value);
+    zigzag(&mut body, 0);
+    let mut r = Vec::new();
+    zigzag(&mut r, body.len() as i64);
+    r.extend_from_slice(&body);
+    r
+}
+
+/// A batch with one record per timestamp (base offset 0, as a producer sends it).
+fn batch_ts(timestamps: &[i64], pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
+    let base_ts = timestamps[0];
+    let max_ts = *timestamps.iter().max().unwrap();
+    let mut payload = Vec::new();
+    for (i, ts) in timestamps.iter().enumerate() {
+        payload.extend(record(
+            ts - base_ts,
+            i as i64,
+            format!("value-{i:07}").as_bytes(),
+        ));
+    }
+    let n = timestamps.len() as i32;
+    build_batch(
+        0,
+        Compression::None,
+        n - 1,
+        base_ts,
+        max_ts,
+        pid,
+        epoch,
+        seq,
+        n,
+        &payload,
+    )
+}
+
+fn batch(records: usize, ts: i64) -> Vec<u8> {
+    batch_ts(&vec![ts; records], -1, -1, -1)
+}
+
+fn idempotent(records: usize, pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
+    batch_ts(&vec![NOW; records], pid, epoch, seq)
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 300,
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    }
+}
+
+/// Base offsets of the whole batches in `bytes`.
+fn base_offsets(bytes: &[u8]) -> Vec<i64> {
+    BatchIter::new(bytes)
+        .map(|b| b.unwrap().base_offset())
+        .collect()
+}
+
+fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+fn log_file(dir: &Path, base: i64) -> std::path::PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+#[test]
+fn append_and_read_back_identical_bytes_with_offsets_rewritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("foo-0");
+    let mut log = Log::open(&dir, LogConfig::default(), 0).unwrap();
+    let mut expected = Vec::new();
+    let mut next = 0;
+    for n in [3usize, 1, 2] {
+        let mut b = batch(n, NOW);
+        let info = log.append_as_leader(&mut b, 7).unwrap();
+        assert_eq!(
+            (info.first_offset, info.last_offset),
+            (next, next + n as i64 - 1)
+        );
+        assert!(!info.duplicate);
+        assert_eq!(info.log_append_time, -1);
+        let view = RecordBatch::new(&b).unwrap();
+        assert_eq!(view.base_offset(), next);
+        assert_eq!(view.partition_leader_epoch(), 7);
+        view.validate().unwrap();
+        expected.extend_from_slice(&b);
+        next += n as i64;
+    }
+    assert_eq!(log.log_end_offset(), 6);
+    let read = log.read(0, 1 << 20, i64::MAX, false).unwrap();
+    assert_eq!(&read[..], &expected[..]);
+    assert_eq!(base_offsets(&read), vec![0, 3, 4]);
+    assert_eq!(log.size_bytes(), expected.len() as u64);
+    assert_eq!(
+        files_with_suffix(&dir, ".log"),
+        vec!["00000000000000000000.log"]
+    );
+    assert_eq!(fs::read(log_file(&dir, 0)).unwrap(), expected);
+}
+
+#[test]
+fn read_from_the_middle_of_a_batch_returns_the_whole_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
+    for n in [3usize, 4, 2] {
+        log.append_as_leader(&mut batch(n, NOW), 0).unwrap();
+    }
+    assert_eq!(
+        base_offsets(&log.read(5, 1 << 20, i64::MAX, false).unwrap()),
+        vec![3, 7]
+    );
+    assert_eq!(
+        base_offsets(&log.read(8, 1 << 20, i64::MAX, false).unwrap()),
+        vec![7]
+    );
+    assert_eq!(
+        base_offsets(&log.read(2, 1 << 20, i64::MAX, false).unwrap()),
+        vec![0, 3, 7]
+    );
+}
+
+#[test]
+fn max_bytes_min_one_batch_and_max_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
+    let sizes: Vec<usize> = (0..4)
+        .map(|_| {
+            let mut b = batch(2, NOW);
+            log.append_as_leader(&mut b, 0).unwrap();
+            b.len()
+        })
+        .collect();
+    // too small for one batch: nothing, unless min_one_batch (KIP-74)
+    assert!(log.read(0, 10, i64::MAX, false).unwrap().is_empty());
+    assert_eq!(
+        base_offsets(&log.read(0, 10, i64::MAX, true).unwrap()),
+        vec![0]
+    );
+    assert_eq!(
+        base_offsets(&log.read(0, 0, i64::MAX, true).unwrap()),
+        vec![0]
+    );
+    // room for two and a bit: exactly two whole batches
+    let two = sizes[0] + sizes[1] + 10;
+    let read = log.read(0, two, i64::MAX, true).unwrap();
+    assert_eq!(base_offsets(&read), vec![0, 2]);
+    assert_eq!(read.len(), sizes[0] + sizes[1]);
+    // high watermark: no batch whose base offset is >= max_offset
+    assert_eq!(
+        base_offsets(&log.read(0, 1 << 20, 4, false).unwrap()),
+        vec![0, 2]
+    );
+    assert_eq!(
+        base_offsets(&log.read(0, 1 << 20, 5, false).unwrap()),
+        vec![0, 2, 4]
+    );
+    assert!(log.read(4, 1 << 20, 4, true).unwrap().is_empty());
+    // range checks
+    assert!(log.read(8, 100, i64::MAX, true).unwrap().is_empty());
+    let err = log.read(9, 100, i64::MAX, true).unwrap_err();
+    assert!(matches!(
+        err,
+        LogError::OffsetOutOfRange {
+            offset: 9,
+            log_start_offset: 0,
+            log_end_offset: 8
+        }
+    ));
+    assert_eq!(err.kafka_error_code(), 1);
+    assert!(matches!(
+        log.read(-1, 100, i64::MAX, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn rolling_by_segment_bytes_names_files_and_reads_across_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, small_segments(), 0).unwrap();
+    let mut all = Vec::new();
+    for i in 0..10 {
+        let mut b = batch(2, NOW + i);
+        log.append_as_leader(&mut b, 0).unwrap();
+        all.extend_from_slice(&b);
+    }
+    // 2-record batches are 101 bytes: two per 300-byte segment
+    assert_eq!(batch(2, NOW).len(), 101);
+    assert_eq!(log.segment_count(), 5);
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8, 12, 16]);
+    assert_eq!(
+        files_with_suffix(dir, ".log"),
+        vec![
+            "00000000000000000000.log",
+            "00000000000000000004.log",
+            "00000000000000000008.log",
+            "00000000000000000012.log",
+            "00000000000000000016.log"
+        ]
+    );
+    assert_eq!(files_with_suffix(dir, ".index").len(), 5);
+    assert_eq!(files_with_suffix(dir, ".timeindex").len(), 5);
+    // with index.interval.bytes = 0 every batch but a segment's first gets an entry
+    assert_eq!(
+        fs::read(dir.join("00000000000000000004.index")).unwrap(),
+        vec![0, 0, 0, 3, 0, 0, 0, 101]
+    );
+    // a sealed segment's time index ends with its max timestamp and that batch's last offset
+    let ti = fs::read(dir.join("00000000000000000004.timeindex")).unwrap();
+    assert_eq!(ti.len() % 12, 0);
+    assert_eq!(
+        &ti[ti.len() - 12..],
+        &[&(NOW + 3).to_be_bytes()[..], &[0, 0, 0, 3]].concat()[..]
+    );
+    // everything, spanning segments
+    let read = log.read(0, 1 << 20, i64::MAX, false).unwrap();
+    assert_eq!(&read[..], &all[..]);
+    // from every offset: the containing batch first
+    for offset in 0..20 {
+        let read = log.read(offset, 1 << 20, i64::MAX, false).unwrap();
+        assert_eq!(
+            base_offsets(&read)[0],
+            offset - offset % 2,
+            "offset {offset}"
+        );
+        assert_eq!(*base_offsets(&read).last().unwrap(), 18);
+    }
+    // bounded read in a later segment
+    assert_eq!(
+        base_offsets(&log.read(9, 150, i64::MAX, true).unwrap()),
+        vec![8]
+    );
+    assert_eq!(
+        base_offsets(&log.read(9, 250, 14, true).unwrap()),
+        vec![8, 10]
+    );
+}
+
+#[test]
+fn segment_ms_rolls_by_record_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_ms: 1000,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(tmp.path(), config, 0).unwrap();
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
+    log.append_as_leader(&mut batch(1, NOW + 1000), 0).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.append_as_leader(&mut batch(1, NOW + 1001), 0).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+}
+
+#[test]
+fn offset_for_timestamp_across_segments_and_inside_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), small_segments(), 0).unwrap();
+    // offsets 0..=2 in one batch with differing timestamps, then more batches
+    log.append_as_leader(&mut batch_ts(&[100, 300, 200], -1, -1, -1), 0)
+        .unwrap();
+    log.append_as_leader(&mut batch_ts(&[400, 400], -1, -1, -1), 0)
+        .unwrap(); // 3, 4
+    log.append_as_leader(&mut batch_ts(&[350, 600, 500], -1, -1, -1), 0)
+        .unwrap(); // 5..=7
+    log.append_as_leader(&mut batch_ts(&[700], -1, -1, -1), 0)
+        .unwrap(); // 8
+    assert!(log.segment_count() >= 2);
+    let lookup = |ts, max| log.offset_for_timestamp(ts, max).unwrap();
+    assert_eq!(lookup(0, i64::MAX), Some((0, 100)));
+    assert_eq!(lookup(100, i64::MAX), Some((0, 100)));
+    assert_eq!(lookup(150, i64::MAX), Some((1, 300)));
+    assert_eq!(lookup(250, i64::MAX), Some((1, 300)));
+    assert_eq!(lookup(301, i64::MAX), Some((3, 400)));
+    assert_eq!(lookup(401, i64::MAX), Some((6, 600)));
+    assert_eq!(lookup(650, i64::MAX), Some((8, 700)));
+    assert_eq!(lookup(701, i64::MAX), None);
+    // bounded by the high watermark
+    assert_eq!(lookup(650, 8), None);
+    assert_eq!(lookup(401, 6), None);
+    assert_eq!(lookup(150, 1), None);
+}
+
+#[test]
+fn offset_of_max_timestamp_across_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), small_segments(), 0).unwrap();
+    assert_eq!(log.offset_of_max_timestamp(i64::MAX).unwrap(), None);
+    log.append_as_leader(&mut batch_ts(&[100, 900, 200], -1, -1, -1), 0)
+        .unwrap(); // 0..=2
+    log.append_as_leader(&mut batch_ts(&[400, 400], -1, -1, -1), 0)
+        .unwrap(); // 3, 4
+    log.append_as_leader(&mut batch_ts(&[350, 900, 950], -1, -1, -1), 0)
+        .unwrap(); // 5..=7
+    log.append_as_leader(&mut batch_ts(&[950], -1, -1, -1), 0)
+        .unwrap(); // 8
+    assert!(log.segment_count() >= 2);
+    // the first of the tied 950s
+    assert_eq!(
+        log.offset_of_max_timestamp(i64::MAX).unwrap(),
+        Some((7, 950))
+    );
+    // below offset 7: the 900 at offset 1 comes before the 900 at offset 6
+    assert_eq!(log.offset_of_max_timestamp(7).unwrap(), Some((1, 900)));
+    assert_eq!(log.offset_of_max_timestamp(1).unwrap(), Some((0, 100)));
+}
+
+#[test]
+fn reopen_after_close_keeps_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-3");
+    let mut log = Log::open(&dir, small_segments(), 0).unwrap();
+    for i in 0..7 {
+        log.append_as_leader(&mut idempotent(2, 42, 1, i * 2), 0)
+            .unwrap();
+        log.append_as_leader(&mut batch_ts(&[NOW + i64::from(i)], -1, -1, -1), 0)
+            .unwrap();
+    }
+    let leo = log.log_end_offset();
+    let bytes = log.read(0, 1 << 20, i64::MAX, false).unwrap();
+    let segments = log.segment_base_offsets();
+    let indexes: Vec<Vec<u8>> = files_with_suffix(&dir, ".index")
+        .iter()
+        .map(|n| fs::read(dir.join(n)).unwrap())
+        .collect();
+    let by_time = log.offset_for_timestamp(NOW + 3, i64::MAX).unwrap();
+    log.close().unwrap();
+    assert!(!files_with_suffix(&dir, ".snapshot").is_empty());
+
+    let mut log = Log::open(&dir, small_segments(), leo).unwrap();
+    assert_eq!(log.log_end_offset(), leo);
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(log.segment_base_offsets(), segments);
+    assert_eq!(log.read(0, 1 << 20, i64::MAX, false).unwrap(), bytes);
+    assert_eq!(
+        log.offset_for_timestamp(NOW + 3, i64::MAX).unwrap(),
+        by_time
+    );
+    let reloaded: Vec<Vec<u8>> = files_with_suffix(&dir, ".index")
+        .iter()
+        .map(|n| fs::read(dir.join(n)).unwrap())
+        .collect();
+    assert_eq!(reloaded, indexes);
+    // producer state: the last batch is still recognised, the sequence continues
+    let state = log.producer_state().get(42).unwrap();
+    assert_eq!((state.epoch(), state.last_sequence()), (1, Some(13)));
+    let dup = log
+        .append_as_leader(&mut idempotent(2, 42, 1, 12), 0)
+        .unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(log.log_end_offset(), leo);
+    let next = log
+        .append_as_leader(&mut idempotent(1, 42, 1, 14), 0)
+        .unwrap();
+    assert_eq!(next.first_offset, leo);
+}
+
+#[test]
+fn torn_tail_is_truncated_to_the_last_whole_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("foo-0");
+    let mut log = Log::open(&dir, LogConfig::default(), 0).unwrap();
+    let mut sizes = Vec::new();
+    for n in [2usize, 3, 1] {
+        let mut b = batch(n, NOW);
+        log.append_as_leader(&mut b, 0).unwrap();
+        sizes.push(b.len() as u64);
+    }
+    drop(log); // a crash: no close, no snapshot
+    let path = log_file(&dir, 0);
+    let full: u64 = sizes.iter().sum();
+    // chop 5 bytes off the last batch
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(full - 5)
+        .unwrap();
+    let mut log = Log::open(&dir, LogConfig::default(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(fs::metadata(&path).unwrap().len(), sizes[0] + sizes[1]);
+    assert_eq!(
+        base_offsets(&log.read(0, 1 << 20, i64::MAX, false).unwrap()),
+        vec![0, 2]
+    );
+    // the log carries on from there
+    assert_eq!(
+        log.append_as_leader(&mut batch(1, NOW), 0)
+            .unwrap()
+            .first_offset,
+        5
+    );
+    drop(log);
+
+    // garbage after the last batch
+    let before = fs::metadata(&path).unwrap().len();
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0xab; 40]);
+    fs::write(&path, &bytes).unwrap();
+    let log = Log::open(&dir, LogConfig::default(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(fs::metadata(&path).unwrap().len(), before);
+    // a header-sized tail (fewer bytes than LOG_OVERHEAD) too
+    drop(log);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0, 0, 0]);
+    fs::write(&path, &bytes).unwrap();
+    let log = Log::open(&dir, LogConfig::default(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(fs::metadata(&path).unwrap().len(), before);
+}
+
+#[test]
+fn crc_corruption_in_the_middle_truncates_there_and_drops_later_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, small_segments(), 0).unwrap();
+    for _ in 0..6 {
+        log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8]);
+    drop(log);
+    // flip a payload byte of the second batch of segment 4 (offsets 6..=7)
+    let path = log_file(dir, 4);
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let log = Log::open(dir, small_segments(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(log.segment_base_offsets(), vec![0, 4]);
+    assert!(!log_file(dir, 8).exists());
+    assert!(!dir.join("00000000000000000008.index").exists());
+    assert_eq!(fs::metadata(&path).unwrap().len(), 101);
+    assert_eq!(
+        base_offsets(&log.read(0, 1 << 20, i64::MAX, false).unwrap()),
+        vec![0, 2, 4]
+    );
+}
+
+#[test]
+fn segments_below_the_recovery_point_are_trusted_but_bad_indexes_are_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = LogConfig {
+        segment_bytes: 600,
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir, config.clone(), 0).unwrap();
+    for i in 0..12 {
+        log.append_as_leader(&mut batch(2, NOW + i), 0).unwrap();
+    }
+    let recovery_point = log.flush().unwrap();
+    assert_eq!(recovery_point, 24);
+    let index0 = fs::read(dir.join("00000000000000000000.index")).unwrap();
+    assert!(!index0.is_empty());
+    drop(log);
+    // a missing offset index and a truncated time index in trusted segments
+    fs::remove_file(dir.join("00000000000000000000.index")).unwrap();
+    let ti = dir.join("00000000000000000010.timeindex");
+    let len = fs::metadata(&ti).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&ti)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let log = Log::open(dir, config, recovery_point).unwrap();
+    assert_eq!(log.log_end_offset(), 24);
+    assert_eq!(
+        fs::read(dir.join("00000000000000000000.index")).unwrap(),
+        index0
+    );
+    assert_eq!(fs::metadata(&ti).unwrap().len() % 12, 0);
+    for offset in 0..24 {
+        assert_eq!(
+            base_offsets(&log.read(offset, 1, i64::MAX, true).unwrap()),
+            vec![offset - offset % 2]
+        );
+    }
+    assert_eq!(
+        log.offset_for_timestamp(NOW + 6, i64::MAX).unwrap(),
+        Some((12, NOW + 6))
+    );
+}
+
+#[test]
+fn retention_by_time_deletes_old_segments_and_advances_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = LogConfig {
+        retention_ms: 1000,
+        ..small_segments()
+    };
+    let mut log = Log::open(dir, config, 0).unwrap();
+    for ts in [
+        NOW - 5000,
+        NOW - 5000,
+        NOW - 4000,
+        NOW - 4000,
+        NOW - 10,
+        NOW,
+    ] {
+        log.append_as_leader(&mut batch(2, ts), 0).unwrap();
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8]);
+    assert_eq!(log.apply_retention(NOW).unwrap(), 2);
+    assert_eq!(log.segment_base_offsets(), vec![8]);
+    assert_eq!(log.log_start_offset(), 8);
+    assert!(!log_file(dir, 0).exists());
+    assert!(!log_file(dir, 4).exists());
+    assert!(matches!(
+        log.read(7, 100, i64::MAX, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(
+        base_offsets(&log.read(8, 1 << 20, i64::MAX, true).unwrap()),
+        vec![8, 10]
+    );
+    assert_eq!(log.apply_retention(NOW).unwrap(), 0);
+    // later everything has expired: the active segment is rolled, then deleted
+    assert_eq!(log.apply_retention(NOW + 10_000).unwrap(), 1);
+    assert_eq!(log.segment_base_offsets(), vec![12]);
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.size_bytes()
+        ),
+        (12, 12, 0)
+    );
+    assert_eq!(
+        log.append_as_leader(&mut batch(1, NOW), 0)
+            .unwrap()
+            .first_offset,
+        12
+    );
+    drop(log);
+    // the start offset survives a reopen (it is the first segment's base)
+    let log = Log::open(dir, small_segments(), 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 13));
+}
+
+#[test]
+fn retention_by_size_and_the_high_watermark_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_bytes: 450,
+        retention_ms: -1,
+        ..small_segments()
+    };
+    let mut log = Log::open(tmp.path(), config, 0).unwrap();
+    for _ in 0..9 {
+        log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    }
+    // segments of 202 bytes: 0, 4, 8, 12, and 16 holding one batch (101)
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8, 12, 16]);
+    assert_eq!(log.size_bytes(), 909);
+    // nothing may go above offset 4 yet
+    assert_eq!(log.apply_retention_below(NOW, 3).unwrap(), 0);
+    assert_eq!(log.apply_retention_below(NOW, 4).unwrap(), 1);
+    assert_eq!(log.log_start_offset(), 4);
+    // 707 bytes left; deleting while the rest stays >= 450: one more (505 left)
+    assert_eq!(log.apply_retention(NOW).unwrap(), 1);
+    assert_eq!(log.segment_base_offsets(), vec![8, 12, 16]);
+    assert_eq!(log.log_start_offset(), 8);
+    assert_eq!(log.size_bytes(), 505);
+}
+
+#[test]
+fn idempotent_producer_duplicates_gaps_and_fencing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, LogConfig::default(), 0).unwrap();
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap(); // offset 0, no producer id
+    let first = log
+        .append_as_leader(&mut idempotent(3, 9, 0, 0), 0)
+        .unwrap(); // 1..=3
+    let second = log
+        .append_as_leader(&mut idempotent(2, 9, 0, 3), 0)
+        .unwrap(); // 4..=5
+    assert_eq!((first.first_offset, first.last_offset), (1, 3));
+    let size = log.size_bytes();
+
+    // a retry of the first batch: its original offsets, nothing written
+    let dup = log
+        .append_as_leader(&mut idempotent(3, 9, 0, 0), 0)
+        .unwrap();
+    assert!(dup.duplicate);
+    assert_eq!((dup.first_offset, dup.last_offset), (1, 3));
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(log.size_bytes(), size);
+
+    // a gap
+    let err = log
+        .append_as_leader(&mut idempotent(1, 9, 0, 6), 0)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        LogError::OutOfOrderSequence {
+            expected: 5,
+            received: 6,
+            ..
+        }
+    ));
+    assert_eq!(err.kafka_error_code(), 45);
+    // an overlapping range that is not a cached batch
+    assert!(matches!(
+        log.append_as_leader(&mut idempotent(2, 9, 0, 1), 0),
+        Err(LogError::OutOfOrderSequence { .. })
+    ));
+    // a new epoch must start at 0 ...
+    assert!(matches!(
+        log.append_as_leader(&mut idempotent(1, 9, 1, 5), 0),
+        Err(LogError::OutOfOrderSequence { expected: 0, .. })
+    ));
+    assert_eq!(log.log_end_offset(), 6);
+    // ... and, once bumped, fences the old one
+    log.append_as_leader(&mut idempotent(1, 9, 1, 0), 0)
+        .unwrap(); // 6
+    let err = log
+        .append_as_leader(&mut idempotent(1, 9, 0, 5), 0)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        LogError::InvalidProducerEpoch {
+            current: 1,
+            received: 0,
+            ..
+        }
+    ));
+    assert_eq!(err.kafka_error_code(), 47);
+    assert_eq!(log.size_bytes(), size + idempotent(1, 9, 1, 0).len() as u64);
+    // an unknown producer may start anywhere
+    assert_eq!(
+        log.append_as_leader(&mut idempotent(1, 10, 4, 77), 0)
+            .unwrap()
+            .first_offset,
+        7
+    );
+    let _ = second;
+
+    // after a crash (no snapshot), the state is rebuilt from the batch headers: all
+    // cached batches are recognised again
+    for seq in 1..=5 {
+        log.append_as_leader(&mut idempotent(1, 9, 1, seq), 0)
+            .unwrap();
+    }
+    drop(log);
+    let mut log = Log::open(dir, LogConfig::default(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 13);
+    for seq in 1..=5 {
+        let dup = log
+            .append_as_leader(&mut idempotent(1, 9, 1, seq), 0)
+            .unwrap();
+        assert!(dup.duplicate, "seq {seq}");
+        assert_eq!(dup.first_offset, 7 + i64::from(seq));
+    }
+    assert!(matches!(
+        log.append_as_leader(&mut idempotent(1, 9, 1, 7), 0),
+        Err(LogError::OutOfOrderSequence { .. })
+    ));
+    assert!(matches!(
+        log.append_as_leader(&mut idempotent(1, 9, 0, 7), 0),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
+    assert_eq!(
+        log.producer_state().get(10).unwrap().last_sequence(),
+        Some(77)
+    );
+    assert_eq!(
+        log.append_as_leader(&mut idempotent(1, 9, 1, 6), 0)
+            .unwrap()
+            .first_offset,
+        13
+    );
+}
+
+#[test]
+fn corrupt_snapshot_is_ignored_and_state_rebuilt_from_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, LogConfig::default(), 0).unwrap();
+    log.append_as_leader(&mut idempotent(2, 5, 0, 0), 0)
+        .unwrap();
+    log.append_as_leader(&mut idempotent(2, 5, 0, 2), 0)
+        .unwrap();
+    log.close().unwrap();
+    let snapshot = dir.join("00000000000000000004.snapshot");
+    let mut bytes = fs::read(&snapshot).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&snapshot, &bytes).unwrap();
+    let mut log = Log::open(dir, LogConfig::default(), 4).unwrap();
+    assert!(!snapshot.exists());
+    assert!(
+        log.append_as_leader(&mut idempotent(2, 5, 0, 0), 0)
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        log.append_as_leader(&mut idempotent(2, 5, 0, 2), 0)
+            .unwrap()
+            .duplicate
+    );
+}
+
+#[test]
+fn truncate_to_removes_the_tail_and_rolls_back_producer_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), small_segments(), 0).unwrap();
+    for i in 0..5 {
+        log.append_as_leader(&mut idempotent(2, 1, 0, i * 2), 0)
+            .unwrap();
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8]);
+    log.truncate_to(5).unwrap();
+    // the batch holding offset 5 goes whole
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(log.segment_base_offsets(), vec![0, 4]);
+    assert_eq!(log.size_bytes(), 2 * 101);
+    assert_eq!(
+        log.producer_state().get(1).unwrap().last_sequence(),
+        Some(3)
+    );
+    assert_eq!(
+        log.append_as_leader(&mut idempotent(2, 1, 0, 4), 0)
+            .unwrap()
+            .first_offset,
+        4
+    );
+    assert_eq!(
+        base_offsets(&log.read(0, 1 << 20, i64::MAX, false).unwrap()),
+        vec![0, 2, 4]
+    );
+    // below the first segment: everything goes, the log restarts there
+    log.truncate_to(0).unwrap();
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.size_bytes()
+        ),
+        (0, 0, 0)
+    );
+    assert!(log.producer_state().is_empty());
+}
+
+#[test]
+fn follower_append_keeps_offsets_and_rejects_going_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leader = Log::open(&tmp.path().join("leader"), LogConfig::default(), 0).unwrap();
+    for _ in 0..3 {
+        leader
+            .append_as_leader(&mut idempotent(2, 3, 0, leader.log_end_offset() as i32), 5)
+            .unwrap();
+    }
+    let fetched = leader.read(0, 1 << 20, i64::MAX, false).unwrap();
+    let mut follower = Log::open(&tmp.path().join("follower"), LogConfig::default(), 0).unwrap();
+    let info = follower.append_as_follower(&fetched).unwrap();
+    assert_eq!((info.first_offset, info.last_offset), (0, 5));
+    assert_eq!(follower.log_end_offset(), 6);
+    assert_eq!(follower.read(0, 1 << 20, i64::MAX, false).unwrap(), fetched);
+    assert_eq!(
+        follower.producer_state().get(3).unwrap().last_sequence(),
+        Some(5)
+    );
+    let err = follower.append_as_follower(&fetched).unwrap_err();
+    assert!(matches!(
+        err,
+        LogError::UnexpectedAppendOffset {
+            expected_at_least: 6,
+            got: 0
+        }
+    ));
+    // a corrupted batch is refused before anything is written
+    let mut bad = fetched.to_vec();
+    let last = bad.len() - 2;
+    bad[last] ^= 1;
+    let mut follower2 = Log::open(&tmp.path().join("follower2"), LogConfig::default(), 0).unwrap();
+    assert_eq!(
+        follower2
+            .append_as_follower(&bad)
+            .unwrap_err()
+            .kafka_error_code(),
+        2
+    );
+    assert_eq!(follower2.log_end_offset(), 0);
+}
+
+#[test]
+fn invalid_batches_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 100,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(tmp.path(), config, 0).unwrap();
+    let err = log.append_as_leader(&mut batch(3, NOW), 0).unwrap_err();
+    assert!(matches!(err, LogError::BatchTooLarge { .. }));
+    assert_eq!(err.kafka_error_code(), 18);
+    let mut empty = build_batch(0, Compression::None, 0, NOW, NOW, -1, -1, -1, 0, &[]);
+    assert!(matches!(
+        log.append_as_leader(&mut empty, 0),
+        Err(LogError::InvalidBatch(_))
+    ));
+    let mut short = batch(1, NOW);
+    short.truncate(70);
+    assert!(matches!(
+        log.append_as_leader(&mut short, 0),
+        Err(LogError::InvalidBatch(_))
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+}
+
+#[test]
+fn flush_policy_and_recovery_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_interval_messages: 3,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(tmp.path(), config, 0).unwrap();
+    log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    assert_eq!(log.recovery_point(), 0);
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
+    assert_eq!(log.recovery_point(), 3);
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
+    assert_eq!(log.recovery_point(), 3);
+    assert_eq!(log.flush().unwrap(), 4);
+    assert_eq!(log.recovery_point(), 4);
+}
+
+#[test]
+fn delete_removes_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gone-1");
+    let mut log = Log::open(&dir, LogConfig::default(), 0).unwrap();
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
+    assert!(dir.exists());
+    log.delete().unwrap();
+    assert!(!dir.exists());
+}
+
+#[test]
+fn stray_files_are_cleaned_and_foreign_ones_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, LogConfig::default(), 0).unwrap();
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
+    log.close().unwrap();
+    fs::write(dir.join("00000000000000000050.index"), [0u8; 8]).unwrap();
+    fs::write(dir.join("00000000000000000000.log.deleted"), b"x").unwrap();
+    fs::write(dir.join("leader-epoch-checkpoint"), b"0\n0\n").unwrap();
+    let log = Log::open(dir, LogConfig::default(), 1).unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+    assert!(!dir.join("00000000000000000050.index").exists());
+    assert!(!dir.join("00000000000000000000.log.deleted").exists());
+    assert!(dir.join("leader-epoch-checkpoint").exists());
+}
+
+/// A `tracing` writer that collects formatted lines for assertions.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[test]
+fn one_warning_line_per_truncation_names_partition_offset_and_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("foo-0");
+    let mut log = Log::open(&dir, small_segments(), 0).unwrap();
+    for _ in 0..5 {
+        log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    }
+    drop(log);
+    // segment 4 loses 5 bytes of its last batch; segment 8 (101 bytes) then goes too
+    let path = log_file(&dir, 4);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(202 - 5)
+        .unwrap();
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let log = tracing::subscriber::with_default(subscriber, || {
+        Log::open(&dir, small_segments(), 0).unwrap()
+    });
+    assert_eq!(log.log_end_offset(), 6);
+    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = output.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{output}");
+    assert!(
+        warnings[0].contains("Truncated torn tail of foo-0 at offset 6 (197 bytes dropped, including 1 later segment(s))"),
+        "{}",
+        warnings[0]
+    );
+}

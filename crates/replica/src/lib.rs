@@ -1,0 +1,271 @@
+//! ottla-replica: the partitions this broker hosts.
+//!
+//! The replica manager owns every [`Partition`] (its log plus replication state), places
+//! new partitions on the `log.dirs`, and does what Kafka's `LogManager` does around
+//! them: recovery points, the clean-shutdown marker, retention, and deleting the logs
+//! of deleted topics. Today each partition has a single replica (this broker is leader
+//! and the whole ISR); the model already carries leader epoch, ISR and high watermark
+//! so that follower fetching can be added without reshaping it.
+
+pub mod checkpoint;
+pub mod partition;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ottla_log::{Log, LogError};
+use parking_lot::{Mutex, RwLock};
+use uuid::Uuid;
+
+use checkpoint::{OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPOINT};
+pub use partition::{FetchIsolation, Partition, PartitionConfig, ProduceError, ProduceResult, ReadResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("log directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("partition {partition}: {source}")]
+    Log { partition: String, source: LogError },
+}
+
+/// A partition directory found on disk at start-up.
+#[derive(Debug, Clone)]
+struct OnDiskPartition {
+    dir: PathBuf,
+    log_dir: usize,
+    topic_id: Option<Uuid>,
+}
+
+pub struct ReplicaManager {
+    node_id: i32,
+    log_dirs: Vec<PathBuf>,
+    partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
+    /// Directories found at start-up and not yet claimed by a partition.
+    on_disk: Mutex<HashMap<(String, i32), OnDiskPartition>>,
+    /// Recovery points read at start-up, per log dir.
+    recovery_points: Vec<OffsetCheckpoint>,
+}
+
+/// Split `<topic>-<partition>` (the topic itself may contain '-').
+pub fn parse_partition_dir_name(name: &str) -> Option<(String, i32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    let partition: i32 = partition.parse().ok()?;
+    if topic.is_empty() || partition < 0 || partition.to_string() != name.rsplit_once('-')?.1 {
+        return None;
+    }
+    Some((topic.to_string(), partition))
+}
+
+impl ReplicaManager {
+    /// Scan the log dirs; nothing is opened until [`ReplicaManager::ensure_partition`].
+    pub fn open(node_id: i32, log_dirs: Vec<PathBuf>) -> Result<ReplicaManager, ReplicaError> {
+        assert!(!log_dirs.is_empty(), "at least one log dir is required");
+        let mut on_disk = HashMap::new();
+        let mut recovery_points = Vec::new();
+        for (i, dir) in log_dirs.iter().enumerate() {
+            let io = |source| ReplicaError::Io { path: dir.clone(), source };
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+            // Without the marker the checkpoint is older than the log end; recovery
+            // scans from it either way, because everything before it was flushed.
+            let has_logs = dir.join(RECOVERY_POINT_CHECKPOINT).exists();
+            if marker.exists() {
+                std::fs::remove_file(&marker).map_err(io)?;
+            } else if has_logs {
+                tracing::info!("Log directory {} was not shut down cleanly; recovering unflushed segments", dir.display());
+            }
+            recovery_points.push(checkpoint::read_offset_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT)));
+            for entry in std::fs::read_dir(dir).map_err(io)? {
+                let entry = entry.map_err(io)?;
+                if !entry.file_type().map_err(io)?.is_dir() {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with("-delete") {
+                    // A deletion interrupted by a crash: finish it.
+                    tracing::info!("Deleting leftover directory {}", entry.path().display());
+                    let _ = std::fs::remove_dir_all(entry.path());
+                    continue;
+                }
+                if let Some(key) = parse_partition_dir_name(&name) {
+                    let topic_id = checkpoint::read_partition_metadata(&entry.path());
+                    on_disk.insert(key, OnDiskPartition { dir: entry.path(), log_dir: i, topic_id });
+                }
+            }
+        }
+        Ok(ReplicaManager {
+            node_id,
+            log_dirs,
+            partitions: RwLock::new(HashMap::new()),
+            on_disk: Mutex::new(on_disk),
+            recovery_points,
+        })
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    pub fn get(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.partitions.read().get(&(*topic_id, index)).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Open the partition's existing log or create a new one; idempotent.
+    pub fn ensure_partition(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        config: PartitionConfig,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<Arc<Partition>, ReplicaError> {
+        if let Some(p) = self.get(&topic_id, index) {
+            return Ok(p);
+        }
+        let found = self.on_disk.lock().remove(&(topic.to_string(), index));
+        let (dir, recovery_point) = match found {
+            Some(d) if d.topic_id == Some(topic_id) || d.topic_id.is_none() => {
+                let key = (topic.to_string(), index);
+                let recovery_point = self.recovery_points[d.log_dir].get(&key).copied().unwrap_or(0);
+                if d.topic_id.is_none() {
+                    checkpoint::write_partition_metadata(&d.dir, topic_id)
+                        .map_err(|source| ReplicaError::Io { path: d.dir.clone(), source })?;
+                }
+                (d.dir, recovery_point)
+            }
+            stale => {
+                if let Some(d) = stale {
+                    tracing::info!("Deleting {} left by an earlier topic with the same name", d.dir.display());
+                    delete_partition_dir(&d.dir);
+                }
+                let dir = self.choose_log_dir().join(format!("{topic}-{index}"));
+                std::fs::create_dir_all(&dir).map_err(|source| ReplicaError::Io { path: dir.clone(), source })?;
+                checkpoint::write_partition_metadata(&dir, topic_id)
+                    .map_err(|source| ReplicaError::Io { path: dir.clone(), source })?;
+                (dir, 0)
+            }
+        };
+        let log = Log::open(&dir, config.log.clone(), recovery_point)
+            .map_err(|source| ReplicaError::Log { partition: format!("{topic}-{index}"), source })?;
+        let partition = Arc::new(Partition::new(topic.to_string(), topic_id, index, log, config, leader_epoch, isr));
+        self.partitions.write().insert((topic_id, index), partition.clone());
+        Ok(partition)
+    }
+
+    /// Log dir holding the fewest partitions (Kafka's default placement).
+    fn choose_log_dir(&self) -> PathBuf {
+        let partitions = self.partitions.read();
+        let mut counts = vec![0usize; self.log_dirs.len()];
+        for p in partitions.values() {
+            let dir = p.dir();
+            if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
+                counts[i] += 1;
+            }
+        }
+        let best = counts.iter().enumerate().min_by_key(|(_, c)| **c).map(|(i, _)| i).unwrap_or(0);
+        self.log_dirs[best].clone()
+    }
+
+    /// Delete the logs of a deleted topic.
+    pub fn remove_topic(&self, topic_id: &Uuid) {
+        let removed: Vec<Arc<Partition>> = {
+            let mut partitions = self.partitions.write();
+            let keys: Vec<_> = partitions.keys().filter(|(id, _)| id == topic_id).copied().collect();
+            keys.iter().filter_map(|k| partitions.remove(k)).collect()
+        };
+        for partition in removed {
+            let name = partition.name();
+            let dir = partition.dir();
+            match Arc::try_unwrap(partition) {
+                Ok(p) => {
+                    if let Err(e) = p.into_log().delete() {
+                        tracing::warn!("Failed to delete log of {name}: {e}");
+                    }
+                }
+                // A request still holds it: the files go now, the handles when it ends.
+                Err(_) => delete_partition_dir(&dir),
+            }
+            tracing::info!("Deleted log for partition {name}");
+        }
+    }
+
+    /// Delete directories found at start-up that no topic claimed (their topic was
+    /// deleted while this broker was down or mid-deletion).
+    pub fn delete_unclaimed_dirs(&self) {
+        let leftovers: Vec<OnDiskPartition> = self.on_disk.lock().drain().map(|(_, v)| v).collect();
+        for d in leftovers {
+            tracing::info!("Deleting log directory {} of a topic that no longer exists", d.dir.display());
+            delete_partition_dir(&d.dir);
+        }
+    }
+
+    /// Flush every log and record recovery points; with `clean`, also leave the
+    /// clean-shutdown marker so the next start skips recovery.
+    pub fn checkpoint(&self, clean: bool) -> Result<(), ReplicaError> {
+        let partitions = self.all();
+        let mut per_dir: Vec<OffsetCheckpoint> = vec![OffsetCheckpoint::new(); self.log_dirs.len()];
+        for p in &partitions {
+            let recovery_point =
+                p.flush().map_err(|source| ReplicaError::Log { partition: p.name(), source })?;
+            let dir = p.dir();
+            if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
+                per_dir[i].insert((p.topic.clone(), p.index), recovery_point);
+            }
+        }
+        for (dir, offsets) in self.log_dirs.iter().zip(per_dir) {
+            let io = |source| ReplicaError::Io { path: dir.clone(), source };
+            checkpoint::write_offset_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT), &offsets).map_err(io)?;
+            if clean {
+                std::fs::write(dir.join(CLEAN_SHUTDOWN_MARKER), b"").map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply retention to every partition; returns the number of segments deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> usize {
+        let mut deleted = 0;
+        for p in self.all() {
+            match p.apply_retention(now_ms) {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::warn!("Retention failed for {}: {e}", p.name()),
+            }
+        }
+        deleted
+    }
+
+    pub fn log_dirs(&self) -> &[PathBuf] {
+        &self.log_dirs
+    }
+}
+
+/// Rename to `<name>.<uuid>-delete` first (atomic, so a crash mid-way is finished at the
+/// next start), then remove.
+fn delete_partition_dir(dir: &Path) {
+    let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let target = dir.with_file_name(format!("{name}.{}-delete", Uuid::new_v4().simple()));
+    let victim = if std::fs::rename(dir, &target).is_ok() { target } else { dir.to_path_buf() };
+    if let Err(e) = std::fs::remove_dir_all(&victim) {
+        tracing::warn!("Failed to delete {}: {e}", victim.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dir_names() {
+        assert_eq!(parse_partition_dir_name("a-b-12"), Some(("a-b".into(), 12)));
+        assert_eq!(parse_partition_dir_name("t-0"), Some(("t".into(), 0)));
+        assert_eq!(parse_partition_dir_name("t-01"), None);
+        assert_eq!(parse_partition_dir_name("__ottla_metadata"), None);
+        assert_eq!(parse_partition_dir_name("-3"), None);
+    }
+}

@@ -1,0 +1,311 @@
+//! One hosted partition: its log plus the replication state Kafka keeps beside it
+//! (leader epoch, ISR, high watermark), and the leader-side validation rules of
+//! Kafka's `LogValidator` that can be decided from the batch header.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ottla_log::{Log, LogConfig, LogError};
+use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
+use ottla_protocol::records::decode_records;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Topic configs that matter to the leader, already parsed and defaulted by the server.
+#[derive(Debug, Clone)]
+pub struct PartitionConfig {
+    pub log: LogConfig,
+    /// `max.message.bytes`: largest batch accepted, as sent.
+    pub max_message_bytes: usize,
+    /// `min.insync.replicas`: checked for acks=all.
+    pub min_insync_replicas: usize,
+    /// `message.timestamp.type=LogAppendTime`.
+    pub log_append_time: bool,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime may be.
+    pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy` contains `compact`: every record needs a key.
+    pub compacted: bool,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        PartitionConfig {
+            log: LogConfig::default(),
+            max_message_bytes: 1_048_588,
+            min_insync_replicas: 1,
+            log_append_time: false,
+            timestamp_after_max_ms: 3_600_000,
+            compacted: false,
+        }
+    }
+}
+
+/// Upper bound for decompressing one batch when a rule needs its records: a batch
+/// of at most `max.message.bytes` rarely expands beyond this; one that does is refused.
+pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 256 * 1024 * 1024;
+
+/// Why a produce to this partition failed; each maps to one Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("{0}")]
+    InvalidBatch(#[from] ottla_protocol::batch::BatchError),
+    #[error("batch of {size} bytes exceeds max.message.bytes {limit}")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("timestamp {timestamp} is more than {limit_ms} ms in the future")]
+    InvalidTimestamp { timestamp: i64, limit_ms: i64 },
+    #[error("compacted topic cannot accept a record without a key")]
+    MissingKeyOnCompactedTopic,
+    #[error("records are invalid: {0}")]
+    InvalidRecords(String),
+    #[error("control batches cannot be produced by clients")]
+    ControlBatch,
+    #[error("transactional produce is not supported yet")]
+    Transactional,
+    #[error("{isr} in-sync replicas, fewer than min.insync.replicas {min}")]
+    NotEnoughReplicas { isr: usize, min: usize },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl ProduceError {
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            ProduceError::InvalidBatch(e) => e.kafka_error_code(),
+            ProduceError::MessageTooLarge { .. } => 10,
+            ProduceError::InvalidTimestamp { .. } => 32,
+            ProduceError::MissingKeyOnCompactedTopic | ProduceError::InvalidRecords(_) | ProduceError::ControlBatch => 87,
+            // INVALID_TXN_STATE: the producer must not send transactional data we
+            // cannot commit or abort.
+            ProduceError::Transactional => 48,
+            ProduceError::NotEnoughReplicas { .. } => 19,
+            ProduceError::Log(e) => e.kafka_error_code(),
+        }
+    }
+}
+
+/// Result of a successful append, as the Produce response reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceResult {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+/// Which data a reader may see: consumers stop at the high watermark, follower replicas
+/// (a later issue) read up to the log end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchIsolation {
+    HighWatermark,
+    LogEnd,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// Replication state of the leader replica.
+#[derive(Debug, Clone)]
+struct LeaderState {
+    leader_epoch: i32,
+    isr: Vec<i32>,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    log: RwLock<Log>,
+    leader: Mutex<LeaderState>,
+    config: RwLock<PartitionConfig>,
+    /// Publishes the high watermark; delayed fetches wait on it.
+    high_watermark: watch::Sender<i64>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Partition {
+    pub(crate) fn new(
+        topic: String,
+        topic_id: Uuid,
+        index: i32,
+        log: Log,
+        config: PartitionConfig,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Partition {
+        // Single replica: everything in the log is replicated to the whole ISR.
+        let hw = log.log_end_offset();
+        Partition {
+            topic,
+            topic_id,
+            index,
+            log: RwLock::new(log),
+            leader: Mutex::new(LeaderState { leader_epoch, isr }),
+            config: RwLock::new(config),
+            high_watermark: watch::channel(hw).0,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.topic, self.index)
+    }
+    pub fn dir(&self) -> PathBuf {
+        self.log.read().dir().to_path_buf()
+    }
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader.lock().leader_epoch
+    }
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.read().log_start_offset()
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.read().log_end_offset()
+    }
+    pub fn config(&self) -> PartitionConfig {
+        self.config.read().clone()
+    }
+    pub fn set_config(&self, config: PartitionConfig) {
+        self.log.write().set_config(config.log.clone());
+        *self.config.write() = config;
+    }
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Validate and append one producer batch as leader. `required_acks` is the
+    /// request's acks; -1 (all) enforces `min.insync.replicas`.
+    pub fn append_as_leader(&self, mut batch: Vec<u8>, required_acks: i16) -> Result<ProduceResult, ProduceError> {
+        let config = self.config.read().clone();
+        let (leader_epoch, isr_size) = {
+            let leader = self.leader.lock();
+            (leader.leader_epoch, leader.isr.len())
+        };
+        if required_acks == -1 && isr_size < config.min_insync_replicas {
+            return Err(ProduceError::NotEnoughReplicas { isr: isr_size, min: config.min_insync_replicas });
+        }
+        let view = RecordBatch::new(&batch)?;
+        if view.size() > config.max_message_bytes {
+            return Err(ProduceError::MessageTooLarge { size: view.size(), limit: config.max_message_bytes });
+        }
+        view.validate_for_append()?;
+        if view.is_control() {
+            return Err(ProduceError::ControlBatch);
+        }
+        if view.is_transactional() {
+            return Err(ProduceError::Transactional);
+        }
+        let now = now_ms();
+        if !config.log_append_time && !view.is_log_append_time() {
+            let max = view.max_timestamp();
+            if max > now.saturating_add(config.timestamp_after_max_ms) {
+                return Err(ProduceError::InvalidTimestamp { timestamp: max, limit_ms: config.timestamp_after_max_ms });
+            }
+        }
+        if config.compacted {
+            // The only produce-path rule that needs the records themselves.
+            let records = decode_records(&view, MAX_DECOMPRESSED_BATCH_BYTES)
+                .map_err(|e| ProduceError::InvalidRecords(e.to_string()))?;
+            if records.iter().any(|r| r.key.is_none()) {
+                return Err(ProduceError::MissingKeyOnCompactedTopic);
+            }
+        }
+        let mut log_append_time = -1;
+        if config.log_append_time {
+            RecordBatchMut::new(&mut batch)?.set_log_append_time(now);
+            log_append_time = now;
+        }
+        let info = {
+            let mut log = self.log.write();
+            let info = log.append_as_leader(&mut batch, leader_epoch)?;
+            // Single replica: the ISR is this broker, so the high watermark follows the
+            // log end immediately. With followers this becomes min(LEO of the ISR).
+            let leo = log.log_end_offset();
+            self.high_watermark.send_if_modified(|hw| {
+                if *hw < leo {
+                    *hw = leo;
+                    true
+                } else {
+                    false
+                }
+            });
+            info
+        };
+        Ok(ProduceResult {
+            base_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time,
+            log_start_offset: info.log_start_offset,
+        })
+    }
+
+    /// Read whole batches from `offset`, bounded by `max_bytes` (at least one batch when
+    /// `min_one_batch`, KIP-74) and by the isolation level.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        isolation: FetchIsolation,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, LogError> {
+        let log = self.log.read();
+        let high_watermark = self.high_watermark();
+        let log_end_offset = log.log_end_offset();
+        let max_offset = match isolation {
+            FetchIsolation::HighWatermark => high_watermark,
+            FetchIsolation::LogEnd => log_end_offset,
+        };
+        let records = log.read(offset, max_bytes, max_offset, min_one_batch)?;
+        Ok(ReadResult { records, high_watermark, log_start_offset: log.log_start_offset(), log_end_offset })
+    }
+
+    /// ListOffsets: `timestamp` is a real timestamp or one of Kafka's specials (-1
+    /// latest, -2 earliest, -3 max timestamp, -4 earliest local, -5 latest tiered).
+    /// Returns (offset, timestamp); offset -1 when no record qualifies.
+    pub fn offset_for(&self, timestamp: i64, isolation: FetchIsolation) -> Result<(i64, i64), LogError> {
+        let log = self.log.read();
+        let max_offset = match isolation {
+            FetchIsolation::HighWatermark => self.high_watermark(),
+            FetchIsolation::LogEnd => log.log_end_offset(),
+        };
+        Ok(match timestamp {
+            LATEST_TIMESTAMP => (max_offset, -1),
+            // Nothing is tiered: the earliest local offset is the earliest offset, and the
+            // latest tiered offset is "none yet", which Kafka reports as the log start.
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP | LATEST_TIERED_TIMESTAMP => (log.log_start_offset(), -1),
+            MAX_TIMESTAMP => log.offset_of_max_timestamp(max_offset)?.unwrap_or((-1, -1)),
+            ts => log.offset_for_timestamp(ts, max_offset)?.unwrap_or((-1, -1)),
+        })
+    }
+
+    pub(crate) fn flush(&self) -> Result<i64, LogError> {
+        self.log.write().flush()
+    }
+
+    pub(crate) fn apply_retention(&self, now: i64) -> Result<usize, LogError> {
+        self.log.write().apply_retention(now)
+    }
+
+    pub(crate) fn into_log(self) -> Log {
+        self.log.into_inner()
+    }
+}
+
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+pub const LATEST_TIERED_TIMESTAMP: i64 = -5;

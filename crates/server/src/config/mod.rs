@@ -1,0 +1,310 @@
+//! Broker configuration, read with Kafka's keys.
+//!
+//! Sources, lowest precedence first: Kafka's defaults ([`definitions`]), the
+//! `--config` properties file, `--override KEY=VALUE` flags. Unknown keys are logged
+//! once and ignored (operators reuse Kafka's `server.properties`); an invalid value for
+//! a known key stops start-up with a message naming the key.
+
+pub mod definitions;
+pub mod properties;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use definitions::{broker_config, topic_config, ConfigDef};
+use ottla_log::LogConfig;
+use ottla_replica::PartitionConfig;
+
+/// A `listeners` entry: `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    pub fn parse(s: &str) -> Result<Listener, String> {
+        let (name, rest) = s.split_once("://").ok_or_else(|| format!("listener '{s}' is not NAME://host:port"))?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("listener '{s}' has no port"))?;
+        let port: u16 = port.parse().map_err(|_| format!("listener '{s}' has an invalid port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        Ok(Listener { name: name.to_string(), host, port })
+    }
+}
+
+/// Where a config value came from, with Kafka's DescribeConfigs source ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    DynamicTopic = 1,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listeners: Vec<Listener>,
+    pub advertised_listeners: Vec<Listener>,
+    pub log_dirs: Vec<PathBuf>,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub delete_topic_enable: bool,
+    pub socket_request_max_bytes: usize,
+    pub max_connections: usize,
+    pub fetch_max_bytes: usize,
+    pub log_retention_check_interval_ms: u64,
+    /// Every key explicitly set (file + overrides), known keys only: what
+    /// DescribeConfigs reports as STATIC_BROKER_CONFIG.
+    pub explicit: BTreeMap<String, String>,
+}
+
+/// Where Ottla's defaults differ from Kafka's: a bare `ottla serve` is a one-node
+/// cluster on loopback that stores data in `./data`, so it needs no config file.
+pub const OTTLA_DEFAULTS: &[(&str, &str)] = &[
+    ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+    ("log.dirs", "./data"),
+    ("node.id", "1"),
+    ("process.roles", "broker,controller"),
+];
+
+/// Keys Ottla reads that Kafka's broker definitions do not list (none are invented:
+/// these are Kafka keys we accept but whose definition is not in our table).
+const ACCEPTED_EXTRA_KEYS: &[&str] = &["broker.id"];
+
+impl BrokerConfig {
+    /// Build from explicit key/values (file merged with overrides).
+    pub fn from_values(values: BTreeMap<String, String>) -> Result<BrokerConfig, String> {
+        let mut explicit = BTreeMap::new();
+        for (key, value) in values {
+            match broker_config(&key) {
+                Some(def) => {
+                    def.validate(&value)?;
+                    explicit.insert(key, value);
+                }
+                None if ACCEPTED_EXTRA_KEYS.contains(&key.as_str()) => {
+                    explicit.insert(key, value);
+                }
+                None => tracing::warn!("Ignoring unknown configuration key {key}"),
+            }
+        }
+        let get = |key: &str| -> Option<String> {
+            explicit.get(key).cloned().or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
+        };
+        let parse_num = |key: &str| -> Result<i64, String> {
+            let v = get(key).ok_or_else(|| format!("Missing required configuration \"{key}\" which has no default value."))?;
+            v.trim().parse::<i64>().map_err(|_| format!("Invalid value {v} for configuration {key}: Not a number"))
+        };
+        let node_id = match (explicit.get("node.id"), explicit.get("broker.id")) {
+            (Some(n), _) | (None, Some(n)) => n
+                .trim()
+                .parse::<i32>()
+                .map_err(|_| format!("Invalid value {n} for configuration node.id: Not a number of type INT"))?,
+            (None, None) => 1,
+        };
+        if node_id < 0 {
+            return Err(format!("Invalid value {node_id} for configuration node.id: must be non-negative"));
+        }
+        let listeners_text = explicit.get("listeners").cloned().unwrap_or_else(|| OTTLA_DEFAULTS[0].1.into());
+        let listeners = parse_listeners("listeners", &listeners_text)?;
+        let advertised_listeners = match explicit.get("advertised.listeners") {
+            Some(text) => parse_listeners("advertised.listeners", text)?,
+            None => listeners
+                .iter()
+                .map(|l| Listener {
+                    // Kafka advertises the canonical host name for a wildcard listener.
+                    host: if l.host.is_empty() || l.host == "0.0.0.0" { "localhost".into() } else { l.host.clone() },
+                    ..l.clone()
+                })
+                .collect(),
+        };
+        let log_dirs_text = explicit.get("log.dirs").or_else(|| explicit.get("log.dir")).cloned().unwrap_or_else(|| OTTLA_DEFAULTS[1].1.into());
+        let log_dirs: Vec<PathBuf> =
+            log_dirs_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+        if log_dirs.is_empty() {
+            return Err("Invalid value for configuration log.dirs: at least one directory is required".into());
+        }
+        let roles = explicit.get("process.roles").cloned().unwrap_or_else(|| OTTLA_DEFAULTS[3].1.into());
+        let mut roles: Vec<&str> = roles.split(',').map(str::trim).collect();
+        roles.sort();
+        if roles != ["broker", "controller"] {
+            return Err(format!(
+                "Invalid value {} for configuration process.roles: only 'broker,controller' (combined mode) is supported so far",
+                roles.join(",")
+            ));
+        }
+        let positive = |key: &str| -> Result<i64, String> {
+            let v = parse_num(key)?;
+            if v <= 0 {
+                return Err(format!("Invalid value {v} for configuration {key}: must be positive"));
+            }
+            Ok(v)
+        };
+        Ok(BrokerConfig {
+            node_id,
+            listeners,
+            advertised_listeners,
+            log_dirs,
+            num_partitions: positive("num.partitions")? as i32,
+            default_replication_factor: positive("default.replication.factor")? as i16,
+            auto_create_topics_enable: get("auto.create.topics.enable").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            delete_topic_enable: get("delete.topic.enable").is_none_or(|v| v.eq_ignore_ascii_case("true")),
+            socket_request_max_bytes: positive("socket.request.max.bytes")? as usize,
+            max_connections: parse_num("max.connections")?.clamp(1, i64::from(i32::MAX)) as usize,
+            fetch_max_bytes: positive("fetch.max.bytes")? as usize,
+            log_retention_check_interval_ms: positive("log.retention.check.interval.ms")? as u64,
+            explicit,
+        })
+    }
+
+    /// The broker-level value of `key` (explicit, else Ottla's default, else Kafka's).
+    pub fn broker_value(&self, key: &str) -> Option<String> {
+        self.explicit
+            .get(key)
+            .cloned()
+            .or_else(|| OTTLA_DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+            .or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
+    }
+
+    /// The broker value behind a topic config when the topic does not override it,
+    /// with its source. Handles Kafka's multi-key synonyms (retention in ms, minutes
+    /// or hours; roll in ms or hours), where the most precise explicit key wins.
+    pub fn topic_default(&self, def: &ConfigDef) -> (Option<String>, ConfigSource, Option<&'static str>) {
+        let chain = definitions::topic_config_synonyms(def.name);
+        for synonym in chain {
+            if let Some(v) = self.explicit.get(synonym.name) {
+                let value = match v.trim().parse::<i64>() {
+                    Ok(n) if synonym.multiplier != 1 && n >= 0 => n.saturating_mul(synonym.multiplier).to_string(),
+                    _ => v.clone(),
+                };
+                return (Some(value), ConfigSource::StaticBroker, Some(synonym.name));
+            }
+        }
+        (def.default.map(String::from), ConfigSource::Default, chain.last().map(|s| s.name).or(def.broker_synonym))
+    }
+
+    /// Effective value and source of topic config `key` given the topic's overrides.
+    pub fn topic_value(&self, def: &ConfigDef, overrides: &BTreeMap<String, String>) -> (Option<String>, ConfigSource) {
+        if let Some(v) = overrides.get(def.name) {
+            return (Some(v.clone()), ConfigSource::DynamicTopic);
+        }
+        let (value, source, _) = self.topic_default(def);
+        (value, source)
+    }
+
+    /// The typed configuration a partition of a topic with `overrides` runs with.
+    pub fn partition_config(&self, overrides: &BTreeMap<String, String>) -> PartitionConfig {
+        let value = |key: &str| -> String {
+            let def = topic_config(key).unwrap_or_else(|| panic!("topic config {key} missing from definitions"));
+            self.topic_value(def, overrides).0.unwrap_or_default()
+        };
+        let long = |key: &str, fallback: i64| value(key).trim().parse::<i64>().unwrap_or(fallback);
+        let defaults = LogConfig::default();
+        let cleanup = value("cleanup.policy");
+        PartitionConfig {
+            log: LogConfig {
+                segment_bytes: long("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
+                segment_ms: long("segment.ms", defaults.segment_ms),
+                index_interval_bytes: long("index.interval.bytes", defaults.index_interval_bytes as i64).max(0) as u64,
+                retention_bytes: long("retention.bytes", defaults.retention_bytes),
+                retention_ms: long("retention.ms", defaults.retention_ms),
+                flush_interval_messages: long("flush.messages", defaults.flush_interval_messages),
+                flush_interval_ms: long("flush.ms", defaults.flush_interval_ms),
+            },
+            max_message_bytes: long("max.message.bytes", 1_048_588).max(0) as usize,
+            min_insync_replicas: long("min.insync.replicas", 1).max(1) as usize,
+            log_append_time: value("message.timestamp.type") == "LogAppendTime",
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms", i64::MAX),
+            compacted: cleanup.split(',').any(|p| p.trim() == "compact"),
+        }
+    }
+}
+
+fn parse_listeners(key: &str, text: &str) -> Result<Vec<Listener>, String> {
+    let listeners: Vec<Listener> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Listener::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("Invalid value {text} for configuration {key}: {e}"))?;
+    if listeners.is_empty() {
+        return Err(format!("Invalid value {text} for configuration {key}: no listener"));
+    }
+    for l in &listeners {
+        if l.name != "PLAINTEXT" {
+            return Err(format!(
+                "Invalid value {text} for configuration {key}: listener {} uses a security protocol other than PLAINTEXT, which is not supported yet",
+                l.name
+            ));
+        }
+    }
+    Ok(listeners)
+}
+
+/// Validate a topic config as CreateTopics/AlterConfigs do; Err is Kafka's message for
+/// INVALID_CONFIG.
+pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
+    match topic_config(key) {
+        None => Err(format!("Unknown topic config name: {key}")),
+        Some(def) => def.validate(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<BrokerConfig, String> {
+        BrokerConfig::from_values(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_match_the_issue_and_kafka() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.listeners, vec![Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }]);
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        assert_eq!(c.num_partitions, 1);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert!(c.auto_create_topics_enable, "Kafka creates topics on metadata requests by default");
+        assert!(c.delete_topic_enable);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key_and_unknown_keys_are_ignored() {
+        let err = config(&[("num.partitions", "abc")]).unwrap_err();
+        assert!(err.contains("num.partitions"), "{err}");
+        let err = config(&[("listeners", "PLAINTEXT://nohost")]).unwrap_err();
+        assert!(err.contains("listeners"), "{err}");
+        assert!(config(&[("some.unknown.key", "1")]).is_ok());
+    }
+
+    #[test]
+    fn retention_synonyms_resolve_like_kafka() {
+        let c = config(&[("log.retention.hours", "1")]).unwrap();
+        let def = topic_config("retention.ms").unwrap();
+        let (v, source) = c.topic_value(def, &BTreeMap::new());
+        assert_eq!(v.as_deref(), Some("3600000"));
+        assert_eq!(source, ConfigSource::StaticBroker);
+        let c = config(&[("log.retention.hours", "1"), ("log.retention.ms", "5")]).unwrap();
+        assert_eq!(c.topic_value(def, &BTreeMap::new()).0.as_deref(), Some("5"));
+        let overrides: BTreeMap<_, _> = [("retention.ms".to_string(), "7".to_string())].into();
+        assert_eq!(c.topic_value(def, &overrides), (Some("7".into()), ConfigSource::DynamicTopic));
+        let c = config(&[]).unwrap();
+        assert_eq!(c.topic_value(def, &BTreeMap::new()), (Some("604800000".into()), ConfigSource::Default));
+    }
+
+    #[test]
+    fn partition_config_from_overrides() {
+        let c = config(&[("message.max.bytes", "2000")]).unwrap();
+        let overrides: BTreeMap<_, _> =
+            [("cleanup.policy".to_string(), "compact,delete".to_string()), ("segment.bytes".to_string(), "1048576".to_string())].into();
+        let p = c.partition_config(&overrides);
+        assert!(p.compacted);
+        assert_eq!(p.log.segment_bytes, 1_048_576);
+        assert_eq!(p.max_message_bytes, 2000);
+        assert!(!p.log_append_time);
+    }
+}

@@ -1,0 +1,46 @@
+//! DescribeCluster (key 60): cluster id, controller, and the registered brokers.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::ResponseError;
+use ottla_protocol::frame::Request;
+
+use super::{decode, respond, str_bytes, HandlerError, Reply};
+use crate::broker::Broker;
+
+/// `endpoint_type` 1 = brokers; 2 = controllers (KIP-919), which we do not list separately.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+/// Kafka's "authorized operations were not requested" sentinel.
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn handle(broker: &Broker, request: &Request) -> Result<Reply, HandlerError> {
+    let req: DescribeClusterRequest = decode(request)?;
+    let image = broker.controller.image();
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(image.cluster_id.clone().unwrap_or_default()))
+        .with_controller_id(BrokerId(broker.controller.node_id()))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    if request.version() >= 1 {
+        response = response.with_endpoint_type(req.endpoint_type);
+        if req.endpoint_type != ENDPOINT_TYPE_BROKERS {
+            return respond(
+                request,
+                &response
+                    .with_error_code(ResponseError::UnsupportedEndpointType.code())
+                    .with_error_message(Some(str_bytes("Only broker endpoints (endpoint_type 1) can be described"))),
+            );
+        }
+    }
+    let brokers = image
+        .brokers
+        .values()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    respond(request, &response.with_brokers(brokers))
+}

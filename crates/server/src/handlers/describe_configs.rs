@@ -1,0 +1,139 @@
+//! DescribeConfigs (key 32): topic and broker configs with Kafka's sources, synonyms,
+//! types and documentation.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::ResponseError;
+use ottla_protocol::frame::Request;
+
+use super::{decode, respond, str_bytes, HandlerError, Reply};
+use crate::broker::Broker;
+use crate::config::definitions::{ConfigDef, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::config::ConfigSource;
+
+/// Kafka's `ConfigResource.Type` ids.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+struct Options {
+    version: i16,
+    include_synonyms: bool,
+    include_documentation: bool,
+}
+
+fn entry(
+    def: &ConfigDef,
+    value: Option<String>,
+    source: ConfigSource,
+    read_only: bool,
+    synonyms: Vec<DescribeConfigsSynonym>,
+    options: &Options,
+) -> DescribeConfigsResourceResult {
+    let mut e = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(def.name))
+        .with_value(if def.sensitive { None } else { value.map(str_bytes) })
+        .with_read_only(read_only)
+        .with_is_sensitive(def.sensitive)
+        .with_config_source(source as i8);
+    if options.version >= 1 && options.include_synonyms {
+        e = e.with_synonyms(synonyms);
+    }
+    if options.version >= 3 {
+        e = e.with_config_type(def.config_type.kafka_id());
+        if options.include_documentation {
+            e = e.with_documentation(Some(str_bytes(def.documentation)));
+        }
+    }
+    e
+}
+
+fn synonym(name: &str, value: Option<String>, source: ConfigSource) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default().with_name(str_bytes(name)).with_value(value.map(str_bytes)).with_source(source as i8)
+}
+
+fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) -> bool {
+    keys.as_ref().is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == name))
+}
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: DescribeConfigsRequest = decode(request)?;
+    let options = Options {
+        version: request.version(),
+        include_synonyms: req.include_synonyms,
+        include_documentation: req.include_documentation,
+    };
+    let image = broker.controller.image();
+    let mut results = Vec::with_capacity(req.resources.len());
+    for resource in req.resources {
+        let name = resource.resource_name.as_str().to_string();
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        match resource.resource_type {
+            RESOURCE_TOPIC => match image.topic(&name) {
+                None => {
+                    result = result
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_message(Some(str_bytes(format!("Topic {name} does not exist"))));
+                }
+                Some(topic) => {
+                    let configs = TOPIC_CONFIGS
+                        .iter()
+                        .filter(|def| wanted(&resource.configuration_keys, def.name))
+                        .map(|def| {
+                            let (value, source) = broker.config.topic_value(def, &topic.configs);
+                            let mut synonyms = Vec::new();
+                            if let Some(v) = topic.configs.get(def.name) {
+                                synonyms.push(synonym(def.name, Some(v.clone()), ConfigSource::DynamicTopic));
+                            }
+                            let (broker_value, broker_source, broker_key) = broker.config.topic_default(def);
+                            if let Some(key) = broker_key {
+                                let shown = if broker_source == ConfigSource::StaticBroker {
+                                    broker.config.explicit.get(key).cloned()
+                                } else {
+                                    broker.config.broker_value(key).or(broker_value)
+                                };
+                                synonyms.push(synonym(key, shown, broker_source));
+                            }
+                            entry(def, value, source, false, synonyms, &options)
+                        })
+                        .collect();
+                    result = result.with_configs(configs);
+                }
+            },
+            RESOURCE_BROKER => {
+                if !name.is_empty() && name != broker.config.node_id.to_string() {
+                    result = result
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes(format!("Unexpected broker id, expected {} or empty string, but received {name}", broker.config.node_id))));
+                } else {
+                    let configs = BROKER_CONFIGS
+                        .iter()
+                        .filter(|def| wanted(&resource.configuration_keys, def.name))
+                        .map(|def| {
+                            let (value, source) = match broker.config.explicit.get(def.name) {
+                                Some(v) => (Some(v.clone()), ConfigSource::StaticBroker),
+                                None => (broker.config.broker_value(def.name), ConfigSource::Default),
+                            };
+                            let synonyms = vec![synonym(def.name, value.clone(), source)];
+                            // No dynamic broker configs yet: everything is read-only.
+                            entry(def, value, source, true, synonyms, &options)
+                        })
+                        .collect();
+                    result = result.with_configs(configs);
+                }
+            }
+            other => {
+                result = result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(format!("Unsupported resource type {other}"))));
+            }
+        }
+        results.push(result);
+    }
+    respond(request, &DescribeConfigsResponse::default().with_results(results))
+}

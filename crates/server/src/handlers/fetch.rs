@@ -1,0 +1,210 @@
+//! Fetch (key 1): read whole stored batches, long-polling up to `max.wait.ms` until
+//! `min.bytes` are available.
+//!
+//! Fetch sessions (KIP-227) are answered sessionless: session id 0 tells the client to
+//! keep sending full fetch requests, which every client supports (Kafka does the same
+//! when its session cache is full). Size limits follow KIP-74: the response stops at
+//! `max_bytes` (capped by the broker's `fetch.max.bytes`) and each partition at its
+//! `partition_max_bytes`, except that the first partition with data always returns at
+//! least one whole batch so that a batch larger than the limits can still be consumed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+use ottla_log::LogError;
+use ottla_protocol::frame::Request;
+use ottla_replica::{FetchIsolation, Partition};
+use uuid::Uuid;
+
+use super::{decode, encode, respond, HandlerError, Reply};
+use crate::broker::Broker;
+
+/// Longest wait honoured, whatever the client asks: bounds how long a delayed fetch
+/// holds its request in memory (Kafka relies on the client's request timeout).
+pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// `isolation_level` READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
+
+/// One requested partition, resolved against the metadata once per request.
+struct Target {
+    name: TopicName,
+    topic_id: Uuid,
+    index: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    partition: Result<Arc<Partition>, i16>,
+}
+
+struct Plan {
+    version: i16,
+    correlation_id: i32,
+    targets: Vec<Target>,
+    max_bytes: usize,
+    min_bytes: usize,
+    isolation: FetchIsolation,
+    read_committed: bool,
+}
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: FetchRequest = decode(request)?;
+    let version = request.version();
+    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    if version >= 7 && req.session_id != 0 {
+        // We never hand out sessions, so a client cannot legitimately continue one.
+        let response = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return respond(request, &response);
+    }
+    let image = broker.controller.image();
+    let mut targets = Vec::new();
+    for topic in &req.topics {
+        let info = if version >= 13 { image.topic_by_id(&topic.topic_id) } else { image.topic(topic.topic.as_str()) };
+        for p in &topic.partitions {
+            let partition = match info {
+                None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Some(t) => match broker.replicas.get(&t.topic_id, p.partition) {
+                    None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    Some(partition) => check_leader_epoch(&partition, p.current_leader_epoch).map(|()| partition),
+                },
+            };
+            targets.push(Target {
+                name: topic.topic.clone(),
+                topic_id: topic.topic_id,
+                index: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                partition,
+            });
+        }
+    }
+    let max_bytes = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let plan = Plan {
+        version,
+        correlation_id: request.correlation_id(),
+        targets,
+        max_bytes: max_bytes.min(broker.config.fetch_max_bytes),
+        min_bytes: req.min_bytes.max(0) as usize,
+        // Follower fetching is a later issue; a replica id only widens what it may read.
+        isolation: if replica_id >= 0 { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark },
+        read_committed: req.isolation_level == READ_COMMITTED,
+    };
+    let (response, bytes, has_error) = read_all(&plan);
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
+    if bytes >= plan.min_bytes || has_error || wait.is_zero() || plan.targets.is_empty() {
+        return respond(request, &response);
+    }
+    Ok(Reply::Later(Box::pin(async move {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Subscribe before reading, so an append between the read and the wait
+            // still wakes us.
+            let mut receivers: Vec<_> =
+                plan.targets.iter().filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe())).collect();
+            let (response, bytes, has_error) = read_all(&plan);
+            if bytes >= plan.min_bytes || has_error || receivers.is_empty() {
+                return encode(ApiKey::Fetch, plan.version, plan.correlation_id, &response);
+            }
+            let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                let (response, _, _) = read_all(&plan);
+                return encode(ApiKey::Fetch, plan.version, plan.correlation_id, &response);
+            }
+        }
+    })))
+}
+
+fn check_leader_epoch(partition: &Partition, requested: i32) -> Result<(), i16> {
+    if requested < 0 {
+        return Ok(());
+    }
+    let current = partition.leader_epoch();
+    match requested.cmp(&current) {
+        std::cmp::Ordering::Less => Err(ResponseError::FencedLeaderEpoch.code()),
+        std::cmp::Ordering::Greater => Err(ResponseError::UnknownLeaderEpoch.code()),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+/// Read every target once; returns the response, the record bytes in it, and whether
+/// any partition carries an error (which completes a delayed fetch at once, as in Kafka).
+fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
+    let version = plan.version;
+    let mut remaining = plan.max_bytes;
+    let mut min_one_batch = true;
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for target in &plan.targets {
+        let mut data = PartitionData::default().with_partition_index(target.index);
+        if !plan.read_committed {
+            data = data.with_aborted_transactions(None);
+        }
+        match &target.partition {
+            Err(code) => {
+                has_error = true;
+                data = data.with_error_code(*code).with_high_watermark(-1).with_records(Some(Bytes::new()));
+            }
+            Ok(partition) => {
+                let limit = target.partition_max_bytes.min(remaining);
+                match partition.read(target.fetch_offset, limit, plan.isolation, min_one_batch) {
+                    Ok(read) => {
+                        let n = read.records.len();
+                        if n > 0 {
+                            min_one_batch = false;
+                            remaining = remaining.saturating_sub(n);
+                            total += n;
+                        }
+                        data = data
+                            .with_high_watermark(read.high_watermark)
+                            .with_last_stable_offset(read.high_watermark)
+                            .with_log_start_offset(read.log_start_offset)
+                            .with_records(Some(read.records));
+                    }
+                    Err(e) => {
+                        has_error = true;
+                        let code = match e {
+                            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+                            other => {
+                                tracing::warn!("Fetch from {} failed: {other}", partition.name());
+                                other.kafka_error_code()
+                            }
+                        };
+                        data = data
+                            .with_error_code(code)
+                            .with_high_watermark(partition.high_watermark())
+                            .with_last_stable_offset(partition.high_watermark())
+                            .with_log_start_offset(partition.log_start_offset())
+                            .with_records(Some(Bytes::new()));
+                    }
+                }
+            }
+        }
+        if version < 5 {
+            data = data.with_log_start_offset(-1);
+        }
+        // Responses group consecutive partitions of the same topic, in request order.
+        let same_topic = topics.last().is_some_and(|t| {
+            if version >= 13 {
+                t.topic_id == target.topic_id
+            } else {
+                t.topic == target.name
+            }
+        });
+        if !same_topic {
+            let mut t = FetchableTopicResponse::default();
+            if version >= 13 {
+                t = t.with_topic_id(target.topic_id);
+            } else {
+                t = t.with_topic(target.name.clone());
+            }
+            topics.push(t);
+        }
+        topics.last_mut().expect("pushed above").partitions.push(data);
+    }
+    (FetchResponse::default().with_responses(topics), total, has_error)
+}

@@ -1,0 +1,77 @@
+//! ListOffsets (key 2): earliest, latest, by timestamp, and max timestamp (v7+).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+use ottla_protocol::frame::Request;
+use ottla_replica::partition::{EARLIEST_LOCAL_TIMESTAMP, LATEST_TIERED_TIMESTAMP, MAX_TIMESTAMP};
+use ottla_replica::FetchIsolation;
+
+use super::{decode, respond, HandlerError, Reply};
+use crate::broker::Broker;
+
+/// Lowest request version that may ask for each special timestamp (Kafka's rule).
+fn min_version_for(timestamp: i64) -> i16 {
+    match timestamp {
+        MAX_TIMESTAMP => 7,
+        EARLIEST_LOCAL_TIMESTAMP => 8,
+        LATEST_TIERED_TIMESTAMP => 9,
+        _ => 0,
+    }
+}
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: ListOffsetsRequest = decode(request)?;
+    let version = request.version();
+    let image = broker.controller.image();
+    // Consumers see up to the high watermark; a replica id (follower or admin tool
+    // asking as a replica) sees the log end.
+    let isolation = if req.replica_id.0 >= 0 { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let info = image.topic(topic.name.as_str());
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let mut r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let partition = info.and_then(|t| broker.replicas.get(&t.topic_id, p.partition_index));
+            let outcome = match partition {
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Some(_) if version < min_version_for(p.timestamp) => Err(ResponseError::UnsupportedVersion.code()),
+                Some(partition) => {
+                    let epoch = partition.leader_epoch();
+                    if version >= 4 && p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
+                        Err(if p.current_leader_epoch < epoch {
+                            ResponseError::FencedLeaderEpoch.code()
+                        } else {
+                            ResponseError::UnknownLeaderEpoch.code()
+                        })
+                    } else {
+                        partition
+                            .offset_for(p.timestamp, isolation)
+                            .map(|(offset, timestamp)| (offset, timestamp, if offset >= 0 { epoch } else { -1 }))
+                            .map_err(|e| {
+                                tracing::warn!("ListOffsets on {} failed: {e}", partition.name());
+                                e.kafka_error_code()
+                            })
+                    }
+                }
+            };
+            match outcome {
+                Ok((offset, timestamp, epoch)) => {
+                    r = r.with_offset(offset).with_timestamp(timestamp);
+                    if version >= 4 {
+                        r = r.with_leader_epoch(epoch);
+                    }
+                }
+                Err(code) => {
+                    r = r.with_error_code(code).with_offset(-1).with_timestamp(-1);
+                }
+            }
+            partitions.push(r);
+        }
+        topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+    }
+    respond(request, &ListOffsetsResponse::default().with_topics(topics))
+}

@@ -1,0 +1,150 @@
+//! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
+//!
+//! With `auto.create.topics.enable=true` (Kafka's default) and a client that allows it,
+//! a requested topic that does not exist is created with the broker defaults, as
+//! Kafka's `AutoTopicCreationManager` does; here creation is synchronous, so the new
+//! topic is returned at once instead of LEADER_NOT_AVAILABLE on the first try.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
+use ottla_controller::{ControllerError, CreateTopicSpec, TopicInfo};
+use ottla_protocol::frame::Request;
+use uuid::Uuid;
+
+use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
+use super::{decode, respond, str_bytes, HandlerError, Reply};
+use crate::broker::Broker;
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: MetadataRequest = decode(request)?;
+    let version = request.version();
+    let image = broker.controller.image();
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let all_topics = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let allow_auto_create = version < 4 || req.allow_auto_topic_creation;
+    let mut topics = Vec::new();
+    if all_topics {
+        for topic in image.topics() {
+            topics.push(topic_metadata(version, topic));
+        }
+    } else {
+        for wanted in req.topics.as_deref().unwrap_or_default() {
+            let found = match (&wanted.name, version >= 10 && !wanted.topic_id.is_nil()) {
+                (_, true) => image.topic_by_id(&wanted.topic_id).cloned(),
+                (Some(name), false) => image.topic(name.as_str()).cloned(),
+                (None, false) => None,
+            };
+            if let Some(topic) = found {
+                topics.push(topic_metadata(version, &topic));
+                continue;
+            }
+            let Some(name) = wanted.name.as_ref().map(|n| n.as_str().to_string()) else {
+                topics.push(error_topic(version, None, wanted.topic_id, ResponseError::UnknownTopicId.code()));
+                continue;
+            };
+            if allow_auto_create && broker.config.auto_create_topics_enable && !name.starts_with("__") {
+                match auto_create(broker, &name) {
+                    Ok(topic) => topics.push(topic_metadata(version, &topic)),
+                    Err(code) => topics.push(error_topic(version, Some(name), Uuid::nil(), code)),
+                }
+            } else {
+                let code = match ottla_controller::topic_name::validate(&name) {
+                    Ok(()) => ResponseError::UnknownTopicOrPartition.code(),
+                    Err(_) => ResponseError::InvalidTopicException.code(),
+                };
+                topics.push(error_topic(version, Some(name), Uuid::nil(), code));
+            }
+        }
+    }
+    let brokers = image
+        .brokers
+        .values()
+        .map(|b| {
+            let mut m = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port);
+            if version >= 1 {
+                m = m.with_rack(b.rack.clone().map(str_bytes));
+            }
+            m
+        })
+        .collect();
+    let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
+    if version >= 1 {
+        response = response.with_controller_id(BrokerId(broker.controller.node_id()));
+    }
+    if version >= 2 {
+        response = response.with_cluster_id(image.cluster_id.clone().map(str_bytes));
+    }
+    if (8..=10).contains(&version) {
+        response = response.with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    }
+    respond(request, &response)
+}
+
+fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> {
+    let spec = CreateTopicSpec { name: name.to_string(), num_partitions: -1, replication_factor: -1, ..Default::default() };
+    match broker.controller.create_topic(&spec, false) {
+        Ok(topic) => {
+            if let Err(e) = broker.ensure_topic_partitions(&topic) {
+                tracing::error!("Auto-created topic {name} but could not open its partitions: {e:#}");
+                return Err(ResponseError::KafkaStorageError.code());
+            }
+            Ok(topic)
+        }
+        // A concurrent request created it first: answer with what exists.
+        Err(ControllerError::TopicAlreadyExists(_)) => {
+            broker.controller.image().topic(name).cloned().ok_or(ResponseError::LeaderNotAvailable.code())
+        }
+        Err(e) => Err(e.kafka_error_code()),
+    }
+}
+
+fn error_topic(version: i16, name: Option<String>, topic_id: Uuid, code: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default().with_error_code(code).with_name(name.map(|n| TopicName(str_bytes(n))));
+    if version >= 10 {
+        t = t.with_topic_id(topic_id);
+    }
+    if version >= 8 {
+        t = t.with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    }
+    t
+}
+
+fn topic_metadata(version: i16, topic: &TopicInfo) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut m = MetadataResponsePartition::default()
+                .with_partition_index(p.partition)
+                .with_leader_id(BrokerId(p.leader))
+                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect());
+            if version >= 7 {
+                m = m.with_leader_epoch(p.leader_epoch);
+            }
+            m
+        })
+        .collect();
+    let mut t = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
+        .with_partitions(partitions);
+    if version >= 1 {
+        t = t.with_is_internal(topic.is_internal());
+    }
+    if version >= 10 {
+        t = t.with_topic_id(topic.topic_id);
+    }
+    if version >= 8 {
+        t = t.with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    }
+    t
+}

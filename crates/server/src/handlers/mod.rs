@@ -1,0 +1,109 @@
+//! The request router: one module per Kafka API, named after it, so this directory is
+//! the table of contents of the protocol Ottla speaks.
+//!
+//! Each handler decodes its request body, calls into the broker, and builds the
+//! response message with Kafka's error codes. Side effects (appends, topic creation)
+//! happen synchronously inside `dispatch`, in the order requests arrived on the
+//! connection, exactly as Kafka processes one request per connection at a time; only
+//! *waiting* (a long-polling fetch) is deferred into a [`Reply::Later`], so a waiting
+//! fetch does not hold up the requests pipelined behind it.
+
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use ottla_protocol::api_versions::is_supported;
+use ottla_protocol::frame::{encode_response, Request};
+
+use crate::broker::Broker;
+
+/// What the connection sends back for one request.
+pub enum Reply {
+    /// An encoded response frame, ready to write.
+    Now(Bytes),
+    /// A response that completes later (a fetch waiting for data).
+    Later(Pin<Box<dyn Future<Output = Result<Bytes, HandlerError>> + Send>>),
+    /// No response at all: Produce with acks=0, as Kafka does.
+    Nothing,
+}
+
+/// A request the broker cannot answer with an error code: Kafka closes the connection
+/// for these, and so do we, after logging one line.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("unsupported version {version} of {api_key:?}")]
+    UnsupportedVersion { api_key: ApiKey, version: i16 },
+    #[error("malformed {api_key:?} v{version} request: {reason}")]
+    Malformed { api_key: ApiKey, version: i16, reason: String },
+    #[error("produce with acks=0 failed; closing the connection so the producer notices")]
+    AcksZeroError,
+    #[error("cannot encode {api_key:?} v{version} response: {reason}")]
+    Encode { api_key: ApiKey, version: i16, reason: String },
+}
+
+/// Decode a request body at the header's version.
+fn decode<T: Decodable>(request: &Request) -> Result<T, HandlerError> {
+    let mut body = request.body.clone();
+    T::decode(&mut body, request.version()).map_err(|e| HandlerError::Malformed {
+        api_key: request.api_key,
+        version: request.version(),
+        reason: e.to_string(),
+    })
+}
+
+/// Encode a response frame for `request`.
+fn encode<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Result<Bytes, HandlerError> {
+    encode_response(api_key, version, correlation_id, body).map_err(|e| HandlerError::Encode {
+        api_key,
+        version,
+        reason: e.to_string(),
+    })
+}
+
+fn respond<T: Encodable>(request: &Request, body: &T) -> Result<Reply, HandlerError> {
+    Ok(Reply::Now(encode(request.api_key, request.version(), request.correlation_id(), body)?))
+}
+
+/// Shorthand for the many optional strings in responses.
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Route one request. ApiVersions answers every version (with the documented v0
+/// fallback); any other unsupported version closes the connection, as in Kafka.
+pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, HandlerError> {
+    if request.api_key == ApiKey::ApiVersions {
+        return api_versions::handle(&request);
+    }
+    if !is_supported(request.api_key as i16, request.version()) {
+        return Err(HandlerError::UnsupportedVersion { api_key: request.api_key, version: request.version() });
+    }
+    match request.api_key {
+        ApiKey::Produce => produce::handle(broker, &request),
+        ApiKey::Fetch => fetch::handle(broker, &request),
+        ApiKey::ListOffsets => list_offsets::handle(broker, &request),
+        ApiKey::Metadata => metadata::handle(broker, &request),
+        ApiKey::CreateTopics => create_topics::handle(broker, &request),
+        ApiKey::DeleteTopics => delete_topics::handle(broker, &request),
+        ApiKey::InitProducerId => init_producer_id::handle(broker, &request),
+        ApiKey::DescribeConfigs => describe_configs::handle(broker, &request),
+        ApiKey::CreatePartitions => create_partitions::handle(broker, &request),
+        ApiKey::DescribeCluster => describe_cluster::handle(broker, &request),
+        other => Err(HandlerError::UnsupportedVersion { api_key: other, version: request.version() }),
+    }
+}

@@ -1,0 +1,100 @@
+//! Produce (key 0): validate each partition's batch and append it as leader.
+//!
+//! Produce v3+ carries exactly one v2 record batch per partition (Kafka's
+//! `ProduceRequest.validateRecords`). The batch is appended as sent; only its header
+//! is rewritten (see `ottla_replica::Partition::append_as_leader`).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use ottla_protocol::batch::BatchIter;
+use ottla_protocol::frame::Request;
+
+use super::{decode, respond, str_bytes, HandlerError, Reply};
+use crate::broker::Broker;
+
+fn partition_error(index: i32, code: i16, message: Option<String>, version: i16) -> PartitionProduceResponse {
+    let mut r = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1);
+    if version >= 8 {
+        r = r.with_error_message(message.map(str_bytes));
+    }
+    r
+}
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: ProduceRequest = decode(request)?;
+    let version = request.version();
+    let acks = req.acks;
+    let image = broker.controller.image();
+    let mut any_error = false;
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for topic_data in req.topic_data {
+        let name = topic_data.name.as_str().to_string();
+        let topic = image.topic(&name).cloned();
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let index = data.index;
+            if !matches!(acks, -1..=1) {
+                any_error = true;
+                partitions.push(partition_error(index, ResponseError::InvalidRequiredAcks.code(), None, version));
+                continue;
+            }
+            let partition = topic.as_ref().and_then(|t| broker.replicas.get(&t.topic_id, index));
+            let Some(partition) = partition else {
+                any_error = true;
+                partitions.push(partition_error(index, ResponseError::UnknownTopicOrPartition.code(), None, version));
+                continue;
+            };
+            let records = data.records.unwrap_or_default();
+            // Exactly one whole batch: count batches without copying.
+            let mut batches = BatchIter::new(&records);
+            let single = match (batches.next(), batches.next()) {
+                (Some(Ok(_)), None) => Ok(()),
+                (Some(Err(e)), _) => Err((e.kafka_error_code(), e.to_string())),
+                (None, _) => Err((ResponseError::InvalidRecord.code(), "Produce request contains no record batch".into())),
+                (Some(Ok(_)), Some(_)) => Err((
+                    ResponseError::InvalidRecord.code(),
+                    format!("Produce requests with version {version} must have exactly one record batch per partition"),
+                )),
+            };
+            if let Err((code, message)) = single {
+                any_error = true;
+                tracing::debug!("Rejected produce to {}: {message}", partition.name());
+                partitions.push(partition_error(index, code, Some(message), version));
+                continue;
+            }
+            match partition.append_as_leader(records.to_vec(), acks) {
+                Ok(result) => {
+                    let mut r = PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(result.base_offset)
+                        .with_log_append_time_ms(result.log_append_time);
+                    if version >= 5 {
+                        r = r.with_log_start_offset(result.log_start_offset);
+                    }
+                    partitions.push(r);
+                }
+                Err(e) => {
+                    any_error = true;
+                    let code = e.kafka_error_code();
+                    tracing::debug!("Rejected produce to {}: {e}", partition.name());
+                    partitions.push(partition_error(index, code, Some(e.to_string()), version));
+                }
+            }
+        }
+        responses.push(TopicProduceResponse::default().with_name(topic_data.name).with_partition_responses(partitions));
+    }
+    if acks == 0 {
+        // Kafka sends nothing for acks=0, and closes the connection on an error so the
+        // producer notices something went wrong and refreshes its metadata.
+        return if any_error { Err(HandlerError::AcksZeroError) } else { Ok(Reply::Nothing) };
+    }
+    respond(request, &ProduceResponse::default().with_responses(responses))
+}

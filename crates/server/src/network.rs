@@ -1,0 +1,181 @@
+//! Listeners and connections.
+//!
+//! One task per connection reads size-prefixed frames and dispatches them in arrival
+//! order; a second task writes the replies in the same order (clients match responses
+//! to requests by order as well as by correlation id). Between them sits a bounded
+//! queue: at most [`MAX_IN_FLIGHT_PER_CONNECTION`] replies may be pending, after which
+//! the reader stops reading, which is the back-pressure a client sees.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ottla_protocol::frame::{check_frame_size, decode_request, SIZE_PREFIX_LEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::Broker;
+use crate::handlers::{dispatch, HandlerError, Reply};
+
+/// Replies queued per connection before the reader pauses (Kafka itself allows one).
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
+/// Buffered response bytes before the writer flushes without waiting for the queue to
+/// drain (write coalescing across pipelined responses).
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// First allocation for an incoming frame; larger frames grow as their bytes arrive.
+const INITIAL_FRAME_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Accept connections until `shutdown` flips, enforcing `max.connections`.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let max_connections = broker.config.max_connections;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("Error accepting a connection: {e}");
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if open.load(Ordering::Relaxed) >= max_connections {
+                    tracing::warn!("Rejecting connection from {peer}: max.connections ({max_connections}) reached");
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                open.fetch_add(1, Ordering::Relaxed);
+                let broker = broker.clone();
+                let open = open.clone();
+                tokio::spawn(async move {
+                    handle_connection(broker, stream, peer).await;
+                    open.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// A reply in the connection's queue.
+enum Pending {
+    Reply(Reply),
+    /// Close after writing everything before it (bad request).
+    Close,
+}
+
+async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    let (mut reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let write_task = tokio::spawn(write_replies(writer, rx, peer));
+    let limit = broker.config.socket_request_max_bytes;
+    loop {
+        let mut size_prefix = [0u8; SIZE_PREFIX_LEN];
+        match reader.read_exact(&mut size_prefix).await {
+            Ok(_) => {}
+            Err(_) => break, // closed by the client, possibly mid-prefix: nothing to answer
+        }
+        let size = match check_frame_size(i32::from_be_bytes(size_prefix), limit) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("Closing connection from {peer}: {e}");
+                break;
+            }
+        };
+        // Grow with the bytes that actually arrive: a client that announces a large
+        // frame and sends little costs what it sent, not what it announced.
+        let mut frame = Vec::with_capacity(size.min(INITIAL_FRAME_BUFFER_BYTES));
+        match (&mut reader).take(size as u64).read_to_end(&mut frame).await {
+            Ok(n) if n == size => {}
+            Ok(n) => {
+                tracing::info!("Connection from {peer} closed mid-request ({n} of {size} bytes received)");
+                break;
+            }
+            Err(e) => {
+                tracing::info!("Connection from {peer} failed mid-request: {e}");
+                break;
+            }
+        }
+        let request = match decode_request(Bytes::from(frame)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("Closing connection from {peer}: {e}");
+                let _ = tx.send(Pending::Close).await;
+                break;
+            }
+        };
+        let api_key = request.api_key;
+        let outcome = dispatch_guarded(&broker, request);
+        let pending = match outcome {
+            Ok(reply) => Pending::Reply(reply),
+            Err(e) => {
+                match e {
+                    HandlerError::AcksZeroError => tracing::debug!("Closing connection from {peer}: {e}"),
+                    _ => tracing::warn!("Closing connection from {peer} after a bad {api_key:?} request: {e}"),
+                }
+                let _ = tx.send(Pending::Close).await;
+                break;
+            }
+        };
+        if tx.send(pending).await.is_err() {
+            break; // the writer failed: the peer is gone
+        }
+    }
+    drop(tx);
+    let _ = write_task.await;
+}
+
+/// Run the handler, turning a panic into a closed connection instead of a dead process
+/// (the handler's side effects are each atomic under their own locks).
+fn dispatch_guarded(broker: &Arc<Broker>, request: ottla_protocol::frame::Request) -> Result<Reply, HandlerError> {
+    let api_key = request.api_key;
+    let version = request.version();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(broker, request))) {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!("Handler for {api_key:?} v{version} panicked; closing the connection");
+            Err(HandlerError::Malformed { api_key, version, reason: "internal error".into() })
+        }
+    }
+}
+
+async fn write_replies(writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, peer: SocketAddr) {
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
+    while let Some(pending) = rx.recv().await {
+        let bytes: Option<Bytes> = match pending {
+            Pending::Close => break,
+            Pending::Reply(Reply::Nothing) => None,
+            Pending::Reply(Reply::Now(b)) => Some(b),
+            Pending::Reply(Reply::Later(fut)) => {
+                // Flush what is buffered before waiting, so earlier replies are not
+                // held back by a long poll.
+                if writer.flush().await.is_err() {
+                    return;
+                }
+                match fut.await {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::warn!("Closing connection from {peer}: {e}");
+                        break;
+                    }
+                }
+            }
+        };
+        if let Some(bytes) = bytes {
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        // Coalesce: only flush when nothing else is ready to go out.
+        if rx.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
