@@ -67,14 +67,18 @@ pub struct ReplayError(pub String);
 
 impl MetadataImage {
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicInfo>> {
-        self.topic_ids_by_name.get(name).and_then(|id| self.topics_by_id.get(id))
+        self.topic_ids_by_name
+            .get(name)
+            .and_then(|id| self.topics_by_id.get(id))
     }
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicInfo>> {
         self.topics_by_id.get(id)
     }
     /// Topics sorted by name.
     pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicInfo>> {
-        self.topic_ids_by_name.values().filter_map(|id| self.topics_by_id.get(id))
+        self.topic_ids_by_name
+            .values()
+            .filter_map(|id| self.topics_by_id.get(id))
     }
     pub fn topic_count(&self) -> usize {
         self.topics_by_id.len()
@@ -86,15 +90,29 @@ impl MetadataImage {
             MetadataRecord::ClusterId { cluster_id } => {
                 self.cluster_id = Some(cluster_id.clone());
             }
-            MetadataRecord::RegisterBroker { node_id, host, port, rack } => {
+            MetadataRecord::RegisterBroker {
+                node_id,
+                host,
+                port,
+                rack,
+            } => {
                 self.brokers.insert(
                     *node_id,
-                    BrokerInfo { node_id: *node_id, host: host.clone(), port: *port, rack: rack.clone() },
+                    BrokerInfo {
+                        node_id: *node_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                    },
                 );
             }
             MetadataRecord::Topic { name, topic_id } => {
-                if self.topic_ids_by_name.contains_key(name) || self.topics_by_id.contains_key(topic_id) {
-                    return Err(ReplayError(format!("topic {name} ({topic_id}) already exists")));
+                if self.topic_ids_by_name.contains_key(name)
+                    || self.topics_by_id.contains_key(topic_id)
+                {
+                    return Err(ReplayError(format!(
+                        "topic {name} ({topic_id}) already exists"
+                    )));
                 }
                 self.topic_ids_by_name.insert(name.clone(), *topic_id);
                 self.topics_by_id.insert(
@@ -107,11 +125,18 @@ impl MetadataImage {
                     }),
                 );
             }
-            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch } => {
-                let topic = self
-                    .topics_by_id
-                    .get_mut(topic_id)
-                    .ok_or_else(|| ReplayError(format!("partition record for unknown topic id {topic_id}")))?;
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let topic = self.topics_by_id.get_mut(topic_id).ok_or_else(|| {
+                    ReplayError(format!("partition record for unknown topic id {topic_id}"))
+                })?;
                 let topic = Arc::make_mut(topic);
                 let info = PartitionInfo {
                     partition: *partition,
@@ -135,11 +160,14 @@ impl MetadataImage {
                     }
                 }
             }
-            MetadataRecord::TopicConfig { topic_id, key, value } => {
-                let topic = self
-                    .topics_by_id
-                    .get_mut(topic_id)
-                    .ok_or_else(|| ReplayError(format!("config record for unknown topic id {topic_id}")))?;
+            MetadataRecord::TopicConfig {
+                topic_id,
+                key,
+                value,
+            } => {
+                let topic = self.topics_by_id.get_mut(topic_id).ok_or_else(|| {
+                    ReplayError(format!("config record for unknown topic id {topic_id}"))
+                })?;
                 let topic = Arc::make_mut(topic);
                 match value {
                     Some(v) => topic.configs.insert(key.clone(), v.clone()),
@@ -156,10 +184,9 @@ impl MetadataImage {
                 self.next_producer_id = *next_producer_id;
             }
             MetadataRecord::RemoveTopic { topic_id } => {
-                let topic = self
-                    .topics_by_id
-                    .remove(topic_id)
-                    .ok_or_else(|| ReplayError(format!("removal of unknown topic id {topic_id}")))?;
+                let topic = self.topics_by_id.remove(topic_id).ok_or_else(|| {
+                    ReplayError(format!("removal of unknown topic id {topic_id}"))
+                })?;
                 self.topic_ids_by_name.remove(&topic.name);
             }
         }
@@ -189,20 +216,34 @@ mod tests {
         let id = Uuid::new_v4();
         let mut image = MetadataImage::default();
         for r in [
-            MetadataRecord::Topic { name: "t".into(), topic_id: id },
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: id,
+            },
             partition(id, 0),
             partition(id, 1),
-            MetadataRecord::TopicConfig { topic_id: id, key: "retention.ms".into(), value: Some("5".into()) },
+            MetadataRecord::TopicConfig {
+                topic_id: id,
+                key: "retention.ms".into(),
+                value: Some("5".into()),
+            },
         ] {
             image.replay(&r).unwrap();
         }
         let t = image.topic("t").unwrap();
         assert_eq!(t.partitions.len(), 2);
         assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("5"));
-        image.replay(&MetadataRecord::RemoveTopic { topic_id: id }).unwrap();
+        image
+            .replay(&MetadataRecord::RemoveTopic { topic_id: id })
+            .unwrap();
         assert!(image.topic("t").is_none());
         let id2 = Uuid::new_v4();
-        image.replay(&MetadataRecord::Topic { name: "t".into(), topic_id: id2 }).unwrap();
+        image
+            .replay(&MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: id2,
+            })
+            .unwrap();
         assert_eq!(image.topic("t").unwrap().topic_id, id2);
     }
 
@@ -211,9 +252,22 @@ mod tests {
         let mut image = MetadataImage::default();
         let id = Uuid::new_v4();
         assert!(image.replay(&partition(id, 0)).is_err());
-        image.replay(&MetadataRecord::Topic { name: "t".into(), topic_id: id }).unwrap();
-        assert!(image.replay(&partition(id, 1)).is_err(), "gap in partitions");
-        assert!(image.replay(&MetadataRecord::Topic { name: "t".into(), topic_id: Uuid::new_v4() }).is_err());
+        image
+            .replay(&MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: id,
+            })
+            .unwrap();
+        assert!(
+            image.replay(&partition(id, 1)).is_err(),
+            "gap in partitions"
+        );
+        assert!(image
+            .replay(&MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: Uuid::new_v4()
+            })
+            .is_err());
         assert_eq!(image.offset, 1, "refused records do not count");
     }
 }

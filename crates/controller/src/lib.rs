@@ -110,7 +110,11 @@ impl Controller {
         for record in &records {
             image.replay(record)?;
         }
-        let controller = Controller { config, image: RwLock::new(Arc::new(image)), log: Mutex::new(log) };
+        let controller = Controller {
+            config,
+            image: RwLock::new(Arc::new(image)),
+            log: Mutex::new(log),
+        };
         if controller.image().cluster_id.is_none() {
             let cluster_id = new_cluster_id();
             controller.commit(|_| Ok((vec![MetadataRecord::ClusterId { cluster_id }], ())))?;
@@ -177,7 +181,11 @@ impl Controller {
     }
 
     /// Create one topic (or, with `validate_only`, check that it could be created).
-    pub fn create_topic(&self, spec: &CreateTopicSpec, validate_only: bool) -> Result<Arc<TopicInfo>, ControllerError> {
+    pub fn create_topic(
+        &self,
+        spec: &CreateTopicSpec,
+        validate_only: bool,
+    ) -> Result<Arc<TopicInfo>, ControllerError> {
         let default_partitions = self.config.default_num_partitions;
         let default_rf = self.config.default_replication_factor;
         let result = self.commit(|image| {
@@ -185,7 +193,10 @@ impl Controller {
             if image.topic(&spec.name).is_some() {
                 return Err(ControllerError::TopicAlreadyExists(spec.name.clone()));
             }
-            if let Some(existing) = image.topics().find(|t| topic_name::collides(&t.name, &spec.name)) {
+            if let Some(existing) = image
+                .topics()
+                .find(|t| topic_name::collides(&t.name, &spec.name))
+            {
                 return Err(ControllerError::InvalidTopic(format!(
                     "Topic '{}' collides with existing topic: {}",
                     spec.name, existing.name
@@ -193,9 +204,16 @@ impl Controller {
             }
             let assignment = plan_assignment(image, spec, default_partitions, default_rf)?;
             let topic_id = Uuid::new_v4();
-            let mut records = vec![MetadataRecord::Topic { name: spec.name.clone(), topic_id }];
+            let mut records = vec![MetadataRecord::Topic {
+                name: spec.name.clone(),
+                topic_id,
+            }];
             for (key, value) in &spec.configs {
-                records.push(MetadataRecord::TopicConfig { topic_id, key: key.clone(), value: Some(value.clone()) });
+                records.push(MetadataRecord::TopicConfig {
+                    topic_id,
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                });
             }
             for (partition, replicas) in assignment.into_iter().enumerate() {
                 records.push(partition_record(topic_id, partition as i32, replicas));
@@ -204,7 +222,10 @@ impl Controller {
             for r in &records {
                 preview.replay(r)?;
             }
-            let topic = preview.topic(&spec.name).cloned().expect("topic was just replayed");
+            let topic = preview
+                .topic(&spec.name)
+                .cloned()
+                .expect("topic was just replayed");
             if validate_only {
                 return Ok((vec![], topic));
             }
@@ -224,7 +245,10 @@ impl Controller {
     /// Delete a topic by id; returns what was deleted so the caller can drop its logs.
     pub fn delete_topic(&self, topic_id: Uuid) -> Result<Arc<TopicInfo>, ControllerError> {
         let topic = self.commit(|image| {
-            let topic = image.topic_by_id(&topic_id).cloned().ok_or(ControllerError::UnknownTopicId)?;
+            let topic = image
+                .topic_by_id(&topic_id)
+                .cloned()
+                .ok_or(ControllerError::UnknownTopicId)?;
             Ok((vec![MetadataRecord::RemoveTopic { topic_id }], topic))
         })?;
         tracing::info!(
@@ -296,7 +320,11 @@ impl Controller {
             Ok((if validate_only { vec![] } else { records }, updated))
         })?;
         if !validate_only {
-            tracing::info!("Increased partition count of {} to {}", name, result.partitions.len());
+            tracing::info!(
+                "Increased partition count of {} to {}",
+                name,
+                result.partitions.len()
+            );
         }
         Ok(result)
     }
@@ -307,7 +335,12 @@ impl Controller {
         assert!(count > 0, "allocate at least one producer id");
         self.commit(|image| {
             let start = image.next_producer_id;
-            Ok((vec![MetadataRecord::ProducerIds { next_producer_id: start + count }], start))
+            Ok((
+                vec![MetadataRecord::ProducerIds {
+                    next_producer_id: start + count,
+                }],
+                start,
+            ))
         })
     }
 }
@@ -333,7 +366,9 @@ fn live_brokers(image: &MetadataImage, self_id: i32) -> Vec<i32> {
 }
 
 fn round_robin(brokers: &[i32], partition: usize, rf: usize) -> Vec<i32> {
-    (0..rf).map(|r| brokers[(partition + r) % brokers.len()]).collect()
+    (0..rf)
+        .map(|r| brokers[(partition + r) % brokers.len()])
+        .collect()
 }
 
 fn not_enough_brokers(rf: i16, available: usize) -> ControllerError {
@@ -344,7 +379,9 @@ fn not_enough_brokers(rf: i16, available: usize) -> ControllerError {
 
 fn check_replicas(image: &MetadataImage, replicas: &[i32]) -> Result<(), ControllerError> {
     if replicas.is_empty() {
-        return Err(ControllerError::InvalidReplicaAssignment("The manual partition assignment includes an empty replica list.".into()));
+        return Err(ControllerError::InvalidReplicaAssignment(
+            "The manual partition assignment includes an empty replica list.".into(),
+        ));
     }
     let mut seen = replicas.to_vec();
     seen.sort();
@@ -388,16 +425,26 @@ fn plan_assignment(
         }
         return Ok(out);
     }
-    let partitions = if spec.num_partitions == -1 { default_partitions } else { spec.num_partitions };
+    let partitions = if spec.num_partitions == -1 {
+        default_partitions
+    } else {
+        spec.num_partitions
+    };
     if partitions <= 0 {
-        return Err(ControllerError::InvalidPartitions("Number of partitions was set to an invalid non-positive value.".into()));
+        return Err(ControllerError::InvalidPartitions(
+            "Number of partitions was set to an invalid non-positive value.".into(),
+        ));
     }
     if partitions > MAX_PARTITIONS_PER_TOPIC {
         return Err(ControllerError::InvalidPartitions(format!(
             "Number of partitions {partitions} exceeds the limit of {MAX_PARTITIONS_PER_TOPIC}."
         )));
     }
-    let rf = if spec.replication_factor == -1 { default_rf } else { spec.replication_factor };
+    let rf = if spec.replication_factor == -1 {
+        default_rf
+    } else {
+        spec.replication_factor
+    };
     if rf <= 0 {
         return Err(ControllerError::InvalidReplicationFactor(
             "Replication factor must be larger than 0, or -1 to use the default value.".into(),
@@ -407,7 +454,9 @@ fn plan_assignment(
     if rf as usize > brokers.len() {
         return Err(not_enough_brokers(rf, brokers.len()));
     }
-    Ok((0..partitions as usize).map(|p| round_robin(&brokers, p, rf as usize)).collect())
+    Ok((0..partitions as usize)
+        .map(|p| round_robin(&brokers, p, rf as usize))
+        .collect())
 }
 
 /// A Kafka-style cluster id: a random UUID in Kafka's base64 form (22 characters).
@@ -427,12 +476,23 @@ mod tests {
             default_replication_factor: 1,
         })
         .unwrap();
-        c.register_broker(BrokerInfo { node_id: 1, host: "localhost".into(), port: 9092, rack: None }).unwrap();
+        c.register_broker(BrokerInfo {
+            node_id: 1,
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+        })
+        .unwrap();
         c
     }
 
     fn spec(name: &str, partitions: i32) -> CreateTopicSpec {
-        CreateTopicSpec { name: name.into(), num_partitions: partitions, replication_factor: -1, ..Default::default() }
+        CreateTopicSpec {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: -1,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -453,7 +513,10 @@ mod tests {
         let t = image.topic("orders").unwrap();
         assert_eq!(t.topic_id, id);
         assert_eq!(t.partitions.len(), 5);
-        assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("1000"));
+        assert_eq!(
+            t.configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
     }
 
     #[test]
@@ -469,8 +532,18 @@ mod tests {
         let mut rf = spec("r", 1);
         rf.replication_factor = 3;
         assert_eq!(code(rf), 38);
-        assert_eq!(c.create_partitions("a.b", 1, None, false).unwrap_err().kafka_error_code(), 37);
-        assert_eq!(c.create_partitions("nope", 2, None, false).unwrap_err().kafka_error_code(), 3);
+        assert_eq!(
+            c.create_partitions("a.b", 1, None, false)
+                .unwrap_err()
+                .kafka_error_code(),
+            37
+        );
+        assert_eq!(
+            c.create_partitions("nope", 2, None, false)
+                .unwrap_err()
+                .kafka_error_code(),
+            3
+        );
     }
 
     #[test]
@@ -499,7 +572,10 @@ mod tests {
         let c = controller(dir.path());
         let t1 = c.create_topic(&spec("x", 1), false).unwrap();
         c.delete_topic(t1.topic_id).unwrap();
-        assert_eq!(c.delete_topic(t1.topic_id).unwrap_err().kafka_error_code(), 100);
+        assert_eq!(
+            c.delete_topic(t1.topic_id).unwrap_err().kafka_error_code(),
+            100
+        );
         let t2 = c.create_topic(&spec("x", 2), false).unwrap();
         assert_ne!(t1.topic_id, t2.topic_id);
         assert_eq!(c.image().topic("x").unwrap().partitions.len(), 2);

@@ -22,7 +22,10 @@ const MAX_RECORD_LINE_BYTES: usize = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataLogError {
     #[error("metadata log I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("metadata record cannot be encoded: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -41,7 +44,12 @@ impl MetadataLog {
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(METADATA_LOG_FILE);
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io(&path))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
         let mut records = Vec::new();
         let mut valid_len: u64 = 0;
         let total_len = file.metadata().map_err(io(&path))?.len();
@@ -90,7 +98,10 @@ impl MetadataLog {
             buf.push(b'\n');
         }
         let path = self.path.clone();
-        let err = |source| MetadataLogError::Io { path: path.clone(), source };
+        let err = |source| MetadataLogError::Io {
+            path: path.clone(),
+            source,
+        };
         self.file.write_all(&buf).map_err(err)?;
         self.file.sync_data().map_err(err)?;
         Ok(())
@@ -117,8 +128,13 @@ mod tests {
     #[test]
     fn records_survive_reopen_and_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let r1 = MetadataRecord::ClusterId { cluster_id: "abc".into() };
-        let r2 = MetadataRecord::Topic { name: "t".into(), topic_id: uuid::Uuid::new_v4() };
+        let r1 = MetadataRecord::ClusterId {
+            cluster_id: "abc".into(),
+        };
+        let r2 = MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: uuid::Uuid::new_v4(),
+        };
         {
             let (mut log, existing) = MetadataLog::open(dir.path()).unwrap();
             assert!(existing.is_empty());
@@ -131,7 +147,9 @@ mod tests {
         drop(f);
         let (mut log, replayed) = MetadataLog::open(dir.path()).unwrap();
         assert_eq!(replayed, vec![r1.clone(), r2.clone()]);
-        let r3 = MetadataRecord::RemoveTopic { topic_id: uuid::Uuid::new_v4() };
+        let r3 = MetadataRecord::RemoveTopic {
+            topic_id: uuid::Uuid::new_v4(),
+        };
         log.append(std::slice::from_ref(&r3)).unwrap();
         drop(log);
         let (_, replayed) = MetadataLog::open(dir.path()).unwrap();
@@ -142,7 +160,10 @@ mod tests {
     fn checksum_mismatch_stops_replay() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
-        log.append(&[MetadataRecord::ClusterId { cluster_id: "abc".into() }]).unwrap();
+        log.append(&[MetadataRecord::ClusterId {
+            cluster_id: "abc".into(),
+        }])
+        .unwrap();
         drop(log);
         let path = dir.path().join(METADATA_LOG_FILE);
         let mut bytes = std::fs::read(&path).unwrap();

@@ -14,14 +14,19 @@ use uuid::Uuid;
 #[serde(tag = "type")]
 pub enum MetadataRecord {
     /// First record of a new cluster.
-    ClusterId { cluster_id: String },
+    ClusterId {
+        cluster_id: String,
+    },
     RegisterBroker {
         node_id: i32,
         host: String,
         port: i32,
         rack: Option<String>,
     },
-    Topic { name: String, topic_id: Uuid },
+    Topic {
+        name: String,
+        topic_id: Uuid,
+    },
     Partition {
         topic_id: Uuid,
         partition: i32,
@@ -37,9 +42,13 @@ pub enum MetadataRecord {
         key: String,
         value: Option<String>,
     },
-    RemoveTopic { topic_id: Uuid },
+    RemoveTopic {
+        topic_id: Uuid,
+    },
     /// A block of producer ids was handed out; ids below `next_producer_id` are taken
     /// (KRaft's `ProducerIdsRecord`). Producer ids must never repeat, even across
     /// restarts, or a new producer would inherit an old one's sequence numbers.
-    ProducerIds { next_producer_id: i64 },
+    ProducerIds {
+        next_producer_id: i64,
+    },
 }

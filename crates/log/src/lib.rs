@@ -11,11 +11,12 @@
 //!
 //! Indexes live in memory (a `Vec` searched by binary search) and are appended to their
 //! files; there is no mmap and no preallocation, so an index file is always exactly its
-//! entries and a crash can at worst leave it short, which recovery detects and repairs.
+//! entries; a crash can at worst leave it short or with a torn last entry, which the
+//! checks on load detect (the index is then rebuilt from the `.log`).
 //!
-//! The module layout follows the layers: [`header`] reads batch headers without owning
-//! them, [`index`] the two index kinds, [`segment`] one `.log` file with its indexes,
-//! [`producer_state`] the idempotence bookkeeping, and [`log`] ties them into a partition.
+//! The module layout follows the layers: `header` reads batch headers without owning
+//! them, `index` the two index kinds, `segment` one `.log` file with its indexes,
+//! [`producer_state`] the idempotence bookkeeping, and `log` ties them into a partition.
 
 mod header;
 mod index;

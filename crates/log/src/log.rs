@@ -129,10 +129,13 @@ impl Log {
             let mut segment = Segment::open(&self.dir, base, now)?;
             if !segment.load_indexes(bases[i + 1])? {
                 info!("Rebuilding indexes of segment {base} of {}", self.name);
-                if let Some(t) = segment.recover(base, interval)? {
+                if let Some(t) = segment.recover(base, Some(bases[i + 1]), interval)? {
                     // A trusted segment is repaired on its own: later segments were
                     // flushed independently and stay.
-                    self.warn_truncation(&t, 0, 0);
+                    warn!(
+                        "Truncated corrupt segment {base} of {} at offset {} ({} bytes dropped): {}",
+                        self.name, t.offset, t.bytes_dropped, t.reason
+                    );
                 }
             }
             self.segments.push(segment);
@@ -148,10 +151,10 @@ impl Log {
                     reason: format!("segment {base} overlaps offsets below {expected}"),
                 })
             } else {
-                segment.recover(expected, interval)?
+                segment.recover(expected, bases.get(i + 1).copied(), interval)?
             };
             let Some(truncation) = truncation else {
-                expected = segment.next_offset().expect("recovered");
+                expected = segment.next_offset().unwrap_or(base);
                 self.segments.push(segment);
                 continue;
             };
@@ -182,7 +185,7 @@ impl Log {
             match self.segments.last_mut() {
                 Some(last) => {
                     let base = last.base_offset();
-                    if let Some(t) = last.recover(base, interval)? {
+                    if let Some(t) = last.recover(base, None, interval)? {
                         self.warn_truncation(&t, 0, 0);
                     }
                 }
@@ -228,9 +231,7 @@ impl Log {
         let mut from = self.log_start_offset;
         while let Some(&offset) = self.snapshots.last() {
             let path = producer_state::snapshot_path(&self.dir, offset);
-            let loaded = fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| ProducerStateManager::from_snapshot_bytes(&bytes));
+            let loaded = producer_state::read_snapshot(&path);
             match loaded {
                 Ok(state) => {
                     self.producer_state = state;
@@ -328,6 +329,15 @@ impl Log {
         self.segments
             .get(i + 1)
             .map_or(self.log_end_offset, Segment::base_offset)
+    }
+
+    /// The segment appends go to. Always present, except after an I/O failure in the
+    /// middle of replacing segments, which is then reported instead of panicking.
+    fn active(&self) -> Result<&Segment, LogError> {
+        self.segments.last().ok_or_else(no_active_segment)
+    }
+    fn active_mut(&mut self) -> Result<&mut Segment, LogError> {
+        self.segments.last_mut().ok_or_else(no_active_segment)
     }
 
     fn segment_limit(&self) -> u64 {
@@ -460,8 +470,7 @@ impl Log {
     /// Write one batch (offsets final) to the active segment and account for it.
     fn append_batch(&mut self, bytes: &[u8], h: &BatchHeader) -> Result<(), LogError> {
         let interval = self.config.index_interval_bytes;
-        let active = self.segments.last_mut().expect("at least one segment");
-        active.append(bytes, h, interval)?;
+        self.active_mut()?.append(bytes, h, interval)?;
         self.log_end_offset = h.next_offset();
         self.producer_state.update(h);
         self.unflushed_messages = self
@@ -475,7 +484,7 @@ impl Log {
     /// index. A new segment starts at `roll_offset` (the batch's base offset).
     fn maybe_roll(&mut self, h: &BatchHeader, roll_offset: i64, now: i64) -> Result<(), LogError> {
         let limit = self.segment_limit();
-        let active = self.segments.last().expect("at least one segment");
+        let active = self.active()?;
         let full = active.size() > 0 && active.size() + h.size as u64 > limit;
         let old = active.size() > 0
             && active.time_waited_for_roll(now, h.max_timestamp) > self.config.segment_ms;
@@ -490,14 +499,15 @@ impl Log {
     /// Seal the active segment (final time index entry, fsync) and start a new one at
     /// `new_base`, with a producer snapshot at that offset as Kafka takes on roll.
     fn roll(&mut self, new_base: i64, now: i64) -> Result<(), LogError> {
-        let active = self.segments.last_mut().expect("at least one segment");
+        let active = self.active_mut()?;
         if active.size() == 0 {
             if active.base_offset() == new_base {
                 return Ok(());
             }
             // An empty active segment is replaced rather than left as an empty gap.
-            let empty = self.segments.pop().expect("checked above");
-            empty.delete_files()?;
+            if let Some(empty) = self.segments.pop() {
+                empty.delete_files()?;
+            }
         } else {
             active.seal()?;
             // Everything below the log end is now on disk.
@@ -789,6 +799,8 @@ impl Log {
         if count == self.segments.len() {
             self.roll(self.log_end_offset, now)?;
         }
+        // Never the active segment itself (the roll above made a new one if needed).
+        let count = count.min(self.segments.len().saturating_sub(1));
         let mut remaining = self.size_bytes();
         for segment in self.segments.drain(..count).collect::<Vec<_>>() {
             remaining -= segment.size();
@@ -810,7 +822,12 @@ impl Log {
             }
             segment.delete_files()?;
         }
-        self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset());
+        let first_base = self
+            .segments
+            .first()
+            .ok_or_else(no_active_segment)?
+            .base_offset();
+        self.log_start_offset = self.log_start_offset.max(first_base);
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
         let obsolete: Vec<i64> = self
             .snapshots
@@ -832,27 +849,43 @@ impl Log {
         if offset >= self.log_end_offset {
             return Ok(());
         }
-        let now = now_ms();
-        if offset < self.segments[0].base_offset() {
-            for segment in std::mem::take(&mut self.segments) {
-                segment.delete_files()?;
-            }
-            self.segments.push(Segment::create(&self.dir, offset, now)?);
-            self.log_start_offset = offset;
-            self.log_end_offset = offset;
-        } else {
-            let keep = self.segment_index_for(offset);
-            for segment in self.segments.drain(keep + 1..).collect::<Vec<_>>() {
-                segment.delete_files()?;
-            }
-            let interval = self.config.index_interval_bytes;
-            let active = self.segments.last_mut().expect("kept one");
-            active.truncate_to(offset, interval)?;
-            self.log_end_offset = active.next_offset().expect("set by truncate_to");
+        let first_base = self.segments.first().map_or(offset, Segment::base_offset);
+        if offset < first_base {
+            return self.truncate_fully_and_start_at(offset);
         }
+        let keep = self.segment_index_for(offset);
+        for segment in self.segments.drain(keep + 1..).collect::<Vec<_>>() {
+            segment.delete_files()?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut()?;
+        active.truncate_to(offset, interval)?;
+        self.log_end_offset = active.next_offset().unwrap_or(offset);
         sync_dir(&self.dir)?;
         self.recovery_point = self.recovery_point.min(self.log_end_offset);
         self.load_producer_state()?;
+        Ok(())
+    }
+
+    /// Delete every segment and restart the log, empty, at `offset` (a follower whose
+    /// fetch offset fell out of the leader's range, or that must start at the leader's
+    /// log start offset). Producer state and snapshots go with the data.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        for segment in std::mem::take(&mut self.segments) {
+            segment.delete_files()?;
+        }
+        self.segments
+            .push(Segment::create(&self.dir, offset, now_ms())?);
+        self.log_start_offset = offset;
+        self.log_end_offset = offset;
+        self.recovery_point = offset;
+        self.unflushed_messages = 0;
+        sync_dir(&self.dir)?;
+        let snapshots: Vec<i64> = self.snapshots.iter().copied().collect();
+        for snapshot in snapshots {
+            self.delete_snapshot(snapshot)?;
+        }
+        self.producer_state.clear();
         Ok(())
     }
 
@@ -877,6 +910,12 @@ impl Log {
     pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         self.producer_state.remove_expired(now_ms, expiration_ms)
     }
+}
+
+fn no_active_segment() -> LogError {
+    LogError::Io(io::Error::other(
+        "the log has no active segment after an earlier I/O failure",
+    ))
 }
 
 /// What a partition directory holds, by kind.

@@ -29,6 +29,9 @@ const SNAPSHOT_HEADER_LEN: usize = 10;
 /// producer_id 8, epoch 2, last_sequence 4, last_offset 8, offset_delta 4, timestamp 8,
 /// coordinator_epoch 4, current_txn_first_offset 8.
 const SNAPSHOT_ENTRY_LEN: usize = 46;
+/// Largest snapshot file read (about 5.8 million producers); anything bigger is treated
+/// as corrupt rather than loaded into memory.
+pub const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
 /// Where the CRC-32C coverage starts (the entries array).
 const SNAPSHOT_CRC_START: usize = 6;
 
@@ -360,6 +363,19 @@ impl Reader<'_> {
 /// `<dir>/<offset, 20 digits>.snapshot`
 pub(crate) fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
     dir.join(format!("{offset:020}.{SNAPSHOT_SUFFIX}"))
+}
+
+/// Read and parse a snapshot file; any problem (including I/O) is reported as a reason
+/// to ignore the file, since the log itself can always rebuild the state.
+pub(crate) fn read_snapshot(path: &Path) -> Result<ProducerStateManager, String> {
+    let len = fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > MAX_SNAPSHOT_BYTES {
+        return Err(format!(
+            "snapshot of {len} bytes exceeds {MAX_SNAPSHOT_BYTES}"
+        ));
+    }
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    ProducerStateManager::from_snapshot_bytes(&bytes)
 }
 
 /// Write a snapshot durably: to a temporary name, fsync, then rename over the final name,

@@ -244,12 +244,15 @@ impl Segment {
     }
 
     /// Scan the whole segment batch by batch (whole-batch structure, CRC, codec, record
-    /// count, offsets ascending from `expected_next` and representable relative to the
-    /// base), cut it at the first batch that fails, and rebuild both indexes from what
-    /// remains. Never allocates more than the file's size, whatever a length field says.
+    /// count, offsets ascending from `expected_next`, representable relative to the base
+    /// and below `end_offset`, the next segment's base if there is one), cut it at the
+    /// first batch that fails, and rebuild both indexes from what remains. The offset
+    /// checks matter because the base offset is outside the CRC. Never allocates more
+    /// than the file's size, whatever a length field says.
     pub fn recover(
         &mut self,
         expected_next: i64,
+        end_offset: Option<i64>,
         index_interval_bytes: u64,
     ) -> Result<Option<Truncation>, LogError> {
         let file_len = self
@@ -272,7 +275,8 @@ impl Segment {
         let mut position = 0u64;
         let mut truncation = None;
         while position < file_len {
-            match check_batch_at(&mut reader, position, self.base_offset, expected)? {
+            let bounds = (self.base_offset, expected, end_offset.unwrap_or(i64::MAX));
+            match check_batch_at(&mut reader, position, bounds)? {
                 Ok(h) => {
                     let step = cursor.on_batch(&h, position, index_interval_bytes);
                     if let Some(e) = step.offset_entry {
@@ -631,8 +635,7 @@ impl Segment {
 fn check_batch_at(
     reader: &mut ChunkReader<'_>,
     position: u64,
-    base_offset: i64,
-    expected: i64,
+    (base_offset, expected, end_offset): (i64, i64, i64),
 ) -> Result<Result<BatchHeader, String>, LogError> {
     let remaining = reader.file_len - position;
     if remaining < LOG_OVERHEAD as u64 {
@@ -671,6 +674,12 @@ fn check_batch_at(
     if relative_offset(base_offset, h.last_offset()).is_none() || h.last_offset() == i64::MAX {
         return Ok(Err(format!(
             "batch last offset {} does not fit segment {base_offset}",
+            h.last_offset()
+        )));
+    }
+    if h.last_offset() >= end_offset {
+        return Ok(Err(format!(
+            "batch last offset {} reaches the next segment's base offset {end_offset}",
             h.last_offset()
         )));
     }

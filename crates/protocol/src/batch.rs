@@ -131,7 +131,10 @@ impl<'a> RecordBatch<'a> {
     /// View `bytes` as exactly one batch. `bytes.len()` must equal the batch's size.
     pub fn new(bytes: &'a [u8]) -> Result<Self, BatchError> {
         if bytes.len() < BATCH_HEADER_LEN {
-            return Err(BatchError::Truncated { needed: BATCH_HEADER_LEN, available: bytes.len() });
+            return Err(BatchError::Truncated {
+                needed: BATCH_HEADER_LEN,
+                available: bytes.len(),
+            });
         }
         let size = match batch_size_at(bytes) {
             Some(r) => r?,
@@ -139,7 +142,10 @@ impl<'a> RecordBatch<'a> {
         };
         if size != bytes.len() {
             if size > bytes.len() {
-                return Err(BatchError::Truncated { needed: size, available: bytes.len() });
+                return Err(BatchError::Truncated {
+                    needed: size,
+                    available: bytes.len(),
+                });
             }
             return Err(BatchError::InvalidLength(read_i32(bytes, BATCH_LENGTH)));
         }
@@ -170,7 +176,10 @@ impl<'a> RecordBatch<'a> {
         let count = self.records_count();
         let last_offset_delta = self.last_offset_delta();
         if count <= 0 || i64::from(last_offset_delta) + 1 != i64::from(count) {
-            return Err(BatchError::InconsistentCount { count, last_offset_delta });
+            return Err(BatchError::InconsistentCount {
+                count,
+                last_offset_delta,
+            });
         }
         Ok(())
     }
@@ -191,7 +200,8 @@ impl<'a> RecordBatch<'a> {
     /// Wrapping, because both fields come from the wire; validation rejects the
     /// nonsense cases, and arithmetic on them must not panic first.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset().wrapping_add(i64::from(self.last_offset_delta()))
+        self.base_offset()
+            .wrapping_add(i64::from(self.last_offset_delta()))
     }
     /// Offset the next batch in the log starts at.
     pub fn next_offset(&self) -> i64 {
@@ -248,7 +258,11 @@ impl<'a> RecordBatch<'a> {
         // (negative sequences, negative deltas) cannot overflow.
         let (base, delta) = (i64::from(base), i64::from(self.last_offset_delta()));
         let max = i64::from(i32::MAX);
-        let last = if base > max - delta { delta - (max - base) - 1 } else { base + delta };
+        let last = if base > max - delta {
+            delta - (max - base) - 1
+        } else {
+            base + delta
+        };
         last as i32
     }
     pub fn records_count(&self) -> i32 {
@@ -340,7 +354,10 @@ impl<'a> Iterator for BatchIter<'a> {
         let size = match batch_size_at(rest) {
             None => {
                 self.position = self.buf.len();
-                return Some(Err(BatchError::Truncated { needed: LOG_OVERHEAD, available: rest.len() }));
+                return Some(Err(BatchError::Truncated {
+                    needed: LOG_OVERHEAD,
+                    available: rest.len(),
+                }));
             }
             Some(Err(e)) => {
                 self.position = self.buf.len();
@@ -350,10 +367,17 @@ impl<'a> Iterator for BatchIter<'a> {
         };
         if size > rest.len() {
             self.position = self.buf.len();
-            return Some(Err(BatchError::Truncated { needed: size, available: rest.len() }));
+            return Some(Err(BatchError::Truncated {
+                needed: size,
+                available: rest.len(),
+            }));
         }
         let item = RecordBatch::new(&rest[..size]);
-        self.position = if item.is_ok() { self.position + size } else { self.buf.len() };
+        self.position = if item.is_ok() {
+            self.position + size
+        } else {
+            self.buf.len()
+        };
         Some(item)
     }
 }
@@ -436,7 +460,9 @@ mod tests {
     #[test]
     fn log_append_time_recomputes_crc() {
         let mut b = sample();
-        RecordBatchMut::new(&mut b).unwrap().set_log_append_time(5555);
+        RecordBatchMut::new(&mut b)
+            .unwrap()
+            .set_log_append_time(5555);
         let v = RecordBatch::new(&b).unwrap();
         assert!(v.is_log_append_time());
         assert_eq!(v.max_timestamp(), 5555);
@@ -461,7 +487,10 @@ mod tests {
         let mut it = BatchIter::new(&buf);
         assert!(it.next().unwrap().is_ok());
         assert_eq!(it.position(), one.len());
-        assert!(matches!(it.next().unwrap(), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            it.next().unwrap(),
+            Err(BatchError::Truncated { .. })
+        ));
         assert!(it.next().is_none());
     }
 
@@ -469,10 +498,16 @@ mod tests {
     fn wrong_magic_and_short_length_are_rejected() {
         let mut b = sample();
         b[MAGIC] = 1;
-        assert_eq!(RecordBatch::new(&b).unwrap_err(), BatchError::UnsupportedMagic(1));
+        assert_eq!(
+            RecordBatch::new(&b).unwrap_err(),
+            BatchError::UnsupportedMagic(1)
+        );
         let mut b = sample();
         b[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&3i32.to_be_bytes());
-        assert!(matches!(RecordBatch::new(&b).unwrap_err(), BatchError::InvalidLength(3)));
+        assert!(matches!(
+            RecordBatch::new(&b).unwrap_err(),
+            BatchError::InvalidLength(3)
+        ));
     }
 
     #[test]
@@ -480,14 +515,34 @@ mod tests {
         let b = build_batch(0, Compression::None, 3, 0, 0, -1, -1, -1, 2, &[]);
         let v = RecordBatch::new(&b).unwrap();
         v.validate().unwrap();
-        assert!(matches!(v.validate_for_append(), Err(BatchError::InconsistentCount { count: 2, last_offset_delta: 3 })));
+        assert!(matches!(
+            v.validate_for_append(),
+            Err(BatchError::InconsistentCount {
+                count: 2,
+                last_offset_delta: 3
+            })
+        ));
         let empty = build_batch(0, Compression::None, 0, 0, 0, -1, -1, -1, 0, &[]);
-        assert!(RecordBatch::new(&empty).unwrap().validate_for_append().is_err());
+        assert!(RecordBatch::new(&empty)
+            .unwrap()
+            .validate_for_append()
+            .is_err());
     }
 
     #[test]
     fn hostile_header_arithmetic_does_not_panic() {
-        let b = build_batch(i64::MAX, Compression::None, i32::MAX, 0, 0, 1, 0, -7, 1, &[]);
+        let b = build_batch(
+            i64::MAX,
+            Compression::None,
+            i32::MAX,
+            0,
+            0,
+            1,
+            0,
+            -7,
+            1,
+            &[],
+        );
         let v = RecordBatch::new(&b).unwrap();
         let _ = (v.last_offset(), v.next_offset());
         assert_eq!(v.last_sequence(), -7 + i32::MAX);

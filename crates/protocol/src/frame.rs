@@ -24,7 +24,11 @@ pub enum FrameError {
     #[error("unknown API key {0}")]
     UnknownApiKey(i16),
     #[error("malformed request header for API key {api_key} v{api_version}: {reason}")]
-    MalformedHeader { api_key: i16, api_version: i16, reason: String },
+    MalformedHeader {
+        api_key: i16,
+        api_version: i16,
+        reason: String,
+    },
 }
 
 /// Validate a frame's size prefix against the configured limit.
@@ -64,14 +68,21 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
     }
     let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
     let api_version = i16::from_be_bytes([frame[2], frame[3]]);
-    let api_key = ApiKey::try_from(api_key_raw).map_err(|_| FrameError::UnknownApiKey(api_key_raw))?;
+    let api_key =
+        ApiKey::try_from(api_key_raw).map_err(|_| FrameError::UnknownApiKey(api_key_raw))?;
     let header_version = api_key.request_header_version(api_version);
-    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| FrameError::MalformedHeader {
-        api_key: api_key_raw,
-        api_version,
-        reason: e.to_string(),
+    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| {
+        FrameError::MalformedHeader {
+            api_key: api_key_raw,
+            api_version,
+            reason: e.to_string(),
+        }
     })?;
-    Ok(Request { api_key, header, body: frame })
+    Ok(Request {
+        api_key,
+        header,
+        body: frame,
+    })
 }
 
 /// Encode a whole response frame: size prefix, response header for (`api_key`,
@@ -85,37 +96,67 @@ pub fn encode_response<T: Encodable>(
 ) -> anyhow_free::Result<Bytes> {
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let size = header.compute_size(header_version).map_err(anyhow_free::Error::from)?
-        + body.compute_size(version).map_err(anyhow_free::Error::from)?;
+    let size = header
+        .compute_size(header_version)
+        .map_err(anyhow_free::Error::from)?
+        + body
+            .compute_size(version)
+            .map_err(anyhow_free::Error::from)?;
     let mut buf = BytesMut::with_capacity(SIZE_PREFIX_LEN + size);
     buf.put_i32(size as i32);
-    header.encode(&mut buf, header_version).map_err(anyhow_free::Error::from)?;
-    body.encode(&mut buf, version).map_err(anyhow_free::Error::from)?;
-    debug_assert_eq!(buf.len(), SIZE_PREFIX_LEN + size, "compute_size disagrees with encode");
+    header
+        .encode(&mut buf, header_version)
+        .map_err(anyhow_free::Error::from)?;
+    body.encode(&mut buf, version)
+        .map_err(anyhow_free::Error::from)?;
+    debug_assert_eq!(
+        buf.len(),
+        SIZE_PREFIX_LEN + size,
+        "compute_size disagrees with encode"
+    );
     Ok(buf.freeze())
 }
 
 /// Encode a request frame (used by tests, the benchmark's client side and, later,
 /// inter-broker clients).
-pub fn encode_request<T: Encodable>(header: &RequestHeader, api_key: ApiKey, body: &T) -> anyhow_free::Result<Bytes> {
+pub fn encode_request<T: Encodable>(
+    header: &RequestHeader,
+    api_key: ApiKey,
+    body: &T,
+) -> anyhow_free::Result<Bytes> {
     let version = header.request_api_version;
     let header_version = api_key.request_header_version(version);
-    let size = header.compute_size(header_version).map_err(anyhow_free::Error::from)?
-        + body.compute_size(version).map_err(anyhow_free::Error::from)?;
+    let size = header
+        .compute_size(header_version)
+        .map_err(anyhow_free::Error::from)?
+        + body
+            .compute_size(version)
+            .map_err(anyhow_free::Error::from)?;
     let mut buf = BytesMut::with_capacity(SIZE_PREFIX_LEN + size);
     buf.put_i32(size as i32);
-    header.encode(&mut buf, header_version).map_err(anyhow_free::Error::from)?;
-    body.encode(&mut buf, version).map_err(anyhow_free::Error::from)?;
+    header
+        .encode(&mut buf, header_version)
+        .map_err(anyhow_free::Error::from)?;
+    body.encode(&mut buf, version)
+        .map_err(anyhow_free::Error::from)?;
     Ok(buf.freeze())
 }
 
 /// Decode a response frame body (after the size prefix) for tests and clients.
-pub fn decode_response<T: Decodable>(api_key: ApiKey, version: i16, mut frame: Bytes) -> anyhow_free::Result<(i32, T)> {
+pub fn decode_response<T: Decodable>(
+    api_key: ApiKey,
+    version: i16,
+    mut frame: Bytes,
+) -> anyhow_free::Result<(i32, T)> {
     let header_version = api_key.response_header_version(version);
-    let header = ResponseHeader::decode(&mut frame, header_version).map_err(anyhow_free::Error::from)?;
+    let header =
+        ResponseHeader::decode(&mut frame, header_version).map_err(anyhow_free::Error::from)?;
     let body = T::decode(&mut frame, version).map_err(anyhow_free::Error::from)?;
     if frame.has_remaining() {
-        return Err(anyhow_free::Error(format!("{} trailing bytes after response", frame.remaining())));
+        return Err(anyhow_free::Error(format!(
+            "{} trailing bytes after response",
+            frame.remaining()
+        )));
     }
     Ok((header.correlation_id, body))
 }
@@ -142,14 +183,21 @@ mod tests {
 
     #[test]
     fn request_round_trip_through_header_versions() {
-        for (key, version) in [(ApiKey::ApiVersions, 3i16), (ApiKey::ApiVersions, 0), (ApiKey::Metadata, 1), (ApiKey::Metadata, 12)] {
+        for (key, version) in [
+            (ApiKey::ApiVersions, 3i16),
+            (ApiKey::ApiVersions, 0),
+            (ApiKey::Metadata, 1),
+            (ApiKey::Metadata, 12),
+        ] {
             let header = RequestHeader::default()
                 .with_request_api_key(key as i16)
                 .with_request_api_version(version)
                 .with_correlation_id(77)
                 .with_client_id(Some(StrBytes::from_static_str("t")));
             let frame = match key {
-                ApiKey::ApiVersions => encode_request(&header, key, &ApiVersionsRequest::default()).unwrap(),
+                ApiKey::ApiVersions => {
+                    encode_request(&header, key, &ApiVersionsRequest::default()).unwrap()
+                }
                 _ => encode_request(&header, key, &MetadataRequest::default()).unwrap(),
             };
             let size = i32::from_be_bytes(frame[..4].try_into().unwrap());
@@ -164,8 +212,14 @@ mod tests {
 
     #[test]
     fn unknown_key_and_short_frames_are_errors() {
-        assert!(matches!(decode_request(Bytes::from_static(&[0x27, 0x0f, 0, 0, 0, 0, 0, 1])), Err(FrameError::UnknownApiKey(9999))));
-        assert!(matches!(decode_request(Bytes::from_static(&[0, 1])), Err(FrameError::TooShort(2))));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0x27, 0x0f, 0, 0, 0, 0, 0, 1])),
+            Err(FrameError::UnknownApiKey(9999))
+        ));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 1])),
+            Err(FrameError::TooShort(2))
+        ));
         // Metadata v1 header cut inside the client id
         assert!(matches!(
             decode_request(Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0, 1, 0, 9, b'a'])),

@@ -40,7 +40,6 @@ pub fn decode_topic_id(s: &str) -> Option<Uuid> {
     Uuid::from_slice(&bytes).ok()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,10 +112,16 @@ mod tests {
         c.insert(("a".into(), 0), 10);
         c.insert(("b.c".into(), 3), 7);
         write_offset_checkpoint(&path, &c).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n2\na 0 10\nb.c 3 7\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "0\n2\na 0 10\nb.c 3 7\n"
+        );
         assert_eq!(read_offset_checkpoint(&path), c);
         std::fs::write(&path, "0\n5\na 0 1\n").unwrap();
-        assert!(read_offset_checkpoint(&path).is_empty(), "count mismatch is malformed");
+        assert!(
+            read_offset_checkpoint(&path).is_empty(),
+            "count mismatch is malformed"
+        );
     }
 
     #[test]

@@ -19,12 +19,17 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use checkpoint::{OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPOINT};
-pub use partition::{FetchIsolation, Partition, PartitionConfig, ProduceError, ProduceResult, ReadResult};
+pub use partition::{
+    FetchIsolation, Partition, PartitionConfig, ProduceError, ProduceResult, ReadResult,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
     #[error("log directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("partition {partition}: {source}")]
     Log { partition: String, source: LogError },
 }
@@ -64,7 +69,10 @@ impl ReplicaManager {
         let mut on_disk = HashMap::new();
         let mut recovery_points = Vec::new();
         for (i, dir) in log_dirs.iter().enumerate() {
-            let io = |source| ReplicaError::Io { path: dir.clone(), source };
+            let io = |source| ReplicaError::Io {
+                path: dir.clone(),
+                source,
+            };
             std::fs::create_dir_all(dir).map_err(io)?;
             let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
             // Without the marker the checkpoint is older than the log end; recovery
@@ -73,9 +81,14 @@ impl ReplicaManager {
             if marker.exists() {
                 std::fs::remove_file(&marker).map_err(io)?;
             } else if has_logs {
-                tracing::info!("Log directory {} was not shut down cleanly; recovering unflushed segments", dir.display());
+                tracing::info!(
+                    "Log directory {} was not shut down cleanly; recovering unflushed segments",
+                    dir.display()
+                );
             }
-            recovery_points.push(checkpoint::read_offset_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT)));
+            recovery_points.push(checkpoint::read_offset_checkpoint(
+                &dir.join(RECOVERY_POINT_CHECKPOINT),
+            ));
             for entry in std::fs::read_dir(dir).map_err(io)? {
                 let entry = entry.map_err(io)?;
                 if !entry.file_type().map_err(io)?.is_dir() {
@@ -90,7 +103,14 @@ impl ReplicaManager {
                 }
                 if let Some(key) = parse_partition_dir_name(&name) {
                     let topic_id = checkpoint::read_partition_metadata(&entry.path());
-                    on_disk.insert(key, OnDiskPartition { dir: entry.path(), log_dir: i, topic_id });
+                    on_disk.insert(
+                        key,
+                        OnDiskPartition {
+                            dir: entry.path(),
+                            log_dir: i,
+                            topic_id,
+                        },
+                    );
                 }
             }
         }
@@ -132,29 +152,60 @@ impl ReplicaManager {
         let (dir, recovery_point) = match found {
             Some(d) if d.topic_id == Some(topic_id) || d.topic_id.is_none() => {
                 let key = (topic.to_string(), index);
-                let recovery_point = self.recovery_points[d.log_dir].get(&key).copied().unwrap_or(0);
+                let recovery_point = self.recovery_points[d.log_dir]
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(0);
                 if d.topic_id.is_none() {
-                    checkpoint::write_partition_metadata(&d.dir, topic_id)
-                        .map_err(|source| ReplicaError::Io { path: d.dir.clone(), source })?;
+                    checkpoint::write_partition_metadata(&d.dir, topic_id).map_err(|source| {
+                        ReplicaError::Io {
+                            path: d.dir.clone(),
+                            source,
+                        }
+                    })?;
                 }
                 (d.dir, recovery_point)
             }
             stale => {
                 if let Some(d) = stale {
-                    tracing::info!("Deleting {} left by an earlier topic with the same name", d.dir.display());
+                    tracing::info!(
+                        "Deleting {} left by an earlier topic with the same name",
+                        d.dir.display()
+                    );
                     delete_partition_dir(&d.dir);
                 }
                 let dir = self.choose_log_dir().join(format!("{topic}-{index}"));
-                std::fs::create_dir_all(&dir).map_err(|source| ReplicaError::Io { path: dir.clone(), source })?;
-                checkpoint::write_partition_metadata(&dir, topic_id)
-                    .map_err(|source| ReplicaError::Io { path: dir.clone(), source })?;
+                std::fs::create_dir_all(&dir).map_err(|source| ReplicaError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                checkpoint::write_partition_metadata(&dir, topic_id).map_err(|source| {
+                    ReplicaError::Io {
+                        path: dir.clone(),
+                        source,
+                    }
+                })?;
                 (dir, 0)
             }
         };
-        let log = Log::open(&dir, config.log.clone(), recovery_point)
-            .map_err(|source| ReplicaError::Log { partition: format!("{topic}-{index}"), source })?;
-        let partition = Arc::new(Partition::new(topic.to_string(), topic_id, index, log, config, leader_epoch, isr));
-        self.partitions.write().insert((topic_id, index), partition.clone());
+        let log = Log::open(&dir, config.log.clone(), recovery_point).map_err(|source| {
+            ReplicaError::Log {
+                partition: format!("{topic}-{index}"),
+                source,
+            }
+        })?;
+        let partition = Arc::new(Partition::new(
+            topic.to_string(),
+            topic_id,
+            index,
+            log,
+            config,
+            leader_epoch,
+            isr,
+        ));
+        self.partitions
+            .write()
+            .insert((topic_id, index), partition.clone());
         Ok(partition)
     }
 
@@ -168,7 +219,12 @@ impl ReplicaManager {
                 counts[i] += 1;
             }
         }
-        let best = counts.iter().enumerate().min_by_key(|(_, c)| **c).map(|(i, _)| i).unwrap_or(0);
+        let best = counts
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| **c)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
         self.log_dirs[best].clone()
     }
 
@@ -176,7 +232,11 @@ impl ReplicaManager {
     pub fn remove_topic(&self, topic_id: &Uuid) {
         let removed: Vec<Arc<Partition>> = {
             let mut partitions = self.partitions.write();
-            let keys: Vec<_> = partitions.keys().filter(|(id, _)| id == topic_id).copied().collect();
+            let keys: Vec<_> = partitions
+                .keys()
+                .filter(|(id, _)| id == topic_id)
+                .copied()
+                .collect();
             keys.iter().filter_map(|k| partitions.remove(k)).collect()
         };
         for partition in removed {
@@ -200,7 +260,10 @@ impl ReplicaManager {
     pub fn delete_unclaimed_dirs(&self) {
         let leftovers: Vec<OnDiskPartition> = self.on_disk.lock().drain().map(|(_, v)| v).collect();
         for d in leftovers {
-            tracing::info!("Deleting log directory {} of a topic that no longer exists", d.dir.display());
+            tracing::info!(
+                "Deleting log directory {} of a topic that no longer exists",
+                d.dir.display()
+            );
             delete_partition_dir(&d.dir);
         }
     }
@@ -211,16 +274,22 @@ impl ReplicaManager {
         let partitions = self.all();
         let mut per_dir: Vec<OffsetCheckpoint> = vec![OffsetCheckpoint::new(); self.log_dirs.len()];
         for p in &partitions {
-            let recovery_point =
-                p.flush().map_err(|source| ReplicaError::Log { partition: p.name(), source })?;
+            let recovery_point = p.flush().map_err(|source| ReplicaError::Log {
+                partition: p.name(),
+                source,
+            })?;
             let dir = p.dir();
             if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
                 per_dir[i].insert((p.topic.clone(), p.index), recovery_point);
             }
         }
         for (dir, offsets) in self.log_dirs.iter().zip(per_dir) {
-            let io = |source| ReplicaError::Io { path: dir.clone(), source };
-            checkpoint::write_offset_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT), &offsets).map_err(io)?;
+            let io = |source| ReplicaError::Io {
+                path: dir.clone(),
+                source,
+            };
+            checkpoint::write_offset_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT), &offsets)
+                .map_err(io)?;
             if clean {
                 std::fs::write(dir.join(CLEAN_SHUTDOWN_MARKER), b"").map_err(io)?;
             }
@@ -248,9 +317,15 @@ impl ReplicaManager {
 /// Rename to `<name>.<uuid>-delete` first (atomic, so a crash mid-way is finished at the
 /// next start), then remove.
 fn delete_partition_dir(dir: &Path) {
-    let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
     let target = dir.with_file_name(format!("{name}.{}-delete", Uuid::new_v4().simple()));
-    let victim = if std::fs::rename(dir, &target).is_ok() { target } else { dir.to_path_buf() };
+    let victim = if std::fs::rename(dir, &target).is_ok() {
+        target
+    } else {
+        dir.to_path_buf()
+    };
     if let Err(e) = std::fs::remove_dir_all(&victim) {
         tracing::warn!("Failed to delete {}: {e}", victim.display());
     }

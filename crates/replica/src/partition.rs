@@ -75,7 +75,9 @@ impl ProduceError {
             ProduceError::InvalidBatch(e) => e.kafka_error_code(),
             ProduceError::MessageTooLarge { .. } => 10,
             ProduceError::InvalidTimestamp { .. } => 32,
-            ProduceError::MissingKeyOnCompactedTopic | ProduceError::InvalidRecords(_) | ProduceError::ControlBatch => 87,
+            ProduceError::MissingKeyOnCompactedTopic
+            | ProduceError::InvalidRecords(_)
+            | ProduceError::ControlBatch => 87,
             // INVALID_TXN_STATE: the producer must not send transactional data we
             // cannot commit or abort.
             ProduceError::Transactional => 48,
@@ -130,7 +132,10 @@ pub struct Partition {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Partition {
@@ -188,18 +193,28 @@ impl Partition {
 
     /// Validate and append one producer batch as leader. `required_acks` is the
     /// request's acks; -1 (all) enforces `min.insync.replicas`.
-    pub fn append_as_leader(&self, mut batch: Vec<u8>, required_acks: i16) -> Result<ProduceResult, ProduceError> {
+    pub fn append_as_leader(
+        &self,
+        mut batch: Vec<u8>,
+        required_acks: i16,
+    ) -> Result<ProduceResult, ProduceError> {
         let config = self.config.read().clone();
         let (leader_epoch, isr_size) = {
             let leader = self.leader.lock();
             (leader.leader_epoch, leader.isr.len())
         };
         if required_acks == -1 && isr_size < config.min_insync_replicas {
-            return Err(ProduceError::NotEnoughReplicas { isr: isr_size, min: config.min_insync_replicas });
+            return Err(ProduceError::NotEnoughReplicas {
+                isr: isr_size,
+                min: config.min_insync_replicas,
+            });
         }
         let view = RecordBatch::new(&batch)?;
         if view.size() > config.max_message_bytes {
-            return Err(ProduceError::MessageTooLarge { size: view.size(), limit: config.max_message_bytes });
+            return Err(ProduceError::MessageTooLarge {
+                size: view.size(),
+                limit: config.max_message_bytes,
+            });
         }
         view.validate_for_append()?;
         if view.is_control() {
@@ -212,7 +227,10 @@ impl Partition {
         if !config.log_append_time && !view.is_log_append_time() {
             let max = view.max_timestamp();
             if max > now.saturating_add(config.timestamp_after_max_ms) {
-                return Err(ProduceError::InvalidTimestamp { timestamp: max, limit_ms: config.timestamp_after_max_ms });
+                return Err(ProduceError::InvalidTimestamp {
+                    timestamp: max,
+                    limit_ms: config.timestamp_after_max_ms,
+                });
             }
         }
         if config.compacted {
@@ -269,13 +287,22 @@ impl Partition {
             FetchIsolation::LogEnd => log_end_offset,
         };
         let records = log.read(offset, max_bytes, max_offset, min_one_batch)?;
-        Ok(ReadResult { records, high_watermark, log_start_offset: log.log_start_offset(), log_end_offset })
+        Ok(ReadResult {
+            records,
+            high_watermark,
+            log_start_offset: log.log_start_offset(),
+            log_end_offset,
+        })
     }
 
     /// ListOffsets: `timestamp` is a real timestamp or one of Kafka's specials (-1
     /// latest, -2 earliest, -3 max timestamp, -4 earliest local, -5 latest tiered).
     /// Returns (offset, timestamp); offset -1 when no record qualifies.
-    pub fn offset_for(&self, timestamp: i64, isolation: FetchIsolation) -> Result<(i64, i64), LogError> {
+    pub fn offset_for(
+        &self,
+        timestamp: i64,
+        isolation: FetchIsolation,
+    ) -> Result<(i64, i64), LogError> {
         let log = self.log.read();
         let max_offset = match isolation {
             FetchIsolation::HighWatermark => self.high_watermark(),
@@ -285,9 +312,13 @@ impl Partition {
             LATEST_TIMESTAMP => (max_offset, -1),
             // Nothing is tiered: the earliest local offset is the earliest offset, and the
             // latest tiered offset is "none yet", which Kafka reports as the log start.
-            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP | LATEST_TIERED_TIMESTAMP => (log.log_start_offset(), -1),
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP | LATEST_TIERED_TIMESTAMP => {
+                (log.log_start_offset(), -1)
+            }
             MAX_TIMESTAMP => log.offset_of_max_timestamp(max_offset)?.unwrap_or((-1, -1)),
-            ts => log.offset_for_timestamp(ts, max_offset)?.unwrap_or((-1, -1)),
+            ts => log
+                .offset_for_timestamp(ts, max_offset)?
+                .unwrap_or((-1, -1)),
         })
     }
 

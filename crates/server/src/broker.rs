@@ -42,7 +42,8 @@ impl Broker {
         let started_at = Instant::now();
         let first_dir = config.log_dirs[0].clone();
         for dir in &config.log_dirs {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create log dir {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create log dir {}", dir.display()))?;
         }
         let controller = Controller::open(ControllerConfig {
             node_id: config.node_id,
@@ -64,7 +65,8 @@ impl Broker {
                 rack: config.explicit.get("broker.rack").cloned(),
             })
             .context("cannot register the broker")?;
-        let replicas = ReplicaManager::open(config.node_id, config.log_dirs.clone()).context("cannot open log dirs")?;
+        let replicas = ReplicaManager::open(config.node_id, config.log_dirs.clone())
+            .context("cannot open log dirs")?;
         let broker = Arc::new(Broker {
             config,
             controller,
@@ -96,7 +98,14 @@ impl Broker {
                 continue;
             }
             self.replicas
-                .ensure_partition(&topic.name, topic.topic_id, p.partition, config.clone(), p.leader_epoch, p.isr.clone())
+                .ensure_partition(
+                    &topic.name,
+                    topic.topic_id,
+                    p.partition,
+                    config.clone(),
+                    p.leader_epoch,
+                    p.isr.clone(),
+                )
                 .with_context(|| format!("cannot open partition {}-{}", topic.name, p.partition))?;
         }
         Ok(())
@@ -106,8 +115,13 @@ impl Broker {
     pub fn next_producer_id(&self) -> anyhow::Result<i64> {
         let mut block = self.producer_ids.lock();
         if block.next >= block.end {
-            let start = self.controller.allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)?;
-            *block = ProducerIdBlock { next: start, end: start + PRODUCER_ID_BLOCK_SIZE };
+            let start = self
+                .controller
+                .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)?;
+            *block = ProducerIdBlock {
+                next: start,
+                end: start + PRODUCER_ID_BLOCK_SIZE,
+            };
         }
         let id = block.next;
         block.next += 1;
@@ -116,7 +130,9 @@ impl Broker {
 
     /// Flush everything and leave the clean-shutdown marker.
     pub fn shutdown(&self) -> anyhow::Result<()> {
-        self.replicas.checkpoint(true).context("final checkpoint failed")?;
+        self.replicas
+            .checkpoint(true)
+            .context("final checkpoint failed")?;
         Ok(())
     }
 }
@@ -149,7 +165,9 @@ fn check_meta_properties(dir: &Path, node_id: i32, cluster_id: &str) -> anyhow::
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let text = format!("#\n#Written by Ottla\nversion=1\nnode.id={node_id}\ncluster.id={cluster_id}\n");
+            let text = format!(
+                "#\n#Written by Ottla\nversion=1\nnode.id={node_id}\ncluster.id={cluster_id}\n"
+            );
             std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),

@@ -28,7 +28,11 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 const INITIAL_FRAME_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Accept connections until `shutdown` flips, enforcing `max.connections`.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let open = Arc::new(AtomicUsize::new(0));
     let max_connections = broker.config.max_connections;
     loop {
@@ -90,10 +94,16 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         // Grow with the bytes that actually arrive: a client that announces a large
         // frame and sends little costs what it sent, not what it announced.
         let mut frame = Vec::with_capacity(size.min(INITIAL_FRAME_BUFFER_BYTES));
-        match (&mut reader).take(size as u64).read_to_end(&mut frame).await {
+        match (&mut reader)
+            .take(size as u64)
+            .read_to_end(&mut frame)
+            .await
+        {
             Ok(n) if n == size => {}
             Ok(n) => {
-                tracing::info!("Connection from {peer} closed mid-request ({n} of {size} bytes received)");
+                tracing::info!(
+                    "Connection from {peer} closed mid-request ({n} of {size} bytes received)"
+                );
                 break;
             }
             Err(e) => {
@@ -115,8 +125,12 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
             Ok(reply) => Pending::Reply(reply),
             Err(e) => {
                 match e {
-                    HandlerError::AcksZeroError => tracing::debug!("Closing connection from {peer}: {e}"),
-                    _ => tracing::warn!("Closing connection from {peer} after a bad {api_key:?} request: {e}"),
+                    HandlerError::AcksZeroError => {
+                        tracing::debug!("Closing connection from {peer}: {e}")
+                    }
+                    _ => tracing::warn!(
+                        "Closing connection from {peer} after a bad {api_key:?} request: {e}"
+                    ),
                 }
                 let _ = tx.send(Pending::Close).await;
                 break;
@@ -132,19 +146,30 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
 
 /// Run the handler, turning a panic into a closed connection instead of a dead process
 /// (the handler's side effects are each atomic under their own locks).
-fn dispatch_guarded(broker: &Arc<Broker>, request: ottla_protocol::frame::Request) -> Result<Reply, HandlerError> {
+fn dispatch_guarded(
+    broker: &Arc<Broker>,
+    request: ottla_protocol::frame::Request,
+) -> Result<Reply, HandlerError> {
     let api_key = request.api_key;
     let version = request.version();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(broker, request))) {
         Ok(r) => r,
         Err(_) => {
             tracing::error!("Handler for {api_key:?} v{version} panicked; closing the connection");
-            Err(HandlerError::Malformed { api_key, version, reason: "internal error".into() })
+            Err(HandlerError::Malformed {
+                api_key,
+                version,
+                reason: "internal error".into(),
+            })
         }
     }
 }
 
-async fn write_replies(writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, peer: SocketAddr) {
+async fn write_replies(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    peer: SocketAddr,
+) {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
     while let Some(pending) = rx.recv().await {
         let bytes: Option<Bytes> = match pending {

@@ -500,7 +500,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         Validator::AtLeast(1),
         r##"The number of threads to use for various background processing tasks"##,
     ),
-    broker("broker.id", INT, Some("-1"), NO_VALIDATOR, r##"The broker id for this server."##),
+    broker(
+        "broker.id",
+        INT,
+        Some("-1"),
+        NO_VALIDATOR,
+        r##"The broker id for this server."##,
+    ),
     broker(
         "broker.rack",
         STRING,
@@ -1515,7 +1521,10 @@ pub fn broker_config(name: &str) -> Option<&'static ConfigDef> {
 }
 
 const fn same(name: &'static str) -> BrokerSynonym {
-    BrokerSynonym { name, multiplier: 1 }
+    BrokerSynonym {
+        name,
+        multiplier: 1,
+    }
 }
 
 const HOURS: i64 = 3_600_000;
@@ -1529,20 +1538,53 @@ static TOPIC_SYNONYMS: &[(&str, &[BrokerSynonym])] = &[
     ("compression.lz4.level", &[same("compression.lz4.level")]),
     ("compression.type", &[same("compression.type")]),
     ("compression.zstd.level", &[same("compression.zstd.level")]),
-    ("delete.retention.ms", &[same("log.cleaner.delete.retention.ms")]),
-    ("file.delete.delay.ms", &[same("log.segment.delete.delay.ms")]),
+    (
+        "delete.retention.ms",
+        &[same("log.cleaner.delete.retention.ms")],
+    ),
+    (
+        "file.delete.delay.ms",
+        &[same("log.segment.delete.delay.ms")],
+    ),
     ("flush.messages", &[same("log.flush.interval.messages")]),
-    ("flush.ms", &[same("log.flush.interval.ms"), same("log.flush.scheduler.interval.ms")]),
+    (
+        "flush.ms",
+        &[
+            same("log.flush.interval.ms"),
+            same("log.flush.scheduler.interval.ms"),
+        ],
+    ),
     ("index.interval.bytes", &[same("log.index.interval.bytes")]),
-    ("local.retention.bytes", &[same("log.local.retention.bytes")]),
+    (
+        "local.retention.bytes",
+        &[same("log.local.retention.bytes")],
+    ),
     ("local.retention.ms", &[same("log.local.retention.ms")]),
-    ("max.compaction.lag.ms", &[same("log.cleaner.max.compaction.lag.ms")]),
+    (
+        "max.compaction.lag.ms",
+        &[same("log.cleaner.max.compaction.lag.ms")],
+    ),
     ("max.message.bytes", &[same("message.max.bytes")]),
-    ("message.timestamp.after.max.ms", &[same("log.message.timestamp.after.max.ms")]),
-    ("message.timestamp.before.max.ms", &[same("log.message.timestamp.before.max.ms")]),
-    ("message.timestamp.type", &[same("log.message.timestamp.type")]),
-    ("min.cleanable.dirty.ratio", &[same("log.cleaner.min.cleanable.ratio")]),
-    ("min.compaction.lag.ms", &[same("log.cleaner.min.compaction.lag.ms")]),
+    (
+        "message.timestamp.after.max.ms",
+        &[same("log.message.timestamp.after.max.ms")],
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        &[same("log.message.timestamp.before.max.ms")],
+    ),
+    (
+        "message.timestamp.type",
+        &[same("log.message.timestamp.type")],
+    ),
+    (
+        "min.cleanable.dirty.ratio",
+        &[same("log.cleaner.min.cleanable.ratio")],
+    ),
+    (
+        "min.compaction.lag.ms",
+        &[same("log.cleaner.min.compaction.lag.ms")],
+    ),
     ("min.insync.replicas", &[same("min.insync.replicas")]),
     ("preallocate", &[same("log.preallocate")]),
     ("retention.bytes", &[same("log.retention.bytes")]),
@@ -1556,9 +1598,21 @@ static TOPIC_SYNONYMS: &[(&str, &[BrokerSynonym])] = &[
     ),
     ("segment.bytes", &[same("log.segment.bytes")]),
     ("segment.index.bytes", &[same("log.index.size.max.bytes")]),
-    ("segment.jitter.ms", &[same("log.roll.jitter.ms"), scaled("log.roll.jitter.hours", HOURS)]),
-    ("segment.ms", &[same("log.roll.ms"), scaled("log.roll.hours", HOURS)]),
-    ("unclean.leader.election.enable", &[same("unclean.leader.election.enable")]),
+    (
+        "segment.jitter.ms",
+        &[
+            same("log.roll.jitter.ms"),
+            scaled("log.roll.jitter.hours", HOURS),
+        ],
+    ),
+    (
+        "segment.ms",
+        &[same("log.roll.ms"), scaled("log.roll.hours", HOURS)],
+    ),
+    (
+        "unclean.leader.election.enable",
+        &[same("unclean.leader.election.enable")],
+    ),
 ];
 
 const fn scaled(name: &'static str, multiplier: i64) -> BrokerSynonym {
@@ -1572,7 +1626,10 @@ const fn scaled(name: &'static str, multiplier: i64) -> BrokerSynonym {
 /// `broker_synonym`. Empty for topic configs without a broker default
 /// (`remote.storage.enable`, the throttled-replica lists, ...).
 pub fn topic_config_synonyms(topic_name: &str) -> &'static [BrokerSynonym] {
-    TOPIC_SYNONYMS.iter().find(|(name, _)| *name == topic_name).map_or(&[], |(_, chain)| *chain)
+    TOPIC_SYNONYMS
+        .iter()
+        .find(|(name, _)| *name == topic_name)
+        .map_or(&[], |(_, chain)| *chain)
 }
 
 impl ConfigDef {
@@ -1593,7 +1650,9 @@ impl ConfigDef {
                     Err(self.invalid(value, "Expected value to be either true or false"))
                 }
             }
-            ConfigType::String | ConfigType::Password | ConfigType::Class => self.check_string(trimmed),
+            ConfigType::String | ConfigType::Password | ConfigType::Class => {
+                self.check_string(trimmed)
+            }
             ConfigType::Int => match trimmed.parse::<i32>() {
                 Ok(n) => self.check_integer(i64::from(n)),
                 Err(_) => Err(self.not_a_number(value)),
@@ -1616,25 +1675,36 @@ impl ConfigDef {
 
     /// Kafka's `ConfigException(name, value, message)` text.
     fn invalid(&self, shown: &str, message: &str) -> String {
-        format!("Invalid value {} for configuration {}: {}", shown, self.name, message)
+        format!(
+            "Invalid value {} for configuration {}: {}",
+            shown, self.name, message
+        )
     }
 
     fn not_a_number(&self, value: &str) -> String {
-        self.invalid(value, &format!("Not a number of type {}", self.config_type.kafka_name()))
+        self.invalid(
+            value,
+            &format!("Not a number of type {}", self.config_type.kafka_name()),
+        )
     }
 
     fn check_integer(&self, n: i64) -> Result<(), String> {
         let shown = n.to_string();
         match self.validator {
-            Validator::AtLeast(min) if n < min => Err(self.invalid(&shown, &format!("Value must be at least {min}"))),
-            Validator::Between(min, _) if n < min => Err(self.invalid(&shown, &format!("Value must be at least {min}"))),
+            Validator::AtLeast(min) if n < min => {
+                Err(self.invalid(&shown, &format!("Value must be at least {min}")))
+            }
+            Validator::Between(min, _) if n < min => {
+                Err(self.invalid(&shown, &format!("Value must be at least {min}")))
+            }
             Validator::Between(_, max) if n > max => {
                 Err(self.invalid(&shown, &format!("Value must be no more than {max}")))
             }
-            Validator::BetweenOr(min, max, or) if n > max || (n < min && n != or) => Err(self.invalid(
-                &shown,
-                &format!("Value must be between {min} and {max} or equal to {or}"),
-            )),
+            Validator::BetweenOr(min, max, or) if n > max || (n < min && n != or) => Err(self
+                .invalid(
+                    &shown,
+                    &format!("Value must be between {min} and {max} or equal to {or}"),
+                )),
             Validator::DoubleBetween(min, _) if (n as f64) < min => {
                 Err(self.invalid(&shown, &format!("Value must be at least {min}")))
             }
@@ -1683,13 +1753,18 @@ impl ConfigDef {
             Validator::ListOf(valid) | Validator::OneOf(valid) => {
                 for item in items {
                     if !valid.contains(item) {
-                        return Err(self.invalid(item, &format!("String must be one of: {}", valid.join(", "))));
+                        return Err(self.invalid(
+                            item,
+                            &format!("String must be one of: {}", valid.join(", ")),
+                        ));
                     }
                 }
                 Ok(())
             }
             Validator::ThrottledReplicaList => {
-                let all_replicas = items.iter().all(|item| item.is_empty() || is_partition_broker_pair(item));
+                let all_replicas = items
+                    .iter()
+                    .all(|item| item.is_empty() || is_partition_broker_pair(item));
                 if all_replicas || items.concat() == "*" {
                     Ok(())
                 } else {
@@ -1720,7 +1795,9 @@ fn parse_list(trimmed: &str) -> Vec<&str> {
     }
     trimmed
         .split(',')
-        .map(|item| item.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r')))
+        .map(|item| {
+            item.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r'))
+        })
         .collect()
 }
 
@@ -1751,9 +1828,16 @@ fn parse_java_double(s: &str) -> Option<f64> {
     } else if unsigned == "Infinity" {
         f64::INFINITY
     } else {
-        let digits = unsigned.strip_suffix(|c: char| matches!(c, 'd' | 'D' | 'f' | 'F')).unwrap_or(unsigned);
-        let starts_ok = digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.');
-        let chars_ok = digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+        let digits = unsigned
+            .strip_suffix(|c: char| matches!(c, 'd' | 'D' | 'f' | 'F'))
+            .unwrap_or(unsigned);
+        let starts_ok = digits
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'.');
+        let chars_ok = digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
         if !starts_ok || !chars_ok || !digits.bytes().any(|b| b.is_ascii_digit()) {
             return None;
         }
@@ -1769,10 +1853,18 @@ fn java_double_to_string(d: f64) -> String {
         return "NaN".to_string();
     }
     if d.is_infinite() {
-        return if d > 0.0 { "Infinity".to_string() } else { "-Infinity".to_string() };
+        return if d > 0.0 {
+            "Infinity".to_string()
+        } else {
+            "-Infinity".to_string()
+        };
     }
     if d == 0.0 {
-        return if d.is_sign_negative() { "-0.0".to_string() } else { "0.0".to_string() };
+        return if d.is_sign_negative() {
+            "-0.0".to_string()
+        } else {
+            "0.0".to_string()
+        };
     }
     let magnitude = d.abs();
     if (1e-3..1e7).contains(&magnitude) {
@@ -1799,13 +1891,23 @@ mod tests {
 
     fn check_table(table: &[ConfigDef]) {
         for pair in table.windows(2) {
-            assert!(pair[0].name < pair[1].name, "{} must sort before {}", pair[0].name, pair[1].name);
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} must sort before {}",
+                pair[0].name,
+                pair[1].name
+            );
         }
         for def in table {
             if let Some(default) = def.default {
                 assert_eq!(def.validate(default), Ok(()), "default of {}", def.name);
             }
-            assert_eq!(def.sensitive, def.config_type == ConfigType::Password, "{}", def.name);
+            assert_eq!(
+                def.sensitive,
+                def.config_type == ConfigType::Password,
+                "{}",
+                def.name
+            );
             assert!(!def.documentation.is_empty(), "{}", def.name);
         }
     }
@@ -1815,19 +1917,31 @@ mod tests {
         check_table(TOPIC_CONFIGS);
         check_table(BROKER_CONFIGS);
         assert_eq!(TOPIC_CONFIGS.len(), 33);
-        assert!(BROKER_CONFIGS.iter().all(|def| def.broker_synonym.is_none()));
+        assert!(BROKER_CONFIGS
+            .iter()
+            .all(|def| def.broker_synonym.is_none()));
     }
 
     #[test]
     fn every_broker_synonym_is_defined_with_the_same_type() {
         for def in TOPIC_CONFIGS {
             let chain = topic_config_synonyms(def.name);
-            assert_eq!(chain.first().map(|s| s.name), def.broker_synonym, "{}", def.name);
+            assert_eq!(
+                chain.first().map(|s| s.name),
+                def.broker_synonym,
+                "{}",
+                def.name
+            );
             for synonym in chain {
-                let broker = broker_config(synonym.name)
-                    .unwrap_or_else(|| panic!("{} (synonym of {}) missing", synonym.name, def.name));
+                let broker = broker_config(synonym.name).unwrap_or_else(|| {
+                    panic!("{} (synonym of {}) missing", synonym.name, def.name)
+                });
                 if synonym.multiplier == 1 {
-                    assert_eq!(broker.config_type, def.config_type, "{} vs {}", def.name, broker.name);
+                    assert_eq!(
+                        broker.config_type, def.config_type,
+                        "{} vs {}",
+                        def.name, broker.name
+                    );
                 }
             }
         }
@@ -1839,23 +1953,47 @@ mod tests {
         let topic = |name| topic_config(name).unwrap();
         let broker = |name| broker_config(name).unwrap();
         assert_eq!(topic("retention.ms").default, Some("604800000"));
-        assert_eq!(topic("retention.ms").broker_synonym, Some("log.retention.ms"));
+        assert_eq!(
+            topic("retention.ms").broker_synonym,
+            Some("log.retention.ms")
+        );
         assert_eq!(topic("max.message.bytes").default, Some("1048588"));
-        assert_eq!(topic("max.message.bytes").broker_synonym, Some("message.max.bytes"));
+        assert_eq!(
+            topic("max.message.bytes").broker_synonym,
+            Some("message.max.bytes")
+        );
         assert_eq!(topic("segment.bytes").default, Some("1073741824"));
         assert_eq!(topic("cleanup.policy").default, Some("delete"));
-        assert_eq!(topic("cleanup.policy").broker_synonym, Some("log.cleanup.policy"));
+        assert_eq!(
+            topic("cleanup.policy").broker_synonym,
+            Some("log.cleanup.policy")
+        );
         assert_eq!(topic("compression.type").default, Some("producer"));
-        assert_eq!(topic("message.timestamp.after.max.ms").default, Some("3600000"));
-        assert_eq!(topic("flush.ms").broker_synonym, Some("log.flush.interval.ms"));
+        assert_eq!(
+            topic("message.timestamp.after.max.ms").default,
+            Some("3600000")
+        );
+        assert_eq!(
+            topic("flush.ms").broker_synonym,
+            Some("log.flush.interval.ms")
+        );
         assert_eq!(topic("segment.ms").broker_synonym, Some("log.roll.ms"));
-        assert_eq!(topic("leader.replication.throttled.replicas").default, Some(""));
+        assert_eq!(
+            topic("leader.replication.throttled.replicas").default,
+            Some("")
+        );
         assert_eq!(topic("remote.storage.enable").broker_synonym, None);
         assert_eq!(broker("num.partitions").default, Some("1"));
         assert_eq!(broker("log.retention.ms").default, None);
         assert_eq!(broker("log.retention.hours").default, Some("168"));
-        assert_eq!(broker("log.message.timestamp.after.max.ms").default, Some("3600000"));
-        assert_eq!(broker("offsets.topic.replication.factor").config_type, ConfigType::Short);
+        assert_eq!(
+            broker("log.message.timestamp.after.max.ms").default,
+            Some("3600000")
+        );
+        assert_eq!(
+            broker("offsets.topic.replication.factor").config_type,
+            ConfigType::Short
+        );
         assert_eq!(broker("node.id").default, None);
         assert!(broker("ssl.keystore.password").sensitive);
         assert!(topic_config("message.downconversion.enable").is_none());
@@ -1871,7 +2009,11 @@ mod tests {
     }
 
     fn ok(table: fn(&str) -> Option<&'static ConfigDef>, name: &str, value: &str) {
-        assert_eq!(table(name).unwrap().validate(value), Ok(()), "{name}={value:?}");
+        assert_eq!(
+            table(name).unwrap().validate(value),
+            Ok(()),
+            "{name}={value:?}"
+        );
     }
 
     #[test]
@@ -1896,7 +2038,10 @@ mod tests {
             err(topic_config, "min.cleanable.dirty.ratio", "half"),
             "Invalid value half for configuration min.cleanable.dirty.ratio: Not a number of type DOUBLE"
         );
-        assert!(topic_config("min.cleanable.dirty.ratio").unwrap().validate("inf").is_err());
+        assert!(topic_config("min.cleanable.dirty.ratio")
+            .unwrap()
+            .validate("inf")
+            .is_err());
         ok(topic_config, "preallocate", " TRUE ");
         ok(topic_config, "retention.ms", " 1000 ");
         ok(topic_config, "retention.ms", "+1000");
@@ -1949,7 +2094,10 @@ mod tests {
         );
         ok(topic_config, "compression.gzip.level", "-1");
         ok(topic_config, "compression.gzip.level", "9");
-        assert!(topic_config("compression.gzip.level").unwrap().validate("10").is_err());
+        assert!(topic_config("compression.gzip.level")
+            .unwrap()
+            .validate("10")
+            .is_err());
         assert_eq!(
             err(topic_config, "compression.lz4.level", "18"),
             "Invalid value 18 for configuration compression.lz4.level: Value must be no more than 17"
@@ -1971,9 +2119,16 @@ mod tests {
             "Invalid value  for configuration cleanup.policy: String must be one of: compact, delete"
         );
         ok(broker_config, "process.roles", "broker,controller");
-        assert!(broker_config("process.roles").unwrap().validate("zookeeper").is_err());
+        assert!(broker_config("process.roles")
+            .unwrap()
+            .validate("zookeeper")
+            .is_err());
         ok(topic_config, "leader.replication.throttled.replicas", "*");
-        ok(topic_config, "leader.replication.throttled.replicas", "0:1, 1:2");
+        ok(
+            topic_config,
+            "leader.replication.throttled.replicas",
+            "0:1, 1:2",
+        );
         ok(topic_config, "follower.replication.throttled.replicas", "");
         assert_eq!(
             err(topic_config, "follower.replication.throttled.replicas", "0:1,a:b"),

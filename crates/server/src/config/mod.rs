@@ -25,11 +25,24 @@ pub struct Listener {
 
 impl Listener {
     pub fn parse(s: &str) -> Result<Listener, String> {
-        let (name, rest) = s.split_once("://").ok_or_else(|| format!("listener '{s}' is not NAME://host:port"))?;
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("listener '{s}' has no port"))?;
-        let port: u16 = port.parse().map_err(|_| format!("listener '{s}' has an invalid port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        Ok(Listener { name: name.to_string(), host, port })
+        let (name, rest) = s
+            .split_once("://")
+            .ok_or_else(|| format!("listener '{s}' is not NAME://host:port"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("listener '{s}' has no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("listener '{s}' has an invalid port"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(Listener {
+            name: name.to_string(),
+            host,
+            port,
+        })
     }
 }
 
@@ -90,23 +103,34 @@ impl BrokerConfig {
             }
         }
         let get = |key: &str| -> Option<String> {
-            explicit.get(key).cloned().or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
+            explicit
+                .get(key)
+                .cloned()
+                .or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
         };
         let parse_num = |key: &str| -> Result<i64, String> {
-            let v = get(key).ok_or_else(|| format!("Missing required configuration \"{key}\" which has no default value."))?;
-            v.trim().parse::<i64>().map_err(|_| format!("Invalid value {v} for configuration {key}: Not a number"))
+            let v = get(key).ok_or_else(|| {
+                format!("Missing required configuration \"{key}\" which has no default value.")
+            })?;
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("Invalid value {v} for configuration {key}: Not a number"))
         };
         let node_id = match (explicit.get("node.id"), explicit.get("broker.id")) {
-            (Some(n), _) | (None, Some(n)) => n
-                .trim()
-                .parse::<i32>()
-                .map_err(|_| format!("Invalid value {n} for configuration node.id: Not a number of type INT"))?,
+            (Some(n), _) | (None, Some(n)) => n.trim().parse::<i32>().map_err(|_| {
+                format!("Invalid value {n} for configuration node.id: Not a number of type INT")
+            })?,
             (None, None) => 1,
         };
         if node_id < 0 {
-            return Err(format!("Invalid value {node_id} for configuration node.id: must be non-negative"));
+            return Err(format!(
+                "Invalid value {node_id} for configuration node.id: must be non-negative"
+            ));
         }
-        let listeners_text = explicit.get("listeners").cloned().unwrap_or_else(|| OTTLA_DEFAULTS[0].1.into());
+        let listeners_text = explicit
+            .get("listeners")
+            .cloned()
+            .unwrap_or_else(|| OTTLA_DEFAULTS[0].1.into());
         let listeners = parse_listeners("listeners", &listeners_text)?;
         let advertised_listeners = match explicit.get("advertised.listeners") {
             Some(text) => parse_listeners("advertised.listeners", text)?,
@@ -114,18 +138,36 @@ impl BrokerConfig {
                 .iter()
                 .map(|l| Listener {
                     // Kafka advertises the canonical host name for a wildcard listener.
-                    host: if l.host.is_empty() || l.host == "0.0.0.0" { "localhost".into() } else { l.host.clone() },
+                    host: if l.host.is_empty() || l.host == "0.0.0.0" {
+                        "localhost".into()
+                    } else {
+                        l.host.clone()
+                    },
                     ..l.clone()
                 })
                 .collect(),
         };
-        let log_dirs_text = explicit.get("log.dirs").or_else(|| explicit.get("log.dir")).cloned().unwrap_or_else(|| OTTLA_DEFAULTS[1].1.into());
-        let log_dirs: Vec<PathBuf> =
-            log_dirs_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+        let log_dirs_text = explicit
+            .get("log.dirs")
+            .or_else(|| explicit.get("log.dir"))
+            .cloned()
+            .unwrap_or_else(|| OTTLA_DEFAULTS[1].1.into());
+        let log_dirs: Vec<PathBuf> = log_dirs_text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
         if log_dirs.is_empty() {
-            return Err("Invalid value for configuration log.dirs: at least one directory is required".into());
+            return Err(
+                "Invalid value for configuration log.dirs: at least one directory is required"
+                    .into(),
+            );
         }
-        let roles = explicit.get("process.roles").cloned().unwrap_or_else(|| OTTLA_DEFAULTS[3].1.into());
+        let roles = explicit
+            .get("process.roles")
+            .cloned()
+            .unwrap_or_else(|| OTTLA_DEFAULTS[3].1.into());
         let mut roles: Vec<&str> = roles.split(',').map(str::trim).collect();
         roles.sort();
         if roles != ["broker", "controller"] {
@@ -137,7 +179,9 @@ impl BrokerConfig {
         let positive = |key: &str| -> Result<i64, String> {
             let v = parse_num(key)?;
             if v <= 0 {
-                return Err(format!("Invalid value {v} for configuration {key}: must be positive"));
+                return Err(format!(
+                    "Invalid value {v} for configuration {key}: must be positive"
+                ));
             }
             Ok(v)
         };
@@ -148,8 +192,10 @@ impl BrokerConfig {
             log_dirs,
             num_partitions: positive("num.partitions")? as i32,
             default_replication_factor: positive("default.replication.factor")? as i16,
-            auto_create_topics_enable: get("auto.create.topics.enable").is_some_and(|v| v.eq_ignore_ascii_case("true")),
-            delete_topic_enable: get("delete.topic.enable").is_none_or(|v| v.eq_ignore_ascii_case("true")),
+            auto_create_topics_enable: get("auto.create.topics.enable")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            delete_topic_enable: get("delete.topic.enable")
+                .is_none_or(|v| v.eq_ignore_ascii_case("true")),
             socket_request_max_bytes: positive("socket.request.max.bytes")? as usize,
             max_connections: parse_num("max.connections")?.clamp(1, i64::from(i32::MAX)) as usize,
             fetch_max_bytes: positive("fetch.max.bytes")? as usize,
@@ -163,29 +209,47 @@ impl BrokerConfig {
         self.explicit
             .get(key)
             .cloned()
-            .or_else(|| OTTLA_DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+            .or_else(|| {
+                OTTLA_DEFAULTS
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.to_string())
+            })
             .or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
     }
 
     /// The broker value behind a topic config when the topic does not override it,
     /// with its source. Handles Kafka's multi-key synonyms (retention in ms, minutes
     /// or hours; roll in ms or hours), where the most precise explicit key wins.
-    pub fn topic_default(&self, def: &ConfigDef) -> (Option<String>, ConfigSource, Option<&'static str>) {
+    pub fn topic_default(
+        &self,
+        def: &ConfigDef,
+    ) -> (Option<String>, ConfigSource, Option<&'static str>) {
         let chain = definitions::topic_config_synonyms(def.name);
         for synonym in chain {
             if let Some(v) = self.explicit.get(synonym.name) {
                 let value = match v.trim().parse::<i64>() {
-                    Ok(n) if synonym.multiplier != 1 && n >= 0 => n.saturating_mul(synonym.multiplier).to_string(),
+                    Ok(n) if synonym.multiplier != 1 && n >= 0 => {
+                        n.saturating_mul(synonym.multiplier).to_string()
+                    }
                     _ => v.clone(),
                 };
                 return (Some(value), ConfigSource::StaticBroker, Some(synonym.name));
             }
         }
-        (def.default.map(String::from), ConfigSource::Default, chain.last().map(|s| s.name).or(def.broker_synonym))
+        (
+            def.default.map(String::from),
+            ConfigSource::Default,
+            chain.last().map(|s| s.name).or(def.broker_synonym),
+        )
     }
 
     /// Effective value and source of topic config `key` given the topic's overrides.
-    pub fn topic_value(&self, def: &ConfigDef, overrides: &BTreeMap<String, String>) -> (Option<String>, ConfigSource) {
+    pub fn topic_value(
+        &self,
+        def: &ConfigDef,
+        overrides: &BTreeMap<String, String>,
+    ) -> (Option<String>, ConfigSource) {
         if let Some(v) = overrides.get(def.name) {
             return (Some(v.clone()), ConfigSource::DynamicTopic);
         }
@@ -196,7 +260,8 @@ impl BrokerConfig {
     /// The typed configuration a partition of a topic with `overrides` runs with.
     pub fn partition_config(&self, overrides: &BTreeMap<String, String>) -> PartitionConfig {
         let value = |key: &str| -> String {
-            let def = topic_config(key).unwrap_or_else(|| panic!("topic config {key} missing from definitions"));
+            let def = topic_config(key)
+                .unwrap_or_else(|| panic!("topic config {key} missing from definitions"));
             self.topic_value(def, overrides).0.unwrap_or_default()
         };
         let long = |key: &str, fallback: i64| value(key).trim().parse::<i64>().unwrap_or(fallback);
@@ -206,7 +271,11 @@ impl BrokerConfig {
             log: LogConfig {
                 segment_bytes: long("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
                 segment_ms: long("segment.ms", defaults.segment_ms),
-                index_interval_bytes: long("index.interval.bytes", defaults.index_interval_bytes as i64).max(0) as u64,
+                index_interval_bytes: long(
+                    "index.interval.bytes",
+                    defaults.index_interval_bytes as i64,
+                )
+                .max(0) as u64,
                 retention_bytes: long("retention.bytes", defaults.retention_bytes),
                 retention_ms: long("retention.ms", defaults.retention_ms),
                 flush_interval_messages: long("flush.messages", defaults.flush_interval_messages),
@@ -230,7 +299,9 @@ fn parse_listeners(key: &str, text: &str) -> Result<Vec<Listener>, String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("Invalid value {text} for configuration {key}: {e}"))?;
     if listeners.is_empty() {
-        return Err(format!("Invalid value {text} for configuration {key}: no listener"));
+        return Err(format!(
+            "Invalid value {text} for configuration {key}: no listener"
+        ));
     }
     for l in &listeners {
         if l.name != "PLAINTEXT" {
@@ -257,18 +328,33 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<BrokerConfig, String> {
-        BrokerConfig::from_values(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        BrokerConfig::from_values(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
     fn defaults_match_the_issue_and_kafka() {
         let c = config(&[]).unwrap();
         assert_eq!(c.node_id, 1);
-        assert_eq!(c.listeners, vec![Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }]);
+        assert_eq!(
+            c.listeners,
+            vec![Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092
+            }]
+        );
         assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
         assert_eq!(c.num_partitions, 1);
         assert_eq!(c.socket_request_max_bytes, 104_857_600);
-        assert!(c.auto_create_topics_enable, "Kafka creates topics on metadata requests by default");
+        assert!(
+            c.auto_create_topics_enable,
+            "Kafka creates topics on metadata requests by default"
+        );
         assert!(c.delete_topic_enable);
     }
 
@@ -291,16 +377,25 @@ mod tests {
         let c = config(&[("log.retention.hours", "1"), ("log.retention.ms", "5")]).unwrap();
         assert_eq!(c.topic_value(def, &BTreeMap::new()).0.as_deref(), Some("5"));
         let overrides: BTreeMap<_, _> = [("retention.ms".to_string(), "7".to_string())].into();
-        assert_eq!(c.topic_value(def, &overrides), (Some("7".into()), ConfigSource::DynamicTopic));
+        assert_eq!(
+            c.topic_value(def, &overrides),
+            (Some("7".into()), ConfigSource::DynamicTopic)
+        );
         let c = config(&[]).unwrap();
-        assert_eq!(c.topic_value(def, &BTreeMap::new()), (Some("604800000".into()), ConfigSource::Default));
+        assert_eq!(
+            c.topic_value(def, &BTreeMap::new()),
+            (Some("604800000".into()), ConfigSource::Default)
+        );
     }
 
     #[test]
     fn partition_config_from_overrides() {
         let c = config(&[("message.max.bytes", "2000")]).unwrap();
-        let overrides: BTreeMap<_, _> =
-            [("cleanup.policy".to_string(), "compact,delete".to_string()), ("segment.bytes".to_string(), "1048576".to_string())].into();
+        let overrides: BTreeMap<_, _> = [
+            ("cleanup.policy".to_string(), "compact,delete".to_string()),
+            ("segment.bytes".to_string(), "1048576".to_string()),
+        ]
+        .into();
         let p = c.partition_config(&overrides);
         assert!(p.compacted);
         assert_eq!(p.log.segment_bytes, 1_048_576);

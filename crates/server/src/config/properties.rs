@@ -8,8 +8,10 @@ pub fn parse(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut logical = String::new();
     for raw in text.lines() {
-        let line = if logical.is_empty() { raw.trim_start() } else { raw.trim_start() };
-        if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!')) {
+        // Leading whitespace is dropped on every line, continuation lines included.
+        let line = raw.trim_start();
+        if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
+        {
             continue;
         }
         // An odd number of trailing backslashes continues the line.
@@ -42,7 +44,10 @@ fn split_key_value(line: &str) -> (&str, &str) {
             '=' | ':' | ' ' | '\t' => {
                 let key = &line[..i];
                 let rest = line[i..].trim_start_matches([' ', '\t']);
-                let rest = rest.strip_prefix(['=', ':']).unwrap_or(rest).trim_start_matches([' ', '\t']);
+                let rest = rest
+                    .strip_prefix(['=', ':'])
+                    .unwrap_or(rest)
+                    .trim_start_matches([' ', '\t']);
                 return (key, rest);
             }
             _ => {}

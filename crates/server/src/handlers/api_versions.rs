@@ -15,7 +15,12 @@ use super::{decode, encode, respond, HandlerError, Reply};
 fn version_table() -> Vec<ApiVersion> {
     SUPPORTED_APIS
         .iter()
-        .map(|a| ApiVersion::default().with_api_key(a.key as i16).with_min_version(a.min_version).with_max_version(a.max_version))
+        .map(|a| {
+            ApiVersion::default()
+                .with_api_key(a.key as i16)
+                .with_min_version(a.min_version)
+                .with_max_version(a.max_version)
+        })
         .collect()
 }
 
@@ -26,7 +31,12 @@ pub fn handle(request: &Request) -> Result<Reply, HandlerError> {
         let body = ApiVersionsResponse::default()
             .with_error_code(ResponseError::UnsupportedVersion.code())
             .with_api_keys(version_table());
-        return Ok(Reply::Now(encode(ApiKey::ApiVersions, 0, request.correlation_id(), &body)?));
+        return Ok(Reply::Now(encode(
+            ApiKey::ApiVersions,
+            0,
+            request.correlation_id(),
+            &body,
+        )?));
     }
     let _client: ApiVersionsRequest = decode(request)?;
     let body = ApiVersionsResponse::default().with_api_keys(version_table());

@@ -15,8 +15,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let mut results = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let name = topic.name.as_str().to_string();
-        let assignments =
-            topic.assignments.map(|a| a.into_iter().map(|x| x.broker_ids.into_iter().map(|b| b.0).collect()).collect());
+        let assignments = topic.assignments.map(|a| {
+            a.into_iter()
+                .map(|x| x.broker_ids.into_iter().map(|b| b.0).collect())
+                .collect()
+        });
         let outcome = broker
             .controller
             .create_partitions(&name, topic.count, assignments, req.validate_only)
@@ -25,13 +28,20 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 if req.validate_only {
                     return Ok(());
                 }
-                broker.ensure_topic_partitions(&updated).map_err(|e| (ResponseError::KafkaStorageError.code(), format!("{e:#}")))
+                broker
+                    .ensure_topic_partitions(&updated)
+                    .map_err(|e| (ResponseError::KafkaStorageError.code(), format!("{e:#}")))
             });
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name);
         if let Err((code, message)) = outcome {
-            result = result.with_error_code(code).with_error_message(Some(str_bytes(message)));
+            result = result
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(message)));
         }
         results.push(result);
     }
-    respond(request, &CreatePartitionsResponse::default().with_results(results))
+    respond(
+        request,
+        &CreatePartitionsResponse::default().with_results(results),
+    )
 }

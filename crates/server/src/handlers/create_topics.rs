@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 use ottla_controller::CreateTopicSpec;
@@ -29,15 +31,22 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         let error = |code: i16, message: String| -> (i16, Option<String>) { (code, Some(message)) };
         let outcome: Result<_, (i16, Option<String>)> = (|| {
             if name_counts.get(&name).copied().unwrap_or(0) > 1 {
-                return Err(error(ResponseError::InvalidRequest.code(), format!("Found multiple entries for topic {name}.")));
+                return Err(error(
+                    ResponseError::InvalidRequest.code(),
+                    format!("Found multiple entries for topic {name}."),
+                ));
             }
             let mut configs = BTreeMap::new();
             for c in &topic.configs {
                 let key = c.name.as_str().to_string();
                 let Some(value) = c.value.as_ref().map(|v| v.as_str().to_string()) else {
-                    return Err(error(ResponseError::InvalidConfig.code(), format!("Null value not supported for topic configs: {key}")));
+                    return Err(error(
+                        ResponseError::InvalidConfig.code(),
+                        format!("Null value not supported for topic configs: {key}"),
+                    ));
                 };
-                validate_topic_config(&key, &value).map_err(|m| error(ResponseError::InvalidConfig.code(), m))?;
+                validate_topic_config(&key, &value)
+                    .map_err(|m| error(ResponseError::InvalidConfig.code(), m))?;
                 configs.insert(key, value);
             }
             let spec = CreateTopicSpec {
@@ -47,7 +56,12 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 assignments: topic
                     .assignments
                     .iter()
-                    .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                    .map(|a| {
+                        (
+                            a.partition_index,
+                            a.broker_ids.iter().map(|b| b.0).collect(),
+                        )
+                    })
                     .collect(),
                 configs,
             };
@@ -57,8 +71,13 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 .map_err(|e| (e.kafka_error_code(), Some(e.to_string())))?;
             if !req.validate_only {
                 broker.ensure_topic_partitions(&created).map_err(|e| {
-                    tracing::error!("Created topic {name} but could not open its partitions: {e:#}");
-                    (ResponseError::KafkaStorageError.code(), Some(format!("{e:#}")))
+                    tracing::error!(
+                        "Created topic {name} but could not open its partitions: {e:#}"
+                    );
+                    (
+                        ResponseError::KafkaStorageError.code(),
+                        Some(format!("{e:#}")),
+                    )
                 })?;
             }
             Ok(created)
@@ -69,17 +88,28 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     let configs = TOPIC_CONFIGS
                         .iter()
                         .map(|def| {
-                            let (value, source) = broker.config.topic_value(def, &topic_info.configs);
+                            let (value, source) =
+                                broker.config.topic_value(def, &topic_info.configs);
                             CreatableTopicConfigs::default()
                                 .with_name(str_bytes(def.name))
-                                .with_value(if def.sensitive { None } else { value.map(str_bytes) })
+                                .with_value(if def.sensitive {
+                                    None
+                                } else {
+                                    value.map(str_bytes)
+                                })
                                 .with_config_source(source as i8)
                                 .with_is_sensitive(def.sensitive)
                         })
                         .collect();
                     result = result
                         .with_num_partitions(topic_info.partitions.len() as i32)
-                        .with_replication_factor(topic_info.partitions.first().map(|p| p.replicas.len()).unwrap_or(0) as i16)
+                        .with_replication_factor(
+                            topic_info
+                                .partitions
+                                .first()
+                                .map(|p| p.replicas.len())
+                                .unwrap_or(0) as i16,
+                        )
                         .with_configs(Some(configs));
                 }
                 if version >= 7 {
@@ -87,7 +117,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 }
             }
             Err((code, message)) => {
-                tracing::info!("CreateTopics for {name} failed with error {code}: {}", message.as_deref().unwrap_or(""));
+                tracing::info!(
+                    "CreateTopics for {name} failed with error {code}: {}",
+                    message.as_deref().unwrap_or("")
+                );
                 result = result.with_error_code(code);
                 if version >= 1 {
                     result = result.with_error_message(message.map(str_bytes));
@@ -99,5 +132,8 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         }
         results.push(result);
     }
-    respond(request, &CreateTopicsResponse::default().with_topics(results))
+    respond(
+        request,
+        &CreateTopicsResponse::default().with_topics(results),
+    )
 }

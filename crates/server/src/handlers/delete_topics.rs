@@ -16,31 +16,50 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let version = request.version();
     // Normalise both request shapes to (name, id).
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
-        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+        req.topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
     } else {
-        req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n), Uuid::nil()))
+            .collect()
     };
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
         let image = broker.controller.image();
         let by_id = !id.is_nil();
-        let found = if by_id { image.topic_by_id(&id).cloned() } else { name.as_ref().and_then(|n| image.topic(n.as_str()).cloned()) };
+        let found = if by_id {
+            image.topic_by_id(&id).cloned()
+        } else {
+            name.as_ref().and_then(|n| image.topic(n.as_str()).cloned())
+        };
         let mut result = DeletableTopicResult::default();
         if version >= 6 {
             result = result.with_topic_id(id);
         }
         result = result.with_name(name.clone());
         let outcome = match found {
-            _ if !broker.config.delete_topic_enable => {
-                Err((ResponseError::TopicDeletionDisabled.code(), "Topic deletion is disabled.".to_string()))
-            }
-            None if by_id => Err((ResponseError::UnknownTopicId.code(), "This server does not host this topic ID.".into())),
-            None => Err((ResponseError::UnknownTopicOrPartition.code(), "This server does not host this topic-partition.".into())),
+            _ if !broker.config.delete_topic_enable => Err((
+                ResponseError::TopicDeletionDisabled.code(),
+                "Topic deletion is disabled.".to_string(),
+            )),
+            None if by_id => Err((
+                ResponseError::UnknownTopicId.code(),
+                "This server does not host this topic ID.".into(),
+            )),
+            None => Err((
+                ResponseError::UnknownTopicOrPartition.code(),
+                "This server does not host this topic-partition.".into(),
+            )),
             Some(topic) => match broker.controller.delete_topic(topic.topic_id) {
                 Ok(deleted) => {
                     broker.replicas.remove_topic(&deleted.topic_id);
                     if version >= 6 {
-                        result = result.with_topic_id(deleted.topic_id).with_name(Some(TopicName(str_bytes(deleted.name.clone()))));
+                        result = result
+                            .with_topic_id(deleted.topic_id)
+                            .with_name(Some(TopicName(str_bytes(deleted.name.clone()))));
                     }
                     Ok(())
                 }
@@ -55,5 +74,8 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         }
         responses.push(result);
     }
-    respond(request, &DeleteTopicsResponse::default().with_responses(responses))
+    respond(
+        request,
+        &DeleteTopicsResponse::default().with_responses(responses),
+    )
 }

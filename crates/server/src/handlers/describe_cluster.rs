@@ -27,7 +27,9 @@ pub fn handle(broker: &Broker, request: &Request) -> Result<Reply, HandlerError>
                 request,
                 &response
                     .with_error_code(ResponseError::UnsupportedEndpointType.code())
-                    .with_error_message(Some(str_bytes("Only broker endpoints (endpoint_type 1) can be described"))),
+                    .with_error_message(Some(str_bytes(
+                        "Only broker endpoints (endpoint_type 1) can be described",
+                    ))),
             );
         }
     }

@@ -35,7 +35,11 @@ fn entry(
 ) -> DescribeConfigsResourceResult {
     let mut e = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(def.name))
-        .with_value(if def.sensitive { None } else { value.map(str_bytes) })
+        .with_value(if def.sensitive {
+            None
+        } else {
+            value.map(str_bytes)
+        })
         .with_read_only(read_only)
         .with_is_sensitive(def.sensitive)
         .with_config_source(source as i8);
@@ -52,11 +56,15 @@ fn entry(
 }
 
 fn synonym(name: &str, value: Option<String>, source: ConfigSource) -> DescribeConfigsSynonym {
-    DescribeConfigsSynonym::default().with_name(str_bytes(name)).with_value(value.map(str_bytes)).with_source(source as i8)
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(value.map(str_bytes))
+        .with_source(source as i8)
 }
 
 fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) -> bool {
-    keys.as_ref().is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == name))
+    keys.as_ref()
+        .is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == name))
 }
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
@@ -78,7 +86,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 None => {
                     result = result
                         .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(str_bytes(format!("Topic {name} does not exist"))));
+                        .with_error_message(Some(str_bytes(format!(
+                            "Topic {name} does not exist"
+                        ))));
                 }
                 Some(topic) => {
                     let configs = TOPIC_CONFIGS
@@ -88,9 +98,14 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                             let (value, source) = broker.config.topic_value(def, &topic.configs);
                             let mut synonyms = Vec::new();
                             if let Some(v) = topic.configs.get(def.name) {
-                                synonyms.push(synonym(def.name, Some(v.clone()), ConfigSource::DynamicTopic));
+                                synonyms.push(synonym(
+                                    def.name,
+                                    Some(v.clone()),
+                                    ConfigSource::DynamicTopic,
+                                ));
                             }
-                            let (broker_value, broker_source, broker_key) = broker.config.topic_default(def);
+                            let (broker_value, broker_source, broker_key) =
+                                broker.config.topic_default(def);
                             if let Some(key) = broker_key {
                                 let shown = if broker_source == ConfigSource::StaticBroker {
                                     broker.config.explicit.get(key).cloned()
@@ -117,7 +132,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                         .map(|def| {
                             let (value, source) = match broker.config.explicit.get(def.name) {
                                 Some(v) => (Some(v.clone()), ConfigSource::StaticBroker),
-                                None => (broker.config.broker_value(def.name), ConfigSource::Default),
+                                None => {
+                                    (broker.config.broker_value(def.name), ConfigSource::Default)
+                                }
                             };
                             let synonyms = vec![synonym(def.name, value.clone(), source)];
                             // No dynamic broker configs yet: everything is read-only.
@@ -130,10 +147,15 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             other => {
                 result = result
                     .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes(format!("Unsupported resource type {other}"))));
+                    .with_error_message(Some(str_bytes(format!(
+                        "Unsupported resource type {other}"
+                    ))));
             }
         }
         results.push(result);
     }
-    respond(request, &DescribeConfigsResponse::default().with_results(results))
+    respond(
+        request,
+        &DescribeConfigsResponse::default().with_results(results),
+    )
 }

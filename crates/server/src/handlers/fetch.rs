@@ -53,23 +53,34 @@ struct Plan {
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: FetchRequest = decode(request)?;
     let version = request.version();
-    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
     if version >= 7 && req.session_id != 0 {
         // We never hand out sessions, so a client cannot legitimately continue one.
-        let response = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        let response =
+            FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
         return respond(request, &response);
     }
     let image = broker.controller.image();
     let mut targets = Vec::new();
     for topic in &req.topics {
-        let info = if version >= 13 { image.topic_by_id(&topic.topic_id) } else { image.topic(topic.topic.as_str()) };
+        let info = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.topic.as_str())
+        };
         for p in &topic.partitions {
             let partition = match info {
                 None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
                 Some(t) => match broker.replicas.get(&t.topic_id, p.partition) {
                     None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                    Some(partition) => check_leader_epoch(&partition, p.current_leader_epoch).map(|()| partition),
+                    Some(partition) => {
+                        check_leader_epoch(&partition, p.current_leader_epoch).map(|()| partition)
+                    }
                 },
             };
             targets.push(Target {
@@ -82,7 +93,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             });
         }
     }
-    let max_bytes = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let max_bytes = if version >= 3 {
+        req.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
     let plan = Plan {
         version,
         correlation_id: request.correlation_id(),
@@ -90,7 +105,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         max_bytes: max_bytes.min(broker.config.fetch_max_bytes),
         min_bytes: req.min_bytes.max(0) as usize,
         // Follower fetching is a later issue; a replica id only widens what it may read.
-        isolation: if replica_id >= 0 { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark },
+        isolation: if replica_id >= 0 {
+            FetchIsolation::LogEnd
+        } else {
+            FetchIsolation::HighWatermark
+        },
         read_committed: req.isolation_level == READ_COMMITTED,
     };
     let (response, bytes, has_error) = read_all(&plan);
@@ -103,8 +122,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         loop {
             // Subscribe before reading, so an append between the read and the wait
             // still wakes us.
-            let mut receivers: Vec<_> =
-                plan.targets.iter().filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe())).collect();
+            let mut receivers: Vec<_> = plan
+                .targets
+                .iter()
+                .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe()))
+                .collect();
             let (response, bytes, has_error) = read_all(&plan);
             if bytes >= plan.min_bytes || has_error || receivers.is_empty() {
                 return encode(ApiKey::Fetch, plan.version, plan.correlation_id, &response);
@@ -147,7 +169,10 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
         match &target.partition {
             Err(code) => {
                 has_error = true;
-                data = data.with_error_code(*code).with_high_watermark(-1).with_records(Some(Bytes::new()));
+                data = data
+                    .with_error_code(*code)
+                    .with_high_watermark(-1)
+                    .with_records(Some(Bytes::new()));
             }
             Ok(partition) => {
                 let limit = target.partition_max_bytes.min(remaining);
@@ -168,7 +193,9 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
                     Err(e) => {
                         has_error = true;
                         let code = match e {
-                            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+                            LogError::OffsetOutOfRange { .. } => {
+                                ResponseError::OffsetOutOfRange.code()
+                            }
                             other => {
                                 tracing::warn!("Fetch from {} failed: {other}", partition.name());
                                 other.kafka_error_code()
@@ -204,7 +231,15 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
             }
             topics.push(t);
         }
-        topics.last_mut().expect("pushed above").partitions.push(data);
+        topics
+            .last_mut()
+            .expect("pushed above")
+            .partitions
+            .push(data);
     }
-    (FetchResponse::default().with_responses(topics), total, has_error)
+    (
+        FetchResponse::default().with_responses(topics),
+        total,
+        has_error,
+    )
 }

@@ -15,7 +15,9 @@ use crate::broker::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: InitProducerIdRequest = decode(request)?;
-    let response = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    let response = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
     if let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
         // The transaction coordinator is a later issue. INVALID_REQUEST is fatal for the
         // client ("see the broker logs"), and the log line says why; a retriable code
@@ -24,13 +26,24 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             "Rejected InitProducerId for transactional id {}: transactions are not supported yet",
             id.as_str()
         );
-        return respond(request, &response.with_error_code(ResponseError::InvalidRequest.code()));
+        return respond(
+            request,
+            &response.with_error_code(ResponseError::InvalidRequest.code()),
+        );
     }
     match broker.next_producer_id() {
-        Ok(id) => respond(request, &response.with_producer_id(ProducerId(id)).with_producer_epoch(0)),
+        Ok(id) => respond(
+            request,
+            &response
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(0),
+        ),
         Err(e) => {
             tracing::error!("Cannot allocate a producer id: {e:#}");
-            respond(request, &response.with_error_code(ResponseError::CoordinatorNotAvailable.code()))
+            respond(
+                request,
+                &response.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+            )
         }
     }
 }

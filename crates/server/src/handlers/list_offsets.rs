@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use ottla_protocol::frame::Request;
@@ -28,20 +30,30 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let image = broker.controller.image();
     // Consumers see up to the high watermark; a replica id (follower or admin tool
     // asking as a replica) sees the log end.
-    let isolation = if req.replica_id.0 >= 0 { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark };
+    let isolation = if req.replica_id.0 >= 0 {
+        FetchIsolation::LogEnd
+    } else {
+        FetchIsolation::HighWatermark
+    };
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let info = image.topic(topic.name.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
-            let mut r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let mut r =
+                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let partition = info.and_then(|t| broker.replicas.get(&t.topic_id, p.partition_index));
             let outcome = match partition {
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                Some(_) if version < min_version_for(p.timestamp) => Err(ResponseError::UnsupportedVersion.code()),
+                Some(_) if version < min_version_for(p.timestamp) => {
+                    Err(ResponseError::UnsupportedVersion.code())
+                }
                 Some(partition) => {
                     let epoch = partition.leader_epoch();
-                    if version >= 4 && p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
+                    if version >= 4
+                        && p.current_leader_epoch >= 0
+                        && p.current_leader_epoch != epoch
+                    {
                         Err(if p.current_leader_epoch < epoch {
                             ResponseError::FencedLeaderEpoch.code()
                         } else {
@@ -50,7 +62,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     } else {
                         partition
                             .offset_for(p.timestamp, isolation)
-                            .map(|(offset, timestamp)| (offset, timestamp, if offset >= 0 { epoch } else { -1 }))
+                            .map(|(offset, timestamp)| {
+                                (offset, timestamp, if offset >= 0 { epoch } else { -1 })
+                            })
                             .map_err(|e| {
                                 tracing::warn!("ListOffsets on {} failed: {e}", partition.name());
                                 e.kafka_error_code()
@@ -71,7 +85,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             }
             partitions.push(r);
         }
-        topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
     }
     respond(request, &ListOffsetsResponse::default().with_topics(topics))
 }

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
 use ottla_controller::{ControllerError, CreateTopicSpec, TopicInfo};
@@ -45,10 +47,18 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 continue;
             }
             let Some(name) = wanted.name.as_ref().map(|n| n.as_str().to_string()) else {
-                topics.push(error_topic(version, None, wanted.topic_id, ResponseError::UnknownTopicId.code()));
+                topics.push(error_topic(
+                    version,
+                    None,
+                    wanted.topic_id,
+                    ResponseError::UnknownTopicId.code(),
+                ));
                 continue;
             };
-            if allow_auto_create && broker.config.auto_create_topics_enable && !name.starts_with("__") {
+            if allow_auto_create
+                && broker.config.auto_create_topics_enable
+                && !name.starts_with("__")
+            {
                 match auto_create(broker, &name) {
                     Ok(topic) => topics.push(topic_metadata(version, &topic)),
                     Err(code) => topics.push(error_topic(version, Some(name), Uuid::nil(), code)),
@@ -76,7 +86,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             m
         })
         .collect();
-    let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
+    let mut response = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_topics(topics);
     if version >= 1 {
         response = response.with_controller_id(BrokerId(broker.controller.node_id()));
     }
@@ -90,25 +102,42 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
 }
 
 fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> {
-    let spec = CreateTopicSpec { name: name.to_string(), num_partitions: -1, replication_factor: -1, ..Default::default() };
+    let spec = CreateTopicSpec {
+        name: name.to_string(),
+        num_partitions: -1,
+        replication_factor: -1,
+        ..Default::default()
+    };
     match broker.controller.create_topic(&spec, false) {
         Ok(topic) => {
             if let Err(e) = broker.ensure_topic_partitions(&topic) {
-                tracing::error!("Auto-created topic {name} but could not open its partitions: {e:#}");
+                tracing::error!(
+                    "Auto-created topic {name} but could not open its partitions: {e:#}"
+                );
                 return Err(ResponseError::KafkaStorageError.code());
             }
             Ok(topic)
         }
         // A concurrent request created it first: answer with what exists.
-        Err(ControllerError::TopicAlreadyExists(_)) => {
-            broker.controller.image().topic(name).cloned().ok_or(ResponseError::LeaderNotAvailable.code())
-        }
+        Err(ControllerError::TopicAlreadyExists(_)) => broker
+            .controller
+            .image()
+            .topic(name)
+            .cloned()
+            .ok_or(ResponseError::LeaderNotAvailable.code()),
         Err(e) => Err(e.kafka_error_code()),
     }
 }
 
-fn error_topic(version: i16, name: Option<String>, topic_id: Uuid, code: i16) -> MetadataResponseTopic {
-    let mut t = MetadataResponseTopic::default().with_error_code(code).with_name(name.map(|n| TopicName(str_bytes(n))));
+fn error_topic(
+    version: i16,
+    name: Option<String>,
+    topic_id: Uuid,
+    code: i16,
+) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name.map(|n| TopicName(str_bytes(n))));
     if version >= 10 {
         t = t.with_topic_id(topic_id);
     }

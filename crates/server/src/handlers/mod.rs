@@ -49,11 +49,19 @@ pub enum HandlerError {
     #[error("unsupported version {version} of {api_key:?}")]
     UnsupportedVersion { api_key: ApiKey, version: i16 },
     #[error("malformed {api_key:?} v{version} request: {reason}")]
-    Malformed { api_key: ApiKey, version: i16, reason: String },
+    Malformed {
+        api_key: ApiKey,
+        version: i16,
+        reason: String,
+    },
     #[error("produce with acks=0 failed; closing the connection so the producer notices")]
     AcksZeroError,
     #[error("cannot encode {api_key:?} v{version} response: {reason}")]
-    Encode { api_key: ApiKey, version: i16, reason: String },
+    Encode {
+        api_key: ApiKey,
+        version: i16,
+        reason: String,
+    },
 }
 
 /// Decode a request body at the header's version.
@@ -67,7 +75,12 @@ fn decode<T: Decodable>(request: &Request) -> Result<T, HandlerError> {
 }
 
 /// Encode a response frame for `request`.
-fn encode<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Result<Bytes, HandlerError> {
+fn encode<T: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Bytes, HandlerError> {
     encode_response(api_key, version, correlation_id, body).map_err(|e| HandlerError::Encode {
         api_key,
         version,
@@ -76,7 +89,12 @@ fn encode<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body
 }
 
 fn respond<T: Encodable>(request: &Request, body: &T) -> Result<Reply, HandlerError> {
-    Ok(Reply::Now(encode(request.api_key, request.version(), request.correlation_id(), body)?))
+    Ok(Reply::Now(encode(
+        request.api_key,
+        request.version(),
+        request.correlation_id(),
+        body,
+    )?))
 }
 
 /// Shorthand for the many optional strings in responses.
@@ -91,7 +109,10 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, Handler
         return api_versions::handle(&request);
     }
     if !is_supported(request.api_key as i16, request.version()) {
-        return Err(HandlerError::UnsupportedVersion { api_key: request.api_key, version: request.version() });
+        return Err(HandlerError::UnsupportedVersion {
+            api_key: request.api_key,
+            version: request.version(),
+        });
     }
     match request.api_key {
         ApiKey::Produce => produce::handle(broker, &request),
@@ -104,6 +125,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, Handler
         ApiKey::DescribeConfigs => describe_configs::handle(broker, &request),
         ApiKey::CreatePartitions => create_partitions::handle(broker, &request),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, &request),
-        other => Err(HandlerError::UnsupportedVersion { api_key: other, version: request.version() }),
+        other => Err(HandlerError::UnsupportedVersion {
+            api_key: other,
+            version: request.version(),
+        }),
     }
 }

@@ -15,7 +15,12 @@ use ottla_protocol::frame::Request;
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 
-fn partition_error(index: i32, code: i16, message: Option<String>, version: i16) -> PartitionProduceResponse {
+fn partition_error(
+    index: i32,
+    code: i16,
+    message: Option<String>,
+    version: i16,
+) -> PartitionProduceResponse {
     let mut r = PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(code)
@@ -43,13 +48,25 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             let index = data.index;
             if !matches!(acks, -1..=1) {
                 any_error = true;
-                partitions.push(partition_error(index, ResponseError::InvalidRequiredAcks.code(), None, version));
+                partitions.push(partition_error(
+                    index,
+                    ResponseError::InvalidRequiredAcks.code(),
+                    None,
+                    version,
+                ));
                 continue;
             }
-            let partition = topic.as_ref().and_then(|t| broker.replicas.get(&t.topic_id, index));
+            let partition = topic
+                .as_ref()
+                .and_then(|t| broker.replicas.get(&t.topic_id, index));
             let Some(partition) = partition else {
                 any_error = true;
-                partitions.push(partition_error(index, ResponseError::UnknownTopicOrPartition.code(), None, version));
+                partitions.push(partition_error(
+                    index,
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    None,
+                    version,
+                ));
                 continue;
             };
             let records = data.records.unwrap_or_default();
@@ -89,12 +106,23 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 }
             }
         }
-        responses.push(TopicProduceResponse::default().with_name(topic_data.name).with_partition_responses(partitions));
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partitions),
+        );
     }
     if acks == 0 {
         // Kafka sends nothing for acks=0, and closes the connection on an error so the
         // producer notices something went wrong and refreshes its metadata.
-        return if any_error { Err(HandlerError::AcksZeroError) } else { Ok(Reply::Nothing) };
+        return if any_error {
+            Err(HandlerError::AcksZeroError)
+        } else {
+            Ok(Reply::Nothing)
+        };
     }
-    respond(request, &ProduceResponse::default().with_responses(responses))
+    respond(
+        request,
+        &ProduceResponse::default().with_responses(responses),
+    )
 }

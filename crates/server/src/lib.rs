@@ -1,0 +1,182 @@
+//! The Ottla broker as a library: configuration, the broker's state, the network
+//! layer and one handler per Kafka API. `main.rs` is the command line around it; the
+//! integration tests start brokers in-process through [`start`].
+
+pub mod broker;
+pub mod config;
+pub mod handlers;
+pub mod network;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+
+/// Recovery points are checkpointed on this period (Kafka's
+/// `log.flush.offset.checkpoint.interval.ms` default).
+const RECOVERY_POINT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Merge a properties file (if any) with `KEY=VALUE` overrides and validate.
+pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<BrokerConfig> {
+    let mut values: BTreeMap<String, String> = match &file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            config::properties::parse(&text)
+        }
+        None => BTreeMap::new(),
+    };
+    for o in overrides {
+        let (key, value) = o
+            .split_once('=')
+            .with_context(|| format!("--override {o}: expected KEY=VALUE"))?;
+        values.insert(key.trim().to_string(), value.to_string());
+    }
+    BrokerConfig::from_values(values).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Run a broker until SIGTERM/SIGINT (the `ottla serve` command).
+pub fn serve(config_file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<()> {
+    let config = load_config(config_file, overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ottla")
+        .build()?;
+    runtime.block_on(run(config))
+}
+
+/// A started broker: its state, bound addresses, and the switch that stops it.
+pub struct RunningBroker {
+    pub broker: Arc<Broker>,
+    pub addresses: Vec<SocketAddr>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningBroker {
+    /// Stop accepting, then flush and checkpoint (clean shutdown).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        tracing::info!("Shutting down");
+        let _ = self.shutdown.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        let b = self.broker.clone();
+        tokio::task::spawn_blocking(move || b.shutdown()).await??;
+        tracing::info!("Shut down completed");
+        Ok(())
+    }
+}
+
+/// Open the broker's state and start its listeners and background tasks.
+pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+    let broker = tokio::task::spawn_blocking(move || Broker::start(config)).await??;
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    let mut addresses = Vec::new();
+    for listener in &broker.config.listeners {
+        let addr = format!(
+            "{}:{}",
+            if listener.host.is_empty() {
+                "0.0.0.0"
+            } else {
+                &listener.host
+            },
+            listener.port
+        );
+        let socket = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = socket.local_addr()?;
+        tracing::info!("Awaiting socket connections on {local}");
+        addresses.push(local);
+        servers.push(tokio::spawn(network::serve(
+            broker.clone(),
+            socket,
+            shutdown_rx.clone(),
+        )));
+    }
+    tracing::info!(
+        "Ottla broker {} started (cluster id {}) in {} ms",
+        broker.config.node_id,
+        broker
+            .controller
+            .image()
+            .cluster_id
+            .as_deref()
+            .unwrap_or("?"),
+        broker.started_at.elapsed().as_millis()
+    );
+    spawn_background_tasks(broker.clone(), shutdown_rx);
+    Ok(RunningBroker {
+        broker,
+        addresses,
+        shutdown,
+        servers,
+    })
+}
+
+async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    running.stop().await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn spawn_background_tasks(
+    broker: std::sync::Arc<Broker>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);
+    let b = broker.clone();
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(retention_every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let b = b.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                b.replicas
+                    .apply_retention(ottla_replica::partition::now_ms())
+            })
+            .await;
+        }
+    });
+    let mut stop = shutdown;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RECOVERY_POINT_CHECKPOINT_INTERVAL);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let b = broker.clone();
+            match tokio::task::spawn_blocking(move || b.replicas.checkpoint(false)).await {
+                Ok(Err(e)) => tracing::warn!("Recovery point checkpoint failed: {e}"),
+                Err(e) => tracing::warn!("Recovery point checkpoint task failed: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+    });
+}

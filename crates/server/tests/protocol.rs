@@ -1,0 +1,465 @@
+//! Protocol-level behaviour of a real broker, driven with exact requests: error codes,
+//! the ApiVersions fallback, idempotence, long polling, ordering, hostile input.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Client, TestBroker};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use ottla_protocol::batch::BatchIter;
+use ottla_protocol::compression::Compression;
+use ottla_protocol::records::{build_record_batch, decode_records, Record};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn record(offset: i64, value: &str) -> Record {
+    Record {
+        offset,
+        timestamp: 1_700_000_000_000 + offset,
+        key: Some(format!("k{offset}").into_bytes()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: vec![
+            ("h".into(), Some(b"1".to_vec())),
+            ("h".into(), Some(b"2".to_vec())),
+        ],
+    }
+}
+
+fn batch(values: &[&str], codec: Compression) -> Vec<u8> {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| record(i as i64, v))
+        .collect();
+    build_record_batch(&records, codec, -1, -1, -1)
+}
+
+async fn create_topic(
+    client: &mut Client,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> CreateTopicsResponse {
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1)
+            .with_configs(configs)]);
+    client.call(ApiKey::CreateTopics, 7, &req).await
+}
+
+/// Produce one batch to one partition; returns (error code, base offset).
+async fn produce(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Vec<u8>,
+    acks: i16,
+) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(records)))])]);
+    let resp: ProduceResponse = client.call(ApiKey::Produce, 9, &req).await;
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(50 * 1024 * 1024)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1024 * 1024)])])
+}
+
+/// Decode all records in a fetch response partition.
+fn records_of(data: &kafka_protocol::messages::fetch_response::PartitionData) -> Vec<Record> {
+    let bytes = data.records.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for b in BatchIter::new(&bytes) {
+        out.extend(decode_records(&b.unwrap(), 1 << 20).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn api_versions_fallback_for_unknown_version() {
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    let id = c
+        .send_claiming(ApiKey::ApiVersions, 99, 3, &ApiVersionsRequest::default())
+        .await;
+    let (got, resp): (i32, ApiVersionsResponse) = c.receive(ApiKey::ApiVersions, 0).await;
+    assert_eq!(got, id);
+    assert_eq!(resp.error_code, 35, "UNSUPPORTED_VERSION");
+    let av = resp
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .unwrap();
+    assert_eq!((av.min_version, av.max_version), (0, 4));
+    // The same connection keeps working at a supported version.
+    let resp: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(resp.error_code, 0);
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 0 && k.min_version == 3));
+}
+
+#[tokio::test]
+async fn produce_fetch_round_trip_with_every_codec() {
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    assert_eq!(
+        create_topic(&mut c, "codecs", 1, &[]).await.topics[0].error_code,
+        0
+    );
+    let mut expected_offset = 0;
+    for codec in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let (err, base) = produce(&mut c, "codecs", 0, batch(&["a", "b", "c"], codec), -1).await;
+        assert_eq!((err, base), (0, expected_offset), "{codec:?}");
+        expected_offset += 3;
+    }
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("codecs", 0, 0, 0, 1))
+        .await;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert_eq!(p.high_watermark, 15);
+    let records = records_of(p);
+    assert_eq!(records.len(), 15);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.offset, i as i64);
+        assert_eq!(r.value.as_deref(), Some(["a", "b", "c"][i % 3].as_bytes()));
+        assert_eq!(r.key, Some(format!("k{}", i % 3).into_bytes()));
+        assert_eq!(r.timestamp, 1_700_000_000_000 + (i % 3) as i64);
+        assert_eq!(r.headers.len(), 2, "duplicate header keys kept");
+        assert_eq!(r.headers[1].1.as_deref(), Some(&b"2"[..]));
+    }
+}
+
+#[tokio::test]
+async fn bad_batches_get_kafka_error_codes_and_store_nothing() {
+    let broker = TestBroker::start(&[("auto.create.topics.enable", "false")]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "strict", 1, &[("max.message.bytes", "1024")]).await;
+    assert_eq!(
+        produce(&mut c, "strict", 0, batch(&["ok"], Compression::None), 1).await,
+        (0, 0)
+    );
+    let mut corrupt = batch(&["x"], Compression::None);
+    let n = corrupt.len();
+    corrupt[n - 2] ^= 0xff;
+    assert_eq!(
+        produce(&mut c, "strict", 0, corrupt, 1).await.0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    let big = "x".repeat(4000);
+    assert_eq!(
+        produce(&mut c, "strict", 0, batch(&[&big], Compression::None), 1)
+            .await
+            .0,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        produce(&mut c, "nope", 0, batch(&["x"], Compression::None), 1)
+            .await
+            .0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(
+        produce(&mut c, "strict", 7, batch(&["x"], Compression::None), 1)
+            .await
+            .0,
+        3,
+        "unknown partition"
+    );
+    let mut two = batch(&["a"], Compression::None);
+    two.extend(batch(&["b"], Compression::None));
+    assert_eq!(
+        produce(&mut c, "strict", 0, two, 1).await.0,
+        87,
+        "INVALID_RECORD: two batches"
+    );
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("strict", 0, 0, 0, 1))
+        .await;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.high_watermark, 1, "only the good batch was stored");
+    assert_eq!(records_of(p).len(), 1);
+    let bad = create_topic(&mut c, "bad name!", 1, &[]).await;
+    assert_eq!(bad.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    let dup = create_topic(&mut c, "strict", 1, &[]).await;
+    assert_eq!(dup.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
+    let bad_config = create_topic(&mut c, "cfg", 1, &[("retention.ms", "soon")]).await;
+    assert_eq!(bad_config.topics[0].error_code, 40, "INVALID_CONFIG");
+    let unknown_config = create_topic(&mut c, "cfg", 1, &[("no.such.config", "1")]).await;
+    assert_eq!(unknown_config.topics[0].error_code, 40, "INVALID_CONFIG");
+}
+
+#[tokio::test]
+async fn idempotent_producer_dedups_and_detects_gaps_across_restart() {
+    let mut broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "idem", 1, &[]).await;
+    let init: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default().with_transaction_timeout_ms(60000),
+        )
+        .await;
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    let recs = |seq: i32, n: usize| {
+        let records: Vec<Record> = (0..n).map(|i| record(i as i64, "v")).collect();
+        build_record_batch(&records, Compression::None, pid, 0, seq)
+    };
+    assert_eq!(produce(&mut c, "idem", 0, recs(0, 2), -1).await, (0, 0));
+    assert_eq!(produce(&mut c, "idem", 0, recs(2, 2), -1).await, (0, 2));
+    // A retry of the last batch is answered with its original offset and not stored again.
+    assert_eq!(produce(&mut c, "idem", 0, recs(2, 2), -1).await, (0, 2));
+    // A gap in sequence numbers.
+    assert_eq!(
+        produce(&mut c, "idem", 0, recs(7, 1), -1).await.0,
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    broker.restart_uncleanly().await;
+    let mut c = broker.client().await;
+    assert_eq!(
+        produce(&mut c, "idem", 0, recs(2, 2), -1).await,
+        (0, 2),
+        "dedup survives a crash"
+    );
+    assert_eq!(produce(&mut c, "idem", 0, recs(4, 1), -1).await, (0, 4));
+    // A new producer id never collides with the old one, even after restarts.
+    let init2: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default().with_transaction_timeout_ms(60000),
+        )
+        .await;
+    assert_ne!(init2.producer_id.0, pid);
+}
+
+#[tokio::test]
+async fn long_poll_fetch_wakes_on_append_and_replies_stay_in_order() {
+    let broker = TestBroker::start(&[]).await;
+    let mut setup = broker.client().await;
+    create_topic(&mut setup, "poll", 1, &[]).await;
+    let mut consumer = broker.client().await;
+    // A fetch that would wait 25 s, then ApiVersions pipelined behind it.
+    let fetch_id = consumer
+        .send(ApiKey::Fetch, 12, &fetch_request("poll", 0, 0, 25_000, 1))
+        .await;
+    let versions_id = consumer
+        .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        produce(
+            &mut setup,
+            "poll",
+            0,
+            batch(&["wake"], Compression::None),
+            1
+        )
+        .await,
+        (0, 0)
+    );
+    let (id, resp): (i32, FetchResponse) =
+        tokio::time::timeout(Duration::from_secs(20), consumer.receive(ApiKey::Fetch, 12))
+            .await
+            .expect("the append woke the fetch");
+    assert_eq!(id, fetch_id, "responses in request order");
+    assert_eq!(
+        records_of(&resp.responses[0].partitions[0])[0]
+            .value
+            .as_deref(),
+        Some(&b"wake"[..])
+    );
+    let (id, _): (i32, ApiVersionsResponse) = consumer.receive(ApiKey::ApiVersions, 3).await;
+    assert_eq!(id, versions_id);
+}
+
+#[tokio::test]
+async fn fetch_errors_and_limits() {
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "lim", 1, &[]).await;
+    for _ in 0..3 {
+        produce(
+            &mut c,
+            "lim",
+            0,
+            batch(&[&"v".repeat(300)], Compression::None),
+            1,
+        )
+        .await;
+    }
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("lim", 0, 99, 0, 1))
+        .await;
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code, 1,
+        "OFFSET_OUT_OF_RANGE"
+    );
+    // A partition limit smaller than one batch still returns one whole batch (KIP-74).
+    let mut req = fetch_request("lim", 0, 0, 0, 1);
+    req.topics[0].partitions[0].partition_max_bytes = 10;
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
+    assert_eq!(records_of(&resp.responses[0].partitions[0]).len(), 1);
+    // Unknown topic id on v13+.
+    let mut req = fetch_request("", 0, 0, 0, 1);
+    req.topics[0].topic = TopicName::default();
+    req.topics[0].topic_id = uuid::Uuid::new_v4();
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 13, &req).await;
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+}
+
+#[tokio::test]
+async fn hostile_frames_close_only_their_connection() {
+    let broker = TestBroker::start(&[("socket.request.max.bytes", "1048576")]).await;
+    // Size prefix above the limit.
+    let mut c = broker.client().await;
+    c.send_raw(&(1i32 << 30).to_be_bytes()).await;
+    assert!(c.is_closed().await);
+    // Unknown API key.
+    let mut c = broker.client().await;
+    c.send_raw(&[0, 0, 0, 8, 0x27, 0x0f, 0, 0, 0, 0, 0, 1])
+        .await;
+    assert!(c.is_closed().await);
+    // Metadata v1 claiming 2^31-1 topics in a 14-byte frame: must not allocate them.
+    let mut c = broker.client().await;
+    let mut frame = vec![0, 3, 0, 1, 0, 0, 0, 9, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff];
+    frame.splice(0..0, (frame.len() as i32).to_be_bytes());
+    c.send_raw(&frame).await;
+    assert!(c.is_closed().await);
+    // Garbage.
+    let mut c = broker.client().await;
+    c.send_raw(&[0xde; 512]).await;
+    assert!(c.is_closed().await);
+    // An unsupported version of a known API.
+    let mut c = broker.client().await;
+    c.send_claiming(ApiKey::Produce, 2, 3, &ProduceRequest::default())
+        .await;
+    assert!(c.is_closed().await);
+    // The broker still serves everyone else.
+    let mut c = broker.client().await;
+    let resp: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(resp.error_code, 0);
+}
+
+#[tokio::test]
+async fn topics_configs_and_data_survive_restart() {
+    let mut broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    let created = create_topic(&mut c, "durable", 2, &[("retention.ms", "123456")]).await;
+    let topic_id = created.topics[0].topic_id;
+    assert_eq!(
+        produce(
+            &mut c,
+            "durable",
+            1,
+            batch(&["one", "two"], Compression::Lz4),
+            -1
+        )
+        .await,
+        (0, 0)
+    );
+    broker.restart().await;
+    let mut c = broker.client().await;
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(name("durable"))),
+            ])),
+        )
+        .await;
+    assert_eq!(md.topics[0].error_code, 0);
+    assert_eq!(md.topics[0].topic_id, topic_id);
+    assert_eq!(md.topics[0].partitions.len(), 2);
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("durable", 1, 0, 0, 1))
+        .await;
+    let values: Vec<_> = records_of(&resp.responses[0].partitions[0])
+        .into_iter()
+        .map(|r| r.value.unwrap())
+        .collect();
+    assert_eq!(values, vec![b"one".to_vec(), b"two".to_vec()]);
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("durable"))
+            .with_configuration_keys(Some(vec![
+                StrBytes::from_static_str("retention.ms"),
+                StrBytes::from_static_str("cleanup.policy"),
+            ])),
+    ]);
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req).await;
+    let configs = &resp.results[0].configs;
+    let get = |n: &str| configs.iter().find(|c| c.name.as_str() == n).unwrap();
+    assert_eq!(get("retention.ms").value.as_deref(), Some("123456"));
+    assert_eq!(get("retention.ms").config_source, 1, "DYNAMIC_TOPIC_CONFIG");
+    assert_eq!(get("cleanup.policy").value.as_deref(), Some("delete"));
+    assert_eq!(get("cleanup.policy").config_source, 5, "DEFAULT_CONFIG");
+    assert_eq!(configs.len(), 2, "only the requested keys");
+}
