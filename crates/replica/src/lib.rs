@@ -297,11 +297,12 @@ impl ReplicaManager {
         Ok(())
     }
 
-    /// Apply retention to every partition; returns the number of segments deleted.
-    pub fn apply_retention(&self, now_ms: i64) -> usize {
+    /// Apply retention to every partition and expire producer ids idle for longer than
+    /// `producer_id_expiration_ms`; returns the number of segments deleted.
+    pub fn apply_retention(&self, now_ms: i64, producer_id_expiration_ms: i64) -> usize {
         let mut deleted = 0;
         for p in self.all() {
-            match p.apply_retention(now_ms) {
+            match p.apply_retention(now_ms, producer_id_expiration_ms) {
                 Ok(n) => deleted += n,
                 Err(e) => tracing::warn!("Retention failed for {}: {e}", p.name()),
             }

@@ -326,8 +326,17 @@ impl Partition {
         self.log.write().flush()
     }
 
-    pub(crate) fn apply_retention(&self, now: i64) -> Result<usize, LogError> {
-        self.log.write().apply_retention(now)
+    /// Delete expired segments (never beyond the high watermark, so a consumer never
+    /// loses data it has not been allowed to read) and expire idle producer ids.
+    pub(crate) fn apply_retention(
+        &self,
+        now: i64,
+        producer_id_expiration_ms: i64,
+    ) -> Result<usize, LogError> {
+        let hw = self.high_watermark();
+        let mut log = self.log.write();
+        log.remove_expired_producers(now, producer_id_expiration_ms);
+        log.apply_retention_below(now, hw)
     }
 
     pub(crate) fn into_log(self) -> Log {

@@ -155,9 +155,10 @@ fn spawn_background_tasks(
                 _ = stop.changed() => return,
             }
             let b = b.clone();
+            let expiration = b.config.producer_id_expiration_ms;
             let _ = tokio::task::spawn_blocking(move || {
                 b.replicas
-                    .apply_retention(ottla_replica::partition::now_ms())
+                    .apply_retention(ottla_replica::partition::now_ms(), expiration)
             })
             .await;
         }

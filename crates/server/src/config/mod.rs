@@ -68,6 +68,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     pub fetch_max_bytes: usize,
     pub log_retention_check_interval_ms: u64,
+    /// `producer.id.expiration.ms`: idle producer ids are forgotten after this.
+    pub producer_id_expiration_ms: i64,
     /// Every key explicitly set (file + overrides), known keys only: what
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG.
     pub explicit: BTreeMap<String, String>,
@@ -200,6 +202,7 @@ impl BrokerConfig {
             max_connections: parse_num("max.connections")?.clamp(1, i64::from(i32::MAX)) as usize,
             fetch_max_bytes: positive("fetch.max.bytes")? as usize,
             log_retention_check_interval_ms: positive("log.retention.check.interval.ms")? as u64,
+            producer_id_expiration_ms: positive("producer.id.expiration.ms")?,
             explicit,
         })
     }
