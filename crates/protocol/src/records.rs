@@ -120,6 +120,57 @@ pub fn decode_records(
     Ok(records)
 }
 
+/// Check that an uncompressed batch's records exactly fill it and number
+/// `recordsCount`, without copying anything: a walk over lengths and varints, no
+/// allocation. Kafka's `LogValidator` rejects such batches ("Incorrect declared batch
+/// size") because consumers would otherwise read offsets that were never assigned.
+/// Compressed batches are not walked (that would mean decompressing on the produce
+/// path); their framing is the producer's client library's responsibility.
+pub fn check_uncompressed_framing(batch: &RecordBatch<'_>) -> Result<(), RecordsError> {
+    if batch.compression().ok() != Some(Compression::None) {
+        return Ok(());
+    }
+    let count = usize::try_from(batch.records_count())
+        .map_err(|_| RecordsError::Malformed("negative records count"))?;
+    let mut reader = Reader {
+        buf: batch.records_payload(),
+    };
+    for _ in 0..count {
+        if reader.buf.is_empty() {
+            return Err(RecordsError::Malformed(
+                "Incorrect declared batch size, premature EOF reached",
+            ));
+        }
+        let length = usize::try_from(reader.varint()?)
+            .map_err(|_| RecordsError::Malformed("negative record length"))?;
+        let mut body = Reader {
+            buf: reader.bytes(length, "record length exceeds the payload")?,
+        };
+        body.bytes(1, "record truncated in attributes")?;
+        body.varlong()?;
+        body.varint()?;
+        body.nullable_bytes("record key exceeds the record")?;
+        body.nullable_bytes("record value exceeds the record")?;
+        let header_count = usize::try_from(body.varint()?)
+            .map_err(|_| RecordsError::Malformed("negative header count"))?;
+        for _ in 0..header_count {
+            let key_len = usize::try_from(body.varint()?)
+                .map_err(|_| RecordsError::Malformed("negative header key length"))?;
+            body.bytes(key_len, "header key exceeds the record")?;
+            body.nullable_bytes("header value exceeds the record")?;
+        }
+        if !body.buf.is_empty() {
+            return Err(RecordsError::Malformed("record length exceeds its fields"));
+        }
+    }
+    if !reader.buf.is_empty() {
+        return Err(RecordsError::Malformed(
+            "Incorrect declared batch size, records still remaining",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 enum Timestamps {
     /// Record timestamps are this base plus their delta.
@@ -845,5 +896,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn uncompressed_framing_must_match_the_declared_count() {
+        let records: Vec<Record> = (0..3)
+            .map(|i| Record {
+                offset: i,
+                timestamp: 5,
+                key: None,
+                value: Some(vec![1, 2]),
+                headers: vec![("h".into(), None)],
+            })
+            .collect();
+        let good = build_record_batch(&records, Compression::None, -1, -1, -1);
+        check_uncompressed_framing(&RecordBatch::new(&good).unwrap()).unwrap();
+        // Same records, but the header claims 5 (and a matching lastOffsetDelta).
+        let payload = encode_records(&records, 0, 5);
+        let lying =
+            crate::batch::build_batch(0, Compression::None, 4, 5, 5, -1, -1, -1, 5, &payload);
+        assert!(check_uncompressed_framing(&RecordBatch::new(&lying).unwrap()).is_err());
+        let short =
+            crate::batch::build_batch(0, Compression::None, 1, 5, 5, -1, -1, -1, 2, &payload);
+        assert!(
+            check_uncompressed_framing(&RecordBatch::new(&short).unwrap()).is_err(),
+            "bytes left over"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ottla_log::{Log, LogConfig, LogError};
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
-use ottla_protocol::records::decode_records;
+use ottla_protocol::records::{check_uncompressed_framing, decode_records};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -223,6 +223,8 @@ impl Partition {
         if view.is_transactional() {
             return Err(ProduceError::Transactional);
         }
+        check_uncompressed_framing(&view)
+            .map_err(|e| ProduceError::InvalidRecords(e.to_string()))?;
         let now = now_ms();
         if !config.log_append_time && !view.is_log_append_time() {
             let max = view.max_timestamp();

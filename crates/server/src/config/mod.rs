@@ -129,6 +129,14 @@ impl BrokerConfig {
                 "Invalid value {node_id} for configuration node.id: must be non-negative"
             ));
         }
+        // Kafka's populateSynonyms: node.id and broker.id always agree.
+        if let (Some(a), Some(b)) = (explicit.get("node.id"), explicit.get("broker.id")) {
+            if a.trim() != b.trim() {
+                return Err(format!(
+                    "Invalid value {b} for configuration broker.id: it must equal node.id ({a})"
+                ));
+            }
+        }
         let listeners_text = explicit
             .get("listeners")
             .cloned()
@@ -187,7 +195,7 @@ impl BrokerConfig {
             }
             Ok(v)
         };
-        Ok(BrokerConfig {
+        let mut config = BrokerConfig {
             node_id,
             listeners,
             advertised_listeners,
@@ -203,8 +211,15 @@ impl BrokerConfig {
             fetch_max_bytes: positive("fetch.max.bytes")? as usize,
             log_retention_check_interval_ms: positive("log.retention.check.interval.ms")? as u64,
             producer_id_expiration_ms: positive("producer.id.expiration.ms")?,
-            explicit,
-        })
+            explicit: explicit.clone(),
+        };
+        config
+            .explicit
+            .insert("node.id".into(), node_id.to_string());
+        config
+            .explicit
+            .insert("broker.id".into(), node_id.to_string());
+        Ok(config)
     }
 
     /// The broker-level value of `key` (explicit, else Ottla's default, else Kafka's).

@@ -37,13 +37,26 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         }
     } else {
         for wanted in req.topics.as_deref().unwrap_or_default() {
-            let found = match (&wanted.name, version >= 10 && !wanted.topic_id.is_nil()) {
-                (_, true) => image.topic_by_id(&wanted.topic_id).cloned(),
-                (Some(name), false) => image.topic(name.as_str()).cloned(),
-                (None, false) => None,
-            };
-            if let Some(topic) = found {
-                topics.push(topic_metadata(version, &topic));
+            // As in Kafka, a request that carries a topic id is looked up by id only;
+            // the name (Java sends "") is ignored.
+            if version >= 10 && !wanted.topic_id.is_nil() {
+                match image.topic_by_id(&wanted.topic_id) {
+                    Some(topic) => topics.push(topic_metadata(version, topic)),
+                    None => topics.push(error_topic(
+                        version,
+                        None,
+                        wanted.topic_id,
+                        ResponseError::UnknownTopicId.code(),
+                    )),
+                }
+                continue;
+            }
+            if let Some(topic) = wanted
+                .name
+                .as_ref()
+                .and_then(|name| image.topic(name.as_str()))
+            {
+                topics.push(topic_metadata(version, topic));
                 continue;
             }
             let Some(name) = wanted.name.as_ref().map(|n| n.as_str().to_string()) else {
