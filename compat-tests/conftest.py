@@ -336,7 +336,7 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
     if rep.failed:
         brokers = list(getattr(item, "_ottla_brokers", []))
-        brokers += getattr(item.module, "_ottla_module_brokers", [])
+        brokers += getattr(getattr(item, "module", None), "_ottla_module_brokers", [])
         for b in brokers:
             rep.sections.append(
                 (f"{b.name} stderr tail ({b.stderr_path})", b.stderr_tail(150)))

@@ -7,6 +7,8 @@ checking. Consumption uses no group: ``group_id=None`` + ``assign`` + seeks.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource
@@ -66,10 +68,9 @@ def kp_consume_all(bootstrap, topic, partitions, start=0, timeout=120):
                 c.seek(tp, start)
         ends = c.end_offsets(tps, timeout_ms=30000)
         out = {p: [] for p in partitions}
-        import time as _t
-        deadline = _t.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         while any(c.position(tp) < ends[tp] for tp in tps):
-            assert _t.monotonic() < deadline, (
+            assert time.monotonic() < deadline, (
                 f"consume timed out: positions {[c.position(tp) for tp in tps]}, ends {ends}")
             for tp, recs in c.poll(timeout_ms=1000).items():
                 out[tp.partition].extend(recs)

@@ -14,6 +14,9 @@ pub struct SupportedApi {
     pub key: ApiKey,
     pub min_version: i16,
     pub max_version: i16,
+    /// What ApiVersions reports as the minimum; below `min_version` only for Produce,
+    /// see [`PRODUCE_ADVERTISED_MIN_VERSION`].
+    pub advertised_min_version: i16,
 }
 
 const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
@@ -21,14 +24,26 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
         key,
         min_version,
         max_version,
+        advertised_min_version: min_version,
     }
 }
+
+/// librdkafka enables gzip, snappy and lz4 only if the broker advertises Produce v0
+/// (its feature detection predates KIP-896). Kafka 4 therefore keeps advertising
+/// Produce from v0 while refusing v0-2 requests (KAFKA-18659); so do we. No client
+/// sends v0-2 once it sees a higher version both sides support.
+pub const PRODUCE_ADVERTISED_MIN_VERSION: i16 = 0;
 
 /// Ordered by API key, as Kafka lists them.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // v3 is the first with record batch v2 (Kafka 4 dropped v0-2). v12+ (KIP-890 part 2
     // transaction semantics, v13 topic ids) are not implemented yet.
-    api(ApiKey::Produce, 3, 11),
+    SupportedApi {
+        key: ApiKey::Produce,
+        min_version: 3,
+        max_version: 11,
+        advertised_min_version: PRODUCE_ADVERTISED_MIN_VERSION,
+    },
     // v4+ (Kafka 4 baseline); v13+ address topics by id; v17 adds a replica directory id
     // that only followers send. Fetch sessions are answered sessionless (session id 0),
     // which KIP-227 allows and every client handles by sending full fetches.
@@ -38,6 +53,18 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ListOffsets, 1, 9),
     // v10 topic ids; v12 allows lookup by topic id. v13 adds a top-level error only.
     api(ApiKey::Metadata, 0, 12),
+    // v10 addresses topics by id: not implemented.
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    // v4+ batches keys; v6 adds share-group key types.
+    api(ApiKey::FindCoordinator, 0, 5),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::SyncGroup, 0, 5),
+    // v6 adds an error message (KIP-1043) only.
+    api(ApiKey::DescribeGroups, 0, 5),
+    api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
@@ -45,6 +72,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::DescribeCluster, 0, 2),
 ];
 
@@ -70,6 +99,7 @@ mod tests {
         for a in SUPPORTED_APIS {
             let crate_range = a.key.valid_versions();
             assert!(a.min_version <= a.max_version, "{:?}", a.key);
+            assert!(a.advertised_min_version <= a.min_version);
             assert!(
                 crate_range.min <= a.min_version && a.max_version <= crate_range.max,
                 "{:?}: we advertise {}..={} but the message crate knows {}..={}",
@@ -95,7 +125,14 @@ mod tests {
     fn support_checks() {
         assert!(is_supported(18, 3));
         assert!(!is_supported(18, 99));
-        assert!(!is_supported(0, 2));
+        assert!(
+            !is_supported(0, 2),
+            "Produce v0-2 is advertised but refused"
+        );
+        assert_eq!(
+            supported(ApiKey::Produce).unwrap().advertised_min_version,
+            0
+        );
         assert!(!is_supported(9999, 0));
     }
 }

@@ -12,6 +12,7 @@ use ottla_replica::ReplicaManager;
 use parking_lot::Mutex;
 
 use crate::config::BrokerConfig;
+use crate::group_runtime::GroupRuntime;
 
 /// Producer ids are reserved from the controller in blocks, as Kafka does, so a
 /// InitProducerId costs a metadata write only once per block.
@@ -32,6 +33,7 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub controller: Controller,
     pub replicas: ReplicaManager,
+    pub groups: Arc<GroupRuntime>,
     producer_ids: Mutex<ProducerIdBlock>,
     pub started_at: Instant,
 }
@@ -67,10 +69,15 @@ impl Broker {
             .context("cannot register the broker")?;
         let replicas = ReplicaManager::open(config.node_id, config.log_dirs.clone())
             .context("cannot open log dirs")?;
+        let groups = Arc::new(GroupRuntime::new(
+            config.group.clone(),
+            config.offsets_topic_num_partitions,
+        ));
         let broker = Arc::new(Broker {
             config,
             controller,
             replicas,
+            groups,
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             started_at,
         });
@@ -81,6 +88,10 @@ impl Broker {
             partitions += topic.partitions.len();
         }
         broker.replicas.delete_unclaimed_dirs();
+        broker
+            .groups
+            .load(&broker)
+            .context("cannot load consumer groups")?;
         tracing::info!(
             "Loaded {} partitions of {} topics in {} ms",
             partitions,

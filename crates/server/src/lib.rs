@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod group_runtime;
 pub mod handlers;
 pub mod network;
 
@@ -113,6 +114,12 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .as_deref()
             .unwrap_or("?"),
         broker.started_at.elapsed().as_millis()
+    );
+    tokio::spawn(
+        broker
+            .groups
+            .clone()
+            .run_timers(broker.clone(), shutdown_rx.clone()),
     );
     spawn_background_tasks(broker.clone(), shutdown_rx);
     Ok(RunningBroker {

@@ -120,7 +120,7 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
             }
         };
         let api_key = request.api_key;
-        let outcome = dispatch_guarded(&broker, request);
+        let outcome = dispatch_guarded(&broker, request, peer);
         let pending = match outcome {
             Ok(reply) => Pending::Reply(reply),
             Err(e) => {
@@ -149,10 +149,13 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
 fn dispatch_guarded(
     broker: &Arc<Broker>,
     request: ottla_protocol::frame::Request,
+    peer: SocketAddr,
 ) -> Result<Reply, HandlerError> {
     let api_key = request.api_key;
     let version = request.version();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(broker, request))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(broker, request, peer)
+    })) {
         Ok(r) => r,
         Err(_) => {
             tracing::error!("Handler for {api_key:?} v{version} panicked; closing the connection");

@@ -139,10 +139,12 @@ async fn api_versions_fallback_for_unknown_version() {
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
     assert_eq!(resp.error_code, 0);
-    assert!(resp
-        .api_keys
-        .iter()
-        .any(|k| k.api_key == 0 && k.min_version == 3));
+    assert!(
+        resp.api_keys
+            .iter()
+            .any(|k| k.api_key == 0 && k.min_version == 0 && k.max_version == 11),
+        "Produce advertised from v0 (KAFKA-18659)"
+    );
 }
 
 #[tokio::test]

@@ -70,6 +70,14 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// `producer.id.expiration.ms`: idle producer ids are forgotten after this.
     pub producer_id_expiration_ms: i64,
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes`
+    pub offsets_topic_segment_bytes: i64,
+    /// Group coordinator settings (`group.*`, `offsets.retention.minutes`, ...).
+    pub group: ottla_group::coordinator::CoordinatorConfig,
     /// Every key explicitly set (file + overrides), known keys only: what
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG.
     pub explicit: BTreeMap<String, String>,
@@ -82,6 +90,10 @@ pub const OTTLA_DEFAULTS: &[(&str, &str)] = &[
     ("log.dirs", "./data"),
     ("node.id", "1"),
     ("process.roles", "broker,controller"),
+    // Kafka's own single-node config/server.properties sets these to 1; its built-in
+    // default of 3 would leave a one-broker cluster without consumer groups.
+    ("offsets.topic.replication.factor", "1"),
+    ("transaction.state.log.replication.factor", "1"),
 ];
 
 /// Keys Ottla reads that Kafka's broker definitions do not list (none are invented:
@@ -108,6 +120,12 @@ impl BrokerConfig {
             explicit
                 .get(key)
                 .cloned()
+                .or_else(|| {
+                    OTTLA_DEFAULTS
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| v.to_string())
+                })
                 .or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
         };
         let parse_num = |key: &str| -> Result<i64, String> {
@@ -211,6 +229,17 @@ impl BrokerConfig {
             fetch_max_bytes: positive("fetch.max.bytes")? as usize,
             log_retention_check_interval_ms: positive("log.retention.check.interval.ms")? as u64,
             producer_id_expiration_ms: positive("producer.id.expiration.ms")?,
+            offsets_topic_num_partitions: positive("offsets.topic.num.partitions")? as i32,
+            offsets_topic_replication_factor: positive("offsets.topic.replication.factor")? as i16,
+            offsets_topic_segment_bytes: positive("offsets.topic.segment.bytes")?,
+            group: ottla_group::coordinator::CoordinatorConfig {
+                initial_rebalance_delay_ms: parse_num("group.initial.rebalance.delay.ms")?.max(0),
+                min_session_timeout_ms: positive("group.min.session.timeout.ms")? as i32,
+                max_session_timeout_ms: positive("group.max.session.timeout.ms")? as i32,
+                max_group_size: positive("group.max.size")? as usize,
+                offsets_retention_ms: positive("offsets.retention.minutes")?.saturating_mul(60_000),
+                max_metadata_bytes: positive("offset.metadata.max.bytes")? as usize,
+            },
             explicit: explicit.clone(),
         };
         config

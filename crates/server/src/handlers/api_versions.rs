@@ -18,7 +18,7 @@ fn version_table() -> Vec<ApiVersion> {
         .map(|a| {
             ApiVersion::default()
                 .with_api_key(a.key as i16)
-                .with_min_version(a.min_version)
+                .with_min_version(a.advertised_min_version)
                 .with_max_version(a.max_version)
         })
         .collect()

@@ -11,14 +11,25 @@
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -104,7 +115,11 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 /// Route one request. ApiVersions answers every version (with the documented v0
 /// fallback); any other unsupported version closes the connection, as in Kafka.
-pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, HandlerError> {
+pub fn dispatch(
+    broker: &Arc<Broker>,
+    request: Request,
+    peer: std::net::SocketAddr,
+) -> Result<Reply, HandlerError> {
     if request.api_key == ApiKey::ApiVersions {
         return api_versions::handle(&request);
     }
@@ -125,6 +140,18 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, Handler
         ApiKey::DescribeConfigs => describe_configs::handle(broker, &request),
         ApiKey::CreatePartitions => create_partitions::handle(broker, &request),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, &request),
+        ApiKey::OffsetCommit => offset_commit::handle(broker, &request),
+        ApiKey::OffsetFetch => offset_fetch::handle(broker, &request),
+        ApiKey::FindCoordinator => find_coordinator::handle(broker, &request),
+        // Kafka reports the client's address as "/ip".
+        ApiKey::JoinGroup => join_group::handle(broker, &request, format!("/{}", peer.ip())),
+        ApiKey::Heartbeat => heartbeat::handle(broker, &request),
+        ApiKey::LeaveGroup => leave_group::handle(broker, &request),
+        ApiKey::SyncGroup => sync_group::handle(broker, &request),
+        ApiKey::DescribeGroups => describe_groups::handle(broker, &request),
+        ApiKey::ListGroups => list_groups::handle(broker, &request),
+        ApiKey::DeleteGroups => delete_groups::handle(broker, &request),
+        ApiKey::OffsetDelete => offset_delete::handle(broker, &request),
         other => Err(HandlerError::UnsupportedVersion {
             api_key: other,
             version: request.version(),

@@ -1,0 +1,6 @@
+//! Ottla group coordinator: consumer groups and committed offsets (`__consumer_offsets`).
+
+pub mod coordinator;
+pub mod records;
+pub mod subscription;
+pub mod types;

@@ -1,0 +1,450 @@
+//! Runs the group coordinator state machine inside the broker.
+//!
+//! The state machine ([`ottla_group::coordinator::GroupCoordinator`]) decides; this
+//! runtime does the I/O around it: it gives each parked request a ticket and a channel,
+//! appends the records it emits to `__consumer_offsets` (through the replica layer,
+//! exactly as a producer's batch, and before any reply that depends on them is sent),
+//! drives its timers, and loads its state by replaying the topic at start-up.
+//!
+//! One mutex serialises the coordinator, so records are appended in the order they
+//! were decided. Appends are page-cache writes; holding the lock across them keeps that
+//! order without a queue. (A per-partition coordinator shard is the scaling step.)
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ottla_controller::{CreateTopicSpec, TopicInfo};
+use ottla_group::coordinator::{CoordinatorConfig, GroupCoordinator};
+use ottla_group::records::{
+    decode_group_metadata_value, decode_key, decode_offset_commit_value,
+    encode_group_metadata_value, encode_key, encode_offset_commit_value, partition_for,
+    CoordinatorKey, MAX_STRING_LEN,
+};
+use ottla_group::types::*;
+use ottla_protocol::batch::BatchIter;
+use ottla_protocol::compression::Compression;
+use ottla_protocol::records::{build_record_batch, decode_records, Record};
+use ottla_replica::partition::now_ms;
+use ottla_replica::FetchIsolation;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Notify};
+
+use crate::broker::Broker;
+
+/// Kafka's name for the offsets topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Read size when loading `__consumer_offsets` at start-up.
+const LOAD_READ_BYTES: usize = 1024 * 1024;
+/// Upper bound for one decompressed batch while loading.
+const LOAD_MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
+/// The timer task wakes at least this often even without a deadline.
+const MAX_TIMER_SLEEP: Duration = Duration::from_millis(500);
+
+enum Waiter {
+    Join(oneshot::Sender<JoinResponse>),
+    Sync(oneshot::Sender<SyncResponse>),
+}
+
+struct State {
+    coordinator: GroupCoordinator,
+    next_ticket: Ticket,
+    waiters: HashMap<Ticket, Waiter>,
+}
+
+pub struct GroupRuntime {
+    state: Mutex<State>,
+    /// Kicks the timer task when a new deadline may be earlier than the one it sleeps on.
+    timer: Notify,
+    /// Salt for member ids, unique per broker run.
+    salt: String,
+    partitions: i32,
+}
+
+/// A reply that may come later.
+pub enum Pending<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+impl<T> Pending<T> {
+    pub async fn wait(self, fallback: T) -> T {
+        match self {
+            Pending::Now(t) => t,
+            Pending::Later(rx) => rx.await.unwrap_or(fallback),
+        }
+    }
+}
+
+/// Strings that end up in `__consumer_offsets` records must fit Kafka's int16 lengths.
+fn fits(s: &str) -> bool {
+    s.len() <= MAX_STRING_LEN
+}
+
+impl GroupRuntime {
+    pub fn new(config: CoordinatorConfig, partitions: i32) -> GroupRuntime {
+        GroupRuntime {
+            state: Mutex::new(State {
+                coordinator: GroupCoordinator::new(config),
+                next_ticket: 1,
+                waiters: HashMap::new(),
+            }),
+            timer: Notify::new(),
+            salt: uuid::Uuid::new_v4().to_string(),
+            partitions,
+        }
+    }
+
+    pub fn partition_for(&self, group: &str) -> i32 {
+        partition_for(group, self.partitions)
+    }
+
+    /// Create `__consumer_offsets` if it does not exist yet (Kafka does this on the
+    /// first FindCoordinator for a group).
+    pub fn ensure_offsets_topic(&self, broker: &Broker) -> anyhow::Result<Arc<TopicInfo>> {
+        if let Some(t) = broker.controller.image().topic(OFFSETS_TOPIC) {
+            return Ok(t.clone());
+        }
+        let config = &broker.config;
+        let spec = CreateTopicSpec {
+            name: OFFSETS_TOPIC.into(),
+            num_partitions: self.partitions,
+            replication_factor: config.offsets_topic_replication_factor,
+            assignments: BTreeMap::new(),
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("compression.type".to_string(), "producer".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    config.offsets_topic_segment_bytes.to_string(),
+                ),
+            ]
+            .into(),
+        };
+        let topic = match broker.controller.create_topic(&spec, false) {
+            Ok(t) => t,
+            Err(ottla_controller::ControllerError::TopicAlreadyExists(_)) => broker
+                .controller
+                .image()
+                .topic(OFFSETS_TOPIC)
+                .cloned()
+                .context("offsets topic vanished")?,
+            Err(e) => return Err(e).context("cannot create __consumer_offsets"),
+        };
+        broker.ensure_topic_partitions(&topic)?;
+        Ok(topic)
+    }
+
+    /// Replay `__consumer_offsets` into the coordinator (start-up).
+    pub fn load(&self, broker: &Broker) -> anyhow::Result<()> {
+        let Some(topic) = broker.controller.image().topic(OFFSETS_TOPIC).cloned() else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let mut state = self.state.lock();
+        let mut records = 0usize;
+        for p in &topic.partitions {
+            let Some(partition) = broker.replicas.get(&topic.topic_id, p.partition) else {
+                continue;
+            };
+            let mut offset = partition.log_start_offset();
+            let end = partition.log_end_offset();
+            while offset < end {
+                let read = partition
+                    .read(offset, LOAD_READ_BYTES, FetchIsolation::LogEnd, true)
+                    .with_context(|| format!("cannot read {}", partition.name()))?;
+                if read.records.is_empty() {
+                    break;
+                }
+                for batch in BatchIter::new(&read.records) {
+                    let batch =
+                        batch.with_context(|| format!("corrupt batch in {}", partition.name()))?;
+                    offset = batch.next_offset();
+                    if batch.is_control() {
+                        continue;
+                    }
+                    for record in decode_records(&batch, LOAD_MAX_DECOMPRESSED)
+                        .with_context(|| format!("undecodable batch in {}", partition.name()))?
+                    {
+                        if let Some(r) = decode_record(&record) {
+                            state.coordinator.replay_at(now, &r);
+                            records += 1;
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            "Loaded {records} records of {OFFSETS_TOPIC}: {} groups",
+            state.coordinator.group_count()
+        );
+        Ok(())
+    }
+
+    /// Append the effects' records, then deliver their replies. A failed append turns
+    /// every reply of this batch into COORDINATOR_NOT_AVAILABLE, so a client never
+    /// believes in state that was not stored.
+    fn apply(&self, broker: &Broker, state: &mut State, effects: Effects) -> bool {
+        let stored = self.append(broker, &effects.records);
+        for (ticket, mut reply) in effects.joins {
+            if !stored {
+                reply = JoinResponse::error(error::COORDINATOR_NOT_AVAILABLE, &reply.member_id);
+            }
+            if let Some(Waiter::Join(tx)) = state.waiters.remove(&ticket) {
+                let _ = tx.send(reply);
+            }
+        }
+        for (ticket, mut reply) in effects.syncs {
+            if !stored {
+                reply = SyncResponse::error(error::COORDINATOR_NOT_AVAILABLE);
+            }
+            if let Some(Waiter::Sync(tx)) = state.waiters.remove(&ticket) {
+                let _ = tx.send(reply);
+            }
+        }
+        self.timer.notify_one();
+        stored
+    }
+
+    fn append(&self, broker: &Broker, records: &[CoordinatorRecord]) -> bool {
+        if records.is_empty() {
+            return true;
+        }
+        let topic = match self.ensure_offsets_topic(broker) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("Cannot store group records: {e:#}");
+                return false;
+            }
+        };
+        let now = now_ms();
+        let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        for r in records {
+            let group = match &r.key {
+                CoordinatorKey::OffsetCommit { group, .. }
+                | CoordinatorKey::GroupMetadata { group } => group,
+                CoordinatorKey::Other { .. } => continue,
+            };
+            let batch = by_partition.entry(self.partition_for(group)).or_default();
+            let value = match &r.value {
+                RecordValue::OffsetCommit(v) => Some(encode_offset_commit_value(v)),
+                RecordValue::GroupMetadata(v) => Some(encode_group_metadata_value(v)),
+                RecordValue::Tombstone => None,
+            };
+            batch.push(Record {
+                offset: batch.len() as i64,
+                timestamp: now,
+                key: Some(encode_key(&r.key)),
+                value,
+                headers: vec![],
+            });
+        }
+        for (index, records) in by_partition {
+            let Some(partition) = broker.replicas.get(&topic.topic_id, index) else {
+                tracing::error!("{OFFSETS_TOPIC}-{index} is not hosted here");
+                return false;
+            };
+            let batch = build_record_batch(&records, Compression::None, -1, -1, -1);
+            if let Err(e) = partition.append_as_leader(batch, -1) {
+                tracing::error!(
+                    "Appending group records to {} failed: {e}",
+                    partition.name()
+                );
+                return false;
+            }
+        }
+        true
+    }
+
+    fn ticket(state: &mut State) -> Ticket {
+        let t = state.next_ticket;
+        state.next_ticket += 1;
+        t
+    }
+
+    pub fn join(&self, broker: &Broker, mut req: JoinRequest) -> Pending<JoinResponse> {
+        if !fits(&req.group_id) {
+            return Pending::Now(JoinResponse::error(error::INVALID_GROUP_ID, &req.member_id));
+        }
+        // Member ids embed the client id; keep them storable.
+        req.client_id.truncate(MAX_STRING_LEN / 2);
+        let oversized = !fits(&req.member_id)
+            || !fits(&req.protocol_type)
+            || !fits(&req.client_host)
+            || req.group_instance_id.as_deref().is_some_and(|s| !fits(s))
+            || req.protocols.iter().any(|(n, _)| !fits(n));
+        if oversized {
+            return Pending::Now(JoinResponse::error(
+                error::INCONSISTENT_GROUP_PROTOCOL,
+                &req.member_id,
+            ));
+        }
+        let mut state = self.state.lock();
+        let ticket = Self::ticket(&mut state);
+        let (tx, rx) = oneshot::channel();
+        state.waiters.insert(ticket, Waiter::Join(tx));
+        let (reply, effects) = state.coordinator.join(now_ms(), ticket, req, &self.salt);
+        let stored = self.apply(broker, &mut state, effects);
+        match reply {
+            Some(r) => {
+                state.waiters.remove(&ticket);
+                if !stored {
+                    return Pending::Now(JoinResponse::error(
+                        error::COORDINATOR_NOT_AVAILABLE,
+                        &r.member_id,
+                    ));
+                }
+                Pending::Now(r)
+            }
+            None => Pending::Later(rx),
+        }
+    }
+
+    pub fn sync(&self, broker: &Broker, req: SyncRequest) -> Pending<SyncResponse> {
+        let mut state = self.state.lock();
+        let ticket = Self::ticket(&mut state);
+        let (tx, rx) = oneshot::channel();
+        state.waiters.insert(ticket, Waiter::Sync(tx));
+        let (reply, effects) = state.coordinator.sync(now_ms(), ticket, req);
+        let stored = self.apply(broker, &mut state, effects);
+        match reply {
+            Some(r) => {
+                state.waiters.remove(&ticket);
+                Pending::Now(if stored {
+                    r
+                } else {
+                    SyncResponse::error(error::COORDINATOR_NOT_AVAILABLE)
+                })
+            }
+            None => Pending::Later(rx),
+        }
+    }
+
+    pub fn heartbeat(&self, req: HeartbeatRequest) -> i16 {
+        self.state.lock().coordinator.heartbeat(now_ms(), req)
+    }
+
+    pub fn leave(&self, broker: &Broker, group_id: &str, members: &[LeaveMember]) -> Vec<i16> {
+        let mut state = self.state.lock();
+        let (errors, effects) = state.coordinator.leave(now_ms(), group_id, members);
+        self.apply(broker, &mut state, effects);
+        errors
+    }
+
+    pub fn commit_offsets(
+        &self,
+        broker: &Broker,
+        req: OffsetCommitRequest,
+    ) -> Vec<PartitionResult> {
+        if !fits(&req.group_id) {
+            return req
+                .offsets
+                .iter()
+                .map(|o| PartitionResult {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    error: error::INVALID_GROUP_ID,
+                })
+                .collect();
+        }
+        let mut state = self.state.lock();
+        let (mut results, effects) = state.coordinator.commit_offsets(now_ms(), req);
+        if !self.apply(broker, &mut state, effects) {
+            for r in &mut results {
+                if r.error == error::NONE {
+                    r.error = error::COORDINATOR_NOT_AVAILABLE;
+                }
+            }
+        }
+        results
+    }
+
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Vec<FetchedOffset> {
+        self.state
+            .lock()
+            .coordinator
+            .fetch_offsets(group_id, topics)
+    }
+
+    pub fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> (i16, Vec<PartitionResult>) {
+        let mut state = self.state.lock();
+        let (code, results, effects) = state.coordinator.delete_offsets(group_id, partitions);
+        if !self.apply(broker, &mut state, effects) {
+            return (error::COORDINATOR_NOT_AVAILABLE, results);
+        }
+        (code, results)
+    }
+
+    pub fn delete_group(&self, broker: &Broker, group_id: &str) -> i16 {
+        let mut state = self.state.lock();
+        let (code, effects) = state.coordinator.delete_group(now_ms(), group_id);
+        if !self.apply(broker, &mut state, effects) {
+            return error::COORDINATOR_NOT_AVAILABLE;
+        }
+        code
+    }
+
+    pub fn describe(&self, group_id: &str) -> GroupDescription {
+        self.state.lock().coordinator.describe(group_id)
+    }
+
+    pub fn list(&self, states: &[String]) -> Vec<GroupListing> {
+        self.state.lock().coordinator.list(states)
+    }
+
+    /// Drive session expiry, rebalance timeouts and offset expiry until `stop` fires.
+    pub async fn run_timers(
+        self: Arc<Self>,
+        broker: Arc<Broker>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let sleep = {
+                let mut state = self.state.lock();
+                let now = now_ms();
+                let effects = state.coordinator.tick(now);
+                if !effects.is_empty() {
+                    self.apply(&broker, &mut state, effects);
+                }
+                let next = state
+                    .coordinator
+                    .next_deadline()
+                    .map(|d| (d - now).max(1) as u64);
+                next.map(Duration::from_millis)
+                    .unwrap_or(MAX_TIMER_SLEEP)
+                    .min(MAX_TIMER_SLEEP)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.timer.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// A stored record as the coordinator's type; `None` for records it does not own.
+fn decode_record(record: &Record) -> Option<CoordinatorRecord> {
+    let key = decode_key(record.key.as_deref()?).ok()?;
+    let value = match (&key, record.value.as_deref()) {
+        (CoordinatorKey::Other { .. }, _) => return None,
+        (_, None) => RecordValue::Tombstone,
+        (CoordinatorKey::OffsetCommit { .. }, Some(v)) => {
+            RecordValue::OffsetCommit(decode_offset_commit_value(v).ok()?)
+        }
+        (CoordinatorKey::GroupMetadata { .. }, Some(v)) => {
+            RecordValue::GroupMetadata(decode_group_metadata_value(v).ok()?)
+        }
+    };
+    Some(CoordinatorRecord { key, value })
+}

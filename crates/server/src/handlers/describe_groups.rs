@@ -1,0 +1,57 @@
+//! DescribeGroups (key 15): state, protocol and members (with metadata and assignment
+//! when the group is Stable), as `kafka-consumer-groups --describe` shows them.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use ottla_protocol::frame::Request;
+
+use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
+use super::{decode, respond, str_bytes, HandlerError, Reply};
+use crate::broker::Broker;
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: DescribeGroupsRequest = decode(request)?;
+    let version = request.version();
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|id| {
+            let d = broker.groups.describe(id.as_str());
+            let members = d
+                .members
+                .into_iter()
+                .map(|m| {
+                    let w = DescribedGroupMember::default()
+                        .with_member_id(str_bytes(m.member_id))
+                        .with_client_id(str_bytes(m.client_id))
+                        .with_client_host(str_bytes(m.client_host))
+                        .with_member_metadata(m.metadata)
+                        .with_member_assignment(m.assignment);
+                    if version >= 4 {
+                        w.with_group_instance_id(m.group_instance_id.map(str_bytes))
+                    } else {
+                        w
+                    }
+                })
+                .collect();
+            let g = DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(d.error)
+                .with_group_state(str_bytes(d.state))
+                .with_protocol_type(str_bytes(d.protocol_type))
+                .with_protocol_data(str_bytes(d.protocol))
+                .with_members(members);
+            if version >= 3 {
+                g.with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+            } else {
+                g
+            }
+        })
+        .collect();
+    respond(
+        request,
+        &DescribeGroupsResponse::default().with_groups(groups),
+    )
+}

@@ -1,0 +1,22 @@
+//! Heartbeat (key 12): keeps a member's session alive and tells it about rebalances.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use ottla_protocol::frame::Request;
+
+use super::{decode, respond, HandlerError, Reply};
+use crate::broker::Broker;
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: HeartbeatRequest = decode(request)?;
+    let code = broker
+        .groups
+        .heartbeat(ottla_group::types::HeartbeatRequest {
+            group_id: req.group_id.to_string(),
+            generation_id: req.generation_id,
+            member_id: req.member_id.to_string(),
+            group_instance_id: req.group_instance_id.map(|s| s.to_string()),
+        });
+    respond(request, &HeartbeatResponse::default().with_error_code(code))
+}

@@ -1,0 +1,48 @@
+//! LeaveGroup (key 13): one member (v0-2) or a batch of members (v3+) leave.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+use ottla_group::types::LeaveMember;
+use ottla_protocol::frame::Request;
+
+use super::{decode, respond, str_bytes, HandlerError, Reply};
+use crate::broker::Broker;
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: LeaveGroupRequest = decode(request)?;
+    let version = request.version();
+    let members: Vec<LeaveMember> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| LeaveMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.as_ref().map(|s| s.to_string()),
+            })
+            .collect()
+    } else {
+        vec![LeaveMember {
+            member_id: req.member_id.to_string(),
+            group_instance_id: None,
+        }]
+    };
+    let errors = broker.groups.leave(broker, req.group_id.as_str(), &members);
+    let response = if version >= 3 {
+        LeaveGroupResponse::default().with_members(
+            members
+                .into_iter()
+                .zip(errors)
+                .map(|(m, e)| {
+                    MemberResponse::default()
+                        .with_member_id(str_bytes(m.member_id))
+                        .with_group_instance_id(m.group_instance_id.map(str_bytes))
+                        .with_error_code(e)
+                })
+                .collect(),
+        )
+    } else {
+        LeaveGroupResponse::default().with_error_code(errors[0])
+    };
+    respond(request, &response)
+}
