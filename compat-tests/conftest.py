@@ -524,7 +524,8 @@ def read_batch_headers(path: pathlib.Path) -> Iterator[dict]:
                    leader_epoch=leader_epoch, magic=magic, crc=crc, attributes=attributes,
                    codec=attributes & 7, last_offset_delta=last_offset_delta,
                    base_ts=base_ts, max_ts=max_ts, producer_id=producer_id,
-                   producer_epoch=producer_epoch, base_sequence=base_sequence, count=count)
+                   producer_epoch=producer_epoch, base_sequence=base_sequence, count=count,
+                   payload=data[pos + BATCH_HEADER.size:pos + 12 + length])
         pos += 12 + length
 
 
@@ -536,12 +537,15 @@ def topic_batches(log_dir: pathlib.Path, topic: str, partitions: Iterable[int]) 
 def check_stored_batches(log_dir: pathlib.Path, topic: str, counts: dict[int, int],
                          codec_at: Callable[[int, int], str | None],
                          ts_at: Callable[[int, int], int | None] | None = None,
-                         min_segments: int = 1) -> list[str]:
+                         min_segments: int = 1,
+                         incompressible_ok: Callable[[str, bytes], bool] | None = None) -> list[str]:
     """Check a topic's segments hold Kafka's layout, with batches stored as sent:
     magic 2, dense offsets ending at ``counts[p]``, each batch compressed with the
     codec its producer used (``codec_at(partition, offset)``), and, with ``ts_at``,
     the batch max timestamp equal to the last record's. Returns a list of problems
-    (empty when all is well); also complains unless every codec in CODECS was seen."""
+    (empty when all is well); also complains unless every codec in CODECS was seen.
+    ``incompressible_ok(codec, payload)`` lets a client that sends a batch uncompressed
+    when compressing would not shrink it (kafka-python) pass for exactly those batches."""
     names = {v: k for k, v in CODEC_IDS.items()}
     problems: list[str] = []
     wrong: dict[tuple[str, int], int] = {}
@@ -560,6 +564,9 @@ def check_stored_batches(log_dir: pathlib.Path, topic: str, counts: dict[int, in
             nxt = b["base_offset"] + b["last_offset_delta"] + 1
             seen.add(b["codec"])
             codec = codec_at(p, b["base_offset"])
+            if (codec is not None and b["codec"] == 0 and codec != "none"
+                    and incompressible_ok is not None and incompressible_ok(codec, b["payload"])):
+                codec = "none"
             if codec is not None and b["codec"] != CODEC_IDS[codec]:
                 wrong[(codec, b["codec"])] = wrong.get((codec, b["codec"]), 0) + 1
             if ts_at is not None:
