@@ -465,3 +465,107 @@ async fn topics_configs_and_data_survive_restart() {
     assert_eq!(get("cleanup.policy").config_source, 5, "DEFAULT_CONFIG");
     assert_eq!(configs.len(), 2, "only the requested keys");
 }
+
+#[tokio::test]
+async fn committed_offsets_survive_restart_via_consumer_offsets() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+    };
+    let mut broker = TestBroker::start(&[("offsets.topic.num.partitions", "5")]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "orders", 2, &[]).await;
+    let find: FindCoordinatorResponse = c
+        .call(
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_coordinator_keys(vec![StrBytes::from_static_str("billing")]),
+        )
+        .await;
+    assert_eq!(find.coordinators[0].error_code, 0);
+    assert_eq!(find.coordinators[0].node_id.0, 1);
+    // A "simple" consumer commit: generation -1, no member id.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("billing")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name("orders"))
+            .with_partitions(vec![
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(1)
+                    .with_committed_offset(42)
+                    .with_committed_leader_epoch(0)
+                    .with_committed_metadata(Some(StrBytes::from_static_str("meta"))),
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(9)
+                    .with_committed_offset(1),
+            ])]);
+    let resp: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, &commit).await;
+    let codes: Vec<i16> = resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![0, 3],
+        "unknown partition gets UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    broker.restart_uncleanly().await;
+    let mut c = broker.client().await;
+    let fetch = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("billing")))
+        .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+            .with_name(name("orders"))
+            .with_partition_indexes(vec![0, 1])]))]);
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 8, &fetch).await;
+    let parts = &resp.groups[0].topics[0].partitions;
+    assert_eq!(
+        (parts[0].partition_index, parts[0].committed_offset),
+        (0, -1)
+    );
+    assert_eq!(
+        (parts[1].partition_index, parts[1].committed_offset),
+        (1, 42)
+    );
+    assert_eq!(parts[1].metadata.as_deref(), Some("meta"));
+    let groups: ListGroupsResponse = c
+        .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+        .await;
+    assert_eq!(groups.groups.len(), 1);
+    assert_eq!(groups.groups[0].group_state.as_str(), "Empty");
+    // The offsets topic is Kafka's: compacted, internal, 5 partitions as configured.
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await;
+    let offsets_topic = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some("__consumer_offsets"))
+        .unwrap();
+    assert!(offsets_topic.is_internal);
+    assert_eq!(offsets_topic.partitions.len(), 5);
+    let deleted: DeleteGroupsResponse = c
+        .call(
+            ApiKey::DeleteGroups,
+            2,
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("billing"))]),
+        )
+        .await;
+    assert_eq!(deleted.results[0].error_code, 0);
+    broker.restart().await;
+    let mut c = broker.client().await;
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 8, &fetch).await;
+    assert_eq!(
+        resp.groups[0].topics[0].partitions[1].committed_offset, -1,
+        "the deletion's tombstones were replayed"
+    );
+}
