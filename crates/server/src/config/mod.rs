@@ -314,6 +314,10 @@ impl BrokerConfig {
         let long = |key: &str, fallback: i64| value(key).trim().parse::<i64>().unwrap_or(fallback);
         let defaults = LogConfig::default();
         let cleanup = value("cleanup.policy");
+        let policies: Vec<&str> = cleanup.split(',').map(str::trim).collect();
+        // Kafka deletes segments by time or size only under the "delete" policy: a
+        // compact-only topic (like __consumer_offsets) keeps every key's latest value.
+        let deletes = policies.contains(&"delete");
         PartitionConfig {
             log: LogConfig {
                 segment_bytes: long("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
@@ -323,8 +327,16 @@ impl BrokerConfig {
                     defaults.index_interval_bytes as i64,
                 )
                 .max(0) as u64,
-                retention_bytes: long("retention.bytes", defaults.retention_bytes),
-                retention_ms: long("retention.ms", defaults.retention_ms),
+                retention_bytes: if deletes {
+                    long("retention.bytes", defaults.retention_bytes)
+                } else {
+                    -1
+                },
+                retention_ms: if deletes {
+                    long("retention.ms", defaults.retention_ms)
+                } else {
+                    -1
+                },
                 flush_interval_messages: long("flush.messages", defaults.flush_interval_messages),
                 flush_interval_ms: long("flush.ms", defaults.flush_interval_ms),
             },
@@ -332,7 +344,7 @@ impl BrokerConfig {
             min_insync_replicas: long("min.insync.replicas", 1).max(1) as usize,
             log_append_time: value("message.timestamp.type") == "LogAppendTime",
             timestamp_after_max_ms: long("message.timestamp.after.max.ms", i64::MAX),
-            compacted: cleanup.split(',').any(|p| p.trim() == "compact"),
+            compacted: policies.contains(&"compact"),
         }
     }
 }
@@ -436,6 +448,24 @@ mod tests {
     }
 
     #[test]
+    fn compact_only_topics_are_never_deleted_by_retention() {
+        let c = config(&[
+            ("log.retention.hours", "1"),
+            ("log.retention.bytes", "1000"),
+        ])
+        .unwrap();
+        let overrides: BTreeMap<_, _> =
+            [("cleanup.policy".to_string(), "compact".to_string())].into();
+        let p = c.partition_config(&overrides);
+        assert_eq!((p.log.retention_ms, p.log.retention_bytes), (-1, -1));
+        let p = c.partition_config(&BTreeMap::new());
+        assert_eq!(
+            (p.log.retention_ms, p.log.retention_bytes),
+            (3_600_000, 1000)
+        );
+    }
+
+    #[test]
     fn partition_config_from_overrides() {
         let c = config(&[("message.max.bytes", "2000")]).unwrap();
         let overrides: BTreeMap<_, _> = [
@@ -445,6 +475,10 @@ mod tests {
         .into();
         let p = c.partition_config(&overrides);
         assert!(p.compacted);
+        assert_eq!(
+            p.log.retention_ms, 604_800_000,
+            "compact,delete still deletes by time"
+        );
         assert_eq!(p.log.segment_bytes, 1_048_576);
         assert_eq!(p.max_message_bytes, 2000);
         assert!(!p.log_append_time);
