@@ -569,3 +569,38 @@ async fn committed_offsets_survive_restart_via_consumer_offsets() {
         "the deletion's tombstones were replayed"
     );
 }
+
+#[tokio::test]
+async fn metadata_auto_creates_topics_when_enabled_and_allowed() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let broker = TestBroker::start(&[("num.partitions", "3")]).await;
+    let mut c = broker.client().await;
+    let ask = |topic: &str, allow: bool| {
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name(topic)))
+            ]))
+            .with_allow_auto_topic_creation(allow)
+    };
+    let refused: MetadataResponse = c
+        .call(ApiKey::Metadata, 12, &ask("not-allowed", false))
+        .await;
+    assert_eq!(refused.topics[0].error_code, 3, "the client opted out");
+    let created: MetadataResponse = c.call(ApiKey::Metadata, 12, &ask("auto-made", true)).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(
+        created.topics[0].partitions.len(),
+        3,
+        "num.partitions applies"
+    );
+    assert!(!created.topics[0].topic_id.is_nil());
+    let invalid: MetadataResponse = c.call(ApiKey::Metadata, 12, &ask("bad name", true)).await;
+    assert_eq!(invalid.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    // Internal names are never auto-created.
+    let internal: MetadataResponse = c.call(ApiKey::Metadata, 12, &ask("__private", true)).await;
+    assert_eq!(internal.topics[0].error_code, 3);
+    assert_eq!(
+        produce(&mut c, "auto-made", 2, batch(&["x"], Compression::None), 1).await,
+        (0, 0)
+    );
+}
