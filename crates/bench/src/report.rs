@@ -1,0 +1,426 @@
+//! `report`: turn the JSON lines `scripts/bench.sh` collected into one markdown table
+//! (median and min–max over runs, the fraction of the null broker, Kafka 4.1's figures
+//! from issue 4 and Ottla's targets), followed by notes on anything that went wrong.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use serde_json::Value;
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// The JSON-lines file written by scripts/bench.sh.
+    #[arg(long)]
+    pub results: PathBuf,
+}
+
+/// One collected line.
+struct Entry {
+    run: u64,
+    target: String,
+    scenario: String,
+    cpu_s: Option<f64>,
+    result: Option<Value>,
+    error: Option<String>,
+}
+
+fn parse(text: &str) -> Vec<Entry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| Entry {
+            run: v["run"].as_u64().unwrap_or(0),
+            target: v["target"].as_str().unwrap_or("ottla").to_string(),
+            scenario: v["scenario"].as_str().unwrap_or("?").to_string(),
+            cpu_s: v["broker_cpu_s"].as_f64(),
+            result: Some(v["result"].clone()).filter(|r| r.is_object()),
+            error: v["error"].as_str().map(str::to_string),
+        })
+        .collect()
+}
+
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+fn values(entries: &[Entry], target: &str, scenario: &str, path: &str) -> Vec<f64> {
+    entries
+        .iter()
+        .filter(|e| e.target == target && e.scenario == scenario)
+        .filter_map(|e| e.result.as_ref())
+        .filter_map(|r| lookup(r, path).and_then(Value::as_f64))
+        .filter(|x| x.is_finite())
+        .collect()
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+fn thousands(x: f64) -> String {
+    let n = x.round() as i64;
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn fmt(x: f64, unit: &str) -> String {
+    match unit {
+        "msg/s" => thousands(x),
+        "ms" if x < 10.0 => format!("{x:.2}"),
+        "ms" | "MB" | "MB/s" => {
+            if x >= 1000.0 {
+                thousands(x)
+            } else {
+                format!("{x:.1}")
+            }
+        }
+        _ => format!("{x:.2}"),
+    }
+}
+
+enum Goal {
+    None,
+    /// At least this, and (when the null broker ran) at least this fraction of it.
+    AtLeast(f64, Option<f64>),
+    Below(f64),
+}
+
+struct Row {
+    label: String,
+    unit: &'static str,
+    values: Vec<f64>,
+    null: Option<f64>,
+    /// Show the null broker's own figure instead of a fraction (latencies).
+    null_as_value: bool,
+    reference: &'static str,
+    goal: Goal,
+}
+
+impl Row {
+    fn render(&self) -> String {
+        let med = median(&self.values);
+        let (median_s, range) = match med {
+            None => ("n/a".to_string(), "n/a".to_string()),
+            Some(m) => {
+                let min = self.values.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = self
+                    .values
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max);
+                (
+                    fmt(m, self.unit),
+                    format!("{}–{}", fmt(min, self.unit), fmt(max, self.unit)),
+                )
+            }
+        };
+        let ratio = match (med, self.null) {
+            (Some(m), Some(n)) if n > 0.0 && !self.null_as_value => Some(m / n),
+            _ => None,
+        };
+        let vs_null = match (self.null_as_value, self.null, ratio) {
+            (true, Some(n), _) => format!("null: {}", fmt(n, self.unit)),
+            (false, _, Some(r)) => format!("{:.0} %", r * 100.0),
+            _ => "—".to_string(),
+        };
+        let target = match &self.goal {
+            Goal::None => "—".to_string(),
+            Goal::AtLeast(min, frac) => {
+                let mut t = format!("≥ {}", goal_fmt(*min));
+                if let Some(f) = frac {
+                    t.push_str(&format!(" and ≥ {:.0} % of null", f * 100.0));
+                }
+                let met =
+                    med.map(|m| m >= *min && frac.is_none_or(|f| ratio.is_none_or(|r| r >= f)));
+                format!("{t}{}", verdict(met))
+            }
+            Goal::Below(max) => {
+                format!("< {}{}", goal_fmt(*max), verdict(med.map(|m| m < *max)))
+            }
+        };
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            self.label, median_s, range, self.unit, vs_null, self.reference, target
+        )
+    }
+}
+
+/// A threshold as written in the issue: thousands separators, no needless decimals.
+fn goal_fmt(x: f64) -> String {
+    if x.fract() == 0.0 {
+        thousands(x)
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => " (met)",
+        Some(false) => " (not met)",
+        None => "",
+    }
+}
+
+const P1K: &str = "produce_1k_acks1_8p";
+const P100: &str = "produce_100b_acksall_1p";
+const CONSUME: &str = "consume_1k_1p";
+const LAT: &str = "latency_1k_acksall";
+const E2E: &str = "e2e_1k_acksall";
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.results)
+        .with_context(|| format!("reading {}", args.results.display()))?;
+    let entries = parse(&text);
+    let runs = entries.iter().map(|e| e.run).max().unwrap_or(0);
+    let mut rows: Vec<Row> = Vec::new();
+    let rate = median(&values(&entries, "ottla", LAT, "rate")).unwrap_or(20_000.0);
+
+    let throughput = |rows: &mut Vec<Row>,
+                      label: &str,
+                      scenario: &str,
+                      ref_msgs: &'static str,
+                      ref_mb: &'static str,
+                      goal_msgs: f64,
+                      goal_mb: f64| {
+        for (path, unit, reference, goal) in [
+            ("msgs_per_s", "msg/s", ref_msgs, goal_msgs),
+            ("mb_per_s", "MB/s", ref_mb, goal_mb),
+        ] {
+            rows.push(Row {
+                label: label.to_string(),
+                unit,
+                values: values(&entries, "ottla", scenario, path),
+                null: median(&values(&entries, "null", scenario, path)),
+                null_as_value: false,
+                reference,
+                goal: Goal::AtLeast(goal, Some(0.8)),
+            });
+        }
+    };
+    throughput(
+        &mut rows,
+        "produce 1 KiB, acks=1, 8 partitions",
+        P1K,
+        "205,000",
+        "209",
+        307_500.0,
+        313.5,
+    );
+    throughput(
+        &mut rows,
+        "produce 100 B, acks=all, 1 partition",
+        P100,
+        "1,170,000",
+        "117",
+        1_755_000.0,
+        175.5,
+    );
+    rows.push(Row {
+        label: "consume 1 KiB, 1 partition, from offset 0".into(),
+        unit: "MB/s",
+        values: values(&entries, "ottla", CONSUME, "mb_per_s"),
+        null: None,
+        null_as_value: false,
+        reference: "713",
+        goal: Goal::AtLeast(1069.5, None),
+    });
+    rows.push(Row {
+        label: "consume 1 KiB, 1 partition, from offset 0".into(),
+        unit: "msg/s",
+        values: values(&entries, "ottla", CONSUME, "msgs_per_s"),
+        null: None,
+        null_as_value: false,
+        reference: "—",
+        goal: Goal::None,
+    });
+    for (scenario, what) in [(LAT, "produce latency"), (E2E, "end-to-end latency")] {
+        for (path, p, goal) in [
+            ("latency.p50_ms", "p50", Goal::None),
+            (
+                "latency.p99_ms",
+                "p99",
+                if scenario == LAT {
+                    Goal::Below(5.0)
+                } else {
+                    Goal::None
+                },
+            ),
+            (
+                "latency.p999_ms",
+                "p99.9",
+                if scenario == LAT {
+                    Goal::Below(20.0)
+                } else {
+                    Goal::None
+                },
+            ),
+        ] {
+            rows.push(Row {
+                label: format!("{what} {p}, {} msg/s of 1 KiB, acks=all", thousands(rate)),
+                unit: "ms",
+                values: values(&entries, "ottla", scenario, path),
+                null: if scenario == LAT {
+                    median(&values(&entries, "null", scenario, path))
+                } else {
+                    None
+                },
+                null_as_value: true,
+                reference: "—",
+                goal,
+            });
+        }
+    }
+    let kb_to_mb = |v: Vec<f64>| {
+        v.into_iter()
+            .map(|kb| kb * 1024.0 / 1e6)
+            .collect::<Vec<_>>()
+    };
+    rows.push(Row {
+        label: "broker peak RSS (VmHWM) after the throughput scenarios".into(),
+        unit: "MB",
+        values: kb_to_mb(values(&entries, "ottla", "memory", "vm_hwm_kb")),
+        null: None,
+        null_as_value: false,
+        reference: "800",
+        goal: Goal::Below(80.0),
+    });
+    rows.push(Row {
+        label: "broker anonymous RSS (RssAnon) at that point".into(),
+        unit: "MB",
+        values: kb_to_mb(values(&entries, "ottla", "memory", "rss_anon_kb")),
+        null: None,
+        null_as_value: false,
+        reference: "—",
+        goal: Goal::None,
+    });
+    // CPU per GiB: per run, broker CPU over the produce scenarios / bytes they delivered.
+    let mut cpu_by_run: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.target == "ottla") {
+        if let (Some(cpu), Some(r)) = (e.cpu_s, &e.result) {
+            if let Some(bytes) = r["bytes"].as_f64() {
+                let slot = cpu_by_run.entry(e.run).or_default();
+                slot.0 += cpu;
+                slot.1 += bytes;
+            }
+        }
+    }
+    rows.push(Row {
+        label: "broker CPU (user+sys) per GiB produced".into(),
+        unit: "s/GiB",
+        values: cpu_by_run
+            .values()
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(c, b)| c / b * (1u64 << 30) as f64)
+            .collect(),
+        null: None,
+        null_as_value: false,
+        reference: "—",
+        goal: Goal::None,
+    });
+    rows.push(Row {
+        label: "start to first Metadata answer".into(),
+        unit: "ms",
+        values: values(&entries, "ottla", "startup", "startup_ms"),
+        null: None,
+        null_as_value: false,
+        reference: "3,300",
+        goal: Goal::Below(100.0),
+    });
+    for (scenario, label) in [
+        (P1K, "null broker: produce 1 KiB, acks=1, 8 partitions"),
+        (P100, "null broker: produce 100 B, acks=all, 1 partition"),
+    ] {
+        rows.push(Row {
+            label: label.into(),
+            unit: "msg/s",
+            values: values(&entries, "null", scenario, "msgs_per_s"),
+            null: None,
+            null_as_value: false,
+            reference: "—",
+            goal: Goal::None,
+        });
+    }
+
+    rows.push(Row {
+        label: "machine: page-cache write bandwidth (dd)".into(),
+        unit: "MB/s",
+        values: values(&entries, "machine", "pagecache_write", "mb_per_s"),
+        null: None,
+        null_as_value: false,
+        reference: "—",
+        goal: Goal::None,
+    });
+
+    println!(
+        "| scenario | median | min–max | unit | vs null broker | Kafka 4.1 reference | target |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---|");
+    for row in &rows {
+        println!("{}", row.render());
+    }
+    println!();
+    println!(
+        "{runs} run(s); MB = 10^6 bytes; latency percentiles are per run (nearest rank), then the median over runs."
+    );
+
+    // Notes: anything that failed or looks wrong.
+    let mut notes = Vec::new();
+    for e in &entries {
+        let tag = format!("run {} {} {}", e.run, e.target, e.scenario);
+        if let Some(err) = &e.error {
+            notes.push(format!("{tag}: {err}"));
+        }
+        let Some(r) = &e.result else {
+            if e.error.is_none() {
+                notes.push(format!("{tag}: no result"));
+            }
+            continue;
+        };
+        let errors = r["errors"].as_u64().unwrap_or(0);
+        if errors > 0 {
+            notes.push(format!(
+                "{tag}: {errors} errors (first: {})",
+                r["first_error"].as_str().unwrap_or("?")
+            ));
+        }
+        if let (Some(got), Some(wanted)) = (r["records"].as_u64(), r["wanted"].as_u64()) {
+            if got < wanted {
+                notes.push(format!("{tag}: read {got} of {wanted} records"));
+            }
+        }
+        if let Some(e) = r["shutdown_error"].as_str() {
+            notes.push(format!("{tag}: {e}"));
+        }
+    }
+    if !notes.is_empty() {
+        println!();
+        println!("Problems seen:");
+        for n in notes {
+            println!("- {n}");
+        }
+    }
+    Ok(())
+}
