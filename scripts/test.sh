@@ -2,7 +2,7 @@
 # The one test command for Ottla.
 #
 # On a fresh Debian 12 machine it installs whatever is missing (apt: kcat, a JDK,
-# python3-venv, a C toolchain; rustup's stable toolchain with rustfmt and clippy;
+# python3-venv, a C toolchain, Node.js for the kafkajs suite; rustup's stable toolchain with rustfmt and clippy;
 # the Python packages of compat-tests/requirements.txt into ./.venv), then runs:
 #   cargo fmt --check, cargo clippy -D warnings, cargo test, cargo build --release,
 #   and the compatibility suites (real clients against a real `ottla` process).
@@ -59,11 +59,13 @@ command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || pkgs+=(python3-venv)
 command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)
 command -v curl >/dev/null 2>&1 || pkgs+=(curl ca-certificates)
+# the kafkajs group suite (compat-tests/kafkajs) runs on Node.js
+{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || pkgs+=(nodejs npm)
 if [ ${#pkgs[@]} -gt 0 ]; then
     echo "installing: ${pkgs[*]}"
     apt_install "${pkgs[@]}"
 else
-    echo "kcat, java/javac, python3 + venv, cc, curl: already installed"
+    echo "kcat, java/javac, python3 + venv, cc, curl, node/npm: already installed"
 fi
 if [ -z "${JAVA_HOME:-}" ]; then
     JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")"

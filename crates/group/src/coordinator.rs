@@ -45,6 +45,9 @@ pub struct CoordinatorConfig {
     pub offsets_retention_ms: i64,
     /// `offset.metadata.max.bytes`
     pub max_metadata_bytes: usize,
+    /// `offsets.retention.check.interval.ms`: how often Kafka's cleanup runs; an empty
+    /// group without offsets is removed by the first cleanup after it emptied.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for CoordinatorConfig {
@@ -56,6 +59,7 @@ impl Default for CoordinatorConfig {
             max_group_size: i32::MAX as usize,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             max_metadata_bytes: 4096,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -733,7 +737,8 @@ impl GroupCoordinator {
         group.generation += 1;
         if group.members.is_empty() {
             group.protocol_name = None;
-            group.protocol_type = None;
+            // Kafka clears only the protocol name: an emptied consumer group is still
+            // a consumer group (admin tools would otherwise call it "simple").
             group.leader = None;
             group.transition(GroupState::Empty, now);
             effects.records.push(group.metadata_record(now));
@@ -1067,7 +1072,11 @@ impl GroupCoordinator {
                         value: RecordValue::Tombstone,
                     });
                 }
-                if group.offsets.is_empty() && group.pending_members.is_empty() {
+                let idle_for = now - group.current_state_timestamp;
+                if group.offsets.is_empty()
+                    && group.pending_members.is_empty()
+                    && idle_for >= config.offsets_retention_check_interval_ms
+                {
                     dead.push(group.group_id.clone());
                 }
             }

@@ -494,3 +494,29 @@ fn new_members_parked_in_a_long_initial_delay_are_not_expired_by_their_session()
         .iter()
         .all(|(_, r)| r.error == error::NONE && r.generation_id == 1));
 }
+
+#[test]
+fn an_emptied_group_stays_a_consumer_group_until_cleanup() {
+    let mut c = coordinator();
+    let (id, _) = single_member_group(&mut c, "e");
+    let (errors, effects) = c.leave(
+        DELAY + 1,
+        "e",
+        &[LeaveMember {
+            member_id: id,
+            group_instance_id: None,
+        }],
+    );
+    assert_eq!(errors, vec![error::NONE]);
+    assert_eq!(effects.records.len(), 1, "the empty generation is stored");
+    let d = c.describe("e");
+    assert_eq!((d.state, d.protocol_type.as_str()), ("Empty", "consumer"));
+    assert_eq!(c.list(&[])[0].protocol_type, "consumer");
+    // Kafka's periodic cleanup removes it later, not on the next tick.
+    c.tick(DELAY + 2);
+    assert_eq!(c.describe("e").state, "Empty");
+    let interval = CoordinatorConfig::default().offsets_retention_check_interval_ms;
+    let e = c.tick(DELAY + 1 + interval);
+    assert_eq!(c.describe("e").state, "Dead");
+    assert_eq!(e.records.len(), 1, "group tombstone");
+}

