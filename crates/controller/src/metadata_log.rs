@@ -9,7 +9,7 @@
 //! truncated with one warning, since the change it carried was never acknowledged.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::records::MetadataRecord;
@@ -28,11 +28,17 @@ pub enum MetadataLogError {
     },
     #[error("metadata record cannot be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("metadata record of {0} bytes exceeds the {MAX_RECORD_LINE_BYTES}-byte limit")]
+    RecordTooLarge(usize),
+    #[error("metadata log {path} is corrupt at byte {offset} with valid records after it; refusing to truncate acknowledged changes")]
+    Corrupt { path: PathBuf, offset: u64 },
 }
 
 pub struct MetadataLog {
     path: PathBuf,
     file: File,
+    /// Bytes of complete, durable records: a failed append is cut back to this.
+    len: u64,
 }
 
 impl MetadataLog {
@@ -50,42 +56,41 @@ impl MetadataLog {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(&path))?;
         let mut records = Vec::new();
-        let mut valid_len: u64 = 0;
-        let total_len = file.metadata().map_err(io(&path))?.len();
-        {
-            let mut reader = BufReader::new(&mut file);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                let n = reader
-                    .by_ref()
-                    .take(MAX_RECORD_LINE_BYTES as u64 + 1)
-                    .read_until(b'\n', &mut line)
-                    .map_err(io(&path))?;
-                if n == 0 {
-                    break;
+        let mut valid_len = 0usize;
+        let mut lines = bytes.split_inclusive(|b| *b == b'\n');
+        for line in lines.by_ref() {
+            match parse_line(line) {
+                Some(record) => {
+                    records.push(record);
+                    valid_len += line.len();
                 }
-                match parse_line(&line) {
-                    Some(record) => {
-                        records.push(record);
-                        valid_len += n as u64;
-                    }
-                    None => break,
-                }
+                None => break,
             }
         }
-        if valid_len < total_len {
+        if valid_len < bytes.len() {
+            // A torn tail is what a crash mid-append leaves: nothing after it. A bad
+            // record followed by good ones is damage, and truncating would drop
+            // acknowledged changes (and the data of the topics they created), so refuse.
+            if lines.any(|l| parse_line(l).is_some()) {
+                return Err(MetadataLogError::Corrupt {
+                    path,
+                    offset: valid_len as u64,
+                });
+            }
             tracing::warn!(
-                "Truncating metadata log {} at byte {valid_len}: {} bytes of torn or corrupt tail",
+                "Truncating metadata log {} at byte {valid_len}: {} bytes of torn tail",
                 path.display(),
-                total_len - valid_len
+                bytes.len() - valid_len
             );
-            file.set_len(valid_len).map_err(io(&path))?;
+            file.set_len(valid_len as u64).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
         }
+        let len = valid_len as u64;
         file.seek(SeekFrom::End(0)).map_err(io(&path))?;
-        Ok((MetadataLog { path, file }, records))
+        Ok((MetadataLog { path, file, len }, records))
     }
 
     /// Append records and fsync; only then may they be applied.
@@ -93,6 +98,9 @@ impl MetadataLog {
         let mut buf = Vec::new();
         for record in records {
             let json = serde_json::to_vec(record)?;
+            if json.len() + 10 > MAX_RECORD_LINE_BYTES {
+                return Err(MetadataLogError::RecordTooLarge(json.len()));
+            }
             buf.extend_from_slice(format!("{:08x} ", crc32c::crc32c(&json)).as_bytes());
             buf.extend_from_slice(&json);
             buf.push(b'\n');
@@ -102,8 +110,19 @@ impl MetadataLog {
             path: path.clone(),
             source,
         };
-        self.file.write_all(&buf).map_err(err)?;
-        self.file.sync_data().map_err(err)?;
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Do not leave a partial record for later appends to build on.
+            let _ = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            return Err(err(e));
+        }
+        self.len += buf.len() as u64;
         Ok(())
     }
 }
@@ -154,6 +173,49 @@ mod tests {
         drop(log);
         let (_, replayed) = MetadataLog::open(dir.path()).unwrap();
         assert_eq!(replayed, vec![r1, r2, r3]);
+    }
+
+    #[test]
+    fn corruption_followed_by_valid_records_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
+        let r = MetadataRecord::ClusterId {
+            cluster_id: "abc".into(),
+        };
+        log.append(&[r.clone(), r.clone(), r]).unwrap();
+        drop(log);
+        let path = dir.path().join(METADATA_LOG_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 0x01; // damage the first record's checksum
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            MetadataLog::open(dir.path()),
+            Err(MetadataLogError::Corrupt { offset: 0, .. })
+        ));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "nothing was truncated"
+        );
+    }
+
+    #[test]
+    fn oversized_records_are_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
+        let huge = MetadataRecord::ClusterId {
+            cluster_id: "x".repeat(MAX_RECORD_LINE_BYTES),
+        };
+        assert!(matches!(
+            log.append(&[huge]),
+            Err(MetadataLogError::RecordTooLarge(_))
+        ));
+        assert_eq!(
+            std::fs::metadata(dir.path().join(METADATA_LOG_FILE))
+                .unwrap()
+                .len(),
+            0
+        );
     }
 
     #[test]

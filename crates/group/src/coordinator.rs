@@ -1116,8 +1116,9 @@ impl GroupCoordinator {
 
     // ------------------------------------------------------------------ offsets
 
-    /// OffsetCommit: returns per-partition errors; accepted commits become records
-    /// (applied through [`GroupCoordinator::replay`]).
+    /// OffsetCommit: returns per-partition errors; accepted commits become records,
+    /// which take effect only when the caller replays them ([`GroupCoordinator::replay_at`])
+    /// after storing them, so a commit that failed to reach the log is never visible.
     pub fn commit_offsets(
         &mut self,
         now: i64,
@@ -1148,7 +1149,9 @@ impl GroupCoordinator {
             Some(group) => {
                 let code = match group.state {
                     GroupState::Dead => Some(error::COORDINATOR_NOT_AVAILABLE),
-                    GroupState::Empty if simple => None,
+                    // Kafka: any commit with a negative generation to an empty group is a
+                    // "simple" commit, whatever member id it carries.
+                    GroupState::Empty if req.generation_id < 0 => None,
                     GroupState::CompletingRebalance if !simple => {
                         Some(error::REBALANCE_IN_PROGRESS)
                     }
@@ -1198,7 +1201,6 @@ impl GroupCoordinator {
                     expire_timestamp: None,
                 }),
             };
-            self.replay_at(now, &record);
             effects.records.push(record);
             results.push(PartitionResult {
                 topic: o.topic.clone(),

@@ -392,6 +392,13 @@ fn offsets_commit_fetch_replay_delete_and_expire() {
     let (results, effects) = c.commit_offsets(1_000, commit(-1, 42));
     assert_eq!(results[0].error, error::NONE);
     assert_eq!(effects.records.len(), 1);
+    assert!(
+        c.fetch_offsets("simple", None).is_empty(),
+        "not visible before it is stored"
+    );
+    for r in &effects.records {
+        c.replay_at(1_000, r);
+    }
     let fetched = c.fetch_offsets("simple", Some(&[("t".into(), vec![2, 3])]));
     assert_eq!(
         (
@@ -426,7 +433,10 @@ fn offsets_commit_fetch_replay_delete_and_expire() {
     assert!(e.records.iter().all(|r| r.value == RecordValue::Tombstone));
     assert_eq!(c.fetch_offsets("simple", None), vec![]);
     // Delete of an empty group writes tombstones.
-    c.commit_offsets(5, commit(-1, 7));
+    let (_, stored) = c.commit_offsets(5, commit(-1, 7));
+    for r in &stored.records {
+        c.replay_at(5, r);
+    }
     let (code, e) = c.delete_group(6, "simple");
     assert_eq!(code, error::NONE);
     assert_eq!(e.records.len(), 2);

@@ -618,13 +618,22 @@ impl Log {
                         // Every record carries the batch's timestamp.
                         return Ok(Some((h.base_offset, h.max_timestamp)));
                     }
-                    for record in segment.decode_batch(position, &h)? {
-                        if record.offset >= max_offset {
-                            return Ok(None);
+                    // None: keep looking; Some(None): past the bound; Some(Some(hit)).
+                    let mut outcome: Option<Option<(i64, i64)>> = None;
+                    segment.scan_batch(position, &h, |r| {
+                        if r.offset >= max_offset {
+                            outcome = Some(None);
+                        } else if r.timestamp >= timestamp {
+                            outcome = Some(Some((r.offset, r.timestamp)));
                         }
-                        if record.timestamp >= timestamp {
-                            return Ok(Some((record.offset, record.timestamp)));
+                        if outcome.is_some() {
+                            std::ops::ControlFlow::Break(())
+                        } else {
+                            std::ops::ControlFlow::Continue(())
                         }
+                    })?;
+                    if let Some(found) = outcome {
+                        return Ok(found);
                     }
                 }
                 position += h.size as u64;
@@ -672,11 +681,15 @@ impl Log {
         if h.is_log_append_time() {
             return Ok(Some((h.base_offset, h.max_timestamp)));
         }
-        let found = segment
-            .decode_batch(position, &h)?
-            .into_iter()
-            .find(|r| r.timestamp == ts && r.offset < max_offset)
-            .map(|r| (r.offset, r.timestamp));
+        let mut found = None;
+        segment.scan_batch(position, &h, |r| {
+            if r.timestamp == ts && r.offset < max_offset {
+                found = Some((r.offset, r.timestamp));
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })?;
         // A header whose max timestamp no record carries: answer with the batch.
         Ok(Some(found.unwrap_or((h.base_offset, ts))))
     }
@@ -704,12 +717,13 @@ impl Log {
             if h.last_offset() < max_offset || h.is_log_append_time() {
                 consider(h.max_timestamp, h.base_offset);
             } else {
-                let ts = segment
-                    .decode_batch(position, &h)?
-                    .iter()
-                    .filter(|r| r.offset < max_offset)
-                    .map(|r| r.timestamp)
-                    .max();
+                let mut ts: Option<i64> = None;
+                segment.scan_batch(position, &h, |r| {
+                    if r.offset < max_offset {
+                        ts = Some(ts.map_or(r.timestamp, |t| t.max(r.timestamp)));
+                    }
+                    std::ops::ControlFlow::Continue(())
+                })?;
                 if let Some(ts) = ts {
                     consider(ts, h.base_offset);
                 }

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ottla_protocol::batch::{batch_size_at, RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD};
-use ottla_protocol::records::{decode_records, Record};
+use ottla_protocol::records::{scan_records, RecordMeta};
 
 use crate::header::BatchHeader;
 use crate::index::{relative_offset, OffsetIndex, TimeIndex, NO_TIMESTAMP};
@@ -570,11 +570,17 @@ impl Segment {
         Ok((buf, exhausted))
     }
 
-    /// Decode the records of the batch at `position` (for timestamp lookups).
-    pub fn decode_batch(&self, position: u64, h: &BatchHeader) -> Result<Vec<Record>, LogError> {
+    /// Walk the records of the batch at `position` (for timestamp lookups) without
+    /// materialising them; `visit` may stop early.
+    pub fn scan_batch(
+        &self,
+        position: u64,
+        h: &BatchHeader,
+        visit: impl FnMut(RecordMeta) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), LogError> {
         let bytes = self.read_bytes(position, h.size)?;
         let batch = RecordBatch::new(&bytes).map_err(|e| self.corrupt(position, e.to_string()))?;
-        Ok(decode_records(&batch, MAX_DECOMPRESSED_BATCH_BYTES)?)
+        Ok(scan_records(&batch, MAX_DECOMPRESSED_BATCH_BYTES, visit)?)
     }
 
     /// Remove the batch containing `offset` and everything after it; returns the bytes

@@ -10,6 +10,10 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// Kafka's default `socket.request.max.bytes` (100 MiB).
 pub const DEFAULT_SOCKET_REQUEST_MAX_BYTES: usize = 100 * 1024 * 1024;
+/// Largest response frame the broker will build (the size prefix is an int32; Kafka's
+/// clients refuse anything near it anyway). Handlers keep responses far below this by
+/// answering repeated request entries once; this is the backstop.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 30;
 /// Bytes in the size prefix.
 pub const SIZE_PREFIX_LEN: usize = 4;
 /// api key + api version: the part of the header every version shares.
@@ -102,6 +106,11 @@ pub fn encode_response<T: Encodable>(
         + body
             .compute_size(version)
             .map_err(anyhow_free::Error::from)?;
+    if size > MAX_RESPONSE_BYTES {
+        return Err(anyhow_free::Error(format!(
+            "response of {size} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit"
+        )));
+    }
     let mut buf = BytesMut::with_capacity(SIZE_PREFIX_LEN + size);
     buf.put_i32(size as i32);
     header

@@ -171,6 +171,76 @@ pub fn check_uncompressed_framing(batch: &RecordBatch<'_>) -> Result<(), Records
     Ok(())
 }
 
+/// What [`scan_records`] shows of each record: enough for timestamp lookups and the
+/// compacted-topic key rule, without copying keys, values or headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub has_key: bool,
+}
+
+/// Visit every record of `batch` in order, decompressing at most `max_decompressed`
+/// bytes once and allocating nothing per record, so a small batch of many tiny records
+/// cannot be inflated into millions of structs. `visit` returns
+/// `ControlFlow::Break(())` to stop early. Framing is checked as in
+/// [`decode_records`] for the records visited.
+pub fn scan_records(
+    batch: &RecordBatch<'_>,
+    max_decompressed: usize,
+    mut visit: impl FnMut(RecordMeta) -> std::ops::ControlFlow<()>,
+) -> Result<(), RecordsError> {
+    let codec = batch
+        .compression()
+        .map_err(|e| RecordsError::Decompression(e.to_string()))?;
+    let payload: Cow<'_, [u8]> = match codec {
+        Compression::None => Cow::Borrowed(batch.records_payload()),
+        codec => Cow::Owned(decompress(
+            codec,
+            batch.records_payload(),
+            max_decompressed,
+        )?),
+    };
+    let count = usize::try_from(batch.records_count())
+        .map_err(|_| RecordsError::Malformed("negative records count"))?;
+    let mut reader = Reader { buf: &payload };
+    for _ in 0..count {
+        let length = usize::try_from(reader.varint()?)
+            .map_err(|_| RecordsError::Malformed("negative record length"))?;
+        let mut body = Reader {
+            buf: reader.bytes(length, "record length exceeds the payload")?,
+        };
+        body.bytes(1, "record truncated in attributes")?;
+        let timestamp_delta = body.varlong()?;
+        let offset_delta = body.varint()?;
+        let has_key = body
+            .nullable_bytes("record key exceeds the record")?
+            .is_some();
+        let offset = batch
+            .base_offset()
+            .checked_add(i64::from(offset_delta))
+            .ok_or(RecordsError::Malformed("record offset overflows"))?;
+        let timestamp = if batch.is_log_append_time() {
+            batch.max_timestamp()
+        } else {
+            batch
+                .base_timestamp()
+                .checked_add(timestamp_delta)
+                .ok_or(RecordsError::Malformed("record timestamp overflows"))?
+        };
+        if visit(RecordMeta {
+            offset,
+            timestamp,
+            has_key,
+        })
+        .is_break()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 enum Timestamps {
     /// Record timestamps are this base plus their delta.
@@ -922,5 +992,48 @@ mod tests {
             check_uncompressed_framing(&RecordBatch::new(&short).unwrap()).is_err(),
             "bytes left over"
         );
+    }
+
+    #[test]
+    fn scan_sees_every_record_and_can_stop_early() {
+        let records: Vec<Record> = (0..4)
+            .map(|i| Record {
+                offset: i,
+                timestamp: 100 + i,
+                key: (i != 2).then(|| vec![1]),
+                value: None,
+                headers: vec![],
+            })
+            .collect();
+        for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let bytes = build_record_batch(&records, codec, -1, -1, -1);
+            let batch = RecordBatch::new(&bytes).unwrap();
+            let mut seen = Vec::new();
+            scan_records(&batch, 1 << 20, |m| {
+                seen.push(m);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+            let expected: Vec<RecordMeta> = records
+                .iter()
+                .map(|r| RecordMeta {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    has_key: r.key.is_some(),
+                })
+                .collect();
+            assert_eq!(seen, expected, "{codec:?}");
+            let mut first_keyless = None;
+            scan_records(&batch, 1 << 20, |m| {
+                if m.has_key {
+                    std::ops::ControlFlow::Continue(())
+                } else {
+                    first_keyless = Some(m.offset);
+                    std::ops::ControlFlow::Break(())
+                }
+            })
+            .unwrap();
+            assert_eq!(first_keyless, Some(2));
+        }
     }
 }

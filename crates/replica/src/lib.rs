@@ -48,6 +48,9 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
     /// Directories found at start-up and not yet claimed by a partition.
     on_disk: Mutex<HashMap<(String, i32), OnDiskPartition>>,
+    /// Serialises opening and creating partitions: two concurrent callers must not
+    /// both open (and truncate) the same directory.
+    open_lock: Mutex<()>,
     /// Recovery points read at start-up, per log dir.
     recovery_points: Vec<OffsetCheckpoint>,
 }
@@ -119,6 +122,7 @@ impl ReplicaManager {
             log_dirs,
             partitions: RwLock::new(HashMap::new()),
             on_disk: Mutex::new(on_disk),
+            open_lock: Mutex::new(()),
             recovery_points,
         })
     }
@@ -147,6 +151,10 @@ impl ReplicaManager {
     ) -> Result<Arc<Partition>, ReplicaError> {
         if let Some(p) = self.get(&topic_id, index) {
             return Ok(p);
+        }
+        let _opening = self.open_lock.lock();
+        if let Some(p) = self.get(&topic_id, index) {
+            return Ok(p); // opened by a concurrent caller while we waited
         }
         let found = self.on_disk.lock().remove(&(topic.to_string(), index));
         let (dir, recovery_point) = match found {

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ottla_log::{Log, LogConfig, LogError};
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
-use ottla_protocol::records::{check_uncompressed_framing, decode_records};
+use ottla_protocol::records::{check_uncompressed_framing, scan_records};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -42,9 +42,10 @@ impl Default for PartitionConfig {
     }
 }
 
-/// Upper bound for decompressing one batch when a rule needs its records: a batch
-/// of at most `max.message.bytes` rarely expands beyond this; one that does is refused.
-pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 256 * 1024 * 1024;
+/// When a rule needs a compressed batch's records, it may decompress to at most this
+/// many times `max.message.bytes` (real data compresses 2-10x; a batch that expands
+/// further is refused rather than allowed to cost memory out of proportion).
+pub const DECOMPRESSION_RATIO_LIMIT: usize = 64;
 
 /// Why a produce to this partition failed; each maps to one Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -237,9 +238,23 @@ impl Partition {
         }
         if config.compacted {
             // The only produce-path rule that needs the records themselves.
-            let records = decode_records(&view, MAX_DECOMPRESSED_BATCH_BYTES)
-                .map_err(|e| ProduceError::InvalidRecords(e.to_string()))?;
-            if records.iter().any(|r| r.key.is_none()) {
+            let mut keyless = false;
+            scan_records(
+                &view,
+                config
+                    .max_message_bytes
+                    .saturating_mul(DECOMPRESSION_RATIO_LIMIT),
+                |r| {
+                    keyless = !r.has_key;
+                    if keyless {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                },
+            )
+            .map_err(|e| ProduceError::InvalidRecords(e.to_string()))?;
+            if keyless {
                 return Err(ProduceError::MissingKeyOnCompactedTopic);
             }
         }

@@ -35,6 +35,9 @@ use crate::broker::Broker;
 
 /// Kafka's name for the offsets topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Topics only the broker creates and writes (the transaction log is a later issue,
+/// but its name is reserved already so no client can take it).
+pub const INTERNAL_TOPICS: &[&str] = &[OFFSETS_TOPIC, "__transaction_state"];
 /// Read size when loading `__consumer_offsets` at start-up.
 const LOAD_READ_BYTES: usize = 1024 * 1024;
 /// Upper bound for one decompressed batch while loading.
@@ -59,7 +62,9 @@ pub struct GroupRuntime {
     timer: Notify,
     /// Salt for member ids, unique per broker run.
     salt: String,
-    partitions: i32,
+    /// Partitions of `__consumer_offsets`: the configured count until the topic exists,
+    /// then the topic's real count (a changed setting must not move groups).
+    partitions: std::sync::atomic::AtomicI32,
 }
 
 /// A reply that may come later.
@@ -92,24 +97,31 @@ impl GroupRuntime {
             }),
             timer: Notify::new(),
             salt: uuid::Uuid::new_v4().to_string(),
-            partitions,
+            partitions: std::sync::atomic::AtomicI32::new(partitions),
         }
     }
 
     pub fn partition_for(&self, group: &str) -> i32 {
-        partition_for(group, self.partitions)
+        partition_for(
+            group,
+            self.partitions.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Create `__consumer_offsets` if it does not exist yet (Kafka does this on the
     /// first FindCoordinator for a group).
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> anyhow::Result<Arc<TopicInfo>> {
         if let Some(t) = broker.controller.image().topic(OFFSETS_TOPIC) {
+            self.partitions.store(
+                t.partitions.len() as i32,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             return Ok(t.clone());
         }
         let config = &broker.config;
         let spec = CreateTopicSpec {
             name: OFFSETS_TOPIC.into(),
-            num_partitions: self.partitions,
+            num_partitions: self.partitions.load(std::sync::atomic::Ordering::Relaxed),
             replication_factor: config.offsets_topic_replication_factor,
             assignments: BTreeMap::new(),
             configs: [
@@ -141,6 +153,10 @@ impl GroupRuntime {
         let Some(topic) = broker.controller.image().topic(OFFSETS_TOPIC).cloned() else {
             return Ok(());
         };
+        self.partitions.store(
+            topic.partitions.len() as i32,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let now = now_ms();
         let mut state = self.state.lock();
         let mut records = 0usize;
@@ -164,9 +180,21 @@ impl GroupRuntime {
                     if batch.is_control() {
                         continue;
                     }
-                    for record in decode_records(&batch, LOAD_MAX_DECOMPRESSED)
-                        .with_context(|| format!("undecodable batch in {}", partition.name()))?
-                    {
+                    // Only this broker writes here (clients are refused), so an
+                    // undecodable batch means damage: skip it loudly rather than refuse
+                    // to start and take every group down with it.
+                    let decoded = match decode_records(&batch, LOAD_MAX_DECOMPRESSED) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::warn!(
+                                "Skipping undecodable batch at offset {} of {}: {e}",
+                                batch.base_offset(),
+                                partition.name()
+                            );
+                            continue;
+                        }
+                    };
+                    for record in decoded {
                         if let Some(r) = decode_record(&record) {
                             state.coordinator.replay_at(now, &r);
                             records += 1;
@@ -268,7 +296,11 @@ impl GroupRuntime {
             return Pending::Now(JoinResponse::error(error::INVALID_GROUP_ID, &req.member_id));
         }
         // Member ids embed the client id; keep them storable.
-        req.client_id.truncate(MAX_STRING_LEN / 2);
+        let mut cut = req.client_id.len().min(MAX_STRING_LEN / 2);
+        while !req.client_id.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        req.client_id.truncate(cut);
         let oversized = !fits(&req.member_id)
             || !fits(&req.protocol_type)
             || !fits(&req.client_host)
@@ -349,8 +381,15 @@ impl GroupRuntime {
                 .collect();
         }
         let mut state = self.state.lock();
-        let (mut results, effects) = state.coordinator.commit_offsets(now_ms(), req);
-        if !self.apply(broker, &mut state, effects) {
+        let now = now_ms();
+        let (mut results, effects) = state.coordinator.commit_offsets(now, req);
+        let records = effects.records.clone();
+        if self.apply(broker, &mut state, effects) {
+            // Durable: now the commits take effect.
+            for r in &records {
+                state.coordinator.replay_at(now, r);
+            }
+        } else {
             for r in &mut results {
                 if r.error == error::NONE {
                     r.error = error::COORDINATOR_NOT_AVAILABLE;
@@ -409,7 +448,9 @@ impl GroupRuntime {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         loop {
-            let sleep = {
+            // A panic here must not silently stop session expiry for the rest of the
+            // process's life: log it and keep ticking.
+            let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut state = self.state.lock();
                 let now = now_ms();
                 let effects = state.coordinator.tick(now);
@@ -423,7 +464,11 @@ impl GroupRuntime {
                 next.map(Duration::from_millis)
                     .unwrap_or(MAX_TIMER_SLEEP)
                     .min(MAX_TIMER_SLEEP)
-            };
+            }));
+            let sleep = tick.unwrap_or_else(|_| {
+                tracing::error!("The group coordinator's timer panicked; continuing");
+                MAX_TIMER_SLEEP
+            });
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.timer.notified() => {}

@@ -24,6 +24,10 @@ pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// Buffered response bytes before the writer flushes without waiting for the queue to
 /// drain (write coalescing across pipelined responses).
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// Reply bytes a connection may have waiting to be written before its reader stops
+/// reading requests. A client that pipelines fetches and never reads its socket is held
+/// to this (plus the one reply that crossed it), instead of `64 x fetch.max.bytes`.
+pub const MAX_QUEUED_REPLY_BYTES_PER_CONNECTION: usize = 64 * 1024 * 1024;
 /// First allocation for an incoming frame; larger frames grow as their bytes arrive.
 const INITIAL_FRAME_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -66,6 +70,42 @@ pub async fn serve(
     }
 }
 
+/// Bytes of ready replies queued on one connection, shared by its reader and writer.
+#[derive(Default)]
+struct ReplyBudget {
+    queued: AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+impl ReplyBudget {
+    /// Wait until the queue is under the limit.
+    async fn wait_for_room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if self.queued.load(Ordering::Acquire) <= MAX_QUEUED_REPLY_BYTES_PER_CONNECTION {
+                return;
+            }
+            drained.await;
+        }
+    }
+    fn add(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::AcqRel);
+    }
+    fn release(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        self.drained.notify_waiters();
+    }
+}
+
+struct ReleaseAllOnDrop(Arc<ReplyBudget>);
+
+impl Drop for ReleaseAllOnDrop {
+    fn drop(&mut self) {
+        self.0.queued.store(0, Ordering::Release);
+        self.0.drained.notify_waiters();
+    }
+}
+
 /// A reply in the connection's queue.
 enum Pending {
     Reply(Reply),
@@ -76,9 +116,11 @@ enum Pending {
 async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
-    let write_task = tokio::spawn(write_replies(writer, rx, peer));
+    let budget = Arc::new(ReplyBudget::default());
+    let write_task = tokio::spawn(write_replies(writer, rx, peer, budget.clone()));
     let limit = broker.config.socket_request_max_bytes;
     loop {
+        budget.wait_for_room().await;
         let mut size_prefix = [0u8; SIZE_PREFIX_LEN];
         match reader.read_exact(&mut size_prefix).await {
             Ok(_) => {}
@@ -122,7 +164,12 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         let api_key = request.api_key;
         let outcome = dispatch_guarded(&broker, request, peer);
         let pending = match outcome {
-            Ok(reply) => Pending::Reply(reply),
+            Ok(reply) => {
+                if let Reply::Now(bytes) = &reply {
+                    budget.add(bytes.len());
+                }
+                Pending::Reply(reply)
+            }
             Err(e) => {
                 match e {
                     HandlerError::AcksZeroError => {
@@ -172,13 +219,24 @@ async fn write_replies(
     writer: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
     peer: SocketAddr,
+    budget: Arc<ReplyBudget>,
 ) {
+    // However the writer ends, it must not leave the reader waiting for room.
+    let _unblock_reader = ReleaseAllOnDrop(budget.clone());
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
     while let Some(pending) = rx.recv().await {
         let bytes: Option<Bytes> = match pending {
             Pending::Close => break,
             Pending::Reply(Reply::Nothing) => None,
-            Pending::Reply(Reply::Now(b)) => Some(b),
+            Pending::Reply(Reply::Now(b)) => {
+                let n = b.len();
+                let written = writer.write_all(&b).await;
+                budget.release(n);
+                if written.is_err() {
+                    return;
+                }
+                None
+            }
             Pending::Reply(Reply::Later(fut)) => {
                 // Flush what is buffered before waiting, so earlier replies are not
                 // held back by a long poll.

@@ -604,3 +604,131 @@ async fn metadata_auto_creates_topics_when_enabled_and_allowed() {
         (0, 0)
     );
 }
+
+#[tokio::test]
+async fn repeated_request_entries_are_answered_once() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "wide", 8, &[]).await;
+    let same = MetadataRequestTopic::default().with_name(Some(name("wide")));
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![same; 10_000])),
+        )
+        .await;
+    assert_eq!(md.topics.len(), 1, "one answer per distinct topic");
+    assert_eq!(md.topics[0].partitions.len(), 8);
+    let broker_resource = DescribeConfigsResource::default()
+        .with_resource_type(4)
+        .with_resource_name(StrBytes::from_static_str(""));
+    let req = DescribeConfigsRequest::default()
+        .with_include_documentation(true)
+        .with_resources(vec![broker_resource; 1000]);
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req).await;
+    assert_eq!(resp.results.len(), 1000);
+    assert!(
+        resp.results
+            .iter()
+            .all(|r| r.error_code == 42 && r.configs.is_empty()),
+        "duplicates get INVALID_REQUEST"
+    );
+    // A huge unknown topic name with many partitions: answered with the name once.
+    let long = "x".repeat(30_000);
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(name(&long))
+            .with_partition_indexes((0..50_000).chain(0..50_000).collect())]));
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 7, &req).await;
+    assert_eq!(resp.topics.len(), 1);
+    assert_eq!(
+        resp.topics[0].partitions.len(),
+        50_000,
+        "each partition once"
+    );
+    assert!(resp.topics[0]
+        .partitions
+        .iter()
+        .all(|p| p.committed_offset == -1));
+}
+
+#[tokio::test]
+async fn internal_topics_are_refused_to_clients() {
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    // FindCoordinator creates __consumer_offsets.
+    let _: FindCoordinatorResponse = c
+        .call(
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
+        )
+        .await;
+    assert_eq!(
+        produce(
+            &mut c,
+            "__consumer_offsets",
+            0,
+            batch(&["forged"], Compression::None),
+            1
+        )
+        .await
+        .0,
+        17
+    );
+    let created = create_topic(&mut c, "__transaction_state", 1, &[]).await;
+    assert_eq!(created.topics[0].error_code, 42);
+    let req = DeleteTopicsRequest::default().with_topic_names(vec![name("__consumer_offsets")]);
+    let resp: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 5, &req).await;
+    assert_eq!(resp.responses[0].error_code, 17);
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await;
+    assert!(md
+        .topics
+        .iter()
+        .any(|t| t.name.as_ref().map(|n| n.as_str()) == Some("__consumer_offsets")));
+}
+
+#[tokio::test]
+async fn pipelined_fetches_beyond_the_reply_budget_are_all_answered_in_order() {
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "big", 1, &[]).await;
+    let value = "v".repeat(900 * 1024);
+    for _ in 0..2 {
+        assert_eq!(
+            produce(&mut c, "big", 0, batch(&[&value], Compression::None), 1)
+                .await
+                .0,
+            0
+        );
+    }
+    // 100 pipelined fetches of ~1.8 MB each: far more than the per-connection budget,
+    // so the reader must pause and resume as the writer drains.
+    let mut consumer = broker.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let mut req = fetch_request("big", 0, 0, 0, 1);
+        req.topics[0].partitions[0].partition_max_bytes = 4 * 1024 * 1024;
+        ids.push(consumer.send(ApiKey::Fetch, 12, &req).await);
+    }
+    for id in ids {
+        let (got, resp): (i32, FetchResponse) =
+            tokio::time::timeout(Duration::from_secs(60), consumer.receive(ApiKey::Fetch, 12))
+                .await
+                .expect("no stall");
+        assert_eq!(got, id);
+        assert_eq!(records_of(&resp.responses[0].partitions[0]).len(), 2);
+    }
+}

@@ -238,7 +238,10 @@ impl BrokerConfig {
                 max_session_timeout_ms: positive("group.max.session.timeout.ms")? as i32,
                 max_group_size: positive("group.max.size")? as usize,
                 offsets_retention_ms: positive("offsets.retention.minutes")?.saturating_mul(60_000),
-                max_metadata_bytes: positive("offset.metadata.max.bytes")? as usize,
+                // Stored as an int16-length string in __consumer_offsets (Kafka's own
+                // writer cannot go beyond that either).
+                max_metadata_bytes: (positive("offset.metadata.max.bytes")? as usize)
+                    .min(ottla_group::records::MAX_STRING_LEN),
                 offsets_retention_check_interval_ms: positive(
                     "offsets.retention.check.interval.ms",
                 )?,

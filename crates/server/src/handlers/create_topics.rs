@@ -17,6 +17,10 @@ use crate::broker::Broker;
 use crate::config::definitions::TOPIC_CONFIGS;
 use crate::config::validate_topic_config;
 
+/// Longest topic config value accepted. Kafka has no such limit; real values are a few
+/// bytes, and every value is stored in the metadata log and replayed at each start.
+pub const MAX_TOPIC_CONFIG_VALUE_BYTES: usize = 16 * 1024;
+
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: CreateTopicsRequest = decode(request)?;
     let version = request.version();
@@ -36,6 +40,12 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     format!("Found multiple entries for topic {name}."),
                 ));
             }
+            if crate::group_runtime::INTERNAL_TOPICS.contains(&name.as_str()) {
+                return Err(error(
+                    ResponseError::InvalidRequest.code(),
+                    format!("Topic {name} is reserved for the broker's internal use"),
+                ));
+            }
             let mut configs = BTreeMap::new();
             for c in &topic.configs {
                 let key = c.name.as_str().to_string();
@@ -45,6 +55,14 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                         format!("Null value not supported for topic configs: {key}"),
                     ));
                 };
+                if value.len() > MAX_TOPIC_CONFIG_VALUE_BYTES {
+                    return Err(error(
+                        ResponseError::InvalidConfig.code(),
+                        format!(
+                            "Value of {key} is longer than {MAX_TOPIC_CONFIG_VALUE_BYTES} bytes"
+                        ),
+                    ));
+                }
                 validate_topic_config(&key, &value)
                     .map_err(|m| error(ResponseError::InvalidConfig.code(), m))?;
                 configs.insert(key, value);

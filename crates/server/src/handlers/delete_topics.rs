@@ -53,6 +53,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 ResponseError::UnknownTopicOrPartition.code(),
                 "This server does not host this topic-partition.".into(),
             )),
+            Some(topic) if topic.is_internal() => Err((
+                ResponseError::InvalidTopicException.code(),
+                format!("Cannot delete internal topic {}", topic.name),
+            )),
             Some(topic) => match broker.controller.delete_topic(topic.topic_id) {
                 Ok(deleted) => {
                     broker.replicas.remove_topic(&deleted.topic_id);

@@ -76,11 +76,34 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     };
     let image = broker.controller.image();
     let mut results = Vec::with_capacity(req.resources.len());
+    let mut counts: std::collections::HashMap<(i8, String), usize> =
+        std::collections::HashMap::new();
+    for r in &req.resources {
+        *counts
+            .entry((r.resource_type, r.resource_name.to_string()))
+            .or_default() += 1;
+    }
     for resource in req.resources {
         let name = resource.resource_name.as_str().to_string();
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
+        if counts
+            .get(&(resource.resource_type, name.clone()))
+            .copied()
+            .unwrap_or(0)
+            > 1
+        {
+            // Each repetition would copy every config (and its documentation) again.
+            results.push(
+                result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(format!(
+                        "Duplicate resource {name} in the request"
+                    )))),
+            );
+            continue;
+        }
         match resource.resource_type {
             RESOURCE_TOPIC => match image.topic(&name) {
                 None => {

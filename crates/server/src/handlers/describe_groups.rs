@@ -14,9 +14,12 @@ use crate::broker::Broker;
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: DescribeGroupsRequest = decode(request)?;
     let version = request.version();
+    let mut seen = std::collections::HashSet::new();
     let groups = req
         .groups
         .into_iter()
+        // Each group is described once, however often it is listed.
+        .filter(|id| seen.insert(id.to_string()))
         .map(|id| {
             let d = broker.groups.describe(id.as_str());
             let members = d

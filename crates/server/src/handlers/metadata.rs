@@ -36,10 +36,24 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             topics.push(topic_metadata(version, topic));
         }
     } else {
+        // Kafka answers each requested topic once, however often it is listed (it
+        // collects them in a set); without this a small request could ask for the same
+        // large topic a million times.
+        let mut seen_names = std::collections::HashSet::new();
+        let mut seen_ids = std::collections::HashSet::new();
         for wanted in req.topics.as_deref().unwrap_or_default() {
+            let fresh = if version >= 12 && !wanted.topic_id.is_nil() {
+                seen_ids.insert(wanted.topic_id)
+            } else {
+                seen_names.insert(wanted.name.as_ref().map(|n| n.as_str().to_string()))
+            };
+            if !fresh {
+                continue;
+            }
             // As in Kafka, a request that carries a topic id is looked up by id only;
             // the name (Java sends "") is ignored.
-            if version >= 10 && !wanted.topic_id.is_nil() {
+            // Lookup by id exists from v12 (Kafka ignores ids in older requests).
+            if version >= 12 && !wanted.topic_id.is_nil() {
                 match image.topic_by_id(&wanted.topic_id) {
                     Some(topic) => topics.push(topic_metadata(version, topic)),
                     None => topics.push(error_topic(

@@ -1,5 +1,11 @@
 //! OffsetCommit (key 8): committed offsets, by group members or "simple" consumers.
+//!
+//! Partitions of unknown topics fail here with UNKNOWN_TOPIC_OR_PARTITION (as Kafka's
+//! request handler does) and never reach the coordinator; a partition listed twice is
+//! committed once (the last value wins), so one request costs at most one record per
+//! existing partition.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::offset_commit_response::{
@@ -16,27 +22,21 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let req: OffsetCommitRequest = decode(request)?;
     let version = request.version();
     let image = broker.controller.image();
-    let mut offsets = Vec::new();
-    // (topic, partition) → error, in request order; unknown partitions fail here.
-    let mut results: Vec<(String, i32, i16)> = Vec::new();
-    for topic in &req.topics {
-        let name = topic.name.to_string();
-        let known = image.topic(&name);
+    // (topic index in the request, partition) → index into `offsets`.
+    let mut slot: HashMap<(usize, i32), usize> = HashMap::new();
+    let mut offsets: Vec<PartitionOffsetCommit> = Vec::new();
+    let mut topic_of_offset: Vec<usize> = Vec::new();
+    for (ti, topic) in req.topics.iter().enumerate() {
+        let Some(info) = image.topic(topic.name.as_str()) else {
+            continue;
+        };
+        let partitions = info.partitions.len() as i32;
         for p in &topic.partitions {
-            let exists = known.is_some_and(|t| {
-                p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len()
-            });
-            if !exists {
-                results.push((
-                    name.clone(),
-                    p.partition_index,
-                    error::UNKNOWN_TOPIC_OR_PARTITION,
-                ));
+            if p.partition_index < 0 || p.partition_index >= partitions {
                 continue;
             }
-            results.push((name.clone(), p.partition_index, error::NONE));
-            offsets.push(PartitionOffsetCommit {
-                topic: name.clone(),
+            let commit = PartitionOffsetCommit {
+                topic: info.name.clone(),
                 partition: p.partition_index,
                 offset: p.committed_offset,
                 leader_epoch: if version >= 6 {
@@ -45,10 +45,18 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     -1
                 },
                 metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            });
+            };
+            match slot.get(&(ti, p.partition_index)) {
+                Some(&i) => offsets[i] = commit,
+                None => {
+                    slot.insert((ti, p.partition_index), offsets.len());
+                    offsets.push(commit);
+                    topic_of_offset.push(ti);
+                }
+            }
         }
     }
-    let committed = broker.groups.commit_offsets(
+    let results = broker.groups.commit_offsets(
         broker,
         ottla_group::types::OffsetCommitRequest {
             group_id: req.group_id.to_string(),
@@ -58,28 +66,36 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             offsets,
         },
     );
-    for c in committed {
-        if let Some(r) = results
-            .iter_mut()
-            .find(|r| r.0 == c.topic && r.1 == c.partition && r.2 == error::NONE)
-        {
-            r.2 = c.error;
-        }
+    // The coordinator answers in the order it was asked.
+    let mut errors: HashMap<(usize, i32), i16> = HashMap::new();
+    for (i, r) in results.iter().enumerate() {
+        errors.insert((topic_of_offset[i], r.partition), r.error);
     }
-    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (topic, partition, code) in results {
-        let entry = OffsetCommitResponsePartition::default()
-            .with_partition_index(partition)
-            .with_error_code(code);
-        match topics.last_mut() {
-            Some(t) if t.name.as_str() == topic => t.partitions.push(entry),
-            _ => topics.push(
-                OffsetCommitResponseTopic::default()
-                    .with_name(kafka_protocol::messages::TopicName(super::str_bytes(topic)))
-                    .with_partitions(vec![entry]),
-            ),
-        }
-    }
+    let topics = req
+        .topics
+        .into_iter()
+        .enumerate()
+        .map(|(ti, t)| {
+            let mut answered = std::collections::HashSet::new();
+            let partitions = t
+                .partitions
+                .iter()
+                .filter(|p| answered.insert(p.partition_index))
+                .map(|p| {
+                    let code = errors
+                        .get(&(ti, p.partition_index))
+                        .copied()
+                        .unwrap_or(error::UNKNOWN_TOPIC_OR_PARTITION);
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
     respond(
         request,
         &OffsetCommitResponse::default().with_topics(topics),

@@ -1,6 +1,7 @@
 //! OffsetDelete (key 47): drop committed offsets a group no longer needs; refused for
 //! topics a live consumer group still subscribes to.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::offset_delete_response::{
@@ -14,37 +15,50 @@ use crate::broker::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: OffsetDeleteRequest = decode(request)?;
-    let partitions: Vec<(String, i32)> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.name.to_string(), p.partition_index))
-        })
-        .collect();
+    // Only partitions that exist can hold offsets worth deleting; each is asked once.
+    let image = broker.controller.image();
+    let mut seen = HashSet::new();
+    let mut partitions: Vec<(String, i32)> = Vec::new();
+    for t in &req.topics {
+        let Some(info) = image.topic(t.name.as_str()) else {
+            continue;
+        };
+        let count = info.partitions.len() as i32;
+        for p in &t.partitions {
+            let key = (info.name.clone(), p.partition_index);
+            if p.partition_index >= 0 && p.partition_index < count && seen.insert(key.clone()) {
+                partitions.push(key);
+            }
+        }
+    }
     let (code, results) = broker
         .groups
         .delete_offsets(broker, req.group_id.as_str(), &partitions);
+    let errors: HashMap<(&str, i32), i16> = results
+        .iter()
+        .map(|r| ((r.topic.as_str(), r.partition), r.error))
+        .collect();
     let topics = req
         .topics
-        .into_iter()
+        .iter()
         .map(|t| {
+            let mut answered = HashSet::new();
             let parts = t
                 .partitions
                 .iter()
+                .filter(|p| answered.insert(p.partition_index))
                 .map(|p| {
-                    let e = results
-                        .iter()
-                        .find(|r| r.topic == t.name.as_str() && r.partition == p.partition_index)
-                        .map_or(0, |r| r.error);
+                    let e = errors
+                        .get(&(t.name.as_str(), p.partition_index))
+                        .copied()
+                        .unwrap_or(ottla_group::types::error::UNKNOWN_TOPIC_OR_PARTITION);
                     OffsetDeleteResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(e)
                 })
                 .collect();
             OffsetDeleteResponseTopic::default()
-                .with_name(t.name)
+                .with_name(t.name.clone())
                 .with_partitions(parts)
         })
         .collect();

@@ -1,6 +1,12 @@
 //! OffsetFetch (key 9): committed offsets of one group (v1-7) or several (v8+).
 //! A partition without a commit reports offset -1 and no error, as in Kafka.
+//!
+//! The answer is built per requested topic, not per partition: the topic name is
+//! copied once per topic, repeated groups, topics and partitions are answered once, and
+//! only partitions that exist are looked up, so the response stays proportional to
+//! what the broker holds rather than to what a request claims.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::offset_fetch_response::{
@@ -8,45 +14,122 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
-use ottla_group::types::FetchedOffset;
+use ottla_controller::MetadataImage;
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 
-/// Group results by topic, keeping first-seen order.
-fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<(String, Vec<FetchedOffset>)> {
-    let mut out: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
-    for o in offsets {
-        match out.iter_mut().find(|(t, _)| *t == o.topic) {
-            Some((_, list)) => list.push(o),
-            None => out.push((o.topic.clone(), vec![o])),
+/// One partition's answer.
+struct Fetched {
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<String>,
+}
+
+impl Fetched {
+    fn none(partition: i32) -> Fetched {
+        Fetched {
+            partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: Some(String::new()),
         }
     }
-    out
+}
+
+/// Answer one group: `topics: None` means every committed partition.
+fn fetch_group(
+    broker: &Broker,
+    image: &MetadataImage,
+    group_id: &str,
+    topics: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> Vec<(TopicName, Vec<Fetched>)> {
+    match topics {
+        None => {
+            let mut out: Vec<(TopicName, Vec<Fetched>)> = Vec::new();
+            let mut index: HashMap<String, usize> = HashMap::new();
+            for o in broker.groups.fetch_offsets(group_id, None) {
+                let i = *index.entry(o.topic.clone()).or_insert_with(|| {
+                    out.push((TopicName(str_bytes(o.topic.clone())), Vec::new()));
+                    out.len() - 1
+                });
+                out[i].1.push(Fetched {
+                    partition: o.partition,
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata,
+                });
+            }
+            out
+        }
+        Some(topics) => {
+            let mut seen_topics = HashSet::new();
+            let mut out = Vec::new();
+            for (name, partitions) in topics {
+                if !seen_topics.insert(name.to_string()) {
+                    continue;
+                }
+                let mut seen = HashSet::new();
+                let partitions: Vec<i32> =
+                    partitions.into_iter().filter(|p| seen.insert(*p)).collect();
+                let existing = image
+                    .topic(name.as_str())
+                    .map(|t| t.partitions.len() as i32)
+                    .unwrap_or(0);
+                let known: Vec<i32> = partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| *p >= 0 && *p < existing)
+                    .collect();
+                let mut committed: HashMap<i32, Fetched> = HashMap::new();
+                if !known.is_empty() {
+                    let query = [(name.to_string(), known)];
+                    for o in broker.groups.fetch_offsets(group_id, Some(&query)) {
+                        committed.insert(
+                            o.partition,
+                            Fetched {
+                                partition: o.partition,
+                                offset: o.offset,
+                                leader_epoch: o.leader_epoch,
+                                metadata: o.metadata,
+                            },
+                        );
+                    }
+                }
+                let answers = partitions
+                    .into_iter()
+                    .map(|p| committed.remove(&p).unwrap_or_else(|| Fetched::none(p)))
+                    .collect();
+                out.push((name, answers));
+            }
+            out
+        }
+    }
 }
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: OffsetFetchRequest = decode(request)?;
     let version = request.version();
+    let image = broker.controller.image();
     if version >= 8 {
+        let mut seen = HashSet::new();
         let groups = req
             .groups
-            .iter()
+            .into_iter()
+            .filter(|g| seen.insert(g.group_id.to_string()))
             .map(|g| {
-                let topics: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
-                    ts.iter()
-                        .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                let topics = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
-                let offsets = broker
-                    .groups
-                    .fetch_offsets(g.group_id.as_str(), topics.as_deref());
-                let topics = by_topic(offsets)
+                let topics = fetch_group(broker, &image, g.group_id.as_str(), topics)
                     .into_iter()
                     .map(|(name, list)| {
                         OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(str_bytes(name)))
+                            .with_name(name)
                             .with_partitions(
                                 list.into_iter()
                                     .map(|o| {
@@ -55,40 +138,35 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                                             .with_committed_offset(o.offset)
                                             .with_committed_leader_epoch(o.leader_epoch)
                                             .with_metadata(o.metadata.map(str_bytes))
-                                            .with_error_code(o.error)
                                     })
                                     .collect(),
                             )
                     })
                     .collect();
                 OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id.clone())
+                    .with_group_id(g.group_id)
                     .with_topics(topics)
             })
             .collect();
         return respond(request, &OffsetFetchResponse::default().with_groups(groups));
     }
-    let topics: Option<Vec<(String, Vec<i32>)>> = req.topics.as_ref().map(|ts| {
-        ts.iter()
-            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+    let topics = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let offsets = broker
-        .groups
-        .fetch_offsets(req.group_id.as_str(), topics.as_deref());
-    let topics = by_topic(offsets)
+    let topics = fetch_group(broker, &image, req.group_id.as_str(), topics)
         .into_iter()
         .map(|(name, list)| {
             OffsetFetchResponseTopic::default()
-                .with_name(TopicName(str_bytes(name)))
+                .with_name(name)
                 .with_partitions(
                     list.into_iter()
                         .map(|o| {
                             let p = OffsetFetchResponsePartition::default()
                                 .with_partition_index(o.partition)
                                 .with_committed_offset(o.offset)
-                                .with_metadata(o.metadata.map(str_bytes))
-                                .with_error_code(o.error);
+                                .with_metadata(o.metadata.map(str_bytes));
                             if version >= 5 {
                                 p.with_committed_leader_epoch(o.leader_epoch)
                             } else {

@@ -56,6 +56,18 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 ));
                 continue;
             }
+            if topic.as_ref().is_some_and(|t| t.is_internal()) {
+                // Kafka: "Cannot append to internal topic". Only the broker's own
+                // coordinators write there.
+                any_error = true;
+                partitions.push(partition_error(
+                    index,
+                    ResponseError::InvalidTopicException.code(),
+                    Some(format!("Cannot append to internal topic {name}")),
+                    version,
+                ));
+                continue;
+            }
             let partition = topic
                 .as_ref()
                 .and_then(|t| broker.replicas.get(&t.topic_id, index));
