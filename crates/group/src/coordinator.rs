@@ -274,6 +274,7 @@ impl Group {
             leader: self.leader.clone().unwrap_or_default(),
             member_id: member_id.to_string(),
             members,
+            skip_assignment: false,
         }
     }
 
@@ -494,7 +495,6 @@ impl GroupCoordinator {
                 .syncs
                 .push((t, SyncResponse::error(error::FENCED_INSTANCE_ID)));
         }
-        let protocols_changed = !member.same_protocols(&req.protocols);
         member.member_id = new_id.clone();
         member.client_id = req.client_id.clone();
         member.client_host = req.client_host.clone();
@@ -515,11 +515,20 @@ impl GroupCoordinator {
             group.group_id,
             new_id
         );
+        group.members.insert(new_id.clone(), member);
+        // Kafka (updateStaticMemberAndRebalance): a Stable group rebalances for a
+        // returning static member only if the protocol it would select changes.
+        let protocol_kept =
+            group.state == GroupState::Stable && group.select_protocol() == group.protocol_name;
+        let mut member = group.members.remove(&new_id).expect("just inserted");
         match group.state {
-            GroupState::Stable if !protocols_changed => {
+            GroupState::Stable if protocol_kept => {
                 group.members.insert(new_id.clone(), member);
                 effects.records.push(group.metadata_record(now));
-                Some(group.join_response_for(&new_id))
+                let mut response = group.join_response_for(&new_id);
+                // A returning leader keeps the current assignment (KIP-814).
+                response.skip_assignment = group.leader.as_deref() == Some(new_id.as_str());
+                Some(response)
             }
             GroupState::PreparingRebalance => {
                 member.awaiting_join = Some(ticket);

@@ -80,6 +80,9 @@ pub struct JoinResponse {
     pub member_id: String,
     /// Only the leader gets the members (with their metadata for the chosen protocol).
     pub members: Vec<JoinMember>,
+    /// JoinGroup v9+: the leader must not compute a new assignment (a static leader
+    /// rejoining a stable group).
+    pub skip_assignment: bool,
 }
 
 impl JoinResponse {

@@ -339,6 +339,10 @@ fn static_member_restart_keeps_assignment_and_fences_the_old_id() {
     assert_eq!(r.error, error::NONE);
     assert_ne!(r.member_id, old);
     assert_eq!(r.generation_id, generation, "no rebalance");
+    assert!(
+        r.skip_assignment,
+        "a returning leader keeps the current assignment"
+    );
     assert_eq!(e.records.len(), 1, "the new member id is stored");
     let new = r.member_id.clone();
     assert_eq!(
@@ -529,4 +533,44 @@ fn an_emptied_group_stays_a_consumer_group_until_cleanup() {
     let e = c.tick(DELAY + 1 + interval);
     assert_eq!(c.describe("e").state, "Dead");
     assert_eq!(e.records.len(), 1, "group tombstone");
+}
+
+#[test]
+fn commits_to_a_deleted_group_follow_kafkas_rules() {
+    let mut c = coordinator();
+    let (id, generation) = single_member_group(&mut c, "d");
+    c.leave(
+        DELAY + 1,
+        "d",
+        &[LeaveMember {
+            member_id: id.clone(),
+            group_instance_id: None,
+        }],
+    );
+    assert_eq!(c.delete_group(DELAY + 2, "d").0, error::NONE);
+    let commit = |generation: i32, member: &str| OffsetCommitRequest {
+        group_id: "d".into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        offsets: vec![PartitionOffsetCommit {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+    };
+    // A member of the deleted group commits with its old generation: refused.
+    let (r, e) = c.commit_offsets(DELAY + 3, commit(generation, &id));
+    assert_eq!(r[0].error, error::ILLEGAL_GENERATION);
+    assert!(e.records.is_empty());
+    assert_eq!(
+        heartbeat(&mut c, DELAY + 3, "d", &id, generation),
+        error::UNKNOWN_MEMBER_ID
+    );
+    // A simple commit (generation -1) starts the group afresh, as in Kafka.
+    let (r, e) = c.commit_offsets(DELAY + 4, commit(-1, "anything"));
+    assert_eq!(r[0].error, error::NONE);
+    assert_eq!(e.records.len(), 1);
 }

@@ -90,6 +90,9 @@ fn to_wire(version: i16, r: JoinResponse) -> JoinGroupResponse {
         .with_leader(str_bytes(r.leader))
         .with_member_id(str_bytes(r.member_id))
         .with_members(members);
+    if version >= 9 {
+        w = w.with_skip_assignment(r.skip_assignment);
+    }
     if version >= 7 {
         w = w
             .with_protocol_type(r.protocol_type.map(str_bytes))
