@@ -79,10 +79,10 @@ if [ -d "$HOME/.cargo/bin" ]; then
 fi
 rust_ok() {
     command -v cargo >/dev/null 2>&1 || return 1
-    # the workspace needs rust-version 1.85 or newer
+    # the workspace needs rust-version 1.89 or newer (File::try_lock)
     local minor
     minor="$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')"
-    [ "${minor:-0}" -ge 85 ] 2>/dev/null
+    [ "${minor:-0}" -ge 89 ] 2>/dev/null
 }
 if ! rust_ok; then
     if command -v rustup >/dev/null 2>&1; then

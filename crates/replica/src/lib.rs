@@ -19,6 +19,9 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use checkpoint::{OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPOINT};
+
+/// Kafka's lock file in each log directory.
+pub const LOCK_FILE: &str = ".lock";
 pub use partition::{
     FetchIsolation, Partition, PartitionConfig, ProduceError, ProduceResult, ReadResult,
 };
@@ -32,6 +35,8 @@ pub enum ReplicaError {
     },
     #[error("partition {partition}: {source}")]
     Log { partition: String, source: LogError },
+    #[error("Failed to acquire lock on file .lock in {0}. A Kafka instance in another process or thread is using this directory.")]
+    Locked(PathBuf),
 }
 
 /// A partition directory found on disk at start-up.
@@ -48,6 +53,8 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
     /// Directories found at start-up and not yet claimed by a partition.
     on_disk: Mutex<HashMap<(String, i32), OnDiskPartition>>,
+    /// Held for the broker's lifetime: one process per log directory (Kafka's `.lock`).
+    _dir_locks: Vec<std::fs::File>,
     /// Serialises opening and creating partitions: two concurrent callers must not
     /// both open (and truncate) the same directory.
     open_lock: Mutex<()>,
@@ -71,12 +78,26 @@ impl ReplicaManager {
         assert!(!log_dirs.is_empty(), "at least one log dir is required");
         let mut on_disk = HashMap::new();
         let mut recovery_points = Vec::new();
+        let mut dir_locks = Vec::new();
         for (i, dir) in log_dirs.iter().enumerate() {
             let io = |source| ReplicaError::Io {
                 path: dir.clone(),
                 source,
             };
             std::fs::create_dir_all(dir).map_err(io)?;
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(LOCK_FILE))
+                .map_err(io)?;
+            match lock.try_lock() {
+                Ok(()) => dir_locks.push(lock),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(ReplicaError::Locked(dir.clone()))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
             let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
             // Without the marker the checkpoint is older than the log end; recovery
             // scans from it either way, because everything before it was flushed.
@@ -123,6 +144,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             on_disk: Mutex::new(on_disk),
             open_lock: Mutex::new(()),
+            _dir_locks: dir_locks,
             recovery_points,
         })
     }
@@ -343,6 +365,21 @@ fn delete_partition_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_dir_serves_one_broker_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ReplicaManager::open(1, vec![dir.path().to_path_buf()]).unwrap();
+        assert!(matches!(
+            ReplicaManager::open(1, vec![dir.path().to_path_buf()]),
+            Err(ReplicaError::Locked(_))
+        ));
+        drop(first);
+        assert!(
+            ReplicaManager::open(1, vec![dir.path().to_path_buf()]).is_ok(),
+            "released on drop"
+        );
+    }
 
     #[test]
     fn partition_dir_names() {

@@ -47,6 +47,10 @@ impl Broker {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create log dir {}", dir.display()))?;
         }
+        // First: this takes each log dir's lock, so a second broker pointed at the same
+        // directories stops here, before it can touch the metadata log.
+        let replicas = ReplicaManager::open(config.node_id, config.log_dirs.clone())
+            .context("cannot open log dirs")?;
         let controller = Controller::open(ControllerConfig {
             node_id: config.node_id,
             metadata_dir: first_dir.join(METADATA_DIR_NAME),
@@ -67,8 +71,6 @@ impl Broker {
                 rack: config.explicit.get("broker.rack").cloned(),
             })
             .context("cannot register the broker")?;
-        let replicas = ReplicaManager::open(config.node_id, config.log_dirs.clone())
-            .context("cannot open log dirs")?;
         let groups = Arc::new(GroupRuntime::new(
             config.group.clone(),
             config.offsets_topic_num_partitions,

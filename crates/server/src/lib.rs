@@ -58,21 +58,32 @@ pub struct RunningBroker {
     pub broker: Arc<Broker>,
     pub addresses: Vec<SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
-    servers: Vec<tokio::task::JoinHandle<()>>,
+    /// Listeners (which close their connections on shutdown) and background tasks.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningBroker {
-    /// Stop accepting, then flush and checkpoint (clean shutdown).
+    /// Stop accepting, close connections, then flush and checkpoint (clean shutdown).
     pub async fn stop(self) -> anyhow::Result<()> {
         tracing::info!("Shutting down");
-        let _ = self.shutdown.send(true);
-        for s in self.servers {
-            let _ = s.await;
-        }
-        let b = self.broker.clone();
-        tokio::task::spawn_blocking(move || b.shutdown()).await??;
+        let broker = self.halt().await;
+        tokio::task::spawn_blocking(move || broker.shutdown()).await??;
         tracing::info!("Shut down completed");
         Ok(())
+    }
+
+    /// Stop every task without the final flush and checkpoint: the in-process stand-in
+    /// for a crash (tests), which still releases the log directory locks.
+    pub async fn crash(self) {
+        drop(self.halt().await);
+    }
+
+    async fn halt(self) -> Arc<Broker> {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.broker
     }
 }
 
@@ -80,7 +91,7 @@ impl RunningBroker {
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let broker = tokio::task::spawn_blocking(move || Broker::start(config)).await??;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-    let mut servers = Vec::new();
+    let mut tasks = Vec::new();
     let mut addresses = Vec::new();
     for listener in &broker.config.listeners {
         let addr = format!(
@@ -98,7 +109,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         let local = socket.local_addr()?;
         tracing::info!("Awaiting socket connections on {local}");
         addresses.push(local);
-        servers.push(tokio::spawn(network::serve(
+        tasks.push(tokio::spawn(network::serve(
             broker.clone(),
             socket,
             shutdown_rx.clone(),
@@ -115,18 +126,18 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .unwrap_or("?"),
         broker.started_at.elapsed().as_millis()
     );
-    tokio::spawn(
+    tasks.push(tokio::spawn(
         broker
             .groups
             .clone()
             .run_timers(broker.clone(), shutdown_rx.clone()),
-    );
-    spawn_background_tasks(broker.clone(), shutdown_rx);
+    ));
+    tasks.extend(spawn_background_tasks(broker.clone(), shutdown_rx));
     Ok(RunningBroker {
         broker,
         addresses,
         shutdown,
-        servers,
+        tasks,
     })
 }
 
@@ -149,11 +160,11 @@ async fn wait_for_signal() {
 fn spawn_background_tasks(
     broker: std::sync::Arc<Broker>,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+) -> Vec<tokio::task::JoinHandle<()>> {
     let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);
     let b = broker.clone();
     let mut stop = shutdown.clone();
-    tokio::spawn(async move {
+    let retention = tokio::spawn(async move {
         let mut tick = tokio::time::interval(retention_every);
         tick.tick().await;
         loop {
@@ -171,7 +182,7 @@ fn spawn_background_tasks(
         }
     });
     let mut stop = shutdown;
-    tokio::spawn(async move {
+    let checkpoints = tokio::spawn(async move {
         let mut tick = tokio::time::interval(RECOVERY_POINT_CHECKPOINT_INTERVAL);
         tick.tick().await;
         loop {
@@ -187,4 +198,5 @@ fn spawn_background_tasks(
             }
         }
     });
+    vec![retention, checkpoints]
 }

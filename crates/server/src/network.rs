@@ -39,6 +39,7 @@ pub async fn serve(
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     let max_connections = broker.config.max_connections;
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -60,13 +61,28 @@ pub async fn serve(
                 open.fetch_add(1, Ordering::Relaxed);
                 let broker = broker.clone();
                 let open = open.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     handle_connection(broker, stream, peer).await;
                     open.fetch_sub(1, Ordering::Relaxed);
                 });
             }
+            // Reap finished connections so the set does not grow with churn.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = shutdown.changed() => break,
         }
+    }
+    // Kafka closes every connection at shutdown. Handlers run to completion between
+    // await points, so aborting never interrupts an append halfway.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+/// Aborts the writer when the connection task ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -117,7 +133,12 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
     let budget = Arc::new(ReplyBudget::default());
-    let write_task = tokio::spawn(write_replies(writer, rx, peer, budget.clone()));
+    let mut write_task = AbortOnDrop(tokio::spawn(write_replies(
+        writer,
+        rx,
+        peer,
+        budget.clone(),
+    )));
     let limit = broker.config.socket_request_max_bytes;
     loop {
         budget.wait_for_room().await;
@@ -188,7 +209,7 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         }
     }
     drop(tx);
-    let _ = write_task.await;
+    let _ = (&mut write_task.0).await;
 }
 
 /// Run the handler, turning a panic into a closed connection instead of a dead process

@@ -61,13 +61,10 @@ impl TestBroker {
         self.boot().await;
     }
 
-    /// Restart without the clean shutdown (the in-process stand-in for a crash: the
-    /// state is dropped without a final flush, checkpoint or marker).
+    /// Restart without the clean shutdown (the in-process stand-in for a crash: no
+    /// final flush, checkpoint or clean-shutdown marker).
     pub async fn restart_uncleanly(&mut self) {
-        let running = self.running.take().unwrap();
-        drop(running);
-        // Let the listener tasks notice the dropped shutdown sender and close.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.running.take().unwrap().crash().await;
         self.boot().await;
     }
 
