@@ -895,13 +895,17 @@ fn stray_files_are_cleaned_and_foreign_ones_kept() {
     assert!(dir.join("leader-epoch-checkpoint").exists());
 }
 
-/// A `tracing` writer that collects formatted lines for assertions.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+thread_local! {
+    /// WARN lines logged on this thread (see `captured_warnings`).
+    static CAPTURED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-impl std::io::Write for Captured {
+/// Writes into the calling thread's `CAPTURED` buffer.
+struct ThreadLocalWriter;
+
+impl std::io::Write for ThreadLocalWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURED.with(|c| c.borrow_mut().extend_from_slice(buf));
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -909,11 +913,31 @@ impl std::io::Write for Captured {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
+/// Run `f` and return the WARN lines it logged on this thread. A single global
+/// subscriber writes each thread's lines to that thread's buffer: a scoped
+/// (`with_default`) subscriber is not reliable while other tests run in parallel,
+/// because `tracing` caches per-callsite interest across threads.
+fn captured_warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadLocalWriter)
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in these tests");
+    });
+    CAPTURED.with(|c| c.borrow_mut().clear());
+    let out = f();
+    let text = CAPTURED.with(|c| String::from_utf8(std::mem::take(&mut *c.borrow_mut())).unwrap());
+    (
+        out,
+        text.lines()
+            .filter(|l| l.contains("WARN"))
+            .map(String::from)
+            .collect(),
+    )
 }
 
 #[test]
@@ -933,19 +957,9 @@ fn one_warning_line_per_truncation_names_partition_offset_and_bytes() {
         .unwrap()
         .set_len(202 - 5)
         .unwrap();
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let log = tracing::subscriber::with_default(subscriber, || {
-        Log::open(&dir, small_segments(), 0).unwrap()
-    });
+    let (log, warnings) = captured_warnings(|| Log::open(&dir, small_segments(), 0).unwrap());
     assert_eq!(log.log_end_offset(), 6);
-    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let warnings: Vec<&str> = output.lines().filter(|l| l.contains("WARN")).collect();
-    assert_eq!(warnings.len(), 1, "{output}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("Truncated torn tail of foo-0 at offset 6 (197 bytes dropped, including 1 later segment(s))"),
         "{}",
