@@ -732,3 +732,35 @@ async fn pipelined_fetches_beyond_the_reply_budget_are_all_answered_in_order() {
         assert_eq!(records_of(&resp.responses[0].partitions[0]).len(), 2);
     }
 }
+
+#[tokio::test]
+async fn max_connections_is_enforced_and_frees_up() {
+    let broker = TestBroker::start(&[("max.connections", "2")]).await;
+    let mut a = broker.client().await;
+    let mut b = broker.client().await;
+    let _: ApiVersionsResponse = a
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let _: ApiVersionsResponse = b
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let mut c = broker.client().await;
+    assert!(c.is_closed().await, "a third connection is refused");
+    drop(a);
+    // The slot frees once the broker notices the close.
+    let mut served = false;
+    for _ in 0..50 {
+        let mut d = broker.client().await;
+        d.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .await;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), d.read_frame()).await
+        {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "a connection slot was released");
+    let _: ApiVersionsResponse = b
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+}
