@@ -74,13 +74,27 @@ pub enum Pending<T> {
 }
 
 impl<T> Pending<T> {
-    pub async fn wait(self, fallback: T) -> T {
+    /// The reply, or `fallback` if the coordinator dropped the request or did not answer
+    /// within `limit`. The coordinator answers every parked request itself (at the
+    /// latest when the rebalance times out or the member expires); the limit only keeps
+    /// a connection from waiting forever if that ever fails to happen.
+    pub async fn wait(self, fallback: T, limit: Duration) -> T {
         match self {
             Pending::Now(t) => t,
-            Pending::Later(rx) => rx.await.unwrap_or(fallback),
+            Pending::Later(rx) => match tokio::time::timeout(limit, rx).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(_)) => fallback,
+                Err(_) => {
+                    tracing::warn!("A parked group request was not answered within {limit:?}; answering REBALANCE_IN_PROGRESS");
+                    fallback
+                }
+            },
         }
     }
 }
+
+/// Added to the longest legitimate wait of a parked JoinGroup/SyncGroup.
+pub const PARKED_REPLY_GRACE: Duration = Duration::from_secs(30);
 
 /// Strings that end up in `__consumer_offsets` records must fit Kafka's int16 lengths.
 fn fits(s: &str) -> bool {

@@ -764,3 +764,32 @@ async fn max_connections_is_enforced_and_frees_up() {
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
 }
+
+#[tokio::test]
+async fn auto_creation_is_bounded_per_request_and_completes_on_retry() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    let req = MetadataRequest::default()
+        .with_allow_auto_topic_creation(true)
+        .with_topics(Some(
+            (0..150)
+                .map(|i| {
+                    MetadataRequestTopic::default().with_name(Some(name(&format!("auto-{i}"))))
+                })
+                .collect(),
+        ));
+    let first: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
+    let created = first.topics.iter().filter(|t| t.error_code == 0).count();
+    let deferred = first.topics.iter().filter(|t| t.error_code == 5).count();
+    assert_eq!(
+        (created, deferred),
+        (100, 50),
+        "LEADER_NOT_AVAILABLE for the rest"
+    );
+    let second: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
+    assert!(
+        second.topics.iter().all(|t| t.error_code == 0),
+        "the retry creates the remaining topics"
+    );
+}

@@ -47,6 +47,10 @@ pub fn handle(
         require_known_member_id: version >= 4,
         reason: req.reason.map(|s| s.to_string()),
     };
+    // A join waits at most for the rebalance timeout (then the coordinator completes the
+    // rebalance without the stragglers).
+    let limit = std::time::Duration::from_millis(join.rebalance_timeout_ms.max(0) as u64)
+        + crate::group_runtime::PARKED_REPLY_GRACE;
     let pending = broker.groups.join(broker, join);
     let correlation_id = request.correlation_id();
     let reply = move |r: JoinResponse| {
@@ -60,11 +64,9 @@ pub fn handle(
     match pending {
         Pending::Now(r) => Ok(Reply::Now(reply(r)?)),
         Pending::Later(rx) => Ok(Reply::Later(Box::pin(async move {
-            let fallback = JoinResponse::error(
-                ottla_group::types::error::COORDINATOR_NOT_AVAILABLE,
-                &member_id,
-            );
-            reply(Pending::Later(rx).wait(fallback).await)
+            let fallback =
+                JoinResponse::error(ottla_group::types::error::REBALANCE_IN_PROGRESS, &member_id);
+            reply(Pending::Later(rx).wait(fallback, limit).await)
         }))),
     }
 }

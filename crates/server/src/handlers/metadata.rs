@@ -20,6 +20,11 @@ use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 
+/// Topics one Metadata request may auto-create; each costs an fsynced metadata record and
+/// directories, so a single request naming a million new topics is answered in rounds
+/// (the rest get the retriable LEADER_NOT_AVAILABLE, as while Kafka creates them).
+pub const MAX_AUTO_CREATED_TOPICS_PER_REQUEST: usize = 100;
+
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: MetadataRequest = decode(request)?;
     let version = request.version();
@@ -30,6 +35,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         Some(t) => t.is_empty() && version == 0,
     };
     let allow_auto_create = version < 4 || req.allow_auto_topic_creation;
+    let mut created = 0usize;
     let mut topics = Vec::new();
     if all_topics {
         for topic in image.topics() {
@@ -86,6 +92,17 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 && broker.config.auto_create_topics_enable
                 && !name.starts_with("__")
             {
+                if created >= MAX_AUTO_CREATED_TOPICS_PER_REQUEST {
+                    // Retriable: the client asks again and the rest are created then.
+                    topics.push(error_topic(
+                        version,
+                        Some(name),
+                        Uuid::nil(),
+                        ResponseError::LeaderNotAvailable.code(),
+                    ));
+                    continue;
+                }
+                created += 1;
                 match auto_create(broker, &name) {
                     Ok(topic) => topics.push(topic_metadata(version, &topic)),
                     Err(code) => topics.push(error_topic(version, Some(name), Uuid::nil(), code)),

@@ -38,14 +38,16 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         }
         encode(ApiKey::SyncGroup, version, correlation_id, &w)
     };
+    let limit =
+        std::time::Duration::from_millis(broker.config.group.max_session_timeout_ms.max(0) as u64)
+            + crate::group_runtime::PARKED_REPLY_GRACE;
     match broker.groups.sync(broker, sync) {
         Pending::Now(r) => Ok(Reply::Now(reply(r)?)),
         Pending::Later(rx) => Ok(Reply::Later(Box::pin(async move {
-            reply(
-                Pending::Later(rx)
-                    .wait(SyncResponse::error(error::COORDINATOR_NOT_AVAILABLE))
-                    .await,
-            )
+            // A follower waits for the leader's sync, which comes within the leader's
+            // session timeout or the leader is expired and everyone rejoins.
+            let fallback = SyncResponse::error(error::REBALANCE_IN_PROGRESS);
+            reply(Pending::Later(rx).wait(fallback, limit).await)
         }))),
     }
 }
