@@ -125,9 +125,9 @@ fi
 
 # ---------------------------------------------------------------------------
 if [ "$COMPAT_ONLY" = 0 ]; then
-    step "cargo fmt -- --check"
-    # Not --all: that would also format the vendored path dependency.
-    cargo fmt -- --check
+    step "cargo fmt --all -- --check"
+    # --all walks the vendored path dependency too; its rustfmt.toml keeps it as released.
+    cargo fmt --all -- --check
 
     step "cargo clippy --workspace --all-targets -- -D warnings"
     cargo clippy --workspace --all-targets -- -D warnings
