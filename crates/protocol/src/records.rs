@@ -84,39 +84,19 @@ pub fn decode_records(
     batch: &RecordBatch<'_>,
     max_decompressed: usize,
 ) -> Result<Vec<Record>, RecordsError> {
-    let codec = batch
-        .compression()
-        .map_err(|e| RecordsError::Decompression(e.to_string()))?;
-    let payload: Cow<'_, [u8]> = match codec {
-        Compression::None => Cow::Borrowed(batch.records_payload()),
-        codec => Cow::Owned(decompress(
-            codec,
-            batch.records_payload(),
-            max_decompressed,
-        )?),
-    };
-
-    let count = usize::try_from(batch.records_count())
-        .map_err(|_| RecordsError::Malformed("negative records count"))?;
+    let payload = payload(batch, max_decompressed)?;
+    let count = records_count(batch)?;
     if count > payload.len() / MIN_RECORD_LEN {
         return Err(RecordsError::Malformed(
             "records count exceeds what the payload can hold",
         ));
     }
-    let timestamps = if batch.is_log_append_time() {
-        Timestamps::LogAppend(batch.max_timestamp())
-    } else {
-        Timestamps::Create(batch.base_timestamp())
-    };
-
-    let mut reader = Reader { buf: &payload };
+    let mut walk = RecordWalk::new(batch, &payload);
     let mut records = Vec::with_capacity(count);
     for _ in 0..count {
-        records.push(decode_record(&mut reader, batch.base_offset(), timestamps)?);
+        records.push(walk.next_record()?.to_owned());
     }
-    if !reader.buf.is_empty() {
-        return Err(RecordsError::Malformed("bytes left after the last record"));
-    }
+    walk.finish("bytes left after the last record")?;
     Ok(records)
 }
 
@@ -130,45 +110,25 @@ pub fn check_uncompressed_framing(batch: &RecordBatch<'_>) -> Result<(), Records
     if batch.compression().ok() != Some(Compression::None) {
         return Ok(());
     }
-    let count = usize::try_from(batch.records_count())
-        .map_err(|_| RecordsError::Malformed("negative records count"))?;
-    let mut reader = Reader {
-        buf: batch.records_payload(),
+    // Framing only: the producer's base offset and timestamp are not used (the base
+    // offset is rewritten at append), so their arithmetic is not checked here.
+    let mut walk = RecordWalk {
+        reader: Reader {
+            buf: batch.records_payload(),
+        },
+        base_offset: 0,
+        base_timestamp: 0,
+        log_append_time: None,
     };
-    for _ in 0..count {
-        if reader.buf.is_empty() {
+    for _ in 0..records_count(batch)? {
+        if walk.reader.buf.is_empty() {
             return Err(RecordsError::Malformed(
                 "Incorrect declared batch size, premature EOF reached",
             ));
         }
-        let length = usize::try_from(reader.varint()?)
-            .map_err(|_| RecordsError::Malformed("negative record length"))?;
-        let mut body = Reader {
-            buf: reader.bytes(length, "record length exceeds the payload")?,
-        };
-        body.bytes(1, "record truncated in attributes")?;
-        body.varlong()?;
-        body.varint()?;
-        body.nullable_bytes("record key exceeds the record")?;
-        body.nullable_bytes("record value exceeds the record")?;
-        let header_count = usize::try_from(body.varint()?)
-            .map_err(|_| RecordsError::Malformed("negative header count"))?;
-        for _ in 0..header_count {
-            let key_len = usize::try_from(body.varint()?)
-                .map_err(|_| RecordsError::Malformed("negative header key length"))?;
-            body.bytes(key_len, "header key exceeds the record")?;
-            body.nullable_bytes("header value exceeds the record")?;
-        }
-        if !body.buf.is_empty() {
-            return Err(RecordsError::Malformed("record length exceeds its fields"));
-        }
+        walk.next_record()?;
     }
-    if !reader.buf.is_empty() {
-        return Err(RecordsError::Malformed(
-            "Incorrect declared batch size, records still remaining",
-        ));
-    }
-    Ok(())
+    walk.finish("Incorrect declared batch size, records still remaining")
 }
 
 /// What [`scan_records`] shows of each record: enough for timestamp lookups and the
@@ -183,130 +143,168 @@ pub struct RecordMeta {
 /// Visit every record of `batch` in order, decompressing at most `max_decompressed`
 /// bytes once and allocating nothing per record, so a small batch of many tiny records
 /// cannot be inflated into millions of structs. `visit` returns
-/// `ControlFlow::Break(())` to stop early. Framing is checked as in
-/// [`decode_records`] for the records visited.
+/// `ControlFlow::Break(())` to stop early. Each record visited is checked as in
+/// [`decode_records`].
 pub fn scan_records(
     batch: &RecordBatch<'_>,
     max_decompressed: usize,
     mut visit: impl FnMut(RecordMeta) -> std::ops::ControlFlow<()>,
 ) -> Result<(), RecordsError> {
+    let payload = payload(batch, max_decompressed)?;
+    let mut walk = RecordWalk::new(batch, &payload);
+    for _ in 0..records_count(batch)? {
+        let r = walk.next_record()?;
+        let meta = RecordMeta {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            has_key: r.key.is_some(),
+        };
+        if visit(meta).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The batch's records, decompressed (bounded by `max_decompressed`) if needed.
+fn payload<'a>(
+    batch: &RecordBatch<'a>,
+    max_decompressed: usize,
+) -> Result<Cow<'a, [u8]>, RecordsError> {
     let codec = batch
         .compression()
         .map_err(|e| RecordsError::Decompression(e.to_string()))?;
-    let payload: Cow<'_, [u8]> = match codec {
+    Ok(match codec {
         Compression::None => Cow::Borrowed(batch.records_payload()),
         codec => Cow::Owned(decompress(
             codec,
             batch.records_payload(),
             max_decompressed,
         )?),
-    };
-    let count = usize::try_from(batch.records_count())
-        .map_err(|_| RecordsError::Malformed("negative records count"))?;
-    let mut reader = Reader { buf: &payload };
-    for _ in 0..count {
-        let length = usize::try_from(reader.varint()?)
+    })
+}
+
+fn records_count(batch: &RecordBatch<'_>) -> Result<usize, RecordsError> {
+    usize::try_from(batch.records_count())
+        .map_err(|_| RecordsError::Malformed("negative records count"))
+}
+
+/// One record, borrowed from the payload; its headers are already checked.
+struct RecordView<'a> {
+    offset: i64,
+    timestamp: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    header_count: usize,
+    /// The header section, exactly `header_count` well-formed headers.
+    headers: &'a [u8],
+}
+
+impl RecordView<'_> {
+    fn to_owned(&self) -> Record {
+        let mut reader = Reader { buf: self.headers };
+        let headers = (0..self.header_count)
+            .map(|_| {
+                let (key, value) = read_header(&mut reader).expect("checked by next_record");
+                (
+                    String::from_utf8_lossy(key).into_owned(),
+                    value.map(<[u8]>::to_vec),
+                )
+            })
+            .collect();
+        Record {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+}
+
+fn read_header<'a>(reader: &mut Reader<'a>) -> Result<(&'a [u8], Option<&'a [u8]>), RecordsError> {
+    let key_len = usize::try_from(reader.varint()?)
+        .map_err(|_| RecordsError::Malformed("negative header key length"))?;
+    let key = reader.bytes(key_len, "header key exceeds the record")?;
+    let value = reader.nullable_bytes("header value exceeds the record")?;
+    Ok((key, value))
+}
+
+/// The one parser of Kafka's `DefaultRecord` layout, shared by every reader above.
+struct RecordWalk<'a> {
+    reader: Reader<'a>,
+    base_offset: i64,
+    base_timestamp: i64,
+    /// Log-append-time batches give every record the batch's max timestamp.
+    log_append_time: Option<i64>,
+}
+
+impl<'a> RecordWalk<'a> {
+    fn new(batch: &RecordBatch<'_>, payload: &'a [u8]) -> Self {
+        RecordWalk {
+            reader: Reader { buf: payload },
+            base_offset: batch.base_offset(),
+            base_timestamp: batch.base_timestamp(),
+            log_append_time: batch.is_log_append_time().then(|| batch.max_timestamp()),
+        }
+    }
+
+    fn next_record(&mut self) -> Result<RecordView<'a>, RecordsError> {
+        let length = usize::try_from(self.reader.varint()?)
             .map_err(|_| RecordsError::Malformed("negative record length"))?;
         let mut body = Reader {
-            buf: reader.bytes(length, "record length exceeds the payload")?,
+            buf: self
+                .reader
+                .bytes(length, "record length exceeds the payload")?,
         };
         body.bytes(1, "record truncated in attributes")?;
         let timestamp_delta = body.varlong()?;
         let offset_delta = body.varint()?;
-        let has_key = body
-            .nullable_bytes("record key exceeds the record")?
-            .is_some();
-        let offset = batch
-            .base_offset()
+        let offset = self
+            .base_offset
             .checked_add(i64::from(offset_delta))
             .ok_or(RecordsError::Malformed("record offset overflows"))?;
-        let timestamp = if batch.is_log_append_time() {
-            batch.max_timestamp()
-        } else {
-            batch
-                .base_timestamp()
+        let timestamp = match self.log_append_time {
+            Some(timestamp) => timestamp,
+            None => self
+                .base_timestamp
                 .checked_add(timestamp_delta)
-                .ok_or(RecordsError::Malformed("record timestamp overflows"))?
+                .ok_or(RecordsError::Malformed("record timestamp overflows"))?,
         };
-        if visit(RecordMeta {
+        let key = body.nullable_bytes("record key exceeds the record")?;
+        let value = body.nullable_bytes("record value exceeds the record")?;
+        let header_count = usize::try_from(body.varint()?)
+            .map_err(|_| RecordsError::Malformed("negative header count"))?;
+        if header_count > body.buf.len() / MIN_HEADER_LEN {
+            return Err(RecordsError::Malformed(
+                "header count exceeds what the record can hold",
+            ));
+        }
+        let headers = body.buf;
+        for _ in 0..header_count {
+            read_header(&mut body)?;
+        }
+        if !body.buf.is_empty() {
+            return Err(RecordsError::Malformed("record length exceeds its fields"));
+        }
+        Ok(RecordView {
             offset,
             timestamp,
-            has_key,
+            key,
+            value,
+            header_count,
+            headers,
         })
-        .is_break()
-        {
-            return Ok(());
+    }
+
+    /// Every record was read: nothing may follow.
+    fn finish(self, what: &'static str) -> Result<(), RecordsError> {
+        if self.reader.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(RecordsError::Malformed(what))
         }
     }
-    Ok(())
-}
-
-#[derive(Clone, Copy)]
-enum Timestamps {
-    /// Record timestamps are this base plus their delta.
-    Create(i64),
-    /// Every record has this timestamp (the batch's max timestamp).
-    LogAppend(i64),
-}
-
-fn decode_record(
-    reader: &mut Reader<'_>,
-    base_offset: i64,
-    timestamps: Timestamps,
-) -> Result<Record, RecordsError> {
-    let length = usize::try_from(reader.varint()?)
-        .map_err(|_| RecordsError::Malformed("negative record length"))?;
-    let mut body = Reader {
-        buf: reader.bytes(length, "record length exceeds the payload")?,
-    };
-
-    let _attributes = body.bytes(1, "record truncated in attributes")?;
-    let timestamp_delta = body.varlong()?;
-    let offset_delta = body.varint()?;
-    let offset = base_offset
-        .checked_add(i64::from(offset_delta))
-        .ok_or(RecordsError::Malformed("record offset overflows"))?;
-    let timestamp = match timestamps {
-        Timestamps::Create(base) => base
-            .checked_add(timestamp_delta)
-            .ok_or(RecordsError::Malformed("record timestamp overflows"))?,
-        Timestamps::LogAppend(timestamp) => timestamp,
-    };
-    let key = body
-        .nullable_bytes("record key exceeds the record")?
-        .map(<[u8]>::to_vec);
-    let value = body
-        .nullable_bytes("record value exceeds the record")?
-        .map(<[u8]>::to_vec);
-
-    let header_count = usize::try_from(body.varint()?)
-        .map_err(|_| RecordsError::Malformed("negative header count"))?;
-    if header_count > body.buf.len() / MIN_HEADER_LEN {
-        return Err(RecordsError::Malformed(
-            "header count exceeds what the record can hold",
-        ));
-    }
-    let mut headers = Vec::with_capacity(header_count);
-    for _ in 0..header_count {
-        let key_len = usize::try_from(body.varint()?)
-            .map_err(|_| RecordsError::Malformed("negative header key length"))?;
-        let key = body.bytes(key_len, "header key exceeds the record")?;
-        let value = body.nullable_bytes("header value exceeds the record")?;
-        headers.push((
-            String::from_utf8_lossy(key).into_owned(),
-            value.map(<[u8]>::to_vec),
-        ));
-    }
-    if !body.buf.is_empty() {
-        return Err(RecordsError::Malformed("record length exceeds its fields"));
-    }
-    Ok(Record {
-        offset,
-        timestamp,
-        key,
-        value,
-        headers,
-    })
 }
 
 /// A cursor over untrusted bytes: every read is bounds-checked and fails with
