@@ -22,32 +22,16 @@ if there was any (2 if a call failed outright).
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 
-from test_java import BUILD_DIR, LOG_CONFIG, java_program  # noqa: F401 - java_program is a fixture
+from test_java import java_program, run_java  # noqa: F401 - java_program is a fixture
 
 MAIN_CLASS = "OttlaGroups"
 
 
 def _run(java_program, broker, *args: str, timeout: int = 300) -> str:  # noqa: F811
-    java, cp = java_program
-    assert (BUILD_DIR / f"{MAIN_CLASS}.class").exists(), f"{MAIN_CLASS}.class was not built in {BUILD_DIR}"
-    cmd = [java, "-Xmx512m", f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", cp, MAIN_CLASS,
-           broker.bootstrap, *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        pytest.fail(f"{MAIN_CLASS} {' '.join(args)} timed out after {timeout} s\n"
-                    f"--- stdout\n{out}\n--- stderr\n{err[-20000:]}")
-    print(proc.stdout)
-    if proc.returncode != 0:
-        pytest.fail(f"{MAIN_CLASS} {' '.join(args)} exited with {proc.returncode}\n"
-                    f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-20000:]}", pytrace=False)
-    return proc.stdout
+    return run_java(java_program, MAIN_CLASS, broker, *args, timeout=timeout, heap="512m")
 
 
 @pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])

@@ -63,7 +63,7 @@ from kafka.protocol.consumer import (
     SyncGroupResponse,
 )
 
-from conftest import api_versions_v0, ck_create_topic, unique_topic, wait_for
+from conftest import _recv_exact, api_versions_v0, ck_create_topic, unique_topic, wait_for
 
 IO_TIMEOUT = 30.0
 
@@ -320,16 +320,6 @@ def assignment(topic: str, partitions: list[int], user_data: bytes = b"") -> byt
     out = struct.pack(">hi", 0, 1) + struct.pack(">h", len(topic)) + topic.encode()
     out += struct.pack(">i", len(partitions)) + b"".join(struct.pack(">i", p) for p in partitions)
     return out + struct.pack(">i", len(user_data)) + user_data
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
 
 
 class Conn:

@@ -126,23 +126,31 @@ def java_program() -> tuple[str, str]:
 # conftest.py's ``ottla`` fixture: a fresh broker per test (auto-create off, node id 1).
 
 
-def _run(java_program, broker, *args: str, timeout: int = 900) -> str:
+def run_java(java_program, main_class: str, broker, *args: str, timeout: int = 900,
+             heap: str = "1g") -> str:
+    """Run ``main_class`` (compiled from java/src) against ``broker``; fail the test with
+    its output unless it exits 0. Shared by the group suite (test_groups_java.py)."""
     java, cp = java_program
-    cmd = [java, "-Xmx1g", f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", cp, MAIN_CLASS,
+    assert (BUILD_DIR / f"{main_class}.class").exists(), f"{main_class}.class was not built in {BUILD_DIR}"
+    cmd = [java, f"-Xmx{heap}", f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", cp, main_class,
            broker.bootstrap, *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        pytest.fail(f"{MAIN_CLASS} {' '.join(args)} timed out after {timeout} s\n"
+        pytest.fail(f"{main_class} {' '.join(args)} timed out after {timeout} s\n"
                     f"--- stdout\n{out}\n--- stderr\n{err[-20000:]}")
     print(proc.stdout)
     if proc.returncode != 0:
-        pytest.fail(f"{MAIN_CLASS} {' '.join(args)} exited with {proc.returncode}\n"
+        pytest.fail(f"{main_class} {' '.join(args)} exited with {proc.returncode}\n"
                     f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-20000:]}",
                     pytrace=False)  # conftest attaches the broker's stderr tail to the report
     return proc.stdout
+
+
+def _run(java_program, broker, *args: str, timeout: int = 900) -> str:
+    return run_java(java_program, MAIN_CLASS, broker, *args, timeout=timeout)
 
 
 def test_java_admin(java_program, ottla):

@@ -23,7 +23,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -59,7 +58,6 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
-import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicCollection;
@@ -80,9 +78,7 @@ import org.apache.kafka.common.record.TimestampType;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
-public final class OttlaCompat {
-    private static final long CALL_TIMEOUT_S = 60;
-    private static final List<String> MISMATCHES = new ArrayList<>();
+public final class OttlaCompat extends Harness {
     private static String bootstrap;
     private static final String RUN = Long.toString(System.currentTimeMillis(), 36)
             + Integer.toString(new Random().nextInt(1 << 20), 36);
@@ -93,8 +89,7 @@ public final class OttlaCompat {
             System.exit(64);
         }
         bootstrap = args[0];
-        long start = System.nanoTime();
-        try {
+        runAndExit(() -> {
             switch (args[1]) {
                 case "admin":
                     admin();
@@ -107,97 +102,10 @@ public final class OttlaCompat {
                 default:
                     throw new IllegalArgumentException("unknown mode " + args[1]);
             }
-        } catch (Throwable t) {
-            System.out.flush();
-            System.err.println("FAILED: " + t);
-            t.printStackTrace();
-            if (!MISMATCHES.isEmpty()) {
-                System.err.println("mismatches before the failure:");
-                for (String m : MISMATCHES) System.err.println("  - " + m);
-            }
-            System.err.flush();
-            System.exit(2);
-        }
-        long ms = (System.nanoTime() - start) / 1_000_000;
-        if (!MISMATCHES.isEmpty()) {
-            System.out.flush();
-            System.err.println(MISMATCHES.size() + " mismatch(es) against Kafka's behaviour:");
-            for (String m : MISMATCHES) System.err.println("  - " + m);
-            System.err.flush();
-            System.exit(1);
-        }
-        info("OK (" + ms + " ms)");
-        System.exit(0);
+        });
     }
 
     // ------------------------------------------------------------------ helpers
-
-    static void info(String s) {
-        System.out.println(s);
-        System.out.flush();
-    }
-
-    /** Records a mismatch and carries on. */
-    static boolean check(boolean ok, String what) {
-        if (!ok) {
-            MISMATCHES.add(what);
-            info("MISMATCH: " + what);
-        }
-        return ok;
-    }
-
-    static boolean checkEq(Object expected, Object actual, String what) {
-        boolean ok = expected == null ? actual == null : expected.equals(actual);
-        return check(ok, what + ": expected " + expected + ", got " + actual);
-    }
-
-    /** Aborts the run (exit 2): later steps depend on this one. */
-    static void require(boolean ok, String what) {
-        if (!ok) throw new AssertionError(what);
-    }
-
-    static <T> T await(KafkaFuture<T> f, String what) throws InterruptedException {
-        try {
-            return f.get(CALL_TIMEOUT_S, TimeUnit.SECONDS);
-        } catch (ExecutionException e) {
-            throw new AssertionError(what + " failed: " + e.getCause(), e.getCause());
-        } catch (java.util.concurrent.TimeoutException e) {
-            throw new AssertionError(what + " did not complete within " + CALL_TIMEOUT_S + " s");
-        }
-    }
-
-    /** Like await, but a failure is recorded as a mismatch and null is returned. */
-    static <T> T awaitSoft(KafkaFuture<T> f, String what) throws InterruptedException {
-        try {
-            return f.get(CALL_TIMEOUT_S, TimeUnit.SECONDS);
-        } catch (ExecutionException e) {
-            check(false, what + " failed: " + e.getCause());
-            return null;
-        } catch (java.util.concurrent.TimeoutException e) {
-            check(false, what + " did not complete within " + CALL_TIMEOUT_S + " s");
-            return null;
-        }
-    }
-
-    /** The exception a future failed with, or null if it succeeded. */
-    static Throwable failureOf(KafkaFuture<?> f) throws InterruptedException {
-        try {
-            f.get(CALL_TIMEOUT_S, TimeUnit.SECONDS);
-            return null;
-        } catch (ExecutionException e) {
-            return e.getCause();
-        } catch (java.util.concurrent.TimeoutException e) {
-            return e;
-        }
-    }
-
-    static void expectFailure(KafkaFuture<?> f, Class<? extends Throwable> cls, String what)
-            throws InterruptedException {
-        Throwable t = failureOf(f);
-        check(t != null && cls.isInstance(t),
-                what + ": expected " + cls.getSimpleName() + ", got "
-                        + (t == null ? "success" : t.getClass().getSimpleName() + ": " + t.getMessage()));
-    }
 
     static Admin newAdmin() {
         Properties p = new Properties();

@@ -45,12 +45,9 @@ import java.util.Random;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.BooleanSupplier;
 import java.util.stream.Collectors;
 
 import org.apache.kafka.clients.admin.Admin;
@@ -81,7 +78,6 @@ import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.ConsumerGroupState;
 import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.GroupType;
-import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.GroupIdNotFoundException;
@@ -95,9 +91,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 // The deprecated ConsumerGroupState / listConsumerGroups calls are used on purpose: they are what
 // kafka-consumer-groups.sh of Kafka 3.x and many applications still call.
 @SuppressWarnings({"deprecation", "removal"})
-public final class OttlaGroups {
-    private static final long CALL_TIMEOUT_S = 60;
-    private static final List<String> MISMATCHES = Collections.synchronizedList(new ArrayList<>());
+public final class OttlaGroups extends Harness {
     private static String bootstrap;
     private static final String RUN = Long.toString(System.currentTimeMillis(), 36)
             + Integer.toString(new Random().nextInt(1 << 20), 36);
@@ -108,8 +102,7 @@ public final class OttlaGroups {
             System.exit(64);
         }
         bootstrap = args[0];
-        long start = System.nanoTime();
-        try {
+        runAndExit(() -> {
             switch (args[1]) {
                 case "consume":
                     if (args.length < 3) throw new IllegalArgumentException("consume needs an assignor");
@@ -121,91 +114,10 @@ public final class OttlaGroups {
                 default:
                     throw new IllegalArgumentException("unknown mode " + args[1]);
             }
-        } catch (Throwable t) {
-            System.out.flush();
-            System.err.println("FAILED: " + t);
-            t.printStackTrace();
-            if (!MISMATCHES.isEmpty()) {
-                System.err.println("mismatches before the failure:");
-                for (String m : MISMATCHES) System.err.println("  - " + m);
-            }
-            System.err.flush();
-            System.exit(2);
-        }
-        long ms = (System.nanoTime() - start) / 1_000_000;
-        if (!MISMATCHES.isEmpty()) {
-            System.out.flush();
-            System.err.println(MISMATCHES.size() + " mismatch(es) against Kafka's behaviour:");
-            for (String m : MISMATCHES) System.err.println("  - " + m);
-            System.err.flush();
-            System.exit(1);
-        }
-        info("OK (" + ms + " ms)");
-        System.exit(0);
+        });
     }
 
     // ------------------------------------------------------------------ helpers
-
-    static void info(String s) {
-        System.out.println(s);
-        System.out.flush();
-    }
-
-    static boolean check(boolean ok, String what) {
-        if (!ok) {
-            MISMATCHES.add(what);
-            info("MISMATCH: " + what);
-        }
-        return ok;
-    }
-
-    static boolean checkEq(Object expected, Object actual, String what) {
-        boolean ok = expected == null ? actual == null : expected.equals(actual);
-        return check(ok, what + ": expected " + expected + ", got " + actual);
-    }
-
-    static void require(boolean ok, String what) {
-        if (!ok) throw new AssertionError(what);
-    }
-
-    static <T> T await(KafkaFuture<T> f, String what) throws InterruptedException {
-        try {
-            return f.get(CALL_TIMEOUT_S, TimeUnit.SECONDS);
-        } catch (ExecutionException e) {
-            throw new AssertionError(what + " failed: " + e.getCause(), e.getCause());
-        } catch (java.util.concurrent.TimeoutException e) {
-            throw new AssertionError(what + " did not complete within " + CALL_TIMEOUT_S + " s");
-        }
-    }
-
-    static Throwable failureOf(KafkaFuture<?> f) throws InterruptedException {
-        try {
-            f.get(CALL_TIMEOUT_S, TimeUnit.SECONDS);
-            return null;
-        } catch (ExecutionException e) {
-            return e.getCause();
-        } catch (java.util.concurrent.TimeoutException e) {
-            return e;
-        }
-    }
-
-    static void expectFailure(KafkaFuture<?> f, Class<? extends Throwable> cls, String what)
-            throws InterruptedException {
-        Throwable t = failureOf(f);
-        check(t != null && cls.isInstance(t),
-                what + ": expected " + cls.getSimpleName() + ", got "
-                        + (t == null ? "success" : t.getClass().getSimpleName() + ": " + t.getMessage()));
-    }
-
-    /** Polls cond every 100 ms; false when it did not hold within timeoutMs. */
-    static boolean waitUntil(long timeoutMs, BooleanSupplier cond) throws InterruptedException {
-        long deadline = System.currentTimeMillis() + timeoutMs;
-        while (!cond.getAsBoolean()) {
-            if (System.currentTimeMillis() > deadline) return false;
-            Thread.sleep(100);
-        }
-        return true;
-    }
 
     static Admin newAdmin() {
         Properties p = new Properties();

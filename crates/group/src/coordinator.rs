@@ -540,7 +540,7 @@ impl GroupCoordinator {
                 member.awaiting_join = Some(ticket);
                 group.members.insert(new_id.clone(), member);
                 let reason = format!("static member {new_id} rejoined");
-                Self::prepare_rebalance_with(group, config, now, &reason, effects);
+                Self::prepare_rebalance(group, config, now, &reason, effects);
                 None
             }
         }
@@ -590,7 +590,7 @@ impl GroupCoordinator {
                     "Adding new member {member_id} with group instance id {:?}",
                     req.group_instance_id
                 );
-                Self::prepare_rebalance_with(group, config, now, &reason, effects);
+                Self::prepare_rebalance(group, config, now, &reason, effects);
             }
         }
     }
@@ -657,12 +657,15 @@ impl GroupCoordinator {
             GroupState::CompletingRebalance | GroupState::Stable => {
                 member.protocols = req.protocols;
                 member.awaiting_join = Some(ticket);
-                let reason = format!(
-                    "{} re-joining group in state {}",
-                    if is_leader { "leader" } else { "member" },
-                    group.state.name()
-                );
-                Self::prepare_rebalance_with(group, &config, now, &reason, effects);
+                // The client's own reason (JoinGroup v8+) when it gives one, as Kafka logs.
+                let reason = req.reason.clone().unwrap_or_else(|| {
+                    format!(
+                        "{} re-joining group in state {}",
+                        if is_leader { "leader" } else { "member" },
+                        group.state.name()
+                    )
+                });
+                Self::prepare_rebalance(group, &config, now, &reason, effects);
                 None
             }
             GroupState::Empty | GroupState::Dead => Some(JoinResponse::error(
@@ -672,7 +675,7 @@ impl GroupCoordinator {
         }
     }
 
-    fn prepare_rebalance_with(
+    fn prepare_rebalance(
         group: &mut Group,
         config: &CoordinatorConfig,
         now: i64,
@@ -984,7 +987,7 @@ impl GroupCoordinator {
     ) {
         match group.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
-                Self::prepare_rebalance_with(group, config, now, reason, effects)
+                Self::prepare_rebalance(group, config, now, reason, effects)
             }
             GroupState::PreparingRebalance => Self::maybe_complete_join(group, now, effects),
             GroupState::Empty | GroupState::Dead => {}

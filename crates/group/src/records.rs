@@ -417,18 +417,21 @@ pub fn encode_offset_commit_value(v: &OffsetCommitValue) -> Vec<u8> {
     out
 }
 
+/// A value's leading version, checked against what we can read, and whether that
+/// version is flexible (compact strings, tagged fields).
+fn value_version(r: &mut Reader<'_>, record: &'static str) -> Result<(i16, bool)> {
+    let version = r.i16("value version")?;
+    if !(0..=MAX_VALUE_VERSION).contains(&version) {
+        return Err(RecordCodecError::UnsupportedVersion { record, version });
+    }
+    Ok((version, version >= FIRST_FLEXIBLE_VERSION))
+}
+
 /// Decodes an offset commit value of any version 0-4 (also the value of a legacy type-0
 /// record, whose version 0 has the same layout).
 pub fn decode_offset_commit_value(bytes: &[u8]) -> Result<OffsetCommitValue> {
     let mut r = Reader::new(bytes);
-    let version = r.i16("value version")?;
-    if !(0..=MAX_VALUE_VERSION).contains(&version) {
-        return Err(RecordCodecError::UnsupportedVersion {
-            record: "OffsetCommitValue",
-            version,
-        });
-    }
-    let flexible = version >= FIRST_FLEXIBLE_VERSION;
+    let (version, flexible) = value_version(&mut r, "OffsetCommitValue")?;
     let offset = r.i64("offset")?;
     let leader_epoch = if version >= 3 {
         r.i32("leaderEpoch")?
@@ -514,14 +517,7 @@ fn min_member_bytes(version: i16) -> u64 {
 /// Decodes a group metadata value of any version 0-4.
 pub fn decode_group_metadata_value(bytes: &[u8]) -> Result<GroupMetadataValue> {
     let mut r = Reader::new(bytes);
-    let version = r.i16("value version")?;
-    if !(0..=MAX_VALUE_VERSION).contains(&version) {
-        return Err(RecordCodecError::UnsupportedVersion {
-            record: "GroupMetadataValue",
-            version,
-        });
-    }
-    let flexible = version >= FIRST_FLEXIBLE_VERSION;
+    let (version, flexible) = value_version(&mut r, "GroupMetadataValue")?;
     let protocol_type = r.string("protocolType", flexible)?;
     let generation = r.i32("generation")?;
     let protocol = r.nullable_string("protocol", flexible)?;

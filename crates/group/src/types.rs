@@ -16,7 +16,6 @@ pub mod error {
     pub const NONE: i16 = 0;
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     pub const INVALID_GROUP_ID: i16 = 24;
@@ -213,10 +212,5 @@ pub struct Effects {
 impl Effects {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty() && self.joins.is_empty() && self.syncs.is_empty()
-    }
-    pub fn extend(&mut self, other: Effects) {
-        self.records.extend(other.records);
-        self.joins.extend(other.joins);
-        self.syncs.extend(other.syncs);
     }
 }

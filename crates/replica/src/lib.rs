@@ -48,7 +48,6 @@ struct OnDiskPartition {
 }
 
 pub struct ReplicaManager {
-    node_id: i32,
     log_dirs: Vec<PathBuf>,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
     /// Directories found at start-up and not yet claimed by a partition.
@@ -74,7 +73,7 @@ pub fn parse_partition_dir_name(name: &str) -> Option<(String, i32)> {
 
 impl ReplicaManager {
     /// Scan the log dirs; nothing is opened until [`ReplicaManager::ensure_partition`].
-    pub fn open(node_id: i32, log_dirs: Vec<PathBuf>) -> Result<ReplicaManager, ReplicaError> {
+    pub fn open(log_dirs: Vec<PathBuf>) -> Result<ReplicaManager, ReplicaError> {
         assert!(!log_dirs.is_empty(), "at least one log dir is required");
         let mut on_disk = HashMap::new();
         let mut recovery_points = Vec::new();
@@ -139,7 +138,6 @@ impl ReplicaManager {
             }
         }
         Ok(ReplicaManager {
-            node_id,
             log_dirs,
             partitions: RwLock::new(HashMap::new()),
             on_disk: Mutex::new(on_disk),
@@ -147,10 +145,6 @@ impl ReplicaManager {
             _dir_locks: dir_locks,
             recovery_points,
         })
-    }
-
-    pub fn node_id(&self) -> i32 {
-        self.node_id
     }
 
     pub fn get(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
@@ -339,10 +333,6 @@ impl ReplicaManager {
         }
         deleted
     }
-
-    pub fn log_dirs(&self) -> &[PathBuf] {
-        &self.log_dirs
-    }
 }
 
 /// Rename to `<name>.<uuid>-delete` first (atomic, so a crash mid-way is finished at the
@@ -369,14 +359,14 @@ mod tests {
     #[test]
     fn a_log_dir_serves_one_broker_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ReplicaManager::open(1, vec![dir.path().to_path_buf()]).unwrap();
+        let first = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
         assert!(matches!(
-            ReplicaManager::open(1, vec![dir.path().to_path_buf()]),
+            ReplicaManager::open(vec![dir.path().to_path_buf()]),
             Err(ReplicaError::Locked(_))
         ));
         drop(first);
         assert!(
-            ReplicaManager::open(1, vec![dir.path().to_path_buf()]).is_ok(),
+            ReplicaManager::open(vec![dir.path().to_path_buf()]).is_ok(),
             "released on drop"
         );
     }

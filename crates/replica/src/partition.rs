@@ -127,7 +127,7 @@ pub struct Partition {
     pub index: i32,
     log: RwLock<Log>,
     leader: Mutex<LeaderState>,
-    config: RwLock<PartitionConfig>,
+    config: PartitionConfig,
     /// Publishes the high watermark; delayed fetches wait on it.
     high_watermark: watch::Sender<i64>,
 }
@@ -157,7 +157,7 @@ impl Partition {
             index,
             log: RwLock::new(log),
             leader: Mutex::new(LeaderState { leader_epoch, isr }),
-            config: RwLock::new(config),
+            config,
             high_watermark: watch::channel(hw).0,
         }
     }
@@ -180,13 +180,6 @@ impl Partition {
     pub fn log_end_offset(&self) -> i64 {
         self.log.read().log_end_offset()
     }
-    pub fn config(&self) -> PartitionConfig {
-        self.config.read().clone()
-    }
-    pub fn set_config(&self, config: PartitionConfig) {
-        self.log.write().set_config(config.log.clone());
-        *self.config.write() = config;
-    }
     /// A receiver that changes whenever the high watermark moves.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
@@ -199,7 +192,7 @@ impl Partition {
         mut batch: Vec<u8>,
         required_acks: i16,
     ) -> Result<ProduceResult, ProduceError> {
-        let config = self.config.read().clone();
+        let config = &self.config;
         let (leader_epoch, isr_size) = {
             let leader = self.leader.lock();
             (leader.leader_epoch, leader.isr.len())

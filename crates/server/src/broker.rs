@@ -49,8 +49,8 @@ impl Broker {
         }
         // First: this takes each log dir's lock, so a second broker pointed at the same
         // directories stops here, before it can touch the metadata log.
-        let replicas = ReplicaManager::open(config.node_id, config.log_dirs.clone())
-            .context("cannot open log dirs")?;
+        let replicas =
+            ReplicaManager::open(config.log_dirs.clone()).context("cannot open log dirs")?;
         let controller = Controller::open(ControllerConfig {
             node_id: config.node_id,
             metadata_dir: first_dir.join(METADATA_DIR_NAME),

@@ -11,6 +11,7 @@
 //! order without a queue. (A per-partition coordinator shard is the scaling step.)
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ pub struct GroupRuntime {
     salt: String,
     /// Partitions of `__consumer_offsets`: the configured count until the topic exists,
     /// then the topic's real count (a changed setting must not move groups).
-    partitions: std::sync::atomic::AtomicI32,
+    partitions: AtomicI32,
 }
 
 /// A reply that may come later.
@@ -111,31 +112,26 @@ impl GroupRuntime {
             }),
             timer: Notify::new(),
             salt: uuid::Uuid::new_v4().to_string(),
-            partitions: std::sync::atomic::AtomicI32::new(partitions),
+            partitions: AtomicI32::new(partitions),
         }
     }
 
     pub fn partition_for(&self, group: &str) -> i32 {
-        partition_for(
-            group,
-            self.partitions.load(std::sync::atomic::Ordering::Relaxed),
-        )
+        partition_for(group, self.partitions.load(Ordering::Relaxed))
     }
 
     /// Create `__consumer_offsets` if it does not exist yet (Kafka does this on the
     /// first FindCoordinator for a group).
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> anyhow::Result<Arc<TopicInfo>> {
         if let Some(t) = broker.controller.image().topic(OFFSETS_TOPIC) {
-            self.partitions.store(
-                t.partitions.len() as i32,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            self.partitions
+                .store(t.partitions.len() as i32, Ordering::Relaxed);
             return Ok(t.clone());
         }
         let config = &broker.config;
         let spec = CreateTopicSpec {
             name: OFFSETS_TOPIC.into(),
-            num_partitions: self.partitions.load(std::sync::atomic::Ordering::Relaxed),
+            num_partitions: self.partitions.load(Ordering::Relaxed),
             replication_factor: config.offsets_topic_replication_factor,
             assignments: BTreeMap::new(),
             configs: [
@@ -167,10 +163,8 @@ impl GroupRuntime {
         let Some(topic) = broker.controller.image().topic(OFFSETS_TOPIC).cloned() else {
             return Ok(());
         };
-        self.partitions.store(
-            topic.partitions.len() as i32,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.partitions
+            .store(topic.partitions.len() as i32, Ordering::Relaxed);
         let now = now_ms();
         let mut state = self.state.lock();
         let mut records = 0usize;

@@ -118,17 +118,20 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                         .iter()
                         .filter(|def| wanted(&resource.configuration_keys, def.name))
                         .map(|def| {
-                            let (value, source) = broker.config.topic_value(def, &topic.configs);
-                            let mut synonyms = Vec::new();
-                            if let Some(v) = topic.configs.get(def.name) {
-                                synonyms.push(synonym(
-                                    def.name,
-                                    Some(v.clone()),
-                                    ConfigSource::DynamicTopic,
-                                ));
-                            }
                             let (broker_value, broker_source, broker_key) =
                                 broker.config.topic_default(def);
+                            let mut synonyms = Vec::new();
+                            let (value, source) = match topic.configs.get(def.name) {
+                                Some(v) => {
+                                    synonyms.push(synonym(
+                                        def.name,
+                                        Some(v.clone()),
+                                        ConfigSource::DynamicTopic,
+                                    ));
+                                    (Some(v.clone()), ConfigSource::DynamicTopic)
+                                }
+                                None => (broker_value.clone(), broker_source),
+                            };
                             if let Some(key) = broker_key {
                                 let shown = if broker_source == ConfigSource::StaticBroker {
                                     broker.config.explicit.get(key).cloned()
