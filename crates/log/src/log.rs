@@ -356,7 +356,7 @@ impl Log {
         batch: &mut [u8],
         leader_epoch: i32,
     ) -> Result<AppendInfo, LogError> {
-        let h = BatchHeader::from_batch(&RecordBatch::new(batch)?);
+        let h = BatchHeader::from_view(&*RecordBatch::new(batch)?);
         if h.records_count <= 0 {
             return Err(BatchError::InconsistentCount {
                 count: h.records_count,
@@ -417,7 +417,7 @@ impl Log {
             let Some(batch) = iter.next() else { break };
             let batch = batch?;
             batch.validate()?;
-            let h = BatchHeader::from_batch(&batch);
+            let h = BatchHeader::from_view(&batch);
             if h.base_offset < expected {
                 return Err(LogError::UnexpectedAppendOffset {
                     expected_at_least: expected,

@@ -670,7 +670,7 @@ fn check_batch_at(
     if let Err(e) = batch.validate() {
         return Ok(Err(e.to_string()));
     }
-    let h = BatchHeader::from_batch(&batch);
+    let h = BatchHeader::from_view(&batch);
     if h.base_offset < expected {
         return Ok(Err(format!(
             "batch base offset {} is below the expected {expected}",

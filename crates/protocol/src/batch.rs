@@ -118,77 +118,41 @@ pub fn batch_size_at(buf: &[u8]) -> Option<Result<usize, BatchError>> {
     Some(Ok(LOG_OVERHEAD + len as usize))
 }
 
-/// A read-only view of one complete v2 batch. Construction checks that the slice holds
-/// exactly one whole batch with magic 2; [`RecordBatch::validate`] adds CRC and codec
-/// checks (kept separate because recovery and the produce path both need it, while
-/// reads of already-validated data do not).
+/// The fixed 61-byte header of a batch, readable from that prefix alone: index walks
+/// and producer-state rebuilds read only this much of each stored batch. A
+/// [`RecordBatch`] (the whole batch) dereferences to it, so the fields have one reader.
 #[derive(Clone, Copy)]
-pub struct RecordBatch<'a> {
+pub struct BatchHeaderView<'a> {
     bytes: &'a [u8],
 }
 
-impl<'a> RecordBatch<'a> {
-    /// View `bytes` as exactly one batch. `bytes.len()` must equal the batch's size.
-    pub fn new(bytes: &'a [u8]) -> Result<Self, BatchError> {
-        if bytes.len() < BATCH_HEADER_LEN {
+impl<'a> BatchHeaderView<'a> {
+    /// View the header at the start of `prefix` (at least [`BATCH_HEADER_LEN`] bytes;
+    /// more may follow). Checks the length field and the magic; the CRC needs the whole
+    /// batch ([`RecordBatch::validate`]).
+    pub fn parse(prefix: &'a [u8]) -> Result<Self, BatchError> {
+        if prefix.len() < BATCH_HEADER_LEN {
             return Err(BatchError::Truncated {
                 needed: BATCH_HEADER_LEN,
-                available: bytes.len(),
+                available: prefix.len(),
             });
         }
-        let size = match batch_size_at(bytes) {
+        match batch_size_at(prefix) {
             Some(r) => r?,
             None => unreachable!("length checked above"),
         };
-        if size != bytes.len() {
-            if size > bytes.len() {
-                return Err(BatchError::Truncated {
-                    needed: size,
-                    available: bytes.len(),
-                });
-            }
-            return Err(BatchError::InvalidLength(read_i32(bytes, BATCH_LENGTH)));
-        }
-        let magic = bytes[MAGIC] as i8;
+        let magic = prefix[MAGIC] as i8;
         if magic != MAGIC_V2 {
             return Err(BatchError::UnsupportedMagic(magic));
         }
-        Ok(RecordBatch { bytes })
+        Ok(BatchHeaderView {
+            bytes: &prefix[..BATCH_HEADER_LEN],
+        })
     }
 
-    /// Integrity: the CRC and the codec. This is what recovery checks for stored data
-    /// (the cleaner may leave `lastOffsetDelta` beyond the surviving records, so the
-    /// count rule below does not hold for every stored batch).
-    pub fn validate(&self) -> Result<(), BatchError> {
-        let stored = self.crc();
-        let computed = crc32c::crc32c(&self.bytes[ATTRIBUTES..]);
-        if stored != computed {
-            return Err(BatchError::CrcMismatch { stored, computed });
-        }
-        self.compression()?;
-        Ok(())
-    }
-
-    /// What Kafka's `LogValidator` requires of a batch a producer sends: integrity, at
-    /// least one record, and a count that matches the offset range.
-    pub fn validate_for_append(&self) -> Result<(), BatchError> {
-        self.validate()?;
-        let count = self.records_count();
-        let last_offset_delta = self.last_offset_delta();
-        if count <= 0 || i64::from(last_offset_delta) + 1 != i64::from(count) {
-            return Err(BatchError::InconsistentCount {
-                count,
-                last_offset_delta,
-            });
-        }
-        Ok(())
-    }
-
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-    pub fn size(&self) -> usize {
-        self.bytes.len()
+    /// Whole batch size in bytes, as its length field says.
+    pub fn batch_size(&self) -> usize {
+        LOG_OVERHEAD + read_i32(self.bytes, BATCH_LENGTH) as usize
     }
     pub fn base_offset(&self) -> i64 {
         read_i64(self.bytes, BASE_OFFSET)
@@ -250,26 +214,110 @@ impl<'a> RecordBatch<'a> {
     }
     /// Sequence number of the last record; sequences wrap at `i32::MAX` as in Kafka.
     pub fn last_sequence(&self) -> i32 {
-        let base = self.base_sequence();
-        if base == NO_SEQUENCE {
-            return NO_SEQUENCE;
-        }
-        // Kafka's DefaultRecordBatch.incrementSequence, in i64 so hostile values
-        // (negative sequences, negative deltas) cannot overflow.
-        let (base, delta) = (i64::from(base), i64::from(self.last_offset_delta()));
-        let max = i64::from(i32::MAX);
-        let last = if base > max - delta {
-            delta - (max - base) - 1
-        } else {
-            base + delta
-        };
-        last as i32
+        increment_sequence(self.base_sequence(), self.last_offset_delta())
     }
     pub fn records_count(&self) -> i32 {
         read_i32(self.bytes, RECORDS_COUNT)
     }
     pub fn has_producer_id(&self) -> bool {
         self.producer_id() != NO_PRODUCER_ID
+    }
+}
+
+/// Kafka's `DefaultRecordBatch.incrementSequence`: `base + delta` in a sequence space
+/// that wraps from `i32::MAX` to 0. Computed in i64 so hostile values (negative
+/// sequences or deltas) cannot overflow.
+pub fn increment_sequence(base: i32, delta: i32) -> i32 {
+    if base == NO_SEQUENCE {
+        return NO_SEQUENCE;
+    }
+    let (base, delta) = (i64::from(base), i64::from(delta));
+    let max = i64::from(i32::MAX);
+    let last = if base > max - delta {
+        delta - (max - base) - 1
+    } else {
+        base + delta
+    };
+    last as i32
+}
+
+/// A read-only view of one complete v2 batch. Construction checks that the slice holds
+/// exactly one whole batch with magic 2; [`RecordBatch::validate`] adds CRC and codec
+/// checks (kept separate because recovery and the produce path both need it, while
+/// reads of already-validated data do not).
+#[derive(Clone, Copy)]
+pub struct RecordBatch<'a> {
+    bytes: &'a [u8],
+    header: BatchHeaderView<'a>,
+}
+
+impl<'a> std::ops::Deref for RecordBatch<'a> {
+    type Target = BatchHeaderView<'a>;
+    fn deref(&self) -> &BatchHeaderView<'a> {
+        &self.header
+    }
+}
+
+impl<'a> RecordBatch<'a> {
+    /// View `bytes` as exactly one batch. `bytes.len()` must equal the batch's size.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, BatchError> {
+        // Size before magic, as before: the two map to different Kafka error codes.
+        if bytes.len() < BATCH_HEADER_LEN {
+            return Err(BatchError::Truncated {
+                needed: BATCH_HEADER_LEN,
+                available: bytes.len(),
+            });
+        }
+        let size = match batch_size_at(bytes) {
+            Some(r) => r?,
+            None => unreachable!("length checked above"),
+        };
+        if size > bytes.len() {
+            return Err(BatchError::Truncated {
+                needed: size,
+                available: bytes.len(),
+            });
+        }
+        if size < bytes.len() {
+            return Err(BatchError::InvalidLength(read_i32(bytes, BATCH_LENGTH)));
+        }
+        let header = BatchHeaderView::parse(bytes)?;
+        Ok(RecordBatch { bytes, header })
+    }
+
+    /// Integrity: the CRC and the codec. This is what recovery checks for stored data
+    /// (the cleaner may leave `lastOffsetDelta` beyond the surviving records, so the
+    /// count rule below does not hold for every stored batch).
+    pub fn validate(&self) -> Result<(), BatchError> {
+        let stored = self.crc();
+        let computed = crc32c::crc32c(&self.bytes[ATTRIBUTES..]);
+        if stored != computed {
+            return Err(BatchError::CrcMismatch { stored, computed });
+        }
+        self.compression()?;
+        Ok(())
+    }
+
+    /// What Kafka's `LogValidator` requires of a batch a producer sends: integrity, at
+    /// least one record, and a count that matches the offset range.
+    pub fn validate_for_append(&self) -> Result<(), BatchError> {
+        self.validate()?;
+        let count = self.records_count();
+        let last_offset_delta = self.last_offset_delta();
+        if count <= 0 || i64::from(last_offset_delta) + 1 != i64::from(count) {
+            return Err(BatchError::InconsistentCount {
+                count,
+                last_offset_delta,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+    pub fn size(&self) -> usize {
+        self.bytes.len()
     }
     /// The bytes after the header: the (possibly compressed) records.
     pub fn records_payload(&self) -> &'a [u8] {
@@ -302,7 +350,12 @@ impl<'a> RecordBatchMut<'a> {
         Ok(RecordBatchMut { bytes })
     }
     pub fn view(&self) -> RecordBatch<'_> {
-        RecordBatch { bytes: self.bytes }
+        RecordBatch {
+            bytes: self.bytes,
+            header: BatchHeaderView {
+                bytes: &self.bytes[..BATCH_HEADER_LEN],
+            },
+        }
     }
     /// Not covered by the CRC: no recomputation needed.
     pub fn set_base_offset(&mut self, offset: i64) {

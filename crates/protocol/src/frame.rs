@@ -98,17 +98,40 @@ pub fn encode_response<T: Encodable>(
     correlation_id: i32,
     body: &T,
 ) -> anyhow_free::Result<Bytes> {
-    let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(version);
+    encode_frame(&header, header_version, body, version, MAX_RESPONSE_BYTES)
+}
+
+/// Encode a request frame (used by tests, the benchmark's client side and, later,
+/// inter-broker clients).
+pub fn encode_request<T: Encodable>(
+    header: &RequestHeader,
+    api_key: ApiKey,
+    body: &T,
+) -> anyhow_free::Result<Bytes> {
+    let version = header.request_api_version;
+    let header_version = api_key.request_header_version(version);
+    encode_frame(header, header_version, body, version, i32::MAX as usize)
+}
+
+/// Size prefix, header, body: sized first, so the frame is one allocation.
+fn encode_frame<H: Encodable, T: Encodable>(
+    header: &H,
+    header_version: i16,
+    body: &T,
+    version: i16,
+    limit: usize,
+) -> anyhow_free::Result<Bytes> {
     let size = header
         .compute_size(header_version)
         .map_err(anyhow_free::Error::from)?
         + body
             .compute_size(version)
             .map_err(anyhow_free::Error::from)?;
-    if size > MAX_RESPONSE_BYTES {
+    if size > limit {
         return Err(anyhow_free::Error(format!(
-            "response of {size} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit"
+            "frame of {size} bytes exceeds the {limit}-byte limit"
         )));
     }
     let mut buf = BytesMut::with_capacity(SIZE_PREFIX_LEN + size);
@@ -123,31 +146,6 @@ pub fn encode_response<T: Encodable>(
         SIZE_PREFIX_LEN + size,
         "compute_size disagrees with encode"
     );
-    Ok(buf.freeze())
-}
-
-/// Encode a request frame (used by tests, the benchmark's client side and, later,
-/// inter-broker clients).
-pub fn encode_request<T: Encodable>(
-    header: &RequestHeader,
-    api_key: ApiKey,
-    body: &T,
-) -> anyhow_free::Result<Bytes> {
-    let version = header.request_api_version;
-    let header_version = api_key.request_header_version(version);
-    let size = header
-        .compute_size(header_version)
-        .map_err(anyhow_free::Error::from)?
-        + body
-            .compute_size(version)
-            .map_err(anyhow_free::Error::from)?;
-    let mut buf = BytesMut::with_capacity(SIZE_PREFIX_LEN + size);
-    buf.put_i32(size as i32);
-    header
-        .encode(&mut buf, header_version)
-        .map_err(anyhow_free::Error::from)?;
-    body.encode(&mut buf, version)
-        .map_err(anyhow_free::Error::from)?;
     Ok(buf.freeze())
 }
 
