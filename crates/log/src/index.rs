@@ -287,6 +287,18 @@ impl OffsetIndex {
         }
     }
 
+    /// The position of the last indexed batch that starts at or before `position` (0
+    /// when none does): a batch boundary to walk forward from.
+    pub fn floor_position(&self, position: u64) -> u64 {
+        let entries = &self.file.entries;
+        let i = entries.partition_point(|e| u64::from(e.position) <= position);
+        if i == 0 {
+            0
+        } else {
+            u64::from(entries[i - 1].position)
+        }
+    }
+
     /// Append an entry; the caller guarantees `offset` and `position` grow and fit.
     pub fn append(&mut self, offset: i64, position: u64) -> io::Result<()> {
         let (Some(relative_offset), Ok(position)) = (

@@ -23,12 +23,14 @@ mod index;
 mod log;
 pub mod producer_state;
 mod segment;
+mod slice;
 
 #[cfg(test)]
 mod tests;
 
 pub use crate::log::Log;
 pub use crate::producer_state::{BatchMetadata, ProducerStateEntry, ProducerStateManager};
+pub use crate::slice::{FileSlice, LogSlices};
 
 use ottla_protocol::batch::BatchError;
 use ottla_protocol::records::RecordsError;

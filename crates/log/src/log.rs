@@ -13,6 +13,7 @@ use crate::header::BatchHeader;
 use crate::index::NO_TIMESTAMP;
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager, SNAPSHOT_SUFFIX};
 use crate::segment::{Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::slice::LogSlices;
 use crate::{io_context, now_ms, AppendInfo, LogConfig, LogError, MAX_SEGMENT_BYTES};
 
 /// Kafka's suffix for files scheduled for deletion; leftovers are removed on open.
@@ -529,23 +530,24 @@ impl Log {
         Ok(())
     }
 
-    /// Read whole batches starting with the one containing `start_offset`, up to
-    /// `max_bytes` (but at least the first batch when `min_one_batch`, KIP-74), never a
-    /// batch whose base offset is >= `max_offset`. Returns the stored bytes; may span
-    /// segments.
-    pub fn read(
+    /// Whole batches starting with the one containing `start_offset`, up to `max_bytes`
+    /// (but at least the first batch when `min_one_batch`, KIP-74), never a batch whose
+    /// base offset is >= `max_offset`: as slices of the segment files (see
+    /// [`LogSlices`]), which may span segments. Only batch headers are read.
+    pub fn slice(
         &self,
         start_offset: i64,
         max_bytes: usize,
         max_offset: i64,
         min_one_batch: bool,
-    ) -> Result<Bytes, LogError> {
+    ) -> Result<LogSlices, LogError> {
         self.check_range(start_offset)?;
         let max_offset = max_offset.min(self.log_end_offset);
-        let mut out: Vec<u8> = Vec::new();
+        let mut out = LogSlices::default();
         let mut i = self.segment_index_for(start_offset);
         while i < self.segments.len() && (out.is_empty() || out.len() < max_bytes) {
             let segment = &self.segments[i];
+            let whole_segment_visible = self.segment_end(i) <= max_offset;
             i += 1;
             if segment.base_offset() >= max_offset {
                 break;
@@ -554,24 +556,40 @@ impl Log {
                 // Nothing at or after the offset here (a gap): try the next segment.
                 continue;
             };
-            let budget = max_bytes.saturating_sub(out.len());
-            let (bytes, exhausted) = segment.read_batches(
+            let limit = if whole_segment_visible {
+                segment.size()
+            } else {
+                segment.position_limit(max_offset)?
+            };
+            let (slice, exhausted) = segment.slice_batches(
                 position,
                 &first,
-                budget,
-                max_offset,
+                max_bytes.saturating_sub(out.len()),
+                limit,
                 min_one_batch && out.is_empty(),
             )?;
-            if out.is_empty() {
-                out = bytes;
-            } else {
-                out.extend_from_slice(&bytes);
+            if let Some(slice) = slice {
+                out.push(slice);
             }
             if !exhausted {
                 break;
             }
         }
-        Ok(Bytes::from(out))
+        Ok(out)
+    }
+
+    /// [`Log::slice`], read into memory.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Bytes, LogError> {
+        let slices = self.slice(start_offset, max_bytes, max_offset, min_one_batch)?;
+        slices
+            .to_bytes()
+            .map_err(|e| io_context("read", &self.dir)(e).into())
     }
 
     fn check_range(&self, offset: i64) -> Result<(), LogError> {

@@ -9,12 +9,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ottla_protocol::batch::{batch_size_at, RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD};
 use ottla_protocol::records::{scan_records, RecordMeta};
 
 use crate::header::BatchHeader;
 use crate::index::{relative_offset, OffsetIndex, TimeIndex, NO_TIMESTAMP};
+use crate::slice::FileSlice;
 use crate::{io_context, LogError, MAX_DECOMPRESSED_BATCH_BYTES, MAX_SEGMENT_BYTES};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -93,7 +95,8 @@ pub(crate) struct Truncation {
 pub(crate) struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    file: File,
+    /// Shared with the [`FileSlice`]s of reads still being sent.
+    file: Arc<File>,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -157,7 +160,7 @@ impl Segment {
                 base_offset,
             )?,
             log_path,
-            file,
+            file: Arc::new(file),
             size: 0,
             cursor: IndexCursor::new(),
             first_batch_timestamp: None,
@@ -188,7 +191,7 @@ impl Segment {
             offset_index: OffsetIndex::detached(index_path, base_offset),
             time_index: TimeIndex::detached(time_path, base_offset),
             log_path,
-            file,
+            file: Arc::new(file),
             size,
             cursor: IndexCursor::new(),
             first_batch_timestamp: None,
@@ -519,55 +522,56 @@ impl Segment {
         Ok(buf)
     }
 
-    /// Whole batches starting with `first` (at `position`): as many as fit in `budget`
-    /// bytes (at least `first` when `allow_oversized_first`), none whose base offset
-    /// reaches `max_offset`. One read for the lot. Returns the bytes and whether the
-    /// segment's end was reached (so the caller may continue in the next segment).
-    pub fn read_batches(
+    /// Position just past the batches a reader bounded by `max_offset` may see: the
+    /// start of the first batch whose base offset reaches it (the segment's size if none
+    /// does). The caller skips this when the whole segment is below `max_offset`.
+    pub fn position_limit(&self, max_offset: i64) -> Result<u64, LogError> {
+        Ok(match self.find_batch(max_offset)? {
+            Some((position, h)) if h.base_offset >= max_offset => position,
+            Some((position, h)) => position + h.size as u64,
+            None => self.size,
+        })
+    }
+
+    /// Whole batches starting with `first` (at `position`), as a slice of the file: as
+    /// many as fit in `budget` bytes (at least `first` when `allow_oversized_first`),
+    /// none at or past `limit` (from [`Segment::position_limit`], or the size). Nothing is
+    /// read but the batch headers needed to find where to cut. Returns the slice and
+    /// whether the segment's end was reached (so the caller may go on to the next one).
+    pub fn slice_batches(
         &self,
         position: u64,
         first: &BatchHeader,
         budget: usize,
-        max_offset: i64,
+        limit: u64,
         allow_oversized_first: bool,
-    ) -> Result<(Vec<u8>, bool), LogError> {
-        if first.base_offset >= max_offset || (first.size > budget && !allow_oversized_first) {
-            return Ok((Vec::new(), false));
+    ) -> Result<(Option<FileSlice>, bool), LogError> {
+        let first_end = position + first.size as u64;
+        if first_end > limit || (first.size > budget && !allow_oversized_first) {
+            return Ok((None, false));
         }
-        let available = self.size - position;
-        let want = (budget.max(first.size) as u64).min(available) as usize;
-        let mut buf = self.read_bytes(position, want)?;
-        let mut end = 0usize;
-        let mut stopped = false;
-        while end < buf.len() {
-            let rest = &buf[end..];
-            if rest.len() < LOG_OVERHEAD {
-                break;
-            }
-            let size = match batch_size_at(rest) {
-                Some(Ok(size)) => size,
-                _ => return Err(self.corrupt(position + end as u64, "invalid batch length".into())),
-            };
-            if size > rest.len() {
-                if (end + size) as u64 > available {
-                    return Err(self.corrupt(
-                        position + end as u64,
-                        "batch runs past the segment end".into(),
-                    ));
+        let want_end = position.saturating_add(budget as u64);
+        let end = if limit <= want_end {
+            limit
+        } else if first_end >= want_end {
+            first_end
+        } else {
+            // Cut at the last batch boundary within the budget: jump to the nearest
+            // indexed boundary below it, then walk headers (at most about one index
+            // interval of them).
+            let mut end = self.offset_index.floor_position(want_end).max(first_end);
+            while let Some(h) = self.header_at(end)? {
+                let next = end + h.size as u64;
+                if next > want_end {
+                    break;
                 }
-                break;
+                end = next;
             }
-            let h = BatchHeader::parse(rest)
-                .map_err(|e| self.corrupt(position + end as u64, e.to_string()))?;
-            if h.base_offset >= max_offset || (end > 0 && end + size > budget) {
-                stopped = true;
-                break;
-            }
-            end += size;
-        }
-        buf.truncate(end);
-        let exhausted = !stopped && position + end as u64 == self.size;
-        Ok((buf, exhausted))
+            end
+        };
+        debug_assert!(end > position && end <= self.size);
+        let slice = FileSlice::new(self.file.clone(), position, (end - position) as usize);
+        Ok((Some(slice), end == self.size))
     }
 
     /// Walk the records of the batch at `position` (for timestamp lookups) without

@@ -209,6 +209,72 @@ fn max_bytes_min_one_batch_and_max_offset() {
     ));
 }
 
+/// Reads are cut at batch boundaries found through the offset index and a short header
+/// walk (no data is read); checked against the batch list for every start offset, a
+/// range of budgets and high watermarks, across segments.
+#[test]
+fn slices_are_the_longest_run_of_whole_batches_that_fits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 2_000,
+        index_interval_bytes: 150,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(tmp.path(), config, 0).unwrap();
+    // (base offset, last offset, size) of every batch, in log order; sizes vary.
+    let mut batches: Vec<(i64, i64, usize)> = Vec::new();
+    for i in 0..60usize {
+        let mut b = batch(1 + i % 4, NOW);
+        let info = log.append_as_leader(&mut b, 0).unwrap();
+        batches.push((info.first_offset, info.last_offset, b.len()));
+    }
+    assert!(log.segment_count() > 3, "the reads must cross segments");
+    let end = log.log_end_offset();
+    let expected = |start: i64, budget: usize, max_offset: i64, min_one: bool| -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut total = 0;
+        for &(base, last, size) in &batches {
+            if last < start {
+                continue;
+            }
+            if base >= max_offset {
+                break;
+            }
+            let fits = total + size <= budget || (out.is_empty() && min_one);
+            if !fits {
+                break;
+            }
+            out.push(base);
+            total += size;
+        }
+        out
+    };
+    for start in 0..end {
+        // Fixed budgets, plus ones that end exactly on (and one byte short of) a batch
+        // boundary.
+        let mut budgets = vec![0, 1, 60, 100, 150, 333, 700, 2_500, 10_000];
+        let mut sum = 0;
+        for &(_, _, size) in batches.iter().filter(|b| b.1 >= start).take(12) {
+            sum += size;
+            budgets.extend([sum - 1, sum]);
+        }
+        for budget in budgets {
+            for max_offset in [end, end - 7, start + 1] {
+                for min_one in [false, true] {
+                    let slices = log.slice(start, budget, max_offset, min_one).unwrap();
+                    let bytes = slices.to_bytes().unwrap();
+                    assert_eq!(bytes.len(), slices.len());
+                    assert_eq!(
+                        base_offsets(&bytes),
+                        expected(start, budget, max_offset, min_one),
+                        "start {start}, budget {budget}, max offset {max_offset}, min one {min_one}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn rolling_by_segment_bytes_names_files_and_reads_across_segments() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@
 //! - [`batch`]: the v2 record batch header, read and rewritten in place;
 //! - [`records`]: the records inside a batch, for the few rules that need them;
 //! - [`compression`]: the four codecs Kafka clients use;
+//! - [`spliced`]: Fetch responses with holes for record data sent straight from files;
 //! - [`api_versions`]: the table of APIs and versions this broker implements.
 
 pub mod api_versions;
@@ -14,5 +15,6 @@ pub mod compression;
 pub mod frame;
 pub mod kafka_uuid;
 pub mod records;
+pub mod spliced;
 
 pub use kafka_protocol as messages;

@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use ottla_log::{Log, LogConfig, LogError};
+use ottla_log::{Log, LogConfig, LogError, LogSlices};
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
 use ottla_protocol::records::{check_uncompressed_framing, scan_records};
 use parking_lot::{Mutex, RwLock};
@@ -108,7 +107,8 @@ pub enum FetchIsolation {
 
 #[derive(Debug, Clone)]
 pub struct ReadResult {
-    pub records: Bytes,
+    /// Whole batches, as slices of the segment files (nothing is read yet).
+    pub records: LogSlices,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
@@ -296,7 +296,7 @@ impl Partition {
             FetchIsolation::HighWatermark => high_watermark,
             FetchIsolation::LogEnd => log_end_offset,
         };
-        let records = log.read(offset, max_bytes, max_offset, min_one_batch)?;
+        let records = log.slice(offset, max_bytes, max_offset, min_one_batch)?;
         Ok(ReadResult {
             records,
             high_watermark,

@@ -181,7 +181,11 @@ impl GroupRuntime {
                 if read.records.is_empty() {
                     break;
                 }
-                for batch in BatchIter::new(&read.records) {
+                let stored = read
+                    .records
+                    .to_bytes()
+                    .with_context(|| format!("cannot read {}", partition.name()))?;
+                for batch in BatchIter::new(&stored) {
                     let batch =
                         batch.with_context(|| format!("corrupt batch in {}", partition.name()))?;
                     offset = batch.next_offset();

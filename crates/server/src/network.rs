@@ -11,13 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ottla_log::FileSlice;
 use ottla_protocol::frame::{check_frame_size, decode_request, SIZE_PREFIX_LEN};
+use ottla_protocol::spliced::FramePart;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::{dispatch, HandlerError, Reply};
+use crate::handlers::{dispatch, Frame, HandlerError, Reply};
 
 /// Replies queued per connection before the reader pauses (Kafka itself allows one).
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
@@ -30,6 +32,10 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 pub const MAX_QUEUED_REPLY_BYTES_PER_CONNECTION: usize = 64 * 1024 * 1024;
 /// First allocation for an incoming frame; larger frames grow as their bytes arrive.
 const INITIAL_FRAME_BUFFER_BYTES: usize = 64 * 1024;
+/// File slices at least this long are sent with `sendfile`; shorter ones are read into
+/// the write buffer, where they coalesce with the frames around them (a `sendfile`
+/// needs the buffer flushed first, one more system call per slice).
+const SENDFILE_MIN_BYTES: usize = 16 * 1024;
 
 /// Accept connections until `shutdown` flips, enforcing `max.connections`.
 pub async fn serve(
@@ -186,8 +192,8 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         let outcome = dispatch_guarded(&broker, request, peer);
         let pending = match outcome {
             Ok(reply) => {
-                if let Reply::Now(bytes) = &reply {
-                    budget.add(bytes.len());
+                if let Reply::Now(frame) = &reply {
+                    budget.add(frame.buffered_len());
                 }
                 Pending::Reply(reply)
             }
@@ -246,14 +252,15 @@ async fn write_replies(
     let _unblock_reader = ReleaseAllOnDrop(budget.clone());
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
     while let Some(pending) = rx.recv().await {
-        let bytes: Option<Bytes> = match pending {
+        let frame: Option<Frame> = match pending {
             Pending::Close => break,
             Pending::Reply(Reply::Nothing) => None,
-            Pending::Reply(Reply::Now(b)) => {
-                let n = b.len();
-                let written = writer.write_all(&b).await;
+            Pending::Reply(Reply::Now(frame)) => {
+                let n = frame.buffered_len();
+                let written = write_frame(&mut writer, frame).await;
                 budget.release(n);
-                if written.is_err() {
+                if let Err(e) = written {
+                    log_write_error(peer, &e);
                     return;
                 }
                 None
@@ -273,8 +280,9 @@ async fn write_replies(
                 }
             }
         };
-        if let Some(bytes) = bytes {
-            if writer.write_all(&bytes).await.is_err() {
+        if let Some(frame) = frame {
+            if let Err(e) = write_frame(&mut writer, frame).await {
+                log_write_error(peer, &e);
                 return;
             }
         }
@@ -285,4 +293,107 @@ async fn write_replies(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+type ConnectionWriter = BufWriter<tokio::net::tcp::OwnedWriteHalf>;
+
+fn log_write_error(peer: SocketAddr, e: &std::io::Error) {
+    // A peer that went away is routine; anything else (a segment file that shrank under
+    // a fetch response) is worth a line.
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe
+        | std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::ConnectionAborted => {}
+        _ => tracing::warn!("Closing connection from {peer}: {e}"),
+    }
+}
+
+/// Write one frame: bytes through the buffer, file slices from the file.
+async fn write_frame(writer: &mut ConnectionWriter, frame: Frame) -> std::io::Result<()> {
+    match frame {
+        Frame::Bytes(bytes) => writer.write_all(&bytes).await,
+        Frame::Spliced(frame) => {
+            for part in frame.parts {
+                match part {
+                    FramePart::Bytes(bytes) => writer.write_all(&bytes).await?,
+                    FramePart::Records(records) => {
+                        for slice in records.slices() {
+                            write_file_slice(writer, slice).await?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn write_file_slice(writer: &mut ConnectionWriter, slice: &FileSlice) -> std::io::Result<()> {
+    if slice.len() < SENDFILE_MIN_BYTES {
+        let mut buf = Vec::with_capacity(slice.len());
+        slice.read_into(&mut buf)?;
+        return writer.write_all(&buf).await;
+    }
+    writer.flush().await?;
+    send_file(writer.get_ref().as_ref(), slice).await
+}
+
+/// `sendfile` the slice to the socket: the kernel moves the page-cache pages to the
+/// socket without a copy through user space (Kafka's `FileRecords.writeTo`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+async fn send_file(stream: &TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+    use tokio::io::Interest;
+    let mut offset = slice.position();
+    let end = offset + slice.len() as u64;
+    while offset < end {
+        stream.writable().await?;
+        let count = (end - offset) as usize;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(stream, slice.file(), Some(&mut offset), count)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                // The file ends before the slice does: it was truncated after the read.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "segment file shrank under a fetch response ({} of {} bytes sent)",
+                        offset - slice.position(),
+                        slice.len()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Without `sendfile`: copy through a bounded buffer.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+async fn send_file(stream: &TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: usize = 256 * 1024;
+    let mut buf = vec![0u8; CHUNK.min(slice.len())];
+    let mut done = 0usize;
+    while done < slice.len() {
+        let n = buf.len().min(slice.len() - done);
+        slice
+            .file()
+            .read_exact_at(&mut buf[..n], slice.position() + done as u64)?;
+        let mut sent = 0;
+        while sent < n {
+            stream.writable().await?;
+            match stream.try_write(&buf[sent..n]) {
+                Ok(k) => sent += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        done += n;
+    }
+    Ok(())
 }

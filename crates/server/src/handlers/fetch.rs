@@ -1,5 +1,6 @@
 //! Fetch (key 1): read whole stored batches, long-polling up to `max.wait.ms` until
-//! `min.bytes` are available.
+//! `min.bytes` are available. Record data is not read: the response carries slices of
+//! the segment files, which the connection sends with `sendfile` (zero-copy).
 //!
 //! Fetch sessions (KIP-227) are answered sessionless: session id 0 tells the client to
 //! keep sending full fetch requests, which every client supports (Kafka does the same
@@ -11,17 +12,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::future::select_all;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
-use ottla_log::LogError;
+use ottla_log::{LogError, LogSlices};
 use ottla_protocol::frame::Request;
+use ottla_protocol::spliced::encode_fetch_response;
 use ottla_replica::{FetchIsolation, Partition};
 use uuid::Uuid;
 
-use super::{decode, encode, respond, HandlerError, Reply};
+use super::{decode, respond, Frame, HandlerError, Reply};
 use crate::broker::Broker;
 
 /// Longest wait honoured, whatever the client asks: bounds how long a delayed fetch
@@ -112,10 +113,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         },
         read_committed: req.isolation_level == READ_COMMITTED,
     };
-    let (response, bytes, has_error) = read_all(&plan);
+    let read = read_all(&plan);
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
-    if bytes >= plan.min_bytes || has_error || wait.is_zero() || plan.targets.is_empty() {
-        return respond(request, &response);
+    if read.bytes >= plan.min_bytes || read.has_error || wait.is_zero() || plan.targets.is_empty() {
+        return Ok(Reply::Now(encode_read(&plan, read)?));
     }
     Ok(Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + wait;
@@ -127,14 +128,13 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 .iter()
                 .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe()))
                 .collect();
-            let (response, bytes, has_error) = read_all(&plan);
-            if bytes >= plan.min_bytes || has_error || receivers.is_empty() {
-                return encode(ApiKey::Fetch, plan.version, plan.correlation_id, &response);
+            let read = read_all(&plan);
+            if read.bytes >= plan.min_bytes || read.has_error || receivers.is_empty() {
+                return encode_read(&plan, read);
             }
             let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                let (response, _, _) = read_all(&plan);
-                return encode(ApiKey::Fetch, plan.version, plan.correlation_id, &response);
+                return encode_read(&plan, read_all(&plan));
             }
         }
     })))
@@ -152,10 +152,40 @@ fn check_leader_epoch(partition: &Partition, requested: i32) -> Result<(), i16> 
     }
 }
 
-/// Read every target once; returns the response, the record bytes in it, and whether
-/// any partition carries an error (which completes a delayed fetch at once, as in Kafka).
-fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
+/// One pass over every target.
+struct Read {
+    /// The response without its records, which are in `records`, one per partition in
+    /// response order.
+    response: FetchResponse,
+    records: Vec<LogSlices>,
+    /// Record bytes in all partitions.
+    bytes: usize,
+    /// Whether any partition carries an error (which completes a delayed fetch at once,
+    /// as in Kafka).
+    has_error: bool,
+}
+
+/// The response frame; record data stays in the segment files until the connection
+/// writes it (zero-copy, see `ottla_protocol::spliced`).
+fn encode_read(plan: &Plan, read: Read) -> Result<Frame, HandlerError> {
+    encode_fetch_response(
+        plan.version,
+        plan.correlation_id,
+        &read.response,
+        read.records,
+    )
+    .map(Frame::Spliced)
+    .map_err(|e| HandlerError::Encode {
+        api_key: ApiKey::Fetch,
+        version: plan.version,
+        reason: e.to_string(),
+    })
+}
+
+/// Read every target once (batch headers only: the records are file slices).
+fn read_all(plan: &Plan) -> Read {
     let version = plan.version;
+    let mut records = Vec::with_capacity(plan.targets.len());
     let mut remaining = plan.max_bytes;
     let mut min_one_batch = true;
     let mut total = 0usize;
@@ -169,10 +199,8 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
         match &target.partition {
             Err(code) => {
                 has_error = true;
-                data = data
-                    .with_error_code(*code)
-                    .with_high_watermark(-1)
-                    .with_records(Some(Bytes::new()));
+                data = data.with_error_code(*code).with_high_watermark(-1);
+                records.push(LogSlices::default());
             }
             Ok(partition) => {
                 let limit = target.partition_max_bytes.min(remaining);
@@ -187,8 +215,8 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
                         data = data
                             .with_high_watermark(read.high_watermark)
                             .with_last_stable_offset(read.high_watermark)
-                            .with_log_start_offset(read.log_start_offset)
-                            .with_records(Some(read.records));
+                            .with_log_start_offset(read.log_start_offset);
+                        records.push(read.records);
                     }
                     Err(e) => {
                         has_error = true;
@@ -205,8 +233,8 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
                             .with_error_code(code)
                             .with_high_watermark(partition.high_watermark())
                             .with_last_stable_offset(partition.high_watermark())
-                            .with_log_start_offset(partition.log_start_offset())
-                            .with_records(Some(Bytes::new()));
+                            .with_log_start_offset(partition.log_start_offset());
+                        records.push(LogSlices::default());
                     }
                 }
             }
@@ -237,9 +265,11 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
             .partitions
             .push(data);
     }
-    (
-        FetchResponse::default().with_responses(topics),
-        total,
+    debug_assert_eq!(records.len(), plan.targets.len());
+    Read {
+        response: FetchResponse::default().with_responses(topics),
+        records,
+        bytes: total,
         has_error,
-    )
+    }
 }

@@ -38,19 +38,49 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use ottla_log::LogSlices;
 use ottla_protocol::api_versions::is_supported;
 use ottla_protocol::frame::{encode_response, Request};
+use ottla_protocol::spliced::{FramePart, SplicedFrame};
 
 use crate::broker::Broker;
 
 /// What the connection sends back for one request.
 pub enum Reply {
-    /// An encoded response frame, ready to write.
-    Now(Bytes),
+    /// A response frame, ready to write.
+    Now(Frame),
     /// A response that completes later (a fetch waiting for data).
-    Later(Pin<Box<dyn Future<Output = Result<Bytes, HandlerError>> + Send>>),
+    Later(Pin<Box<dyn Future<Output = Result<Frame, HandlerError>> + Send>>),
     /// No response at all: Produce with acks=0, as Kafka does.
     Nothing,
+}
+
+/// An encoded response frame, size prefix included.
+#[derive(Debug)]
+pub enum Frame {
+    /// Every byte in memory.
+    Bytes(Bytes),
+    /// A Fetch response whose record data is still in the segment files: the
+    /// connection's writer sends those parts from the files (see `ottla_protocol::spliced`).
+    Spliced(SplicedFrame<LogSlices>),
+}
+
+impl Frame {
+    /// Bytes held in memory until the frame is written (what the per-connection reply
+    /// budget counts; file slices hold no memory).
+    pub fn buffered_len(&self) -> usize {
+        match self {
+            Frame::Bytes(b) => b.len(),
+            Frame::Spliced(f) => f
+                .parts
+                .iter()
+                .map(|p| match p {
+                    FramePart::Bytes(b) => b.len(),
+                    FramePart::Records(_) => 0,
+                })
+                .sum(),
+        }
+    }
 }
 
 /// A request the broker cannot answer with an error code: Kafka closes the connection
@@ -91,12 +121,14 @@ fn encode<T: Encodable>(
     version: i16,
     correlation_id: i32,
     body: &T,
-) -> Result<Bytes, HandlerError> {
-    encode_response(api_key, version, correlation_id, body).map_err(|e| HandlerError::Encode {
-        api_key,
-        version,
-        reason: e.to_string(),
-    })
+) -> Result<Frame, HandlerError> {
+    encode_response(api_key, version, correlation_id, body)
+        .map(Frame::Bytes)
+        .map_err(|e| HandlerError::Encode {
+            api_key,
+            version,
+            reason: e.to_string(),
+        })
 }
 
 fn respond<T: Encodable>(request: &Request, body: &T) -> Result<Reply, HandlerError> {
