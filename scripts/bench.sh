@@ -11,6 +11,7 @@
 #   - produce 100 B records, acks=all, 1 partition          (throughput)
 #   - fill a 1-partition topic with 1 KiB records, then consume it from offset 0
 #   - broker peak RSS (VmHWM) after those, and broker CPU (utime+stime) per GiB produced
+#     and per GiB consumed
 #   - produce latency per delivery report at a fixed rate (1 KiB, acks=all)
 #   - end-to-end latency (produce to consume) at the same rate
 # and, for context, the page-cache write bandwidth of the machine (dd of 1 GiB);
@@ -218,7 +219,7 @@ for run in $(seq "$RUNS"); do
         --topic bench-100b-1p --partitions 1 --record-size 100 --records "$N_100B" --acks all
     broker_alive && scenario "$run" ottla fill_1k_1p "$BPID" -- produce --bootstrap "$BOOT" --topic bench-consume \
         --partitions 1 --record-size 1024 --records "$N_CONSUME" --acks 1
-    broker_alive && scenario "$run" ottla consume_1k_1p -- consume --bootstrap "$BOOT" --topic bench-consume \
+    broker_alive && scenario "$run" ottla consume_1k_1p "$BPID" -- consume --bootstrap "$BOOT" --topic bench-consume \
         --partition 0 --records "$N_CONSUME"
     if broker_alive; then
         hwm="$(status_kb "$BPID" VmHWM)"; anon="$(status_kb "$BPID" RssAnon)"; file="$(status_kb "$BPID" RssFile)"

@@ -316,30 +316,36 @@ pub fn run(args: ReportArgs) -> Result<()> {
         reference: "—",
         goal: Goal::None,
     });
-    // CPU per GiB: per run, broker CPU over the produce scenarios / bytes they delivered.
-    let mut cpu_by_run: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.target == "ottla") {
-        if let (Some(cpu), Some(r)) = (e.cpu_s, &e.result) {
-            if let Some(bytes) = r["bytes"].as_f64() {
-                let slot = cpu_by_run.entry(e.run).or_default();
-                slot.0 += cpu;
-                slot.1 += bytes;
+    // CPU per GiB: per run, broker CPU over the produce (or consume) scenarios / bytes
+    // they moved.
+    for (what, consume) in [("produced", false), ("consumed", true)] {
+        let mut cpu_by_run: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for e in entries
+            .iter()
+            .filter(|e| e.target == "ottla" && (e.scenario == CONSUME) == consume)
+        {
+            if let (Some(cpu), Some(r)) = (e.cpu_s, &e.result) {
+                if let Some(bytes) = r["bytes"].as_f64() {
+                    let slot = cpu_by_run.entry(e.run).or_default();
+                    slot.0 += cpu;
+                    slot.1 += bytes;
+                }
             }
         }
+        rows.push(Row {
+            label: format!("broker CPU (user+sys) per GiB {what}"),
+            unit: "s/GiB",
+            values: cpu_by_run
+                .values()
+                .filter(|(_, b)| *b > 0.0)
+                .map(|(c, b)| c / b * (1u64 << 30) as f64)
+                .collect(),
+            null: None,
+            null_as_value: false,
+            reference: "—",
+            goal: Goal::None,
+        });
     }
-    rows.push(Row {
-        label: "broker CPU (user+sys) per GiB produced".into(),
-        unit: "s/GiB",
-        values: cpu_by_run
-            .values()
-            .filter(|(_, b)| *b > 0.0)
-            .map(|(c, b)| c / b * (1u64 << 30) as f64)
-            .collect(),
-        null: None,
-        null_as_value: false,
-        reference: "—",
-        goal: Goal::None,
-    });
     rows.push(Row {
         label: "start to first Metadata answer".into(),
         unit: "ms",
