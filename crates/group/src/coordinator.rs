@@ -128,11 +128,13 @@ impl Member {
     }
 
     /// Kafka's `hasSatisfiedHeartbeat`: an established member parked in a join or a
-    /// sync is waiting on the coordinator, not idle.
+    /// sync is waiting on the coordinator, not idle, so its session does not run.
+    fn is_waiting(&self) -> bool {
+        (self.awaiting_join.is_some() && !self.is_new) || self.awaiting_sync.is_some()
+    }
+
     fn expired(&self, now: i64) -> bool {
-        let waiting =
-            (self.awaiting_join.is_some() && !self.is_new) || self.awaiting_sync.is_some();
-        !waiting && now > self.expiry_deadline()
+        !self.is_waiting() && now > self.expiry_deadline()
     }
 }
 
@@ -1114,7 +1116,8 @@ impl GroupCoordinator {
             for d in g.pending_members.values() {
                 consider(*d + 1);
             }
-            for m in g.members.values() {
+            // A waiting member cannot expire: its deadline may be long past.
+            for m in g.members.values().filter(|m| !m.is_waiting()) {
                 consider(m.expiry_deadline() + 1);
             }
             if let Some(d) = &g.initial_delay {

@@ -251,6 +251,48 @@ fn a_silent_member_expires_and_the_group_rebalances_without_it() {
     assert_eq!(e.joins[0].1.members.len(), 1);
 }
 
+/// A member parked in JoinGroup sends no heartbeats and must not expire (Kafka's
+/// `hasSatisfiedHeartbeat`); nor may its passed session deadline count as due work, or
+/// the runtime's timer would wake every millisecond until the rebalance ends.
+#[test]
+fn a_member_parked_in_a_join_is_not_a_deadline() {
+    let mut c = coordinator();
+    let (leader, _) = single_member_group(&mut c, "g");
+    let now = 5_000;
+    let (r, _) = c.join(now, 10, join_req("g", "", &["range"]), "s");
+    let other = r.unwrap().member_id;
+    c.join(now, 10, join_req("g", &other, &["range"]), "s");
+    let (_, e) = c.join(now, 11, join_req("g", &leader, &["range"]), "s");
+    let g2 = e.joins[0].1.generation_id;
+    let mut all = vec![
+        (leader.clone(), Bytes::from_static(b"L")),
+        (other.clone(), Bytes::from_static(b"O")),
+    ];
+    all.sort();
+    sync(&mut c, now, 12, "g", &leader, g2, all);
+    sync(&mut c, now, 13, "g", &other, g2, vec![]);
+    // The leader rejoins and waits for `other`, which keeps heartbeating but is slow
+    // to rejoin.
+    let (parked, _) = c.join(now, 20, join_req("g", &leader, &["range"]), "s");
+    assert!(parked.is_none(), "the leader waits for the other member");
+    let mut t = now;
+    while t < now + i64::from(SESSION) + 500 {
+        t += 500;
+        assert_eq!(
+            heartbeat(&mut c, t, "g", &other, g2),
+            error::REBALANCE_IN_PROGRESS
+        );
+        c.tick(t);
+    }
+    assert_eq!(c.describe("g").state, "PreparingRebalance");
+    assert_eq!(c.describe("g").members.len(), 2, "nobody expired");
+    let next = c.next_deadline().expect("the rebalance timeout is pending");
+    assert!(
+        next > t,
+        "next deadline {next} is already past at {t}: the timer would spin"
+    );
+}
+
 #[test]
 fn kafka_error_codes_for_bad_requests() {
     let mut c = coordinator();
