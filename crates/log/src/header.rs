@@ -82,13 +82,8 @@ impl BatchHeader {
     }
     /// Sequence of the last record; wraps at `i32::MAX` to 0 as in Kafka.
     pub fn last_sequence(&self) -> i32 {
-        wrapping_sequence_add(self.base_sequence, self.last_offset_delta)
+        increment_sequence(self.base_sequence, self.last_offset_delta)
     }
-}
-
-/// `base + delta` in Kafka's sequence space, which wraps from `i32::MAX` to 0.
-pub(crate) fn wrapping_sequence_add(base: i32, delta: i32) -> i32 {
-    increment_sequence(base, delta)
 }
 
 /// `last - delta` in the same wrapping space (the first sequence of a batch from its last).
@@ -144,10 +139,10 @@ mod tests {
 
     #[test]
     fn sequences_wrap_both_ways() {
-        assert_eq!(wrapping_sequence_add(i32::MAX - 1, 4), 2);
+        assert_eq!(increment_sequence(i32::MAX - 1, 4), 2);
         assert_eq!(wrapping_sequence_sub(2, 4), i32::MAX - 1);
-        assert_eq!(wrapping_sequence_add(5, 3), 8);
+        assert_eq!(increment_sequence(5, 3), 8);
         assert_eq!(wrapping_sequence_sub(8, 3), 5);
-        assert_eq!(wrapping_sequence_add(NO_SEQUENCE, 3), NO_SEQUENCE);
+        assert_eq!(increment_sequence(NO_SEQUENCE, 3), NO_SEQUENCE);
     }
 }

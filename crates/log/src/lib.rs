@@ -160,7 +160,7 @@ impl LogError {
 }
 
 /// Wall-clock milliseconds since the epoch, Kafka's time base for segments and retention.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

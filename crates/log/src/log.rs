@@ -5,7 +5,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
 use tracing::{info, warn};
 
@@ -283,14 +282,6 @@ impl Log {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-    pub fn config(&self) -> &LogConfig {
-        &self.config
-    }
-    /// New settings apply from the next append / retention pass (as in Kafka, existing
-    /// segments are not rewritten).
-    pub fn set_config(&mut self, config: LogConfig) {
-        self.config = config;
     }
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
@@ -578,14 +569,15 @@ impl Log {
         Ok(out)
     }
 
-    /// [`Log::slice`], read into memory.
-    pub fn read(
+    /// [`Log::slice`], read into memory (the tests' view of the log).
+    #[cfg(test)]
+    pub(crate) fn read(
         &self,
         start_offset: i64,
         max_bytes: usize,
         max_offset: i64,
         min_one_batch: bool,
-    ) -> Result<Bytes, LogError> {
+    ) -> Result<bytes::Bytes, LogError> {
         let slices = self.slice(start_offset, max_bytes, max_offset, min_one_batch)?;
         slices
             .to_bytes()

@@ -12,9 +12,9 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use ottla_protocol::batch::NO_PRODUCER_EPOCH;
+use ottla_protocol::batch::{increment_sequence, NO_PRODUCER_EPOCH};
 
-use crate::header::{wrapping_sequence_add, wrapping_sequence_sub, BatchHeader};
+use crate::header::{wrapping_sequence_sub, BatchHeader};
 use crate::{io_context, LogError};
 
 /// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`: the producer keeps at most 5
@@ -187,7 +187,7 @@ impl ProducerStateManager {
             // Same epoch but no batch cached (e.g. only markers so far): accept.
             None => Ok(ProducerCheck::Accept),
             Some(last) => {
-                let expected = wrapping_sequence_add(last, 1);
+                let expected = increment_sequence(last, 1);
                 if h.base_sequence == expected {
                     Ok(ProducerCheck::Accept)
                 } else {

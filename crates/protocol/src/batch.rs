@@ -118,6 +118,21 @@ pub fn batch_size_at(buf: &[u8]) -> Option<Result<usize, BatchError>> {
     Some(Ok(LOG_OVERHEAD + len as usize))
 }
 
+/// The size a batch header at the start of `prefix` declares, once `prefix` holds a whole
+/// header and the size is valid.
+fn header_batch_size(prefix: &[u8]) -> Result<usize, BatchError> {
+    if prefix.len() < BATCH_HEADER_LEN {
+        return Err(BatchError::Truncated {
+            needed: BATCH_HEADER_LEN,
+            available: prefix.len(),
+        });
+    }
+    match batch_size_at(prefix) {
+        Some(r) => r,
+        None => unreachable!("length checked above"),
+    }
+}
+
 /// The fixed 61-byte header of a batch, readable from that prefix alone: index walks
 /// and producer-state rebuilds read only this much of each stored batch. A
 /// [`RecordBatch`] (the whole batch) dereferences to it, so the fields have one reader.
@@ -131,16 +146,12 @@ impl<'a> BatchHeaderView<'a> {
     /// more may follow). Checks the length field and the magic; the CRC needs the whole
     /// batch ([`RecordBatch::validate`]).
     pub fn parse(prefix: &'a [u8]) -> Result<Self, BatchError> {
-        if prefix.len() < BATCH_HEADER_LEN {
-            return Err(BatchError::Truncated {
-                needed: BATCH_HEADER_LEN,
-                available: prefix.len(),
-            });
-        }
-        match batch_size_at(prefix) {
-            Some(r) => r?,
-            None => unreachable!("length checked above"),
-        };
+        header_batch_size(prefix)?;
+        Self::parse_sized(prefix)
+    }
+
+    /// [`BatchHeaderView::parse`] after [`header_batch_size`] has accepted `prefix`.
+    fn parse_sized(prefix: &'a [u8]) -> Result<Self, BatchError> {
         let magic = prefix[MAGIC] as i8;
         if magic != MAGIC_V2 {
             return Err(BatchError::UnsupportedMagic(magic));
@@ -173,9 +184,6 @@ impl<'a> BatchHeaderView<'a> {
     }
     pub fn partition_leader_epoch(&self) -> i32 {
         read_i32(self.bytes, PARTITION_LEADER_EPOCH)
-    }
-    pub fn magic(&self) -> i8 {
-        self.bytes[MAGIC] as i8
     }
     pub fn crc(&self) -> u32 {
         read_i32(self.bytes, CRC) as u32
@@ -262,16 +270,7 @@ impl<'a> RecordBatch<'a> {
     /// View `bytes` as exactly one batch. `bytes.len()` must equal the batch's size.
     pub fn new(bytes: &'a [u8]) -> Result<Self, BatchError> {
         // Size before magic, as before: the two map to different Kafka error codes.
-        if bytes.len() < BATCH_HEADER_LEN {
-            return Err(BatchError::Truncated {
-                needed: BATCH_HEADER_LEN,
-                available: bytes.len(),
-            });
-        }
-        let size = match batch_size_at(bytes) {
-            Some(r) => r?,
-            None => unreachable!("length checked above"),
-        };
+        let size = header_batch_size(bytes)?;
         if size > bytes.len() {
             return Err(BatchError::Truncated {
                 needed: size,
@@ -281,7 +280,7 @@ impl<'a> RecordBatch<'a> {
         if size < bytes.len() {
             return Err(BatchError::InvalidLength(read_i32(bytes, BATCH_LENGTH)));
         }
-        let header = BatchHeaderView::parse(bytes)?;
+        let header = BatchHeaderView::parse_sized(bytes)?;
         Ok(RecordBatch { bytes, header })
     }
 

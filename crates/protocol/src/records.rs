@@ -20,6 +20,8 @@
 
 use std::borrow::Cow;
 
+use bytes::BufMut;
+
 use crate::batch::{build_batch, RecordBatch};
 use crate::compression::{compress, decompress, Compression, CompressionError};
 
@@ -372,12 +374,14 @@ fn put_varlong(out: &mut Vec<u8>, value: i64) {
     put_unsigned_varint(out, ((value << 1) ^ (value >> 63)) as u64);
 }
 
-fn put_unsigned_varint(out: &mut Vec<u8>, mut raw: u64) {
+/// Kafka's unsigned varint (also the length prefix of the flexible versions' compact
+/// fields).
+pub(crate) fn put_unsigned_varint(out: &mut impl BufMut, mut raw: u64) {
     while raw >= 0x80 {
-        out.push((raw as u8) | 0x80);
+        out.put_u8((raw as u8) | 0x80);
         raw >>= 7;
     }
-    out.push(raw as u8);
+    out.put_u8(raw as u8);
 }
 
 fn put_len(out: &mut Vec<u8>, len: usize) {
@@ -480,7 +484,11 @@ pub fn build_record_batch(
             ),
             _ => (0, 0, NO_TIMESTAMP, NO_TIMESTAMP),
         };
-    let payload = compress(codec, &encode_records(records, base_offset, base_timestamp));
+    let encoded = encode_records(records, base_offset, base_timestamp);
+    let payload = match codec {
+        Compression::None => encoded, // compress() would copy it
+        _ => compress(codec, &encoded),
+    };
     build_batch(
         base_offset,
         codec,

@@ -18,6 +18,7 @@ use kafka_protocol::messages::fetch_response::{AbortedTransaction, PartitionData
 use kafka_protocol::messages::FetchResponse;
 
 use crate::frame::{MAX_RESPONSE_BYTES, SIZE_PREFIX_LEN};
+use crate::records::put_unsigned_varint;
 
 /// Record data that the encoder does not copy: it only needs its length.
 pub trait RecordsPayload {
@@ -94,7 +95,7 @@ pub fn encode_fetch_response<R: RecordsPayload>(
     w.buf.put_i32(0);
     w.buf.put_i32(correlation_id);
     if flexible {
-        put_uvarint(&mut w.buf, 0);
+        put_unsigned_varint(&mut w.buf, 0);
     }
     w.buf.put_i32(response.throttle_time_ms);
     if version >= 7 {
@@ -115,22 +116,22 @@ pub fn encode_fetch_response<R: RecordsPayload>(
             put_partition_prefix(&mut w.buf, version, partition)?;
             let n = payload.payload_len();
             if flexible {
-                put_uvarint(&mut w.buf, n as u64 + 1);
+                put_unsigned_varint(&mut w.buf, n as u64 + 1);
             } else {
                 w.buf
                     .put_i32(i32::try_from(n).map_err(|_| SplicedEncodeError::TooLarge(n))?);
             }
             w.records(payload);
             if flexible {
-                put_uvarint(&mut w.buf, 0); // partition tagged fields
+                put_unsigned_varint(&mut w.buf, 0); // partition tagged fields
             }
         }
         if flexible {
-            put_uvarint(&mut w.buf, 0); // topic tagged fields
+            put_unsigned_varint(&mut w.buf, 0); // topic tagged fields
         }
     }
     if flexible {
-        put_uvarint(&mut w.buf, 0); // response tagged fields
+        put_unsigned_varint(&mut w.buf, 0); // response tagged fields
     }
     w.finish()
 }
@@ -184,7 +185,7 @@ fn put_partition_prefix(
         buf.put_i64(txn.producer_id.0);
         buf.put_i64(txn.first_offset);
         if flexible {
-            put_uvarint(buf, 0);
+            put_unsigned_varint(buf, 0);
         }
     }
     if version >= 11 {
@@ -255,20 +256,12 @@ impl<R: RecordsPayload> PartsWriter<R> {
     }
 }
 
-fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
-}
-
 /// Array length: int32 (-1 for null) or, when flexible, unsigned varint of length + 1
 /// (0 for null).
 fn put_array_len(buf: &mut BytesMut, flexible: bool, len: Option<usize>) {
     match (flexible, len) {
-        (true, Some(n)) => put_uvarint(buf, n as u64 + 1),
-        (true, None) => put_uvarint(buf, 0),
+        (true, Some(n)) => put_unsigned_varint(buf, n as u64 + 1),
+        (true, None) => put_unsigned_varint(buf, 0),
         (false, Some(n)) => buf.put_i32(n as i32),
         (false, None) => buf.put_i32(-1),
     }
@@ -276,7 +269,7 @@ fn put_array_len(buf: &mut BytesMut, flexible: bool, len: Option<usize>) {
 
 fn put_string(buf: &mut BytesMut, flexible: bool, s: &str) {
     if flexible {
-        put_uvarint(buf, s.len() as u64 + 1);
+        put_unsigned_varint(buf, s.len() as u64 + 1);
     } else {
         buf.put_i16(s.len() as i16);
     }

@@ -3,7 +3,6 @@
 //! Kafka's `LogValidator` that can be decided from the batch header.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ottla_log::{Log, LogConfig, LogError, LogSlices};
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
@@ -132,12 +131,7 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use ottla_log::now_ms;
 
 impl Partition {
     pub(crate) fn new(

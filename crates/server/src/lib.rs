@@ -163,40 +163,49 @@ fn spawn_background_tasks(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);
     let b = broker.clone();
-    let mut stop = shutdown.clone();
-    let retention = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(retention_every);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
-            }
-            let b = b.clone();
+    let retention = spawn_periodic(
+        retention_every,
+        shutdown.clone(),
+        "Log retention",
+        move || {
             let expiration = b.config.producer_id_expiration_ms;
-            let _ = tokio::task::spawn_blocking(move || {
-                b.replicas
-                    .apply_retention(ottla_replica::partition::now_ms(), expiration)
-            })
-            .await;
-        }
-    });
-    let mut stop = shutdown;
-    let checkpoints = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RECOVERY_POINT_CHECKPOINT_INTERVAL);
+            b.replicas
+                .apply_retention(ottla_replica::partition::now_ms(), expiration);
+            Ok(())
+        },
+    );
+    let checkpoints = spawn_periodic(
+        RECOVERY_POINT_CHECKPOINT_INTERVAL,
+        shutdown,
+        "Recovery point checkpoint",
+        move || broker.replicas.checkpoint(false).map_err(|e| e.to_string()),
+    );
+    vec![retention, checkpoints]
+}
+
+/// Run `job` every `every` on the blocking pool (it does file I/O) until `stop` flips,
+/// logging a failure or a panic as "`what` failed".
+fn spawn_periodic(
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+    job: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let job = std::sync::Arc::new(job);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
             }
-            let b = broker.clone();
-            match tokio::task::spawn_blocking(move || b.replicas.checkpoint(false)).await {
-                Ok(Err(e)) => tracing::warn!("Recovery point checkpoint failed: {e}"),
-                Err(e) => tracing::warn!("Recovery point checkpoint task failed: {e}"),
+            let job = job.clone();
+            match tokio::task::spawn_blocking(move || job()).await {
+                Ok(Err(e)) => tracing::warn!("{what} failed: {e}"),
+                Err(e) => tracing::warn!("{what} task failed: {e}"),
                 Ok(Ok(())) => {}
             }
         }
-    });
-    vec![retention, checkpoints]
+    })
 }

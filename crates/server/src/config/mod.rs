@@ -116,18 +116,7 @@ impl BrokerConfig {
                 None => tracing::warn!("Ignoring unknown configuration key {key}"),
             }
         }
-        let get = |key: &str| -> Option<String> {
-            explicit
-                .get(key)
-                .cloned()
-                .or_else(|| {
-                    OTTLA_DEFAULTS
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| v.to_string())
-                })
-                .or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
-        };
+        let get = |key: &str| resolve_broker_value(&explicit, key);
         let parse_num = |key: &str| -> Result<i64, String> {
             let v = get(key).ok_or_else(|| {
                 format!("Missing required configuration \"{key}\" which has no default value.")
@@ -259,16 +248,7 @@ impl BrokerConfig {
 
     /// The broker-level value of `key` (explicit, else Ottla's default, else Kafka's).
     pub fn broker_value(&self, key: &str) -> Option<String> {
-        self.explicit
-            .get(key)
-            .cloned()
-            .or_else(|| {
-                OTTLA_DEFAULTS
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, v)| v.to_string())
-            })
-            .or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
+        resolve_broker_value(&self.explicit, key)
     }
 
     /// The broker value behind a topic config when the topic does not override it,
@@ -353,6 +333,20 @@ impl BrokerConfig {
             compacted: policies.contains(&"compact"),
         }
     }
+}
+
+/// `key`'s value: explicit, else Ottla's default, else Kafka's.
+fn resolve_broker_value(explicit: &BTreeMap<String, String>, key: &str) -> Option<String> {
+    explicit
+        .get(key)
+        .cloned()
+        .or_else(|| {
+            OTTLA_DEFAULTS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        })
+        .or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
 }
 
 fn parse_listeners(key: &str, text: &str) -> Result<Vec<Listener>, String> {

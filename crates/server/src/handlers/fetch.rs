@@ -113,31 +113,40 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         },
         read_committed: req.isolation_level == READ_COMMITTED,
     };
-    let read = read_all(&plan);
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
-    if read.bytes >= plan.min_bytes || read.has_error || wait.is_zero() || plan.targets.is_empty() {
+    // A fetch that may wait subscribes before it reads, so that an append between the
+    // read and the wait still wakes it.
+    let mut receivers = if wait.is_zero() {
+        Vec::new()
+    } else {
+        subscribe(&plan)
+    };
+    let read = read_all(&plan);
+    if read.bytes >= plan.min_bytes || read.has_error || receivers.is_empty() {
         return Ok(Reply::Now(encode_read(&plan, read)?));
     }
     Ok(Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            // Subscribe before reading, so an append between the read and the wait
-            // still wakes us.
-            let mut receivers: Vec<_> = plan
-                .targets
-                .iter()
-                .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe()))
-                .collect();
-            let read = read_all(&plan);
-            if read.bytes >= plan.min_bytes || read.has_error || receivers.is_empty() {
-                return encode_read(&plan, read);
-            }
             let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return encode_read(&plan, read_all(&plan));
             }
+            receivers = subscribe(&plan);
+            let read = read_all(&plan);
+            if read.bytes >= plan.min_bytes || read.has_error {
+                return encode_read(&plan, read);
+            }
         }
     })))
+}
+
+/// High-watermark watches of the partitions that resolved.
+fn subscribe(plan: &Plan) -> Vec<tokio::sync::watch::Receiver<i64>> {
+    plan.targets
+        .iter()
+        .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe()))
+        .collect()
 }
 
 fn check_leader_epoch(partition: &Partition, requested: i32) -> Result<(), i16> {
