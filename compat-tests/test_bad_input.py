@@ -1293,7 +1293,8 @@ def test_slow_readers_pipelining_large_fetches_hold_no_record_bytes(broker, vers
     """Fetch responses are sent from the segment files (zero-copy), so clients that pipeline
     large fetches and never read their sockets cost the broker almost no memory: 4 connections
     x 64 fetches of a 20 MB partition. (Before, every queued response held its records in
-    memory, up to the 64 MiB reply budget per connection: this grew the RSS by ~300 MB.)"""
+    memory, up to the 64 MiB reply budget per connection: this grew the RSS by ~300 MB.) The first
+    replies are then read back: in order, and whole."""
     topic = unique("slow-reader")
     create_topic(broker.bootstrap, versions, topic)
     batch_size = 900_000  # under this module's socket.request.max.bytes
@@ -1314,8 +1315,10 @@ def test_slow_readers_pipelining_large_fetches_hold_no_record_bytes(broker, vers
         g.check("4 x 64 unread pipelined fetches of 20 MB")
         # The replies are all there, in order, when the client finally reads.
         c = conns[0]
-        for _ in range(2):
+        for i in range(2):
             frame = c.recv_frame()
+            (corr,) = struct.unpack_from(">i", frame)
+            assert corr == i + 1, f"reply {i} carries correlation id {corr}"
             assert len(frame) > 22 * batch_size, f"a fetch response of only {len(frame)} bytes"
     finally:
         for c in conns:

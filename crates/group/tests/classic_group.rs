@@ -493,19 +493,34 @@ fn offsets_commit_fetch_replay_delete_and_expire() {
 fn ten_thousand_joiners_stay_pending_and_other_groups_are_unaffected() {
     let mut c = coordinator();
     let (id, generation) = single_member_group(&mut c, "other");
+    let mut last_id = String::new();
     for i in 0..10_000u64 {
         let (r, _) = c.join(DELAY, 100 + i, join_req("crowd", "", &["range"]), "s");
-        assert_eq!(r.unwrap().error, error::MEMBER_ID_REQUIRED);
+        let r = r.unwrap();
+        assert_eq!(r.error, error::MEMBER_ID_REQUIRED);
+        last_id = r.member_id;
     }
+    assert_eq!(
+        c.describe("crowd").members.len(),
+        0,
+        "ids handed out are pending, not members"
+    );
     assert_eq!(
         heartbeat(&mut c, DELAY + 1, "other", &id, generation),
         error::NONE
     );
     assert_eq!(c.group_count(), 2);
     // Pending ids that never come back expire after the session timeout.
-    c.tick(DELAY + i64::from(SESSION) + 1);
+    let t = DELAY + i64::from(SESSION) + 1;
+    c.tick(t);
     assert_eq!(c.describe("crowd").members.len(), 0);
     assert_eq!(c.list(&["Stable".into()]).len(), 1);
+    let (r, _) = c.join(t, 20_000, join_req("crowd", &last_id, &["range"]), "s");
+    assert_eq!(
+        r.expect("answered at once").error,
+        error::UNKNOWN_MEMBER_ID,
+        "the expired pending id is gone"
+    );
 }
 
 #[test]
@@ -538,6 +553,7 @@ fn new_members_parked_in_a_long_initial_delay_are_not_expired_by_their_session()
         "the rebalance outlived a session timeout"
     );
     while answered.is_empty() {
+        assert!(t < 600_000, "the rebalance never completed");
         t += 500;
         answered.extend(c.tick(t).joins);
     }

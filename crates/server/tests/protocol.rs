@@ -113,7 +113,9 @@ fn records_of(data: &kafka_protocol::messages::fetch_response::PartitionData) ->
     let bytes = data.records.clone().unwrap_or_default();
     let mut out = Vec::new();
     for b in BatchIter::new(&bytes) {
-        out.extend(decode_records(&b.unwrap(), 1 << 20).unwrap());
+        let b = b.unwrap();
+        b.validate().expect("fetched batches arrive intact (CRC)");
+        out.extend(decode_records(&b, 1 << 20).unwrap());
     }
     out
 }
@@ -381,7 +383,7 @@ async fn hostile_frames_close_only_their_connection() {
     assert!(c.is_closed().await);
     // Unknown API key.
     let mut c = broker.client().await;
-    c.send_raw(&[0, 0, 0, 8, 0x27, 0x0f, 0, 0, 0, 0, 0, 1])
+    c.send_raw(&[0, 0, 0, 10, 0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff])
         .await;
     assert!(c.is_closed().await);
     // Metadata v1 claiming 2^31-1 topics in a 14-byte frame: must not allocate them.
