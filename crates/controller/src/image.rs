@@ -39,10 +39,15 @@ pub struct TopicInfo {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Topics only the broker creates and writes (Kafka's `Topic.INTERNAL_TOPICS`; the
+/// transaction log is a later issue, but its name is reserved already so no client can
+/// take it). Other names starting with `__` are ordinary topics, as in Kafka.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
 impl TopicInfo {
-    /// Kafka's rule: topics whose names start with `__` are internal.
+    /// Kafka's `Topic.isInternal`.
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        INTERNAL_TOPICS.contains(&self.name.as_str())
     }
 }
 

@@ -36,9 +36,6 @@ use crate::broker::Broker;
 
 /// Kafka's name for the offsets topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Topics only the broker creates and writes (the transaction log is a later issue,
-/// but its name is reserved already so no client can take it).
-pub const INTERNAL_TOPICS: &[&str] = &[OFFSETS_TOPIC, "__transaction_state"];
 /// Read size when loading `__consumer_offsets` at start-up.
 const LOAD_READ_BYTES: usize = 1024 * 1024;
 /// Upper bound for one decompressed batch while loading.

@@ -686,6 +686,18 @@ async fn internal_topics_are_refused_to_clients() {
     );
     let created = create_topic(&mut c, "__transaction_state", 1, &[]).await;
     assert_eq!(created.topics[0].error_code, 42);
+    // Other names starting with "__" are ordinary topics (Kafka's Topic.isInternal).
+    let created = create_topic(&mut c, "__mine", 1, &[]).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(
+        produce(&mut c, "__mine", 0, batch(&["ok"], Compression::None), 1)
+            .await
+            .0,
+        0
+    );
+    let req = DeleteTopicsRequest::default().with_topic_names(vec![name("__mine")]);
+    let resp: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 5, &req).await;
+    assert_eq!(resp.responses[0].error_code, 0);
     let req = DeleteTopicsRequest::default().with_topic_names(vec![name("__consumer_offsets")]);
     let resp: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 5, &req).await;
     assert_eq!(resp.responses[0].error_code, 17);
