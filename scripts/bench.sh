@@ -2,7 +2,8 @@
 # Ottla's benchmark (issue 4). Not a test: it prints figures and never fails on them.
 #
 #   scripts/bench.sh            full run (BENCH_RUNS runs, about 90 s each at BENCH_SCALE=1)
-#   scripts/bench.sh --smoke    a tiny run that only checks the harness works (seconds)
+#   scripts/bench.sh --smoke    a tiny run that only checks the harness works (seconds);
+#                               it exits 1 if a scenario failed
 #
 # It builds the release broker and `ottla-bench` (a librdkafka load generator, see
 # crates/bench), then for each run: times broker start to first Metadata answer on a
@@ -274,5 +275,11 @@ echo "Machine: $(nproc) CPU(s), ${model:-unknown CPU}, ${ram:-? GiB} RAM; $(unam
 echo "Ottla $commit; client librdkafka (rdkafka crate, bundled); $RUNS run(s) in ${elapsed}s$([ "$SMOKE" = 1 ] && echo ', SMOKE RUN (tiny sizes, figures meaningless)')."
 echo "Sizes: produce 1 KiB × $N_1K, produce 100 B × $N_100B, consume 1 KiB × $N_CONSUME; latency $RATE msg/s for ${LAT_S}s and ${E2E_S}s with linger.ms=$LINGER (otherwise librdkafka defaults); dd ${DD_MIB} MiB."
 echo
-"$BENCH" report --results "$RESULTS" || echo "(report failed; raw results in $RESULTS)"
+"$BENCH" report --results "$RESULTS" || { echo "(report failed; raw results in $RESULTS)"; [ "$SMOKE" = 1 ] && exit 1; }
+# A full run never fails on a figure; a smoke run exists to check the harness, so a
+# scenario that failed fails it.
+if [ "$SMOKE" = 1 ] && grep -q '"error"' "$RESULTS"; then
+    echo "bench.sh --smoke: some scenarios failed (see the table)" >&2
+    exit 1
+fi
 exit 0
