@@ -240,8 +240,14 @@ impl GroupRuntime {
                 let _ = tx.send(reply);
             }
         }
-        self.timer.notify_one();
         stored
+    }
+
+    /// Wake the timer to recompute its sleep: only joins, syncs and leaves can bring a
+    /// deadline closer (commits and deletions cannot, and the timer's own effects are
+    /// followed by a recomputation anyway).
+    fn deadlines_may_have_moved(&self) {
+        self.timer.notify_one();
     }
 
     fn append(&self, broker: &Broker, records: &[CoordinatorRecord]) -> bool {
@@ -327,6 +333,7 @@ impl GroupRuntime {
         state.waiters.insert(ticket, Waiter::Join(tx));
         let (reply, effects) = state.coordinator.join(now_ms(), ticket, req, &self.salt);
         let stored = self.apply(broker, &mut state, effects);
+        self.deadlines_may_have_moved();
         match reply {
             Some(r) => {
                 state.waiters.remove(&ticket);
@@ -349,6 +356,7 @@ impl GroupRuntime {
         state.waiters.insert(ticket, Waiter::Sync(tx));
         let (reply, effects) = state.coordinator.sync(now_ms(), ticket, req);
         let stored = self.apply(broker, &mut state, effects);
+        self.deadlines_may_have_moved();
         match reply {
             Some(r) => {
                 state.waiters.remove(&ticket);
@@ -370,6 +378,7 @@ impl GroupRuntime {
         let mut state = self.state.lock();
         let (errors, effects) = state.coordinator.leave(now_ms(), group_id, members);
         self.apply(broker, &mut state, effects);
+        self.deadlines_may_have_moved();
         errors
     }
 
