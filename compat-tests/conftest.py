@@ -534,6 +534,33 @@ def topic_batches(log_dir: pathlib.Path, topic: str, partitions: Iterable[int]) 
             for p in partitions}
 
 
+def sent_uncompressed_by_client(client: str) -> Callable[[str, bytes], bool]:
+    """The rule by which ``client`` sends a batch uncompressed although a codec is
+    configured, recomputed from the batch's records as stored.
+
+    Both kafka-python (``DefaultRecordBatchBuilder._maybe_compress``: compressed
+    ``>=`` raw) and librdkafka (``rd_kafka_msgset_writer_compress``: compressed
+    ``>`` raw) fall back to no compression when the codec does not shrink a batch,
+    which happens to a small batch of mostly random bytes. kafka-python's codec
+    module is what kafka-python itself runs, so for it the rule is exact. librdkafka
+    has its own codec builds and framing, a few bytes off Python's, so a batch within
+    ``LIBRDKAFKA_BREAK_EVEN_SLACK`` of breaking even counts as one it may have sent
+    uncompressed; batches that compress well must still be stored compressed."""
+    from kafka import codec as kc
+    encoders = {"gzip": kc.gzip_encode, "snappy": kc.snappy_encode,
+                "lz4": kc.lz4_encode, "zstd": kc.zstd_encode}
+    if client == "kafka-python":
+        return lambda codec, payload: len(encoders[codec](payload)) >= len(payload)
+    assert client == "librdkafka", client
+    return lambda codec, payload: (len(encoders[codec](payload)) + LIBRDKAFKA_BREAK_EVEN_SLACK
+                                   > len(payload))
+
+
+# Bytes by which Python's codecs may differ from librdkafka's on one small batch
+# (gzip header and level, lz4 frame options, snappy framing).
+LIBRDKAFKA_BREAK_EVEN_SLACK = 32
+
+
 def check_stored_batches(log_dir: pathlib.Path, topic: str, counts: dict[int, int],
                          codec_at: Callable[[int, int], str | None],
                          ts_at: Callable[[int, int], int | None] | None = None,
@@ -548,7 +575,7 @@ def check_stored_batches(log_dir: pathlib.Path, topic: str, counts: dict[int, in
     when compressing would not shrink it (kafka-python) pass for exactly those batches."""
     names = {v: k for k, v in CODEC_IDS.items()}
     problems: list[str] = []
-    wrong: dict[tuple[str, int], int] = {}
+    wrong: dict[tuple[str, int], list[str]] = {}
     seen: set[int] = set()
     for p, bs in topic_batches(log_dir, topic, counts).items():
         if not bs:
@@ -568,7 +595,8 @@ def check_stored_batches(log_dir: pathlib.Path, topic: str, counts: dict[int, in
                     and incompressible_ok is not None and incompressible_ok(codec, b["payload"])):
                 codec = "none"
             if codec is not None and b["codec"] != CODEC_IDS[codec]:
-                wrong[(codec, b["codec"])] = wrong.get((codec, b["codec"]), 0) + 1
+                wrong.setdefault((codec, b["codec"]), []).append(
+                    f"{where}, {b['last_offset_delta'] + 1} records, {len(b['payload'])} bytes")
             if ts_at is not None:
                 last_ts = ts_at(p, nxt - 1)
                 if last_ts is not None and b["max_ts"] != last_ts:
@@ -578,11 +606,12 @@ def check_stored_batches(log_dir: pathlib.Path, topic: str, counts: dict[int, in
         segs = {b["file"] for b in bs}
         if len(segs) < min_segments:
             problems.append(f"p{p}: expected at least {min_segments} segments, found {sorted(segs)}")
-    for (codec, stored), n in sorted(wrong.items()):
+    for (codec, stored), batches in sorted(wrong.items()):
         hint = (" -- librdkafka only compresses with lz4 when the broker advertises FindCoordinator "
                 "v0 in ApiVersions; otherwise it silently sends lz4 batches uncompressed"
                 if (codec, stored) == ("lz4", 0) else "")
-        problems.append(f"{n} batches produced with {codec} are stored as {names.get(stored, stored)}{hint}")
+        problems.append(f"{len(batches)} batches produced with {codec} are stored as "
+                        f"{names.get(stored, stored)}{hint}; first: {batches[0]}")
     if not problems and seen != set(CODEC_IDS.values()):
         problems.append(f"codecs on disk: {sorted(names.get(c, c) for c in seen)}, expected all of {CODECS}")
     return problems

@@ -16,12 +16,13 @@ from kafka.admin import ConfigResource
 from conftest import (
     CODECS,
     NODE_ID,
-    Rec,
     assert_contiguous,
     check_stored_batches,
     expected_offset_for_time,
     make_records,
     now_ms,
+    Rec,
+    sent_uncompressed_by_client,
     time_queries,
     unique_topic,
     wait_for,
@@ -156,17 +157,10 @@ def test_batches_on_disk_keep_codec(dataset):
     def ts_at(p, o):
         r = dataset.by_pos.get((p, o))
         return r.ts if r else None
-    def incompressible(codec, payload):
-        # kafka-python's DefaultRecordBatchBuilder._maybe_compress sends a batch
-        # uncompressed when the codec does not make it smaller; recompute that decision.
-        from kafka import codec as kc
-        encode = {"gzip": kc.gzip_encode, "snappy": kc.snappy_encode,
-                  "lz4": kc.lz4_encode, "zstd": kc.zstd_encode}[codec]
-        return len(encode(payload)) >= len(payload)
     problems = check_stored_batches(
         dataset.broker.log_dir, dataset.topic, {p: dataset.count(p) for p in range(PARTITIONS)},
         codec_at=lambda p, o: dataset.codec_of.get((p, o)), ts_at=ts_at,
-        incompressible_ok=incompressible)
+        incompressible_ok=sent_uncompressed_by_client("kafka-python"))
     assert not problems, "\n".join(problems[:20])
 
 
