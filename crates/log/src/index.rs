@@ -8,7 +8,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::flush::SyncTarget;
 use crate::io_context;
 
 /// `.index` entry: int32 relative offset, int32 file position.
@@ -24,7 +26,8 @@ pub(crate) const NO_TIMESTAMP: i64 = -1;
 struct IndexFile<E> {
     path: PathBuf,
     entries: Vec<E>,
-    writer: Option<File>,
+    writer: Option<Arc<File>>,
+    /// Written since the last [`IndexFile::take_unsynced`].
     dirty: bool,
 }
 
@@ -69,23 +72,24 @@ impl<E: Entry> IndexFile<E> {
         Ok(Some(bytes.chunks_exact(E::LEN).map(E::decode).collect()))
     }
 
-    fn writer(&mut self) -> io::Result<&mut File> {
+    fn writer(&mut self) -> io::Result<&Arc<File>> {
         if self.writer.is_none() {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
                 .map_err(io_context("open", &self.path))?;
-            self.writer = Some(file);
+            self.writer = Some(Arc::new(file));
         }
-        Ok(self.writer.as_mut().expect("opened above"))
+        Ok(self.writer.as_ref().expect("opened above"))
     }
 
     fn push(&mut self, entry: E) -> io::Result<()> {
         let mut buf = Vec::with_capacity(E::LEN);
         entry.encode(&mut buf);
         let path = self.path.clone();
-        self.writer()?
+        let mut writer: &File = self.writer()?;
+        writer
             .write_all(&buf)
             .map_err(io_context("append to", &path))?;
         self.entries.push(entry);
@@ -122,20 +126,23 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        if self.dirty {
-            if let Some(w) = &self.writer {
-                w.sync_data().map_err(io_context("fsync", &self.path))?;
-            } else {
-                let f = OpenOptions::new()
+    /// The file to fsync if it was written since the last call (see [`crate::FlushPlan`]);
+    /// a closed index is reopened for it.
+    fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        let file = match &self.writer {
+            Some(w) => w.clone(),
+            None => Arc::new(
+                OpenOptions::new()
                     .write(true)
                     .open(&self.path)
-                    .map_err(io_context("open", &self.path))?;
-                f.sync_data().map_err(io_context("fsync", &self.path))?;
-            }
-            self.dirty = false;
-        }
-        Ok(())
+                    .map_err(io_context("open", &self.path))?,
+            ),
+        };
+        self.dirty = false;
+        Ok(Some(SyncTarget::new(file, self.path.clone())))
     }
 
     fn close(&mut self) {
@@ -347,8 +354,8 @@ impl OffsetIndex {
     pub fn path(&self) -> &Path {
         &self.file.path
     }
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+    pub fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
+        self.file.take_unsynced()
     }
     pub fn close(&mut self) {
         self.file.close()
@@ -500,8 +507,8 @@ impl TimeIndex {
     pub fn path(&self) -> &Path {
         &self.file.path
     }
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+    pub fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
+        self.file.take_unsynced()
     }
     pub fn close(&mut self) {
         self.file.close()

@@ -17,7 +17,9 @@
 //! The module layout follows the layers: `header` reads batch headers without owning
 //! them, `index` the two index kinds, `segment` one `.log` file with its indexes,
 //! [`producer_state`] the idempotence bookkeeping, and `log` ties them into a partition.
+//! `flush` is how the owner of a log fsyncs it without holding it ([`FlushPlan`]).
 
+mod flush;
 mod header;
 mod index;
 mod log;
@@ -28,6 +30,7 @@ mod slice;
 #[cfg(test)]
 mod tests;
 
+pub use crate::flush::FlushPlan;
 pub use crate::log::Log;
 pub use crate::producer_state::{BatchMetadata, ProducerStateEntry, ProducerStateManager};
 pub use crate::slice::{FileSlice, LogSlices};

@@ -4,10 +4,12 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
 use tracing::{info, warn};
 
+use crate::flush::{FlushPlan, SyncTarget};
 use crate::header::BatchHeader;
 use crate::index::NO_TIMESTAMP;
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager, SNAPSHOT_SUFFIX};
@@ -49,6 +51,17 @@ pub struct Log {
     snapshots: BTreeSet<i64>,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// Producer snapshots written since the last [`Log::prepare_flush`].
+    unsynced_snapshots: Vec<SyncTarget>,
+    /// Files were created or renamed in `dir` since the last [`Log::prepare_flush`].
+    dir_unsynced: bool,
+    /// Counts truncations, which may rewrite offsets an in-flight [`FlushPlan`] covers.
+    generation: u64,
+    /// An fsync failed: what it covered may never reach the disk, and a later fsync
+    /// succeeding proves nothing about it (the kernel drops the failed pages' dirty
+    /// state). The recovery point stays where it was until the next open, whose
+    /// recovery scans from there.
+    sync_failed: bool,
 }
 
 impl Log {
@@ -82,6 +95,10 @@ impl Log {
             snapshots: files.snapshots,
             unflushed_messages: 0,
             last_flush_ms: now,
+            unsynced_snapshots: Vec::new(),
+            dir_unsynced: false,
+            generation: 0,
+            sync_failed: false,
         };
 
         let bases: Vec<i64> = files.logs.into_iter().collect();
@@ -275,8 +292,11 @@ impl Log {
     }
 
     fn take_snapshot(&mut self, offset: i64) -> Result<(), LogError> {
-        producer_state::write_snapshot(&self.dir, offset, &self.producer_state)?;
+        let (path, file) = producer_state::write_snapshot(&self.dir, offset, &self.producer_state)?;
         self.snapshots.insert(offset);
+        self.unsynced_snapshots
+            .push(SyncTarget::new(Arc::new(file), path));
+        self.dir_unsynced = true;
         Ok(())
     }
 
@@ -382,7 +402,6 @@ impl Log {
             m.set_partition_leader_epoch(leader_epoch);
         }
         self.append_batch(batch, &h)?;
-        self.maybe_flush(now)?;
         Ok(AppendInfo {
             first_offset: base_offset,
             last_offset: h.last_offset(),
@@ -448,7 +467,6 @@ impl Log {
             self.append_batch(&batches[*start..*start + h.size], h)?;
             max_timestamp = max_timestamp.max(h.max_timestamp);
         }
-        self.maybe_flush(now)?;
         Ok(AppendInfo {
             first_offset: first.base_offset,
             last_offset: last.last_offset(),
@@ -488,8 +506,10 @@ impl Log {
         Ok(())
     }
 
-    /// Seal the active segment (final time index entry, fsync) and start a new one at
+    /// Seal the active segment (final time index entry) and start a new one at
     /// `new_base`, with a producer snapshot at that offset as Kafka takes on roll.
+    /// Nothing waits for the disk here: the sealed segment, the new files and the
+    /// snapshot are fsynced by the next flush (Kafka schedules its roll flush too).
     fn roll(&mut self, new_base: i64, now: i64) -> Result<(), LogError> {
         let active = self.active_mut()?;
         if active.size() == 0 {
@@ -502,23 +522,20 @@ impl Log {
             }
         } else {
             active.seal()?;
-            // Everything below the log end is now on disk.
-            self.recovery_point = self.recovery_point.max(self.log_end_offset);
         }
         self.segments
             .push(Segment::create(&self.dir, new_base, now)?);
-        sync_dir(&self.dir)?;
+        self.dir_unsynced = true;
         self.take_snapshot(new_base)?;
         Ok(())
     }
 
-    fn maybe_flush(&mut self, now: i64) -> Result<(), LogError> {
-        if self.unflushed_messages >= self.config.flush_interval_messages
+    /// Whether the topic's flush policy (`flush.messages`, `flush.ms`) asks for a flush
+    /// now; the owner of the log then runs one (see [`Log::prepare_flush`]) before it
+    /// acknowledges the append.
+    pub fn flush_due(&self, now: i64) -> bool {
+        self.unflushed_messages >= self.config.flush_interval_messages
             || now.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms
-        {
-            self.flush()?;
-        }
-        Ok(())
     }
 
     /// Whole batches starting with the one containing `start_offset`, up to `max_bytes`
@@ -743,15 +760,55 @@ impl Log {
         Ok(best)
     }
 
-    /// fsync data and indexes; returns the new recovery point (= LEO).
-    pub fn flush(&mut self) -> Result<i64, LogError> {
+    /// Step 1 of a flush (see [`crate::flush`]): gather everything written since the
+    /// last plan. No disk wait; the caller syncs the plan without the log's lock.
+    pub fn prepare_flush(&mut self) -> Result<FlushPlan, LogError> {
+        let mut files = std::mem::take(&mut self.unsynced_snapshots);
         for segment in &mut self.segments {
-            segment.flush()?;
+            segment.take_unsynced(&mut files)?;
         }
-        self.recovery_point = self.log_end_offset;
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms();
-        Ok(self.log_end_offset)
+        Ok(FlushPlan {
+            end_offset: self.log_end_offset,
+            generation: self.generation,
+            files,
+            dir: std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone()),
+        })
+    }
+
+    /// Step 3 of a flush: `synced` is what [`FlushPlan::sync`] returned. On success the
+    /// recovery point moves up to the plan's end (unless a truncation rewrote offsets
+    /// meanwhile, or an earlier fsync failed); returns the recovery point.
+    pub fn finish_flush(
+        &mut self,
+        plan: FlushPlan,
+        synced: Result<(), LogError>,
+    ) -> Result<i64, LogError> {
+        if let Err(e) = synced {
+            if !self.sync_failed {
+                tracing::error!(
+                    "Flushing {} failed; its recovery point stays at {} until restart: {e}",
+                    self.name,
+                    self.recovery_point
+                );
+            }
+            self.sync_failed = true;
+            return Err(e);
+        }
+        if plan.generation == self.generation && !self.sync_failed {
+            let end = plan.end_offset.min(self.log_end_offset);
+            self.recovery_point = self.recovery_point.max(end);
+        }
+        Ok(self.recovery_point)
+    }
+
+    /// Prepare, sync and finish a flush in one go, holding `&mut self` throughout (for
+    /// callers without a lock to release, such as tests and [`Log::close`]).
+    pub fn flush(&mut self) -> Result<i64, LogError> {
+        let plan = self.prepare_flush()?;
+        let synced = plan.sync();
+        self.finish_flush(plan, synced)
     }
 
     /// Delete old segments per `retention.ms` and `retention.bytes`; see
@@ -861,7 +918,9 @@ impl Log {
         for offset in obsolete {
             self.delete_snapshot(offset)?;
         }
-        sync_dir(&self.dir)?;
+        // A deletion lost in a crash only brings the segment back for the next
+        // retention pass, so the directory is synced by the next flush, not here.
+        self.dir_unsynced = true;
         Ok(count)
     }
 
@@ -877,6 +936,7 @@ impl Log {
         if offset < first_base {
             return self.truncate_fully_and_start_at(offset);
         }
+        self.generation += 1;
         let keep = self.segment_index_for(offset);
         for segment in self.segments.drain(keep + 1..).collect::<Vec<_>>() {
             segment.delete_files()?;
@@ -895,6 +955,7 @@ impl Log {
     /// fetch offset fell out of the leader's range, or that must start at the leader's
     /// log start offset). Producer state and snapshots go with the data.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        self.generation += 1;
         for segment in std::mem::take(&mut self.segments) {
             segment.delete_files()?;
         }
@@ -913,12 +974,20 @@ impl Log {
         Ok(())
     }
 
-    /// Flush, write a producer snapshot at the log end (so the next open does not walk
-    /// the log), and close the files.
+    /// Write a producer snapshot at the log end, as Kafka does when it closes a log, so
+    /// the next open reads the producer state instead of walking the active segment's
+    /// batch headers. Like a roll's snapshot, it is fsynced by the next flush.
+    pub fn snapshot_producers_at_log_end(&mut self) -> Result<(), LogError> {
+        if self.snapshots.contains(&self.log_end_offset) {
+            return Ok(());
+        }
+        self.take_snapshot(self.log_end_offset)
+    }
+
+    /// Snapshot the producers, flush, and close the files.
     pub fn close(mut self) -> Result<(), LogError> {
+        self.snapshot_producers_at_log_end()?;
         self.flush()?;
-        self.take_snapshot(self.log_end_offset)?;
-        sync_dir(&self.dir)?;
         Ok(())
     }
 

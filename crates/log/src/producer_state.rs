@@ -378,23 +378,22 @@ pub(crate) fn read_snapshot(path: &Path) -> Result<ProducerStateManager, String>
     ProducerStateManager::from_snapshot_bytes(&bytes)
 }
 
-/// Write a snapshot durably: to a temporary name, fsync, then rename over the final name,
-/// so a crash leaves either no snapshot or a whole one (the CRC catches anything else).
+/// Write a snapshot to a temporary name, then rename it over the final name, so a crash
+/// leaves either no snapshot or one whose CRC decides (a torn one is ignored on load).
+/// It is not fsynced here: the returned handle goes into the log's next flush, and a
+/// snapshot lost in a crash only makes the next open walk more of the log.
 pub(crate) fn write_snapshot(
     dir: &Path,
     offset: i64,
     state: &ProducerStateManager,
-) -> io::Result<PathBuf> {
+) -> io::Result<(PathBuf, fs::File)> {
     let path = snapshot_path(dir, offset);
     let tmp = path.with_extension(format!("{SNAPSHOT_SUFFIX}.tmp"));
     let bytes = state.to_snapshot_bytes();
-    {
-        let mut f = fs::File::create(&tmp).map_err(io_context("create", &tmp))?;
-        f.write_all(&bytes).map_err(io_context("write", &tmp))?;
-        f.sync_all().map_err(io_context("fsync", &tmp))?;
-    }
+    let mut f = fs::File::create(&tmp).map_err(io_context("create", &tmp))?;
+    f.write_all(&bytes).map_err(io_context("write", &tmp))?;
     fs::rename(&tmp, &path).map_err(io_context("rename", &tmp))?;
-    Ok(path)
+    Ok((path, f))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use ottla_protocol::batch::{batch_size_at, RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD};
 use ottla_protocol::records::{scan_records, RecordMeta};
 
+use crate::flush::SyncTarget;
 use crate::header::BatchHeader;
 use crate::index::{relative_offset, OffsetIndex, TimeIndex, NO_TIMESTAMP};
 use crate::slice::FileSlice;
@@ -107,6 +108,7 @@ pub(crate) struct Segment {
     /// Offset after the last batch; known for scanned segments (always the active one),
     /// `None` for trusted segments loaded from their indexes.
     next_offset: Option<i64>,
+    /// The `.log` was written since its last [`Segment::take_unsynced`].
     dirty: bool,
 }
 
@@ -410,28 +412,27 @@ impl Segment {
         Ok(())
     }
 
-    /// fsync the log and its indexes if anything changed since the last flush.
-    pub fn flush(&mut self) -> Result<(), LogError> {
+    /// Hand over the files written since the last call (the `.log` and its indexes) for
+    /// a [`crate::FlushPlan`] to fsync.
+    pub fn take_unsynced(&mut self, out: &mut Vec<SyncTarget>) -> Result<(), LogError> {
         if self.dirty {
-            self.file
-                .sync_data()
-                .map_err(io_context("fsync", &self.log_path))?;
+            out.push(SyncTarget::new(self.file.clone(), self.log_path.clone()));
             self.dirty = false;
         }
-        self.offset_index.flush()?;
-        self.time_index.flush()?;
+        out.extend(self.offset_index.take_unsynced()?);
+        out.extend(self.time_index.take_unsynced()?);
         Ok(())
     }
 
     /// The segment stops being active: record its final max timestamp in the time index
     /// (Kafka's `onBecomeInactiveSegment`, which is what lets a later open trust the time
-    /// index's last entry), flush, and release the index file handles.
+    /// index's last entry) and release the index file handles. Nothing is fsynced here:
+    /// the next flush of the log syncs the segment, without the log's lock held.
     pub fn seal(&mut self) -> Result<(), LogError> {
         self.time_index.maybe_append(
             self.cursor.max_timestamp,
             self.cursor.offset_of_max_timestamp,
         )?;
-        self.flush()?;
         self.offset_index.close();
         self.time_index.close();
         Ok(())

@@ -924,13 +924,115 @@ fn flush_policy_and_recovery_point() {
     };
     let mut log = Log::open(tmp.path(), config, 0).unwrap();
     log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
-    assert_eq!(log.recovery_point(), 0);
+    assert!(!log.flush_due(NOW));
     log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
-    assert_eq!(log.recovery_point(), 3);
+    assert!(log.flush_due(NOW), "3 unflushed messages");
+    assert_eq!(
+        log.recovery_point(),
+        0,
+        "appending never waits for the disk"
+    );
+    assert_eq!(log.flush().unwrap(), 3);
+    assert!(!log.flush_due(NOW));
     log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
     assert_eq!(log.recovery_point(), 3);
     assert_eq!(log.flush().unwrap(), 4);
     assert_eq!(log.recovery_point(), 4);
+}
+
+#[test]
+fn a_roll_defers_its_fsyncs_to_the_next_flush() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, small_segments(), 0).unwrap();
+    let first = log.prepare_flush().unwrap();
+    let synced = first.sync();
+    log.finish_flush(first, synced).unwrap();
+    for _ in 0..4 {
+        log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    }
+    assert!(log.segment_count() >= 2, "rolled");
+    assert_eq!(log.recovery_point(), 0, "a roll does not fsync");
+    let plan = log.prepare_flush().unwrap();
+    let mut paths: Vec<String> = plan
+        .files
+        .iter()
+        .map(|t| t.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    paths.sort();
+    // the sealed first segment with its indexes, the roll's producer snapshot, and the
+    // active segment's data
+    for name in [
+        "00000000000000000000.log",
+        "00000000000000000000.index",
+        "00000000000000000000.timeindex",
+    ] {
+        assert!(paths.iter().any(|p| p == name), "{name} not in {paths:?}");
+    }
+    assert!(paths.iter().any(|p| p.ends_with(".snapshot")), "{paths:?}");
+    assert_eq!(
+        plan.dir.as_deref(),
+        Some(dir),
+        "new files need a directory sync"
+    );
+    let synced = plan.sync();
+    assert_eq!(log.finish_flush(plan, synced).unwrap(), 8);
+    let again = log.prepare_flush().unwrap();
+    assert!(again.files.is_empty() && again.dir.is_none(), "{again:?}");
+}
+
+#[test]
+fn appends_during_a_flush_are_not_covered_by_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
+    log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    let plan = log.prepare_flush().unwrap();
+    assert_eq!(plan.end_offset(), 2);
+    // the lock is free while the plan syncs: another producer appends meanwhile
+    log.append_as_leader(&mut batch(3, NOW), 0).unwrap();
+    let synced = plan.sync();
+    assert_eq!(log.finish_flush(plan, synced).unwrap(), 2);
+    let plan = log.prepare_flush().unwrap();
+    assert_eq!(
+        plan.files.len(),
+        1,
+        "the .log written after the first plan: {plan:?}"
+    );
+    let synced = plan.sync();
+    assert_eq!(log.finish_flush(plan, synced).unwrap(), 5);
+}
+
+#[test]
+fn a_flush_overtaken_by_a_truncation_proves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
+    for _ in 0..3 {
+        log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    }
+    let plan = log.prepare_flush().unwrap();
+    assert_eq!(plan.end_offset(), 6);
+    log.truncate_to(2).unwrap();
+    // offsets 2..6 now hold different, unsynced records
+    for _ in 0..2 {
+        log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    }
+    let synced = plan.sync();
+    assert_eq!(log.finish_flush(plan, synced).unwrap(), 0);
+    assert_eq!(log.flush().unwrap(), 6);
+}
+
+#[test]
+fn after_a_failed_fsync_the_recovery_point_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
+    log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    let plan = log.prepare_flush().unwrap();
+    let failed = Err(LogError::Io(std::io::Error::other("EIO")));
+    assert!(log.finish_flush(plan, failed).is_err());
+    log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    // a later fsync succeeding says nothing about the pages the failed one dropped
+    assert_eq!(log.flush().unwrap(), 0);
+    assert_eq!(log.recovery_point(), 0);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use checkpoint::{OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPO
 /// Kafka's lock file in each log directory.
 pub const LOCK_FILE: &str = ".lock";
 pub use partition::{
-    FetchIsolation, Partition, PartitionConfig, ProduceError, ProduceResult, ReadResult,
+    Appended, FetchIsolation, Partition, PartitionConfig, ProduceError, ProduceResult, ReadResult,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -292,13 +292,14 @@ impl ReplicaManager {
         }
     }
 
-    /// Flush every log and record recovery points; with `clean`, also leave the
-    /// clean-shutdown marker so the next start skips recovery.
+    /// Flush every log and record recovery points; with `clean`, also snapshot the
+    /// producer state of every log and leave the clean-shutdown marker, so the next
+    /// start skips recovery and the walk of producer state.
     pub fn checkpoint(&self, clean: bool) -> Result<(), ReplicaError> {
         let partitions = self.all();
         let mut per_dir: Vec<OffsetCheckpoint> = vec![OffsetCheckpoint::new(); self.log_dirs.len()];
         for p in &partitions {
-            let recovery_point = p.flush().map_err(|source| ReplicaError::Log {
+            let recovery_point = p.flush(clean).map_err(|source| ReplicaError::Log {
                 partition: p.name(),
                 source,
             })?;
@@ -368,6 +369,50 @@ mod tests {
         assert!(
             ReplicaManager::open(vec![dir.path().to_path_buf()]).is_ok(),
             "released on drop"
+        );
+    }
+
+    #[test]
+    fn flushes_run_outside_the_partition_lock_and_shutdown_snapshots_producers() {
+        use ottla_protocol::compression::Compression;
+        use ottla_protocol::records::{build_record_batch, Record};
+
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+        let mut config = PartitionConfig::default();
+        config.log.flush_interval_messages = 2;
+        let p = replicas
+            .ensure_partition("flushed", Uuid::new_v4(), 0, config, 0, vec![1])
+            .unwrap();
+        let one = || {
+            let r = Record {
+                offset: 0,
+                timestamp: ottla_log::now_ms(),
+                key: None,
+                value: Some(b"v".to_vec()),
+                headers: vec![],
+            };
+            build_record_batch(&[r], Compression::None, -1, -1, -1)
+        };
+        assert!(p.append_as_leader(one(), 1).unwrap().flush.is_none());
+        let due = p.append_as_leader(one(), 1).unwrap();
+        let plan = due.flush.expect("2 messages reach flush.messages");
+        // while the plan waits for the disk, the partition takes appends and reads
+        assert!(p.append_as_leader(one(), 1).unwrap().flush.is_none());
+        let read = p.read(0, 1 << 20, FetchIsolation::HighWatermark, true);
+        assert_eq!(read.unwrap().high_watermark, 3);
+        assert_eq!(
+            p.complete_flush(plan).unwrap(),
+            2,
+            "the recovery point covers the plan only"
+        );
+        assert_eq!(p.flush(false).unwrap(), 3);
+        let snapshot = p.dir().join("00000000000000000003.snapshot");
+        assert!(!snapshot.exists(), "no roll, no snapshot yet");
+        replicas.checkpoint(true).unwrap();
+        assert!(
+            snapshot.exists(),
+            "a clean shutdown snapshots the producers"
         );
     }
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ottla_log::{Log, LogConfig, LogError, LogSlices};
+use ottla_log::{FlushPlan, Log, LogConfig, LogError, LogSlices};
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
 use ottla_protocol::records::{check_uncompressed_framing, scan_records};
 use parking_lot::{Mutex, RwLock};
@@ -96,6 +96,15 @@ pub struct ProduceResult {
     pub log_start_offset: i64,
 }
 
+/// A successful append, and the flush the topic's policy (`flush.messages`,
+/// `flush.ms`) asks for before it is acknowledged: pass it to
+/// [`Partition::complete_flush`], on a thread that may block, then answer.
+#[derive(Debug)]
+pub struct Appended {
+    pub result: ProduceResult,
+    pub flush: Option<FlushPlan>,
+}
+
 /// Which data a reader may see: consumers stop at the high watermark, follower replicas
 /// (a later issue) read up to the log end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,12 +189,14 @@ impl Partition {
     }
 
     /// Validate and append one producer batch as leader. `required_acks` is the
-    /// request's acks; -1 (all) enforces `min.insync.replicas`.
+    /// request's acks; -1 (all) enforces `min.insync.replicas`. Never waits for the
+    /// disk while holding the log: a flush the policy asks for comes back in
+    /// [`Appended::flush`].
     pub fn append_as_leader(
         &self,
         mut batch: Vec<u8>,
         required_acks: i16,
-    ) -> Result<ProduceResult, ProduceError> {
+    ) -> Result<Appended, ProduceError> {
         let config = &self.config;
         let (leader_epoch, isr_size) = {
             let leader = self.leader.lock();
@@ -250,9 +261,14 @@ impl Partition {
             RecordBatchMut::new(&mut batch)?.set_log_append_time(now);
             log_append_time = now;
         }
-        let info = {
+        let (info, flush) = {
             let mut log = self.log.write();
             let info = log.append_as_leader(&mut batch, leader_epoch)?;
+            let flush = if log.flush_due(now) {
+                Some(log.prepare_flush()?)
+            } else {
+                None
+            };
             // Single replica: the ISR is this broker, so the high watermark follows the
             // log end immediately. With followers this becomes min(LEO of the ISR).
             let leo = log.log_end_offset();
@@ -264,13 +280,16 @@ impl Partition {
                     false
                 }
             });
-            info
+            (info, flush)
         };
-        Ok(ProduceResult {
-            base_offset: info.first_offset,
-            last_offset: info.last_offset,
-            log_append_time,
-            log_start_offset: info.log_start_offset,
+        Ok(Appended {
+            result: ProduceResult {
+                base_offset: info.first_offset,
+                last_offset: info.last_offset,
+                log_append_time,
+                log_start_offset: info.log_start_offset,
+            },
+            flush,
         })
     }
 
@@ -326,8 +345,25 @@ impl Partition {
         })
     }
 
-    pub(crate) fn flush(&self) -> Result<i64, LogError> {
-        self.log.write().flush()
+    /// fsync what `plan` covers, without the log's lock (appends and reads go on
+    /// meanwhile), then record the new recovery point, which is returned. Blocking.
+    pub fn complete_flush(&self, plan: FlushPlan) -> Result<i64, LogError> {
+        let synced = plan.sync();
+        self.log.write().finish_flush(plan, synced)
+    }
+
+    /// Flush everything appended so far; returns the recovery point. Blocking, but the
+    /// log's lock is held only to gather the files. With `closing` (a clean shutdown),
+    /// first snapshot the producer state at the log end, as Kafka does on close.
+    pub(crate) fn flush(&self, closing: bool) -> Result<i64, LogError> {
+        let plan = {
+            let mut log = self.log.write();
+            if closing {
+                log.snapshot_producers_at_log_end()?;
+            }
+            log.prepare_flush()?
+        };
+        self.complete_flush(plan)
     }
 
     /// Delete expired segments (never beyond the high watermark, so a consumer never

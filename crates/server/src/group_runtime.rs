@@ -289,7 +289,19 @@ impl GroupRuntime {
                 return false;
             };
             let batch = build_record_batch(&records, Compression::None, -1, -1, -1);
-            if let Err(e) = partition.append_as_leader(batch, -1) {
+            // A flush policy on the offsets topic (not the default) is honoured inline:
+            // the records count as written only once durable by the topic's rules.
+            let flushed = partition
+                .append_as_leader(batch, -1)
+                .map_err(|e| e.to_string())
+                .and_then(|appended| match appended.flush {
+                    Some(plan) => partition
+                        .complete_flush(plan)
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    None => Ok(()),
+                });
+            if let Err(e) = flushed {
                 tracing::error!(
                     "Appending group records to {} failed: {e}",
                     partition.name()

@@ -469,6 +469,39 @@ async fn topics_configs_and_data_survive_restart() {
 }
 
 #[tokio::test]
+async fn a_topic_that_fsyncs_every_message_answers_after_each_flush() {
+    let mut broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    let created = create_topic(&mut c, "fsynced", 2, &[("flush.messages", "1")]).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    for (i, acks) in [1, -1, 0, 1].into_iter().enumerate() {
+        let records = batch(&["a", "b"], Compression::None);
+        if acks == 0 {
+            let req = ProduceRequest::default()
+                .with_acks(0)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name("fsynced"))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(1)
+                        .with_records(Some(Bytes::from(records)))])]);
+            c.send(ApiKey::Produce, 9, &req).await;
+            continue;
+        }
+        assert_eq!(
+            produce(&mut c, "fsynced", 1, records, acks).await,
+            (0, 2 * i as i64)
+        );
+    }
+    broker.restart_uncleanly().await;
+    let mut c = broker.client().await;
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("fsynced", 1, 0, 0, 1))
+        .await;
+    assert_eq!(records_of(&resp.responses[0].partitions[0]).len(), 8);
+}
+
+#[tokio::test]
 async fn committed_offsets_survive_restart_via_consumer_offsets() {
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,

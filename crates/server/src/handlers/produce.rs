@@ -3,16 +3,23 @@
 //! Produce v3+ carries exactly one v2 record batch per partition (Kafka's
 //! `ProduceRequest.validateRecords`). The batch is appended as sent; only its header
 //! is rewritten (see `ottla_replica::Partition::append_as_leader`).
+//!
+//! A topic whose flush policy (`flush.messages`, `flush.ms`) asks for an fsync gets
+//! it before the answer, as in Kafka; the fsyncs run on the blocking pool, so the
+//! connection's task and the partition's lock are free meanwhile, and producers to the
+//! same partition share one fsync when they overlap.
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
+use ottla_log::FlushPlan;
 use ottla_protocol::batch::BatchIter;
 use ottla_protocol::frame::Request;
+use ottla_replica::Partition;
 
-use super::{decode, respond, str_bytes, HandlerError, Reply};
+use super::{decode, encode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 
 fn partition_error(
@@ -40,6 +47,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let image = broker.controller.image();
     let mut any_error = false;
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut flushes = Vec::new();
     for topic_data in req.topic_data {
         let name = topic_data.name.as_str().to_string();
         let topic = image.topic(&name).cloned();
@@ -100,7 +108,16 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 continue;
             }
             match partition.append_as_leader(records.to_vec(), acks) {
-                Ok(result) => {
+                Ok(appended) => {
+                    if let Some(plan) = appended.flush {
+                        flushes.push(PendingFlush {
+                            partition: partition.clone(),
+                            plan,
+                            topic: responses.len(),
+                            index: partitions.len(),
+                        });
+                    }
+                    let result = appended.result;
                     let mut r = PartitionProduceResponse::default()
                         .with_index(index)
                         .with_base_offset(result.base_offset)
@@ -125,6 +142,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         );
     }
     if acks == 0 {
+        if !flushes.is_empty() {
+            // Nobody waits for the answer, but the policy still wants the fsync.
+            tokio::task::spawn_blocking(move || complete_flushes(flushes));
+        }
         // Kafka sends nothing for acks=0, and closes the connection on an error so the
         // producer notices something went wrong and refreshes its metadata.
         return if any_error {
@@ -133,8 +154,58 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             Ok(Reply::Nothing)
         };
     }
-    respond(
-        request,
-        &ProduceResponse::default().with_responses(responses),
-    )
+    if flushes.is_empty() {
+        return respond(
+            request,
+            &ProduceResponse::default().with_responses(responses),
+        );
+    }
+    let (api_key, version, correlation_id) = (request.api_key, version, request.correlation_id());
+    Ok(Reply::Later(Box::pin(async move {
+        let all: Vec<(usize, usize)> = flushes.iter().map(|f| (f.topic, f.index)).collect();
+        let failed = match tokio::task::spawn_blocking(move || complete_flushes(flushes)).await {
+            Ok(failed) => failed,
+            Err(e) => {
+                tracing::error!("Flushing after a produce failed: {e}");
+                all
+            }
+        };
+        for (topic, index) in failed {
+            // Kafka answers KAFKA_STORAGE_ERROR for a partition whose log cannot be
+            // written (it takes the log directory offline).
+            responses[topic].partition_responses[index] = partition_error(
+                responses[topic].partition_responses[index].index,
+                ResponseError::KafkaStorageError.code(),
+                Some("fsync failed".to_string()),
+                version,
+            );
+        }
+        encode(
+            api_key,
+            version,
+            correlation_id,
+            &ProduceResponse::default().with_responses(responses),
+        )
+    })))
+}
+
+/// An fsync a partition's flush policy wants before its part of the answer goes out.
+struct PendingFlush {
+    partition: Arc<Partition>,
+    plan: FlushPlan,
+    /// Where the partition's answer is: `responses[topic].partition_responses[index]`.
+    topic: usize,
+    index: usize,
+}
+
+/// Run the fsyncs (blocking); returns where the answers of the failed ones are.
+fn complete_flushes(flushes: Vec<PendingFlush>) -> Vec<(usize, usize)> {
+    let mut failed = Vec::new();
+    for f in flushes {
+        // The log reports the failure (once) and keeps its recovery point.
+        if f.partition.complete_flush(f.plan).is_err() {
+            failed.push((f.topic, f.index));
+        }
+    }
+    failed
 }

@@ -1,0 +1,70 @@
+//! Flushing a log without holding it.
+//!
+//! An fsync can take seconds when much data is dirty (on ext4 in ordered mode even the
+//! fsync of a small file waits for other files' data). The log is owned behind a lock,
+//! and holding that lock across an fsync would stall every produce and fetch of the
+//! partition for that long. So a flush has three steps, as Kafka's `UnifiedLog.flush`
+//! does outside its lock:
+//!
+//! 1. [`crate::Log::prepare_flush`] (under the lock, no disk wait) gathers the files
+//!    written since the last flush into a [`FlushPlan`];
+//! 2. [`FlushPlan::sync`] fsyncs them, without the lock, while appends go on;
+//! 3. [`crate::Log::finish_flush`] (under the lock again) advances the recovery point
+//!    to what the plan covered.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::{io_context, LogError};
+
+/// A file to fsync, kept open by the plan so a segment deleted meanwhile is harmless.
+#[derive(Debug)]
+pub struct SyncTarget {
+    file: Arc<File>,
+    pub(crate) path: PathBuf,
+}
+
+impl SyncTarget {
+    pub(crate) fn new(file: Arc<File>, path: PathBuf) -> SyncTarget {
+        SyncTarget { file, path }
+    }
+}
+
+/// What makes a log durable up to [`FlushPlan::end_offset`]: the data, index and
+/// producer-snapshot files written since the previous plan, and the directory when
+/// files were created or renamed in it.
+#[derive(Debug)]
+#[must_use = "a prepared flush does nothing until it is synced and finished"]
+pub struct FlushPlan {
+    pub(crate) end_offset: i64,
+    /// The log's truncation count when the plan was made: offsets below `end_offset`
+    /// may have been rewritten by a truncation since, and then the plan proves nothing.
+    pub(crate) generation: u64,
+    pub(crate) files: Vec<SyncTarget>,
+    pub(crate) dir: Option<PathBuf>,
+}
+
+impl FlushPlan {
+    /// Everything below this offset is durable once [`FlushPlan::sync`] succeeds.
+    pub fn end_offset(&self) -> i64 {
+        self.end_offset
+    }
+
+    /// fsync the files, then the directory. Blocking disk I/O: call it without the
+    /// log's lock, on a thread that may block.
+    pub fn sync(&self) -> Result<(), LogError> {
+        for target in &self.files {
+            target
+                .file
+                .sync_data()
+                .map_err(io_context("fsync", &target.path))?;
+        }
+        if let Some(dir) = &self.dir {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_context("fsync", dir))?;
+        }
+        Ok(())
+    }
+}
