@@ -399,16 +399,31 @@ impl Segment {
             return Err(io_context("write", &self.log_path)(e).into());
         }
         self.dirty = true;
-        self.size += bytes.len() as u64;
+        let cursor = self.cursor;
         let step = self.cursor.on_batch(h, position, index_interval_bytes);
+        if let Err(e) = self.index_batch(&step) {
+            // Undo the whole batch: the caller does not advance the log end, so the next
+            // append reuses these offsets, and it must land at this position, not after
+            // bytes that carry the same offsets.
+            self.cursor = cursor;
+            let _ = self.offset_index.truncate_to_position(position);
+            let _ = self.time_index.truncate_to_offset(h.base_offset);
+            let _ = self.file.set_len(position);
+            return Err(e.into());
+        }
+        self.size += bytes.len() as u64;
+        self.first_batch_timestamp.get_or_insert(h.max_timestamp);
+        self.next_offset = Some(h.next_offset());
+        Ok(())
+    }
+
+    fn index_batch(&mut self, step: &IndexStep) -> io::Result<()> {
         if let Some((offset, pos)) = step.offset_entry {
             self.offset_index.append(offset, pos)?;
         }
         if let Some((ts, off)) = step.time_entry {
             self.time_index.maybe_append(ts, off)?;
         }
-        self.first_batch_timestamp.get_or_insert(h.max_timestamp);
-        self.next_offset = Some(h.next_offset());
         Ok(())
     }
 

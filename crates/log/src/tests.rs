@@ -1307,3 +1307,34 @@ fn timestamp_lookups_decode_compressed_batches() {
         &expected[..]
     );
 }
+
+#[test]
+fn an_index_write_failure_undoes_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, small_segments(), 0).unwrap();
+    log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    let log_file = dir.join("00000000000000000000.log");
+    let size = fs::metadata(&log_file).unwrap().len();
+    // the offset index cannot be appended to (a directory stands in its place)
+    let index = dir.join("00000000000000000000.index");
+    let mut log = {
+        drop(log);
+        let log = Log::open(dir, small_segments(), 2).unwrap();
+        fs::remove_file(&index).unwrap();
+        fs::create_dir(&index).unwrap();
+        log
+    };
+    assert!(log.append_as_leader(&mut batch(3, NOW), 0).is_err());
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(fs::metadata(&log_file).unwrap().len(), size, "the batch's bytes are gone");
+    fs::remove_dir(&index).unwrap();
+    fs::write(&index, []).unwrap();
+    assert_eq!(log.append_as_leader(&mut batch(1, NOW), 0).unwrap().first_offset, 2);
+    let read = log.read(0, 1 << 20, i64::MAX, false).unwrap();
+    assert_eq!(base_offsets(&read), vec![0, 2]);
+    drop(log);
+    let log = Log::open(dir, small_segments(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(base_offsets(&log.read(0, 1 << 20, i64::MAX, false).unwrap()), vec![0, 2]);
+}
