@@ -1327,14 +1327,26 @@ fn an_index_write_failure_undoes_the_batch() {
     };
     assert!(log.append_as_leader(&mut batch(3, NOW), 0).is_err());
     assert_eq!(log.log_end_offset(), 2);
-    assert_eq!(fs::metadata(&log_file).unwrap().len(), size, "the batch's bytes are gone");
+    assert_eq!(
+        fs::metadata(&log_file).unwrap().len(),
+        size,
+        "the batch's bytes are gone"
+    );
     fs::remove_dir(&index).unwrap();
     fs::write(&index, []).unwrap();
-    assert_eq!(log.append_as_leader(&mut batch(1, NOW), 0).unwrap().first_offset, 2);
+    assert_eq!(
+        log.append_as_leader(&mut batch(1, NOW), 0)
+            .unwrap()
+            .first_offset,
+        2
+    );
     let read = log.read(0, 1 << 20, i64::MAX, false).unwrap();
     assert_eq!(base_offsets(&read), vec![0, 2]);
     drop(log);
     let log = Log::open(dir, small_segments(), 0).unwrap();
     assert_eq!(log.log_end_offset(), 3);
-    assert_eq!(base_offsets(&log.read(0, 1 << 20, i64::MAX, false).unwrap()), vec![0, 2]);
+    assert_eq!(
+        base_offsets(&log.read(0, 1 << 20, i64::MAX, false).unwrap()),
+        vec![0, 2]
+    );
 }
