@@ -1316,15 +1316,13 @@ fn an_index_write_failure_undoes_the_batch() {
     log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
     let log_file = dir.join("00000000000000000000.log");
     let size = fs::metadata(&log_file).unwrap().len();
-    // the offset index cannot be appended to (a directory stands in its place)
+    // Reopened, the log opens the offset index's append handle at its next entry,
+    // which then fails: a directory stands in the file's place.
+    drop(log);
+    let mut log = Log::open(dir, small_segments(), 2).unwrap();
     let index = dir.join("00000000000000000000.index");
-    let mut log = {
-        drop(log);
-        let log = Log::open(dir, small_segments(), 2).unwrap();
-        fs::remove_file(&index).unwrap();
-        fs::create_dir(&index).unwrap();
-        log
-    };
+    fs::remove_file(&index).unwrap();
+    fs::create_dir(&index).unwrap();
     assert!(log.append_as_leader(&mut batch(3, NOW), 0).is_err());
     assert_eq!(log.log_end_offset(), 2);
     assert_eq!(
