@@ -417,6 +417,38 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_is_answered_with_the_original_log_append_time() {
+        use ottla_protocol::compression::Compression;
+        use ottla_protocol::records::{build_record_batch, Record};
+
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+        let config = PartitionConfig {
+            log_append_time: true,
+            ..PartitionConfig::default()
+        };
+        let p = replicas
+            .ensure_partition("stamped", Uuid::new_v4(), 0, config, 0, vec![1])
+            .unwrap();
+        let idempotent = || {
+            let r = Record {
+                offset: 0,
+                timestamp: 5,
+                key: None,
+                value: Some(b"v".to_vec()),
+                headers: vec![],
+            };
+            build_record_batch(&[r], Compression::None, 7, 0, 0)
+        };
+        let first = p.append_as_leader(idempotent(), -1).unwrap().result;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let again = p.append_as_leader(idempotent(), -1).unwrap().result;
+        assert_eq!(again.base_offset, first.base_offset);
+        assert!(first.log_append_time > 5, "{first:?}");
+        assert_eq!(again.log_append_time, first.log_append_time);
+    }
+
+    #[test]
     fn partition_dir_names() {
         assert_eq!(parse_partition_dir_name("a-b-12"), Some(("a-b".into(), 12)));
         assert_eq!(parse_partition_dir_name("t-0"), Some(("t".into(), 0)));

@@ -282,6 +282,11 @@ impl Partition {
             });
             (info, flush)
         };
+        if info.duplicate {
+            // Kafka answers a duplicate with the original batch's timestamp as its
+            // log-append time (`UnifiedLog.append`), whatever the topic's timestamp type.
+            log_append_time = info.max_timestamp;
+        }
         Ok(Appended {
             result: ProduceResult {
                 base_offset: info.first_offset,
