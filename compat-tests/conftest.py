@@ -239,7 +239,13 @@ class Ottla:
         self.returncode = None
         self._expected_exit = False
         if wait:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                # A fixture whose start fails never reaches its teardown: do not leave
+                # the process running (holding its port and log directory).
+                self.kill9()
+                raise
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
