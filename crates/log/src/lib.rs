@@ -31,7 +31,7 @@ mod slice;
 mod tests;
 
 pub use crate::flush::FlushPlan;
-pub use crate::log::Log;
+pub use crate::log::{FlushReason, Log};
 pub use crate::producer_state::{BatchMetadata, ProducerStateEntry, ProducerStateManager};
 pub use crate::slice::{FileSlice, LogSlices};
 

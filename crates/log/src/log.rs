@@ -33,6 +33,18 @@ enum RetentionReason {
     Size,
 }
 
+/// Why a log wants a flush ([`Log::flush_wanted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushReason {
+    /// The topic's flush policy (`flush.messages`, `flush.ms`) is due: the owner
+    /// flushes before it acknowledges the append.
+    Policy,
+    /// A segment was rolled: the owner flushes it soon, with no one waiting, so the
+    /// recovery point (and with it the scan after a crash) stays within about a
+    /// segment of the log end, as Kafka's scheduled roll flush does.
+    Roll,
+}
+
 /// One partition's log. Not internally synchronised: the replica layer owns it behind
 /// its own lock (reads take `&self`, so a read-write lock lets fetches run in parallel).
 #[derive(Debug)]
@@ -55,6 +67,8 @@ pub struct Log {
     unsynced_snapshots: Vec<SyncTarget>,
     /// Files were created or renamed in `dir` since the last [`Log::prepare_flush`].
     dir_unsynced: bool,
+    /// A segment was sealed since the last [`Log::prepare_flush`].
+    rolled: bool,
     /// Counts truncations, which may rewrite offsets an in-flight [`FlushPlan`] covers.
     generation: u64,
     /// An fsync failed: what it covered may never reach the disk, and a later fsync
@@ -97,6 +111,7 @@ impl Log {
             last_flush_ms: now,
             unsynced_snapshots: Vec::new(),
             dir_unsynced: false,
+            rolled: false,
             generation: 0,
             sync_failed: false,
         };
@@ -522,6 +537,7 @@ impl Log {
             }
         } else {
             active.seal()?;
+            self.rolled = true;
         }
         self.segments
             .push(Segment::create(&self.dir, new_base, now)?);
@@ -530,12 +546,17 @@ impl Log {
         Ok(())
     }
 
-    /// Whether the topic's flush policy (`flush.messages`, `flush.ms`) asks for a flush
-    /// now; the owner of the log then runs one (see [`Log::prepare_flush`]) before it
-    /// acknowledges the append.
-    pub fn flush_due(&self, now: i64) -> bool {
-        self.unflushed_messages >= self.config.flush_interval_messages
+    /// Whether the log wants a flush now (see [`Log::prepare_flush`]), and why.
+    pub fn flush_wanted(&self, now: i64) -> Option<FlushReason> {
+        if self.unflushed_messages >= self.config.flush_interval_messages
             || now.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms
+        {
+            Some(FlushReason::Policy)
+        } else if self.rolled {
+            Some(FlushReason::Roll)
+        } else {
+            None
+        }
     }
 
     /// Whole batches starting with the one containing `start_offset`, up to `max_bytes`
@@ -769,6 +790,7 @@ impl Log {
         }
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms();
+        self.rolled = false;
         Ok(FlushPlan {
             end_offset: self.log_end_offset,
             generation: self.generation,

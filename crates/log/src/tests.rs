@@ -6,7 +6,7 @@ use std::path::Path;
 use ottla_protocol::batch::{build_batch, BatchIter, RecordBatch};
 use ottla_protocol::compression::Compression;
 
-use crate::{Log, LogConfig, LogError};
+use crate::{FlushReason, Log, LogConfig, LogError};
 
 const NOW: i64 = 1_700_000_000_000;
 
@@ -924,16 +924,20 @@ fn flush_policy_and_recovery_point() {
     };
     let mut log = Log::open(tmp.path(), config, 0).unwrap();
     log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
-    assert!(!log.flush_due(NOW));
+    assert_eq!(log.flush_wanted(NOW), None);
     log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
-    assert!(log.flush_due(NOW), "3 unflushed messages");
+    assert_eq!(
+        log.flush_wanted(NOW),
+        Some(FlushReason::Policy),
+        "3 unflushed messages"
+    );
     assert_eq!(
         log.recovery_point(),
         0,
         "appending never waits for the disk"
     );
     assert_eq!(log.flush().unwrap(), 3);
-    assert!(!log.flush_due(NOW));
+    assert_eq!(log.flush_wanted(NOW), None);
     log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
     assert_eq!(log.recovery_point(), 3);
     assert_eq!(log.flush().unwrap(), 4);
@@ -953,7 +957,9 @@ fn a_roll_defers_its_fsyncs_to_the_next_flush() {
     }
     assert!(log.segment_count() >= 2, "rolled");
     assert_eq!(log.recovery_point(), 0, "a roll does not fsync");
+    assert_eq!(log.flush_wanted(NOW), Some(FlushReason::Roll));
     let plan = log.prepare_flush().unwrap();
+    assert_eq!(log.flush_wanted(NOW), None);
     let mut paths: Vec<String> = plan
         .files
         .iter()

@@ -417,6 +417,39 @@ mod tests {
     }
 
     #[test]
+    fn a_roll_hands_back_a_flush_that_no_one_waits_for() {
+        use ottla_protocol::compression::Compression;
+        use ottla_protocol::records::{build_record_batch, Record};
+
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+        let mut config = PartitionConfig::default();
+        config.log.segment_bytes = 200;
+        let p = replicas
+            .ensure_partition("rolled", Uuid::new_v4(), 0, config, 0, vec![1])
+            .unwrap();
+        let one = || {
+            let r = Record {
+                offset: 0,
+                timestamp: ottla_log::now_ms(),
+                key: None,
+                value: Some(vec![b'v'; 100]),
+                headers: vec![],
+            };
+            build_record_batch(&[r], Compression::None, -1, -1, -1)
+        };
+        let first = p.append_as_leader(one(), 1).unwrap();
+        assert!(first.flush.is_none() && first.background_flush.is_none());
+        let rolled = p.append_as_leader(one(), 1).unwrap();
+        assert!(
+            rolled.flush.is_none(),
+            "nothing to wait for before the answer"
+        );
+        let plan = rolled.background_flush.expect("the roll's flush");
+        assert_eq!(p.complete_flush(plan).unwrap(), 2);
+    }
+
+    #[test]
     fn a_duplicate_is_answered_with_the_original_log_append_time() {
         use ottla_protocol::compression::Compression;
         use ottla_protocol::records::{build_record_batch, Record};

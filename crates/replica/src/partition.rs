@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ottla_log::{FlushPlan, Log, LogConfig, LogError, LogSlices};
+use ottla_log::{FlushPlan, FlushReason, Log, LogConfig, LogError, LogSlices};
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
 use ottla_protocol::records::{check_uncompressed_framing, scan_records};
 use parking_lot::{Mutex, RwLock};
@@ -96,13 +96,18 @@ pub struct ProduceResult {
     pub log_start_offset: i64,
 }
 
-/// A successful append, and the flush the topic's policy (`flush.messages`,
-/// `flush.ms`) asks for before it is acknowledged: pass it to
-/// [`Partition::complete_flush`], on a thread that may block, then answer.
+/// A successful append, and any flush it calls for. Either kind goes to
+/// [`Partition::complete_flush`] on a thread that may block.
 #[derive(Debug)]
 pub struct Appended {
     pub result: ProduceResult,
+    /// The topic's flush policy (`flush.messages`, `flush.ms`) is due: complete it,
+    /// then acknowledge.
     pub flush: Option<FlushPlan>,
+    /// The append rolled a segment: complete this soon, with no one waiting (Kafka
+    /// schedules its roll flush), so a crash never has to scan more than about a
+    /// segment.
+    pub background_flush: Option<FlushPlan>,
 }
 
 /// Which data a reader may see: consumers stop at the high watermark, follower replicas
@@ -264,10 +269,9 @@ impl Partition {
         let (info, flush) = {
             let mut log = self.log.write();
             let info = log.append_as_leader(&mut batch, leader_epoch)?;
-            let flush = if log.flush_due(now) {
-                Some(log.prepare_flush()?)
-            } else {
-                None
+            let flush = match log.flush_wanted(now) {
+                Some(reason) => Some((reason, log.prepare_flush()?)),
+                None => None,
             };
             // Single replica: the ISR is this broker, so the high watermark follows the
             // log end immediately. With followers this becomes min(LEO of the ISR).
@@ -287,6 +291,11 @@ impl Partition {
             // log-append time (`UnifiedLog.append`), whatever the topic's timestamp type.
             log_append_time = info.max_timestamp;
         }
+        let (flush, background_flush) = match flush {
+            Some((FlushReason::Policy, plan)) => (Some(plan), None),
+            Some((FlushReason::Roll, plan)) => (None, Some(plan)),
+            None => (None, None),
+        };
         Ok(Appended {
             result: ProduceResult {
                 base_offset: info.first_offset,
@@ -295,6 +304,7 @@ impl Partition {
                 log_start_offset: info.log_start_offset,
             },
             flush,
+            background_flush,
         })
     }
 

@@ -290,16 +290,27 @@ impl GroupRuntime {
             };
             let batch = build_record_batch(&records, Compression::None, -1, -1, -1);
             // A flush policy on the offsets topic (not the default) is honoured inline:
-            // the records count as written only once durable by the topic's rules.
+            // the records count as written only once durable by the topic's rules. A
+            // roll's flush waits for no one.
             let flushed = partition
                 .append_as_leader(batch, -1)
                 .map_err(|e| e.to_string())
-                .and_then(|appended| match appended.flush {
-                    Some(plan) => partition
-                        .complete_flush(plan)
-                        .map(drop)
-                        .map_err(|e| e.to_string()),
-                    None => Ok(()),
+                .and_then(|appended| {
+                    if let Some(plan) = appended.background_flush {
+                        let partition = partition.clone();
+                        let flush = move || drop(partition.complete_flush(plan));
+                        match tokio::runtime::Handle::try_current() {
+                            Ok(runtime) => drop(runtime.spawn_blocking(flush)),
+                            Err(_) => flush(),
+                        }
+                    }
+                    match appended.flush {
+                        Some(plan) => partition
+                            .complete_flush(plan)
+                            .map(drop)
+                            .map_err(|e| e.to_string()),
+                        None => Ok(()),
+                    }
                 });
             if let Err(e) = flushed {
                 tracing::error!(

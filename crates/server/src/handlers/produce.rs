@@ -109,6 +109,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             }
             match partition.append_as_leader(records.to_vec(), acks) {
                 Ok(appended) => {
+                    if let Some(plan) = appended.background_flush {
+                        let partition = partition.clone();
+                        // The log reports a failure itself.
+                        tokio::task::spawn_blocking(move || partition.complete_flush(plan));
+                    }
                     if let Some(plan) = appended.flush {
                         flushes.push(PendingFlush {
                             partition: partition.clone(),
