@@ -11,6 +11,12 @@
 //! 2. [`FlushPlan::sync`] fsyncs them, without the lock, while appends go on;
 //! 3. [`crate::Log::finish_flush`] (under the lock again) advances the recovery point
 //!    to what the plan covered.
+//!
+//! Plans may overlap (a roll's background flush and a produce's policy flush, say) and
+//! finish in any order. So a plan also carries every file of the plans still in flight
+//! when it was made: a file handed to an earlier plan is written no more (a sealed
+//! segment, a snapshot) but may not be on disk yet, and each plan must prove on its own
+//! that everything below its end offset is.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -19,7 +25,7 @@ use std::sync::Arc;
 use crate::{io_context, LogError};
 
 /// A file to fsync, kept open by the plan so a segment deleted meanwhile is harmless.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SyncTarget {
     file: Arc<File>,
     pub(crate) path: PathBuf,
@@ -34,15 +40,29 @@ impl SyncTarget {
 /// What makes a log durable up to [`FlushPlan::end_offset`]: the data, index and
 /// producer-snapshot files written since the previous plan, and the directory when
 /// files were created or renamed in it.
+///
+/// Finish every plan ([`crate::Log::finish_flush`]), failed or not: until then its
+/// files are carried into every later plan.
 #[derive(Debug)]
 #[must_use = "a prepared flush does nothing until it is synced and finished"]
 pub struct FlushPlan {
+    /// Tells [`crate::Log::finish_flush`] which in-flight entry this plan was.
+    pub(crate) id: u64,
     pub(crate) end_offset: i64,
     /// The log's truncation count when the plan was made: offsets below `end_offset`
     /// may have been rewritten by a truncation since, and then the plan proves nothing.
     pub(crate) generation: u64,
     pub(crate) files: Vec<SyncTarget>,
     pub(crate) dir: Option<PathBuf>,
+}
+
+/// What a plan took from the log, kept by the log until that plan finishes, so that
+/// plans made meanwhile sync it too.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    pub(crate) id: u64,
+    pub(crate) files: Vec<SyncTarget>,
+    pub(crate) dir: bool,
 }
 
 impl FlushPlan {

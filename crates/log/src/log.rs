@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
 use tracing::{info, warn};
 
-use crate::flush::{FlushPlan, SyncTarget};
+use crate::flush::{FlushPlan, InFlight, SyncTarget};
 use crate::header::BatchHeader;
 use crate::index::NO_TIMESTAMP;
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager, SNAPSHOT_SUFFIX};
@@ -71,6 +71,9 @@ pub struct Log {
     rolled: bool,
     /// Counts truncations, which may rewrite offsets an in-flight [`FlushPlan`] covers.
     generation: u64,
+    /// Files taken by plans not finished yet (see [`crate::flush`]), oldest first.
+    in_flight: Vec<InFlight>,
+    next_plan_id: u64,
     /// An fsync failed: what it covered may never reach the disk, and a later fsync
     /// succeeding proves nothing about it (the kernel drops the failed pages' dirty
     /// state). The recovery point stays where it was until the next open, whose
@@ -113,6 +116,8 @@ impl Log {
             dir_unsynced: false,
             rolled: false,
             generation: 0,
+            in_flight: Vec::new(),
+            next_plan_id: 0,
             sync_failed: false,
         };
 
@@ -784,18 +789,33 @@ impl Log {
     /// Step 1 of a flush (see [`crate::flush`]): gather everything written since the
     /// last plan. No disk wait; the caller syncs the plan without the log's lock.
     pub fn prepare_flush(&mut self) -> Result<FlushPlan, LogError> {
-        let mut files = std::mem::take(&mut self.unsynced_snapshots);
+        let mut taken = std::mem::take(&mut self.unsynced_snapshots);
         for segment in &mut self.segments {
-            segment.take_unsynced(&mut files)?;
+            segment.take_unsynced(&mut taken)?;
         }
+        let dir_taken = std::mem::take(&mut self.dir_unsynced);
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms();
         self.rolled = false;
+        let mut files = taken.clone();
+        let mut dir = dir_taken;
+        for earlier in &self.in_flight {
+            files.extend(earlier.files.iter().cloned());
+            dir |= earlier.dir;
+        }
+        let id = self.next_plan_id;
+        self.next_plan_id += 1;
+        self.in_flight.push(InFlight {
+            id,
+            files: taken,
+            dir: dir_taken,
+        });
         Ok(FlushPlan {
+            id,
             end_offset: self.log_end_offset,
             generation: self.generation,
             files,
-            dir: std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone()),
+            dir: dir.then(|| self.dir.clone()),
         })
     }
 
@@ -807,6 +827,7 @@ impl Log {
         plan: FlushPlan,
         synced: Result<(), LogError>,
     ) -> Result<i64, LogError> {
+        self.in_flight.retain(|f| f.id != plan.id);
         if let Err(e) = synced {
             if !self.sync_failed {
                 tracing::error!(

@@ -1009,6 +1009,49 @@ fn appends_during_a_flush_are_not_covered_by_it() {
 }
 
 #[test]
+fn a_plan_also_syncs_what_unfinished_plans_took() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), small_segments(), 0).unwrap();
+    let names = |plan: &crate::FlushPlan| -> Vec<String> {
+        plan.files
+            .iter()
+            .map(|t| t.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    while log.segment_count() < 2 {
+        log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    }
+    // a roll's background flush takes the sealed segment and is slow to finish ...
+    let roll = log.prepare_flush().unwrap();
+    assert!(names(&roll).contains(&"00000000000000000000.log".to_string()));
+    // ... while a produce's policy flush is made, synced and finished first: it must
+    // not claim the sealed segment is on disk without syncing it itself
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
+    let policy = log.prepare_flush().unwrap();
+    assert!(
+        names(&policy).contains(&"00000000000000000000.log".to_string()),
+        "{:?}",
+        names(&policy)
+    );
+    assert!(policy.dir.is_some(), "the roll's directory entries too");
+    let synced = policy.sync();
+    let end = policy.end_offset();
+    assert_eq!(log.finish_flush(policy, synced).unwrap(), end);
+    let synced = roll.sync();
+    assert_eq!(log.finish_flush(roll, synced).unwrap(), end);
+    // both finished: nothing is carried any more
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
+    let next = log.prepare_flush().unwrap();
+    assert!(
+        !names(&next).contains(&"00000000000000000000.log".to_string()),
+        "{:?}",
+        names(&next)
+    );
+    let synced = next.sync();
+    log.finish_flush(next, synced).unwrap();
+}
+
+#[test]
 fn a_flush_overtaken_by_a_truncation_proves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
