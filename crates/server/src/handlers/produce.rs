@@ -5,19 +5,21 @@
 //! is rewritten (see `ottla_replica::Partition::append_as_leader`).
 //!
 //! A topic whose flush policy (`flush.messages`, `flush.ms`) asks for an fsync gets
-//! it before the answer, as in Kafka; the fsyncs run on the blocking pool, so the
-//! connection's task and the partition's lock are free meanwhile, and producers to the
-//! same partition share one fsync when they overlap.
+//! it before the answer, as in Kafka. The fsyncs run on the blocking pool, without the
+//! partition's lock, so the connection goes on reading and appending its pipelined
+//! requests and other producers to the partition are not held up.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
+use ottla_controller::TopicInfo;
 use ottla_log::FlushPlan;
 use ottla_protocol::batch::BatchIter;
 use ottla_protocol::frame::Request;
-use ottla_replica::Partition;
+use ottla_replica::{Appended, Partition};
 
 use super::{decode, encode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
@@ -54,91 +56,44 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let index = data.index;
-            if !matches!(acks, -1..=1) {
-                any_error = true;
-                partitions.push(partition_error(
-                    index,
-                    ResponseError::InvalidRequiredAcks.code(),
-                    None,
-                    version,
-                ));
-                continue;
-            }
-            if topic.as_ref().is_some_and(|t| t.is_internal()) {
-                // Kafka: "Cannot append to internal topic". Only the broker's own
-                // coordinators write there.
-                any_error = true;
-                partitions.push(partition_error(
-                    index,
-                    ResponseError::InvalidTopicException.code(),
-                    Some(format!("Cannot append to internal topic {name}")),
-                    version,
-                ));
-                continue;
-            }
-            let partition = topic
-                .as_ref()
-                .and_then(|t| broker.replicas.get(&t.topic_id, index));
-            let Some(partition) = partition else {
-                any_error = true;
-                partitions.push(partition_error(
-                    index,
-                    ResponseError::UnknownTopicOrPartition.code(),
-                    None,
-                    version,
-                ));
-                continue;
-            };
-            let records = data.records.unwrap_or_default();
-            // Exactly one whole batch: count batches without copying.
-            let mut batches = BatchIter::new(&records);
-            let single = match (batches.next(), batches.next()) {
-                (Some(Ok(_)), None) => Ok(()),
-                (Some(Err(e)), _) => Err((e.kafka_error_code(), e.to_string())),
-                (None, _) => Err((ResponseError::InvalidRecord.code(), "Produce request contains no record batch".into())),
-                (Some(Ok(_)), Some(_)) => Err((
-                    ResponseError::InvalidRecord.code(),
-                    format!("Produce requests with version {version} must have exactly one record batch per partition"),
-                )),
-            };
-            if let Err((code, message)) = single {
-                any_error = true;
-                tracing::debug!("Rejected produce to {}: {message}", partition.name());
-                partitions.push(partition_error(index, code, Some(message), version));
-                continue;
-            }
-            match partition.append_as_leader(records.to_vec(), acks) {
-                Ok(appended) => {
-                    if let Some(plan) = appended.background_flush {
-                        let partition = partition.clone();
-                        // The log reports a failure itself.
-                        tokio::task::spawn_blocking(move || partition.complete_flush(plan));
-                    }
-                    if let Some(plan) = appended.flush {
-                        flushes.push(PendingFlush {
-                            partition: partition.clone(),
-                            plan,
-                            topic: responses.len(),
-                            index: partitions.len(),
-                        });
-                    }
-                    let result = appended.result;
-                    let mut r = PartitionProduceResponse::default()
-                        .with_index(index)
-                        .with_base_offset(result.base_offset)
-                        .with_log_append_time_ms(result.log_append_time);
-                    if version >= 5 {
-                        r = r.with_log_start_offset(result.log_start_offset);
-                    }
-                    partitions.push(r);
-                }
-                Err(e) => {
+            let (partition, appended) = match append(
+                broker,
+                topic.as_deref(),
+                &name,
+                index,
+                data.records,
+                acks,
+                version,
+            ) {
+                Ok(done) => done,
+                Err(Rejected { code, message }) => {
                     any_error = true;
-                    let code = e.kafka_error_code();
-                    tracing::debug!("Rejected produce to {}: {e}", partition.name());
-                    partitions.push(partition_error(index, code, Some(e.to_string()), version));
+                    partitions.push(partition_error(index, code, message, version));
+                    continue;
                 }
+            };
+            if let Some(plan) = appended.background_flush {
+                let partition = partition.clone();
+                // The log reports a failure itself.
+                tokio::task::spawn_blocking(move || partition.complete_flush(plan));
             }
+            if let Some(plan) = appended.flush {
+                flushes.push(PendingFlush {
+                    partition,
+                    plan,
+                    topic: responses.len(),
+                    index: partitions.len(),
+                });
+            }
+            let result = appended.result;
+            let mut r = PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(result.base_offset)
+                .with_log_append_time_ms(result.log_append_time);
+            if version >= 5 {
+                r = r.with_log_start_offset(result.log_start_offset);
+            }
+            partitions.push(r);
         }
         responses.push(
             TopicProduceResponse::default()
@@ -192,6 +147,82 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             &ProduceResponse::default().with_responses(responses),
         )
     })))
+}
+
+/// Why one partition's part of a Produce request is refused: Kafka's error code, and
+/// the message for versions that carry one.
+struct Rejected {
+    code: i16,
+    message: Option<String>,
+}
+
+impl Rejected {
+    fn new(code: i16, message: Option<String>) -> Rejected {
+        Rejected { code, message }
+    }
+}
+
+/// Check and append one partition's records (a single v2 batch, Kafka's
+/// `ProduceRequest.validateRecords`).
+fn append(
+    broker: &Broker,
+    topic: Option<&TopicInfo>,
+    name: &str,
+    index: i32,
+    records: Option<Bytes>,
+    acks: i16,
+    version: i16,
+) -> Result<(Arc<Partition>, Appended), Rejected> {
+    if !matches!(acks, -1..=1) {
+        return Err(Rejected::new(
+            ResponseError::InvalidRequiredAcks.code(),
+            None,
+        ));
+    }
+    if topic.is_some_and(TopicInfo::is_internal) {
+        // Kafka: "Cannot append to internal topic". Only the broker's own coordinators
+        // write there.
+        return Err(Rejected::new(
+            ResponseError::InvalidTopicException.code(),
+            Some(format!("Cannot append to internal topic {name}")),
+        ));
+    }
+    let Some(partition) = topic.and_then(|t| broker.replicas.get(&t.topic_id, index)) else {
+        return Err(Rejected::new(
+            ResponseError::UnknownTopicOrPartition.code(),
+            None,
+        ));
+    };
+    let records = records.unwrap_or_default();
+    // Exactly one whole batch: count batches without copying.
+    let mut batches = BatchIter::new(&records);
+    let single = match (batches.next(), batches.next()) {
+        (Some(Ok(_)), None) => Ok(()),
+        (Some(Err(e)), _) => Err((e.kafka_error_code(), e.to_string())),
+        (None, _) => Err((
+            ResponseError::InvalidRecord.code(),
+            "Produce request contains no record batch".to_string(),
+        )),
+        (Some(Ok(_)), Some(_)) => Err((
+            ResponseError::InvalidRecord.code(),
+            format!(
+                "Produce requests with version {version} must have exactly one record batch \
+                 per partition"
+            ),
+        )),
+    };
+    let appended = single.and_then(|()| {
+        partition
+            .append_as_leader(records.to_vec(), acks)
+            .map_err(|e| (e.kafka_error_code(), e.to_string()))
+    });
+    match appended {
+        Ok(appended) => Ok((partition, appended)),
+        Err((code, message)) => {
+            tracing::debug!("Rejected produce to {}: {message}", partition.name());
+            Err(Rejected::new(code, Some(message)))
+        }
+    }
 }
 
 /// An fsync a partition's flush policy wants before its part of the answer goes out.
