@@ -179,18 +179,16 @@ impl Log {
         }
         let mut expected = bases[first_recovered];
         for (i, &base) in bases.iter().enumerate().skip(first_recovered) {
+            // `recover` keeps each segment's batches below the next segment's base, so
+            // segments never overlap here.
+            debug_assert!(
+                base >= expected,
+                "segment {base} overlaps offsets below {expected}"
+            );
             let mut segment = Segment::open(&self.dir, base, now)?;
-            let truncation = if base < expected {
-                // This segment overlaps the one before it: nothing in it can be placed.
-                Some(Truncation {
-                    offset: expected,
-                    bytes_dropped: segment.size(),
-                    reason: format!("segment {base} overlaps offsets below {expected}"),
-                })
-            } else {
+            let Some(truncation) =
                 segment.recover(expected, bases.get(i + 1).copied(), interval)?
-            };
-            let Some(truncation) = truncation else {
+            else {
                 expected = segment.next_offset().unwrap_or(base);
                 self.segments.push(segment);
                 continue;
@@ -203,35 +201,10 @@ impl Log {
                 later_bytes += s.size();
                 s.delete_files()?;
             }
-            if base < expected {
-                segment.delete_files()?;
-            } else {
-                self.segments.push(segment);
-            }
+            self.segments.push(segment);
             self.warn_truncation(&truncation, later_bytes, later_count);
             sync_dir(&self.dir)?;
             break;
-        }
-        if self
-            .segments
-            .last()
-            .is_none_or(|s| s.next_offset().is_none())
-        {
-            // Only possible when the recovery segment itself was dropped as overlapping
-            // and the previous one was trusted: scan that one too, so the log end is exact.
-            match self.segments.last_mut() {
-                Some(last) => {
-                    let base = last.base_offset();
-                    if let Some(t) = last.recover(base, None, interval)? {
-                        self.warn_truncation(&t, 0, 0);
-                    }
-                }
-                None => {
-                    self.segments
-                        .push(Segment::create(&self.dir, expected, now)?);
-                    sync_dir(&self.dir)?;
-                }
-            }
         }
         Ok(())
     }
