@@ -31,7 +31,7 @@ struct IndexFile<E> {
     dirty: bool,
 }
 
-trait Entry: Copy {
+pub(crate) trait Entry: Copy {
     const LEN: usize;
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(bytes: &[u8]) -> Self;
@@ -151,7 +151,7 @@ impl<E: Entry> IndexFile<E> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct OffsetEntry {
+pub(crate) struct OffsetEntry {
     relative_offset: u32,
     position: u32,
 }
@@ -171,7 +171,7 @@ impl Entry for OffsetEntry {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TimeEntry {
+pub(crate) struct TimeEntry {
     timestamp: i64,
     relative_offset: u32,
 }
@@ -203,34 +203,60 @@ pub(crate) fn relative_offset(base_offset: i64, offset: i64) -> Option<u32> {
     }
 }
 
-/// `.index`: maps a batch's last offset to the file position where that batch starts,
-/// one entry per `index.interval.bytes` of log (Kafka's sparse offset index).
+/// One of a segment's two indexes: entries of kind `E`, relative to the segment's base
+/// offset. [`OffsetIndex`] and [`TimeIndex`] add their lookups and checks.
 #[derive(Debug)]
-pub(crate) struct OffsetIndex {
+pub(crate) struct SegmentIndex<E> {
     base_offset: i64,
-    file: IndexFile<OffsetEntry>,
+    file: IndexFile<E>,
 }
 
-impl OffsetIndex {
-    /// A new, empty index whose file is created (or emptied) now.
-    pub fn create(path: PathBuf, base_offset: i64) -> io::Result<Self> {
-        let mut index = OffsetIndex {
+impl<E: Entry> SegmentIndex<E> {
+    fn with_entries(path: PathBuf, base_offset: i64, entries: Vec<E>) -> Self {
+        SegmentIndex {
             base_offset,
-            file: IndexFile::new(path, Vec::new()),
-        };
+            file: IndexFile::new(path, entries),
+        }
+    }
+
+    /// An index of `entries` whose file is (re)written now.
+    fn written(path: PathBuf, base_offset: i64, entries: Vec<E>) -> io::Result<Self> {
+        let mut index = Self::with_entries(path, base_offset, entries);
         index.file.rewrite()?;
         Ok(index)
+    }
+
+    /// A new, empty index whose file is created (or emptied) now.
+    pub fn create(path: PathBuf, base_offset: i64) -> io::Result<Self> {
+        Self::written(path, base_offset, Vec::new())
     }
 
     /// An empty in-memory index for `path` that has not touched the file (a placeholder
     /// until the segment's indexes are loaded or rebuilt).
     pub fn detached(path: PathBuf, base_offset: i64) -> Self {
-        OffsetIndex {
-            base_offset,
-            file: IndexFile::new(path, Vec::new()),
-        }
+        Self::with_entries(path, base_offset, Vec::new())
     }
 
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.file.entries.len()
+    }
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+    pub fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
+        self.file.take_unsynced()
+    }
+    pub fn close(&mut self) {
+        self.file.close()
+    }
+}
+
+/// `.index`: maps a batch's last offset to the file position where that batch starts,
+/// one entry per `index.interval.bytes` of log (Kafka's sparse offset index).
+pub(crate) type OffsetIndex = SegmentIndex<OffsetEntry>;
+
+impl OffsetIndex {
     /// Load and sanity-check the index of a segment whose `.log` is `log_size` bytes.
     /// `None` when missing or inconsistent: relative offsets and positions must strictly
     /// increase and positions must lie inside the log (Kafka's `sanityCheck`, stricter).
@@ -256,10 +282,7 @@ impl OffsetIndex {
             }
             previous = Some(*e);
         }
-        Ok(Some(OffsetIndex {
-            base_offset,
-            file: IndexFile::new(path, entries),
-        }))
+        Ok(Some(Self::with_entries(path, base_offset, entries)))
     }
 
     /// Rebuild from `(last offset, position)` pairs computed by a scan of the log.
@@ -273,12 +296,7 @@ impl OffsetIndex {
                 })
             })
             .collect();
-        let mut index = OffsetIndex {
-            base_offset,
-            file: IndexFile::new(path, entries),
-        };
-        index.file.rewrite()?;
-        Ok(index)
+        Self::written(path, base_offset, entries)
     }
 
     /// Position to start scanning from for `offset`: that of the largest entry whose
@@ -346,48 +364,13 @@ impl OffsetIndex {
             )
         })
     }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.file.entries.len()
-    }
-    pub fn path(&self) -> &Path {
-        &self.file.path
-    }
-    pub fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
-        self.file.take_unsynced()
-    }
-    pub fn close(&mut self) {
-        self.file.close()
-    }
 }
 
 /// `.timeindex`: maps the largest timestamp seen so far in the segment to the offset of
 /// the batch that holds it (Kafka's shallow offset), appended only when it grows.
-#[derive(Debug)]
-pub(crate) struct TimeIndex {
-    base_offset: i64,
-    file: IndexFile<TimeEntry>,
-}
+pub(crate) type TimeIndex = SegmentIndex<TimeEntry>;
 
 impl TimeIndex {
-    pub fn create(path: PathBuf, base_offset: i64) -> io::Result<Self> {
-        let mut index = TimeIndex {
-            base_offset,
-            file: IndexFile::new(path, Vec::new()),
-        };
-        index.file.rewrite()?;
-        Ok(index)
-    }
-
-    /// See [`OffsetIndex::detached`].
-    pub fn detached(path: PathBuf, base_offset: i64) -> Self {
-        TimeIndex {
-            base_offset,
-            file: IndexFile::new(path, Vec::new()),
-        }
-    }
-
     /// Load and sanity-check: timestamps strictly increase (entries are only appended
     /// when the maximum grows), offsets never decrease and stay below `end_offset` (an
     /// upper bound of the segment's offsets).
@@ -417,10 +400,7 @@ impl TimeIndex {
             }
             previous = Some(*e);
         }
-        Ok(Some(TimeIndex {
-            base_offset,
-            file: IndexFile::new(path, entries),
-        }))
+        Ok(Some(Self::with_entries(path, base_offset, entries)))
     }
 
     pub fn rebuilt(path: PathBuf, base_offset: i64, entries: Vec<(i64, i64)>) -> io::Result<Self> {
@@ -433,12 +413,7 @@ impl TimeIndex {
                 })
             })
             .collect();
-        let mut index = TimeIndex {
-            base_offset,
-            file: IndexFile::new(path, entries),
-        };
-        index.file.rewrite()?;
-        Ok(index)
+        Self::written(path, base_offset, entries)
     }
 
     /// Offset to start searching from for the first record with timestamp >= `timestamp`:
@@ -498,20 +473,6 @@ impl TimeIndex {
             .entries
             .last()
             .map(|e| (e.timestamp, self.base_offset + i64::from(e.relative_offset)))
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.file.entries.len()
-    }
-    pub fn path(&self) -> &Path {
-        &self.file.path
-    }
-    pub fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
-        self.file.take_unsynced()
-    }
-    pub fn close(&mut self) {
-        self.file.close()
     }
 }
 
