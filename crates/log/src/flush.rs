@@ -63,6 +63,9 @@ pub(crate) struct InFlight {
     pub(crate) id: u64,
     pub(crate) files: Vec<SyncTarget>,
     pub(crate) dir: bool,
+    /// Synced: the plan's end offset and truncation count, applied to the recovery
+    /// point once every older plan has finished too.
+    pub(crate) finished: Option<(i64, u64)>,
 }
 
 impl FlushPlan {

@@ -126,6 +126,18 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
+    /// Cut the file back to exactly its entries: an append that failed part-way may
+    /// have left a torn entry, which later appends would land behind.
+    fn cut_to_entries(&mut self) -> io::Result<()> {
+        let len = (self.entries.len() * E::LEN) as u64;
+        let path = self.path.clone();
+        self.writer()?
+            .set_len(len)
+            .map_err(io_context("truncate", &path))?;
+        self.dirty = true;
+        Ok(())
+    }
+
     /// The file to fsync if it was written since the last call (see [`crate::FlushPlan`]);
     /// a closed index is reopened for it.
     fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
@@ -246,6 +258,10 @@ impl<E: Entry> SegmentIndex<E> {
     }
     pub fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
         self.file.take_unsynced()
+    }
+    /// See [`IndexFile::cut_to_entries`].
+    pub fn cut_to_entries(&mut self) -> io::Result<()> {
+        self.file.cut_to_entries()
     }
     pub fn close(&mut self) {
         self.file.close()

@@ -764,7 +764,11 @@ impl Log {
     pub fn prepare_flush(&mut self) -> Result<FlushPlan, LogError> {
         let mut taken = std::mem::take(&mut self.unsynced_snapshots);
         for segment in &mut self.segments {
-            segment.take_unsynced(&mut taken)?;
+            if let Err(e) = segment.take_unsynced(&mut taken) {
+                // What was taken so far is in no plan now: never claim it is on disk.
+                self.fail_sync(&e);
+                return Err(e);
+            }
         }
         let dir_taken = std::mem::take(&mut self.dir_unsynced);
         self.unflushed_messages = 0;
@@ -782,6 +786,7 @@ impl Log {
             id,
             files: taken,
             dir: dir_taken,
+            finished: None,
         });
         Ok(FlushPlan {
             id,
@@ -792,31 +797,60 @@ impl Log {
         })
     }
 
-    /// Step 3 of a flush: `synced` is what [`FlushPlan::sync`] returned. On success the
-    /// recovery point moves up to the plan's end (unless a truncation rewrote offsets
-    /// meanwhile, or an earlier fsync failed); returns the recovery point.
+    /// Step 3 of a flush: `synced` is what [`FlushPlan::sync`] returned; returns the
+    /// recovery point, or an error if this or any earlier fsync of the log failed.
+    ///
+    /// Plans move the recovery point in the order they were made: one that finishes
+    /// while an older one is still syncing waits for it. Linux reports a write-back
+    /// error to one fsync of a file only, so a younger plan's success says nothing if
+    /// the older one then fails. A plan overtaken by a truncation moves nothing.
     pub fn finish_flush(
         &mut self,
         plan: FlushPlan,
         synced: Result<(), LogError>,
     ) -> Result<i64, LogError> {
-        self.in_flight.retain(|f| f.id != plan.id);
         if let Err(e) = synced {
-            if !self.sync_failed {
-                tracing::error!(
-                    "Flushing {} failed; its recovery point stays at {} until restart: {e}",
-                    self.name,
-                    self.recovery_point
-                );
-            }
-            self.sync_failed = true;
+            self.in_flight.retain(|f| f.id != plan.id);
+            self.fail_sync(&e);
             return Err(e);
         }
-        if plan.generation == self.generation && !self.sync_failed {
-            let end = plan.end_offset.min(self.log_end_offset);
-            self.recovery_point = self.recovery_point.max(end);
+        if let Some(entry) = self.in_flight.iter_mut().find(|f| f.id == plan.id) {
+            entry.finished = Some((plan.end_offset, plan.generation));
+        }
+        while let Some((end, generation)) = self.in_flight.first().and_then(|f| f.finished) {
+            self.in_flight.remove(0);
+            if generation == self.generation && !self.sync_failed {
+                let end = end.min(self.log_end_offset);
+                self.recovery_point = self.recovery_point.max(end);
+            }
+        }
+        if self.sync_failed {
+            return Err(LogError::Io(io::Error::other(format!(
+                "an earlier fsync of {} failed; its data may not be on disk",
+                self.name
+            ))));
         }
         Ok(self.recovery_point)
+    }
+
+    /// After an fsync failed, or a file could not be handed to a flush, the recovery
+    /// point stays where it is until restart (whose recovery scans from there), and
+    /// every later flush reports the failure (as Kafka takes the log directory offline).
+    fn fail_sync(&mut self, e: &LogError) {
+        if !self.sync_failed {
+            tracing::error!(
+                "Flushing {} failed; its recovery point stays at {} until restart: {e}",
+                self.name,
+                self.recovery_point
+            );
+        }
+        self.sync_failed = true;
+    }
+
+    /// Whether an append waits for a flush before it is acknowledged (a flush policy,
+    /// `flush.messages` or `flush.ms`, is set).
+    pub fn flushes_before_acknowledging(&self) -> bool {
+        self.config.flush_interval_messages != i64::MAX || self.config.flush_interval_ms != i64::MAX
     }
 
     /// Prepare, sync and finish a flush in one go, holding `&mut self` throughout (for

@@ -407,7 +407,9 @@ impl Segment {
             // bytes that carry the same offsets.
             self.cursor = cursor;
             let _ = self.offset_index.truncate_to_position(position);
+            let _ = self.offset_index.cut_to_entries();
             let _ = self.time_index.truncate_to_offset(h.base_offset);
+            let _ = self.time_index.cut_to_entries();
             let _ = self.file.set_len(position);
             return Err(e.into());
         }

@@ -1036,7 +1036,11 @@ fn a_plan_also_syncs_what_unfinished_plans_took() {
     assert!(policy.dir.is_some(), "the roll's directory entries too");
     let synced = policy.sync();
     let end = policy.end_offset();
-    assert_eq!(log.finish_flush(policy, synced).unwrap(), end);
+    assert_eq!(
+        log.finish_flush(policy, synced).unwrap(),
+        0,
+        "the older plan has not finished: its fsync could still fail"
+    );
     let synced = roll.sync();
     assert_eq!(log.finish_flush(roll, synced).unwrap(), end);
     // both finished: nothing is carried any more
@@ -1080,7 +1084,26 @@ fn after_a_failed_fsync_the_recovery_point_stays() {
     assert!(log.finish_flush(plan, failed).is_err());
     log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
     // a later fsync succeeding says nothing about the pages the failed one dropped
-    assert_eq!(log.flush().unwrap(), 0);
+    assert!(
+        log.flush().is_err(),
+        "every later flush reports the failure"
+    );
+    assert_eq!(log.recovery_point(), 0);
+}
+
+#[test]
+fn an_older_plan_failing_after_a_younger_one_succeeded_moves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
+    log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    let older = log.prepare_flush().unwrap();
+    log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    let younger = log.prepare_flush().unwrap();
+    // the younger fsync of the same file "succeeds": Linux told only the older one
+    let synced = younger.sync();
+    assert_eq!(log.finish_flush(younger, synced).unwrap(), 0);
+    let failed = Err(LogError::Io(std::io::Error::other("EIO")));
+    assert!(log.finish_flush(older, failed).is_err());
     assert_eq!(log.recovery_point(), 0);
 }
 

@@ -417,6 +417,45 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_waits_for_the_original_to_be_on_disk() {
+        use ottla_protocol::compression::Compression;
+        use ottla_protocol::records::{build_record_batch, Record};
+
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+        let mut config = PartitionConfig::default();
+        config.log.flush_interval_messages = 1;
+        let p = replicas
+            .ensure_partition("retried", Uuid::new_v4(), 0, config, 0, vec![1])
+            .unwrap();
+        let idempotent = || {
+            let r = Record {
+                offset: 0,
+                timestamp: ottla_log::now_ms(),
+                key: None,
+                value: Some(b"v".to_vec()),
+                headers: vec![],
+            };
+            build_record_batch(&[r], Compression::None, 9, 0, 0)
+        };
+        // the original's flush is still running (or failed) when the producer retries
+        let original = p.append_as_leader(idempotent(), -1).unwrap();
+        let slow = original.flush.expect("flush.messages=1");
+        let retry = p.append_as_leader(idempotent(), -1).unwrap();
+        assert_eq!(retry.result.base_offset, original.result.base_offset);
+        let plan = retry.flush.expect("the retry waits for a flush too");
+        assert_eq!(
+            p.complete_flush(plan).unwrap(),
+            0,
+            "the older flush is unfinished"
+        );
+        assert_eq!(p.complete_flush(slow).unwrap(), 1);
+        // once the original is on disk, a retry needs no flush of its own
+        let late = p.append_as_leader(idempotent(), -1).unwrap();
+        assert!(late.flush.is_none());
+    }
+
+    #[test]
     fn a_roll_hands_back_a_flush_that_no_one_waits_for() {
         use ottla_protocol::compression::Compression;
         use ottla_protocol::records::{build_record_batch, Record};
@@ -475,7 +514,9 @@ mod tests {
         };
         let first = p.append_as_leader(idempotent(), -1).unwrap().result;
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let again = p.append_as_leader(idempotent(), -1).unwrap().result;
+        let again = p.append_as_leader(idempotent(), -1).unwrap();
+        assert!(again.flush.is_none(), "no flush policy, no flush");
+        let again = again.result;
         assert_eq!(again.base_offset, first.base_offset);
         assert!(first.log_append_time > 5, "{first:?}");
         assert_eq!(again.log_append_time, first.log_append_time);

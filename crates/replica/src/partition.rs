@@ -269,7 +269,16 @@ impl Partition {
         let (info, flush) = {
             let mut log = self.log.write();
             let info = log.append_as_leader(&mut batch, leader_epoch)?;
-            let flush = match log.flush_wanted(now) {
+            let mut wanted = log.flush_wanted(now);
+            if info.duplicate
+                && log.flushes_before_acknowledging()
+                && log.recovery_point() <= info.last_offset
+            {
+                // A retry of a batch whose flush failed or is still running: it is
+                // acknowledged only once the original is on disk.
+                wanted = Some(FlushReason::Policy);
+            }
+            let flush = match wanted {
                 Some(reason) => Some((reason, log.prepare_flush()?)),
                 None => None,
             };
