@@ -356,6 +356,31 @@ fn delete_partition_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ottla_protocol::compression::Compression;
+    use ottla_protocol::records::{build_record_batch, Record};
+
+    /// A fresh replica manager hosting one partition with `config`.
+    fn hosted(config: PartitionConfig) -> (tempfile::TempDir, ReplicaManager, Arc<Partition>) {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+        let p = replicas
+            .ensure_partition("t", Uuid::new_v4(), 0, config, 0, vec![1])
+            .unwrap();
+        (dir, replicas, p)
+    }
+
+    /// A one-record batch; `producer` is (id, epoch, sequence) for an idempotent one.
+    fn one_record(value_len: usize, timestamp: i64, producer: Option<(i64, i16, i32)>) -> Vec<u8> {
+        let r = Record {
+            offset: 0,
+            timestamp,
+            key: None,
+            value: Some(vec![b'v'; value_len]),
+            headers: vec![],
+        };
+        let (id, epoch, sequence) = producer.unwrap_or((-1, -1, -1));
+        build_record_batch(&[r], Compression::None, id, epoch, sequence)
+    }
 
     #[test]
     fn a_log_dir_serves_one_broker_at_a_time() {
@@ -374,26 +399,10 @@ mod tests {
 
     #[test]
     fn flushes_run_outside_the_partition_lock_and_shutdown_snapshots_producers() {
-        use ottla_protocol::compression::Compression;
-        use ottla_protocol::records::{build_record_batch, Record};
-
-        let dir = tempfile::tempdir().unwrap();
-        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
         let mut config = PartitionConfig::default();
         config.log.flush_interval_messages = 2;
-        let p = replicas
-            .ensure_partition("flushed", Uuid::new_v4(), 0, config, 0, vec![1])
-            .unwrap();
-        let one = || {
-            let r = Record {
-                offset: 0,
-                timestamp: ottla_log::now_ms(),
-                key: None,
-                value: Some(b"v".to_vec()),
-                headers: vec![],
-            };
-            build_record_batch(&[r], Compression::None, -1, -1, -1)
-        };
+        let (_dir, replicas, p) = hosted(config);
+        let one = || one_record(1, ottla_log::now_ms(), None);
         assert!(p.append_as_leader(one(), 1).unwrap().flush.is_none());
         let due = p.append_as_leader(one(), 1).unwrap();
         let plan = due.flush.expect("2 messages reach flush.messages");
@@ -418,26 +427,10 @@ mod tests {
 
     #[test]
     fn a_retry_waits_for_the_original_to_be_on_disk() {
-        use ottla_protocol::compression::Compression;
-        use ottla_protocol::records::{build_record_batch, Record};
-
-        let dir = tempfile::tempdir().unwrap();
-        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
         let mut config = PartitionConfig::default();
         config.log.flush_interval_messages = 1;
-        let p = replicas
-            .ensure_partition("retried", Uuid::new_v4(), 0, config, 0, vec![1])
-            .unwrap();
-        let idempotent = || {
-            let r = Record {
-                offset: 0,
-                timestamp: ottla_log::now_ms(),
-                key: None,
-                value: Some(b"v".to_vec()),
-                headers: vec![],
-            };
-            build_record_batch(&[r], Compression::None, 9, 0, 0)
-        };
+        let (_dir, _replicas, p) = hosted(config);
+        let idempotent = || one_record(1, ottla_log::now_ms(), Some((9, 0, 0)));
         // the original's flush is still running (or failed) when the producer retries
         let original = p.append_as_leader(idempotent(), -1).unwrap();
         let slow = original.flush.expect("flush.messages=1");
@@ -457,26 +450,10 @@ mod tests {
 
     #[test]
     fn a_roll_hands_back_a_flush_that_no_one_waits_for() {
-        use ottla_protocol::compression::Compression;
-        use ottla_protocol::records::{build_record_batch, Record};
-
-        let dir = tempfile::tempdir().unwrap();
-        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
         let mut config = PartitionConfig::default();
         config.log.segment_bytes = 200;
-        let p = replicas
-            .ensure_partition("rolled", Uuid::new_v4(), 0, config, 0, vec![1])
-            .unwrap();
-        let one = || {
-            let r = Record {
-                offset: 0,
-                timestamp: ottla_log::now_ms(),
-                key: None,
-                value: Some(vec![b'v'; 100]),
-                headers: vec![],
-            };
-            build_record_batch(&[r], Compression::None, -1, -1, -1)
-        };
+        let (_dir, _replicas, p) = hosted(config);
+        let one = || one_record(100, ottla_log::now_ms(), None);
         let first = p.append_as_leader(one(), 1).unwrap();
         assert!(first.flush.is_none() && first.background_flush.is_none());
         let rolled = p.append_as_leader(one(), 1).unwrap();
@@ -490,28 +467,12 @@ mod tests {
 
     #[test]
     fn a_duplicate_is_answered_with_the_original_log_append_time() {
-        use ottla_protocol::compression::Compression;
-        use ottla_protocol::records::{build_record_batch, Record};
-
-        let dir = tempfile::tempdir().unwrap();
-        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
         let config = PartitionConfig {
             log_append_time: true,
             ..PartitionConfig::default()
         };
-        let p = replicas
-            .ensure_partition("stamped", Uuid::new_v4(), 0, config, 0, vec![1])
-            .unwrap();
-        let idempotent = || {
-            let r = Record {
-                offset: 0,
-                timestamp: 5,
-                key: None,
-                value: Some(b"v".to_vec()),
-                headers: vec![],
-            };
-            build_record_batch(&[r], Compression::None, 7, 0, 0)
-        };
+        let (_dir, _replicas, p) = hosted(config);
+        let idempotent = || one_record(1, 5, Some((7, 0, 0)));
         let first = p.append_as_leader(idempotent(), -1).unwrap().result;
         std::thread::sleep(std::time::Duration::from_millis(5));
         let again = p.append_as_leader(idempotent(), -1).unwrap();
