@@ -269,6 +269,18 @@ impl Partition {
         let (info, flush) = {
             let mut log = self.log.write();
             let info = log.append_as_leader(&mut batch, leader_epoch)?;
+            // Single replica: the ISR is this broker, so the high watermark follows the
+            // log end immediately, even if preparing a flush fails below. With followers
+            // this becomes min(LEO of the ISR).
+            let leo = log.log_end_offset();
+            self.high_watermark.send_if_modified(|hw| {
+                if *hw < leo {
+                    *hw = leo;
+                    true
+                } else {
+                    false
+                }
+            });
             let mut wanted = log.flush_wanted(now);
             if info.duplicate
                 && log.flushes_before_acknowledging()
@@ -282,17 +294,6 @@ impl Partition {
                 Some(reason) => Some((reason, log.prepare_flush()?)),
                 None => None,
             };
-            // Single replica: the ISR is this broker, so the high watermark follows the
-            // log end immediately. With followers this becomes min(LEO of the ISR).
-            let leo = log.log_end_offset();
-            self.high_watermark.send_if_modified(|hw| {
-                if *hw < leo {
-                    *hw = leo;
-                    true
-                } else {
-                    false
-                }
-            });
             (info, flush)
         };
         if info.duplicate {
