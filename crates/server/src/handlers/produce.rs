@@ -121,9 +121,13 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         );
     }
     let (api_key, version, correlation_id) = (request.api_key, version, request.correlation_id());
+    let all: Vec<(usize, usize)> = flushes.iter().map(|f| (f.topic, f.index)).collect();
+    // Started now, not when the reply's turn comes: it runs to the end even if the
+    // connection goes away first, so no plan is left unfinished (an unfinished plan
+    // would hold the log's recovery point back until restart).
+    let flushing = tokio::task::spawn_blocking(move || complete_flushes(flushes));
     Ok(Reply::Later(Box::pin(async move {
-        let all: Vec<(usize, usize)> = flushes.iter().map(|f| (f.topic, f.index)).collect();
-        let failed = match tokio::task::spawn_blocking(move || complete_flushes(flushes)).await {
+        let failed = match flushing.await {
             Ok(failed) => failed,
             Err(e) => {
                 tracing::error!("Flushing after a produce failed: {e}");
