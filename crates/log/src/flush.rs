@@ -49,9 +49,6 @@ pub struct FlushPlan {
     /// Tells [`crate::Log::finish_flush`] which in-flight entry this plan was.
     pub(crate) id: u64,
     pub(crate) end_offset: i64,
-    /// The log's truncation count when the plan was made: offsets below `end_offset`
-    /// may have been rewritten by a truncation since, and then the plan proves nothing.
-    pub(crate) generation: u64,
     pub(crate) files: Vec<SyncTarget>,
     pub(crate) dir: Option<PathBuf>,
 }
@@ -61,11 +58,14 @@ pub struct FlushPlan {
 #[derive(Debug)]
 pub(crate) struct InFlight {
     pub(crate) id: u64,
+    pub(crate) end_offset: i64,
+    /// The log's truncation count when the plan was made: offsets below `end_offset`
+    /// may have been rewritten by a truncation since, and then the plan proves nothing.
+    pub(crate) generation: u64,
     pub(crate) files: Vec<SyncTarget>,
     pub(crate) dir: bool,
-    /// Synced: the plan's end offset and truncation count, applied to the recovery
-    /// point once every older plan has finished too.
-    pub(crate) finished: Option<(i64, u64)>,
+    /// Synced; applied to the recovery point once every older plan has finished too.
+    pub(crate) finished: bool,
 }
 
 impl FlushPlan {

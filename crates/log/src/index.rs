@@ -111,26 +111,13 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
-    /// Keep only the first `keep` entries, in memory and on disk.
+    /// Keep only the first `keep` entries, in memory and on disk. The file is cut to
+    /// exactly those entries even when none are dropped: an append that failed part-way
+    /// may have left a torn entry, which later appends would land behind.
     fn truncate(&mut self, keep: usize) -> io::Result<()> {
-        if keep >= self.entries.len() {
-            return Ok(());
-        }
         self.entries.truncate(keep);
         let path = self.path.clone();
-        let len = (keep * E::LEN) as u64;
-        self.writer()?
-            .set_len(len)
-            .map_err(io_context("truncate", &path))?;
-        self.dirty = true;
-        Ok(())
-    }
-
-    /// Cut the file back to exactly its entries: an append that failed part-way may
-    /// have left a torn entry, which later appends would land behind.
-    fn cut_to_entries(&mut self) -> io::Result<()> {
         let len = (self.entries.len() * E::LEN) as u64;
-        let path = self.path.clone();
         self.writer()?
             .set_len(len)
             .map_err(io_context("truncate", &path))?;
@@ -258,10 +245,6 @@ impl<E: Entry> SegmentIndex<E> {
     }
     pub fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
         self.file.take_unsynced()
-    }
-    /// See [`IndexFile::cut_to_entries`].
-    pub fn cut_to_entries(&mut self) -> io::Result<()> {
-        self.file.cut_to_entries()
     }
     pub fn close(&mut self) {
         self.file.close()

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,8 +37,9 @@ enum RetentionReason {
 /// Why a log wants a flush ([`Log::flush_wanted`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushReason {
-    /// The topic's flush policy (`flush.messages`, `flush.ms`) is due: the owner
-    /// flushes before it acknowledges the append.
+    /// The topic's flush policy (`flush.messages`, `flush.ms`) is due, or a duplicate
+    /// was answered whose original is not on disk yet: the owner flushes before it
+    /// acknowledges the append.
     Policy,
     /// A segment was rolled: the owner flushes it soon, with no one waiting, so the
     /// recovery point (and with it the scan after a crash) stays within about a
@@ -69,6 +71,8 @@ pub struct Log {
     dir_unsynced: bool,
     /// A segment was sealed since the last [`Log::prepare_flush`].
     rolled: bool,
+    /// A duplicate was answered whose original is not known to be on disk yet.
+    duplicate_awaits_flush: bool,
     /// Counts truncations, which may rewrite offsets an in-flight [`FlushPlan`] covers.
     generation: u64,
     /// Files taken by plans not finished yet (see [`crate::flush`]), oldest first.
@@ -115,6 +119,7 @@ impl Log {
             unsynced_snapshots: Vec::new(),
             dir_unsynced: false,
             rolled: false,
+            duplicate_awaits_flush: false,
             generation: 0,
             in_flight: Vec::new(),
             next_plan_id: 0,
@@ -376,6 +381,10 @@ impl Log {
             });
         }
         if let ProducerCheck::Duplicate(original) = self.producer_state.check_leader_append(&h)? {
+            // A retry of a batch whose policy flush failed or is still running is
+            // acknowledged only once the original is on disk.
+            self.duplicate_awaits_flush |=
+                self.flushes_before_acknowledging() && self.recovery_point <= original.last_offset;
             return Ok(AppendInfo {
                 first_offset: original.first_offset,
                 last_offset: original.last_offset,
@@ -528,6 +537,7 @@ impl Log {
     pub fn flush_wanted(&self, now: i64) -> Option<FlushReason> {
         if self.unflushed_messages >= self.config.flush_interval_messages
             || now.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms
+            || self.duplicate_awaits_flush
         {
             Some(FlushReason::Policy)
         } else if self.rolled {
@@ -644,18 +654,14 @@ impl Log {
                         // Every record carries the batch's timestamp.
                         return Ok(Some((h.base_offset, h.max_timestamp)));
                     }
-                    // None: keep looking; Some(None): past the bound; Some(Some(hit)).
-                    let mut outcome: Option<Option<(i64, i64)>> = None;
-                    segment.scan_batch(position, &h, |r| {
+                    // Stops at the first record past the bound (None) or at the answer.
+                    let outcome = segment.scan_batch(position, &h, |r| {
                         if r.offset >= max_offset {
-                            outcome = Some(None);
+                            ControlFlow::Break(None)
                         } else if r.timestamp >= timestamp {
-                            outcome = Some(Some((r.offset, r.timestamp)));
-                        }
-                        if outcome.is_some() {
-                            std::ops::ControlFlow::Break(())
+                            ControlFlow::Break(Some((r.offset, r.timestamp)))
                         } else {
-                            std::ops::ControlFlow::Continue(())
+                            ControlFlow::Continue(())
                         }
                     })?;
                     if let Some(found) = outcome {
@@ -707,13 +713,11 @@ impl Log {
         if h.is_log_append_time() {
             return Ok(Some((h.base_offset, h.max_timestamp)));
         }
-        let mut found = None;
-        segment.scan_batch(position, &h, |r| {
+        let found = segment.scan_batch(position, &h, |r| {
             if r.timestamp == ts && r.offset < max_offset {
-                found = Some((r.offset, r.timestamp));
-                std::ops::ControlFlow::Break(())
+                ControlFlow::Break((r.offset, r.timestamp))
             } else {
-                std::ops::ControlFlow::Continue(())
+                ControlFlow::Continue(())
             }
         })?;
         // A header whose max timestamp no record carries: answer with the batch.
@@ -748,7 +752,7 @@ impl Log {
                     if r.offset < max_offset {
                         ts = Some(ts.map_or(r.timestamp, |t| t.max(r.timestamp)));
                     }
-                    std::ops::ControlFlow::Continue(())
+                    ControlFlow::<()>::Continue(())
                 })?;
                 if let Some(ts) = ts {
                     consider(ts, h.base_offset);
@@ -774,6 +778,7 @@ impl Log {
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms();
         self.rolled = false;
+        self.duplicate_awaits_flush = false;
         let mut files = taken.clone();
         let mut dir = dir_taken;
         for earlier in &self.in_flight {
@@ -784,14 +789,15 @@ impl Log {
         self.next_plan_id += 1;
         self.in_flight.push(InFlight {
             id,
+            end_offset: self.log_end_offset,
+            generation: self.generation,
             files: taken,
             dir: dir_taken,
-            finished: None,
+            finished: false,
         });
         Ok(FlushPlan {
             id,
             end_offset: self.log_end_offset,
-            generation: self.generation,
             files,
             dir: dir.then(|| self.dir.clone()),
         })
@@ -815,12 +821,12 @@ impl Log {
             return Err(e);
         }
         if let Some(entry) = self.in_flight.iter_mut().find(|f| f.id == plan.id) {
-            entry.finished = Some((plan.end_offset, plan.generation));
+            entry.finished = true;
         }
-        while let Some((end, generation)) = self.in_flight.first().and_then(|f| f.finished) {
-            self.in_flight.remove(0);
-            if generation == self.generation && !self.sync_failed {
-                let end = end.min(self.log_end_offset);
+        while self.in_flight.first().is_some_and(|f| f.finished) {
+            let done = self.in_flight.remove(0);
+            if done.generation == self.generation && !self.sync_failed {
+                let end = done.end_offset.min(self.log_end_offset);
                 self.recovery_point = self.recovery_point.max(end);
             }
         }
@@ -849,7 +855,7 @@ impl Log {
 
     /// Whether an append waits for a flush before it is acknowledged (a flush policy,
     /// `flush.messages` or `flush.ms`, is set).
-    pub fn flushes_before_acknowledging(&self) -> bool {
+    fn flushes_before_acknowledging(&self) -> bool {
         self.config.flush_interval_messages != i64::MAX || self.config.flush_interval_ms != i64::MAX
     }
 

@@ -407,9 +407,7 @@ impl Segment {
             // bytes that carry the same offsets.
             self.cursor = cursor;
             let _ = self.offset_index.truncate_to_position(position);
-            let _ = self.offset_index.cut_to_entries();
             let _ = self.time_index.truncate_to_offset(h.base_offset);
-            let _ = self.time_index.cut_to_entries();
             let _ = self.file.set_len(position);
             return Err(e.into());
         }
@@ -594,12 +592,12 @@ impl Segment {
 
     /// Walk the records of the batch at `position` (for timestamp lookups) without
     /// materialising them; `visit` may stop early.
-    pub fn scan_batch(
+    pub fn scan_batch<B>(
         &self,
         position: u64,
         h: &BatchHeader,
-        visit: impl FnMut(RecordMeta) -> std::ops::ControlFlow<()>,
-    ) -> Result<(), LogError> {
+        visit: impl FnMut(RecordMeta) -> std::ops::ControlFlow<B>,
+    ) -> Result<Option<B>, LogError> {
         let bytes = self.read_bytes(position, h.size)?;
         let batch = RecordBatch::new(&bytes).map_err(|e| self.corrupt(position, e.to_string()))?;
         Ok(scan_records(&batch, MAX_DECOMPRESSED_BATCH_BYTES, visit)?)

@@ -145,13 +145,13 @@ pub struct RecordMeta {
 /// Visit every record of `batch` in order, decompressing at most `max_decompressed`
 /// bytes once and allocating nothing per record, so a small batch of many tiny records
 /// cannot be inflated into millions of structs. `visit` returns
-/// `ControlFlow::Break(())` to stop early. Each record visited is checked as in
-/// [`decode_records`].
-pub fn scan_records(
+/// `ControlFlow::Break(value)` to stop early, and the scan returns that value. Each
+/// record visited is checked as in [`decode_records`].
+pub fn scan_records<B>(
     batch: &RecordBatch<'_>,
     max_decompressed: usize,
-    mut visit: impl FnMut(RecordMeta) -> std::ops::ControlFlow<()>,
-) -> Result<(), RecordsError> {
+    mut visit: impl FnMut(RecordMeta) -> std::ops::ControlFlow<B>,
+) -> Result<Option<B>, RecordsError> {
     let payload = payload(batch, max_decompressed)?;
     let mut walk = RecordWalk::new(batch, &payload);
     for _ in 0..records_count(batch)? {
@@ -161,11 +161,11 @@ pub fn scan_records(
             timestamp: r.timestamp,
             has_key: r.key.is_some(),
         };
-        if visit(meta).is_break() {
-            break;
+        if let std::ops::ControlFlow::Break(value) = visit(meta) {
+            return Ok(Some(value));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The batch's records, decompressed (bounded by `max_decompressed`) if needed.
@@ -1017,7 +1017,7 @@ mod tests {
             let mut seen = Vec::new();
             scan_records(&batch, 1 << 20, |m| {
                 seen.push(m);
-                std::ops::ControlFlow::Continue(())
+                std::ops::ControlFlow::<()>::Continue(())
             })
             .unwrap();
             let expected: Vec<RecordMeta> = records
@@ -1029,13 +1029,11 @@ mod tests {
                 })
                 .collect();
             assert_eq!(seen, expected, "{codec:?}");
-            let mut first_keyless = None;
-            scan_records(&batch, 1 << 20, |m| {
+            let first_keyless = scan_records(&batch, 1 << 20, |m| {
                 if m.has_key {
                     std::ops::ControlFlow::Continue(())
                 } else {
-                    first_keyless = Some(m.offset);
-                    std::ops::ControlFlow::Break(())
+                    std::ops::ControlFlow::Break(m.offset)
                 }
             })
             .unwrap();

@@ -3,6 +3,7 @@
 //! Kafka's `LogValidator` that can be decided from the batch header.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ottla_log::{FlushPlan, FlushReason, Log, LogConfig, LogError, LogSlices};
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
@@ -241,23 +242,18 @@ impl Partition {
         }
         if config.compacted {
             // The only produce-path rule that needs the records themselves.
-            let mut keyless = false;
-            scan_records(
-                &view,
-                config
-                    .max_message_bytes
-                    .saturating_mul(DECOMPRESSION_RATIO_LIMIT),
-                |r| {
-                    keyless = !r.has_key;
-                    if keyless {
-                        std::ops::ControlFlow::Break(())
-                    } else {
-                        std::ops::ControlFlow::Continue(())
-                    }
-                },
-            )
+            let limit = config
+                .max_message_bytes
+                .saturating_mul(DECOMPRESSION_RATIO_LIMIT);
+            let keyless = scan_records(&view, limit, |r| {
+                if r.has_key {
+                    std::ops::ControlFlow::Continue(())
+                } else {
+                    std::ops::ControlFlow::Break(())
+                }
+            })
             .map_err(|e| ProduceError::InvalidRecords(e.to_string()))?;
-            if keyless {
+            if keyless.is_some() {
                 return Err(ProduceError::MissingKeyOnCompactedTopic);
             }
         }
@@ -281,16 +277,7 @@ impl Partition {
                     false
                 }
             });
-            let mut wanted = log.flush_wanted(now);
-            if info.duplicate
-                && log.flushes_before_acknowledging()
-                && log.recovery_point() <= info.last_offset
-            {
-                // A retry of a batch whose flush failed or is still running: it is
-                // acknowledged only once the original is on disk.
-                wanted = Some(FlushReason::Policy);
-            }
-            let flush = match wanted {
+            let flush = match log.flush_wanted(now) {
                 Some(reason) => Some((reason, log.prepare_flush()?)),
                 None => None,
             };
@@ -375,6 +362,18 @@ impl Partition {
     pub fn complete_flush(&self, plan: FlushPlan) -> Result<i64, LogError> {
         let synced = plan.sync();
         self.log.write().finish_flush(plan, synced)
+    }
+
+    /// [`Partition::complete_flush`] on the runtime's blocking pool, with no one waiting
+    /// (a roll's flush); inline when called outside a runtime. The log reports a
+    /// failure itself.
+    pub fn complete_flush_in_background(self: &Arc<Self>, plan: FlushPlan) {
+        let partition = self.clone();
+        let flush = move || drop(partition.complete_flush(plan));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(flush)),
+            Err(_) => flush(),
+        }
     }
 
     /// Flush everything appended so far; returns the recovery point. Blocking, but the

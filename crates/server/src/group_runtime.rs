@@ -297,12 +297,7 @@ impl GroupRuntime {
                 .map_err(|e| e.to_string())
                 .and_then(|appended| {
                     if let Some(plan) = appended.background_flush {
-                        let partition = partition.clone();
-                        let flush = move || drop(partition.complete_flush(plan));
-                        match tokio::runtime::Handle::try_current() {
-                            Ok(runtime) => drop(runtime.spawn_blocking(flush)),
-                            Err(_) => flush(),
-                        }
+                        partition.complete_flush_in_background(plan);
                     }
                     match appended.flush {
                         Some(plan) => partition
@@ -424,10 +419,10 @@ impl GroupRuntime {
         let mut state = self.state.lock();
         let now = now_ms();
         let (mut results, effects) = state.coordinator.commit_offsets(now, req);
-        let records = effects.records.clone();
-        if self.apply(broker, &mut state, effects) {
+        debug_assert!(effects.joins.is_empty() && effects.syncs.is_empty());
+        if self.append(broker, &effects.records) {
             // Durable: now the commits take effect.
-            for r in &records {
+            for r in &effects.records {
                 state.coordinator.replay_at(now, r);
             }
         } else {

@@ -73,9 +73,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 }
             };
             if let Some(plan) = appended.background_flush {
-                let partition = partition.clone();
-                // The log reports a failure itself.
-                tokio::task::spawn_blocking(move || partition.complete_flush(plan));
+                partition.complete_flush_in_background(plan);
             }
             if let Some(plan) = appended.flush {
                 flushes.push(PendingFlush {
