@@ -113,8 +113,22 @@ mod tests {
         let view = RecordBatch::new(&b).unwrap();
         let parsed = BatchHeader::parse(&b).unwrap();
         assert_eq!(parsed, BatchHeader::from_view(&view));
+        // against the values the batch was built with, not only the shared parser
+        assert_eq!(
+            (parsed.base_offset, parsed.size, parsed.last_offset_delta),
+            (7, b.len(), 2)
+        );
+        assert_eq!(
+            (
+                parsed.producer_id,
+                parsed.producer_epoch,
+                parsed.base_sequence
+            ),
+            (42, 3, 10)
+        );
+        assert_eq!((parsed.records_count, parsed.is_control()), (3, false));
         assert_eq!(parsed.last_offset(), 9);
-        assert_eq!(parsed.last_sequence(), view.last_sequence());
+        assert_eq!(parsed.last_sequence(), 12);
         assert_eq!(parsed.max_timestamp, 300);
     }
 

@@ -217,15 +217,17 @@ impl<R: RecordsPayload> PartsWriter<R> {
     }
 
     fn records(&mut self, payload: R) {
+        let n = payload.payload_len();
+        if n == 0 {
+            // Nothing to send from a file: the bytes around it stay one part.
+            return;
+        }
         if !self.buf.is_empty() {
             self.len += self.buf.len();
             self.done.push(Part::Bytes(self.buf.split()));
         }
-        let n = payload.payload_len();
-        if n > 0 {
-            self.len += n;
-            self.done.push(Part::Records(payload));
-        }
+        self.len += n;
+        self.done.push(Part::Records(payload));
     }
 
     fn finish(mut self) -> Result<SplicedFrame<R>, SplicedEncodeError> {

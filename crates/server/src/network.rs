@@ -26,9 +26,10 @@ pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// Buffered response bytes before the writer flushes without waiting for the queue to
 /// drain (write coalescing across pipelined responses).
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
-/// Reply bytes a connection may have waiting to be written before its reader stops
-/// reading requests. A client that pipelines fetches and never reads its socket is held
-/// to this (plus the one reply that crossed it), instead of `64 x fetch.max.bytes`.
+/// Reply bytes held in memory that a connection may have waiting to be written before
+/// its reader stops reading requests (plus the one reply that crossed it). Fetch
+/// records are sent from the segment files and count nothing here, so this bounds the
+/// other large replies (Metadata, DescribeConfigs, ...) of a client that never reads.
 pub const MAX_QUEUED_REPLY_BYTES_PER_CONNECTION: usize = 64 * 1024 * 1024;
 /// First allocation for an incoming frame; larger frames grow as their bytes arrive.
 const INITIAL_FRAME_BUFFER_BYTES: usize = 64 * 1024;
@@ -251,19 +252,16 @@ async fn write_replies(
     // However the writer ends, it must not leave the reader waiting for room.
     let _unblock_reader = ReleaseAllOnDrop(budget.clone());
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
+    // Reused for the small file slices read into the write buffer.
+    let mut scratch = Vec::new();
     while let Some(pending) = rx.recv().await {
-        let frame: Option<Frame> = match pending {
+        // The frame, and the bytes of it the reply budget counted.
+        let (frame, budgeted): (Option<Frame>, usize) = match pending {
             Pending::Close => break,
-            Pending::Reply(Reply::Nothing) => None,
+            Pending::Reply(Reply::Nothing) => (None, 0),
             Pending::Reply(Reply::Now(frame)) => {
                 let n = frame.buffered_len();
-                let written = write_frame(&mut writer, frame).await;
-                budget.release(n);
-                if let Err(e) = written {
-                    log_write_error(peer, &e);
-                    return;
-                }
-                None
+                (Some(frame), n)
             }
             Pending::Reply(Reply::Later(fut)) => {
                 // Flush what is buffered before waiting, so earlier replies are not
@@ -272,7 +270,7 @@ async fn write_replies(
                     return;
                 }
                 match fut.await {
-                    Ok(b) => Some(b),
+                    Ok(b) => (Some(b), 0),
                     Err(e) => {
                         tracing::warn!("Closing connection from {peer}: {e}");
                         break;
@@ -281,7 +279,9 @@ async fn write_replies(
             }
         };
         if let Some(frame) = frame {
-            if let Err(e) = write_frame(&mut writer, frame).await {
+            let written = write_frame(&mut writer, frame, &mut scratch).await;
+            budget.release(budgeted);
+            if let Err(e) = written {
                 log_write_error(peer, &e);
                 return;
             }
@@ -308,8 +308,13 @@ fn log_write_error(peer: SocketAddr, e: &std::io::Error) {
     }
 }
 
-/// Write one frame: bytes through the buffer, file slices from the file.
-async fn write_frame(writer: &mut ConnectionWriter, frame: Frame) -> std::io::Result<()> {
+/// Write one frame: bytes through the buffer, file slices from the file (`scratch`
+/// holds a small slice on its way into the buffer).
+async fn write_frame(
+    writer: &mut ConnectionWriter,
+    frame: Frame,
+    scratch: &mut Vec<u8>,
+) -> std::io::Result<()> {
     match frame {
         Frame::Bytes(bytes) => writer.write_all(&bytes).await,
         Frame::Spliced(frame) => {
@@ -318,7 +323,7 @@ async fn write_frame(writer: &mut ConnectionWriter, frame: Frame) -> std::io::Re
                     FramePart::Bytes(bytes) => writer.write_all(&bytes).await?,
                     FramePart::Records(records) => {
                         for slice in records.slices() {
-                            write_file_slice(writer, slice).await?;
+                            write_file_slice(writer, slice, scratch).await?;
                         }
                     }
                 }
@@ -328,11 +333,15 @@ async fn write_frame(writer: &mut ConnectionWriter, frame: Frame) -> std::io::Re
     }
 }
 
-async fn write_file_slice(writer: &mut ConnectionWriter, slice: &FileSlice) -> std::io::Result<()> {
+async fn write_file_slice(
+    writer: &mut ConnectionWriter,
+    slice: &FileSlice,
+    scratch: &mut Vec<u8>,
+) -> std::io::Result<()> {
     if slice.len() < SENDFILE_MIN_BYTES {
-        let mut buf = Vec::with_capacity(slice.len());
-        slice.read_into(&mut buf)?;
-        return writer.write_all(&buf).await;
+        scratch.clear();
+        slice.read_into(scratch)?;
+        return writer.write_all(scratch).await;
     }
     writer.flush().await?;
     send_file(writer.get_ref().as_ref(), slice).await
