@@ -204,11 +204,10 @@ fn followers_sync_waits_for_the_leader_and_gets_its_own_assignment() {
     );
 }
 
-#[test]
-fn a_silent_member_expires_and_the_group_rebalances_without_it() {
-    let mut c = coordinator();
-    let (leader, _) = single_member_group(&mut c, "g");
-    let now = 5_000;
+/// Group "g" with a leader and a second member, both synced in generation `g2` at
+/// `now`: (leader, other, g2).
+fn two_member_group(c: &mut GroupCoordinator, now: i64) -> (String, String, i32) {
+    let (leader, _) = single_member_group(c, "g");
     let (r, _) = c.join(now, 10, join_req("g", "", &["range"]), "s");
     let other = r.unwrap().member_id;
     c.join(now, 10, join_req("g", &other, &["range"]), "s");
@@ -219,8 +218,16 @@ fn a_silent_member_expires_and_the_group_rebalances_without_it() {
         (other.clone(), Bytes::from_static(b"O")),
     ];
     all.sort();
-    sync(&mut c, now, 12, "g", &leader, g2, all);
-    sync(&mut c, now, 13, "g", &other, g2, vec![]);
+    sync(c, now, 12, "g", &leader, g2, all);
+    sync(c, now, 13, "g", &other, g2, vec![]);
+    (leader, other, g2)
+}
+
+#[test]
+fn a_silent_member_expires_and_the_group_rebalances_without_it() {
+    let mut c = coordinator();
+    let now = 5_000;
+    let (leader, other, g2) = two_member_group(&mut c, now);
     assert_eq!(c.describe("g").state, "Stable");
     // `other` stops heartbeating; the leader keeps going.
     let mut t = now;
@@ -257,20 +264,8 @@ fn a_silent_member_expires_and_the_group_rebalances_without_it() {
 #[test]
 fn a_member_parked_in_a_join_is_not_a_deadline() {
     let mut c = coordinator();
-    let (leader, _) = single_member_group(&mut c, "g");
     let now = 5_000;
-    let (r, _) = c.join(now, 10, join_req("g", "", &["range"]), "s");
-    let other = r.unwrap().member_id;
-    c.join(now, 10, join_req("g", &other, &["range"]), "s");
-    let (_, e) = c.join(now, 11, join_req("g", &leader, &["range"]), "s");
-    let g2 = e.joins[0].1.generation_id;
-    let mut all = vec![
-        (leader.clone(), Bytes::from_static(b"L")),
-        (other.clone(), Bytes::from_static(b"O")),
-    ];
-    all.sort();
-    sync(&mut c, now, 12, "g", &leader, g2, all);
-    sync(&mut c, now, 13, "g", &other, g2, vec![]);
+    let (leader, other, g2) = two_member_group(&mut c, now);
     // The leader rejoins and waits for `other`, which keeps heartbeating but is slow
     // to rejoin.
     let (parked, _) = c.join(now, 20, join_req("g", &leader, &["range"]), "s");
@@ -629,6 +624,41 @@ fn commits_to_a_deleted_group_follow_kafkas_rules() {
     );
     // A simple commit (generation -1) starts the group afresh, as in Kafka.
     let (r, e) = c.commit_offsets(DELAY + 4, commit(-1, "anything"));
+    assert_eq!(r[0].error, error::NONE);
+    assert_eq!(e.records.len(), 1);
+}
+
+/// Kafka: a commit with a negative generation to an *empty* (not deleted) group is a
+/// simple commit, whatever member id it carries.
+#[test]
+fn a_simple_commit_to_an_empty_group_is_accepted_from_any_member_id() {
+    let mut c = coordinator();
+    let (id, _) = single_member_group(&mut c, "e");
+    c.leave(
+        DELAY + 1,
+        "e",
+        &[LeaveMember {
+            member_id: id,
+            group_instance_id: None,
+        }],
+    );
+    assert_eq!(c.describe("e").state, "Empty");
+    let (r, e) = c.commit_offsets(
+        DELAY + 2,
+        OffsetCommitRequest {
+            group_id: "e".into(),
+            generation_id: -1,
+            member_id: "anything".into(),
+            group_instance_id: None,
+            offsets: vec![PartitionOffsetCommit {
+                topic: "t".into(),
+                partition: 0,
+                offset: 1,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        },
+    );
     assert_eq!(r[0].error, error::NONE);
     assert_eq!(e.records.len(), 1);
 }

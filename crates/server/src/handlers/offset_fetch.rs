@@ -15,6 +15,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use ottla_controller::MetadataImage;
+use ottla_group::types::FetchedOffset;
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
@@ -26,6 +27,17 @@ struct Fetched {
     offset: i64,
     leader_epoch: i32,
     metadata: Option<String>,
+}
+
+impl From<FetchedOffset> for Fetched {
+    fn from(o: FetchedOffset) -> Fetched {
+        Fetched {
+            partition: o.partition,
+            offset: o.offset,
+            leader_epoch: o.leader_epoch,
+            metadata: o.metadata,
+        }
+    }
 }
 
 impl Fetched {
@@ -48,19 +60,15 @@ fn fetch_group(
 ) -> Vec<(TopicName, Vec<Fetched>)> {
     match topics {
         None => {
+            // The coordinator lists a group's offsets sorted by topic.
             let mut out: Vec<(TopicName, Vec<Fetched>)> = Vec::new();
-            let mut index: HashMap<String, usize> = HashMap::new();
             for o in broker.groups.fetch_offsets(group_id, None) {
-                let i = *index.entry(o.topic.clone()).or_insert_with(|| {
+                if out.last().is_none_or(|(name, _)| name.as_str() != o.topic) {
                     out.push((TopicName(str_bytes(o.topic.clone())), Vec::new()));
-                    out.len() - 1
-                });
-                out[i].1.push(Fetched {
-                    partition: o.partition,
-                    offset: o.offset,
-                    leader_epoch: o.leader_epoch,
-                    metadata: o.metadata,
-                });
+                }
+                if let Some((_, list)) = out.last_mut() {
+                    list.push(o.into());
+                }
             }
             out
         }
@@ -87,15 +95,7 @@ fn fetch_group(
                 if !known.is_empty() {
                     let query = [(name.to_string(), known)];
                     for o in broker.groups.fetch_offsets(group_id, Some(&query)) {
-                        committed.insert(
-                            o.partition,
-                            Fetched {
-                                partition: o.partition,
-                                offset: o.offset,
-                                leader_epoch: o.leader_epoch,
-                                metadata: o.metadata,
-                            },
-                        );
+                        committed.insert(o.partition, o.into());
                     }
                 }
                 let answers = partitions
