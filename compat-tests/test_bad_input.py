@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import Ottla
+from conftest import Ottla, status_kb
 
 MAX_REQUEST = 1_048_576  # socket.request.max.bytes for this module's broker
 MEMORY_BUDGET_KB = 200 * 1024  # allowed VmHWM / VmRSS growth per hostile action, in kB
@@ -651,16 +651,6 @@ def versions(broker) -> dict[int, tuple[int, int]]:
             f"api key {key} v{needed} is used by these tests but the broker advertises {v.get(key)}")
     assert CREATE_TOPICS in v, "CreateTopics not advertised"
     return v
-
-
-def status_kb(pid: int) -> dict[str, int]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, rest = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
-                out[k] = int(rest.split()[0])
-    return out
 
 
 class Guard:

@@ -36,9 +36,9 @@ import sys
 import time
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
 
-from conftest import NODE_ID, ck_admin, ck_create_topic, unique_topic, wait_for
+from conftest import NODE_ID, ck_admin, ck_create_topic, ck_group_offsets, unique_topic, wait_for
 
 PARTITIONS = 6
 Failed = pytest.fail.Exception  # not an Exception subclass: wait_for does not swallow it
@@ -297,15 +297,6 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
         c.close()
 
 
-def group_offsets(bootstrap: str, group: str) -> dict[int, int]:
-    """{partition: committed offset} of a group via Admin list_consumer_group_offsets (OffsetFetch)."""
-    admin = ck_admin(bootstrap)
-    fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
-                                            request_timeout=30)[group]
-    res = fut.result(timeout=60)
-    return {tp.partition: tp.offset for tp in res.topic_partitions if tp.offset >= 0}
-
-
 def describe_group(bootstrap: str, group: str):
     admin = ck_admin(bootstrap)
     return admin.describe_consumer_groups([group], request_timeout=30)[group].result(timeout=60)
@@ -519,7 +510,7 @@ def test_three_members_exactly_once(ottla, workers, tmp_path, strategy, assignor
                 back = {p for later in evs[i + 1:] if later["ev"] == "assign" for p in later["parts"]}
                 assert not (set(e["parts"]) & back), \
                     f"{w.name} revoked {e['parts']} and got {sorted(set(e['parts']) & back)} back"
-    assert group_offsets(ottla.bootstrap, group) == ends
+    assert ck_group_offsets(ottla.bootstrap, group) == ends
     d = wait_for(lambda: (lambda d: d if d.state == ConsumerGroupState.EMPTY else None)(
         describe_group(ottla.bootstrap, group)), 15, "the group to be Empty after all members left")
     assert d.members == [], d.members
@@ -543,7 +534,7 @@ def test_sigkill_member_partitions_move(ottla, workers, tmp_path, strategy):
 
     kw = dict(broker=ottla, topic=topic, group=group, strategy=strategy, rate=1000, batch=50)
     ws = [start_worker(workers, tmp_path, f"w{i}", **kw) for i in range(3)]
-    owned = wait_balanced(ws, 2, timeout=60)
+    wait_balanced(ws, 2, timeout=60)
     wait_for(lambda: all(w.delivered() >= 200 for w in ws), 30, "every member to consume", interval=0.2)
     owned = wait_balanced(ws, 2, timeout=5)
     desc = describe_group(ottla.bootstrap, group)
@@ -618,7 +609,7 @@ def test_sigkill_member_partitions_move(ottla, workers, tmp_path, strategy):
                 if len(problems) > 30:
                     break
     assert not problems, "\n".join(problems[:40]) + f"\ncommit errors: {commit_errors(ws)[:5]}"
-    assert group_offsets(ottla.bootstrap, group) == ends
+    assert ck_group_offsets(ottla.bootstrap, group) == ends
 
     log = ottla.stderr_since_start()
     failed = [l for l in log.splitlines() if "has failed, removing it from the group" in l]
@@ -666,7 +657,7 @@ def test_resume_after_broker_restart(ottla, tmp_path):
         assert all(tp.error is None for tp in res), res
     finally:
         c.close()
-    assert group_offsets(ottla.bootstrap, group) == chosen
+    assert ck_group_offsets(ottla.bootstrap, group) == chosen
 
     # Clean restart.
     ottla.restart()
@@ -683,7 +674,7 @@ def test_resume_after_broker_restart(ottla, tmp_path):
         assert all(tp.error is None for tp in res), res
     finally:
         c.close()
-    assert group_offsets(ottla.bootstrap, group) == ends
+    assert ck_group_offsets(ottla.bootstrap, group) == ends
     d = describe_group(ottla.bootstrap, group)
     assert d.state == ConsumerGroupState.EMPTY and d.members == [], (d.state, d.members)
 

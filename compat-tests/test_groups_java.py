@@ -22,22 +22,21 @@ if there was any (2 if a call failed outright).
 
 from __future__ import annotations
 
-
 import pytest
 
-from test_java import java_program, run_java  # noqa: F401 - java_program is a fixture
+from conftest import run_java
 
 MAIN_CLASS = "OttlaGroups"
 
 
-def _run(java_program, broker, *args: str, timeout: int = 300) -> str:  # noqa: F811
+def _run(java_program, broker, *args: str, timeout: int = 300) -> str:
     return run_java(java_program, MAIN_CLASS, broker, *args, timeout=timeout, heap="512m")
 
 
 @pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
-def test_java_group_consume(java_program, ottla, assignor):  # noqa: F811
+def test_java_group_consume(java_program, ottla, assignor):
     _run(java_program, ottla, "consume", assignor, "12000")
 
 
-def test_java_consumer_groups_admin(java_program, ottla):  # noqa: F811
+def test_java_consumer_groups_admin(java_program, ottla):
     _run(java_program, ottla, "admin")

@@ -1,10 +1,14 @@
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.Properties;
+import java.util.Random;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
 
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.common.KafkaFuture;
 
 /**
@@ -17,6 +21,20 @@ abstract class Harness {
     static final long CALL_TIMEOUT_S = 60;
     /** Synchronized: consumer threads record mismatches too. */
     static final List<String> MISMATCHES = Collections.synchronizedList(new ArrayList<>());
+    /** The broker under test: the program's first argument, set by its main. */
+    static String bootstrap;
+    /** Makes this run's topic and group names unique. */
+    static final String RUN = Long.toString(System.currentTimeMillis(), 36)
+            + Integer.toString(new Random().nextInt(1 << 20), 36);
+
+    static Admin newAdmin(String clientId) {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(AdminClientConfig.CLIENT_ID_CONFIG, clientId);
+        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 30_000);
+        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 60_000);
+        return Admin.create(p);
+    }
 
     interface Body {
         void run() throws Exception;

@@ -35,7 +35,6 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.CreatePartitionsOptions;
@@ -79,10 +78,6 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public final class OttlaCompat extends Harness {
-    private static String bootstrap;
-    private static final String RUN = Long.toString(System.currentTimeMillis(), 36)
-            + Integer.toString(new Random().nextInt(1 << 20), 36);
-
     public static void main(String[] args) {
         if (args.length < 2) {
             System.err.println("usage: OttlaCompat <bootstrap> admin | data <codec> [records]");
@@ -108,12 +103,7 @@ public final class OttlaCompat extends Harness {
     // ------------------------------------------------------------------ helpers
 
     static Admin newAdmin() {
-        Properties p = new Properties();
-        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(AdminClientConfig.CLIENT_ID_CONFIG, "ottla-compat-admin");
-        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 30_000);
-        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 60_000);
-        return Admin.create(p);
+        return newAdmin("ottla-compat-admin");
     }
 
     static Set<String> topicNames(Admin admin) throws InterruptedException {

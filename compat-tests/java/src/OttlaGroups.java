@@ -41,7 +41,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
-import java.util.Random;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
@@ -51,7 +50,6 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
 
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.DeleteConsumerGroupOffsetsResult;
@@ -92,10 +90,6 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 // kafka-consumer-groups.sh of Kafka 3.x and many applications still call.
 @SuppressWarnings({"deprecation", "removal"})
 public final class OttlaGroups extends Harness {
-    private static String bootstrap;
-    private static final String RUN = Long.toString(System.currentTimeMillis(), 36)
-            + Integer.toString(new Random().nextInt(1 << 20), 36);
-
     public static void main(String[] args) {
         if (args.length < 2) {
             System.err.println("usage: OttlaGroups <bootstrap> consume <range|cooperative-sticky> [records] | admin");
@@ -120,12 +114,7 @@ public final class OttlaGroups extends Harness {
     // ------------------------------------------------------------------ helpers
 
     static Admin newAdmin() {
-        Properties p = new Properties();
-        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(AdminClientConfig.CLIENT_ID_CONFIG, "ottla-groups-admin");
-        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 30_000);
-        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 60_000);
-        return Admin.create(p);
+        return newAdmin("ottla-groups-admin");
     }
 
     static Properties consumerProps(String group, String clientId, String assignorClass) {
@@ -191,14 +180,9 @@ public final class OttlaGroups extends Harness {
     }
 
     static Map<TopicPartition, Long> committedOffsets(Admin admin, String group) throws InterruptedException {
-        Map<TopicPartition, OffsetAndMetadata> m = await(
+        return offsetsOf(await(
                 admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata(),
-                "listConsumerGroupOffsets(" + group + ")");
-        Map<TopicPartition, Long> out = new HashMap<>();
-        for (Map.Entry<TopicPartition, OffsetAndMetadata> e : m.entrySet()) {
-            if (e.getValue() != null) out.put(e.getKey(), e.getValue().offset());
-        }
-        return out;
+                "listConsumerGroupOffsets(" + group + ")"));
     }
 
     static ConsumerGroupDescription describeGroup(Admin admin, String group) throws InterruptedException {
@@ -527,7 +511,7 @@ public final class OttlaGroups extends Harness {
             } finally {
                 for (Member m : members) m.stop = true;
                 for (Member m : members) {
-                    if (m.thread.isAlive() || m.thread.getState() != Thread.State.NEW) m.thread.join(30_000);
+                    if (m.thread.getState() != Thread.State.NEW) m.thread.join(30_000);
                 }
             }
             for (Member m : members) {
@@ -759,13 +743,13 @@ public final class OttlaGroups extends Harness {
             checkEq(atEnd, committedOffsets(admin, group), "offsets after c2");
 
             // --- kafka-consumer-groups --delete-offsets on the empty group
-            waitUntil(15_000, () -> {
+            require(waitUntil(15_000, () -> {
                 try {
                     return describeGroup(admin, group).groupState() == GroupState.EMPTY;
                 } catch (Exception e) {
                     return false;
                 }
-            });
+            }), "the group did not become Empty after c2 left");
             await(admin.deleteConsumerGroupOffsets(group, Set.of(tp1)).all(), "deleteConsumerGroupOffsets (empty group)");
             checkEq(Map.of(tp0, (long) per, tp2, (long) per), committedOffsets(admin, group),
                     "offsets after deleteConsumerGroupOffsets(tp1)");
