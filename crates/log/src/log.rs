@@ -366,6 +366,7 @@ impl Log {
         batch: &mut [u8],
         leader_epoch: i32,
     ) -> Result<AppendInfo, LogError> {
+        self.check_writable()?;
         let h = BatchHeader::from_view(&*RecordBatch::new(batch)?);
         if h.records_count <= 0 {
             return Err(BatchError::InconsistentCount {
@@ -422,6 +423,7 @@ impl Log {
     /// Every batch is checked (structure, CRC) and offsets must not go backwards from the
     /// log end before anything is written; the producer state is updated, not checked.
     pub fn append_as_follower(&mut self, batches: &[u8]) -> Result<AppendInfo, LogError> {
+        self.check_writable()?;
         let mut parsed: Vec<(usize, BatchHeader)> = Vec::new();
         let mut expected = self.log_end_offset;
         let mut iter = BatchIter::new(batches);
@@ -831,12 +833,27 @@ impl Log {
             }
         }
         if self.sync_failed {
-            return Err(LogError::Io(io::Error::other(format!(
-                "an earlier fsync of {} failed; its data may not be on disk",
-                self.name
-            ))));
+            return Err(self.sync_failed_error());
         }
         Ok(self.recovery_point)
+    }
+
+    /// Refuse writes once an fsync failed: Kafka takes the whole log directory offline
+    /// then, and a record appended now could be acknowledged on top of data the failed
+    /// fsync may have dropped.
+    fn check_writable(&self) -> Result<(), LogError> {
+        if self.sync_failed {
+            return Err(self.sync_failed_error());
+        }
+        Ok(())
+    }
+
+    fn sync_failed_error(&self) -> LogError {
+        LogError::Io(io::Error::other(format!(
+            "an earlier fsync of {} failed; its data may not be on disk, and it takes no \
+             writes until restart",
+            self.name
+        )))
     }
 
     /// After an fsync failed, or a file could not be handed to a flush, the recovery

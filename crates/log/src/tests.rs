@@ -1082,13 +1082,22 @@ fn after_a_failed_fsync_the_recovery_point_stays() {
     let plan = log.prepare_flush().unwrap();
     let failed = Err(LogError::Io(std::io::Error::other("EIO")));
     assert!(log.finish_flush(plan, failed).is_err());
-    log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
     // a later fsync succeeding says nothing about the pages the failed one dropped
     assert!(
         log.flush().is_err(),
         "every later flush reports the failure"
     );
     assert_eq!(log.recovery_point(), 0);
+    // and nothing more is appended on top (Kafka takes the log directory offline)
+    let refused = log.append_as_leader(&mut batch(2, NOW), 0).unwrap_err();
+    assert_eq!(
+        refused.kafka_error_code(),
+        56,
+        "KAFKA_STORAGE_ERROR: {refused}"
+    );
+    assert_eq!(log.log_end_offset(), 2);
+    let follower = log.append_as_follower(&batch(1, NOW)).unwrap_err();
+    assert_eq!(follower.kafka_error_code(), 56);
 }
 
 #[test]

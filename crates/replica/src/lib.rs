@@ -23,7 +23,8 @@ use checkpoint::{OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPO
 /// Kafka's lock file in each log directory.
 pub const LOCK_FILE: &str = ".lock";
 pub use partition::{
-    Appended, FetchIsolation, Partition, PartitionConfig, ProduceError, ProduceResult, ReadResult,
+    Appended, FetchIsolation, Partition, PartitionConfig, PolicyFlush, ProduceError, ProduceResult,
+    ReadResult,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -404,17 +405,30 @@ mod tests {
         let (_dir, replicas, p) = hosted(config);
         let one = || one_record(1, ottla_log::now_ms(), None);
         assert!(p.append_as_leader(one(), 1).unwrap().flush.is_none());
+        assert_eq!(
+            p.high_watermark(),
+            1,
+            "unflushed below the policy is visible"
+        );
         let due = p.append_as_leader(one(), 1).unwrap();
-        let plan = due.flush.expect("2 messages reach flush.messages");
+        let flush = due.flush.expect("2 messages reach flush.messages");
         // while the plan waits for the disk, the partition takes appends and reads
         assert!(p.append_as_leader(one(), 1).unwrap().flush.is_none());
-        let read = p.read(0, 1 << 20, FetchIsolation::HighWatermark, true);
-        assert_eq!(read.unwrap().high_watermark, 3);
+        assert_eq!(p.log_end_offset(), 3);
+        let read = p
+            .read(0, 1 << 20, FetchIsolation::HighWatermark, true)
+            .unwrap();
         assert_eq!(
-            p.complete_flush(plan).unwrap(),
+            read.high_watermark, 1,
+            "the batch that called for the flush stays invisible until it is on disk"
+        );
+        assert_eq!(read.records.len(), one().len(), "and reads stop below it");
+        assert_eq!(
+            p.complete_policy_flush(flush).unwrap(),
             2,
             "the recovery point covers the plan only"
         );
+        assert_eq!(p.high_watermark(), 3);
         assert_eq!(p.flush(false).unwrap(), 3);
         let snapshot = p.dir().join("00000000000000000003.snapshot");
         assert!(!snapshot.exists(), "no roll, no snapshot yet");
@@ -436,13 +450,15 @@ mod tests {
         let slow = original.flush.expect("flush.messages=1");
         let retry = p.append_as_leader(idempotent(), -1).unwrap();
         assert_eq!(retry.result.base_offset, original.result.base_offset);
-        let plan = retry.flush.expect("the retry waits for a flush too");
+        let flush = retry.flush.expect("the retry waits for a flush too");
         assert_eq!(
-            p.complete_flush(plan).unwrap(),
+            p.complete_policy_flush(flush).unwrap(),
             0,
             "the older flush is unfinished"
         );
-        assert_eq!(p.complete_flush(slow).unwrap(), 1);
+        assert_eq!(p.high_watermark(), 0, "the original is not on disk yet");
+        assert_eq!(p.complete_policy_flush(slow).unwrap(), 1);
+        assert_eq!(p.high_watermark(), 1);
         // once the original is on disk, a retry needs no flush of its own
         let late = p.append_as_leader(idempotent(), -1).unwrap();
         assert!(late.flush.is_none());

@@ -97,18 +97,31 @@ pub struct ProduceResult {
     pub log_start_offset: i64,
 }
 
-/// A successful append, and any flush it calls for. Either kind goes to
-/// [`Partition::complete_flush`] on a thread that may block.
+/// A successful append, and any flush it calls for, to complete on a thread that may
+/// block.
 #[derive(Debug)]
 pub struct Appended {
     pub result: ProduceResult,
-    /// The topic's flush policy (`flush.messages`, `flush.ms`) is due: complete it,
-    /// then acknowledge.
-    pub flush: Option<FlushPlan>,
-    /// The append rolled a segment: complete this soon, with no one waiting (Kafka
-    /// schedules its roll flush), so a crash never has to scan more than about a
-    /// segment.
+    /// The topic's flush policy (`flush.messages`, `flush.ms`) is due: complete it with
+    /// [`Partition::complete_policy_flush`], then acknowledge.
+    pub flush: Option<PolicyFlush>,
+    /// The append rolled a segment: complete this soon ([`Partition::complete_flush`]),
+    /// with no one waiting (Kafka schedules its roll flush), so a crash never has to
+    /// scan more than about a segment.
     pub background_flush: Option<FlushPlan>,
+}
+
+/// A flush a topic's policy wants before an append is acknowledged. Until it completes,
+/// the appended records stay above the high watermark: Kafka flushes inside the append,
+/// before it moves the high watermark, so no consumer reads a record the policy
+/// promised to fsync first and a crash could still lose.
+#[derive(Debug)]
+#[must_use = "the append's records stay invisible until the flush completes"]
+pub struct PolicyFlush {
+    plan: FlushPlan,
+    /// The appended batch's first offset, which the high watermark may not pass until
+    /// the plan is synced; none for a duplicate, which appended nothing.
+    hold: Option<i64>,
 }
 
 /// Which data a reader may see: consumers stop at the high watermark, follower replicas
@@ -144,6 +157,10 @@ pub struct Partition {
     config: PartitionConfig,
     /// Publishes the high watermark; delayed fetches wait on it.
     high_watermark: watch::Sender<i64>,
+    /// The holds of [`PolicyFlush`]es still running: the high watermark stays at or
+    /// below the lowest. A failed flush keeps its hold; its log takes no more writes.
+    /// Taken after `log` when both are.
+    flush_holds: Mutex<Vec<i64>>,
 }
 
 pub use ottla_log::now_ms;
@@ -168,6 +185,7 @@ impl Partition {
             leader: Mutex::new(LeaderState { leader_epoch, isr }),
             config,
             high_watermark: watch::channel(hw).0,
+            flush_holds: Mutex::new(Vec::new()),
         }
     }
 
@@ -262,26 +280,21 @@ impl Partition {
             RecordBatchMut::new(&mut batch)?.set_log_append_time(now);
             log_append_time = now;
         }
-        let (info, flush) = {
+        let (info, flush, hold) = {
             let mut log = self.log.write();
             let info = log.append_as_leader(&mut batch, leader_epoch)?;
+            let reason = log.flush_wanted(now);
+            let plan = reason.map(|_| log.prepare_flush());
+            let hold = (reason == Some(FlushReason::Policy) && !info.duplicate)
+                .then_some(info.first_offset);
             // Single replica: the ISR is this broker, so the high watermark follows the
-            // log end immediately, even if preparing a flush fails below. With followers
-            // this becomes min(LEO of the ISR).
-            let leo = log.log_end_offset();
-            self.high_watermark.send_if_modified(|hw| {
-                if *hw < leo {
-                    *hw = leo;
-                    true
-                } else {
-                    false
-                }
-            });
-            let flush = match log.flush_wanted(now) {
-                Some(reason) => Some((reason, log.prepare_flush()?)),
-                None => None,
-            };
-            (info, flush)
+            // log end at once, up to any policy flush still running (a policy flush that
+            // could not be prepared keeps its hold: the log takes no more writes). With
+            // followers this becomes min(LEO of the ISR).
+            let mut holds = self.flush_holds.lock();
+            holds.extend(hold);
+            self.raise_high_watermark(log.log_end_offset(), &holds);
+            (info, reason.zip(plan.transpose()?), hold)
         };
         if info.duplicate {
             // Kafka answers a duplicate with the original batch's timestamp as its
@@ -289,7 +302,7 @@ impl Partition {
             log_append_time = info.max_timestamp;
         }
         let (flush, background_flush) = match flush {
-            Some((FlushReason::Policy, plan)) => (Some(plan), None),
+            Some((FlushReason::Policy, plan)) => (Some(PolicyFlush { plan, hold }), None),
             Some((FlushReason::Roll, plan)) => (None, Some(plan)),
             None => (None, None),
         };
@@ -362,6 +375,35 @@ impl Partition {
     pub fn complete_flush(&self, plan: FlushPlan) -> Result<i64, LogError> {
         let synced = plan.sync();
         self.log.write().finish_flush(plan, synced)
+    }
+
+    /// [`Partition::complete_flush`] for a policy flush; once it succeeds, the records
+    /// it held back may become visible. Blocking.
+    pub fn complete_policy_flush(&self, flush: PolicyFlush) -> Result<i64, LogError> {
+        let recovery_point = self.complete_flush(flush.plan)?;
+        if let Some(hold) = flush.hold {
+            let log = self.log.read();
+            let mut holds = self.flush_holds.lock();
+            if let Some(i) = holds.iter().position(|h| *h == hold) {
+                holds.swap_remove(i);
+            }
+            self.raise_high_watermark(log.log_end_offset(), &holds);
+        }
+        Ok(recovery_point)
+    }
+
+    /// Move the high watermark up to `log_end`, but not past a hold. Callers hold the
+    /// log's lock, so `log_end` is current and no append adds a hold meanwhile.
+    fn raise_high_watermark(&self, log_end: i64, holds: &[i64]) {
+        let target = holds.iter().fold(log_end, |to, hold| to.min(*hold));
+        self.high_watermark.send_if_modified(|hw| {
+            if *hw < target {
+                *hw = target;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// [`Partition::complete_flush`] on the runtime's blocking pool, with no one waiting

@@ -300,8 +300,8 @@ impl GroupRuntime {
                         partition.complete_flush_in_background(plan);
                     }
                     match appended.flush {
-                        Some(plan) => partition
-                            .complete_flush(plan)
+                        Some(flush) => partition
+                            .complete_policy_flush(flush)
                             .map(drop)
                             .map_err(|e| e.to_string()),
                         None => Ok(()),

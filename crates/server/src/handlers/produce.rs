@@ -16,10 +16,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use ottla_controller::TopicInfo;
-use ottla_log::FlushPlan;
 use ottla_protocol::batch::BatchIter;
 use ottla_protocol::frame::Request;
-use ottla_replica::{Appended, Partition};
+use ottla_replica::{Appended, Partition, PolicyFlush};
 
 use super::{decode, encode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
@@ -75,10 +74,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             if let Some(plan) = appended.background_flush {
                 partition.complete_flush_in_background(plan);
             }
-            if let Some(plan) = appended.flush {
+            if let Some(flush) = appended.flush {
                 flushes.push(PendingFlush {
                     partition,
-                    plan,
+                    flush,
                     topic: responses.len(),
                     index: partitions.len(),
                 });
@@ -230,7 +229,7 @@ fn append(
 /// An fsync a partition's flush policy wants before its part of the answer goes out.
 struct PendingFlush {
     partition: Arc<Partition>,
-    plan: FlushPlan,
+    flush: PolicyFlush,
     /// Where the partition's answer is: `responses[topic].partition_responses[index]`.
     topic: usize,
     index: usize,
@@ -241,7 +240,7 @@ fn complete_flushes(flushes: Vec<PendingFlush>) -> Vec<(usize, usize)> {
     let mut failed = Vec::new();
     for f in flushes {
         // The log reports the failure (once) and keeps its recovery point.
-        if f.partition.complete_flush(f.plan).is_err() {
+        if f.partition.complete_policy_flush(f.flush).is_err() {
             failed.push((f.topic, f.index));
         }
     }
