@@ -44,10 +44,14 @@ pub struct TopicInfo {
 /// take it). Other names starting with `__` are ordinary topics, as in Kafka.
 pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
 
+/// Kafka's `Topic.isInternal`: whether `name` is one of [`INTERNAL_TOPICS`].
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 impl TopicInfo {
-    /// Kafka's `Topic.isInternal`.
     pub fn is_internal(&self) -> bool {
-        INTERNAL_TOPICS.contains(&self.name.as_str())
+        is_internal_topic(&self.name)
     }
 }
 

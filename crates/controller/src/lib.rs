@@ -18,7 +18,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
-pub use image::{BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, INTERNAL_TOPICS};
+pub use image::{
+    is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, INTERNAL_TOPICS,
+};
 use metadata_log::{MetadataLog, MetadataLogError};
 pub use records::MetadataRecord;
 

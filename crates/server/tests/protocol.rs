@@ -612,7 +612,11 @@ async fn committed_offsets_survive_restart_via_consumer_offsets() {
 #[tokio::test]
 async fn metadata_auto_creates_topics_when_enabled_and_allowed() {
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-    let broker = TestBroker::start(&[("num.partitions", "3")]).await;
+    let broker = TestBroker::start(&[
+        ("num.partitions", "3"),
+        ("offsets.topic.num.partitions", "5"),
+    ])
+    .await;
     let mut c = broker.client().await;
     let ask = |topic: &str, allow: bool| {
         MetadataRequest::default()
@@ -635,9 +639,26 @@ async fn metadata_auto_creates_topics_when_enabled_and_allowed() {
     assert!(!created.topics[0].topic_id.is_nil());
     let invalid: MetadataResponse = c.call(ApiKey::Metadata, 12, &ask("bad name", true)).await;
     assert_eq!(invalid.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
-    // Internal names are never auto-created.
-    let internal: MetadataResponse = c.call(ApiKey::Metadata, 12, &ask("__private", true)).await;
-    assert_eq!(internal.topics[0].error_code, 3);
+    // As in Kafka, a `__` prefix is an ordinary name; the offsets topic is created with
+    // its own settings, and the transaction log waits for its (unbuilt) coordinator.
+    let private: MetadataResponse = c.call(ApiKey::Metadata, 12, &ask("__private", true)).await;
+    assert_eq!(private.topics[0].error_code, 0);
+    assert_eq!(private.topics[0].partitions.len(), 3);
+    assert!(!private.topics[0].is_internal);
+    let offsets: MetadataResponse = c
+        .call(ApiKey::Metadata, 12, &ask("__consumer_offsets", true))
+        .await;
+    assert_eq!(offsets.topics[0].error_code, 0);
+    assert_eq!(
+        offsets.topics[0].partitions.len(),
+        5,
+        "offsets.topic.num.partitions applies"
+    );
+    assert!(offsets.topics[0].is_internal);
+    let txn: MetadataResponse = c
+        .call(ApiKey::Metadata, 12, &ask("__transaction_state", true))
+        .await;
+    assert_eq!(txn.topics[0].error_code, 3);
     assert_eq!(
         produce(&mut c, "auto-made", 2, batch(&["x"], Compression::None), 1).await,
         (0, 0)

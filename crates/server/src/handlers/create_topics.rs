@@ -40,7 +40,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     format!("Found multiple entries for topic {name}."),
                 ));
             }
-            if ottla_controller::INTERNAL_TOPICS.contains(&name.as_str()) {
+            if ottla_controller::is_internal_topic(&name) {
                 return Err(error(
                     ResponseError::InvalidRequest.code(),
                     format!("Topic {name} is reserved for the broker's internal use"),

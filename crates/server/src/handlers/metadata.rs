@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::group_runtime::OFFSETS_TOPIC;
 
 /// Topics one Metadata request may auto-create; each costs an fsynced metadata record and
 /// directories, so a single request naming a million new topics is answered in rounds
@@ -88,10 +89,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 ));
                 continue;
             };
-            if allow_auto_create
-                && broker.config.auto_create_topics_enable
-                && !name.starts_with("__")
-            {
+            if allow_auto_create && broker.config.auto_create_topics_enable {
                 if created >= MAX_AUTO_CREATED_TOPICS_PER_REQUEST {
                     // Retriable: the client asks again and the rest are created then.
                     topics.push(error_topic(
@@ -145,7 +143,21 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     respond(request, &response)
 }
 
+/// Create a topic a Metadata request asked for, as Kafka's `AutoTopicCreationManager`
+/// does: `__consumer_offsets` with the offsets topic's own settings, any other valid
+/// name (`__`-prefixed ones included) with the broker's defaults.
 fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> {
+    if name == OFFSETS_TOPIC {
+        return broker.groups.ensure_offsets_topic(broker).map_err(|e| {
+            tracing::error!("Cannot create the offsets topic: {e:#}");
+            ResponseError::KafkaStorageError.code()
+        });
+    }
+    if ottla_controller::is_internal_topic(name) {
+        // The transaction log belongs to a transaction coordinator, which is not built
+        // yet: nothing may create it meanwhile (retriable, as while Kafka creates it).
+        return Err(ResponseError::UnknownTopicOrPartition.code());
+    }
     let spec = CreateTopicSpec {
         name: name.to_string(),
         num_partitions: -1,
