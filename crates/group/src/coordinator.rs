@@ -70,7 +70,6 @@ pub enum GroupState {
     PreparingRebalance,
     CompletingRebalance,
     Stable,
-    Dead,
 }
 
 impl GroupState {
@@ -81,7 +80,6 @@ impl GroupState {
             GroupState::PreparingRebalance => "PreparingRebalance",
             GroupState::CompletingRebalance => "CompletingRebalance",
             GroupState::Stable => "Stable",
-            GroupState::Dead => "Dead",
         }
     }
 }
@@ -190,6 +188,32 @@ impl Group {
     fn transition(&mut self, state: GroupState, now: i64) {
         self.state = state;
         self.current_state_timestamp = now;
+    }
+
+    fn offset_tombstone(&self, topic: String, partition: i32) -> CoordinatorRecord {
+        CoordinatorRecord {
+            key: CoordinatorKey::OffsetCommit {
+                group: self.group_id.clone(),
+                topic,
+                partition,
+            },
+            value: RecordValue::Tombstone,
+        }
+    }
+
+    /// Tombstones that delete the group: `offsets` (all it has left), then the group.
+    fn tombstones(&self, offsets: impl Iterator<Item = (String, i32)>, effects: &mut Effects) {
+        for (topic, partition) in offsets {
+            effects
+                .records
+                .push(self.offset_tombstone(topic, partition));
+        }
+        effects.records.push(CoordinatorRecord {
+            key: CoordinatorKey::GroupMetadata {
+                group: self.group_id.clone(),
+            },
+            value: RecordValue::Tombstone,
+        });
     }
 
     /// Protocols every member supports.
@@ -396,16 +420,6 @@ impl GroupCoordinator {
             }
             self.groups
                 .insert(req.group_id.clone(), Group::new(&req.group_id, now));
-        }
-        let group_state = self.groups[&req.group_id].state;
-        if group_state == GroupState::Dead {
-            return (
-                Some(JoinResponse::error(
-                    error::COORDINATOR_NOT_AVAILABLE,
-                    &req.member_id,
-                )),
-                effects,
-            );
         }
         if !self.groups[&req.group_id].supports(&req.protocol_type, &req.protocols) {
             return (
@@ -670,7 +684,7 @@ impl GroupCoordinator {
                 Self::prepare_rebalance(group, &config, now, &reason, effects);
                 None
             }
-            GroupState::Empty | GroupState::Dead => Some(JoinResponse::error(
+            GroupState::Empty => Some(JoinResponse::error(
                 error::UNKNOWN_MEMBER_ID,
                 &req.member_id,
             )),
@@ -806,12 +820,6 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return (Some(SyncResponse::error(error::UNKNOWN_MEMBER_ID)), effects);
         };
-        if group.state == GroupState::Dead {
-            return (
-                Some(SyncResponse::error(error::COORDINATOR_NOT_AVAILABLE)),
-                effects,
-            );
-        }
         if let Err(code) = check_member(group, &req.member_id, req.group_instance_id.as_deref()) {
             return (Some(SyncResponse::error(code)), effects);
         }
@@ -878,7 +886,6 @@ impl GroupCoordinator {
                 }
                 (None, effects)
             }
-            GroupState::Dead => unreachable!("handled above"),
         }
     }
 
@@ -888,9 +895,6 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return error::UNKNOWN_MEMBER_ID;
         };
-        if group.state == GroupState::Dead {
-            return error::COORDINATOR_NOT_AVAILABLE;
-        }
         if let Err(code) = check_member(group, &req.member_id, req.group_instance_id.as_deref()) {
             return code;
         }
@@ -909,7 +913,6 @@ impl GroupCoordinator {
                 member.last_seen_ms = now;
                 error::NONE
             }
-            GroupState::Dead => error::COORDINATOR_NOT_AVAILABLE,
         }
     }
 
@@ -926,12 +929,6 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get_mut(group_id) else {
             return (vec![error::UNKNOWN_MEMBER_ID; members.len()], effects);
         };
-        if group.state == GroupState::Dead {
-            return (
-                vec![error::COORDINATOR_NOT_AVAILABLE; members.len()],
-                effects,
-            );
-        }
         let mut errors = Vec::with_capacity(members.len());
         let mut removed_any = false;
         for leaving in members {
@@ -992,7 +989,7 @@ impl GroupCoordinator {
                 Self::prepare_rebalance(group, config, now, reason, effects)
             }
             GroupState::PreparingRebalance => Self::maybe_complete_join(group, now, effects),
-            GroupState::Empty | GroupState::Dead => {}
+            GroupState::Empty => {}
         }
     }
 
@@ -1003,7 +1000,6 @@ impl GroupCoordinator {
     pub fn tick(&mut self, now: i64) -> Effects {
         let mut effects = Effects::default();
         let config = self.config.clone();
-        let mut dead = Vec::new();
         for group in self.groups.values_mut() {
             group.pending_members.retain(|_, deadline| *deadline >= now);
             let expired: Vec<String> = group
@@ -1075,33 +1071,21 @@ impl GroupCoordinator {
                         group.group_id
                     );
                 }
-                for (topic, partition) in expired {
-                    group.offsets.remove(&(topic.clone(), partition));
-                    effects.records.push(CoordinatorRecord {
-                        key: CoordinatorKey::OffsetCommit {
-                            group: group.group_id.clone(),
-                            topic,
-                            partition,
-                        },
-                        value: RecordValue::Tombstone,
-                    });
-                }
+                // Kafka's cleanup also drops a group left with no offsets once it has
+                // been idle for a retention check interval.
                 let idle_for = now - group.current_state_timestamp;
-                if group.offsets.is_empty()
+                let dead = expired.len() == group.offsets.len()
                     && group.pending_members.is_empty()
-                    && idle_for >= config.offsets_retention_check_interval_ms
-                {
-                    dead.push(group.group_id.clone());
+                    && idle_for >= config.offsets_retention_check_interval_ms;
+                if dead {
+                    group.tombstones(expired.into_iter(), &mut effects);
+                } else {
+                    for (topic, partition) in expired {
+                        effects
+                            .records
+                            .push(group.offset_tombstone(topic, partition));
+                    }
                 }
-            }
-        }
-        for id in dead {
-            if let Some(mut group) = self.groups.remove(&id) {
-                group.transition(GroupState::Dead, now);
-                effects.records.push(CoordinatorRecord {
-                    key: CoordinatorKey::GroupMetadata { group: id },
-                    value: RecordValue::Tombstone,
-                });
             }
         }
         effects
@@ -1163,7 +1147,6 @@ impl GroupCoordinator {
             None => return (all(error::ILLEGAL_GENERATION), effects),
             Some(group) => {
                 let code = match group.state {
-                    GroupState::Dead => Some(error::COORDINATOR_NOT_AVAILABLE),
                     // Kafka: any commit with a negative generation to an empty group is a
                     // "simple" commit, whatever member id it carries.
                     GroupState::Empty if req.generation_id < 0 => None,
@@ -1257,13 +1240,14 @@ impl GroupCoordinator {
     }
 
     /// OffsetDelete: refuses partitions of topics the (consumer) group subscribes to.
+    /// The offsets go once the tombstones are stored ([`GroupCoordinator::apply_stored`]).
     pub fn delete_offsets(
-        &mut self,
+        &self,
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> (i16, Vec<PartitionResult>, Effects) {
         let mut effects = Effects::default();
-        let Some(group) = self.groups.get_mut(group_id) else {
+        let Some(group) = self.groups.get(group_id) else {
             return (error::GROUP_ID_NOT_FOUND, vec![], effects);
         };
         let subscribed = match group.state {
@@ -1280,15 +1264,10 @@ impl GroupCoordinator {
                 });
                 continue;
             }
-            if group.offsets.remove(&(topic.clone(), *partition)).is_some() {
-                effects.records.push(CoordinatorRecord {
-                    key: CoordinatorKey::OffsetCommit {
-                        group: group_id.to_string(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    },
-                    value: RecordValue::Tombstone,
-                });
+            if group.offsets.contains_key(&(topic.clone(), *partition)) {
+                effects
+                    .records
+                    .push(group.offset_tombstone(topic.clone(), *partition));
             }
             results.push(PartitionResult {
                 topic: topic.clone(),
@@ -1299,36 +1278,18 @@ impl GroupCoordinator {
         (error::NONE, results, effects)
     }
 
-    /// DeleteGroups: only empty groups; writes tombstones for the group and its offsets.
-    pub fn delete_group(&mut self, now: i64, group_id: &str) -> (i16, Effects) {
+    /// DeleteGroups: only empty groups; tombstones for the group and its offsets, which
+    /// remove it once stored ([`GroupCoordinator::apply_stored`]).
+    pub fn delete_group(&self, group_id: &str) -> (i16, Effects) {
         let mut effects = Effects::default();
-        match self.groups.get(group_id) {
+        let group = match self.groups.get(group_id) {
             None => return (error::GROUP_ID_NOT_FOUND, effects),
-            Some(g) if g.state == GroupState::Dead => return (error::GROUP_ID_NOT_FOUND, effects),
             Some(g) if g.state != GroupState::Empty || !g.members.is_empty() => {
                 return (error::NON_EMPTY_GROUP, effects)
             }
-            Some(_) => {}
-        }
-        let mut group = self.groups.remove(group_id).expect("checked");
-        for (topic, partition) in std::mem::take(&mut group.offsets).into_keys() {
-            effects.records.push(CoordinatorRecord {
-                key: CoordinatorKey::OffsetCommit {
-                    group: group_id.to_string(),
-                    topic,
-                    partition,
-                },
-                value: RecordValue::Tombstone,
-            });
-        }
-        effects.records.push(CoordinatorRecord {
-            key: CoordinatorKey::GroupMetadata {
-                group: group_id.to_string(),
-            },
-            value: RecordValue::Tombstone,
-        });
-        group.transition(GroupState::Dead, now);
-        tracing::info!("Group {group_id} transitioned to Dead and was deleted");
+            Some(g) => g,
+        };
+        group.tombstones(group.offsets.keys().cloned(), &mut effects);
         (error::NONE, effects)
     }
 
@@ -1339,7 +1300,8 @@ impl GroupCoordinator {
             return GroupDescription {
                 group_id: group_id.to_string(),
                 error: error::NONE,
-                state: GroupState::Dead.name(),
+                // Kafka describes a group it does not know as Dead.
+                state: "Dead",
                 protocol_type: String::new(),
                 protocol: String::new(),
                 members: vec![],
@@ -1403,6 +1365,26 @@ impl GroupCoordinator {
     }
 
     // ------------------------------------------------------------------ replay
+
+    /// Let records returned in [`Effects`] take effect, once they are stored in
+    /// `__consumer_offsets`. Offset commits and every tombstone change memory only here,
+    /// so a write that fails leaves the coordinator as the log is and the request (or
+    /// the next tick) can be tried again. A group's metadata record describes a change
+    /// already made, as in Kafka's classic coordinator, and is skipped.
+    pub fn apply_stored(&mut self, now: i64, records: &[CoordinatorRecord]) {
+        for record in records {
+            match (&record.key, &record.value) {
+                (_, RecordValue::GroupMetadata(_)) => continue,
+                (CoordinatorKey::GroupMetadata { group }, RecordValue::Tombstone)
+                    if self.groups.contains_key(group) =>
+                {
+                    tracing::info!("Group {group} transitioned to Dead and was deleted");
+                }
+                _ => {}
+            }
+            self.replay_at(now, record);
+        }
+    }
 
     /// Apply one stored record (loading at start-up, and every live offset commit).
     /// A group loaded with members is Stable; its members must heartbeat within their

@@ -347,8 +347,8 @@ fn kafka_error_codes_for_bad_requests() {
     let (results, effects) = c.commit_offsets(DELAY, commit);
     assert_eq!(results[0].error, error::UNKNOWN_MEMBER_ID);
     assert!(effects.records.is_empty());
-    assert_eq!(c.delete_group(DELAY, "g").0, error::NON_EMPTY_GROUP);
-    assert_eq!(c.delete_group(DELAY, "nope").0, error::GROUP_ID_NOT_FOUND);
+    assert_eq!(c.delete_group("g").0, error::NON_EMPTY_GROUP);
+    assert_eq!(c.delete_group("nope").0, error::GROUP_ID_NOT_FOUND);
 }
 
 #[test]
@@ -472,16 +472,63 @@ fn offsets_commit_fetch_replay_delete_and_expire() {
     let e = c.tick(1_000 + retention);
     assert_eq!(e.records.len(), 2, "offset tombstone and group tombstone");
     assert!(e.records.iter().all(|r| r.value == RecordValue::Tombstone));
+    assert_eq!(
+        c.fetch_offsets("simple", None).len(),
+        1,
+        "expired offsets stay until their tombstones are stored"
+    );
+    c.apply_stored(1_000 + retention, &e.records);
     assert_eq!(c.fetch_offsets("simple", None), vec![]);
+    assert!(c.list(&[]).is_empty(), "and the group with them");
     // Delete of an empty group writes tombstones.
     let (_, stored) = c.commit_offsets(5, commit(-1, 7));
-    for r in &stored.records {
-        c.replay_at(5, r);
-    }
-    let (code, e) = c.delete_group(6, "simple");
+    c.apply_stored(5, &stored.records);
+    let (code, e) = c.delete_group("simple");
     assert_eq!(code, error::NONE);
     assert_eq!(e.records.len(), 2);
+    assert_eq!(
+        c.list(&[]).len(),
+        1,
+        "deleted once the tombstones are stored"
+    );
+    c.apply_stored(6, &e.records);
     assert!(c.list(&[]).is_empty());
+    assert_eq!(c.fetch_offsets("simple", None), vec![]);
+}
+
+#[test]
+fn deleted_offsets_go_only_once_their_tombstones_are_stored() {
+    let mut c = coordinator();
+    let commit = OffsetCommitRequest {
+        group_id: "g".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        offsets: [0, 1]
+            .map(|partition| PartitionOffsetCommit {
+                topic: "t".into(),
+                partition,
+                offset: 10,
+                leader_epoch: -1,
+                metadata: None,
+            })
+            .to_vec(),
+    };
+    let (_, stored) = c.commit_offsets(1, commit);
+    c.apply_stored(1, &stored.records);
+    let (code, results, e) = c.delete_offsets("g", &[("t".into(), 0), ("t".into(), 7)]);
+    assert_eq!(code, error::NONE);
+    assert!(results.iter().all(|r| r.error == error::NONE));
+    assert_eq!(
+        e.records.len(),
+        1,
+        "only a committed partition gets a tombstone"
+    );
+    // The store failed: nothing changed.
+    assert_eq!(c.fetch_offsets("g", None).len(), 2);
+    c.apply_stored(2, &e.records);
+    let left = c.fetch_offsets("g", None);
+    assert_eq!((left.len(), left[0].partition), (1, 1));
 }
 
 #[test]
@@ -584,8 +631,14 @@ fn an_emptied_group_stays_a_consumer_group_until_cleanup() {
     assert_eq!(c.describe("e").state, "Empty");
     let interval = CoordinatorConfig::default().offsets_retention_check_interval_ms;
     let e = c.tick(DELAY + 1 + interval);
-    assert_eq!(c.describe("e").state, "Dead");
     assert_eq!(e.records.len(), 1, "group tombstone");
+    assert_eq!(
+        c.describe("e").state,
+        "Empty",
+        "until the tombstone is stored"
+    );
+    c.apply_stored(DELAY + 1 + interval, &e.records);
+    assert_eq!(c.describe("e").state, "Dead");
 }
 
 #[test]
@@ -600,7 +653,9 @@ fn commits_to_a_deleted_group_follow_kafkas_rules() {
             group_instance_id: None,
         }],
     );
-    assert_eq!(c.delete_group(DELAY + 2, "d").0, error::NONE);
+    let (code, deleted) = c.delete_group("d");
+    assert_eq!(code, error::NONE);
+    c.apply_stored(DELAY + 2, &deleted.records);
     let commit = |generation: i32, member: &str| OffsetCommitRequest {
         group_id: "d".into(),
         generation_id: generation,

@@ -222,8 +222,13 @@ impl GroupRuntime {
     /// Append the effects' records, then deliver their replies. A failed append turns
     /// every reply of this batch into COORDINATOR_NOT_AVAILABLE, so a client never
     /// believes in state that was not stored.
+    /// Store the records of `effects`, let them take effect (commits and tombstones
+    /// change the coordinator only once stored), then send the replies they carry.
     fn apply(&self, broker: &Broker, state: &mut State, effects: Effects) -> bool {
         let stored = self.append(broker, &effects.records);
+        if stored {
+            state.coordinator.apply_stored(now_ms(), &effects.records);
+        }
         for (ticket, mut reply) in effects.joins {
             if !stored {
                 reply = JoinResponse::error(error::COORDINATOR_NOT_AVAILABLE, &reply.member_id);
@@ -420,12 +425,7 @@ impl GroupRuntime {
         let now = now_ms();
         let (mut results, effects) = state.coordinator.commit_offsets(now, req);
         debug_assert!(effects.joins.is_empty() && effects.syncs.is_empty());
-        if self.append(broker, &effects.records) {
-            // Durable: now the commits take effect.
-            for r in &effects.records {
-                state.coordinator.replay_at(now, r);
-            }
-        } else {
+        if !self.apply(broker, &mut state, effects) {
             for r in &mut results {
                 if r.error == error::NONE {
                     r.error = error::COORDINATOR_NOT_AVAILABLE;
@@ -462,7 +462,7 @@ impl GroupRuntime {
 
     pub fn delete_group(&self, broker: &Broker, group_id: &str) -> i16 {
         let mut state = self.state.lock();
-        let (code, effects) = state.coordinator.delete_group(now_ms(), group_id);
+        let (code, effects) = state.coordinator.delete_group(group_id);
         if !self.apply(broker, &mut state, effects) {
             return error::COORDINATOR_NOT_AVAILABLE;
         }
@@ -490,8 +490,10 @@ impl GroupRuntime {
                 let mut state = self.state.lock();
                 let now = now_ms();
                 let effects = state.coordinator.tick(now);
-                if !effects.is_empty() {
-                    self.apply(&broker, &mut state, effects);
+                if !effects.is_empty() && !self.apply(&broker, &mut state, effects) {
+                    // Expired offsets stay until their tombstones are stored: try again
+                    // later rather than at once.
+                    return MAX_TIMER_SLEEP;
                 }
                 let next = state
                     .coordinator
