@@ -533,33 +533,25 @@ impl GroupCoordinator {
         );
         group.members.insert(new_id.clone(), member);
         // Kafka (updateStaticMemberAndRebalance): a Stable group rebalances for a
-        // returning static member only if the protocol it would select changes.
-        let protocol_kept =
-            group.state == GroupState::Stable && group.select_protocol() == group.protocol_name;
-        let mut member = group.members.remove(&new_id).expect("just inserted");
-        match group.state {
-            GroupState::Stable if protocol_kept => {
-                group.members.insert(new_id.clone(), member);
-                effects.records.push(group.metadata_record(now));
-                let mut response = group.join_response_for(&new_id);
-                // A returning leader keeps the current assignment (KIP-814).
-                response.skip_assignment = group.leader.as_deref() == Some(new_id.as_str());
-                Some(response)
-            }
-            GroupState::PreparingRebalance => {
-                member.awaiting_join = Some(ticket);
-                group.members.insert(new_id.clone(), member);
-                Self::maybe_complete_join(group, now, effects);
-                None
-            }
-            _ => {
-                member.awaiting_join = Some(ticket);
-                group.members.insert(new_id.clone(), member);
-                let reason = format!("static member {new_id} rejoined");
-                Self::prepare_rebalance(group, config, now, &reason, effects);
-                None
-            }
+        // returning static member only if the protocol it would select changes (which
+        // is asked with the member's new protocols in place).
+        if group.state == GroupState::Stable && group.select_protocol() == group.protocol_name {
+            effects.records.push(group.metadata_record(now));
+            let mut response = group.join_response_for(&new_id);
+            // A returning leader keeps the current assignment (KIP-814).
+            response.skip_assignment = group.leader.as_deref() == Some(new_id.as_str());
+            return Some(response);
         }
+        if let Some(member) = group.members.get_mut(&new_id) {
+            member.awaiting_join = Some(ticket);
+        }
+        if group.state == GroupState::PreparingRebalance {
+            Self::maybe_complete_join(group, now, effects);
+        } else {
+            let reason = format!("static member {new_id} rejoined");
+            Self::prepare_rebalance(group, config, now, &reason, effects);
+        }
+        None
     }
 
     fn add_member_and_rebalance(

@@ -11,7 +11,6 @@
 //! order without a queue. (A per-partition coordinator shard is the scaling step.)
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,9 +59,10 @@ pub struct GroupRuntime {
     timer: Notify,
     /// Salt for member ids, unique per broker run.
     salt: String,
-    /// Partitions of `__consumer_offsets`: the configured count until the topic exists,
-    /// then the topic's real count (a changed setting must not move groups).
-    partitions: AtomicI32,
+    /// `offsets.topic.num.partitions`, used only to create `__consumer_offsets`; once it
+    /// exists, groups map to its real partition count (a changed setting must not move
+    /// groups).
+    partitions_to_create: i32,
 }
 
 /// A reply that may come later.
@@ -109,26 +109,20 @@ impl GroupRuntime {
             }),
             timer: Notify::new(),
             salt: uuid::Uuid::new_v4().to_string(),
-            partitions: AtomicI32::new(partitions),
+            partitions_to_create: partitions,
         }
-    }
-
-    pub fn partition_for(&self, group: &str) -> i32 {
-        partition_for(group, self.partitions.load(Ordering::Relaxed))
     }
 
     /// Create `__consumer_offsets` if it does not exist yet (Kafka does this on the
     /// first FindCoordinator for a group).
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> anyhow::Result<Arc<TopicInfo>> {
         if let Some(t) = broker.controller.image().topic(OFFSETS_TOPIC) {
-            self.partitions
-                .store(t.partitions.len() as i32, Ordering::Relaxed);
             return Ok(t.clone());
         }
         let config = &broker.config;
         let spec = CreateTopicSpec {
             name: OFFSETS_TOPIC.into(),
-            num_partitions: self.partitions.load(Ordering::Relaxed),
+            num_partitions: self.partitions_to_create,
             replication_factor: config.offsets_topic_replication_factor,
             assignments: BTreeMap::new(),
             configs: [
@@ -160,8 +154,6 @@ impl GroupRuntime {
         let Some(topic) = broker.controller.image().topic(OFFSETS_TOPIC).cloned() else {
             return Ok(());
         };
-        self.partitions
-            .store(topic.partitions.len() as i32, Ordering::Relaxed);
         let now = now_ms();
         let mut state = self.state.lock();
         let mut records = 0usize;
@@ -274,7 +266,8 @@ impl GroupRuntime {
                 | CoordinatorKey::GroupMetadata { group } => group,
                 CoordinatorKey::Other { .. } => continue,
             };
-            let batch = by_partition.entry(self.partition_for(group)).or_default();
+            let index = partition_for(group, topic.partitions.len() as i32);
+            let batch = by_partition.entry(index).or_default();
             let value = match &r.value {
                 RecordValue::OffsetCommit(v) => Some(encode_offset_commit_value(v)),
                 RecordValue::GroupMetadata(v) => Some(encode_group_metadata_value(v)),

@@ -406,3 +406,88 @@ async fn send_file(stream: &TcpStream, slice: &FileSlice) -> std::io::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ottla_log::{Log, LogConfig};
+    use ottla_protocol::compression::Compression;
+    use ottla_protocol::records::{build_record_batch, Record};
+
+    /// A log holding one batch of `value_bytes` (incompressible is not needed: stored
+    /// uncompressed), and its segment file's path.
+    fn log_with_batch(dir: &std::path::Path, value_bytes: usize) -> (Log, std::path::PathBuf) {
+        let mut log = Log::open(dir, LogConfig::default(), 0).unwrap();
+        let record = Record {
+            offset: 0,
+            timestamp: ottla_log::now_ms(),
+            key: None,
+            value: Some((0..value_bytes).map(|i| (i % 251) as u8).collect()),
+            headers: vec![],
+        };
+        let mut batch = build_record_batch(&[record], Compression::None, -1, -1, -1);
+        log.append_as_leader(&mut batch, 0).unwrap();
+        (log, dir.join("00000000000000000000.log"))
+    }
+
+    /// Write `slice` through a real connection's writer; what the peer received.
+    async fn send_through_socket(slice: &FileSlice) -> std::io::Result<Vec<u8>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_, write) = client.unwrap().into_split();
+        let (mut peer, _) = accepted.unwrap();
+        let received = tokio::spawn(async move {
+            let mut all = Vec::new();
+            peer.read_to_end(&mut all).await.map(|_| all)
+        });
+        let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write);
+        let mut scratch = Vec::new();
+        write_file_slice(&mut writer, slice, &mut scratch).await?;
+        writer.flush().await?;
+        writer.shutdown().await?;
+        received.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn slices_on_both_sides_of_the_sendfile_threshold_arrive_whole() {
+        for value_bytes in [100, SENDFILE_MIN_BYTES * 4] {
+            let dir = tempfile::tempdir().unwrap();
+            let (log, path) = log_with_batch(dir.path(), value_bytes);
+            let slices = log.slice(0, usize::MAX, 1, true).unwrap();
+            let [slice] = slices.slices() else {
+                panic!("one batch, one slice")
+            };
+            assert_eq!(
+                slice.len() >= SENDFILE_MIN_BYTES,
+                value_bytes > SENDFILE_MIN_BYTES,
+                "the case exercises the path it means to"
+            );
+            let on_disk = std::fs::read(&path).unwrap();
+            let sent = send_through_socket(slice).await.unwrap();
+            assert_eq!(sent.len(), slice.len());
+            assert_eq!(sent, on_disk[..slice.len()], "{value_bytes}-byte value");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_segment_that_shrank_under_a_slice_fails_the_write() {
+        for value_bytes in [100, SENDFILE_MIN_BYTES * 4] {
+            let dir = tempfile::tempdir().unwrap();
+            let (log, path) = log_with_batch(dir.path(), value_bytes);
+            let slices = log.slice(0, usize::MAX, 1, true).unwrap();
+            let [slice] = slices.slices() else {
+                panic!("one batch, one slice")
+            };
+            // A truncation (recovery, a follower catching up) after the read.
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(slice.len() as u64 / 2).unwrap();
+            let err = send_through_socket(slice).await.unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::UnexpectedEof,
+                "{value_bytes}-byte value: {err}"
+            );
+        }
+    }
+}
