@@ -4,10 +4,12 @@
 //! `__consumer_offsets` and replies to requests that were parked earlier (a JoinGroup
 //! waits for the rebalance to complete, a follower's SyncGroup waits for the leader's).
 //! Time-driven transitions — session expiry, rebalance timeout, the initial rebalance
-//! delay — happen in [`GroupCoordinator::tick`]. [`GroupCoordinator::replay`] applies a
-//! stored record, which is how a coordinator loads its state at start-up; offset
-//! commits are applied through `replay` as well, so the live path and the load path
-//! are the same code.
+//! delay — happen in [`GroupCoordinator::tick`]. [`GroupCoordinator::replay_at`]
+//! applies a stored record, which is how a coordinator loads its state at start-up.
+//! Offset commits and tombstones (deleted groups and offsets, expired offsets) change
+//! nothing when they are made: they take effect through the same `replay_at`, called by
+//! [`GroupCoordinator::apply_stored`] once the runtime has stored them, so memory is
+//! never ahead of the log and the live path and the load path are the same code.
 //!
 //! States and transitions follow Kafka's `GroupCoordinator`/`GroupMetadata` (classic):
 //!
@@ -988,7 +990,8 @@ impl GroupCoordinator {
     // ------------------------------------------------------------------ timers
 
     /// Advance time: expire sessions and pending members, finish delayed or timed-out
-    /// rebalances, and expire offsets of empty groups.
+    /// rebalances, and return tombstones for the expired offsets of empty groups (and
+    /// for such groups once they have nothing left), which apply once stored.
     pub fn tick(&mut self, now: i64) -> Effects {
         let mut effects = Effects::default();
         let config = self.config.clone();
@@ -1058,7 +1061,7 @@ impl GroupCoordinator {
                     .collect();
                 if !expired.is_empty() {
                     tracing::info!(
-                        "Removed {} expired offsets of group {}",
+                        "Expiring {} offsets of group {}",
                         expired.len(),
                         group.group_id
                     );
@@ -1108,8 +1111,8 @@ impl GroupCoordinator {
     // ------------------------------------------------------------------ offsets
 
     /// OffsetCommit: returns per-partition errors; accepted commits become records,
-    /// which take effect only when the caller replays them ([`GroupCoordinator::replay_at`])
-    /// after storing them, so a commit that failed to reach the log is never visible.
+    /// which take effect only once stored ([`GroupCoordinator::apply_stored`]), so a
+    /// commit that failed to reach the log is never visible.
     pub fn commit_offsets(
         &mut self,
         now: i64,
@@ -1363,7 +1366,11 @@ impl GroupCoordinator {
     /// so a write that fails leaves the coordinator as the log is and the request (or
     /// the next tick) can be tried again. A group's metadata record describes a change
     /// already made, as in Kafka's classic coordinator, and is skipped.
-    pub fn apply_stored(&mut self, now: i64, records: &[CoordinatorRecord]) {
+    pub fn apply_stored<'a>(
+        &mut self,
+        now: i64,
+        records: impl IntoIterator<Item = &'a CoordinatorRecord>,
+    ) {
         for record in records {
             match (&record.key, &record.value) {
                 (_, RecordValue::GroupMetadata(_)) => continue,
@@ -1378,7 +1385,8 @@ impl GroupCoordinator {
         }
     }
 
-    /// Apply one stored record (loading at start-up, and every live offset commit).
+    /// Apply one stored record (loading at start-up, and live through
+    /// [`GroupCoordinator::apply_stored`]).
     /// A group loaded with members is Stable; its members must heartbeat within their
     /// session timeout (counted from `now`) or they expire, as in Kafka.
     pub fn replay_at(&mut self, now: i64, record: &CoordinatorRecord) {

@@ -69,7 +69,8 @@ pub struct LogConfig {
     pub retention_ms: i64,
     /// `flush.messages`: fsync after this many records (default: leave it to the page cache).
     pub flush_interval_messages: i64,
-    /// `flush.ms`: fsync when the last flush is older than this (checked on append).
+    /// `flush.ms`: fsync in the background when the last flush is older than this
+    /// (checked on append; nothing waits for it).
     pub flush_interval_ms: i64,
 }
 

@@ -37,14 +37,15 @@ enum RetentionReason {
 /// Why a log wants a flush ([`Log::flush_wanted`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushReason {
-    /// The topic's flush policy (`flush.messages`, `flush.ms`) is due, or a duplicate
-    /// was answered whose original is not on disk yet: the owner flushes before it
-    /// acknowledges the append.
+    /// `flush.messages` is reached, or a duplicate was answered whose original is not
+    /// on disk yet: the owner flushes before it acknowledges the append (Kafka flushes
+    /// inside the append).
     Policy,
-    /// A segment was rolled: the owner flushes it soon, with no one waiting, so the
-    /// recovery point (and with it the scan after a crash) stays within about a
-    /// segment of the log end, as Kafka's scheduled roll flush does.
-    Roll,
+    /// A segment was rolled, or `flush.ms` has passed since the last flush: the owner
+    /// flushes soon, with no one waiting, as Kafka's scheduled roll flush and its
+    /// `flush.ms` flusher do. After a roll this keeps the recovery point (and with it
+    /// the scan after a crash) within about a segment of the log end.
+    Background,
 }
 
 /// One partition's log. Not internally synchronised: the replica layer owns it behind
@@ -538,12 +539,13 @@ impl Log {
     /// Whether the log wants a flush now (see [`Log::prepare_flush`]), and why.
     pub fn flush_wanted(&self, now: i64) -> Option<FlushReason> {
         if self.unflushed_messages >= self.config.flush_interval_messages
-            || now.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms
             || self.duplicate_awaits_flush
         {
             Some(FlushReason::Policy)
-        } else if self.rolled {
-            Some(FlushReason::Roll)
+        } else if self.rolled
+            || now.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms
+        {
+            Some(FlushReason::Background)
         } else {
             None
         }
@@ -870,10 +872,10 @@ impl Log {
         self.sync_failed = true;
     }
 
-    /// Whether an append waits for a flush before it is acknowledged (a flush policy,
-    /// `flush.messages` or `flush.ms`, is set).
+    /// Whether an append may wait for a flush before it is acknowledged
+    /// (`flush.messages` is set).
     fn flushes_before_acknowledging(&self) -> bool {
-        self.config.flush_interval_messages != i64::MAX || self.config.flush_interval_ms != i64::MAX
+        self.config.flush_interval_messages != i64::MAX
     }
 
     /// Prepare, sync and finish a flush in one go, holding `&mut self` throughout (for

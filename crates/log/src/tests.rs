@@ -944,6 +944,34 @@ fn flush_policy_and_recovery_point() {
     assert_eq!(log.recovery_point(), 4);
 }
 
+/// Kafka's `flush.ms` is a scheduled flush no produce waits for; only
+/// `flush.messages` is checked inside the append.
+#[test]
+fn flush_ms_asks_for_a_background_flush() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_interval_ms: 1_000,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(tmp.path(), config, 0).unwrap();
+    log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
+    let opened = crate::now_ms();
+    assert_eq!(log.flush_wanted(opened), None, "flushed at open");
+    assert_eq!(
+        log.flush_wanted(opened + 1_000),
+        Some(FlushReason::Background)
+    );
+    // a retry is not held back for flush.ms (nothing waits for that flush)
+    let mut original = idempotent(1, 5, 0, 0);
+    log.append_as_leader(&mut original.clone(), 0).unwrap();
+    let retry = log.append_as_leader(&mut original, 0).unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(
+        log.flush_wanted(opened + 1_000),
+        Some(FlushReason::Background)
+    );
+}
+
 #[test]
 fn a_roll_defers_its_fsyncs_to_the_next_flush() {
     let tmp = tempfile::tempdir().unwrap();
@@ -957,7 +985,7 @@ fn a_roll_defers_its_fsyncs_to_the_next_flush() {
     }
     assert!(log.segment_count() >= 2, "rolled");
     assert_eq!(log.recovery_point(), 0, "a roll does not fsync");
-    assert_eq!(log.flush_wanted(NOW), Some(FlushReason::Roll));
+    assert_eq!(log.flush_wanted(NOW), Some(FlushReason::Background));
     let plan = log.prepare_flush().unwrap();
     assert_eq!(log.flush_wanted(NOW), None);
     let mut paths: Vec<String> = plan

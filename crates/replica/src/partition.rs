@@ -102,12 +102,12 @@ pub struct ProduceResult {
 #[derive(Debug)]
 pub struct Appended {
     pub result: ProduceResult,
-    /// The topic's flush policy (`flush.messages`, `flush.ms`) is due: complete it with
+    /// The topic's `flush.messages` is reached: complete it with
     /// [`Partition::complete_policy_flush`], then acknowledge.
     pub flush: Option<PolicyFlush>,
-    /// The append rolled a segment: complete this soon ([`Partition::complete_flush`]),
-    /// with no one waiting (Kafka schedules its roll flush), so a crash never has to
-    /// scan more than about a segment.
+    /// The append rolled a segment, or `flush.ms` has passed: complete this soon
+    /// ([`Partition::complete_flush`]), with no one waiting (Kafka schedules both
+    /// flushes), so a crash never has to scan more than about a segment.
     pub background_flush: Option<FlushPlan>,
 }
 
@@ -303,7 +303,7 @@ impl Partition {
         }
         let (flush, background_flush) = match flush {
             Some((FlushReason::Policy, plan)) => (Some(PolicyFlush { plan, hold }), None),
-            Some((FlushReason::Roll, plan)) => (None, Some(plan)),
+            Some((FlushReason::Background, plan)) => (None, Some(plan)),
             None => (None, None),
         };
         Ok(Appended {
@@ -407,7 +407,7 @@ impl Partition {
     }
 
     /// [`Partition::complete_flush`] on the runtime's blocking pool, with no one waiting
-    /// (a roll's flush); inline when called outside a runtime. The log reports a
+    /// (a roll or `flush.ms`); inline when called outside a runtime. The log reports a
     /// failure itself.
     pub fn complete_flush_in_background(self: &Arc<Self>, plan: FlushPlan) {
         let partition = self.clone();

@@ -10,7 +10,7 @@
 //! were decided. Appends are page-cache writes; holding the lock across them keeps that
 //! order without a queue. (A per-partition coordinator shard is the scaling step.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,9 @@ const LOAD_READ_BYTES: usize = 1024 * 1024;
 const LOAD_MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
 /// The timer task wakes at least this often even without a deadline.
 const MAX_TIMER_SLEEP: Duration = Duration::from_millis(500);
+/// How long the timer waits after its records could not all be stored (session expiry
+/// is late by up to this much while `__consumer_offsets` is failing).
+const STORE_RETRY_BACKOFF: Duration = Duration::from_secs(5);
 
 enum Waiter {
     Join(oneshot::Sender<JoinResponse>),
@@ -114,7 +117,7 @@ impl GroupRuntime {
     }
 
     /// Create `__consumer_offsets` if it does not exist yet (Kafka does this on the
-    /// first FindCoordinator for a group).
+    /// first FindCoordinator for a group, or a Metadata request that names it).
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> anyhow::Result<Arc<TopicInfo>> {
         if let Some(t) = broker.controller.image().topic(OFFSETS_TOPIC) {
             return Ok(t.clone());
@@ -211,16 +214,16 @@ impl GroupRuntime {
         Ok(())
     }
 
-    /// Append the effects' records, then deliver their replies. A failed append turns
-    /// every reply of this batch into COORDINATOR_NOT_AVAILABLE, so a client never
-    /// believes in state that was not stored.
-    /// Store the records of `effects`, let them take effect (commits and tombstones
-    /// change the coordinator only once stored), then send the replies they carry.
+    /// Store the records of `effects`, let those that were stored take effect (commits
+    /// and tombstones change the coordinator only once stored, group by group: another
+    /// group's failing partition holds nothing back), then send the replies. If any
+    /// record was not stored, every reply of the batch becomes COORDINATOR_NOT_AVAILABLE,
+    /// so a client never believes in state that was not stored. Returns whether all was.
     fn apply(&self, broker: &Broker, state: &mut State, effects: Effects) -> bool {
         let stored = self.append(broker, &effects.records);
-        if stored {
-            state.coordinator.apply_stored(now_ms(), &effects.records);
-        }
+        let applied = effects.records.iter().filter(|r| stored.covers(r));
+        state.coordinator.apply_stored(now_ms(), applied);
+        let stored = stored.is_all();
         for (ticket, mut reply) in effects.joins {
             if !stored {
                 reply = JoinResponse::error(error::COORDINATOR_NOT_AVAILABLE, &reply.member_id);
@@ -247,27 +250,27 @@ impl GroupRuntime {
         self.timer.notify_one();
     }
 
-    fn append(&self, broker: &Broker, records: &[CoordinatorRecord]) -> bool {
+    /// Append each group's records to its partition of `__consumer_offsets`, one batch
+    /// per partition.
+    fn append(&self, broker: &Broker, records: &[CoordinatorRecord]) -> Stored {
         if records.is_empty() {
-            return true;
+            return Stored::All;
         }
         let topic = match self.ensure_offsets_topic(broker) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!("Cannot store group records: {e:#}");
-                return false;
+                return Stored::Nothing;
             }
         };
+        let partitions = topic.partitions.len() as i32;
         let now = now_ms();
         let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
         for r in records {
-            let group = match &r.key {
-                CoordinatorKey::OffsetCommit { group, .. }
-                | CoordinatorKey::GroupMetadata { group } => group,
-                CoordinatorKey::Other { .. } => continue,
-            };
-            let index = partition_for(group, topic.partitions.len() as i32);
-            let batch = by_partition.entry(index).or_default();
+            let Some(group) = group_of(r) else { continue };
+            let batch = by_partition
+                .entry(partition_for(group, partitions))
+                .or_default();
             let value = match &r.value {
                 RecordValue::OffsetCommit(v) => Some(encode_offset_commit_value(v)),
                 RecordValue::GroupMetadata(v) => Some(encode_group_metadata_value(v)),
@@ -281,15 +284,17 @@ impl GroupRuntime {
                 headers: vec![],
             });
         }
+        let mut failed = BTreeSet::new();
         for (index, records) in by_partition {
             let Some(partition) = broker.replicas.get(&topic.topic_id, index) else {
                 tracing::error!("{OFFSETS_TOPIC}-{index} is not hosted here");
-                return false;
+                failed.insert(index);
+                continue;
             };
             let batch = build_record_batch(&records, Compression::None, -1, -1, -1);
-            // A flush policy on the offsets topic (not the default) is honoured inline:
+            // `flush.messages` on the offsets topic (not the default) is honoured inline:
             // the records count as written only once durable by the topic's rules. A
-            // roll's flush waits for no one.
+            // background flush (roll, `flush.ms`) waits for no one.
             let flushed = partition
                 .append_as_leader(batch, -1)
                 .map_err(|e| e.to_string())
@@ -310,10 +315,14 @@ impl GroupRuntime {
                     "Appending group records to {} failed: {e}",
                     partition.name()
                 );
-                return false;
+                failed.insert(index);
             }
         }
-        true
+        if failed.is_empty() {
+            Stored::All
+        } else {
+            Stored::AllBut { partitions, failed }
+        }
     }
 
     fn ticket(state: &mut State) -> Ticket {
@@ -484,9 +493,9 @@ impl GroupRuntime {
                 let now = now_ms();
                 let effects = state.coordinator.tick(now);
                 if !effects.is_empty() && !self.apply(&broker, &mut state, effects) {
-                    // Expired offsets stay until their tombstones are stored: try again
-                    // later rather than at once.
-                    return MAX_TIMER_SLEEP;
+                    // Tombstones that were not stored are made again by the next tick:
+                    // not at once (a failed log stays failed until restart).
+                    return STORE_RETRY_BACKOFF;
                 }
                 let next = state
                     .coordinator
@@ -506,6 +515,42 @@ impl GroupRuntime {
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+/// Which of a batch of records [`GroupRuntime::append`] stored. A group's records all go
+/// to one partition of `__consumer_offsets`, so they are stored or not together.
+enum Stored {
+    All,
+    Nothing,
+    AllBut {
+        partitions: i32,
+        failed: BTreeSet<i32>,
+    },
+}
+
+impl Stored {
+    fn is_all(&self) -> bool {
+        matches!(self, Stored::All)
+    }
+
+    fn covers(&self, record: &CoordinatorRecord) -> bool {
+        match self {
+            Stored::All => true,
+            Stored::Nothing => false,
+            Stored::AllBut { partitions, failed } => group_of(record)
+                .is_some_and(|group| !failed.contains(&partition_for(group, *partitions))),
+        }
+    }
+}
+
+/// The group a record belongs to (its partition key); `None` for kinds not ours.
+fn group_of(record: &CoordinatorRecord) -> Option<&str> {
+    match &record.key {
+        CoordinatorKey::OffsetCommit { group, .. } | CoordinatorKey::GroupMetadata { group } => {
+            Some(group)
+        }
+        CoordinatorKey::Other { .. } => None,
     }
 }
 

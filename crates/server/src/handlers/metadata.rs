@@ -150,7 +150,8 @@ fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> 
     if name == OFFSETS_TOPIC {
         return broker.groups.ensure_offsets_topic(broker).map_err(|e| {
             tracing::error!("Cannot create the offsets topic: {e:#}");
-            ResponseError::KafkaStorageError.code()
+            // Retriable, as while Kafka's controller is still creating it.
+            ResponseError::LeaderNotAvailable.code()
         });
     }
     if ottla_controller::is_internal_topic(name) {
