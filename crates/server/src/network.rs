@@ -414,10 +414,11 @@ mod tests {
     use ottla_protocol::compression::Compression;
     use ottla_protocol::records::{build_record_batch, Record};
 
-    /// A log holding one batch of `value_bytes` (incompressible is not needed: stored
-    /// uncompressed), and its segment file's path.
-    fn log_with_batch(dir: &std::path::Path, value_bytes: usize) -> (Log, std::path::PathBuf) {
-        let mut log = Log::open(dir, LogConfig::default(), 0).unwrap();
+    /// A log holding one uncompressed batch with a `value_bytes` value, as a fetch reads
+    /// it (one slice), and its segment file's path.
+    fn one_batch_slice(value_bytes: usize) -> (tempfile::TempDir, std::path::PathBuf, FileSlice) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
         let record = Record {
             offset: 0,
             timestamp: ottla_log::now_ms(),
@@ -427,7 +428,12 @@ mod tests {
         };
         let mut batch = build_record_batch(&[record], Compression::None, -1, -1, -1);
         log.append_as_leader(&mut batch, 0).unwrap();
-        (log, dir.join("00000000000000000000.log"))
+        let slices = log.slice(0, usize::MAX, 1, true).unwrap();
+        let [slice] = slices.slices() else {
+            panic!("one batch, one slice")
+        };
+        let path = dir.path().join("00000000000000000000.log");
+        (dir, path, slice.clone())
     }
 
     /// Write `slice` through a real connection's writer; what the peer received.
@@ -452,19 +458,14 @@ mod tests {
     #[tokio::test]
     async fn slices_on_both_sides_of_the_sendfile_threshold_arrive_whole() {
         for value_bytes in [100, SENDFILE_MIN_BYTES * 4] {
-            let dir = tempfile::tempdir().unwrap();
-            let (log, path) = log_with_batch(dir.path(), value_bytes);
-            let slices = log.slice(0, usize::MAX, 1, true).unwrap();
-            let [slice] = slices.slices() else {
-                panic!("one batch, one slice")
-            };
+            let (_dir, path, slice) = one_batch_slice(value_bytes);
             assert_eq!(
                 slice.len() >= SENDFILE_MIN_BYTES,
                 value_bytes > SENDFILE_MIN_BYTES,
                 "the case exercises the path it means to"
             );
             let on_disk = std::fs::read(&path).unwrap();
-            let sent = send_through_socket(slice).await.unwrap();
+            let sent = send_through_socket(&slice).await.unwrap();
             assert_eq!(sent.len(), slice.len());
             assert_eq!(sent, on_disk[..slice.len()], "{value_bytes}-byte value");
         }
@@ -473,16 +474,11 @@ mod tests {
     #[tokio::test]
     async fn a_segment_that_shrank_under_a_slice_fails_the_write() {
         for value_bytes in [100, SENDFILE_MIN_BYTES * 4] {
-            let dir = tempfile::tempdir().unwrap();
-            let (log, path) = log_with_batch(dir.path(), value_bytes);
-            let slices = log.slice(0, usize::MAX, 1, true).unwrap();
-            let [slice] = slices.slices() else {
-                panic!("one batch, one slice")
-            };
+            let (_dir, path, slice) = one_batch_slice(value_bytes);
             // A truncation (recovery, a follower catching up) after the read.
             let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             file.set_len(slice.len() as u64 / 2).unwrap();
-            let err = send_through_socket(slice).await.unwrap_err();
+            let err = send_through_socket(&slice).await.unwrap_err();
             assert_eq!(
                 err.kind(),
                 std::io::ErrorKind::UnexpectedEof,
