@@ -671,7 +671,8 @@ def check_stored_batches(log_dir: pathlib.Path, topic: str, counts: dict[int, in
     the batch max timestamp equal to the last record's. Returns a list of problems
     (empty when all is well); also complains unless every codec in CODECS was seen.
     ``incompressible_ok(codec, payload)`` lets a client that sends a batch uncompressed
-    when compressing would not shrink it (kafka-python) pass for exactly those batches."""
+    when compressing would not shrink it (librdkafka, kafka-python; see
+    ``sent_uncompressed_by_client``) pass for exactly those batches."""
     names = {v: k for k, v in CODEC_IDS.items()}
     problems: list[str] = []
     wrong: dict[tuple[str, int], list[str]] = {}

@@ -1296,7 +1296,8 @@ def test_slow_readers_pipelining_large_fetches_hold_no_record_bytes(broker, vers
     topic = unique("slow-reader")
     create_topic(broker.bootstrap, versions, topic)
     batch_size = 900_000  # under this module's socket.request.max.bytes
-    for i in range(22):
+    produce_when_ready(broker.bootstrap, topic, 0, _batch_of_size(batch_size, "big0"))
+    for i in range(1, 22):
         err, _ = produce(broker.bootstrap, topic, 0, _batch_of_size(batch_size, f"big{i}"))
         assert err == NONE
     g = Guard(broker, budget_kb=48 * 1024)

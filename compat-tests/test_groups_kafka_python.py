@@ -814,16 +814,15 @@ def test_raw_members_flood(ottla_factory):
         took = time.monotonic() - t0
         codes2 = collections.Counter(r.error_code for r in second)
         assert set(codes2) == {NONE}, codes2
-        joined = second
-        gens = {r.generation_id for r in joined}
+        gens = {r.generation_id for r in second}
         assert len(gens) == 1, f"members were answered with several generations: {sorted(gens)[:10]}"
-        leaders = [r for r in joined if r.leader == r.member_id]
+        leaders = [r for r in second if r.leader == r.member_id]
         assert len(leaders) == 1, f"{len(leaders)} members were told they lead"
         listed = {m.member_id for m in leaders[0].members}
-        assert listed == {r.member_id for r in joined}, \
-            f"the leader was given {len(listed)} members, {len(joined)} joined"
+        assert listed == {r.member_id for r in second}, \
+            f"the leader was given {len(listed)} members, {len(second)} joined"
         hwm1 = status_kb(pid)["VmHWM"]
-        print(f"{len(joined)} members joined in {took:.1f}s; broker VmHWM {hwm0} kB -> {hwm1} kB")
+        print(f"{len(second)} members joined in {took:.1f}s; broker VmHWM {hwm0} kB -> {hwm1} kB")
         assert hwm1 - hwm0 <= FLOOD_MEMORY_BUDGET_KB, \
             f"broker peak RSS grew by {(hwm1 - hwm0) // 1024} MB for {n} members"
     finally:

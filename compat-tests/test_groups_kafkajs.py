@@ -25,9 +25,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer
+from confluent_kafka import Producer
 
-from conftest import ck_admin, ck_create_topic, unique_topic
+from conftest import ck_create_topic, ck_group_offsets, unique_topic
 
 HERE = Path(__file__).resolve().parent
 JS_DIR = HERE / "kafkajs"
@@ -105,10 +105,7 @@ def test_kafkajs_group_consumes_to_end_and_commits(kafkajs_ready, ottla, tmp_pat
     assert res["describe_after"]["state"] == "Empty" and res["describe_after"]["members"] == 0, res["describe_after"]
 
     # And from another client.
-    admin = ck_admin(ottla.bootstrap)  # keep a reference: the handle must outlive the future
-    got = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(group)], request_timeout=30)[group].result(timeout=60)
-    assert {tp.partition: tp.offset for tp in got.topic_partitions} == ends
+    assert ck_group_offsets(ottla.bootstrap, group) == ends
 
     # Listed after the members left: still a "consumer" group (an emptied group keeps its
     # protocol type).

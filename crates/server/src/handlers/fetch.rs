@@ -132,7 +132,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return encode_read(&plan, read_all(&plan));
             }
-            receivers = subscribe(&plan);
+            // Mark what woke us as seen before reading, as a fresh subscription would.
+            for rx in &mut receivers {
+                rx.borrow_and_update();
+            }
             let read = read_all(&plan);
             if read.bytes >= plan.min_bytes || read.has_error {
                 return encode_read(&plan, read);

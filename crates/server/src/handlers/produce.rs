@@ -5,9 +5,9 @@
 //! is rewritten (see `ottla_replica::Partition::append_as_leader`).
 //!
 //! A topic whose `flush.messages` asks for an fsync gets it before the answer, as in
-//! Kafka. The fsyncs run on the blocking pool, without the
-//! partition's lock, so the connection goes on reading and appending its pipelined
-//! requests and other producers to the partition are not held up.
+//! Kafka. The fsyncs run on the blocking pool, without the partition's lock, so the
+//! connection goes on reading and appending its pipelined requests and other producers
+//! to the partition are not held up.
 
 use std::sync::Arc;
 
