@@ -370,15 +370,26 @@ pub fn run(args: ReportArgs) -> Result<()> {
         });
     }
 
-    rows.push(Row {
-        label: "machine: page-cache write bandwidth (dd)".into(),
-        unit: "MB/s",
-        values: values(&entries, "machine", "pagecache_write", "mb_per_s"),
-        null: None,
-        null_as_value: false,
-        reference: "—",
-        goal: Goal::None,
-    });
+    for (scenario, label) in [
+        (
+            "pagecache_write",
+            "machine: page-cache write bandwidth, new file (dd)",
+        ),
+        (
+            "pagecache_rewrite",
+            "machine: page-cache rewrite, pages resident (dd)",
+        ),
+    ] {
+        rows.push(Row {
+            label: label.into(),
+            unit: "MB/s",
+            values: values(&entries, "machine", scenario, "mb_per_s"),
+            null: None,
+            null_as_value: false,
+            reference: "—",
+            goal: Goal::None,
+        });
+    }
 
     println!(
         "| scenario | median | min–max | unit | vs null broker | Kafka 4.1 reference | target |"
