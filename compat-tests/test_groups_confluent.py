@@ -260,8 +260,11 @@ def start_worker(workers, tmp_path, name, broker, topic, group, strategy=None, r
 # ----------------------------------------------------------------------------- helpers
 
 
-def produce_spread(bootstrap: str, topic: str, partitions: int, total: int) -> dict[int, int]:
-    """``total`` small records, record i to partition i % partitions; returns the end offsets."""
+def produce_spread(bootstrap: str, topic: str, partitions: int, total: int,
+                   ends_before: dict[int, int] | None = None) -> dict[int, int]:
+    """``total`` small records, record i to partition i % partitions; returns the end offsets,
+    checked against ``ends_before`` (an empty topic if None) plus what was sent, so a lost or
+    duplicated record fails here instead of being taken from the broker as the truth."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000,
                   "acks": "all", "compression.type": "lz4"})
     errors: list[str] = []
@@ -286,7 +289,11 @@ def produce_spread(bootstrap: str, topic: str, partitions: int, total: int) -> d
     assert p.flush(120) == 0, "records still undelivered after 120 s"
     assert not errors, f"{len(errors)} deliveries failed: {errors[:5]}"
     assert acked[0] == total
-    return end_offsets(bootstrap, topic, partitions)
+    before = ends_before or {q: 0 for q in range(partitions)}
+    expected = {q: before[q] + len(range(q, total, partitions)) for q in range(partitions)}
+    ends = end_offsets(bootstrap, topic, partitions)
+    assert ends == expected, f"end offsets {ends}, expected {expected} from what was sent"
+    return ends
 
 
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
@@ -449,7 +456,6 @@ def test_three_members_exactly_once(ottla, workers, tmp_path, strategy, assignor
     group = f"ck-{assignor}-{topic}"
     ck_create_topic(ottla.bootstrap, topic, partitions=PARTITIONS)
     ends = produce_spread(ottla.bootstrap, topic, PARTITIONS, RECORDS)
-    assert sum(ends.values()) == RECORDS, ends
 
     kw = dict(broker=ottla, topic=topic, group=group, strategy=strategy, rate=4000)
     w0 = start_worker(workers, tmp_path, "w0", **kw)
@@ -681,7 +687,7 @@ def test_resume_after_broker_restart(ottla, tmp_path):
     # kill -9 (no clean shutdown): the commit acknowledged before it is still there.
     ottla.kill9()
     ottla.start()
-    more = produce_spread(ottla.bootstrap, topic, parts, parts * 10)
+    more = produce_spread(ottla.bootstrap, topic, parts, parts * 10, ends_before=ends)
     c = _consumer(ottla.bootstrap, group)
     try:
         committed = c.committed([TopicPartition(topic, p) for p in range(parts)], timeout=30)
