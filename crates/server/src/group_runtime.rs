@@ -11,6 +11,7 @@
 //! order without a queue. (A per-partition coordinator shard is the scaling step.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,10 @@ pub struct GroupRuntime {
     /// exists, groups map to its real partition count (a changed setting must not move
     /// groups).
     partitions_to_create: i32,
+    /// Set once this runtime has seen every partition of `__consumer_offsets` opened.
+    /// The controller publishes a new topic before its creator opens the partitions, so
+    /// finding the topic in the metadata image alone does not mean it can take appends.
+    offsets_partitions_open: AtomicBool,
 }
 
 /// A reply that may come later.
@@ -113,15 +118,30 @@ impl GroupRuntime {
             timer: Notify::new(),
             salt: uuid::Uuid::new_v4().to_string(),
             partitions_to_create: partitions,
+            offsets_partitions_open: AtomicBool::new(false),
         }
     }
 
     /// Create `__consumer_offsets` if it does not exist yet (Kafka does this on the
     /// first FindCoordinator for a group, or a Metadata request that names it).
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> anyhow::Result<Arc<TopicInfo>> {
-        if let Some(t) = broker.controller.image().topic(OFFSETS_TOPIC) {
-            return Ok(t.clone());
+        let existing = broker.controller.image().topic(OFFSETS_TOPIC).cloned();
+        let topic = match existing {
+            Some(t) => t,
+            None => self.create_offsets_topic(broker)?,
+        };
+        if !self.offsets_partitions_open.load(Ordering::Acquire) {
+            // Another caller may have created the topic and still be opening its
+            // partitions: opening is idempotent, and waits for a concurrent opener.
+            broker.ensure_topic_partitions(&topic)?;
+            self.offsets_partitions_open.store(true, Ordering::Release);
         }
+        Ok(topic)
+    }
+
+    /// Create `__consumer_offsets` with the offsets topic's settings; a concurrent
+    /// creator's topic is returned as is.
+    fn create_offsets_topic(&self, broker: &Broker) -> anyhow::Result<Arc<TopicInfo>> {
         let config = &broker.config;
         let spec = CreateTopicSpec {
             name: OFFSETS_TOPIC.into(),
@@ -138,18 +158,16 @@ impl GroupRuntime {
             ]
             .into(),
         };
-        let topic = match broker.controller.create_topic(&spec, false) {
-            Ok(t) => t,
+        match broker.controller.create_topic(&spec, false) {
+            Ok(t) => Ok(t),
             Err(ottla_controller::ControllerError::TopicAlreadyExists(_)) => broker
                 .controller
                 .image()
                 .topic(OFFSETS_TOPIC)
                 .cloned()
-                .context("offsets topic vanished")?,
-            Err(e) => return Err(e).context("cannot create __consumer_offsets"),
-        };
-        broker.ensure_topic_partitions(&topic)?;
-        Ok(topic)
+                .context("offsets topic vanished"),
+            Err(e) => Err(e).context("cannot create __consumer_offsets"),
+        }
     }
 
     /// Replay `__consumer_offsets` into the coordinator (start-up).
@@ -568,4 +586,38 @@ fn decode_record(record: &Record) -> Option<CoordinatorRecord> {
         }
     };
     Some(CoordinatorRecord { key, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    /// A topic published by the controller but not yet opened by its creator (what a
+    /// concurrent FindCoordinator or Metadata sees mid-creation) is opened before it is
+    /// handed out, so the first group append does not find its partition missing.
+    #[test]
+    fn an_offsets_topic_created_elsewhere_is_opened_before_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = BTreeMap::from([
+            ("log.dirs".to_string(), dir.path().display().to_string()),
+            ("offsets.topic.num.partitions".to_string(), "3".to_string()),
+        ]);
+        let broker = Broker::start(BrokerConfig::from_values(values).unwrap()).unwrap();
+        let created = broker.groups.create_offsets_topic(&broker).unwrap();
+        assert_eq!(created.partitions.len(), 3);
+        let hosted = |t: &TopicInfo| {
+            t.partitions
+                .iter()
+                .filter(|p| broker.replicas.get(&t.topic_id, p.partition).is_some())
+                .count()
+        };
+        assert_eq!(hosted(&created), 0, "created, not opened yet");
+
+        let topic = broker.groups.ensure_offsets_topic(&broker).unwrap();
+        assert_eq!(topic.topic_id, created.topic_id);
+        assert_eq!(hosted(&topic), 3);
+    }
 }
