@@ -289,7 +289,7 @@ def produce_spread(bootstrap: str, topic: str, partitions: int, total: int,
     assert p.flush(120) == 0, "records still undelivered after 120 s"
     assert not errors, f"{len(errors)} deliveries failed: {errors[:5]}"
     assert acked[0] == total
-    before = ends_before or {q: 0 for q in range(partitions)}
+    before = {q: 0 for q in range(partitions)} if ends_before is None else ends_before
     expected = {q: before[q] + len(range(q, total, partitions)) for q in range(partitions)}
     ends = end_offsets(bootstrap, topic, partitions)
     assert ends == expected, f"end offsets {ends}, expected {expected} from what was sent"

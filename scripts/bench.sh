@@ -196,7 +196,7 @@ for run in $(seq "$RUNS"); do
         # The same bytes again into the same file: its pages are already in the page
         # cache, so this is the copy alone. Far above the first figure on a VM whose
         # fresh pages cost a hypervisor fault (free page reporting), where the first
-        # figure, not the broker, is what caps the 1 KiB produce scenario.
+        # figure, not the broker, can cap the 1 KiB produce scenario.
         t0=$(date +%s.%N)
         if dd if=/dev/zero of="$WORK/dd.tmp" bs=1M count="$DD_MIB" conv=notrunc status=none 2>/dev/null; then
             t1=$(date +%s.%N)

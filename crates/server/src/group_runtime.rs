@@ -11,7 +11,6 @@
 //! order without a queue. (A per-partition coordinator shard is the scaling step.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use ottla_group::types::*;
 use ottla_protocol::batch::BatchIter;
 use ottla_protocol::compression::Compression;
 use ottla_protocol::records::{build_record_batch, decode_records, Record};
-use ottla_replica::partition::now_ms;
+use ottla_replica::partition::{now_ms, Partition};
 use ottla_replica::FetchIsolation;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -67,10 +66,6 @@ pub struct GroupRuntime {
     /// exists, groups map to its real partition count (a changed setting must not move
     /// groups).
     partitions_to_create: i32,
-    /// Set once this runtime has seen every partition of `__consumer_offsets` opened.
-    /// The controller publishes a new topic before its creator opens the partitions, so
-    /// finding the topic in the metadata image alone does not mean it can take appends.
-    offsets_partitions_open: AtomicBool,
 }
 
 /// A reply that may come later.
@@ -118,24 +113,17 @@ impl GroupRuntime {
             timer: Notify::new(),
             salt: uuid::Uuid::new_v4().to_string(),
             partitions_to_create: partitions,
-            offsets_partitions_open: AtomicBool::new(false),
         }
     }
 
     /// Create `__consumer_offsets` if it does not exist yet (Kafka does this on the
     /// first FindCoordinator for a group, or a Metadata request that names it).
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> anyhow::Result<Arc<TopicInfo>> {
-        let existing = broker.controller.image().topic(OFFSETS_TOPIC).cloned();
-        let topic = match existing {
-            Some(t) => t,
-            None => self.create_offsets_topic(broker)?,
-        };
-        if !self.offsets_partitions_open.load(Ordering::Acquire) {
-            // Another caller may have created the topic and still be opening its
-            // partitions: opening is idempotent, and waits for a concurrent opener.
-            broker.ensure_topic_partitions(&topic)?;
-            self.offsets_partitions_open.store(true, Ordering::Release);
+        if let Some(t) = broker.controller.image().topic(OFFSETS_TOPIC) {
+            return Ok(t.clone());
         }
+        let topic = self.create_offsets_topic(broker)?;
+        broker.ensure_topic_partitions(&topic)?;
         Ok(topic)
     }
 
@@ -304,7 +292,7 @@ impl GroupRuntime {
         }
         let mut failed = BTreeSet::new();
         for (index, records) in by_partition {
-            let Some(partition) = broker.replicas.get(&topic.topic_id, index) else {
+            let Some(partition) = self.offsets_partition(broker, &topic, index) else {
                 tracing::error!("{OFFSETS_TOPIC}-{index} is not hosted here");
                 failed.insert(index);
                 continue;
@@ -341,6 +329,26 @@ impl GroupRuntime {
         } else {
             Stored::AllBut { partitions, failed }
         }
+    }
+
+    /// Partition `index` of `__consumer_offsets`, opened here if it is not yet. The
+    /// controller publishes a topic (or its added partitions) before whoever created them
+    /// has opened them, so a group append racing a creation can find a partition that is
+    /// in the metadata but not open yet; opening is idempotent and waits for a
+    /// concurrent opener.
+    fn offsets_partition(
+        &self,
+        broker: &Broker,
+        topic: &TopicInfo,
+        index: i32,
+    ) -> Option<Arc<Partition>> {
+        if let Some(p) = broker.replicas.get(&topic.topic_id, index) {
+            return Some(p);
+        }
+        if let Err(e) = broker.ensure_topic_partitions(topic) {
+            tracing::error!("Cannot open {OFFSETS_TOPIC}: {e:#}");
+        }
+        broker.replicas.get(&topic.topic_id, index)
     }
 
     fn ticket(state: &mut State) -> Ticket {
@@ -596,10 +604,10 @@ mod tests {
     use crate::config::BrokerConfig;
 
     /// A topic published by the controller but not yet opened by its creator (what a
-    /// concurrent FindCoordinator or Metadata sees mid-creation) is opened before it is
-    /// handed out, so the first group append does not find its partition missing.
+    /// group request racing the creation sees) still takes the group's records: the
+    /// append opens the partition instead of failing it as not hosted here.
     #[test]
-    fn an_offsets_topic_created_elsewhere_is_opened_before_use() {
+    fn group_records_reach_an_offsets_topic_created_elsewhere_and_not_yet_opened() {
         let dir = tempfile::tempdir().unwrap();
         let values = BTreeMap::from([
             ("log.dirs".to_string(), dir.path().display().to_string()),
@@ -608,16 +616,15 @@ mod tests {
         let broker = Broker::start(BrokerConfig::from_values(values).unwrap()).unwrap();
         let created = broker.groups.create_offsets_topic(&broker).unwrap();
         assert_eq!(created.partitions.len(), 3);
-        let hosted = |t: &TopicInfo| {
-            t.partitions
-                .iter()
-                .filter(|p| broker.replicas.get(&t.topic_id, p.partition).is_some())
-                .count()
-        };
-        assert_eq!(hosted(&created), 0, "created, not opened yet");
+        let index = partition_for("g", 3);
+        assert!(broker.replicas.get(&created.topic_id, index).is_none());
 
-        let topic = broker.groups.ensure_offsets_topic(&broker).unwrap();
-        assert_eq!(topic.topic_id, created.topic_id);
-        assert_eq!(hosted(&topic), 3);
+        let tombstone = CoordinatorRecord {
+            key: CoordinatorKey::GroupMetadata { group: "g".into() },
+            value: RecordValue::Tombstone,
+        };
+        assert!(broker.groups.append(&broker, &[tombstone]).is_all());
+        let partition = broker.replicas.get(&created.topic_id, index).unwrap();
+        assert_eq!(partition.log_end_offset(), 1);
     }
 }
