@@ -182,29 +182,30 @@ log_problems() { # run target logfile: record WARN/ERROR lines of a server log
 
 SET_LAT=(--set "linger.ms=$LINGER")
 
+# timed_dd RUN SCENARIO LABEL [DD_ARGS...]: write DD_MIB MiB of zeros to $WORK/dd.tmp,
+# print and record the rate; fails if dd does.
+timed_dd() {
+    local run="$1" scenario="$2" label="$3" t0 t1 mb
+    shift 3
+    t0=$(date +%s.%N)
+    dd if=/dev/zero of="$WORK/dd.tmp" bs=1M count="$DD_MIB" status=none "$@" 2>/dev/null || return 1
+    t1=$(date +%s.%N)
+    mb=$(awk -v n="$DD_MIB" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n * 1048576 / 1e6 / (b - a) }')
+    echo "    $label: $mb MB/s" >&2
+    emit "$run" machine "$scenario" ",\"result\":{\"mb_per_s\":$mb}"
+}
+
 start_time=$(date +%s)
 for run in $(seq "$RUNS"); do
     # --- the machine's page-cache write bandwidth: the ceiling for any broker that
     # stores what it is sent (Kafka and Ottla both write through the page cache)
     say "run $run/$RUNS · machine · page-cache write (dd ${DD_MIB} MiB)"
-    t0=$(date +%s.%N)
-    if dd if=/dev/zero of="$WORK/dd.tmp" bs=1M count="$DD_MIB" status=none 2>/dev/null; then
-        t1=$(date +%s.%N)
-        dd_mb=$(awk -v n="$DD_MIB" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n * 1048576 / 1e6 / (b - a) }')
-        echo "    $dd_mb MB/s" >&2
-        emit "$run" machine pagecache_write ",\"result\":{\"mb_per_s\":$dd_mb}"
-        # The same bytes again into the same file: its pages are already in the page
-        # cache, so this is the copy alone. Far above the first figure on a VM whose
-        # fresh pages cost a hypervisor fault (free page reporting), where the first
-        # figure, not the broker, can cap the 1 KiB produce scenario.
-        t0=$(date +%s.%N)
-        if dd if=/dev/zero of="$WORK/dd.tmp" bs=1M count="$DD_MIB" conv=notrunc status=none 2>/dev/null; then
-            t1=$(date +%s.%N)
-            dd_mb=$(awk -v n="$DD_MIB" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n * 1048576 / 1e6 / (b - a) }')
-            echo "    rewrite of resident pages: $dd_mb MB/s" >&2
-            emit "$run" machine pagecache_rewrite ",\"result\":{\"mb_per_s\":$dd_mb}"
-        fi
-    fi
+    # The second dd writes the same bytes again over the file's pages, already in the
+    # page cache: the copy alone. Far above the first figure on a VM whose fresh pages
+    # cost a hypervisor fault (free page reporting), where the first figure, not the
+    # broker, can cap the 1 KiB produce scenario.
+    timed_dd "$run" pagecache_write "into a new file" &&
+        timed_dd "$run" pagecache_rewrite "over its resident pages" conv=notrunc
     rm -f "$WORK/dd.tmp"
 
     # --- start-up time, on its own fresh dir and port
