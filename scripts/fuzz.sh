@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz the decode paths that hostile input reaches (DESIGN.md: "the decode path is
 # fuzzed"). Not a test and not part of scripts/test.sh: it runs each target for a
-# while and stops at the first crash, leaving the input in fuzz/artifacts/<target>/.
+# while, starting from the committed seeds (fuzz/seeds/<target>/, real clients' traffic),
+# and stops at the first crash, leaving the input in fuzz/artifacts/<target>/.
 #
 #   scripts/fuzz.sh                  every target, FUZZ_SECONDS each
 #   scripts/fuzz.sh request          one target
@@ -11,6 +12,8 @@
 #                  broker serves, decoded with its message type
 #   record_batch   record batches: iteration, header checks, the uncompressed framing
 #                  walk, decompression and the record walk (CRC fixed up first)
+#   handler        a request frame through the broker's router (`handlers::dispatch`)
+#                  into one long-lived broker in a temp dir; delayed replies are polled
 #
 # Environment:
 #   FUZZ_SECONDS=60       seconds per target
@@ -28,7 +31,7 @@ SECONDS_EACH="${FUZZ_SECONDS:-60}"
 RSS_LIMIT="${FUZZ_RSS_LIMIT_MB:-1024}"
 MALLOC_LIMIT="${FUZZ_MALLOC_LIMIT_MB:-300}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request record_batch)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request record_batch handler)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz" >&2
@@ -36,10 +39,14 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 export RUSTC_BOOTSTRAP=1
+mkdir -p target
+rm -rf target/handler-broker-*  # the handler target's brokers from earlier runs
 for t in "${TARGETS[@]}"; do
     echo "==> fuzzing $t for ${SECONDS_EACH}s" >&2
     mkdir -p "corpus/$t"
-    cargo fuzz run "$t" "corpus/$t" -- \
+    # New inputs go to corpus/ (not committed); seeds/ holds real clients' requests and
+    # batches, recorded by fuzz/capture_seeds.py.
+    cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb="$RSS_LIMIT" -malloc_limit_mb="$MALLOC_LIMIT" \
         -print_final_stats=1
 done
