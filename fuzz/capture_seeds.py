@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
 """Record real clients' request frames as fuzz seeds.
 
-Starts ottla advertising a proxy port, relays every connection through this script and
-writes each client-to-broker frame (without its size prefix) to fuzz/seeds/handler/ and
-fuzz/seeds/request/, and each produced record batch to fuzz/seeds/record_batch/. The
+Starts ottla (the compat tests' `Ottla`, binary from OTTLA_BIN) advertising a proxy
+port, relays every connection through this script and writes each client-to-broker
+frame (without its size prefix) to fuzz/seeds/request/ (the `request` and `handler`
+targets' seeds), and each produced record batch to fuzz/seeds/record_batch/. The
 clients are confluent-kafka (librdkafka) from the compat-tests virtualenv: admin,
 produce with every codec, consume in a group with commits.
 
-    .venv/bin/python fuzz/capture_seeds.py target/release/ottla
+    .venv/bin/python fuzz/capture_seeds.py
 """
 import hashlib
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,16 +20,12 @@ import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 HERE = Path(__file__).resolve().parent
 SEEDS = HERE / "seeds"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(HERE.parent / "compat-tests"))
+from conftest import CODECS, Ottla, ck_create_topic, free_port  # noqa: E402
 
 
 def save(kind: str, data: bytes) -> None:
@@ -70,7 +66,6 @@ def relay(src: socket.socket, dst: socket.socket, record: bool) -> None:
                 if len(buf) < 4 + n:
                     break
                 frame, buf = buf[4:4 + n], buf[4 + n:]
-                save("handler", frame)
                 save("request", frame)
                 if frame[:2] == b"\x00\x00":  # Produce
                     produce_batches(frame)
@@ -98,22 +93,20 @@ def proxy(listen: int, upstream: int) -> None:
 
 
 def main() -> None:
-    ottla = sys.argv[1]
     real, front = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as data:
-        broker = subprocess.Popen([ottla, "serve", "--override", f"log.dirs={data}",
-                                   "--override", f"listeners=PLAINTEXT://127.0.0.1:{real}",
-                                   "--override", f"advertised.listeners=PLAINTEXT://127.0.0.1:{front}",
-                                   "--override", "group.initial.rebalance.delay.ms=0"],
-                                  stderr=subprocess.DEVNULL)
+    # The proxy first: readiness is checked with a Metadata round trip, which follows the
+    # advertised port.
+    threading.Thread(target=proxy, args=(front, real), daemon=True).start()
+    with tempfile.TemporaryDirectory() as work:
+        broker = Ottla(Path(work), port=real, overrides={
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{front}",
+            "group.initial.rebalance.delay.ms": 0,
+        }).start()
         try:
-            threading.Thread(target=proxy, args=(front, real), daemon=True).start()
-            time.sleep(0.5)
             boot = f"127.0.0.1:{front}"
             admin = AdminClient({"bootstrap.servers": boot})
-            for f in admin.create_topics([NewTopic("seeds", 2, 1)]).values():
-                f.result(30)
-            for codec in ["none", "gzip", "snappy", "lz4", "zstd"]:
+            ck_create_topic(boot, "seeds", partitions=2)
+            for codec in CODECS:
                 p = Producer({"bootstrap.servers": boot, "compression.type": codec,
                               "enable.idempotence": codec == "zstd", "linger.ms": 5})
                 for i in range(20):
@@ -137,8 +130,7 @@ def main() -> None:
             print(f"consumed {got}; seeds: " + ", ".join(
                 f"{d.name} {len(list(d.iterdir()))}" for d in sorted(SEEDS.iterdir())))
         finally:
-            broker.terminate()
-            broker.wait(10)
+            broker.stop()
 
 
 if __name__ == "__main__":

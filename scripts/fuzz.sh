@@ -13,7 +13,9 @@
 #   record_batch   record batches: iteration, header checks, the uncompressed framing
 #                  walk, decompression and the record walk (CRC fixed up first)
 #   handler        a request frame through the broker's router (`handlers::dispatch`)
-#                  into one long-lived broker in a temp dir; delayed replies are polled
+#                  into one long-lived broker in a temp dir; delayed replies are polled.
+#                  The broker keeps its state across inputs, so a crash input may need
+#                  the inputs before it to reproduce.
 #
 # Environment:
 #   FUZZ_SECONDS=60       seconds per target
@@ -45,8 +47,9 @@ for t in "${TARGETS[@]}"; do
     echo "==> fuzzing $t for ${SECONDS_EACH}s" >&2
     mkdir -p "corpus/$t"
     # New inputs go to corpus/ (not committed); seeds/ holds real clients' requests and
-    # batches, recorded by fuzz/capture_seeds.py.
-    cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- \
+    # batches, recorded by fuzz/capture_seeds.py (the handler target takes requests).
+    if [ "$t" = handler ]; then seeds=seeds/request; else seeds="seeds/$t"; fi
+    cargo fuzz run "$t" "corpus/$t" "$seeds" -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb="$RSS_LIMIT" -malloc_limit_mb="$MALLOC_LIMIT" \
         -print_final_stats=1
 done

@@ -12,10 +12,11 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.common.KafkaFuture;
 
 /**
- * What OttlaCompat and OttlaGroups share: mismatch bookkeeping and the exit protocol the
- * pytest drivers read (0 = all matched Kafka's behaviour, 1 = mismatches, listed on stderr,
- * 2 = a step failed outright), plus helpers for Admin futures. Both programs extend this
- * class so its static members are in scope unqualified.
+ * What OttlaCompat and OttlaGroups share: the broker address ({@code bootstrap}), the
+ * step runner ({@code RUN}), {@code newAdmin(clientId)}, mismatch bookkeeping and the exit
+ * protocol the pytest drivers read (0 = all matched Kafka's behaviour, 1 = mismatches,
+ * listed on stderr, 2 = a step failed outright), plus helpers for Admin futures. Both
+ * programs extend this class so its static members are in scope unqualified.
  */
 abstract class Harness {
     static final long CALL_TIMEOUT_S = 60;

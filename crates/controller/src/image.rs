@@ -42,7 +42,11 @@ pub struct TopicInfo {
 /// Topics only the broker creates and writes (Kafka's `Topic.INTERNAL_TOPICS`; the
 /// transaction log is a later issue, but its name is reserved already so no client can
 /// take it). Other names starting with `__` are ordinary topics, as in Kafka.
-pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+pub const INTERNAL_TOPICS: &[&str] = &[OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC];
+/// The group coordinator's topic (Kafka's `Topic.GROUP_METADATA_TOPIC_NAME`).
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The transaction coordinator's topic (Kafka's `Topic.TRANSACTION_STATE_TOPIC_NAME`).
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 /// Kafka's `Topic.isInternal`: whether `name` is one of [`INTERNAL_TOPICS`].
 pub fn is_internal_topic(name: &str) -> bool {

@@ -19,7 +19,8 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 pub use image::{
-    is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, INTERNAL_TOPICS,
+    is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, OFFSETS_TOPIC,
+    TRANSACTION_STATE_TOPIC,
 };
 use metadata_log::{MetadataLog, MetadataLogError};
 pub use records::MetadataRecord;

@@ -126,6 +126,40 @@ fn single_member_group(c: &mut GroupCoordinator, group: &str) -> (String, i32) {
     (id, generation)
 }
 
+/// `member` leaves `group` on its own (no static instance id).
+fn leave_alone(
+    c: &mut GroupCoordinator,
+    now: i64,
+    group: &str,
+    member: &str,
+) -> (Vec<i16>, Effects) {
+    c.leave(
+        now,
+        group,
+        &[LeaveMember {
+            member_id: member.into(),
+            group_instance_id: None,
+        }],
+    )
+}
+
+/// A commit of `offset` for partition 0 of topic "t", without leader epoch or metadata.
+fn commit_one(group: &str, generation: i32, member: &str, offset: i64) -> OffsetCommitRequest {
+    OffsetCommitRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        offsets: vec![PartitionOffsetCommit {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+    }
+}
+
 #[test]
 fn one_member_joins_syncs_and_heartbeats() {
     let mut c = coordinator();
@@ -342,20 +376,7 @@ fn kafka_error_codes_for_bad_requests() {
         error::INVALID_GROUP_ID
     );
     // A simple (generation -1) commit to a group that has members is refused.
-    let commit = OffsetCommitRequest {
-        group_id: "g".into(),
-        generation_id: -1,
-        member_id: String::new(),
-        group_instance_id: None,
-        offsets: vec![PartitionOffsetCommit {
-            topic: "t".into(),
-            partition: 0,
-            offset: 5,
-            leader_epoch: -1,
-            metadata: None,
-        }],
-    };
-    let (results, effects) = c.commit_offsets(DELAY, commit);
+    let (results, effects) = c.commit_offsets(DELAY, commit_one("g", -1, "", 5));
     assert_eq!(results[0].error, error::UNKNOWN_MEMBER_ID);
     assert!(effects.records.is_empty());
     assert_eq!(c.delete_group("g").0, error::NON_EMPTY_GROUP);
@@ -624,14 +645,7 @@ fn new_members_parked_in_a_long_initial_delay_are_not_expired_by_their_session()
 fn an_emptied_group_stays_a_consumer_group_until_cleanup() {
     let mut c = coordinator();
     let (id, _) = single_member_group(&mut c, "e");
-    let (errors, effects) = c.leave(
-        DELAY + 1,
-        "e",
-        &[LeaveMember {
-            member_id: id,
-            group_instance_id: None,
-        }],
-    );
+    let (errors, effects) = leave_alone(&mut c, DELAY + 1, "e", &id);
     assert_eq!(errors, vec![error::NONE]);
     assert_eq!(effects.records.len(), 1, "the empty generation is stored");
     let d = c.describe("e");
@@ -656,32 +670,12 @@ fn an_emptied_group_stays_a_consumer_group_until_cleanup() {
 fn commits_to_a_deleted_group_follow_kafkas_rules() {
     let mut c = coordinator();
     let (id, generation) = single_member_group(&mut c, "d");
-    c.leave(
-        DELAY + 1,
-        "d",
-        &[LeaveMember {
-            member_id: id.clone(),
-            group_instance_id: None,
-        }],
-    );
+    leave_alone(&mut c, DELAY + 1, "d", &id);
     let (code, deleted) = c.delete_group("d");
     assert_eq!(code, error::NONE);
     c.apply_stored(DELAY + 2, &deleted.records);
-    let commit = |generation: i32, member: &str| OffsetCommitRequest {
-        group_id: "d".into(),
-        generation_id: generation,
-        member_id: member.into(),
-        group_instance_id: None,
-        offsets: vec![PartitionOffsetCommit {
-            topic: "t".into(),
-            partition: 0,
-            offset: 1,
-            leader_epoch: -1,
-            metadata: None,
-        }],
-    };
     // A member of the deleted group commits with its old generation: refused.
-    let (r, e) = c.commit_offsets(DELAY + 3, commit(generation, &id));
+    let (r, e) = c.commit_offsets(DELAY + 3, commit_one("d", generation, &id, 1));
     assert_eq!(r[0].error, error::ILLEGAL_GENERATION);
     assert!(e.records.is_empty());
     assert_eq!(
@@ -689,7 +683,7 @@ fn commits_to_a_deleted_group_follow_kafkas_rules() {
         error::UNKNOWN_MEMBER_ID
     );
     // A simple commit (generation -1) starts the group afresh, as in Kafka.
-    let (r, e) = c.commit_offsets(DELAY + 4, commit(-1, "anything"));
+    let (r, e) = c.commit_offsets(DELAY + 4, commit_one("d", -1, "anything", 1));
     assert_eq!(r[0].error, error::NONE);
     assert_eq!(e.records.len(), 1);
 }
@@ -700,31 +694,9 @@ fn commits_to_a_deleted_group_follow_kafkas_rules() {
 fn a_simple_commit_to_an_empty_group_is_accepted_from_any_member_id() {
     let mut c = coordinator();
     let (id, _) = single_member_group(&mut c, "e");
-    c.leave(
-        DELAY + 1,
-        "e",
-        &[LeaveMember {
-            member_id: id,
-            group_instance_id: None,
-        }],
-    );
+    leave_alone(&mut c, DELAY + 1, "e", &id);
     assert_eq!(c.describe("e").state, "Empty");
-    let (r, e) = c.commit_offsets(
-        DELAY + 2,
-        OffsetCommitRequest {
-            group_id: "e".into(),
-            generation_id: -1,
-            member_id: "anything".into(),
-            group_instance_id: None,
-            offsets: vec![PartitionOffsetCommit {
-                topic: "t".into(),
-                partition: 0,
-                offset: 1,
-                leader_epoch: -1,
-                metadata: None,
-            }],
-        },
-    );
+    let (r, e) = c.commit_offsets(DELAY + 2, commit_one("e", -1, "anything", 1));
     assert_eq!(r[0].error, error::NONE);
     assert_eq!(e.records.len(), 1);
 }

@@ -36,6 +36,11 @@ impl SyncTarget {
     pub(crate) fn new(file: Arc<File>, path: PathBuf) -> SyncTarget {
         SyncTarget { file, path }
     }
+
+    /// Both hold the same open file (one fsync covers both).
+    pub(crate) fn is_same_handle(&self, other: &SyncTarget) -> bool {
+        Arc::ptr_eq(&self.file, &other.file)
+    }
 }
 
 /// What makes a log durable up to [`FlushPlan::end_offset`]: the data, index and

@@ -21,14 +21,16 @@ pub(crate) const TIME_INDEX_ENTRY_LEN: usize = 12;
 pub(crate) const NO_TIMESTAMP: i64 = -1;
 
 /// One index file: its entries in memory, and a lazily opened append handle so that
-/// inactive segments hold no index file descriptors.
+/// inactive segments hold no index file descriptors (once their last writes are flushed).
 #[derive(Debug)]
 struct IndexFile<E> {
     path: PathBuf,
     entries: Vec<E>,
     writer: Option<Arc<File>>,
-    /// Written since the last [`IndexFile::take_unsynced`].
-    dirty: bool,
+    /// The handle that wrote the file since the last [`IndexFile::take_unsynced`], kept
+    /// for that flush even after [`IndexFile::close`] (a sealed segment's index is
+    /// synced by the flush that follows its roll, without opening the file again).
+    unsynced: Option<Arc<File>>,
 }
 
 pub(crate) trait Entry: Copy {
@@ -43,7 +45,7 @@ impl<E: Entry> IndexFile<E> {
             path,
             entries,
             writer: None,
-            dirty: false,
+            unsynced: None,
         }
     }
 
@@ -87,13 +89,17 @@ impl<E: Entry> IndexFile<E> {
     fn push(&mut self, entry: E) -> io::Result<()> {
         let mut buf = Vec::with_capacity(E::LEN);
         entry.encode(&mut buf);
+        let kept = (self.entries.len() * E::LEN) as u64;
         let path = self.path.clone();
-        let mut writer: &File = self.writer()?;
-        writer
-            .write_all(&buf)
-            .map_err(io_context("append to", &path))?;
+        let writer = Arc::clone(self.writer()?);
+        if let Err(e) = (&*writer).write_all(&buf) {
+            // Best effort: cut a torn entry now, so the next append does not land behind
+            // it (the caller undoes the batch; recovery would rebuild the index anyway).
+            let _ = writer.set_len(kept);
+            return Err(io_context("append to", &path)(e));
+        }
         self.entries.push(entry);
-        self.dirty = true;
+        self.unsynced = Some(writer);
         Ok(())
     }
 
@@ -107,41 +113,28 @@ impl<E: Entry> IndexFile<E> {
         let mut file = File::create(&self.path).map_err(io_context("create", &self.path))?;
         file.write_all(&buf)
             .map_err(io_context("write", &self.path))?;
-        self.dirty = true;
+        self.unsynced = Some(Arc::new(file));
         Ok(())
     }
 
-    /// Keep only the first `keep` entries, in memory and on disk. The file is cut to
-    /// exactly those entries even when none are dropped: an append that failed part-way
-    /// may have left a torn entry, which later appends would land behind.
+    /// Keep only the first `keep` entries, in memory and on disk.
     fn truncate(&mut self, keep: usize) -> io::Result<()> {
+        if keep >= self.entries.len() {
+            return Ok(());
+        }
         self.entries.truncate(keep);
         let path = self.path.clone();
         let len = (self.entries.len() * E::LEN) as u64;
-        self.writer()?
-            .set_len(len)
-            .map_err(io_context("truncate", &path))?;
-        self.dirty = true;
+        let writer = Arc::clone(self.writer()?);
+        writer.set_len(len).map_err(io_context("truncate", &path))?;
+        self.unsynced = Some(writer);
         Ok(())
     }
 
-    /// The file to fsync if it was written since the last call (see [`crate::FlushPlan`]);
-    /// a closed index is reopened for it.
-    fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
-        if !self.dirty {
-            return Ok(None);
-        }
-        let file = match &self.writer {
-            Some(w) => w.clone(),
-            None => Arc::new(
-                OpenOptions::new()
-                    .write(true)
-                    .open(&self.path)
-                    .map_err(io_context("open", &self.path))?,
-            ),
-        };
-        self.dirty = false;
-        Ok(Some(SyncTarget::new(file, self.path.clone())))
+    /// The file to fsync if it was written since the last call (see [`crate::FlushPlan`]).
+    fn take_unsynced(&mut self) -> Option<SyncTarget> {
+        let file = self.unsynced.take()?;
+        Some(SyncTarget::new(file, self.path.clone()))
     }
 
     fn close(&mut self) {
@@ -243,7 +236,7 @@ impl<E: Entry> SegmentIndex<E> {
     pub fn path(&self) -> &Path {
         &self.file.path
     }
-    pub fn take_unsynced(&mut self) -> io::Result<Option<SyncTarget>> {
+    pub fn take_unsynced(&mut self) -> Option<SyncTarget> {
         self.file.take_unsynced()
     }
     pub fn close(&mut self) {

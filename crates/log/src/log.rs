@@ -769,14 +769,10 @@ impl Log {
 
     /// Step 1 of a flush (see [`crate::flush`]): gather everything written since the
     /// last plan. No disk wait; the caller syncs the plan without the log's lock.
-    pub fn prepare_flush(&mut self) -> Result<FlushPlan, LogError> {
+    pub fn prepare_flush(&mut self) -> FlushPlan {
         let mut taken = std::mem::take(&mut self.unsynced_snapshots);
         for segment in &mut self.segments {
-            if let Err(e) = segment.take_unsynced(&mut taken) {
-                // What was taken so far is in no plan now: never claim it is on disk.
-                self.fail_sync(&e);
-                return Err(e);
-            }
+            segment.take_unsynced(&mut taken);
         }
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms();
@@ -792,21 +788,24 @@ impl Log {
             dir: std::mem::take(&mut self.dir_unsynced),
             finished: false,
         });
-        // This plan's files and those of every plan still in flight (see crate::flush).
-        Ok(FlushPlan {
+        // This plan's files and those of every plan still in flight (see crate::flush),
+        // each once: the active `.log` is in most of them.
+        let mut files: Vec<SyncTarget> = Vec::new();
+        for file in self.in_flight.iter().flat_map(|f| &f.files) {
+            if !files.iter().any(|taken| taken.is_same_handle(file)) {
+                files.push(file.clone());
+            }
+        }
+        FlushPlan {
             id,
             end_offset: self.log_end_offset,
-            files: self
-                .in_flight
-                .iter()
-                .flat_map(|f| f.files.iter().cloned())
-                .collect(),
+            files,
             dir: self
                 .in_flight
                 .iter()
                 .any(|f| f.dir)
                 .then(|| self.dir.clone()),
-        })
+        }
     }
 
     /// Step 3 of a flush: `synced` is what [`FlushPlan::sync`] returned; returns the
@@ -883,7 +882,7 @@ impl Log {
     /// Prepare, sync and finish a flush in one go, holding `&mut self` throughout (for
     /// callers without a lock to release, such as tests and [`Log::close`]).
     pub fn flush(&mut self) -> Result<i64, LogError> {
-        let plan = self.prepare_flush()?;
+        let plan = self.prepare_flush();
         let synced = plan.sync();
         self.finish_flush(plan, synced)
     }

@@ -429,14 +429,13 @@ impl Segment {
 
     /// Hand over the files written since the last call (the `.log` and its indexes) for
     /// a [`crate::FlushPlan`] to fsync.
-    pub fn take_unsynced(&mut self, out: &mut Vec<SyncTarget>) -> Result<(), LogError> {
+    pub fn take_unsynced(&mut self, out: &mut Vec<SyncTarget>) {
         if self.dirty {
             out.push(SyncTarget::new(self.file.clone(), self.log_path.clone()));
             self.dirty = false;
         }
-        out.extend(self.offset_index.take_unsynced()?);
-        out.extend(self.time_index.take_unsynced()?);
-        Ok(())
+        out.extend(self.offset_index.take_unsynced());
+        out.extend(self.time_index.take_unsynced());
     }
 
     /// The segment stops being active: record its final max timestamp in the time index

@@ -979,21 +979,30 @@ fn plan_file_names(plan: &crate::FlushPlan) -> Vec<String> {
         .collect()
 }
 
+/// Whether `plan` would sync the file called `name`.
+fn plan_takes(plan: &crate::FlushPlan, name: &str) -> bool {
+    plan_file_names(plan).iter().any(|n| n == name)
+}
+
+/// Steps 2 and 3 of a flush, without a lock to release in between.
+fn sync_and_finish(log: &mut Log, plan: crate::FlushPlan) -> Result<i64, LogError> {
+    let synced = plan.sync();
+    log.finish_flush(plan, synced)
+}
+
 #[test]
 fn a_roll_defers_its_fsyncs_to_the_next_flush() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut log = Log::open(dir, small_segments(), 0).unwrap();
-    let first = log.prepare_flush().unwrap();
-    let synced = first.sync();
-    log.finish_flush(first, synced).unwrap();
+    log.flush().unwrap();
     for _ in 0..4 {
         log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
     }
     assert!(log.segment_count() >= 2, "rolled");
     assert_eq!(log.recovery_point(), 0, "a roll does not fsync");
     assert_eq!(log.flush_wanted(NOW), Some(FlushReason::Background));
-    let plan = log.prepare_flush().unwrap();
+    let plan = log.prepare_flush();
     assert_eq!(log.flush_wanted(NOW), None);
     let paths = plan_file_names(&plan);
     // the sealed first segment with its indexes, the roll's producer snapshot, and the
@@ -1011,9 +1020,8 @@ fn a_roll_defers_its_fsyncs_to_the_next_flush() {
         Some(dir),
         "new files need a directory sync"
     );
-    let synced = plan.sync();
-    assert_eq!(log.finish_flush(plan, synced).unwrap(), 8);
-    let again = log.prepare_flush().unwrap();
+    assert_eq!(sync_and_finish(&mut log, plan).unwrap(), 8);
+    let again = log.prepare_flush();
     assert!(again.files.is_empty() && again.dir.is_none(), "{again:?}");
 }
 
@@ -1022,20 +1030,18 @@ fn appends_during_a_flush_are_not_covered_by_it() {
     let tmp = tempfile::tempdir().unwrap();
     let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
     log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
-    let plan = log.prepare_flush().unwrap();
+    let plan = log.prepare_flush();
     assert_eq!(plan.end_offset(), 2);
     // the lock is free while the plan syncs: another producer appends meanwhile
     log.append_as_leader(&mut batch(3, NOW), 0).unwrap();
-    let synced = plan.sync();
-    assert_eq!(log.finish_flush(plan, synced).unwrap(), 2);
-    let plan = log.prepare_flush().unwrap();
+    assert_eq!(sync_and_finish(&mut log, plan).unwrap(), 2);
+    let plan = log.prepare_flush();
     assert_eq!(
         plan.files.len(),
         1,
         "the .log written after the first plan: {plan:?}"
     );
-    let synced = plan.sync();
-    assert_eq!(log.finish_flush(plan, synced).unwrap(), 5);
+    assert_eq!(sync_and_finish(&mut log, plan).unwrap(), 5);
 }
 
 #[test]
@@ -1046,37 +1052,34 @@ fn a_plan_also_syncs_what_unfinished_plans_took() {
         log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
     }
     // a roll's background flush takes the sealed segment and is slow to finish ...
-    let roll = log.prepare_flush().unwrap();
-    assert!(plan_file_names(&roll).contains(&"00000000000000000000.log".to_string()));
+    let roll = log.prepare_flush();
+    assert!(plan_takes(&roll, "00000000000000000000.log"));
     // ... while a produce's policy flush is made, synced and finished first: it must
     // not claim the sealed segment is on disk without syncing it itself
     log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
-    let policy = log.prepare_flush().unwrap();
+    let policy = log.prepare_flush();
     assert!(
-        plan_file_names(&policy).contains(&"00000000000000000000.log".to_string()),
+        plan_takes(&policy, "00000000000000000000.log"),
         "{:?}",
         plan_file_names(&policy)
     );
     assert!(policy.dir.is_some(), "the roll's directory entries too");
-    let synced = policy.sync();
     let end = policy.end_offset();
     assert_eq!(
-        log.finish_flush(policy, synced).unwrap(),
+        sync_and_finish(&mut log, policy).unwrap(),
         0,
         "the older plan has not finished: its fsync could still fail"
     );
-    let synced = roll.sync();
-    assert_eq!(log.finish_flush(roll, synced).unwrap(), end);
+    assert_eq!(sync_and_finish(&mut log, roll).unwrap(), end);
     // both finished: nothing is carried any more
     log.append_as_leader(&mut batch(1, NOW), 0).unwrap();
-    let next = log.prepare_flush().unwrap();
+    let next = log.prepare_flush();
     assert!(
-        !plan_file_names(&next).contains(&"00000000000000000000.log".to_string()),
+        !plan_takes(&next, "00000000000000000000.log"),
         "{:?}",
         plan_file_names(&next)
     );
-    let synced = next.sync();
-    log.finish_flush(next, synced).unwrap();
+    sync_and_finish(&mut log, next).unwrap();
 }
 
 #[test]
@@ -1086,15 +1089,14 @@ fn a_flush_overtaken_by_a_truncation_proves_nothing() {
     for _ in 0..3 {
         log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
     }
-    let plan = log.prepare_flush().unwrap();
+    let plan = log.prepare_flush();
     assert_eq!(plan.end_offset(), 6);
     log.truncate_to(2).unwrap();
     // offsets 2..6 now hold different, unsynced records
     for _ in 0..2 {
         log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
     }
-    let synced = plan.sync();
-    assert_eq!(log.finish_flush(plan, synced).unwrap(), 0);
+    assert_eq!(sync_and_finish(&mut log, plan).unwrap(), 0);
     assert_eq!(log.flush().unwrap(), 6);
 }
 
@@ -1103,7 +1105,7 @@ fn after_a_failed_fsync_the_recovery_point_stays() {
     let tmp = tempfile::tempdir().unwrap();
     let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
     log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
-    let plan = log.prepare_flush().unwrap();
+    let plan = log.prepare_flush();
     let failed = Err(LogError::Io(std::io::Error::other("EIO")));
     assert!(log.finish_flush(plan, failed).is_err());
     // a later fsync succeeding says nothing about the pages the failed one dropped
@@ -1129,12 +1131,11 @@ fn an_older_plan_failing_after_a_younger_one_succeeded_moves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let mut log = Log::open(tmp.path(), LogConfig::default(), 0).unwrap();
     log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
-    let older = log.prepare_flush().unwrap();
+    let older = log.prepare_flush();
     log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
-    let younger = log.prepare_flush().unwrap();
+    let younger = log.prepare_flush();
     // the younger fsync of the same file "succeeds": Linux told only the older one
-    let synced = younger.sync();
-    assert_eq!(log.finish_flush(younger, synced).unwrap(), 0);
+    assert_eq!(sync_and_finish(&mut log, younger).unwrap(), 0);
     let failed = Err(LogError::Io(std::io::Error::other("EIO")));
     assert!(log.finish_flush(older, failed).is_err());
     assert_eq!(log.recovery_point(), 0);

@@ -372,6 +372,11 @@ impl<'a> RecordBatchMut<'a> {
         let attributes = read_i16(self.bytes, ATTRIBUTES) | TIMESTAMP_TYPE_MASK;
         self.bytes[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
         self.bytes[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+        self.update_crc();
+    }
+    /// Recompute the CRC-32C over what it covers (attributes to the end), after a
+    /// rewrite of covered fields.
+    pub fn update_crc(&mut self) {
         let crc = crc32c::crc32c(&self.bytes[ATTRIBUTES..]);
         self.bytes[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     }

@@ -288,13 +288,12 @@ impl Partition {
             let hold = (reason == Some(FlushReason::Policy) && !info.duplicate)
                 .then_some(info.first_offset);
             // Single replica: the ISR is this broker, so the high watermark follows the
-            // log end at once, up to any policy flush still running (a policy flush that
-            // could not be prepared keeps its hold: the log takes no more writes). With
-            // followers this becomes min(LEO of the ISR).
+            // log end at once, up to any policy flush still running. With followers this
+            // becomes min(LEO of the ISR).
             let mut holds = self.flush_holds.lock();
             holds.extend(hold);
             self.raise_high_watermark(log.log_end_offset(), &holds);
-            (info, reason.zip(plan.transpose()?), hold)
+            (info, reason.zip(plan), hold)
         };
         if info.duplicate {
             // Kafka answers a duplicate with the original batch's timestamp as its
@@ -427,7 +426,7 @@ impl Partition {
             if closing {
                 log.snapshot_producers_at_log_end()?;
             }
-            log.prepare_flush()?
+            log.prepare_flush()
         };
         self.complete_flush(plan)
     }

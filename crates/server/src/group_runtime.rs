@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ottla_controller::{CreateTopicSpec, TopicInfo};
+use ottla_controller::{CreateTopicSpec, TopicInfo, OFFSETS_TOPIC};
 use ottla_group::coordinator::{CoordinatorConfig, GroupCoordinator};
 use ottla_group::records::{
     decode_group_metadata_value, decode_key, decode_offset_commit_value,
@@ -33,8 +33,6 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::broker::Broker;
 
-/// Kafka's name for the offsets topic.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Read size when loading `__consumer_offsets` at start-up.
 const LOAD_READ_BYTES: usize = 1024 * 1024;
 /// Upper bound for one decompressed batch while loading.
@@ -292,7 +290,7 @@ impl GroupRuntime {
         }
         let mut failed = BTreeSet::new();
         for (index, records) in by_partition {
-            let Some(partition) = self.offsets_partition(broker, &topic, index) else {
+            let Some(partition) = Self::offsets_partition(broker, &topic, index) else {
                 tracing::error!("{OFFSETS_TOPIC}-{index} is not hosted here");
                 failed.insert(index);
                 continue;
@@ -336,12 +334,7 @@ impl GroupRuntime {
     /// has opened them, so a group append racing a creation can find a partition that is
     /// in the metadata but not open yet; opening is idempotent and waits for a
     /// concurrent opener.
-    fn offsets_partition(
-        &self,
-        broker: &Broker,
-        topic: &TopicInfo,
-        index: i32,
-    ) -> Option<Arc<Partition>> {
+    fn offsets_partition(broker: &Broker, topic: &TopicInfo, index: i32) -> Option<Arc<Partition>> {
         if let Some(p) = broker.replicas.get(&topic.topic_id, index) {
             return Some(p);
         }

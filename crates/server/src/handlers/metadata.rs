@@ -1,9 +1,10 @@
 //! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
 //!
 //! With `auto.create.topics.enable=true` (Kafka's default) and a client that allows it,
-//! a requested topic that does not exist is created with the broker defaults, as
-//! Kafka's `AutoTopicCreationManager` does; here creation is synchronous, so the new
-//! topic is returned at once instead of LEADER_NOT_AVAILABLE on the first try.
+//! a requested topic that does not exist is created as Kafka's
+//! `AutoTopicCreationManager` does (with the broker defaults; `__consumer_offsets` with
+//! the offsets topic's settings); here creation is synchronous, so the new topic is
+//! returned at once instead of LEADER_NOT_AVAILABLE on the first try.
 
 use std::sync::Arc;
 
@@ -12,14 +13,15 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
-use ottla_controller::{ControllerError, CreateTopicSpec, TopicInfo};
+use ottla_controller::{
+    ControllerError, CreateTopicSpec, TopicInfo, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
+};
 use ottla_protocol::frame::Request;
 use uuid::Uuid;
 
 use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
-use crate::group_runtime::OFFSETS_TOPIC;
 
 /// Topics one Metadata request may auto-create; each costs an fsynced metadata record and
 /// directories, so a single request naming a million new topics is answered in rounds
@@ -154,7 +156,7 @@ fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> 
             ResponseError::LeaderNotAvailable.code()
         });
     }
-    if ottla_controller::is_internal_topic(name) {
+    if name == TRANSACTION_STATE_TOPIC {
         // The transaction log belongs to a transaction coordinator, which is not built
         // yet: nothing may create it meanwhile (retriable, as while Kafka creates it).
         return Err(ResponseError::UnknownTopicOrPartition.code());

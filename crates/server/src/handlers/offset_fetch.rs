@@ -63,11 +63,9 @@ fn fetch_group(
             // The coordinator lists a group's offsets sorted by topic.
             let mut out: Vec<(TopicName, Vec<Fetched>)> = Vec::new();
             for o in broker.groups.fetch_offsets(group_id, None) {
-                if out.last().is_none_or(|(name, _)| name.as_str() != o.topic) {
-                    out.push((TopicName(str_bytes(o.topic.clone())), Vec::new()));
-                }
-                if let Some((_, list)) = out.last_mut() {
-                    list.push(o.into());
+                match out.last_mut() {
+                    Some((name, list)) if name.as_str() == o.topic => list.push(o.into()),
+                    _ => out.push((TopicName(str_bytes(o.topic.clone())), vec![o.into()])),
                 }
             }
             out
