@@ -1199,7 +1199,7 @@ def test_hostile_connections_while_a_producer_keeps_producing(broker, versions):
     from confluent_kafka import Producer
     topic = unique("busy")
     create_topic(broker.bootstrap, versions, topic)
-    produce_when_ready(broker.bootstrap, topic, 0, build_batch(recs(1, "first")))
+    assert produce_when_ready(broker.bootstrap, topic, 0, build_batch(recs(1, "first"))) == 0
     g = Guard(broker)
 
     delivered: list[tuple[int, bytes]] = []
@@ -1298,7 +1298,7 @@ def test_slow_readers_pipelining_large_fetches_hold_no_record_bytes(broker, vers
     topic = unique("slow-reader")
     create_topic(broker.bootstrap, versions, topic)
     batch_size = 900_000  # under this module's socket.request.max.bytes
-    produce_when_ready(broker.bootstrap, topic, 0, _batch_of_size(batch_size, "big0"))
+    assert produce_when_ready(broker.bootstrap, topic, 0, _batch_of_size(batch_size, "big0")) == 0
     for i in range(1, 22):
         err, _ = produce(broker.bootstrap, topic, 0, _batch_of_size(batch_size, f"big{i}"))
         assert err == NONE

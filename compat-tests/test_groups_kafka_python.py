@@ -818,9 +818,9 @@ def test_raw_members_flood(ottla_factory):
         assert len(gens) == 1, f"members were answered with several generations: {sorted(gens)[:10]}"
         leaders = [r for r in second if r.leader == r.member_id]
         assert len(leaders) == 1, f"{len(leaders)} members were told they lead"
+        assert [r.member_id for r in second] == ids, "each member is answered with its own id"
         listed = {m.member_id for m in leaders[0].members}
-        assert listed == {r.member_id for r in second}, \
-            f"the leader was given {len(listed)} members, {len(second)} joined"
+        assert listed == set(ids), f"the leader was given {len(listed)} members, {n} joined"
         hwm1 = status_kb(pid)["VmHWM"]
         print(f"{len(second)} members joined in {took:.1f}s; broker VmHWM {hwm0} kB -> {hwm1} kB")
         assert hwm1 - hwm0 <= FLOOD_MEMORY_BUDGET_KB, \
