@@ -48,6 +48,7 @@ import time
 import pytest
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
+from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
 from kafka.protocol.consumer import (
     HeartbeatRequest,
     HeartbeatResponse,
@@ -434,7 +435,20 @@ def raw_broker(ottla_module):
     missing = {k: v for k, v in wanted.items() if k not in versions or not versions[k][0] <= v <= versions[k][1]}
     assert not missing, (f"the broker does not advertise these (api key: version): {missing}; "
                          f"it advertises { {k: versions.get(k) for k in wanted} }")
+    find_coordinator(ottla_module, "raw-groups")
     return ottla_module
+
+
+def find_coordinator(broker, group: str) -> None:
+    """FindCoordinator, as every client sends before its first group request: it creates
+    __consumer_offsets (before it exists, group requests get NOT_COORDINATOR, as from
+    Kafka). On one node the coordinator is the broker itself."""
+    c = Conn(broker, client_id="raw-find-coordinator")
+    try:
+        found = c.call(FindCoordinatorRequest(version=1, key=group, key_type=0), FindCoordinatorResponse)
+        assert found.error_code == NONE and found.port == broker.port, found
+    finally:
+        c.close()
 
 
 class Member:
@@ -765,6 +779,7 @@ def test_raw_members_flood(ottla_factory):
     if n < FLOOD_MEMBERS:
         print(f"NOTE: open-files limit allows only {n} members (wanted {FLOOD_MEMBERS})")
     broker = ottla_factory(name="ottla-flood")  # started after the limit was raised: it inherits it
+    find_coordinator(broker, "flood")
 
     # The bystander: a member of another group, heartbeating every 0.5 s throughout.
     bystander = Member(broker, unique_topic("bystander"), "bystander", session_ms=6000)

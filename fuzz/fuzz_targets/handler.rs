@@ -51,7 +51,11 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("runtime");
-        let broker = Broker::start(config).expect("broker");
+        // Coordinator shards load on the runtime: start the broker inside it.
+        let broker = {
+            let _entered = runtime.enter();
+            Broker::start(config).expect("broker")
+        };
         Harness {
             runtime,
             broker,

@@ -6,6 +6,7 @@
 //! voter (this node) and the log is a local fsynced file; the multi-node issue replaces
 //! the file with a Raft-replicated log without changing this shape.
 
+pub mod delta;
 pub mod image;
 pub mod metadata_log;
 pub mod records;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
+pub use delta::{LocalPartition, LocalReplicaChanges, MetadataDelta, MetadataPublisher};
 pub use image::{
     is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, OFFSETS_TOPIC,
     TRANSACTION_STATE_TOPIC,
@@ -100,9 +102,11 @@ impl ControllerError {
 pub struct Controller {
     config: ControllerConfig,
     image: RwLock<Arc<MetadataImage>>,
-    /// Serialises writers: validate, append, replay happen under this lock so two
-    /// concurrent CreateTopics for one name cannot both pass validation.
+    /// Serialises writers: validate, append, replay and publish happen under this lock
+    /// so two concurrent CreateTopics for one name cannot both pass validation, and
+    /// publishers see deltas in commit order.
     log: Mutex<MetadataLog>,
+    publishers: RwLock<Vec<Arc<dyn MetadataPublisher>>>,
 }
 
 impl Controller {
@@ -117,6 +121,7 @@ impl Controller {
             config,
             image: RwLock::new(Arc::new(image)),
             log: Mutex::new(log),
+            publishers: RwLock::new(Vec::new()),
         };
         if controller.image().cluster_id.is_none() {
             let cluster_id = new_cluster_id();
@@ -141,6 +146,15 @@ impl Controller {
         self.image.read().clone()
     }
 
+    /// Add a publisher: it receives the current image at once, as one delta, then every
+    /// committed change.
+    pub fn register_publisher(&self, publisher: Arc<dyn MetadataPublisher>) {
+        let _writers = self.log.lock();
+        let image = self.image();
+        publisher.publish(&MetadataDelta::full(&image), &image);
+        self.publishers.write().push(publisher);
+    }
+
     /// Validate-and-emit under the writer lock, append durably, replay, publish.
     fn commit<T>(
         &self,
@@ -161,7 +175,14 @@ impl Controller {
             next.replay(record)?;
         }
         log.append(&records)?;
-        *self.image.write() = Arc::new(next);
+        let delta = MetadataDelta::from_records(&current, &records);
+        let next = Arc::new(next);
+        // Publish before readers see the new image: a topic becomes visible once this
+        // broker has opened its partitions, never before.
+        for publisher in self.publishers.read().iter() {
+            publisher.publish(&delta, &next);
+        }
+        *self.image.write() = next;
         Ok(out)
     }
 

@@ -7,12 +7,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use ottla_controller::{BrokerInfo, Controller, ControllerConfig, TopicInfo};
+use ottla_controller::{
+    BrokerInfo, Controller, ControllerConfig, CreateTopicSpec, TopicInfo, OFFSETS_TOPIC,
+};
+use ottla_coordinator::group::GroupCoordinatorService;
+use ottla_coordinator::SystemClock;
 use ottla_replica::ReplicaManager;
 use parking_lot::Mutex;
 
 use crate::config::BrokerConfig;
-use crate::group_runtime::GroupRuntime;
+use crate::metadata_publisher::BrokerMetadataPublisher;
 
 /// Producer ids are reserved from the controller in blocks, as Kafka does, so a
 /// InitProducerId costs a metadata write only once per block.
@@ -33,7 +37,7 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub controller: Controller,
     pub replicas: ReplicaManager,
-    pub groups: Arc<GroupRuntime>,
+    pub groups: GroupCoordinatorService,
     producer_ids: Mutex<ProducerIdBlock>,
     pub started_at: Instant,
 }
@@ -71,10 +75,11 @@ impl Broker {
                 rack: config.explicit.get("broker.rack").cloned(),
             })
             .context("cannot register the broker")?;
-        let groups = Arc::new(GroupRuntime::new(
+        let groups = GroupCoordinatorService::new(
             config.group.clone(),
-            config.offsets_topic_num_partitions,
-        ));
+            Arc::new(SystemClock),
+            config.offsets_commit_timeout_ms,
+        );
         let broker = Arc::new(Broker {
             config,
             controller,
@@ -83,45 +88,75 @@ impl Broker {
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             started_at,
         });
-        let image = broker.controller.image();
-        let mut partitions = 0;
-        for topic in image.topics() {
-            broker.ensure_topic_partitions(topic)?;
-            partitions += topic.partitions.len();
+        // The whole image, as one delta: opens every partition led here and loads the
+        // coordinator shards of the internal ones, as any later change would.
+        let publisher = Arc::new(BrokerMetadataPublisher::new(Arc::downgrade(&broker)));
+        broker.controller.register_publisher(publisher.clone());
+        let failures = publisher.take_failures();
+        if !failures.is_empty() {
+            anyhow::bail!("cannot open partitions: {}", failures.join("; "));
         }
         broker.replicas.delete_unclaimed_dirs();
-        broker
-            .groups
-            .load(&broker)
-            .context("cannot load consumer groups")?;
+        let image = broker.controller.image();
         tracing::info!(
             "Loaded {} partitions of {} topics in {} ms",
-            partitions,
+            broker.replicas.all().len(),
             image.topic_count(),
             broker.started_at.elapsed().as_millis()
         );
         Ok(broker)
     }
 
-    /// Open (or create) the logs of every partition of `topic` led by this broker.
-    pub fn ensure_topic_partitions(&self, topic: &TopicInfo) -> anyhow::Result<()> {
-        let config = self.config.partition_config(&topic.configs);
-        for p in &topic.partitions {
-            if p.leader != self.config.node_id {
-                continue;
-            }
-            self.replicas
-                .ensure_partition(
-                    &topic.name,
-                    topic.topic_id,
-                    p.partition,
-                    config.clone(),
-                    p.leader_epoch,
-                    p.isr.clone(),
-                )
-                .with_context(|| format!("cannot open partition {}-{}", topic.name, p.partition))?;
+    /// Whether every partition of `topic` that this broker leads is open here (the
+    /// metadata publisher opens them; a log directory failure leaves one closed).
+    pub fn hosts_led_partitions(&self, topic: &TopicInfo) -> bool {
+        topic
+            .partitions
+            .iter()
+            .filter(|p| p.leader == self.config.node_id)
+            .all(|p| self.replicas.get(&topic.topic_id, p.partition).is_some())
+    }
+
+    /// Create `__consumer_offsets` if it does not exist yet (Kafka does this on the
+    /// first FindCoordinator for a group, or a Metadata request that names it). The
+    /// metadata publisher opens its partitions and loads their (empty) group shards
+    /// before the topic becomes visible.
+    pub fn ensure_offsets_topic(&self) -> anyhow::Result<Arc<TopicInfo>> {
+        if let Some(t) = self.controller.image().topic(OFFSETS_TOPIC) {
+            return Ok(t.clone());
         }
-        Ok(())
+        let config = &self.config;
+        let spec = CreateTopicSpec {
+            name: OFFSETS_TOPIC.into(),
+            num_partitions: config.offsets_topic_num_partitions,
+            replication_factor: config.offsets_topic_replication_factor,
+            assignments: BTreeMap::new(),
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("compression.type".to_string(), "producer".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    config.offsets_topic_segment_bytes.to_string(),
+                ),
+            ]
+            .into(),
+        };
+        let topic = match self.controller.create_topic(&spec, false) {
+            Ok(t) => t,
+            // A concurrent creator won.
+            Err(ottla_controller::ControllerError::TopicAlreadyExists(_)) => self
+                .controller
+                .image()
+                .topic(OFFSETS_TOPIC)
+                .cloned()
+                .context("offsets topic vanished")?,
+            Err(e) => return Err(e).context("cannot create __consumer_offsets"),
+        };
+        anyhow::ensure!(
+            self.hosts_led_partitions(&topic),
+            "cannot open the partitions of {OFFSETS_TOPIC}"
+        );
+        Ok(topic)
     }
 
     /// A fresh producer id for InitProducerId.

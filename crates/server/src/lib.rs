@@ -4,8 +4,9 @@
 
 pub mod broker;
 pub mod config;
-pub mod group_runtime;
+pub mod coordinator_partition;
 pub mod handlers;
+pub mod metadata_publisher;
 pub mod network;
 
 use std::collections::BTreeMap;
@@ -83,6 +84,8 @@ impl RunningBroker {
         for t in self.tasks {
             let _ = t.await;
         }
+        // No coordinator may append once the logs are being closed.
+        self.broker.groups.runtime().shutdown().await;
         self.broker
     }
 }
@@ -90,6 +93,17 @@ impl RunningBroker {
 /// Open the broker's state and start its listeners and background tasks.
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let broker = tokio::task::spawn_blocking(move || Broker::start(config)).await??;
+    // Coordinator shards load before the listeners open, so a client's first group
+    // request finds its group (Kafka answers COORDINATOR_LOAD_IN_PROGRESS meanwhile).
+    let loading = std::time::Instant::now();
+    broker.groups.runtime().wait_for_loads().await;
+    let shards = broker.groups.runtime().shard_count();
+    if shards > 0 {
+        tracing::info!(
+            "Loaded {shards} group coordinator shards in {} ms",
+            loading.elapsed().as_millis()
+        );
+    }
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     let mut addresses = Vec::new();
@@ -126,12 +140,6 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .unwrap_or("?"),
         broker.started_at.elapsed().as_millis()
     );
-    tasks.push(tokio::spawn(
-        broker
-            .groups
-            .clone()
-            .run_timers(broker.clone(), shutdown_rx.clone()),
-    ));
     tasks.extend(spawn_background_tasks(broker.clone(), shutdown_rx));
     Ok(RunningBroker {
         broker,

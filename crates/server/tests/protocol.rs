@@ -705,6 +705,14 @@ async fn repeated_request_entries_are_answered_once() {
             .with_name(name(&long))
             .with_partition_indexes((0..50_000).chain(0..50_000).collect())]));
     let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 7, &req).await;
+    assert_eq!(
+        (resp.error_code, resp.topics.len()),
+        (16, 0),
+        "NOT_COORDINATOR before __consumer_offsets exists, as in Kafka"
+    );
+    find_coordinator(&mut c, "g").await;
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 7, &req).await;
+    assert_eq!(resp.error_code, 0);
     assert_eq!(resp.topics.len(), 1);
     assert_eq!(
         resp.topics[0].partitions.len(),

@@ -76,6 +76,9 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     /// `offsets.topic.segment.bytes`
     pub offsets_topic_segment_bytes: i64,
+    /// `offsets.commit.timeout.ms`: how long a coordinator write waits for its records
+    /// to be committed before the request fails with COORDINATOR_NOT_AVAILABLE.
+    pub offsets_commit_timeout_ms: i64,
     /// Group coordinator settings (`group.*`, `offsets.retention.minutes`, ...).
     pub group: ottla_group::coordinator::CoordinatorConfig,
     /// Every key explicitly set (file + overrides), known keys only: what
@@ -221,6 +224,7 @@ impl BrokerConfig {
             offsets_topic_num_partitions: positive("offsets.topic.num.partitions")? as i32,
             offsets_topic_replication_factor: positive("offsets.topic.replication.factor")? as i16,
             offsets_topic_segment_bytes: positive("offsets.topic.segment.bytes")?,
+            offsets_commit_timeout_ms: positive("offsets.commit.timeout.ms")?,
             group: ottla_group::coordinator::CoordinatorConfig {
                 initial_rebalance_delay_ms: parse_num("group.initial.rebalance.delay.ms")?.max(0),
                 min_session_timeout_ms: positive("group.min.session.timeout.ms")? as i32,

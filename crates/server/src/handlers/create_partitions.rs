@@ -25,12 +25,13 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .create_partitions(&name, topic.count, assignments, req.validate_only)
             .map_err(|e| (e.kafka_error_code(), e.to_string()))
             .and_then(|updated| {
-                if req.validate_only {
+                if req.validate_only || broker.hosts_led_partitions(&updated) {
                     return Ok(());
                 }
-                broker
-                    .ensure_topic_partitions(&updated)
-                    .map_err(|e| (ResponseError::KafkaStorageError.code(), format!("{e:#}")))
+                Err((
+                    ResponseError::KafkaStorageError.code(),
+                    format!("Added partitions to {name} but could not open them"),
+                ))
             });
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name);
         if let Err((code, message)) = outcome {

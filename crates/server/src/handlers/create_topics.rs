@@ -87,16 +87,14 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 .controller
                 .create_topic(&spec, req.validate_only)
                 .map_err(|e| (e.kafka_error_code(), Some(e.to_string())))?;
-            if !req.validate_only {
-                broker.ensure_topic_partitions(&created).map_err(|e| {
-                    tracing::error!(
-                        "Created topic {name} but could not open its partitions: {e:#}"
-                    );
-                    (
-                        ResponseError::KafkaStorageError.code(),
-                        Some(format!("{e:#}")),
-                    )
-                })?;
+            // The metadata publisher opened the partitions before the commit returned.
+            if !req.validate_only && !broker.hosts_led_partitions(&created) {
+                return Err((
+                    ResponseError::KafkaStorageError.code(),
+                    Some(format!(
+                        "Created topic {name} but could not open its partitions"
+                    )),
+                ));
             }
             Ok(created)
         })();

@@ -6,23 +6,28 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, HandlerError, Reply};
+use super::{decode, respond_later, HandlerError, Reply};
 use crate::broker::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: DeleteGroupsRequest = decode(request)?;
-    let results = req
+    let deletions: Vec<_> = req
         .groups_names
         .into_iter()
         .map(|g| {
-            let code = broker.groups.delete_group(broker, g.as_str());
-            DeletableGroupResult::default()
-                .with_group_id(g)
-                .with_error_code(code)
+            let deleted = broker.groups.delete_group(g.to_string());
+            (g, deleted)
         })
         .collect();
-    respond(
-        request,
-        &DeleteGroupsResponse::default().with_results(results),
-    )
+    respond_later(request, async move {
+        let mut results = Vec::with_capacity(deletions.len());
+        for (g, deleted) in deletions {
+            results.push(
+                DeletableGroupResult::default()
+                    .with_group_id(g)
+                    .with_error_code(deleted.await),
+            );
+        }
+        DeleteGroupsResponse::default().with_results(results)
+    })
 }

@@ -58,8 +58,8 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 format!("Cannot delete internal topic {}", topic.name),
             )),
             Some(topic) => match broker.controller.delete_topic(topic.topic_id) {
+                // The metadata publisher deleted the logs.
                 Ok(deleted) => {
-                    broker.replicas.remove_topic(&deleted.topic_id);
                     if version >= 6 {
                         result = result
                             .with_topic_id(deleted.topic_id)

@@ -22,17 +22,13 @@ fn lookup(broker: &Broker, key_type: i8) -> Result<(), (i16, String)> {
             "Transaction coordinators are not supported yet".into(),
         ));
     }
-    broker
-        .groups
-        .ensure_offsets_topic(broker)
-        .map(|_| ())
-        .map_err(|e| {
-            tracing::error!("Cannot create the offsets topic: {e:#}");
-            (
-                ResponseError::CoordinatorNotAvailable.code(),
-                "The coordinator is not available.".into(),
-            )
-        })
+    broker.ensure_offsets_topic().map(|_| ()).map_err(|e| {
+        tracing::error!("Cannot create the offsets topic: {e:#}");
+        (
+            ResponseError::CoordinatorNotAvailable.code(),
+            "The coordinator is not available.".into(),
+        )
+    })
 }
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {

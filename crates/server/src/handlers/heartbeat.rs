@@ -5,7 +5,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, HandlerError, Reply};
+use super::{decode, respond_later, HandlerError, Reply};
 use crate::broker::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
@@ -18,5 +18,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             member_id: req.member_id.to_string(),
             group_instance_id: req.group_instance_id.map(|s| s.to_string()),
         });
-    respond(request, &HeartbeatResponse::default().with_error_code(code))
+    respond_later(request, async move {
+        HeartbeatResponse::default().with_error_code(code.await)
+    })
 }

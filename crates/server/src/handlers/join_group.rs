@@ -8,9 +8,10 @@ use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 use ottla_group::types::{JoinRequest, JoinResponse};
 use ottla_protocol::frame::Request;
 
+use ottla_coordinator::group::PARKED_REPLY_GRACE;
+
 use super::{decode, encode, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
-use crate::group_runtime::Pending;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -19,10 +20,9 @@ pub fn handle(
 ) -> Result<Reply, HandlerError> {
     let req: JoinGroupRequest = decode(request)?;
     let version = request.version();
-    let member_id = req.member_id.to_string();
     let join = JoinRequest {
         group_id: req.group_id.to_string(),
-        member_id: member_id.clone(),
+        member_id: req.member_id.to_string(),
         group_instance_id: req.group_instance_id.map(|s| s.to_string()),
         client_id: request
             .header
@@ -50,25 +50,18 @@ pub fn handle(
     // A join waits at most for the rebalance timeout (then the coordinator completes the
     // rebalance without the stragglers).
     let limit = std::time::Duration::from_millis(join.rebalance_timeout_ms.max(0) as u64)
-        + crate::group_runtime::PARKED_REPLY_GRACE;
-    let pending = broker.groups.join(broker, join);
+        + PARKED_REPLY_GRACE;
+    let joined = broker.groups.join(join, limit);
     let correlation_id = request.correlation_id();
-    let reply = move |r: JoinResponse| {
+    Ok(Reply::Later(Box::pin(async move {
+        let r: JoinResponse = joined.await;
         encode(
             ApiKey::JoinGroup,
             version,
             correlation_id,
             &to_wire(version, r),
         )
-    };
-    match pending {
-        Pending::Now(r) => Ok(Reply::Now(reply(r)?)),
-        Pending::Later(rx) => Ok(Reply::Later(Box::pin(async move {
-            let fallback =
-                JoinResponse::error(ottla_group::types::error::REBALANCE_IN_PROGRESS, &member_id);
-            reply(Pending::Later(rx).wait(fallback, limit).await)
-        }))),
-    }
+    })))
 }
 
 fn to_wire(version: i16, r: JoinResponse) -> JoinGroupResponse {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use ottla_group::types::LeaveMember;
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, str_bytes, HandlerError, Reply};
+use super::{decode, respond_later, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
@@ -27,22 +27,25 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             group_instance_id: None,
         }]
     };
-    let errors = broker.groups.leave(broker, req.group_id.as_str(), &members);
-    let response = if version >= 3 {
-        LeaveGroupResponse::default().with_members(
-            members
-                .into_iter()
-                .zip(errors)
-                .map(|(m, e)| {
-                    MemberResponse::default()
-                        .with_member_id(str_bytes(m.member_id))
-                        .with_group_instance_id(m.group_instance_id.map(str_bytes))
-                        .with_error_code(e)
-                })
-                .collect(),
-        )
-    } else {
-        LeaveGroupResponse::default().with_error_code(errors[0])
-    };
-    respond(request, &response)
+    let left = broker
+        .groups
+        .leave(req.group_id.to_string(), members.clone());
+    respond_later(request, async move {
+        match left.await {
+            Err(code) => LeaveGroupResponse::default().with_error_code(code),
+            Ok(errors) if version >= 3 => LeaveGroupResponse::default().with_members(
+                members
+                    .into_iter()
+                    .zip(errors)
+                    .map(|(m, e)| {
+                        MemberResponse::default()
+                            .with_member_id(str_bytes(m.member_id))
+                            .with_group_instance_id(m.group_instance_id.map(str_bytes))
+                            .with_error_code(e)
+                    })
+                    .collect(),
+            ),
+            Ok(errors) => LeaveGroupResponse::default().with_error_code(errors[0]),
+        }
+    })
 }

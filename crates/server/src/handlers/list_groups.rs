@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use ottla_group::types::GroupListing;
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, str_bytes, HandlerError, Reply};
+use super::{decode, respond, respond_later, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 
 /// Every group here uses the classic protocol (KIP-848 groups are a later issue).
@@ -26,11 +27,17 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .types_filter
             .iter()
             .any(|t| t.eq_ignore_ascii_case(GROUP_TYPE));
-    let groups = if type_ok {
-        broker.groups.list(&states)
-    } else {
-        vec![]
-    };
+    if !type_ok {
+        return respond(request, &ListGroupsResponse::default());
+    }
+    let listed = broker.groups.list(states);
+    respond_later(request, async move {
+        let (code, groups) = listed.await;
+        to_wire(version, code, groups)
+    })
+}
+
+fn to_wire(version: i16, code: i16, groups: Vec<GroupListing>) -> ListGroupsResponse {
     let groups = groups
         .into_iter()
         .map(|g| {
@@ -46,5 +53,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             l
         })
         .collect();
-    respond(request, &ListGroupsResponse::default().with_groups(groups))
+    ListGroupsResponse::default()
+        .with_error_code(code)
+        .with_groups(groups)
 }

@@ -150,7 +150,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
 /// name (`__`-prefixed ones included) with the broker's defaults.
 fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> {
     if name == OFFSETS_TOPIC {
-        return broker.groups.ensure_offsets_topic(broker).map_err(|e| {
+        return broker.ensure_offsets_topic().map_err(|e| {
             tracing::error!("Cannot create the offsets topic: {e:#}");
             // Retriable, as while Kafka's controller is still creating it.
             ResponseError::LeaderNotAvailable.code()
@@ -169,10 +169,8 @@ fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> 
     };
     match broker.controller.create_topic(&spec, false) {
         Ok(topic) => {
-            if let Err(e) = broker.ensure_topic_partitions(&topic) {
-                tracing::error!(
-                    "Auto-created topic {name} but could not open its partitions: {e:#}"
-                );
+            if !broker.hosts_led_partitions(&topic) {
+                tracing::error!("Auto-created topic {name} but could not open its partitions");
                 return Err(ResponseError::KafkaStorageError.code());
             }
             Ok(topic)

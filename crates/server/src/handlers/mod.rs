@@ -3,10 +3,12 @@
 //!
 //! Each handler decodes its request body, calls into the broker, and builds the
 //! response message with Kafka's error codes. Side effects (appends, topic creation)
-//! happen synchronously inside `dispatch`, in the order requests arrived on the
+//! start synchronously inside `dispatch`, in the order requests arrived on the
 //! connection, exactly as Kafka processes one request per connection at a time; only
-//! *waiting* (a long-polling fetch) is deferred into a [`Reply::Later`], so a waiting
-//! fetch does not hold up the requests pipelined behind it.
+//! *waiting* (a long-polling fetch, a coordinator write waiting for its commit) is
+//! deferred into a [`Reply::Later`], so it does not hold up the requests pipelined
+//! behind it. Coordinator operations are queued on their shard inside `dispatch` (that
+//! is the side effect starting) and answered through a `Reply::Later`.
 
 mod api_versions;
 mod create_partitions;
@@ -129,6 +131,19 @@ fn encode<T: Encodable>(
             version,
             reason: e.to_string(),
         })
+}
+
+/// A response whose body comes later (a coordinator answers once its records are
+/// committed). The coordinator's operation is already scheduled when this is called.
+fn respond_later<T: Encodable + Send + 'static>(
+    request: &Request,
+    body: impl Future<Output = T> + Send + 'static,
+) -> Result<Reply, HandlerError> {
+    let (api_key, version, correlation_id) =
+        (request.api_key, request.version(), request.correlation_id());
+    Ok(Reply::Later(Box::pin(async move {
+        encode(api_key, version, correlation_id, &body.await)
+    })))
 }
 
 fn respond<T: Encodable>(request: &Request, body: &T) -> Result<Reply, HandlerError> {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -15,7 +16,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use ottla_group::types::{error, PartitionOffsetCommit};
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, HandlerError, Reply};
+use super::{decode, respond_later, HandlerError, Reply};
 use crate::broker::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
@@ -56,23 +57,32 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             }
         }
     }
-    let results = broker.groups.commit_offsets(
-        broker,
-        ottla_group::types::OffsetCommitRequest {
+    let committed = broker
+        .groups
+        .commit_offsets(ottla_group::types::OffsetCommitRequest {
             group_id: req.group_id.to_string(),
             generation_id: req.generation_id_or_member_epoch,
             member_id: req.member_id.to_string(),
             group_instance_id: req.group_instance_id.map(|s| s.to_string()),
             offsets,
-        },
-    );
+        });
+    respond_later(request, async move {
+        let results = committed.await;
+        to_wire(req.topics, &topic_of_offset, results)
+    })
+}
+
+fn to_wire(
+    topics: Vec<OffsetCommitRequestTopic>,
+    topic_of_offset: &[usize],
+    results: Vec<ottla_group::types::PartitionResult>,
+) -> OffsetCommitResponse {
     // The coordinator answers in the order it was asked.
     let mut errors: HashMap<(usize, i32), i16> = HashMap::new();
     for (i, r) in results.iter().enumerate() {
         errors.insert((topic_of_offset[i], r.partition), r.error);
     }
-    let topics = req
-        .topics
+    let topics = topics
         .into_iter()
         .enumerate()
         .map(|(ti, t)| {
@@ -96,8 +106,5 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 .with_partitions(partitions)
         })
         .collect();
-    respond(
-        request,
-        &OffsetCommitResponse::default().with_topics(topics),
-    )
+    OffsetCommitResponse::default().with_topics(topics)
 }

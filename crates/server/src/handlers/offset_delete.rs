@@ -8,9 +8,10 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+use ottla_group::types::PartitionResult;
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, HandlerError, Reply};
+use super::{decode, respond_later, HandlerError, Reply};
 use crate::broker::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
@@ -31,9 +32,20 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             }
         }
     }
-    let (code, results) = broker
+    let deleted = broker
         .groups
-        .delete_offsets(broker, req.group_id.as_str(), &partitions);
+        .delete_offsets(req.group_id.to_string(), partitions);
+    respond_later(request, async move {
+        let (code, results) = deleted.await;
+        to_wire(req, code, results)
+    })
+}
+
+fn to_wire(
+    req: OffsetDeleteRequest,
+    code: i16,
+    results: Vec<PartitionResult>,
+) -> OffsetDeleteResponse {
     let errors: HashMap<(&str, i32), i16> = results
         .iter()
         .map(|r| ((r.topic.as_str(), r.partition), r.error))
@@ -63,10 +75,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         })
         .collect();
     let response = OffsetDeleteResponse::default().with_error_code(code);
-    let response = if code == 0 {
+    if code == 0 {
         response.with_topics(topics)
     } else {
         response
-    };
-    respond(request, &response)
+    }
 }

@@ -7,6 +7,8 @@
 //! what the broker holds rather than to what a request claims.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::offset_fetch_response::{
@@ -18,7 +20,7 @@ use ottla_controller::MetadataImage;
 use ottla_group::types::FetchedOffset;
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, str_bytes, HandlerError, Reply};
+use super::{decode, respond_later, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 
 /// One partition's answer.
@@ -51,60 +53,78 @@ impl Fetched {
     }
 }
 
-/// Answer one group: `topics: None` means every committed partition.
+/// One group's answer, per topic.
+type GroupAnswer = Vec<(TopicName, Vec<Fetched>)>;
+
+/// Ask the coordinator for one group's offsets (`topics: None`: every committed
+/// partition) and shape its answer as the request asked.
 fn fetch_group(
     broker: &Broker,
     image: &MetadataImage,
     group_id: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
-) -> Vec<(TopicName, Vec<Fetched>)> {
-    match topics {
-        None => {
+) -> Pin<Box<dyn Future<Output = Result<GroupAnswer, i16>> + Send>> {
+    let Some(topics) = topics else {
+        let fetched = broker.groups.fetch_offsets(group_id.to_string(), None);
+        return Box::pin(async move {
             // The coordinator lists a group's offsets sorted by topic.
-            let mut out: Vec<(TopicName, Vec<Fetched>)> = Vec::new();
-            for o in broker.groups.fetch_offsets(group_id, None) {
+            let mut out: GroupAnswer = Vec::new();
+            for o in fetched.await? {
                 match out.last_mut() {
                     Some((name, list)) if name.as_str() == o.topic => list.push(o.into()),
                     _ => out.push((TopicName(str_bytes(o.topic.clone())), vec![o.into()])),
                 }
             }
-            out
+            Ok(out)
+        });
+    };
+    // Each topic and partition once; only partitions that exist are asked for.
+    let mut seen_topics = HashSet::new();
+    let mut asked: Vec<(TopicName, Vec<i32>)> = Vec::new();
+    let mut query: Vec<(String, Vec<i32>)> = Vec::new();
+    for (name, partitions) in topics {
+        if !seen_topics.insert(name.to_string()) {
+            continue;
         }
-        Some(topics) => {
-            let mut seen_topics = HashSet::new();
-            let mut out = Vec::new();
-            for (name, partitions) in topics {
-                if !seen_topics.insert(name.to_string()) {
-                    continue;
-                }
-                let mut seen = HashSet::new();
-                let partitions: Vec<i32> =
-                    partitions.into_iter().filter(|p| seen.insert(*p)).collect();
-                let existing = image
-                    .topic(name.as_str())
-                    .map(|t| t.partitions.len() as i32)
-                    .unwrap_or(0);
-                let known: Vec<i32> = partitions
-                    .iter()
-                    .copied()
-                    .filter(|p| *p >= 0 && *p < existing)
-                    .collect();
-                let mut committed: HashMap<i32, Fetched> = HashMap::new();
-                if !known.is_empty() {
-                    let query = [(name.to_string(), known)];
-                    for o in broker.groups.fetch_offsets(group_id, Some(&query)) {
-                        committed.insert(o.partition, o.into());
-                    }
-                }
+        let mut seen = HashSet::new();
+        let partitions: Vec<i32> = partitions.into_iter().filter(|p| seen.insert(*p)).collect();
+        let existing = image
+            .topic(name.as_str())
+            .map(|t| t.partitions.len() as i32)
+            .unwrap_or(0);
+        let known: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| *p >= 0 && *p < existing)
+            .collect();
+        if !known.is_empty() {
+            query.push((name.to_string(), known));
+        }
+        asked.push((name, partitions));
+    }
+    let fetched = broker
+        .groups
+        .fetch_offsets(group_id.to_string(), Some(query));
+    Box::pin(async move {
+        let mut committed: HashMap<(String, i32), Fetched> = HashMap::new();
+        for o in fetched.await? {
+            committed.insert((o.topic.clone(), o.partition), o.into());
+        }
+        Ok(asked
+            .into_iter()
+            .map(|(name, partitions)| {
                 let answers = partitions
                     .into_iter()
-                    .map(|p| committed.remove(&p).unwrap_or_else(|| Fetched::none(p)))
+                    .map(|p| {
+                        committed
+                            .remove(&(name.to_string(), p))
+                            .unwrap_or_else(|| Fetched::none(p))
+                    })
                     .collect();
-                out.push((name, answers));
-            }
-            out
-        }
-    }
+                (name, answers)
+            })
+            .collect())
+    })
 }
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
@@ -113,7 +133,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let image = broker.controller.image();
     if version >= 8 {
         let mut seen = HashSet::new();
-        let groups = req
+        let groups: Vec<_> = req
             .groups
             .into_iter()
             .filter(|g| seen.insert(g.group_id.to_string()))
@@ -123,37 +143,61 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
-                let topics = fetch_group(broker, &image, g.group_id.as_str(), topics)
-                    .into_iter()
-                    .map(|(name, list)| {
-                        OffsetFetchResponseTopics::default()
-                            .with_name(name)
-                            .with_partitions(
-                                list.into_iter()
-                                    .map(|o| {
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(o.partition)
-                                            .with_committed_offset(o.offset)
-                                            .with_committed_leader_epoch(o.leader_epoch)
-                                            .with_metadata(o.metadata.map(str_bytes))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id)
-                    .with_topics(topics)
+                let answer = fetch_group(broker, &image, g.group_id.as_str(), topics);
+                (g.group_id, answer)
             })
             .collect();
-        return respond(request, &OffsetFetchResponse::default().with_groups(groups));
+        return respond_later(request, async move {
+            let mut out = Vec::with_capacity(groups.len());
+            for (group_id, answer) in groups {
+                let group = OffsetFetchResponseGroup::default().with_group_id(group_id);
+                out.push(match answer.await {
+                    Err(code) => group.with_error_code(code),
+                    Ok(topics) => group.with_topics(topics_v8(topics)),
+                });
+            }
+            OffsetFetchResponse::default().with_groups(out)
+        });
     }
     let topics = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let topics = fetch_group(broker, &image, req.group_id.as_str(), topics)
+    let answer = fetch_group(broker, &image, req.group_id.as_str(), topics);
+    respond_later(request, async move {
+        match answer.await {
+            // The top-level error code exists from v2.
+            Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
+            Err(_) => OffsetFetchResponse::default(),
+            Ok(topics) => OffsetFetchResponse::default().with_topics(topics_v0(version, topics)),
+        }
+    })
+}
+
+fn topics_v8(topics: GroupAnswer) -> Vec<OffsetFetchResponseTopics> {
+    topics
+        .into_iter()
+        .map(|(name, list)| {
+            OffsetFetchResponseTopics::default()
+                .with_name(name)
+                .with_partitions(
+                    list.into_iter()
+                        .map(|o| {
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(o.partition)
+                                .with_committed_offset(o.offset)
+                                .with_committed_leader_epoch(o.leader_epoch)
+                                .with_metadata(o.metadata.map(str_bytes))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+fn topics_v0(version: i16, topics: GroupAnswer) -> Vec<OffsetFetchResponseTopic> {
+    topics
         .into_iter()
         .map(|(name, list)| {
             OffsetFetchResponseTopic::default()
@@ -174,6 +218,5 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                         .collect(),
                 )
         })
-        .collect();
-    respond(request, &OffsetFetchResponse::default().with_topics(topics))
+        .collect()
 }

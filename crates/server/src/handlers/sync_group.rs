@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
-use ottla_group::types::{error, SyncRequest, SyncResponse};
+use ottla_coordinator::group::PARKED_REPLY_GRACE;
+use ottla_group::types::{SyncRequest, SyncResponse};
 use ottla_protocol::frame::Request;
 
 use super::{decode, encode, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
-use crate::group_runtime::Pending;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: SyncGroupRequest = decode(request)?;
@@ -38,16 +38,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         }
         encode(ApiKey::SyncGroup, version, correlation_id, &w)
     };
+    // A follower waits for the leader's sync, which comes within the leader's session
+    // timeout or the leader is expired and everyone rejoins.
     let limit =
         std::time::Duration::from_millis(broker.config.group.max_session_timeout_ms.max(0) as u64)
-            + crate::group_runtime::PARKED_REPLY_GRACE;
-    match broker.groups.sync(broker, sync) {
-        Pending::Now(r) => Ok(Reply::Now(reply(r)?)),
-        Pending::Later(rx) => Ok(Reply::Later(Box::pin(async move {
-            // A follower waits for the leader's sync, which comes within the leader's
-            // session timeout or the leader is expired and everyone rejoins.
-            let fallback = SyncResponse::error(error::REBALANCE_IN_PROGRESS);
-            reply(Pending::Later(rx).wait(fallback, limit).await)
-        }))),
-    }
+            + PARKED_REPLY_GRACE;
+    let synced = broker.groups.sync(sync, limit);
+    Ok(Reply::Later(Box::pin(async move { reply(synced.await) })))
 }

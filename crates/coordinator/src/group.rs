@@ -1,0 +1,550 @@
+//! The group coordinator on the runtime: one [`GroupShard`] per partition of
+//! `__consumer_offsets`, each holding the classic-group state machine
+//! ([`GroupCoordinator`]) for the groups that hash to it, and
+//! [`GroupCoordinatorService`], which routes each request to its group's shard (Kafka's
+//! `GroupCoordinatorService`).
+//!
+//! Every method schedules its operation when called, so operations start in the order a
+//! connection sent them, and returns a future of the answer. Runtime failures become the
+//! error each API answers with: NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS or
+//! COORDINATOR_NOT_AVAILABLE.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ottla_group::coordinator::{CoordinatorConfig, GroupCoordinator};
+use ottla_group::records::{
+    decode_group_metadata_value, decode_key, decode_offset_commit_value,
+    encode_group_metadata_value, encode_key, encode_offset_commit_value, partition_for,
+    CoordinatorKey, MAX_STRING_LEN,
+};
+use ottla_group::types::*;
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::error::CoordinatorError;
+use crate::partition::CoordinatorPartition;
+use crate::runtime::{Completion, CoordinatorRuntime, CoordinatorShard, Deferred, WriteResult};
+
+/// Added to the longest legitimate wait of a parked JoinGroup/SyncGroup before the
+/// connection gives up on it (the coordinator answers every parked request itself; this
+/// only keeps a connection from waiting forever if that ever fails to happen).
+pub const PARKED_REPLY_GRACE: Duration = Duration::from_secs(30);
+
+/// A request waiting in the state machine for a later event's reply.
+enum Waiter {
+    Join(oneshot::Sender<JoinResponse>),
+    Sync(oneshot::Sender<SyncResponse>),
+}
+
+/// A reply now, or one the state machine parked (a join waiting for the rebalance).
+enum Parked<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+/// The groups of one `__consumer_offsets` partition.
+pub struct GroupShard {
+    coordinator: GroupCoordinator,
+    waiters: HashMap<Ticket, Waiter>,
+    next_ticket: Ticket,
+    /// Makes member ids unique across broker runs.
+    salt: Arc<str>,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets and groups are
+    /// cleaned up when no member deadline brings the timer sooner.
+    cleanup_interval_ms: i64,
+    next_cleanup_ms: i64,
+}
+
+impl GroupShard {
+    pub fn new(config: CoordinatorConfig, salt: Arc<str>) -> GroupShard {
+        let cleanup_interval_ms = config.offsets_retention_check_interval_ms.max(1);
+        GroupShard {
+            coordinator: GroupCoordinator::new(config),
+            waiters: HashMap::new(),
+            next_ticket: 1,
+            salt,
+            cleanup_interval_ms,
+            next_cleanup_ms: i64::MAX,
+        }
+    }
+
+    pub fn coordinator(&self) -> &GroupCoordinator {
+        &self.coordinator
+    }
+
+    fn park(&mut self, waiter: impl FnOnce(Ticket) -> Waiter) -> Ticket {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.waiters.insert(ticket, waiter(ticket));
+        ticket
+    }
+
+    /// The state machine's effects as the runtime's: records, and replies to parked
+    /// requests that go out once those records are committed (or fail with the error
+    /// that kept them from being committed).
+    fn answer_with<T>(
+        &mut self,
+        effects: Effects,
+        response: T,
+    ) -> WriteResult<CoordinatorRecord, T> {
+        let mut deferred: Vec<Deferred> = Vec::new();
+        for (ticket, reply) in effects.joins {
+            if let Some(Waiter::Join(tx)) = self.waiters.remove(&ticket) {
+                deferred.push(Box::new(move |stored| {
+                    let reply = match stored {
+                        Ok(()) => reply,
+                        Err(e) => JoinResponse::error(e.kafka_error_code(), &reply.member_id),
+                    };
+                    let _ = tx.send(reply);
+                }));
+            }
+        }
+        for (ticket, reply) in effects.syncs {
+            if let Some(Waiter::Sync(tx)) = self.waiters.remove(&ticket) {
+                deferred.push(Box::new(move |stored| {
+                    let reply = match stored {
+                        Ok(()) => reply,
+                        Err(e) => SyncResponse::error(e.kafka_error_code()),
+                    };
+                    let _ = tx.send(reply);
+                }));
+            }
+        }
+        WriteResult {
+            records: effects.records,
+            response,
+            deferred,
+        }
+    }
+}
+
+impl CoordinatorShard for GroupShard {
+    type Record = CoordinatorRecord;
+
+    fn encode(record: &CoordinatorRecord) -> (Vec<u8>, Option<Vec<u8>>) {
+        let value = match &record.value {
+            RecordValue::OffsetCommit(v) => Some(encode_offset_commit_value(v)),
+            RecordValue::GroupMetadata(v) => Some(encode_group_metadata_value(v)),
+            RecordValue::Tombstone => None,
+        };
+        (encode_key(&record.key), value)
+    }
+
+    fn decode(key: &[u8], value: Option<&[u8]>) -> Option<CoordinatorRecord> {
+        let key = decode_key(key).ok()?;
+        let value = match (&key, value) {
+            (CoordinatorKey::Other { .. }, _) => return None,
+            (_, None) => RecordValue::Tombstone,
+            (CoordinatorKey::OffsetCommit { .. }, Some(v)) => {
+                RecordValue::OffsetCommit(decode_offset_commit_value(v).ok()?)
+            }
+            (CoordinatorKey::GroupMetadata { .. }, Some(v)) => {
+                RecordValue::GroupMetadata(decode_group_metadata_value(v).ok()?)
+            }
+        };
+        Some(CoordinatorRecord { key, value })
+    }
+
+    fn replay(&mut self, now: i64, record: &CoordinatorRecord) {
+        self.coordinator.replay_at(now, record);
+    }
+
+    fn apply_committed(&mut self, now: i64, records: &[CoordinatorRecord]) {
+        self.coordinator.apply_stored(now, records);
+    }
+
+    fn on_loaded(&mut self, now: i64, records: usize) {
+        self.next_cleanup_ms = now.saturating_add(self.cleanup_interval_ms);
+        tracing::debug!(
+            "Loaded {records} group records: {} groups",
+            self.coordinator.group_count()
+        );
+    }
+
+    fn on_timer(&mut self, now: i64) -> WriteResult<CoordinatorRecord, ()> {
+        if now >= self.next_cleanup_ms {
+            self.next_cleanup_ms = now.saturating_add(self.cleanup_interval_ms);
+        }
+        let effects = self.coordinator.tick(now);
+        self.answer_with(effects, ())
+    }
+
+    fn next_deadline(&self) -> Option<i64> {
+        let members = self.coordinator.next_deadline();
+        Some(members.map_or(self.next_cleanup_ms, |d| d.min(self.next_cleanup_ms)))
+    }
+
+    fn on_unloaded(&mut self) {
+        // Kafka answers a parked join or sync NOT_COORDINATOR when its group moves away.
+        let code = CoordinatorError::NotCoordinator(-1).kafka_error_code();
+        for (_, waiter) in self.waiters.drain() {
+            match waiter {
+                Waiter::Join(tx) => drop(tx.send(JoinResponse::error(code, ""))),
+                Waiter::Sync(tx) => drop(tx.send(SyncResponse::error(code))),
+            }
+        }
+    }
+}
+
+/// Strings that end up in `__consumer_offsets` records must fit Kafka's int16 lengths.
+fn fits(s: &str) -> bool {
+    s.len() <= MAX_STRING_LEN
+}
+
+/// The group coordinator: routes each group to the shard of its `__consumer_offsets`
+/// partition.
+pub struct GroupCoordinatorService {
+    runtime: CoordinatorRuntime<GroupShard>,
+    /// Partitions of `__consumer_offsets`, 0 until the topic exists. Groups map to the
+    /// topic's real partition count, never to a changed setting.
+    partitions: AtomicI32,
+}
+
+impl GroupCoordinatorService {
+    /// `write_timeout_ms` is `offsets.commit.timeout.ms`.
+    pub fn new(
+        config: CoordinatorConfig,
+        clock: Arc<dyn Clock>,
+        write_timeout_ms: i64,
+    ) -> GroupCoordinatorService {
+        let salt: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        GroupCoordinatorService {
+            runtime: CoordinatorRuntime::new(
+                "group coordinator",
+                clock,
+                write_timeout_ms,
+                move |_| GroupShard::new(config.clone(), salt.clone()),
+            ),
+            partitions: AtomicI32::new(0),
+        }
+    }
+
+    pub fn runtime(&self) -> &CoordinatorRuntime<GroupShard> {
+        &self.runtime
+    }
+
+    /// This broker became leader of `__consumer_offsets-<partition>` (of
+    /// `partition_count`) at `leader_epoch`: load its groups.
+    pub fn on_elected(
+        &self,
+        partition: i32,
+        partition_count: i32,
+        leader_epoch: i32,
+        log: Arc<dyn CoordinatorPartition>,
+    ) -> oneshot::Receiver<Result<(), CoordinatorError>> {
+        self.partitions.store(partition_count, Ordering::Release);
+        self.runtime.schedule_load(partition, leader_epoch, log)
+    }
+
+    /// This broker stopped leading `__consumer_offsets-<partition>`.
+    pub fn on_resigned(&self, partition: i32, leader_epoch: i32) {
+        self.runtime.schedule_unload(partition, leader_epoch);
+    }
+
+    /// The `__consumer_offsets` partition that holds `group_id`.
+    pub fn partition_for(&self, group_id: &str) -> Result<i32, CoordinatorError> {
+        match self.partitions.load(Ordering::Acquire) {
+            0 => Err(CoordinatorError::NotCoordinator(-1)),
+            n => Ok(partition_for(group_id, n)),
+        }
+    }
+
+    fn write<T: Send + 'static>(
+        &self,
+        group_id: &str,
+        op: impl FnOnce(&mut GroupShard, i64) -> WriteResult<CoordinatorRecord, T> + Send + 'static,
+    ) -> Completion<T> {
+        match self.partition_for(group_id) {
+            Ok(p) => self.runtime.write(p, op),
+            Err(e) => Completion::failed(e),
+        }
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        group_id: &str,
+        op: impl FnOnce(&GroupShard, i64) -> T + Send + 'static,
+    ) -> Completion<T> {
+        match self.partition_for(group_id) {
+            Ok(p) => self.runtime.read(p, op),
+            Err(e) => Completion::failed(e),
+        }
+    }
+
+    /// JoinGroup. A join the rebalance parks is answered when the rebalance completes;
+    /// `limit` bounds that wait (then REBALANCE_IN_PROGRESS).
+    pub fn join(
+        &self,
+        mut req: JoinRequest,
+        limit: Duration,
+    ) -> impl Future<Output = JoinResponse> + Send + 'static {
+        let member_id = req.member_id.clone();
+        let early = if !fits(&req.group_id) {
+            Some(error::INVALID_GROUP_ID)
+        } else {
+            // Member ids embed the client id; keep them storable.
+            let mut cut = req.client_id.len().min(MAX_STRING_LEN / 2);
+            while !req.client_id.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            req.client_id.truncate(cut);
+            let oversized = !fits(&req.member_id)
+                || !fits(&req.protocol_type)
+                || !fits(&req.client_host)
+                || req.group_instance_id.as_deref().is_some_and(|s| !fits(s))
+                || req.protocols.iter().any(|(n, _)| !fits(n));
+            oversized.then_some(error::INCONSISTENT_GROUP_PROTOCOL)
+        };
+        let scheduled = match early {
+            Some(code) => Err(code),
+            None => Ok(self.write(&req.group_id.clone(), move |shard, now| {
+                let (tx, rx) = oneshot::channel();
+                let ticket = shard.park(|_| Waiter::Join(tx));
+                let salt = shard.salt.clone();
+                let (reply, effects) = shard.coordinator.join(now, ticket, req, &salt);
+                let parked = match reply {
+                    Some(r) => {
+                        shard.waiters.remove(&ticket);
+                        Parked::Now(r)
+                    }
+                    None => Parked::Later(rx),
+                };
+                shard.answer_with(effects, parked)
+            })),
+        };
+        async move {
+            let completion = match scheduled {
+                Err(code) => return JoinResponse::error(code, &member_id),
+                Ok(c) => c,
+            };
+            match completion.wait().await {
+                Ok(parked) => {
+                    let fallback = JoinResponse::error(error::REBALANCE_IN_PROGRESS, &member_id);
+                    wait_parked(parked, fallback, limit).await
+                }
+                Err(e) => JoinResponse::error(e.kafka_error_code(), &member_id),
+            }
+        }
+    }
+
+    /// SyncGroup. A follower's sync waits for the leader's; `limit` bounds that wait.
+    pub fn sync(
+        &self,
+        req: SyncRequest,
+        limit: Duration,
+    ) -> impl Future<Output = SyncResponse> + Send + 'static {
+        let completion = self.write(&req.group_id.clone(), move |shard, now| {
+            let (tx, rx) = oneshot::channel();
+            let ticket = shard.park(|_| Waiter::Sync(tx));
+            let (reply, effects) = shard.coordinator.sync(now, ticket, req);
+            let parked = match reply {
+                Some(r) => {
+                    shard.waiters.remove(&ticket);
+                    Parked::Now(r)
+                }
+                None => Parked::Later(rx),
+            };
+            shard.answer_with(effects, parked)
+        });
+        async move {
+            match completion.wait().await {
+                Ok(parked) => {
+                    let fallback = SyncResponse::error(error::REBALANCE_IN_PROGRESS);
+                    wait_parked(parked, fallback, limit).await
+                }
+                Err(e) => SyncResponse::error(e.kafka_error_code()),
+            }
+        }
+    }
+
+    pub fn heartbeat(&self, req: HeartbeatRequest) -> impl Future<Output = i16> + Send + 'static {
+        let completion = self.write(&req.group_id.clone(), move |shard, now| {
+            WriteResult::response(shard.coordinator.heartbeat(now, req))
+        });
+        async move {
+            completion
+                .wait()
+                .await
+                .unwrap_or_else(|e| e.kafka_error_code())
+        }
+    }
+
+    /// LeaveGroup: one error per member, or the error for the whole request.
+    pub fn leave(
+        &self,
+        group_id: String,
+        members: Vec<LeaveMember>,
+    ) -> impl Future<Output = Result<Vec<i16>, i16>> + Send + 'static {
+        let completion = self.write(&group_id.clone(), move |shard, now| {
+            let (errors, effects) = shard.coordinator.leave(now, &group_id, &members);
+            shard.answer_with(effects, errors)
+        });
+        async move { completion.wait().await.map_err(|e| e.kafka_error_code()) }
+    }
+
+    /// OffsetCommit: one result per offset, in the request's order. The offsets are
+    /// visible to OffsetFetch once their records are committed.
+    pub fn commit_offsets(
+        &self,
+        req: OffsetCommitRequest,
+    ) -> impl Future<Output = Vec<PartitionResult>> + Send + 'static {
+        let all = |req: &OffsetCommitRequest, code: i16| -> Vec<PartitionResult> {
+            req.offsets
+                .iter()
+                .map(|o| PartitionResult {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    error: code,
+                })
+                .collect()
+        };
+        let if_failed = all(&req, error::NONE);
+        let scheduled = if fits(&req.group_id) {
+            Ok(self.write(&req.group_id.clone(), move |shard, now| {
+                let (results, effects) = shard.coordinator.commit_offsets(now, req);
+                shard.answer_with(effects, results)
+            }))
+        } else {
+            Err(all(&req, error::INVALID_GROUP_ID))
+        };
+        async move {
+            match scheduled {
+                Err(results) => results,
+                Ok(c) => c.wait().await.unwrap_or_else(|e| {
+                    if_failed
+                        .into_iter()
+                        .map(|r| PartitionResult {
+                            error: e.kafka_error_code(),
+                            ..r
+                        })
+                        .collect()
+                }),
+            }
+        }
+    }
+
+    /// OffsetFetch for one group (`topics: None`: every committed partition, sorted by
+    /// topic).
+    pub fn fetch_offsets(
+        &self,
+        group_id: String,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> impl Future<Output = Result<Vec<FetchedOffset>, i16>> + Send + 'static {
+        let completion = self.read(&group_id.clone(), move |shard, _| {
+            shard
+                .coordinator
+                .fetch_offsets(&group_id, topics.as_deref())
+        });
+        async move { completion.wait().await.map_err(|e| e.kafka_error_code()) }
+    }
+
+    /// OffsetDelete: (group error, per-partition results).
+    pub fn delete_offsets(
+        &self,
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+    ) -> impl Future<Output = (i16, Vec<PartitionResult>)> + Send + 'static {
+        let completion = self.write(&group_id.clone(), move |shard, _| {
+            let (code, results, effects) = shard.coordinator.delete_offsets(&group_id, &partitions);
+            shard.answer_with(effects, (code, results))
+        });
+        async move {
+            completion
+                .wait()
+                .await
+                .unwrap_or_else(|e| (e.kafka_error_code(), Vec::new()))
+        }
+    }
+
+    /// DeleteGroups, for one group.
+    pub fn delete_group(&self, group_id: String) -> impl Future<Output = i16> + Send + 'static {
+        let completion = self.write(&group_id.clone(), move |shard, _| {
+            let (code, effects) = shard.coordinator.delete_group(&group_id);
+            shard.answer_with(effects, code)
+        });
+        async move {
+            completion
+                .wait()
+                .await
+                .unwrap_or_else(|e| e.kafka_error_code())
+        }
+    }
+
+    /// DescribeGroups, for one group.
+    pub fn describe(
+        &self,
+        group_id: String,
+    ) -> impl Future<Output = GroupDescription> + Send + 'static {
+        let id = group_id.clone();
+        let completion = self.read(&group_id.clone(), move |shard, _| {
+            shard.coordinator.describe(&group_id)
+        });
+        async move {
+            completion
+                .wait()
+                .await
+                .unwrap_or_else(|e| GroupDescription {
+                    group_id: id,
+                    error: e.kafka_error_code(),
+                    state: "",
+                    protocol_type: String::new(),
+                    protocol: String::new(),
+                    members: Vec::new(),
+                })
+        }
+    }
+
+    /// ListGroups over every shard here: the groups of the shards that answered, and
+    /// the error of one that did not (as Kafka, COORDINATOR_LOAD_IN_PROGRESS while a
+    /// shard loads).
+    pub fn list(
+        &self,
+        states: Vec<String>,
+    ) -> impl Future<Output = (i16, Vec<GroupListing>)> + Send + 'static {
+        let states = Arc::new(states);
+        let completions: Vec<Completion<Vec<GroupListing>>> = self
+            .runtime
+            .partitions()
+            .into_iter()
+            .map(|p| {
+                let states = states.clone();
+                self.runtime
+                    .read(p, move |shard, _| shard.coordinator.list(&states))
+            })
+            .collect();
+        async move {
+            let mut code = error::NONE;
+            let mut groups = Vec::new();
+            for c in completions {
+                match c.wait().await {
+                    Ok(listed) => groups.extend(listed),
+                    Err(e) => code = e.kafka_error_code(),
+                }
+            }
+            groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+            (code, groups)
+        }
+    }
+}
+
+/// The reply, or `fallback` if the state machine dropped the parked request or did not
+/// answer within `limit`.
+async fn wait_parked<T>(parked: Parked<T>, fallback: T, limit: Duration) -> T {
+    match parked {
+        Parked::Now(t) => t,
+        Parked::Later(rx) => match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(_)) => fallback,
+            Err(_) => {
+                tracing::warn!(
+                    "A parked group request was not answered within {limit:?}; answering REBALANCE_IN_PROGRESS"
+                );
+                fallback
+            }
+        },
+    }
+}
