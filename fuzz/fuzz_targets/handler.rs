@@ -80,7 +80,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let _entered = h.runtime.enter();
     let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
-    if let Ok(Reply::Later(reply)) = dispatch(&h.broker, request, peer) {
+    let mut reply = dispatch(&h.broker, request, peer);
+    // Work the connection would await before its next request (auto-creation).
+    while let Ok(Reply::Await(work)) = reply {
+        reply = h.runtime.block_on(work);
+    }
+    if let Ok(Reply::Later(reply)) = reply {
         let _ = h
             .runtime
             .block_on(tokio::time::timeout(LATER_REPLY_POLL, reply));

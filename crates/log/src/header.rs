@@ -12,6 +12,10 @@ use ottla_protocol::batch::{increment_sequence, BatchError, BatchHeaderView, NO_
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchHeader {
     pub base_offset: i64,
+    /// The epoch of the leader that appended the batch (bytes 12..16, outside the CRC);
+    /// -1 (`NO_PARTITION_LEADER_EPOCH`) when none was stamped. The leader-epoch cache is
+    /// rebuilt from it.
+    pub partition_leader_epoch: i32,
     /// Whole batch size in bytes, `LOG_OVERHEAD` included.
     pub size: usize,
     pub is_control: bool,
@@ -46,6 +50,7 @@ impl BatchHeader {
     pub fn from_view(view: &BatchHeaderView<'_>) -> BatchHeader {
         BatchHeader {
             base_offset: view.base_offset(),
+            partition_leader_epoch: view.partition_leader_epoch(),
             size: view.batch_size(),
             is_control: view.is_control(),
             is_transactional: view.is_transactional(),
@@ -130,6 +135,18 @@ mod tests {
         assert_eq!(parsed.last_offset(), 9);
         assert_eq!(parsed.last_sequence(), 12);
         assert_eq!(parsed.max_timestamp, 300);
+        // build_batch stamps no leader epoch (Kafka's NO_PARTITION_LEADER_EPOCH)
+        assert_eq!(parsed.partition_leader_epoch, -1);
+    }
+
+    #[test]
+    fn partition_leader_epoch_is_read_from_bytes_12_to_16() {
+        let mut b = build_batch(0, Compression::None, 0, 0, 0, -1, -1, -1, 1, &[]);
+        // big-endian int32 at Kafka's PARTITION_LEADER_EPOCH_OFFSET (12), written by hand
+        b[12..16].copy_from_slice(&[0, 0, 1, 2]);
+        assert_eq!(BatchHeader::parse(&b).unwrap().partition_leader_epoch, 258);
+        let view = RecordBatch::new(&b).unwrap();
+        assert_eq!(BatchHeader::from_view(&view).partition_leader_epoch, 258);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - `<base offset>.index`: 8-byte entries (int32 relative offset, int32 position);
 //! - `<base offset>.timeindex`: 12-byte entries (int64 timestamp, int32 relative offset);
 //! - `<offset>.snapshot`: the idempotent-producer state as of `offset`, in Kafka's
-//!   version-1 snapshot format.
+//!   version-1 snapshot format;
+//! - `leader-epoch-checkpoint`: the first offset of each leader epoch, Kafka's format.
 //!
 //! Indexes live in memory (a `Vec` searched by binary search) and are appended to their
 //! files; there is no mmap and no preallocation, so an index file is always exactly its
@@ -16,12 +17,14 @@
 //!
 //! The module layout follows the layers: `header` reads batch headers without owning
 //! them, `index` the two index kinds, `segment` one `.log` file with its indexes,
-//! [`producer_state`] the idempotence bookkeeping, and `log` ties them into a partition.
+//! [`producer_state`] the idempotence bookkeeping, `leader_epoch` the first offset of
+//! each leader epoch ([`LeaderEpochCache`]), and `log` ties them into a partition.
 //! `flush` is how the owner of a log fsyncs it without holding it ([`FlushPlan`]).
 
 mod flush;
 mod header;
 mod index;
+mod leader_epoch;
 mod log;
 pub mod producer_state;
 mod segment;
@@ -31,6 +34,7 @@ mod slice;
 mod tests;
 
 pub use crate::flush::FlushPlan;
+pub use crate::leader_epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT};
 pub use crate::log::{FlushReason, Log};
 pub use crate::producer_state::{BatchMetadata, ProducerStateEntry, ProducerStateManager};
 pub use crate::slice::{FileSlice, LogSlices};

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::flush::{FlushPlan, InFlight, SyncTarget};
 use crate::header::BatchHeader;
 use crate::index::NO_TIMESTAMP;
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager, SNAPSHOT_SUFFIX};
 use crate::segment::{Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::slice::LogSlices;
@@ -62,6 +63,9 @@ pub struct Log {
     log_end_offset: i64,
     recovery_point: i64,
     producer_state: ProducerStateManager,
+    /// The first offset of each leader epoch, kept in step with the segments: appends
+    /// add epochs, truncation and retention cut them.
+    leader_epochs: LeaderEpochCache,
     /// Offsets of the producer snapshot files present in `dir`.
     snapshots: BTreeSet<i64>,
     unflushed_messages: i64,
@@ -95,7 +99,9 @@ impl Log {
     /// flushed before the recovery point was recorded, so they are trusted: their index
     /// files are loaded, and rebuilt only if missing or inconsistent. Then the producer
     /// state is loaded from the latest usable snapshot and brought up to date by walking
-    /// the batch headers after it.
+    /// the batch headers after it, and the leader-epoch cache is loaded from its
+    /// checkpoint and brought up to date the same way (from the log start if the
+    /// checkpoint was missing or malformed).
     pub fn open(dir: &Path, config: LogConfig, recovery_point: i64) -> Result<Log, LogError> {
         fs::create_dir_all(dir).map_err(io_context("create directory", dir))?;
         let name = dir.file_name().map_or_else(
@@ -104,6 +110,7 @@ impl Log {
         );
         let files = scan_directory(dir)?;
         let now = now_ms();
+        let (leader_epochs, checkpoint_read) = LeaderEpochCache::load(dir, &name)?;
 
         let mut log = Log {
             dir: dir.to_path_buf(),
@@ -114,6 +121,7 @@ impl Log {
             log_end_offset: 0,
             recovery_point: 0,
             producer_state: ProducerStateManager::new(),
+            leader_epochs,
             snapshots: files.snapshots,
             unflushed_messages: 0,
             last_flush_ms: now,
@@ -128,12 +136,14 @@ impl Log {
         };
 
         let bases: Vec<i64> = files.logs.into_iter().collect();
-        if bases.is_empty() {
+        // Base offset of the first segment recovery scanned.
+        let first_recovered = if bases.is_empty() {
             log.segments.push(Segment::create(dir, 0, now)?);
             sync_dir(dir)?;
+            0
         } else {
-            log.load_segments(&bases, recovery_point, now)?;
-        }
+            log.load_segments(&bases, recovery_point, now)?
+        };
 
         let (Some(first), Some(active)) = (log.segments.first(), log.segments.last()) else {
             return Err(LogError::Corrupt(format!(
@@ -152,17 +162,43 @@ impl Log {
         log.log_end_offset = log_end_offset;
         log.recovery_point = recovery_point.clamp(log.log_start_offset, log.log_end_offset);
         log.load_producer_state()?;
+        let walk_from = if checkpoint_read {
+            first_recovered
+        } else {
+            log.log_start_offset
+        };
+        log.recover_leader_epochs(walk_from)?;
         Ok(log)
     }
 
+    /// Bring the leader-epoch cache loaded from its checkpoint up to date with the
+    /// segments: walk the batch headers of the segments from the one based at
+    /// `walk_from` (the segments recovery scanned, as Kafka's recovery does; every
+    /// segment when the checkpoint could not be read), record each epoch above the
+    /// latest known one (batches without an epoch are skipped), then cut the entries to
+    /// the log's offsets, and write the checkpoint if anything changed.
+    fn recover_leader_epochs(&mut self, walk_from: i64) -> Result<(), LogError> {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() < walk_from);
+        let cache = &mut self.leader_epochs;
+        for segment in &self.segments[first..] {
+            segment.for_each_header(0, |_, h| {
+                cache.assign_recovered(h.partition_leader_epoch, h.base_offset);
+                Ok(())
+            })?;
+        }
+        cache.finish_recovery(self.log_start_offset, self.log_end_offset)
+    }
+
     /// Load existing segments: trusted ones below the recovery segment, recovered ones
-    /// from it on.
+    /// from it on. Returns the recovery segment's base offset.
     fn load_segments(
         &mut self,
         bases: &[i64],
         recovery_point: i64,
         now: i64,
-    ) -> Result<(), LogError> {
+    ) -> Result<i64, LogError> {
         let interval = self.config.index_interval_bytes;
         // The recovery segment: the last one whose base offset is <= the recovery point.
         let first_recovered = bases
@@ -212,7 +248,7 @@ impl Log {
             sync_dir(&self.dir)?;
             break;
         }
-        Ok(())
+        Ok(bases[first_recovered])
     }
 
     /// The one line per truncation operators look for.
@@ -327,6 +363,25 @@ impl Log {
     pub fn producer_state(&self) -> &ProducerStateManager {
         &self.producer_state
     }
+    /// The first offset of each leader epoch in the log.
+    pub fn leader_epoch_cache(&self) -> &LeaderEpochCache {
+        &self.leader_epochs
+    }
+    /// OffsetsForLeaderEpoch: (the largest epoch <= `epoch`, the offset where it ended),
+    /// or (-1, -1) when unknown; the latest epoch ends at the log end offset. See
+    /// [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.leader_epochs
+            .end_offset_for(epoch, self.log_end_offset)
+    }
+    /// The leader epoch `offset` was written in; `None` before the first known epoch.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.leader_epochs.epoch_for_offset(offset)
+    }
+    /// The epoch of the latest leader that appended to the log, if any is known.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.leader_epochs.latest_epoch()
+    }
 
     /// Index of the segment that would hold `offset`: the last one whose base is <= it.
     fn segment_index_for(&self, offset: i64) -> usize {
@@ -398,7 +453,11 @@ impl Log {
         }
         let now = now_ms();
         let base_offset = self.log_end_offset;
-        let h = BatchHeader { base_offset, ..h };
+        let h = BatchHeader {
+            base_offset,
+            partition_leader_epoch: leader_epoch,
+            ..h
+        };
         self.maybe_roll(&h, base_offset, now)?;
         {
             let mut m = RecordBatchMut::new(batch)?;
@@ -406,6 +465,9 @@ impl Log {
             m.set_partition_leader_epoch(leader_epoch);
         }
         self.append_batch(batch, &h)?;
+        if leader_epoch >= 0 {
+            self.leader_epochs.assign(leader_epoch, base_offset)?;
+        }
         Ok(AppendInfo {
             first_offset: base_offset,
             last_offset: h.last_offset(),
@@ -422,7 +484,8 @@ impl Log {
 
     /// Append batches that already carry their offsets (a follower copying its leader).
     /// Every batch is checked (structure, CRC) and offsets must not go backwards from the
-    /// log end before anything is written; the producer state is updated, not checked.
+    /// log end before anything is written; the producer state is updated, not checked,
+    /// and the leader-epoch cache takes the epochs the leader stamped on the batches.
     pub fn append_as_follower(&mut self, batches: &[u8]) -> Result<AppendInfo, LogError> {
         self.check_writable()?;
         let mut parsed: Vec<(usize, BatchHeader)> = Vec::new();
@@ -470,6 +533,10 @@ impl Log {
         for (start, h) in &parsed {
             self.maybe_roll(h, h.base_offset, now)?;
             self.append_batch(&batches[*start..*start + h.size], h)?;
+            if h.partition_leader_epoch >= 0 {
+                self.leader_epochs
+                    .assign(h.partition_leader_epoch, h.base_offset)?;
+            }
             max_timestamp = max_timestamp.max(h.max_timestamp);
         }
         Ok(AppendInfo {
@@ -986,6 +1053,9 @@ impl Log {
             .base_offset();
         self.log_start_offset = self.log_start_offset.max(first_base);
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        // Kafka's `maybeIncrementLogStartOffset`: the log's first offset keeps its epoch.
+        self.leader_epochs
+            .truncate_from_start(self.log_start_offset)?;
         let obsolete: Vec<i64> = self
             .snapshots
             .range(..self.log_start_offset)
@@ -1002,8 +1072,9 @@ impl Log {
 
     /// Remove everything at and after `offset` (follower truncation). The batch holding
     /// `offset` goes whole, so the log end offset afterwards is that batch's base offset
-    /// when `offset` falls inside a batch. Below the first segment, the log is emptied and
-    /// restarts at `offset` (Kafka's `truncateFullyAndStartAt`).
+    /// when `offset` falls inside a batch. Leader epochs starting at or after the new end
+    /// are forgotten. Below the first segment, the log is emptied and restarts at
+    /// `offset` (Kafka's `truncateFullyAndStartAt`).
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         if offset >= self.log_end_offset {
             return Ok(());
@@ -1024,12 +1095,15 @@ impl Log {
         sync_dir(&self.dir)?;
         self.recovery_point = self.recovery_point.min(self.log_end_offset);
         self.load_producer_state()?;
+        // The end, not `offset`: a batch straddling `offset` went whole, and an epoch
+        // starting at its base has no data left either.
+        self.leader_epochs.truncate_from_end(self.log_end_offset)?;
         Ok(())
     }
 
     /// Delete every segment and restart the log, empty, at `offset` (a follower whose
     /// fetch offset fell out of the leader's range, or that must start at the leader's
-    /// log start offset). Producer state and snapshots go with the data.
+    /// log start offset). Producer state, snapshots and leader epochs go with the data.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
         self.generation += 1;
         for segment in std::mem::take(&mut self.segments) {
@@ -1047,6 +1121,7 @@ impl Log {
             self.delete_snapshot(snapshot)?;
         }
         self.producer_state.clear();
+        self.leader_epochs.clear()?;
         Ok(())
     }
 

@@ -1454,3 +1454,235 @@ fn an_index_write_failure_undoes_the_batch() {
         vec![0, 2]
     );
 }
+
+/// (epoch, start offset) of every entry of the log's leader-epoch cache.
+fn epochs(log: &Log) -> Vec<(i32, i64)> {
+    log.leader_epoch_cache()
+        .entries()
+        .iter()
+        .map(|e| (e.epoch, e.start_offset))
+        .collect()
+}
+
+fn checkpoint(dir: &Path) -> String {
+    fs::read_to_string(dir.join(crate::LEADER_EPOCH_CHECKPOINT)).unwrap()
+}
+
+/// Four 2-record batches (101 bytes each) with leader epochs 0, 0, 2, 5: offsets 0, 2,
+/// 4, 6, in segments 0 and 4 (two batches per segment with `small_segments`).
+fn log_with_epochs_0_0_2_5(dir: &Path) -> Log {
+    let mut log = Log::open(dir, small_segments(), 0).unwrap();
+    for epoch in [0, 0, 2, 5] {
+        log.append_as_leader(&mut batch(2, NOW), epoch).unwrap();
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 4]);
+    assert_eq!(log.log_end_offset(), 8);
+    log
+}
+
+#[test]
+fn leader_appends_record_the_first_offset_of_each_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &tmp.path().join("e-0");
+    // a new log has no epoch yet, and no checkpoint: a missing file means no epochs
+    let log = Log::open(dir, small_segments(), 0).unwrap();
+    assert!(!dir.join("leader-epoch-checkpoint").exists());
+    assert_eq!(log.latest_epoch(), None);
+    drop(log);
+    let log = log_with_epochs_0_0_2_5(dir);
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (5, 6)]);
+    assert_eq!(checkpoint(dir), "0\n3\n0 0\n2 4\n5 6\n");
+    assert_eq!(log.latest_epoch(), Some(5));
+    assert_eq!(log.end_offset_for_epoch(0), (0, 4));
+    assert_eq!(log.end_offset_for_epoch(1), (0, 4));
+    assert_eq!(log.end_offset_for_epoch(2), (2, 6));
+    assert_eq!(log.end_offset_for_epoch(5), (5, 8));
+    assert_eq!(log.end_offset_for_epoch(6), (-1, -1));
+    assert_eq!(log.end_offset_for_epoch(-1), (-1, -1));
+    assert_eq!(log.epoch_for_offset(3), Some(0));
+    assert_eq!(log.epoch_for_offset(4), Some(2));
+    assert_eq!(log.epoch_for_offset(7), Some(5));
+}
+
+#[test]
+fn a_duplicate_or_an_append_without_an_epoch_records_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, LogConfig::default(), 0).unwrap();
+    log.append_as_leader(&mut idempotent(2, 7, 0, 0), 1)
+        .unwrap();
+    // the retry reaches a newer leader: answered from the original, no new epoch
+    let retry = log
+        .append_as_leader(&mut idempotent(2, 7, 0, 0), 2)
+        .unwrap();
+    assert!(retry.duplicate);
+    log.append_as_leader(&mut batch(1, NOW), -1).unwrap();
+    assert_eq!(epochs(&log), vec![(1, 0)]);
+    assert_eq!(checkpoint(dir), "0\n1\n1 0\n");
+}
+
+#[test]
+fn reopen_keeps_the_leader_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let log = log_with_epochs_0_0_2_5(dir);
+    log.close().unwrap();
+    for recovery_point in [8, 0] {
+        let log = Log::open(dir, small_segments(), recovery_point).unwrap();
+        assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (5, 6)]);
+        assert_eq!(checkpoint(dir), "0\n3\n0 0\n2 4\n5 6\n");
+    }
+}
+
+#[test]
+fn a_missing_checkpoint_is_rebuilt_from_every_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    log_with_epochs_0_0_2_5(dir).close().unwrap();
+    fs::remove_file(dir.join("leader-epoch-checkpoint")).unwrap();
+    // the recovery point at the log end: recovery scans segment 4 only, the rebuild
+    // still walks segment 0 for epoch 0
+    let log = Log::open(dir, small_segments(), 8).unwrap();
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (5, 6)]);
+    assert_eq!(checkpoint(dir), "0\n3\n0 0\n2 4\n5 6\n");
+}
+
+#[test]
+fn a_present_checkpoint_is_completed_from_the_recovered_segments_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    log_with_epochs_0_0_2_5(dir).close().unwrap();
+    // a checkpoint that knows nothing: as Kafka's recovery, only the batches of the
+    // segments from the recovery point on (segment 4) are looked at
+    fs::write(dir.join("leader-epoch-checkpoint"), "0\n0\n").unwrap();
+    let log = Log::open(dir, small_segments(), 8).unwrap();
+    assert_eq!(epochs(&log), vec![(2, 4), (5, 6)]);
+    assert_eq!(checkpoint(dir), "0\n2\n2 4\n5 6\n");
+    drop(log);
+    // a checkpoint behind the log (epoch 2 only): recovery from offset 4 adds epoch 5
+    // and keeps the older entries, which it meets again in the batches
+    fs::write(dir.join("leader-epoch-checkpoint"), "0\n2\n0 0\n2 4\n").unwrap();
+    let log = Log::open(dir, small_segments(), 4).unwrap();
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (5, 6)]);
+    drop(log);
+    // entries past the log end (a crash after the checkpoint but before the batches
+    // reached the disk) are cut to the log end
+    fs::write(
+        dir.join("leader-epoch-checkpoint"),
+        "0\n4\n0 0\n2 4\n5 6\n9 8\n",
+    )
+    .unwrap();
+    let log = Log::open(dir, small_segments(), 8).unwrap();
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (5, 6)]);
+    assert_eq!(checkpoint(dir), "0\n3\n0 0\n2 4\n5 6\n");
+}
+
+#[test]
+fn a_malformed_checkpoint_is_rebuilt_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m-2");
+    log_with_epochs_0_0_2_5(&dir).close().unwrap();
+    fs::write(dir.join("leader-epoch-checkpoint"), "0\n3\n0 0\n2 four\n").unwrap();
+    let (log, warnings) = captured_warnings(|| Log::open(&dir, small_segments(), 8).unwrap());
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("Ignoring malformed")
+            && warnings[0].contains("leader-epoch-checkpoint of m-2"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (5, 6)]);
+    assert_eq!(checkpoint(&dir), "0\n3\n0 0\n2 4\n5 6\n");
+}
+
+#[test]
+fn truncation_drops_the_epochs_at_and_after_the_new_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = log_with_epochs_0_0_2_5(dir);
+    // offset 7 is inside the batch at 6 (epoch 5): the batch and its epoch go
+    log.truncate_to(7).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4)]);
+    assert_eq!(checkpoint(dir), "0\n2\n0 0\n2 4\n");
+    // offset 5 is inside the batch at 4, the first of epoch 2
+    log.truncate_to(5).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(epochs(&log), vec![(0, 0)]);
+    assert_eq!(log.end_offset_for_epoch(0), (0, 4));
+    // a new leader continues with its own epoch
+    log.append_as_leader(&mut batch(1, NOW), 6).unwrap();
+    assert_eq!(epochs(&log), vec![(0, 0), (6, 4)]);
+    assert_eq!(log.end_offset_for_epoch(5), (0, 4));
+    // below the first segment: the log restarts empty, and so does the cache
+    log.truncate_fully_and_start_at(100).unwrap();
+    assert_eq!(epochs(&log), vec![]);
+    assert_eq!(checkpoint(dir), "0\n0\n");
+    drop(log);
+    let log = Log::open(dir, small_segments(), 0).unwrap();
+    assert_eq!(epochs(&log), vec![]);
+}
+
+#[test]
+fn retention_moves_the_first_epoch_to_the_new_log_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = LogConfig {
+        retention_ms: 1000,
+        ..small_segments()
+    };
+    let mut log = Log::open(dir, config.clone(), 0).unwrap();
+    for (ts, epoch) in [
+        (NOW - 5000, 1),
+        (NOW - 5000, 1),
+        (NOW - 4000, 1),
+        (NOW - 4000, 3),
+        (NOW - 10, 3),
+        (NOW, 4),
+    ] {
+        log.append_as_leader(&mut batch(2, ts), epoch).unwrap();
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8]);
+    assert_eq!(epochs(&log), vec![(1, 0), (3, 6), (4, 10)]);
+    // segment 0 goes: offset 4, the new start, was written in epoch 1
+    assert_eq!(log.apply_retention_below(NOW, 4).unwrap(), 1);
+    assert_eq!(log.log_start_offset(), 4);
+    assert_eq!(epochs(&log), vec![(1, 4), (3, 6), (4, 10)]);
+    // segment 4 goes: epoch 1 is gone, epoch 3 now starts at 8
+    assert_eq!(log.apply_retention(NOW).unwrap(), 1);
+    assert_eq!(log.log_start_offset(), 8);
+    assert_eq!(epochs(&log), vec![(3, 8), (4, 10)]);
+    assert_eq!(checkpoint(dir), "0\n2\n3 8\n4 10\n");
+    drop(log);
+    let log = Log::open(dir, config, 0).unwrap();
+    assert_eq!(epochs(&log), vec![(3, 8), (4, 10)]);
+}
+
+#[test]
+fn follower_appends_take_the_epochs_stamped_by_the_leader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leader = Log::open(&tmp.path().join("leader"), LogConfig::default(), 0).unwrap();
+    for epoch in [1, 1, 4] {
+        leader.append_as_leader(&mut batch(2, NOW), epoch).unwrap();
+    }
+    let fetched = leader.read(0, 1 << 20, i64::MAX, false).unwrap();
+    let follower_dir = tmp.path().join("follower");
+    let mut follower = Log::open(&follower_dir, LogConfig::default(), 0).unwrap();
+    follower.append_as_follower(&fetched).unwrap();
+    assert_eq!(epochs(&follower), vec![(1, 0), (4, 4)]);
+    assert_eq!(checkpoint(&follower_dir), "0\n2\n1 0\n4 4\n");
+    // a batch without a leader epoch (-1) changes nothing
+    let mut unstamped = batch(1, NOW);
+    ottla_protocol::batch::RecordBatchMut::new(&mut unstamped)
+        .unwrap()
+        .set_base_offset(6);
+    assert_eq!(
+        RecordBatch::new(&unstamped)
+            .unwrap()
+            .partition_leader_epoch(),
+        -1
+    );
+    follower.append_as_follower(&unstamped).unwrap();
+    assert_eq!(follower.log_end_offset(), 7);
+    assert_eq!(epochs(&follower), vec![(1, 0), (4, 4)]);
+}

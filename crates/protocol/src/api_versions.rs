@@ -70,6 +70,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteTopics, 1, 6),
     // v6 adds two-phase-commit fields (KIP-939): not implemented.
     api(ApiKey::InitProducerId, 0, 5),
+    // Kafka 4 serves v2-4 (v3 adds the replica id, v4 is the flexible encoding).
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),

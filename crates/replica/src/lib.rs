@@ -8,6 +8,7 @@
 //! so that follower fetching can be added without reshaping it.
 
 pub mod checkpoint;
+pub mod isr;
 pub mod partition;
 
 use std::collections::HashMap;
@@ -23,8 +24,8 @@ use checkpoint::{OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPO
 /// Kafka's lock file in each log directory.
 pub const LOCK_FILE: &str = ".lock";
 pub use partition::{
-    Appended, FetchIsolation, Partition, PartitionConfig, PolicyFlush, ProduceError, ProduceResult,
-    ReadResult,
+    Appended, FetchIsolation, LeaderAndIsr, Partition, PartitionConfig, PolicyFlush, ProduceError,
+    ProduceResult, ReadResult,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -163,8 +164,7 @@ impl ReplicaManager {
         topic_id: Uuid,
         index: i32,
         config: PartitionConfig,
-        leader_epoch: i32,
-        isr: Vec<i32>,
+        leader: LeaderAndIsr,
     ) -> Result<Arc<Partition>, ReplicaError> {
         if let Some(p) = self.get(&topic_id, index) {
             return Ok(p);
@@ -225,8 +225,7 @@ impl ReplicaManager {
             index,
             log,
             config,
-            leader_epoch,
-            isr,
+            leader,
         ));
         self.partitions
             .write()
@@ -365,7 +364,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
         let p = replicas
-            .ensure_partition("t", Uuid::new_v4(), 0, config, 0, vec![1])
+            .ensure_partition(
+                "t",
+                Uuid::new_v4(),
+                0,
+                config,
+                LeaderAndIsr {
+                    local_id: 1,
+                    leader_epoch: 0,
+                    replicas: vec![1],
+                    isr: vec![1],
+                },
+            )
             .unwrap();
         (dir, replicas, p)
     }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ottla_log::{FlushPlan, FlushReason, Log, LogConfig, LogError, LogSlices};
+
+use crate::isr::{IsrChange, LeaderReplication, DEFAULT_REPLICA_LAG_TIME_MAX_MS};
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
 use ottla_protocol::records::{check_uncompressed_framing, scan_records};
 use parking_lot::{Mutex, RwLock};
@@ -26,6 +28,9 @@ pub struct PartitionConfig {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` contains `compact`: every record needs a key.
     pub compacted: bool,
+    /// The broker's `replica.lag.time.max.ms`: how long a follower may go without
+    /// catching up before the leader drops it from the ISR.
+    pub replica_lag_time_max_ms: i64,
 }
 
 impl Default for PartitionConfig {
@@ -37,8 +42,19 @@ impl Default for PartitionConfig {
             log_append_time: false,
             timestamp_after_max_ms: 3_600_000,
             compacted: false,
+            replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
         }
     }
+}
+
+/// This broker's part in a partition, as the controller assigned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderAndIsr {
+    /// This broker's node id.
+    pub local_id: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 /// When a rule needs a compressed batch's records, it may decompress to at most this
@@ -141,19 +157,14 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
-/// Replication state of the leader replica.
-#[derive(Debug, Clone)]
-struct LeaderState {
-    leader_epoch: i32,
-    isr: Vec<i32>,
-}
-
 pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
     log: RwLock<Log>,
-    leader: Mutex<LeaderState>,
+    /// Followers' progress, the ISR and the high watermark they allow. Taken after
+    /// `log` and before `flush_holds` when several are.
+    replication: Mutex<LeaderReplication>,
     config: PartitionConfig,
     /// Publishes the high watermark; delayed fetches wait on it.
     high_watermark: watch::Sender<i64>,
@@ -172,17 +183,28 @@ impl Partition {
         index: i32,
         log: Log,
         config: PartitionConfig,
-        leader_epoch: i32,
-        isr: Vec<i32>,
+        leader: LeaderAndIsr,
     ) -> Partition {
-        // Single replica: everything in the log is replicated to the whole ISR.
-        let hw = log.log_end_offset();
+        let log_end = log.log_end_offset();
+        // Without a high-watermark checkpoint yet, a reopened leader starts at its log
+        // end, which is exact for a partition whose ISR is this broker alone.
+        let hw = log_end;
+        let replication = LeaderReplication::new(
+            leader.local_id,
+            leader.leader_epoch,
+            &leader.replicas,
+            &leader.isr,
+            log_end,
+            hw,
+            now_ms(),
+            config.replica_lag_time_max_ms,
+        );
         Partition {
             topic,
             topic_id,
             index,
             log: RwLock::new(log),
-            leader: Mutex::new(LeaderState { leader_epoch, isr }),
+            replication: Mutex::new(replication),
             config,
             high_watermark: watch::channel(hw).0,
             flush_holds: Mutex::new(Vec::new()),
@@ -196,7 +218,7 @@ impl Partition {
         self.log.read().dir().to_path_buf()
     }
     pub fn leader_epoch(&self) -> i32 {
-        self.leader.lock().leader_epoch
+        self.replication.lock().leader_epoch()
     }
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
@@ -223,8 +245,8 @@ impl Partition {
     ) -> Result<Appended, ProduceError> {
         let config = &self.config;
         let (leader_epoch, isr_size) = {
-            let leader = self.leader.lock();
-            (leader.leader_epoch, leader.isr.len())
+            let replication = self.replication.lock();
+            (replication.leader_epoch(), replication.isr().len())
         };
         if required_acks == -1 && isr_size < config.min_insync_replicas {
             return Err(ProduceError::NotEnoughReplicas {
@@ -287,12 +309,13 @@ impl Partition {
             let plan = reason.map(|_| log.prepare_flush());
             let hold = (reason == Some(FlushReason::Policy) && !info.duplicate)
                 .then_some(info.first_offset);
-            // Single replica: the ISR is this broker, so the high watermark follows the
-            // log end at once, up to any policy flush still running. With followers this
-            // becomes min(LEO of the ISR).
+            // The high watermark follows the smallest log end of the ISR (at once when
+            // the ISR is this broker alone), up to any policy flush still running.
+            let mut replication = self.replication.lock();
+            replication.on_leader_append(log.log_end_offset());
             let mut holds = self.flush_holds.lock();
             holds.extend(hold);
-            self.raise_high_watermark(log.log_end_offset(), &holds);
+            self.publish_high_watermark(&replication, &holds);
             (info, reason.zip(plan), hold)
         };
         if info.duplicate {
@@ -315,6 +338,52 @@ impl Partition {
             flush,
             background_flush,
         })
+    }
+
+    /// The leader epoch of the batch holding `offset` (Kafka's `epochForOffset`); none
+    /// before the first recorded epoch.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.log.read().epoch_for_offset(offset)
+    }
+
+    /// The epoch of the last batch appended.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.log.read().latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at most `epoch` that this log knows and
+    /// the offset where it ends (the next epoch's first offset, or the log end for the
+    /// latest); (-1, -1) when unknown (Kafka's `LeaderEpochFileCache.endOffsetFor`).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.log.read().end_offset_for_epoch(epoch)
+    }
+
+    /// Whether `replica` is a follower replica of this partition: only a follower's
+    /// fetch may read past the high watermark (to the log end).
+    pub fn has_follower(&self, replica: i32) -> bool {
+        self.replication.lock().follower(replica).is_some()
+    }
+
+    /// Record that `follower` fetched at `fetch_offset` at `now` (it holds everything
+    /// below): the high watermark may move. Returns the ISR change the leader would
+    /// like, which waits for the controller's AlterPartition (not built yet: until then
+    /// the change stays pending and the ISR is the controller's).
+    pub fn update_follower_fetch_state(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        now: i64,
+    ) -> Option<IsrChange> {
+        let log = self.log.read();
+        let mut replication = self.replication.lock();
+        let outcome = replication
+            .on_follower_fetch(follower, fetch_offset, log.log_end_offset(), now)
+            .ok()?;
+        if outcome.high_watermark.is_some() {
+            let holds = self.flush_holds.lock();
+            self.publish_high_watermark(&replication, &holds);
+        }
+        outcome.isr_change
     }
 
     /// Read whole batches from `offset`, bounded by `max_bytes` (at least one batch when
@@ -381,20 +450,22 @@ impl Partition {
     pub fn complete_policy_flush(&self, flush: PolicyFlush) -> Result<i64, LogError> {
         let recovery_point = self.complete_flush(flush.plan)?;
         if let Some(hold) = flush.hold {
-            let log = self.log.read();
+            let replication = self.replication.lock();
             let mut holds = self.flush_holds.lock();
             if let Some(i) = holds.iter().position(|h| *h == hold) {
                 holds.swap_remove(i);
             }
-            self.raise_high_watermark(log.log_end_offset(), &holds);
+            self.publish_high_watermark(&replication, &holds);
         }
         Ok(recovery_point)
     }
 
-    /// Move the high watermark up to `log_end`, but not past a hold. Callers hold the
-    /// log's lock, so `log_end` is current and no append adds a hold meanwhile.
-    fn raise_high_watermark(&self, log_end: i64, holds: &[i64]) {
-        let target = holds.iter().fold(log_end, |to, hold| to.min(*hold));
+    /// Publish the high watermark replication allows, but not past a hold. Callers hold
+    /// the replication lock, so no append moves it or adds a hold meanwhile.
+    fn publish_high_watermark(&self, replication: &LeaderReplication, holds: &[i64]) {
+        let target = holds
+            .iter()
+            .fold(replication.high_watermark(), |to, hold| to.min(*hold));
         self.high_watermark.send_if_modified(|hw| {
             if *hw < target {
                 *hw = target;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use ottla_controller::{
     LocalPartition, MetadataDelta, MetadataImage, MetadataPublisher, OFFSETS_TOPIC,
 };
+use ottla_replica::LeaderAndIsr;
 use parking_lot::Mutex;
 
 use crate::broker::Broker;
@@ -46,8 +47,12 @@ impl BrokerMetadataPublisher {
             topic.topic_id,
             p.partition,
             config,
-            p.leader_epoch,
-            p.isr.clone(),
+            LeaderAndIsr {
+                local_id: broker.config.node_id,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+            },
         );
         let partition = match opened {
             Ok(partition) => partition,

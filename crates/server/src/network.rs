@@ -190,7 +190,11 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
             }
         };
         let api_key = request.api_key;
-        let outcome = dispatch_guarded(&broker, request, peer);
+        let mut outcome = dispatch_guarded(&broker, request, peer);
+        // Done before the next request is read (see `Reply::Await`).
+        while let Ok(Reply::Await(work)) = outcome {
+            outcome = work.await;
+        }
         let pending = match outcome {
             Ok(reply) => {
                 if let Reply::Now(frame) = &reply {
@@ -259,6 +263,11 @@ async fn write_replies(
         let (frame, budgeted): (Option<Frame>, usize) = match pending {
             Pending::Close => break,
             Pending::Reply(Reply::Nothing) => (None, 0),
+            Pending::Reply(Reply::Await(_)) => {
+                // The reader awaits these before queueing; never reached.
+                tracing::error!("Closing connection from {peer}: a reply was queued unfinished");
+                break;
+            }
             Pending::Reply(Reply::Now(frame)) => {
                 let n = frame.buffered_len();
                 (Some(frame), n)

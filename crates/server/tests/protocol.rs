@@ -867,3 +867,115 @@ async fn auto_creation_is_bounded_per_request_and_completes_on_retry() {
         "the retry creates the remaining topics"
     );
 }
+
+/// A fetch claiming a replica id reads to the log end, past the high watermark, so only
+/// a follower replica of the partition may send one: anyone else gets Kafka's errors
+/// and no records (`Partition.followerReplicaOrThrow`).
+#[tokio::test]
+async fn a_fetch_claiming_a_replica_id_that_is_not_a_follower_is_refused() {
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "guarded", 1, &[]).await;
+    let (err, _) = produce(
+        &mut c,
+        "guarded",
+        0,
+        batch(&["a", "b"], Compression::None),
+        -1,
+    )
+    .await;
+    assert_eq!(err, 0);
+    // This broker itself and a node that is no replica at all.
+    for replica in [1, 2] {
+        let mut req = fetch_request("guarded", 0, 0, 0, 1);
+        req.replica_id = BrokerId(replica);
+        let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req).await;
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(
+            p.error_code, 6,
+            "NOT_LEADER_OR_FOLLOWER for replica {replica}"
+        );
+        assert!(records_of(p).is_empty());
+        // With the leader epoch in the request, Kafka answers UNKNOWN_LEADER_EPOCH.
+        req.topics[0].partitions[0].current_leader_epoch = 0;
+        let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req).await;
+        assert_eq!(resp.responses[0].partitions[0].error_code, 75);
+    }
+    // A consumer reads as before.
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 11, &fetch_request("guarded", 0, 0, 0, 1))
+        .await;
+    assert_eq!(records_of(&resp.responses[0].partitions[0]).len(), 2);
+}
+
+/// OffsetForLeaderEpoch answers from the partition's leader-epoch cache, which survives
+/// a restart in Kafka's `leader-epoch-checkpoint` file, with Kafka's rules for epochs it
+/// does not know and Kafka's fencing errors.
+#[tokio::test]
+async fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    fn ask(topic: &str, current: i32, epoch: i32) -> OffsetForLeaderEpochRequest {
+        OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)])])
+    }
+    async fn answer(c: &mut Client, req: &OffsetForLeaderEpochRequest) -> (i16, i32, i64) {
+        let resp: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, 4, req).await;
+        let p = &resp.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    }
+    let mut broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "epochs", 1, &[]).await;
+    for values in [&["a", "b"][..], &["c"], &["d", "e", "f"]] {
+        let (err, _) = produce(&mut c, "epochs", 0, batch(values, Compression::None), -1).await;
+        assert_eq!(err, 0);
+    }
+    // Epoch 0 is the latest: it ends at the log end.
+    assert_eq!(answer(&mut c, &ask("epochs", -1, 0)).await, (0, 0, 6));
+    // An epoch newer than any the log knows: undefined, as in Kafka.
+    assert_eq!(answer(&mut c, &ask("epochs", -1, 3)).await, (0, -1, -1));
+    // KIP-320 fencing on the caller's idea of the current epoch.
+    assert_eq!(answer(&mut c, &ask("epochs", 0, 0)).await, (0, 0, 6));
+    assert_eq!(
+        answer(&mut c, &ask("epochs", 1, 0)).await.0,
+        75,
+        "UNKNOWN_LEADER_EPOCH"
+    );
+    assert_eq!(answer(&mut c, &ask("nowhere", -1, 0)).await.0, 3);
+    // ListOffsets names the epoch of the offsets it returns.
+    let list = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+                .with_name(name("epochs"))
+                .with_partitions(vec![
+                    kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ]),
+        ]);
+    let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &list).await;
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.offset, p.leader_epoch), (6, 0));
+
+    broker.restart_uncleanly().await;
+    let mut c = broker.client().await;
+    assert_eq!(answer(&mut c, &ask("epochs", -1, 0)).await, (0, 0, 6));
+    let checkpoint = broker
+        .dir
+        .path()
+        .join("data/epochs-0/leader-epoch-checkpoint");
+    assert_eq!(
+        std::fs::read_to_string(&checkpoint).unwrap(),
+        "0\n1\n0 0\n",
+        "Kafka's format: version, count, then `epoch start-offset`"
+    );
+}

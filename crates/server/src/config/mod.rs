@@ -76,6 +76,9 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     /// `offsets.topic.segment.bytes`
     pub offsets_topic_segment_bytes: i64,
+    /// `replica.lag.time.max.ms`: how long a follower may go without catching up
+    /// before its leader drops it from the ISR.
+    pub replica_lag_time_max_ms: i64,
     /// `offsets.commit.timeout.ms`: how long a coordinator write waits for its records
     /// to be committed before the request fails with COORDINATOR_NOT_AVAILABLE.
     pub offsets_commit_timeout_ms: i64,
@@ -225,6 +228,7 @@ impl BrokerConfig {
             offsets_topic_replication_factor: positive("offsets.topic.replication.factor")? as i16,
             offsets_topic_segment_bytes: positive("offsets.topic.segment.bytes")?,
             offsets_commit_timeout_ms: positive("offsets.commit.timeout.ms")?,
+            replica_lag_time_max_ms: positive("replica.lag.time.max.ms")?,
             group: ottla_group::coordinator::CoordinatorConfig {
                 initial_rebalance_delay_ms: parse_num("group.initial.rebalance.delay.ms")?.max(0),
                 min_session_timeout_ms: positive("group.min.session.timeout.ms")? as i32,
@@ -335,6 +339,7 @@ impl BrokerConfig {
             log_append_time: value("message.timestamp.type") == "LogAppendTime",
             timestamp_after_max_ms: long("message.timestamp.after.max.ms", i64::MAX),
             compacted: policies.contains(&"compact"),
+            replica_lag_time_max_ms: self.replica_lag_time_max_ms,
         }
     }
 }

@@ -22,7 +22,7 @@ use ottla_protocol::spliced::encode_fetch_response;
 use ottla_replica::{FetchIsolation, Partition};
 use uuid::Uuid;
 
-use super::{decode, respond, Frame, HandlerError, Reply};
+use super::{check_leader_epoch, decode, respond, Frame, HandlerError, Reply};
 use crate::broker::Broker;
 
 /// Longest wait honoured, whatever the client asks: bounds how long a delayed fetch
@@ -47,6 +47,8 @@ struct Plan {
     targets: Vec<Target>,
     max_bytes: usize,
     min_bytes: usize,
+    /// The fetching follower's node id; negative for consumers.
+    replica_id: i32,
     isolation: FetchIsolation,
     read_committed: bool,
 }
@@ -79,9 +81,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
                 Some(t) => match broker.replicas.get(&t.topic_id, p.partition) {
                     None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                    Some(partition) => {
-                        check_leader_epoch(&partition, p.current_leader_epoch).map(|()| partition)
-                    }
+                    Some(partition) => check_leader_epoch(&partition, p.current_leader_epoch)
+                        .and_then(|()| {
+                            check_follower(&partition, replica_id, p.current_leader_epoch)
+                        })
+                        .map(|()| partition),
                 },
             };
             targets.push(Target {
@@ -105,7 +109,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         targets,
         max_bytes: max_bytes.min(broker.config.fetch_max_bytes),
         min_bytes: req.min_bytes.max(0) as usize,
-        // Follower fetching is a later issue; a replica id only widens what it may read.
+        // A follower (checked above to be one of the partition's replicas) reads to the
+        // log end; everyone else stops at the high watermark.
+        replica_id,
         isolation: if replica_id >= 0 {
             FetchIsolation::LogEnd
         } else {
@@ -152,16 +158,24 @@ fn subscribe(plan: &Plan) -> Vec<tokio::sync::watch::Receiver<i64>> {
         .collect()
 }
 
-fn check_leader_epoch(partition: &Partition, requested: i32) -> Result<(), i16> {
-    if requested < 0 {
+/// A fetch claiming replica id `replica_id` must come from one of the partition's
+/// follower replicas, or it could read past the high watermark. Kafka answers
+/// UNKNOWN_LEADER_EPOCH when the request names the leader epoch (the follower retries
+/// once the metadata agrees) and NOT_LEADER_OR_FOLLOWER otherwise
+/// (`Partition.followerReplicaOrThrow`).
+fn check_follower(partition: &Partition, replica_id: i32, leader_epoch: i32) -> Result<(), i16> {
+    if replica_id < 0 || partition.has_follower(replica_id) {
         return Ok(());
     }
-    let current = partition.leader_epoch();
-    match requested.cmp(&current) {
-        std::cmp::Ordering::Less => Err(ResponseError::FencedLeaderEpoch.code()),
-        std::cmp::Ordering::Greater => Err(ResponseError::UnknownLeaderEpoch.code()),
-        std::cmp::Ordering::Equal => Ok(()),
-    }
+    tracing::debug!(
+        "Refusing a fetch of {} from replica {replica_id}, which is not one of its replicas",
+        partition.name()
+    );
+    Err(if leader_epoch >= 0 {
+        ResponseError::UnknownLeaderEpoch.code()
+    } else {
+        ResponseError::NotLeaderOrFollower.code()
+    })
 }
 
 /// One pass over every target.
@@ -218,6 +232,15 @@ fn read_all(plan: &Plan) -> Read {
                 let limit = target.partition_max_bytes.min(remaining);
                 match partition.read(target.fetch_offset, limit, plan.isolation, min_one_batch) {
                     Ok(read) => {
+                        if plan.replica_id >= 0 {
+                            // The follower holds everything below its fetch offset. The
+                            // ISR change this may call for waits for AlterPartition.
+                            drop(partition.update_follower_fetch_state(
+                                plan.replica_id,
+                                target.fetch_offset,
+                                ottla_replica::partition::now_ms(),
+                            ));
+                        }
                         let n = read.records.len();
                         if n > 0 {
                             min_one_batch = false;

@@ -8,10 +8,12 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use ottla_protocol::frame::Request;
-use ottla_replica::partition::{EARLIEST_LOCAL_TIMESTAMP, LATEST_TIERED_TIMESTAMP, MAX_TIMESTAMP};
+use ottla_replica::partition::{
+    EARLIEST_LOCAL_TIMESTAMP, LATEST_TIERED_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
+};
 use ottla_replica::FetchIsolation;
 
-use super::{decode, respond, HandlerError, Reply};
+use super::{check_leader_epoch, decode, respond, HandlerError, Reply};
 use crate::broker::Broker;
 
 /// Lowest request version that may ask for each special timestamp (Kafka's rule).
@@ -49,21 +51,27 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     Err(ResponseError::UnsupportedVersion.code())
                 }
                 Some(partition) => {
-                    let epoch = partition.leader_epoch();
-                    if version >= 4
-                        && p.current_leader_epoch >= 0
-                        && p.current_leader_epoch != epoch
-                    {
-                        Err(if p.current_leader_epoch < epoch {
-                            ResponseError::FencedLeaderEpoch.code()
-                        } else {
-                            ResponseError::UnknownLeaderEpoch.code()
-                        })
+                    let fenced = if version >= 4 {
+                        check_leader_epoch(&partition, p.current_leader_epoch)
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(code) = fenced {
+                        Err(code)
                     } else {
                         partition
                             .offset_for(p.timestamp, isolation)
                             .map(|(offset, timestamp)| {
-                                (offset, timestamp, if offset >= 0 { epoch } else { -1 })
+                                // Kafka reports the epoch of the batch holding the offset
+                                // (the latest epoch for the log end), -1 if unknown.
+                                let epoch = if p.timestamp == LATEST_TIMESTAMP {
+                                    partition.latest_epoch()
+                                } else if offset >= 0 {
+                                    partition.epoch_for_offset(offset)
+                                } else {
+                                    None
+                                };
+                                (offset, timestamp, epoch.unwrap_or(-1))
                             })
                             .map_err(|e| {
                                 tracing::warn!("ListOffsets on {} failed: {e}", partition.name());

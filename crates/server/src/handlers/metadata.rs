@@ -28,6 +28,27 @@ use crate::broker::Broker;
 /// (the rest get the retriable LEADER_NOT_AVAILABLE, as while Kafka creates them).
 pub const MAX_AUTO_CREATED_TOPICS_PER_REQUEST: usize = 100;
 
+/// Whether answering `request` may create topics (auto-creation on, allowed by the
+/// request, and a named topic missing): then it runs on the blocking pool. An
+/// undecodable request is answered by [`handle`], which reports it.
+pub fn may_create_topics(broker: &Broker, request: &Request) -> bool {
+    if !broker.config.auto_create_topics_enable {
+        return false;
+    }
+    let Ok(req) = decode::<MetadataRequest>(request) else {
+        return false;
+    };
+    if request.version() >= 4 && !req.allow_auto_topic_creation {
+        return false;
+    }
+    let image = broker.controller.image();
+    req.topics.as_deref().unwrap_or_default().iter().any(|t| {
+        t.name
+            .as_ref()
+            .is_some_and(|n| image.topic(n.as_str()).is_none())
+    })
+}
+
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: MetadataRequest = decode(request)?;
     let version = request.version();

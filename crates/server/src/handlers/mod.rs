@@ -8,7 +8,9 @@
 //! *waiting* (a long-polling fetch, a coordinator write waiting for its commit) is
 //! deferred into a [`Reply::Later`], so it does not hold up the requests pipelined
 //! behind it. Coordinator operations are queued on their shard inside `dispatch` (that
-//! is the side effect starting) and answered through a `Reply::Later`.
+//! is the side effect starting) and answered through a `Reply::Later`. Controller writes
+//! (creating and deleting topics, handing out producer ids) block on the disk: they run
+//! on the blocking pool and the connection awaits them ([`Reply::Await`]).
 
 mod api_versions;
 mod create_partitions;
@@ -30,6 +32,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -40,6 +43,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use ottla_controller::OFFSETS_TOPIC;
 use ottla_log::LogSlices;
 use ottla_protocol::api_versions::is_supported;
 use ottla_protocol::frame::{encode_response, Request};
@@ -53,6 +57,12 @@ pub enum Reply {
     Now(Frame),
     /// A response that completes later (a fetch waiting for data).
     Later(Pin<Box<dyn Future<Output = Result<Frame, HandlerError>> + Send>>),
+    /// Work the connection awaits before it reads its next request: a handler whose side
+    /// effects block on the disk (a controller commit fsyncs the metadata log and opens
+    /// or deletes partition directories), run on the blocking pool so no runtime worker
+    /// waits for it, while the requests behind it on the connection still start only
+    /// after it is done, as Kafka processes a connection's requests one at a time.
+    Await(Pin<Box<dyn Future<Output = Result<Reply, HandlerError>> + Send>>),
     /// No response at all: Produce with acks=0, as Kafka does.
     Nothing,
 }
@@ -155,9 +165,51 @@ fn respond<T: Encodable>(request: &Request, body: &T) -> Result<Reply, HandlerEr
     )?))
 }
 
+/// KIP-320 fencing: a request naming the leader epoch it believes current (`-1`: none)
+/// is refused with FENCED_LEADER_EPOCH when that epoch is older than the partition's
+/// and UNKNOWN_LEADER_EPOCH when it is newer (this broker has not caught up yet).
+pub(crate) fn check_leader_epoch(
+    partition: &ottla_replica::Partition,
+    requested: i32,
+) -> Result<(), i16> {
+    if requested < 0 {
+        return Ok(());
+    }
+    let current = partition.leader_epoch();
+    match requested.cmp(&current) {
+        std::cmp::Ordering::Less => Err(kafka_protocol::ResponseError::FencedLeaderEpoch.code()),
+        std::cmp::Ordering::Greater => {
+            Err(kafka_protocol::ResponseError::UnknownLeaderEpoch.code())
+        }
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
 /// Shorthand for the many optional strings in responses.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+/// Run `handler` on the blocking pool; the connection awaits it ([`Reply::Await`]).
+fn on_blocking_pool(
+    broker: &Arc<Broker>,
+    request: Request,
+    handler: fn(&Arc<Broker>, &Request) -> Result<Reply, HandlerError>,
+) -> Result<Reply, HandlerError> {
+    let broker = broker.clone();
+    let (api_key, version) = (request.api_key, request.version());
+    Ok(Reply::Await(Box::pin(async move {
+        tokio::task::spawn_blocking(move || handler(&broker, &request))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("Handler for {api_key:?} v{version} failed: {e}");
+                Err(HandlerError::Malformed {
+                    api_key,
+                    version,
+                    reason: "internal error".into(),
+                })
+            })
+    })))
 }
 
 /// Route one request. ApiVersions answers every version (with the documented v0
@@ -180,15 +232,22 @@ pub fn dispatch(
         ApiKey::Produce => produce::handle(broker, &request),
         ApiKey::Fetch => fetch::handle(broker, &request),
         ApiKey::ListOffsets => list_offsets::handle(broker, &request),
+        ApiKey::Metadata if metadata::may_create_topics(broker, &request) => {
+            on_blocking_pool(broker, request, metadata::handle)
+        }
         ApiKey::Metadata => metadata::handle(broker, &request),
-        ApiKey::CreateTopics => create_topics::handle(broker, &request),
-        ApiKey::DeleteTopics => delete_topics::handle(broker, &request),
-        ApiKey::InitProducerId => init_producer_id::handle(broker, &request),
+        ApiKey::CreateTopics => on_blocking_pool(broker, request, create_topics::handle),
+        ApiKey::DeleteTopics => on_blocking_pool(broker, request, delete_topics::handle),
+        ApiKey::InitProducerId => on_blocking_pool(broker, request, init_producer_id::handle),
         ApiKey::DescribeConfigs => describe_configs::handle(broker, &request),
-        ApiKey::CreatePartitions => create_partitions::handle(broker, &request),
+        ApiKey::CreatePartitions => on_blocking_pool(broker, request, create_partitions::handle),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, &request),
         ApiKey::OffsetCommit => offset_commit::handle(broker, &request),
         ApiKey::OffsetFetch => offset_fetch::handle(broker, &request),
+        // The first lookup creates __consumer_offsets (and its partitions).
+        ApiKey::FindCoordinator if broker.controller.image().topic(OFFSETS_TOPIC).is_none() => {
+            on_blocking_pool(broker, request, find_coordinator::handle)
+        }
         ApiKey::FindCoordinator => find_coordinator::handle(broker, &request),
         // Kafka reports the client's address as "/ip".
         ApiKey::JoinGroup => join_group::handle(broker, &request, format!("/{}", peer.ip())),
@@ -199,6 +258,7 @@ pub fn dispatch(
         ApiKey::ListGroups => list_groups::handle(broker, &request),
         ApiKey::DeleteGroups => delete_groups::handle(broker, &request),
         ApiKey::OffsetDelete => offset_delete::handle(broker, &request),
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, &request),
         other => Err(HandlerError::UnsupportedVersion {
             api_key: other,
             version: request.version(),
