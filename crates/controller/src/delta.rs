@@ -110,6 +110,22 @@ impl MetadataDelta {
         }
     }
 
+    /// The delta from `before` to `after` when one replaces the other wholesale (a
+    /// follower installing a snapshot from the leader, as KRaft's loader publishes a
+    /// snapshot): topics of `before` that `after` lacks (by id) are deleted; everything
+    /// in `after` is reported as [`MetadataDelta::full`] would report it, since the
+    /// records that led there are unknown.
+    pub fn replaced(before: &MetadataImage, after: &MetadataImage) -> MetadataDelta {
+        let mut delta = MetadataDelta::full(after);
+        delta.deleted_topics = before
+            .topics()
+            .filter(|t| after.topic_by_id(&t.topic_id).is_none())
+            .cloned()
+            .collect();
+        delta.brokers_changed |= before.brokers != after.brokers;
+        delta
+    }
+
     pub fn is_empty(&self) -> bool {
         self.changed_partitions.is_empty()
             && self.deleted_topics.is_empty()
@@ -233,6 +249,46 @@ mod tests {
         );
         let local = delta.local_changes(1, &image);
         assert!(local.leaders.is_empty() && local.deleted_topics.is_empty());
+    }
+
+    #[test]
+    fn a_replaced_image_deletes_the_topics_it_lacks_and_names_the_rest() {
+        let (kept, dropped, added) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut before = MetadataImage::default();
+        apply(
+            &mut before,
+            &[
+                topic("kept", kept),
+                partition(kept, 0, &[1], 1),
+                topic("dropped", dropped),
+                partition(dropped, 0, &[1], 1),
+                MetadataRecord::RegisterBroker {
+                    node_id: 1,
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                },
+            ],
+        );
+        let mut after = MetadataImage::default();
+        apply(
+            &mut after,
+            &[
+                topic("kept", kept),
+                partition(kept, 0, &[1], 1),
+                topic("added", added),
+                partition(added, 0, &[1], 1),
+            ],
+        );
+        let delta = MetadataDelta::replaced(&before, &after);
+        let deleted: Vec<Uuid> = delta.deleted_topics.iter().map(|t| t.topic_id).collect();
+        assert_eq!(deleted, vec![dropped]);
+        assert_eq!(
+            delta.changed_partitions,
+            BTreeMap::from([(kept, BTreeSet::from([0])), (added, BTreeSet::from([0]))])
+        );
+        assert!(delta.brokers_changed, "the broker went away");
+        assert_eq!(delta.local_changes(1, &after).deleted_topics.len(), 1);
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl TopicInfo {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// Equality compares everything, `offset` included: two images are equal when they
+/// describe the same metadata at the same version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerInfo>,
@@ -95,6 +97,63 @@ impl MetadataImage {
     }
     pub fn topic_count(&self) -> usize {
         self.topics_by_id.len()
+    }
+
+    /// The image re-expressed as records: replaying them, in order, into an empty image
+    /// gives this image back (except [`MetadataImage::offset`], which counts the records
+    /// replayed; a snapshot stores it beside the records). This is what a metadata
+    /// snapshot holds, as KRaft's snapshots hold the image written out as records
+    /// (`MetadataImage.write`): the cluster id, the brokers, each topic (by name) with
+    /// its configs and partitions, and the producer-id block.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let partitions: usize = self.topics().map(|t| t.partitions.len()).sum();
+        let configs: usize = self.topics().map(|t| t.configs.len()).sum();
+        let mut records =
+            Vec::with_capacity(3 + self.brokers.len() + self.topic_count() + partitions + configs);
+        if let Some(cluster_id) = &self.cluster_id {
+            records.push(MetadataRecord::ClusterId {
+                cluster_id: cluster_id.clone(),
+            });
+        }
+        for broker in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker {
+                node_id: broker.node_id,
+                host: broker.host.clone(),
+                port: broker.port,
+                rack: broker.rack.clone(),
+            });
+        }
+        for topic in self.topics() {
+            records.push(MetadataRecord::Topic {
+                name: topic.name.clone(),
+                topic_id: topic.topic_id,
+            });
+            for (key, value) in &topic.configs {
+                records.push(MetadataRecord::TopicConfig {
+                    topic_id: topic.topic_id,
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+            for p in &topic.partitions {
+                records.push(MetadataRecord::Partition {
+                    topic_id: topic.topic_id,
+                    partition: p.partition,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                });
+            }
+        }
+        // Zero is where an empty image starts: no record needed.
+        if self.next_producer_id != 0 {
+            records.push(MetadataRecord::ProducerIds {
+                next_producer_id: self.next_producer_id,
+            });
+        }
+        records
     }
 
     /// Apply one record. Deterministic: the same sequence always yields the same image.
@@ -258,6 +317,122 @@ mod tests {
             })
             .unwrap();
         assert_eq!(image.topic("t").unwrap().topic_id, id2);
+    }
+
+    #[test]
+    fn to_records_replays_into_an_equal_image() {
+        let mut image = MetadataImage::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let records = [
+            MetadataRecord::ClusterId {
+                cluster_id: "q1Xn0bU5SMmvj2BGGZ1cMA".into(),
+            },
+            MetadataRecord::RegisterBroker {
+                node_id: 2,
+                host: "b2".into(),
+                port: 9093,
+                rack: Some("r2".into()),
+            },
+            MetadataRecord::RegisterBroker {
+                node_id: 1,
+                host: "b1".into(),
+                port: 9092,
+                rack: None,
+            },
+            MetadataRecord::Topic {
+                name: "zeta".into(),
+                topic_id: a,
+            },
+            MetadataRecord::Topic {
+                name: "alpha".into(),
+                topic_id: b,
+            },
+            MetadataRecord::Partition {
+                topic_id: a,
+                partition: 0,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            },
+            MetadataRecord::Partition {
+                topic_id: a,
+                partition: 1,
+                replicas: vec![2, 1],
+                isr: vec![2],
+                leader: 2,
+                leader_epoch: 4,
+                partition_epoch: 7,
+            },
+            // rewritten: the image keeps the last version only
+            MetadataRecord::Partition {
+                topic_id: a,
+                partition: 0,
+                replicas: vec![1, 2],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 1,
+                partition_epoch: 2,
+            },
+            partition(b, 0),
+            MetadataRecord::TopicConfig {
+                topic_id: a,
+                key: "retention.ms".into(),
+                value: Some("1000".into()),
+            },
+            MetadataRecord::TopicConfig {
+                topic_id: a,
+                key: "cleanup.policy".into(),
+                value: Some("compact".into()),
+            },
+            MetadataRecord::TopicConfig {
+                topic_id: a,
+                key: "cleanup.policy".into(),
+                value: None,
+            },
+            MetadataRecord::TopicConfig {
+                topic_id: b,
+                key: "segment.bytes".into(),
+                value: Some("1048576".into()),
+            },
+            MetadataRecord::ProducerIds {
+                next_producer_id: 5000,
+            },
+        ];
+        for r in &records {
+            image.replay(r).unwrap();
+        }
+        // a deleted topic leaves no trace
+        let gone = Uuid::new_v4();
+        image
+            .replay(&MetadataRecord::Topic {
+                name: "gone".into(),
+                topic_id: gone,
+            })
+            .unwrap();
+        image
+            .replay(&MetadataRecord::RemoveTopic { topic_id: gone })
+            .unwrap();
+
+        let written = image.to_records();
+        let mut replayed = MetadataImage::default();
+        for r in &written {
+            replayed.replay(r).unwrap();
+        }
+        assert_eq!(replayed.offset, written.len() as u64);
+        replayed.offset = image.offset;
+        assert_eq!(replayed, image);
+        assert_eq!(replayed.topic("zeta").unwrap().partitions[0].isr, vec![1]);
+        assert!(replayed.topic("gone").is_none());
+        // written in a stable order: brokers by id, topics by name
+        assert_eq!(replayed.to_records(), written);
+        assert!(matches!(
+            &written[1],
+            MetadataRecord::RegisterBroker { node_id: 1, .. }
+        ));
+        assert!(matches!(&written[3], MetadataRecord::Topic { name, .. } if name == "alpha"));
+        assert!(MetadataImage::default().to_records().is_empty());
     }
 
     #[test]

@@ -9,7 +9,9 @@
 pub mod delta;
 pub mod image;
 pub mod metadata_log;
+pub mod quorum;
 pub mod records;
+pub mod rpc;
 pub mod topic_name;
 
 use std::collections::BTreeMap;
@@ -17,7 +19,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::quorum::{ControllerNode, MetadataRaft, SharedImage};
 
 pub use delta::{LocalPartition, LocalReplicaChanges, MetadataDelta, MetadataPublisher};
 pub use image::{
@@ -40,10 +45,26 @@ pub struct ControllerConfig {
     pub default_num_partitions: i32,
     /// `default.replication.factor`
     pub default_replication_factor: i16,
+    /// The Raft quorum this controller is a voter of; `None`: the embedded single-node
+    /// controller (a local fsynced log, no quorum, no format step).
+    pub quorum: Option<QuorumSettings>,
+}
+
+/// `controller.quorum.voters` and this node's CONTROLLER listener.
+#[derive(Debug, Clone)]
+pub struct QuorumSettings {
+    /// (node id, host, port) of every voter's CONTROLLER listener.
+    pub voters: Vec<(i32, String, u16)>,
+    /// Where this node's CONTROLLER listener binds.
+    pub listen: String,
+    /// How long a metadata change waits for the quorum before it fails with
+    /// REQUEST_TIMED_OUT (Kafka's brokers give up on the controller after their
+    /// `request.timeout.ms`).
+    pub write_timeout: std::time::Duration,
 }
 
 /// What a client asked for in CreateTopics, already stripped of wire details.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateTopicSpec {
     pub name: String,
     /// -1: use `num.partitions`.
@@ -79,6 +100,15 @@ pub enum ControllerError {
     Storage(#[from] MetadataLogError),
     #[error("metadata record does not apply: {0}")]
     Replay(#[from] image::ReplayError),
+    /// The quorum did not commit the change in time (no majority, no leader): retriable.
+    #[error("the controller quorum did not answer: {0}")]
+    QuorumUnavailable(String),
+    /// This controller is not the active one (leadership moved while the change waited).
+    #[error("this controller is not the active controller")]
+    NotActive,
+    /// The active controller refused a change this node forwarded to it.
+    #[error("{message}")]
+    Forwarded { code: i16, message: String },
 }
 
 impl ControllerError {
@@ -95,33 +125,123 @@ impl ControllerError {
             // KAFKA_STORAGE_ERROR would be per partition; for metadata Kafka reports
             // UNKNOWN_SERVER_ERROR.
             ControllerError::Storage(_) | ControllerError::Replay(_) => -1,
+            // REQUEST_TIMED_OUT, as a Kafka broker answers when no controller does.
+            ControllerError::QuorumUnavailable(_) => 7,
+            // NOT_CONTROLLER
+            ControllerError::NotActive => 41,
+            ControllerError::Forwarded { code, .. } => *code,
         }
     }
+
+    /// TOPIC_ALREADY_EXISTS, whether decided here or by the active controller.
+    pub fn is_topic_already_exists(&self) -> bool {
+        self.kafka_error_code() == 36
+    }
+}
+
+/// A metadata change, as a non-active controller forwards it to the active one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerOp {
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+    CreateTopic {
+        spec: CreateTopicSpec,
+    },
+    DeleteTopic {
+        topic_id: Uuid,
+    },
+    CreatePartitions {
+        name: String,
+        new_total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+    },
+    AllocateProducerIds {
+        count: i64,
+    },
+}
+
+/// The active controller's answer to a forwarded change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerOpResult {
+    /// Committed; applied at the active controller up to `applied_index`, which the
+    /// forwarder waits for before it answers (so its own image shows the change).
+    Done {
+        applied_index: Option<u64>,
+        producer_id_start: Option<i64>,
+    },
+    Failed {
+        code: i16,
+        message: String,
+    },
+}
+
+/// How the controller makes a change durable.
+enum Backend {
+    /// The embedded single-node controller's fsynced file.
+    Local(Mutex<MetadataLog>),
+    /// A voter of an openraft quorum.
+    Raft(RaftBackend),
+}
+
+struct RaftBackend {
+    raft: MetadataRaft,
+    runtime: tokio::runtime::Handle,
+    /// Serialises the active controller's validate-then-write, so that two changes never
+    /// validate against the same image (Kafka's controller event thread).
+    writes: Mutex<()>,
+    write_timeout: std::time::Duration,
+    /// Stops the CONTROLLER listener.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// The publishers and the last image they were told about, under one lock so that a
+/// publisher registered while changes are applied sees each change exactly once.
+struct Publishing {
+    publishers: Vec<Arc<dyn MetadataPublisher>>,
+    last: Arc<MetadataImage>,
 }
 
 pub struct Controller {
     config: ControllerConfig,
-    image: RwLock<Arc<MetadataImage>>,
-    /// Serialises writers: validate, append, replay and publish happen under this lock
-    /// so two concurrent CreateTopics for one name cannot both pass validation, and
-    /// publishers see deltas in commit order.
-    log: Mutex<MetadataLog>,
-    publishers: RwLock<Vec<Arc<dyn MetadataPublisher>>>,
+    image: SharedImage,
+    /// Local: writers are serialised by the log's lock (validate, append, replay and
+    /// publish under it, so two concurrent CreateTopics for one name cannot both pass
+    /// validation and publishers see deltas in commit order). Raft: by the backend's.
+    backend: Backend,
+    publishing: Arc<Mutex<Publishing>>,
 }
 
 impl Controller {
-    /// Open the metadata log, replay it, and make sure the cluster has an id.
-    pub fn open(config: ControllerConfig) -> Result<Controller, ControllerError> {
+    /// Open the metadata log (the local file, or this voter's share of the quorum's log)
+    /// and replay it. The embedded controller makes sure the cluster has an id at once;
+    /// a quorum's first change gives it one. With a quorum this starts the Raft node and
+    /// its CONTROLLER listener, so it must run on a blocking thread of a tokio runtime.
+    pub fn open(config: ControllerConfig) -> Result<Arc<Controller>, ControllerError> {
+        match config.quorum.clone() {
+            None => Controller::open_local(config),
+            Some(quorum) => Controller::open_raft(config, quorum),
+        }
+    }
+
+    fn open_local(config: ControllerConfig) -> Result<Arc<Controller>, ControllerError> {
         let (log, records) = MetadataLog::open(&config.metadata_dir)?;
         let mut image = MetadataImage::default();
         for record in &records {
             image.replay(record)?;
         }
+        let image = Arc::new(image);
         let controller = Controller {
             config,
-            image: RwLock::new(Arc::new(image)),
-            log: Mutex::new(log),
-            publishers: RwLock::new(Vec::new()),
+            image: Arc::new(RwLock::new(image.clone())),
+            backend: Backend::Local(Mutex::new(log)),
+            publishing: Arc::new(Mutex::new(Publishing {
+                publishers: Vec::new(),
+                last: image,
+            })),
         };
         if controller.image().cluster_id.is_none() {
             let cluster_id = new_cluster_id();
@@ -133,7 +253,115 @@ impl Controller {
             controller.image().topic_count(),
             controller.image().cluster_id.as_deref().unwrap_or("?")
         );
+        Ok(Arc::new(controller))
+    }
+
+    fn open_raft(
+        config: ControllerConfig,
+        quorum: QuorumSettings,
+    ) -> Result<Arc<Controller>, ControllerError> {
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            ControllerError::QuorumUnavailable(format!("{what}: {e}"))
+        };
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| unavailable("no async runtime for the quorum", &e))?;
+        let image: SharedImage = Arc::new(RwLock::new(Arc::new(MetadataImage::default())));
+        let publishing = Arc::new(Mutex::new(Publishing {
+            publishers: Vec::new(),
+            last: Arc::new(MetadataImage::default()),
+        }));
+        let observer_publishing = publishing.clone();
+        let observer: quorum::MetadataObserver = Arc::new(move |delta, image| {
+            let mut publishing = observer_publishing.lock();
+            for publisher in &publishing.publishers {
+                publisher.publish(delta, image);
+            }
+            publishing.last = image.clone();
+        });
+        let (log_store, state_machine) = quorum::open_storage(
+            &config.metadata_dir,
+            quorum::QuorumLogConfig::default(),
+            image.clone(),
+            observer,
+        )
+        .map_err(|e| unavailable("cannot open the metadata log", &e))?;
+        // KRaft's `controller.quorum.election.timeout.ms` is 1 s; heartbeats well inside it.
+        let raft_config = openraft::Config {
+            cluster_name: "ottla".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| unavailable("invalid quorum settings", &e))?;
+        let node_id = config.node_id as u64;
+        let raft = runtime
+            .block_on(MetadataRaft::new(
+                node_id,
+                Arc::new(raft_config),
+                rpc::QuorumNetworkFactory,
+                log_store,
+                state_machine,
+            ))
+            .map_err(|e| unavailable("cannot start the quorum", &e))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(&quorum.listen))
+            .map_err(|e| unavailable(&format!("cannot listen on {}", quorum.listen), &e))?;
+        tracing::info!(
+            "Controller {} listening for the quorum on {}",
+            config.node_id,
+            quorum.listen
+        );
+        // Every voter of a new quorum proposes the same membership; openraft refuses it
+        // on a node that already has a log, which is the normal restart.
+        let voters = rpc::voters_map(&quorum.voters);
+        if let Err(e) = runtime.block_on(raft.initialize(voters)) {
+            tracing::debug!("Quorum already initialized here: {e}");
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let controller = Arc::new(Controller {
+            config,
+            image,
+            backend: Backend::Raft(RaftBackend {
+                raft: raft.clone(),
+                runtime: runtime.clone(),
+                writes: Mutex::new(()),
+                write_timeout: quorum.write_timeout,
+                stop,
+            }),
+            publishing,
+        });
+        let weak = Arc::downgrade(&controller);
+        let execute: Arc<dyn Fn(ControllerOp) -> ControllerOpResult + Send + Sync> =
+            Arc::new(move |op| match weak.upgrade() {
+                Some(controller) => controller.execute_forwarded(op),
+                None => ControllerOpResult::Failed {
+                    code: ControllerError::NotActive.kafka_error_code(),
+                    message: "the controller is shutting down".into(),
+                },
+            });
+        runtime.spawn(log_transitions(raft.clone(), controller.config.node_id));
+        runtime.spawn(rpc::serve(listener, raft, execute, stopped));
         Ok(controller)
+    }
+
+    /// Stop taking part in the quorum (clean shutdown).
+    pub fn shutdown(&self) {
+        if let Backend::Raft(b) = &self.backend {
+            let _ = b.stop.send(true);
+            if let Err(e) = b.runtime.block_on(b.raft.shutdown()) {
+                tracing::warn!("The quorum's Raft node did not stop cleanly: {e}");
+            }
+        }
+    }
+
+    /// The active controller's node id, if one is known.
+    pub fn active_controller(&self) -> Option<i32> {
+        match &self.backend {
+            Backend::Local(_) => Some(self.config.node_id),
+            Backend::Raft(b) => b.raft.metrics().borrow().current_leader.map(|id| id as i32),
+        }
     }
 
     pub fn node_id(&self) -> i32 {
@@ -149,13 +377,20 @@ impl Controller {
     /// Add a publisher: it receives the current image at once, as one delta, then every
     /// committed change.
     pub fn register_publisher(&self, publisher: Arc<dyn MetadataPublisher>) {
-        let _writers = self.log.lock();
-        let image = self.image();
+        let _writers = match &self.backend {
+            Backend::Local(log) => Some(log.lock()),
+            Backend::Raft(_) => None,
+        };
+        let mut publishing = self.publishing.lock();
+        let image = publishing.last.clone();
         publisher.publish(&MetadataDelta::full(&image), &image);
-        self.publishers.write().push(publisher);
+        publishing.publishers.push(publisher);
     }
 
-    /// Validate-and-emit under the writer lock, append durably, replay, publish.
+    /// Validate-and-emit, make durable, replay, publish. Local: all under the log's
+    /// lock. Raft: on the active controller only (after catching up with everything
+    /// the quorum committed), the entry committed by the quorum, then applied and
+    /// published by the state machine on every voter.
     fn commit<T>(
         &self,
         produce: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ControllerError>,
@@ -163,7 +398,11 @@ impl Controller {
     where
         T: Sized,
     {
-        let mut log = self.log.lock();
+        let log = match &self.backend {
+            Backend::Local(log) => log,
+            Backend::Raft(b) => return self.commit_raft(b, produce),
+        };
+        let mut log = log.lock();
         let current = self.image();
         let (records, out) = produce(&current)?;
         if records.is_empty() {
@@ -179,33 +418,264 @@ impl Controller {
         let next = Arc::new(next);
         // Publish before readers see the new image: a topic becomes visible once this
         // broker has opened its partitions, never before.
-        for publisher in self.publishers.read().iter() {
-            publisher.publish(&delta, &next);
+        {
+            let mut publishing = self.publishing.lock();
+            for publisher in &publishing.publishers {
+                publisher.publish(&delta, &next);
+            }
+            publishing.last = next.clone();
         }
         *self.image.write() = next;
         Ok(out)
     }
 
-    /// Register (or update) this broker's endpoint.
-    pub fn register_broker(&self, info: BrokerInfo) -> Result<(), ControllerError> {
-        self.commit(|image| {
-            if image.brokers.get(&info.node_id) == Some(&info) {
-                return Ok((vec![], ()));
+    fn commit_raft<T>(
+        &self,
+        b: &RaftBackend,
+        produce: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ControllerError>,
+    ) -> Result<T, ControllerError> {
+        let _writes = b.writes.lock();
+        let timeout = b.write_timeout;
+        // Leader, and caught up with every committed change, before validating.
+        let linearizable = b
+            .runtime
+            .block_on(tokio::time::timeout(timeout, b.raft.ensure_linearizable()));
+        match linearizable {
+            Err(_) => {
+                return Err(ControllerError::QuorumUnavailable(format!(
+                    "no quorum within {timeout:?}"
+                )))
             }
-            Ok((
-                vec![MetadataRecord::RegisterBroker {
+            Ok(Err(openraft::error::RaftError::APIError(_))) => {
+                return Err(ControllerError::NotActive)
+            }
+            Ok(Err(e)) => return Err(ControllerError::QuorumUnavailable(e.to_string())),
+            Ok(Ok(_)) => {}
+        }
+        let current = self.image();
+        let (records, out) = produce(&current)?;
+        if records.is_empty() {
+            return Ok(out);
+        }
+        let mut preview = (*current).clone();
+        for record in &records {
+            preview.replay(record)?;
+        }
+        let written = b.runtime.block_on(tokio::time::timeout(
+            timeout,
+            b.raft.client_write(quorum::MetadataBatch(records)),
+        ));
+        match written {
+            Err(_) => Err(ControllerError::QuorumUnavailable(format!(
+                "the change was not committed within {timeout:?}"
+            ))),
+            Ok(Err(openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(_),
+            ))) => Err(ControllerError::NotActive),
+            Ok(Err(e)) => Err(ControllerError::QuorumUnavailable(e.to_string())),
+            Ok(Ok(_)) => Ok(out),
+        }
+    }
+
+    /// With a quorum and another voter active: send `op` there and wait until this
+    /// node has applied it. `None`: run it here (embedded controller, or this voter is
+    /// the active one).
+    fn forward_if_not_active(
+        &self,
+        op: impl FnOnce() -> ControllerOp,
+    ) -> Result<Option<Option<i64>>, ControllerError> {
+        let Backend::Raft(b) = &self.backend else {
+            return Ok(None);
+        };
+        let deadline = std::time::Instant::now() + b.write_timeout;
+        let op = op();
+        loop {
+            let (leader, node) = {
+                let metrics = b.raft.metrics();
+                let m = metrics.borrow();
+                let leader = m.current_leader;
+                let node =
+                    leader.and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+                (leader, node)
+            };
+            match (leader, node) {
+                (Some(l), _) if l == self.config.node_id as u64 => return Ok(None),
+                (Some(_), Some(node)) => {
+                    if let Some(done) = self.forward(b, &node, &op, deadline)? {
+                        return Ok(Some(done));
+                    }
+                }
+                _ => {}
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ControllerError::QuorumUnavailable(format!(
+                    "no active controller within {:?}",
+                    b.write_timeout
+                )));
+            }
+            // An election is under way (or the active controller just changed).
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Forward `op` to `node`; `None` if it was not the active controller after all.
+    fn forward(
+        &self,
+        b: &RaftBackend,
+        node: &ControllerNode,
+        op: &ControllerOp,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Option<i64>>, ControllerError> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut client = rpc::QuorumClient::new(format!("{}:{}", node.host, node.port));
+        let answer = b
+            .runtime
+            .block_on(client.call(&rpc::QuorumRequest::Forward(op.clone()), left));
+        match answer {
+            Ok(rpc::QuorumResponse::Forward(ControllerOpResult::Done {
+                applied_index,
+                producer_id_start,
+            })) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let caught_up = b.runtime.block_on(
+                    b.raft
+                        .wait(Some(left.max(std::time::Duration::from_millis(1))))
+                        .applied_index_at_least(applied_index, "a forwarded metadata change"),
+                );
+                if let Err(e) = caught_up {
+                    return Err(ControllerError::QuorumUnavailable(format!(
+                        "the change was committed but not applied here in time: {e}"
+                    )));
+                }
+                Ok(Some(producer_id_start))
+            }
+            Ok(rpc::QuorumResponse::Forward(ControllerOpResult::Failed { code, .. }))
+                if code == ControllerError::NotActive.kafka_error_code() =>
+            {
+                Ok(None)
+            }
+            Ok(rpc::QuorumResponse::Forward(ControllerOpResult::Failed { code, message })) => {
+                Err(ControllerError::Forwarded { code, message })
+            }
+            Ok(_) => Err(ControllerError::QuorumUnavailable(
+                "unexpected answer from the active controller".into(),
+            )),
+            // The node just went away: wait for the next election.
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Run a change another voter forwarded (this one believes itself active).
+    pub fn execute_forwarded(&self, op: ControllerOp) -> ControllerOpResult {
+        let Backend::Raft(b) = &self.backend else {
+            return ControllerOpResult::Failed {
+                code: ControllerError::NotActive.kafka_error_code(),
+                message: "not a quorum voter".into(),
+            };
+        };
+        if b.raft.metrics().borrow().current_leader != Some(self.config.node_id as u64) {
+            return ControllerOpResult::Failed {
+                code: ControllerError::NotActive.kafka_error_code(),
+                message: "not the active controller".into(),
+            };
+        }
+        let outcome = match op {
+            ControllerOp::RegisterBroker {
+                node_id,
+                host,
+                port,
+                rack,
+            } => self
+                .register_broker_here(BrokerInfo {
+                    node_id,
+                    host,
+                    port,
+                    rack,
+                })
+                .map(|()| None),
+            ControllerOp::CreateTopic { spec } => {
+                self.create_topic_here(&spec, false).map(|_| None)
+            }
+            ControllerOp::DeleteTopic { topic_id } => {
+                self.delete_topic_here(topic_id).map(|_| None)
+            }
+            ControllerOp::CreatePartitions {
+                name,
+                new_total,
+                assignments,
+            } => self
+                .create_partitions_here(&name, new_total, assignments, false)
+                .map(|_| None),
+            ControllerOp::AllocateProducerIds { count } => {
+                self.allocate_producer_ids_here(count).map(Some)
+            }
+        };
+        match outcome {
+            Ok(producer_id_start) => ControllerOpResult::Done {
+                applied_index: b.raft.metrics().borrow().last_applied.map(|l| l.index),
+                producer_id_start,
+            },
+            Err(e) => ControllerOpResult::Failed {
+                code: e.kafka_error_code(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// Register (or update) this broker's endpoint. A quorum's first change also gives
+    /// the cluster its id.
+    pub fn register_broker(&self, info: BrokerInfo) -> Result<(), ControllerError> {
+        let forwarded = self.forward_if_not_active(|| ControllerOp::RegisterBroker {
+            node_id: info.node_id,
+            host: info.host.clone(),
+            port: info.port,
+            rack: info.rack.clone(),
+        })?;
+        if forwarded.is_some() {
+            return Ok(());
+        }
+        self.register_broker_here(info)
+    }
+
+    fn register_broker_here(&self, info: BrokerInfo) -> Result<(), ControllerError> {
+        self.commit(|image| {
+            let mut records = Vec::new();
+            if image.cluster_id.is_none() {
+                records.push(MetadataRecord::ClusterId {
+                    cluster_id: new_cluster_id(),
+                });
+            }
+            if image.brokers.get(&info.node_id) != Some(&info) {
+                records.push(MetadataRecord::RegisterBroker {
                     node_id: info.node_id,
                     host: info.host.clone(),
                     port: info.port,
                     rack: info.rack.clone(),
-                }],
-                (),
-            ))
+                });
+            }
+            Ok((records, ()))
         })
     }
 
     /// Create one topic (or, with `validate_only`, check that it could be created).
     pub fn create_topic(
+        &self,
+        spec: &CreateTopicSpec,
+        validate_only: bool,
+    ) -> Result<Arc<TopicInfo>, ControllerError> {
+        if !validate_only {
+            let forwarded =
+                self.forward_if_not_active(|| ControllerOp::CreateTopic { spec: spec.clone() })?;
+            if forwarded.is_some() {
+                return self.image().topic(&spec.name).cloned().ok_or_else(|| {
+                    ControllerError::QuorumUnavailable("the new topic is not visible here".into())
+                });
+            }
+        }
+        self.create_topic_here(spec, validate_only)
+    }
+
+    fn create_topic_here(
         &self,
         spec: &CreateTopicSpec,
         validate_only: bool,
@@ -266,8 +736,19 @@ impl Controller {
         Ok(result)
     }
 
-    /// Delete a topic by id; returns what was deleted so the caller can drop its logs.
+    /// Delete a topic by id; returns what was deleted.
     pub fn delete_topic(&self, topic_id: Uuid) -> Result<Arc<TopicInfo>, ControllerError> {
+        let before = self.image().topic_by_id(&topic_id).cloned();
+        if self
+            .forward_if_not_active(|| ControllerOp::DeleteTopic { topic_id })?
+            .is_some()
+        {
+            return before.ok_or(ControllerError::UnknownTopicId);
+        }
+        self.delete_topic_here(topic_id)
+    }
+
+    fn delete_topic_here(&self, topic_id: Uuid) -> Result<Arc<TopicInfo>, ControllerError> {
         let topic = self.commit(|image| {
             let topic = image
                 .topic_by_id(&topic_id)
@@ -285,6 +766,30 @@ impl Controller {
 
     /// Grow a topic to `new_total` partitions (CreatePartitions).
     pub fn create_partitions(
+        &self,
+        name: &str,
+        new_total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicInfo>, ControllerError> {
+        if !validate_only {
+            let forwarded = self.forward_if_not_active(|| ControllerOp::CreatePartitions {
+                name: name.to_string(),
+                new_total,
+                assignments: assignments.clone(),
+            })?;
+            if forwarded.is_some() {
+                return self
+                    .image()
+                    .topic(name)
+                    .cloned()
+                    .ok_or(ControllerError::UnknownTopicOrPartition);
+            }
+        }
+        self.create_partitions_here(name, new_total, assignments, validate_only)
+    }
+
+    fn create_partitions_here(
         &self,
         name: &str,
         new_total: i32,
@@ -356,6 +861,17 @@ impl Controller {
     /// Reserve `count` producer ids; returns the first. Durable before it returns, so
     /// ids are unique across restarts (Kafka's AllocateProducerIds, in blocks).
     pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, ControllerError> {
+        if let Some(start) =
+            self.forward_if_not_active(|| ControllerOp::AllocateProducerIds { count })?
+        {
+            return start.ok_or_else(|| {
+                ControllerError::QuorumUnavailable("no producer ids in the answer".into())
+            });
+        }
+        self.allocate_producer_ids_here(count)
+    }
+
+    fn allocate_producer_ids_here(&self, count: i64) -> Result<i64, ControllerError> {
         assert!(count > 0, "allocate at least one producer id");
         self.commit(|image| {
             let start = image.next_producer_id;
@@ -483,6 +999,36 @@ fn plan_assignment(
         .collect())
 }
 
+/// Log each change of the quorum's leader or epoch in KRaft's words, for operators
+/// who grep for them; ends when the Raft node stops.
+async fn log_transitions(raft: MetadataRaft, node_id: i32) {
+    let mut metrics = raft.metrics();
+    let mut seen: Option<(u64, Option<u64>)> = None;
+    loop {
+        let (term, leader) = {
+            let m = metrics.borrow_and_update();
+            (m.current_term, m.current_leader)
+        };
+        if seen != Some((term, leader)) {
+            seen = Some((term, leader));
+            match leader {
+                Some(l) if l == node_id as u64 => tracing::info!(
+                    "[RaftManager id={node_id}] Completed transition to Leader(localId={node_id}, epoch={term})"
+                ),
+                Some(l) => tracing::info!(
+                    "[RaftManager id={node_id}] Completed transition to Follower(leaderId={l}, epoch={term})"
+                ),
+                None => tracing::info!(
+                    "[RaftManager id={node_id}] Completed transition to Unattached(epoch={term}): no leader"
+                ),
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A Kafka-style cluster id: a random UUID in Kafka's base64 form (22 characters).
 fn new_cluster_id() -> String {
     ottla_protocol::kafka_uuid::encode_topic_id(Uuid::new_v4())
@@ -492,12 +1038,13 @@ fn new_cluster_id() -> String {
 mod tests {
     use super::*;
 
-    fn controller(dir: &std::path::Path) -> Controller {
+    fn controller(dir: &std::path::Path) -> Arc<Controller> {
         let c = Controller::open(ControllerConfig {
             node_id: 1,
             metadata_dir: dir.to_path_buf(),
             default_num_partitions: 1,
             default_replication_factor: 1,
+            quorum: None,
         })
         .unwrap();
         c.register_broker(BrokerInfo {

@@ -33,6 +33,8 @@ const OFFSET_DIGITS: usize = 20;
 enum RetentionReason {
     Time,
     Size,
+    /// The owner moved the log start offset to this offset ([`Log::delete_segments_below`]).
+    LogStartOffset(i64),
 }
 
 /// Why a log wants a flush ([`Log::flush_wanted`]).
@@ -1004,6 +1006,27 @@ impl Log {
         Ok(deleted)
     }
 
+    /// Delete the whole segments that lie entirely below `offset`: those whose next
+    /// segment starts at or below it. The segment holding `offset` and the active segment
+    /// always stay, so the log start offset becomes the base of the first segment kept
+    /// (at most `offset`). Returns how many segments went.
+    ///
+    /// Kafka's `deleteLogStartOffsetBreachedSegments`, which KRaft runs on
+    /// `__cluster_metadata` once a snapshot covers the offsets below `offset`
+    /// (`KafkaMetadataLog.deleteBeforeSnapshot`); the Raft log store calls it when
+    /// openraft purges entries a snapshot holds. Unlike retention it looks at neither
+    /// time nor size, and the owner, not a config, chooses the offset. As with
+    /// retention, the directory is fsynced by the next flush: a deletion lost in a crash
+    /// only brings back a segment the owner already treats as purged.
+    pub fn delete_segments_below(&mut self, offset: i64) -> Result<usize, LogError> {
+        let count = self
+            .segments
+            .windows(2)
+            .take_while(|pair| pair[1].base_offset() <= offset)
+            .count();
+        self.delete_oldest_segments(count, RetentionReason::LogStartOffset(offset), now_ms())
+    }
+
     /// Segment `i` may go: it is not an empty active segment and it ends at or below the bound.
     fn deletable(&self, i: usize, upper_bound_offset: i64) -> bool {
         let segment = &self.segments[i];
@@ -1042,6 +1065,11 @@ impl Log {
                     segment.base_offset(),
                     self.name,
                     self.config.retention_bytes
+                ),
+                RetentionReason::LogStartOffset(offset) => info!(
+                    "Deleting segment {} of {} due to log start offset {offset} breach",
+                    segment.base_offset(),
+                    self.name
                 ),
             }
             segment.delete_files()?;

@@ -1686,3 +1686,41 @@ fn follower_appends_take_the_epochs_stamped_by_the_leader() {
     assert_eq!(follower.log_end_offset(), 7);
     assert_eq!(epochs(&follower), vec![(1, 0), (4, 4)]);
 }
+
+#[test]
+fn delete_segments_below_keeps_the_segment_holding_the_offset_and_the_active_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = LogConfig {
+        retention_ms: -1,
+        ..small_segments()
+    };
+    let mut log = Log::open(dir, config.clone(), 0).unwrap();
+    for epoch in [0, 0, 1, 1, 2, 2, 3] {
+        log.append_as_leader(&mut batch(2, NOW), epoch).unwrap();
+    }
+    // two batches of 101 bytes per segment: 0, 4, 8, and 12 (active, one batch)
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8, 12]);
+    // offset 5 lies inside segment 4: only segment 0 is wholly below it
+    assert_eq!(log.delete_segments_below(3).unwrap(), 0);
+    assert_eq!(log.delete_segments_below(5).unwrap(), 1);
+    assert_eq!(log.segment_base_offsets(), vec![4, 8, 12]);
+    assert_eq!(log.log_start_offset(), 4);
+    assert!(!log_file(dir, 0).exists());
+    // the first offset keeps its epoch; epoch 0 is gone from the checkpoint
+    assert_eq!(log.epoch_for_offset(4), Some(1));
+    assert_eq!(log.leader_epoch_cache().entries()[0].start_offset, 4);
+    // past the log end: everything but the active segment
+    assert_eq!(log.delete_segments_below(100).unwrap(), 2);
+    assert_eq!(log.segment_base_offsets(), vec![12]);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 14));
+    assert_eq!(
+        base_offsets(&log.read(12, 1 << 20, i64::MAX, true).unwrap()),
+        vec![12]
+    );
+    log.flush().unwrap();
+    drop(log);
+    let log = Log::open(dir, config, 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 14));
+    assert_eq!(log.latest_epoch(), Some(3));
+}

@@ -3,6 +3,9 @@
 //!
 //! - `recovery-point-offset-checkpoint` in each log dir: per partition, the offset up to
 //!   which data is known to be flushed; recovery after a crash scans only beyond it.
+//! - `replication-offset-checkpoint` in each log dir: per partition, the high
+//!   watermark, so a restarted replica does not expose records that were never
+//!   committed (or hide committed ones) before its leader tells it the current one.
 //! - `.kafka_cleanshutdown` in each log dir: present only after a clean shutdown, in
 //!   which case the checkpoint equals the log end and no scan is needed.
 //! - `partition.metadata` in each partition dir: the topic id, so that a directory left
@@ -16,6 +19,7 @@ use ottla_protocol::kafka_uuid::{decode_topic_id, encode_topic_id};
 use uuid::Uuid;
 
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
 pub const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
 pub const PARTITION_METADATA: &str = "partition.metadata";
 const CHECKPOINT_VERSION: i32 = 0;

@@ -120,7 +120,7 @@ impl LeaderReplication {
                 (*r, state)
             })
             .collect();
-        let replication = LeaderReplication {
+        let mut replication = LeaderReplication {
             local_id,
             leader_epoch,
             epoch_start_offset: log_end_offset,
@@ -130,6 +130,9 @@ impl LeaderReplication {
             high_watermark: high_watermark.min(log_end_offset),
             lag_time_max_ms,
         };
+        // A leader alone in its ISR has everything committed at once (Kafka's
+        // `maybeIncrementLeaderHW` on becoming leader).
+        replication.advance_high_watermark(log_end_offset);
         replication.check_invariants(log_end_offset);
         replication
     }

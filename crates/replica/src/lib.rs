@@ -19,7 +19,10 @@ use ottla_log::{Log, LogError};
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
-use checkpoint::{OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPOINT};
+use checkpoint::{
+    OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPOINT,
+    REPLICATION_OFFSET_CHECKPOINT,
+};
 
 /// Kafka's lock file in each log directory.
 pub const LOCK_FILE: &str = ".lock";
@@ -61,6 +64,8 @@ pub struct ReplicaManager {
     open_lock: Mutex<()>,
     /// Recovery points read at start-up, per log dir.
     recovery_points: Vec<OffsetCheckpoint>,
+    /// High watermarks read at start-up, per log dir.
+    high_watermarks: Vec<OffsetCheckpoint>,
 }
 
 /// Split `<topic>-<partition>` (the topic itself may contain '-').
@@ -79,6 +84,7 @@ impl ReplicaManager {
         assert!(!log_dirs.is_empty(), "at least one log dir is required");
         let mut on_disk = HashMap::new();
         let mut recovery_points = Vec::new();
+        let mut high_watermarks = Vec::new();
         let mut dir_locks = Vec::new();
         for (i, dir) in log_dirs.iter().enumerate() {
             let io = |source| ReplicaError::Io {
@@ -114,6 +120,9 @@ impl ReplicaManager {
             recovery_points.push(checkpoint::read_offset_checkpoint(
                 &dir.join(RECOVERY_POINT_CHECKPOINT),
             ));
+            high_watermarks.push(checkpoint::read_offset_checkpoint(
+                &dir.join(REPLICATION_OFFSET_CHECKPOINT),
+            ));
             for entry in std::fs::read_dir(dir).map_err(io)? {
                 let entry = entry.map_err(io)?;
                 if !entry.file_type().map_err(io)?.is_dir() {
@@ -146,6 +155,7 @@ impl ReplicaManager {
             open_lock: Mutex::new(()),
             _dir_locks: dir_locks,
             recovery_points,
+            high_watermarks,
         })
     }
 
@@ -174,10 +184,17 @@ impl ReplicaManager {
             return Ok(p); // opened by a concurrent caller while we waited
         }
         let found = self.on_disk.lock().remove(&(topic.to_string(), index));
-        let (dir, recovery_point) = match found {
+        let (dir, recovery_point, high_watermark) = match found {
             Some(d) if d.topic_id == Some(topic_id) || d.topic_id.is_none() => {
                 let key = (topic.to_string(), index);
                 let recovery_point = self.recovery_points[d.log_dir]
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(0);
+                // Kafka starts a replica without a checkpointed high watermark at 0
+                // (clamped to the log start); a leader alone in its ISR moves it to
+                // its log end at once.
+                let high_watermark = self.high_watermarks[d.log_dir]
                     .get(&key)
                     .copied()
                     .unwrap_or(0);
@@ -189,7 +206,7 @@ impl ReplicaManager {
                         }
                     })?;
                 }
-                (d.dir, recovery_point)
+                (d.dir, recovery_point, high_watermark)
             }
             stale => {
                 if let Some(d) = stale {
@@ -210,7 +227,7 @@ impl ReplicaManager {
                         source,
                     }
                 })?;
-                (dir, 0)
+                (dir, 0, 0)
             }
         };
         let log = Log::open(&dir, config.log.clone(), recovery_point).map_err(|source| {
@@ -226,6 +243,7 @@ impl ReplicaManager {
             log,
             config,
             leader,
+            high_watermark,
         ));
         self.partitions
             .write()
@@ -319,6 +337,28 @@ impl ReplicaManager {
                 std::fs::write(dir.join(CLEAN_SHUTDOWN_MARKER), b"").map_err(io)?;
             }
         }
+        if clean {
+            self.checkpoint_high_watermarks()?;
+        }
+        Ok(())
+    }
+
+    /// Write each log dir's `replication-offset-checkpoint`: the high watermark of every
+    /// partition in it (Kafka does this every `replica.high.watermark.checkpoint.interval.ms`
+    /// and at shutdown).
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), ReplicaError> {
+        let mut per_dir: Vec<OffsetCheckpoint> = vec![OffsetCheckpoint::new(); self.log_dirs.len()];
+        for p in self.all() {
+            let dir = p.dir();
+            if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
+                per_dir[i].insert((p.topic.clone(), p.index), p.high_watermark());
+            }
+        }
+        for (dir, offsets) in self.log_dirs.iter().zip(per_dir) {
+            let path = dir.join(REPLICATION_OFFSET_CHECKPOINT);
+            checkpoint::write_offset_checkpoint(&path, &offsets)
+                .map_err(|source| ReplicaError::Io { path, source })?;
+        }
         Ok(())
     }
 
@@ -391,6 +431,58 @@ mod tests {
         };
         let (id, epoch, sequence) = producer.unwrap_or((-1, -1, -1));
         build_record_batch(&[r], Compression::None, id, epoch, sequence)
+    }
+
+    /// A replica whose ISR has followers starts from the checkpointed high watermark,
+    /// not from its log end: records past it were never known to be committed.
+    #[test]
+    fn a_reopened_replica_starts_at_its_checkpointed_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::new_v4();
+        let open = |replicas: &ReplicaManager, isr: Vec<i32>| {
+            replicas
+                .ensure_partition(
+                    "t",
+                    topic_id,
+                    0,
+                    PartitionConfig::default(),
+                    LeaderAndIsr {
+                        local_id: 1,
+                        leader_epoch: 0,
+                        replicas: vec![1, 2],
+                        isr,
+                    },
+                )
+                .unwrap()
+        };
+        {
+            let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+            let p = open(&replicas, vec![1]);
+            for _ in 0..3 {
+                p.append_as_leader(one_record(1, ottla_log::now_ms(), None), -1)
+                    .unwrap();
+            }
+            assert_eq!(p.high_watermark(), 3, "alone in the ISR");
+            replicas.checkpoint_high_watermarks().unwrap();
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(REPLICATION_OFFSET_CHECKPOINT)).unwrap(),
+                "0\n1\nt 0 3\n"
+            );
+            for _ in 0..2 {
+                p.append_as_leader(one_record(1, ottla_log::now_ms(), None), -1)
+                    .unwrap();
+            }
+            replicas.checkpoint(false).unwrap();
+        }
+        // Back with follower 2 in the ISR, whose progress is unknown.
+        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+        let p = open(&replicas, vec![1, 2]);
+        assert_eq!(p.log_end_offset(), 5);
+        assert_eq!(p.high_watermark(), 3);
+        // Once the follower proves it has everything, the high watermark catches up.
+        assert!(p.has_follower(2));
+        p.update_follower_fetch_state(2, 5, ottla_log::now_ms());
+        assert_eq!(p.high_watermark(), 5);
     }
 
     #[test]

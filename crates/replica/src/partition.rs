@@ -184,11 +184,10 @@ impl Partition {
         log: Log,
         config: PartitionConfig,
         leader: LeaderAndIsr,
+        checkpointed_high_watermark: i64,
     ) -> Partition {
         let log_end = log.log_end_offset();
-        // Without a high-watermark checkpoint yet, a reopened leader starts at its log
-        // end, which is exact for a partition whose ISR is this broker alone.
-        let hw = log_end;
+        let hw = checkpointed_high_watermark.clamp(log.log_start_offset(), log_end);
         let replication = LeaderReplication::new(
             leader.local_id,
             leader.leader_epoch,
@@ -199,6 +198,9 @@ impl Partition {
             now_ms(),
             config.replica_lag_time_max_ms,
         );
+        // A leader alone in its ISR starts at its log end; one with followers at the
+        // checkpoint until they report in.
+        let hw = replication.high_watermark();
         Partition {
             topic,
             topic_id,

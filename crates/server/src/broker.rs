@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ottla_controller::{
-    BrokerInfo, Controller, ControllerConfig, CreateTopicSpec, TopicInfo, OFFSETS_TOPIC,
+    BrokerInfo, Controller, ControllerConfig, ControllerError, CreateTopicSpec, QuorumSettings,
+    TopicInfo, OFFSETS_TOPIC,
 };
 use ottla_coordinator::group::GroupCoordinatorService;
 use ottla_coordinator::SystemClock;
@@ -21,6 +22,9 @@ use crate::metadata_publisher::BrokerMetadataPublisher;
 /// Producer ids are reserved from the controller in blocks, as Kafka does, so a
 /// InitProducerId costs a metadata write only once per block.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+/// How long a metadata change waits for the controller quorum (Kafka's brokers wait
+/// for the controller up to their `request.timeout.ms`, 30 s).
+const CONTROLLER_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Name of the metadata directory inside the first log dir.
 pub const METADATA_DIR_NAME: &str = "__ottla_metadata";
 /// Kafka's `meta.properties`, identifying the node and cluster a log dir belongs to.
@@ -35,7 +39,7 @@ struct ProducerIdBlock {
 
 pub struct Broker {
     pub config: BrokerConfig,
-    pub controller: Controller,
+    pub controller: Arc<Controller>,
     pub replicas: ReplicaManager,
     pub groups: GroupCoordinatorService,
     producer_ids: Mutex<ProducerIdBlock>,
@@ -55,26 +59,60 @@ impl Broker {
         // directories stops here, before it can touch the metadata log.
         let replicas =
             ReplicaManager::open(config.log_dirs.clone()).context("cannot open log dirs")?;
+        let quorum = config.controller_listener.as_ref().and_then(|listener| {
+            (!config.quorum_voters.is_empty()).then(|| QuorumSettings {
+                voters: config
+                    .quorum_voters
+                    .iter()
+                    .map(|v| (v.node_id, v.host.clone(), v.port))
+                    .collect(),
+                listen: format!(
+                    "{}:{}",
+                    if listener.host.is_empty() {
+                        "0.0.0.0"
+                    } else {
+                        &listener.host
+                    },
+                    listener.port
+                ),
+                write_timeout: CONTROLLER_WRITE_TIMEOUT,
+            })
+        });
         let controller = Controller::open(ControllerConfig {
             node_id: config.node_id,
             metadata_dir: first_dir.join(METADATA_DIR_NAME),
             default_num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
+            quorum,
         })
         .context("cannot open the metadata log")?;
+        let advertised = &config.advertised_listeners[0];
+        let registration = BrokerInfo {
+            node_id: config.node_id,
+            host: advertised.host.clone(),
+            port: i32::from(advertised.port),
+            rack: config.explicit.get("broker.rack").cloned(),
+        };
+        // With a quorum, registering waits for it to form (the other voters may not be
+        // up yet): a broker keeps trying, as Kafka's does, and says so.
+        let mut attempts = 0u32;
+        loop {
+            match controller.register_broker(registration.clone()) {
+                Ok(()) => break,
+                Err(e @ (ControllerError::QuorumUnavailable(_) | ControllerError::NotActive)) => {
+                    attempts += 1;
+                    tracing::info!(
+                        "[BrokerLifecycleManager id={}] Unable to register the broker (attempt {attempts}): {e}; retrying",
+                        config.node_id
+                    );
+                }
+                Err(e) => return Err(e).context("cannot register the broker"),
+            }
+        }
         let cluster_id = controller.image().cluster_id.clone().unwrap_or_default();
         for dir in &config.log_dirs {
             check_meta_properties(dir, config.node_id, &cluster_id)?;
         }
-        let advertised = &config.advertised_listeners[0];
-        controller
-            .register_broker(BrokerInfo {
-                node_id: config.node_id,
-                host: advertised.host.clone(),
-                port: i32::from(advertised.port),
-                rack: config.explicit.get("broker.rack").cloned(),
-            })
-            .context("cannot register the broker")?;
         let groups = GroupCoordinatorService::new(
             config.group.clone(),
             Arc::new(SystemClock),
@@ -144,7 +182,7 @@ impl Broker {
         let topic = match self.controller.create_topic(&spec, false) {
             Ok(t) => t,
             // A concurrent creator won.
-            Err(ottla_controller::ControllerError::TopicAlreadyExists(_)) => self
+            Err(e) if e.is_topic_already_exists() => self
                 .controller
                 .image()
                 .topic(OFFSETS_TOPIC)
@@ -181,6 +219,7 @@ impl Broker {
         self.replicas
             .checkpoint(true)
             .context("final checkpoint failed")?;
+        self.controller.shutdown();
         Ok(())
     }
 }

@@ -24,6 +24,9 @@ use crate::config::BrokerConfig;
 /// Recovery points are checkpointed on this period (Kafka's
 /// `log.flush.offset.checkpoint.interval.ms` default).
 const RECOVERY_POINT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// High watermarks are checkpointed on this period (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms` default).
+const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Merge a properties file (if any) with `KEY=VALUE` overrides and validate.
 pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<BrokerConfig> {
@@ -182,13 +185,25 @@ fn spawn_background_tasks(
             Ok(())
         },
     );
+    let b = broker.clone();
     let checkpoints = spawn_periodic(
         RECOVERY_POINT_CHECKPOINT_INTERVAL,
-        shutdown,
+        shutdown.clone(),
         "Recovery point checkpoint",
-        move || broker.replicas.checkpoint(false).map_err(|e| e.to_string()),
+        move || b.replicas.checkpoint(false).map_err(|e| e.to_string()),
     );
-    vec![retention, checkpoints]
+    let high_watermarks = spawn_periodic(
+        HIGH_WATERMARK_CHECKPOINT_INTERVAL,
+        shutdown,
+        "High watermark checkpoint",
+        move || {
+            broker
+                .replicas
+                .checkpoint_high_watermarks()
+                .map_err(|e| e.to_string())
+        },
+    );
+    vec![retention, checkpoints, high_watermarks]
 }
 
 /// Run `job` every `every` on the blocking pool (it does file I/O) until `stop` flips,

@@ -25,12 +25,16 @@ enum Command {
     },
 }
 
+/// `info`, without openraft's own lines (one per retry to an unreachable voter); the
+/// controller logs the quorum's transitions itself. `RUST_LOG` overrides it.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=off";
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -46,6 +46,43 @@ impl Listener {
     }
 }
 
+/// One `controller.quorum.voters` entry: `id@host:port`, the voter's CONTROLLER
+/// listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+impl QuorumVoter {
+    pub fn parse(s: &str) -> Result<QuorumVoter, String> {
+        let (id, endpoint) = s
+            .split_once('@')
+            .ok_or_else(|| format!("voter '{s}' is not id@host:port"))?;
+        let node_id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| format!("voter '{s}' has an invalid node id"))?;
+        let (host, port) = endpoint
+            .rsplit_once(':')
+            .ok_or_else(|| format!("voter '{s}' has no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("voter '{s}' has an invalid port"))?;
+        Ok(QuorumVoter {
+            node_id,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+        })
+    }
+}
+
 /// Where a config value came from, with Kafka's DescribeConfigs source ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
@@ -57,8 +94,16 @@ pub enum ConfigSource {
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
+    /// The listeners clients connect to (every listener not named in
+    /// `controller.listener.names`).
     pub listeners: Vec<Listener>,
     pub advertised_listeners: Vec<Listener>,
+    /// `controller.quorum.voters`: the Raft voters of the metadata quorum. Empty: the
+    /// embedded single-node controller, which needs no quorum and no format step.
+    pub quorum_voters: Vec<QuorumVoter>,
+    /// This node's CONTROLLER listener (the first listener named in
+    /// `controller.listener.names`), where the quorum's RPCs arrive.
+    pub controller_listener: Option<Listener>,
     pub log_dirs: Vec<PathBuf>,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
@@ -154,9 +199,46 @@ impl BrokerConfig {
             .get("listeners")
             .cloned()
             .unwrap_or_else(|| OTTLA_DEFAULTS[0].1.into());
-        let listeners = parse_listeners("listeners", &listeners_text)?;
+        let controller_names: Vec<String> = get("controller.listener.names")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let (controller_listeners, listeners): (Vec<Listener>, Vec<Listener>) =
+            parse_listeners("listeners", &listeners_text, &controller_names)?
+                .into_iter()
+                .partition(|l| controller_names.contains(&l.name));
+        if listeners.is_empty() {
+            return Err(format!(
+                "Invalid value {listeners_text} for configuration listeners: no listener for clients (all are named in controller.listener.names)"
+            ));
+        }
+        let controller_listener = controller_listeners.into_iter().next();
+        let quorum_voters: Vec<QuorumVoter> = get("controller.quorum.voters")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(QuorumVoter::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                format!("Invalid value for configuration controller.quorum.voters: {e}")
+            })?;
+        if !quorum_voters.is_empty() {
+            if !quorum_voters.iter().any(|v| v.node_id == node_id) {
+                return Err(format!(
+                    "Invalid configuration: node.id {node_id} is not one of controller.quorum.voters; only combined broker,controller nodes are supported so far"
+                ));
+            }
+            if controller_listener.is_none() {
+                return Err(
+                    "Invalid configuration: controller.quorum.voters is set but listeners has no listener named in controller.listener.names".into(),
+                );
+            }
+        }
         let advertised_listeners = match explicit.get("advertised.listeners") {
-            Some(text) => parse_listeners("advertised.listeners", text)?,
+            Some(text) => parse_listeners("advertised.listeners", text, &[])?,
             None => listeners
                 .iter()
                 .map(|l| Listener {
@@ -212,6 +294,8 @@ impl BrokerConfig {
             node_id,
             listeners,
             advertised_listeners,
+            quorum_voters,
+            controller_listener,
             log_dirs,
             num_partitions: positive("num.partitions")? as i32,
             default_replication_factor: positive("default.replication.factor")? as i16,
@@ -358,7 +442,13 @@ fn resolve_broker_value(explicit: &BTreeMap<String, String>, key: &str) -> Optio
         .or_else(|| broker_config(key).and_then(|d| d.default.map(String::from)))
 }
 
-fn parse_listeners(key: &str, text: &str) -> Result<Vec<Listener>, String> {
+/// Parse `NAME://host:port,...`. Only PLAINTEXT listeners and the controller listeners
+/// (`controller_names`, plaintext too) are supported so far.
+fn parse_listeners(
+    key: &str,
+    text: &str,
+    controller_names: &[String],
+) -> Result<Vec<Listener>, String> {
     let listeners: Vec<Listener> = text
         .split(',')
         .map(str::trim)
@@ -372,7 +462,7 @@ fn parse_listeners(key: &str, text: &str) -> Result<Vec<Listener>, String> {
         ));
     }
     for l in &listeners {
-        if l.name != "PLAINTEXT" {
+        if l.name != "PLAINTEXT" && !controller_names.contains(&l.name) {
             return Err(format!(
                 "Invalid value {text} for configuration {key}: listener {} uses a security protocol other than PLAINTEXT, which is not supported yet",
                 l.name
@@ -402,6 +492,55 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn quorum_voters_and_the_controller_listener() {
+        let c = config(&[
+            ("node.id", "2"),
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+            ),
+            ("controller.listener.names", "CONTROLLER"),
+            (
+                "controller.quorum.voters",
+                "1@127.0.0.1:19093,2@127.0.0.1:9093,3@[::1]:29093",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.listeners.len(),
+            1,
+            "clients do not get the CONTROLLER listener"
+        );
+        assert_eq!(c.controller_listener.as_ref().unwrap().port, 9093);
+        assert_eq!(
+            c.quorum_voters[2],
+            QuorumVoter {
+                node_id: 3,
+                host: "::1".into(),
+                port: 29093
+            }
+        );
+        // This node must be a voter, and it needs its CONTROLLER listener.
+        let err = config(&[
+            ("node.id", "4"),
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+            ),
+            ("controller.listener.names", "CONTROLLER"),
+            ("controller.quorum.voters", "1@127.0.0.1:19093"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("not one of controller.quorum.voters"), "{err}");
+        let err = config(&[("controller.quorum.voters", "1@127.0.0.1:19093")]).unwrap_err();
+        assert!(err.contains("controller.listener.names"), "{err}");
+        let err = config(&[("controller.quorum.voters", "x@127.0.0.1:19093")]).unwrap_err();
+        assert!(err.contains("controller.quorum.voters"), "{err}");
+        // Without voters: the embedded controller, as before.
+        assert!(config(&[]).unwrap().quorum_voters.is_empty());
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub fn handle(broker: &Broker, request: &Request) -> Result<Reply, HandlerError>
     let image = broker.controller.image();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(image.cluster_id.clone().unwrap_or_default()))
-        .with_controller_id(BrokerId(broker.controller.node_id()))
+        // A live broker, as KRaft brokers answer (see Metadata).
+        .with_controller_id(BrokerId(broker.config.node_id))
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     if request.version() >= 1 {
         response = response.with_endpoint_type(req.endpoint_type);

@@ -80,7 +80,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
                 Some(t) => match broker.replicas.get(&t.topic_id, p.partition) {
-                    None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    None => Err(super::not_hosted_error(Some(t), p.partition)),
                     Some(partition) => check_leader_epoch(&partition, p.current_leader_epoch)
                         .and_then(|()| {
                             check_follower(&partition, replica_id, p.current_leader_epoch)

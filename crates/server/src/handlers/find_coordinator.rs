@@ -1,11 +1,13 @@
-//! FindCoordinator (key 10): this broker leads every `__consumer_offsets` partition, so
-//! it coordinates every group. Batched lookups (v4+) answer per key.
+//! FindCoordinator (key 10): a group's coordinator is the broker leading its partition
+//! of `__consumer_offsets` (Kafka's `partitionFor`). Batched lookups (v4+) answer per
+//! key.
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::ResponseError;
+use ottla_group::records::partition_for;
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
@@ -14,39 +16,50 @@ use crate::broker::Broker;
 /// `key_type` values.
 const KEY_TYPE_GROUP: i8 = 0;
 
-/// (error code, message) for one key, or this broker's endpoint.
-fn lookup(broker: &Broker, key_type: i8) -> Result<(), (i16, String)> {
+/// Where a group's coordinator is: the broker that leads the group's partition of
+/// `__consumer_offsets` (created here on the first lookup), or (error code, message).
+fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32), (i16, String)> {
     if key_type != KEY_TYPE_GROUP {
         return Err((
             ResponseError::CoordinatorNotAvailable.code(),
             "Transaction coordinators are not supported yet".into(),
         ));
     }
-    broker.ensure_offsets_topic().map(|_| ()).map_err(|e| {
-        tracing::error!("Cannot create the offsets topic: {e:#}");
+    let unavailable = || {
         (
             ResponseError::CoordinatorNotAvailable.code(),
-            "The coordinator is not available.".into(),
+            "The coordinator is not available.".to_string(),
         )
-    })
+    };
+    let topic = broker.ensure_offsets_topic().map_err(|e| {
+        tracing::error!("Cannot create the offsets topic: {e:#}");
+        unavailable()
+    })?;
+    let index = partition_for(key, topic.partitions.len() as i32);
+    let leader = topic
+        .partitions
+        .get(index as usize)
+        .map(|p| p.leader)
+        .ok_or_else(unavailable)?;
+    let image = broker.controller.image();
+    let node = image.brokers.get(&leader).ok_or_else(unavailable)?;
+    Ok((leader, node.host.clone(), node.port))
 }
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: FindCoordinatorRequest = decode(request)?;
     let version = request.version();
-    let endpoint = &broker.config.advertised_listeners[0];
-    let node_id = BrokerId(broker.config.node_id);
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match lookup(broker, req.key_type) {
-                    Ok(()) => c
-                        .with_node_id(node_id)
-                        .with_host(str_bytes(endpoint.host.clone()))
-                        .with_port(i32::from(endpoint.port)),
+                match lookup(broker, req.key_type, key.as_str()) {
+                    Ok((node_id, host, port)) => c
+                        .with_node_id(BrokerId(node_id))
+                        .with_host(str_bytes(host))
+                        .with_port(port),
                     Err((code, message)) => c
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
@@ -65,11 +78,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     } else {
         KEY_TYPE_GROUP
     };
-    let response = match lookup(broker, key_type) {
-        Ok(()) => FindCoordinatorResponse::default()
-            .with_node_id(node_id)
-            .with_host(str_bytes(endpoint.host.clone()))
-            .with_port(i32::from(endpoint.port)),
+    let response = match lookup(broker, key_type, req.key.as_str()) {
+        Ok((node_id, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node_id))
+            .with_host(str_bytes(host))
+            .with_port(port),
         Err((code, message)) => {
             let r = FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(-1))

@@ -46,7 +46,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let partition = info.and_then(|t| broker.replicas.get(&t.topic_id, p.partition_index));
             let outcome = match partition {
-                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                None => Err(super::not_hosted_error(
+                    info.map(|t| &**t),
+                    p.partition_index,
+                )),
                 Some(_) if version < min_version_for(p.timestamp) => {
                     Err(ResponseError::UnsupportedVersion.code())
                 }

@@ -13,9 +13,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
-use ottla_controller::{
-    ControllerError, CreateTopicSpec, TopicInfo, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
-};
+use ottla_controller::{CreateTopicSpec, TopicInfo, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use ottla_protocol::frame::Request;
 use uuid::Uuid;
 
@@ -155,7 +153,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         .with_brokers(brokers)
         .with_topics(topics);
     if version >= 1 {
-        response = response.with_controller_id(BrokerId(broker.controller.node_id()));
+        // As a KRaft broker does, name a live broker as the "controller": admin clients
+        // send it CreateTopics and the like, and any broker forwards those to the
+        // active controller. This one is certainly alive.
+        response = response.with_controller_id(BrokerId(broker.config.node_id));
     }
     if version >= 2 {
         response = response.with_cluster_id(image.cluster_id.clone().map(str_bytes));
@@ -197,7 +198,7 @@ fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> 
             Ok(topic)
         }
         // A concurrent request created it first: answer with what exists.
-        Err(ControllerError::TopicAlreadyExists(_)) => broker
+        Err(e) if e.is_topic_already_exists() => broker
             .controller
             .image()
             .topic(name)

@@ -185,6 +185,18 @@ pub(crate) fn check_leader_epoch(
     }
 }
 
+/// The error for a partition this broker does not host: NOT_LEADER_OR_FOLLOWER when
+/// it exists (another broker leads it: the client refreshes its metadata and goes
+/// there), UNKNOWN_TOPIC_OR_PARTITION when it does not.
+pub(crate) fn not_hosted_error(topic: Option<&ottla_controller::TopicInfo>, index: i32) -> i16 {
+    match topic {
+        Some(t) if index >= 0 && (index as usize) < t.partitions.len() => {
+            kafka_protocol::ResponseError::NotLeaderOrFollower.code()
+        }
+        _ => kafka_protocol::ResponseError::UnknownTopicOrPartition.code(),
+    }
+}
+
 /// Shorthand for the many optional strings in responses.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())

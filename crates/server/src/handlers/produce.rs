@@ -189,10 +189,7 @@ fn append(
         ));
     }
     let Some(partition) = topic.and_then(|t| broker.replicas.get(&t.topic_id, index)) else {
-        return Err(Rejected::new(
-            ResponseError::UnknownTopicOrPartition.code(),
-            None,
-        ));
+        return Err(Rejected::new(super::not_hosted_error(topic, index), None));
     };
     let records = records.unwrap_or_default();
     // Exactly one whole batch: count batches without copying.

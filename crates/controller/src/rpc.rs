@@ -1,0 +1,391 @@
+//! The controller quorum's transport: openraft's RPCs between controllers and the
+//! writes a controller forwards to the active one, over the CONTROLLER listener.
+//!
+//! A frame is a 4-byte big-endian length and a JSON body, one request and one response
+//! per round trip on a connection. The CONTROLLER listener serves only controllers
+//! (Kafka's controllers also speak only controller RPCs there), so this transport is
+//! private to Ottla's quorum; clients never see it. Frames are bounded
+//! ([`MAX_QUORUM_FRAME_BYTES`]) and every exchange has a deadline, so a stuck or hostile
+//! peer costs one connection, never the quorum.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, ReplicationClosed,
+    StreamingError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{Snapshot, SnapshotMeta, Vote};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::quorum::{ControllerNode, MetadataRaft, MetadataSnapshotData, TypeConfig};
+use crate::{ControllerOp, ControllerOpResult};
+
+/// Largest frame either side accepts: a snapshot of a large cluster's image is the
+/// biggest message (a few MiB for 100k partitions).
+pub const MAX_QUORUM_FRAME_BYTES: usize = 256 * 1024 * 1024;
+/// How long one exchange may take when openraft gives no deadline of its own.
+const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// A forwarded write waits for the quorum to commit it.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a controller asks another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum QuorumRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    FullSnapshot {
+        vote: Vote<u64>,
+        meta: SnapshotMeta<u64, ControllerNode>,
+        data: MetadataSnapshotData,
+    },
+    /// A write for the active controller (this node is not it).
+    Forward(ControllerOp),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum QuorumResponse {
+    AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    FullSnapshot(Result<SnapshotResponse<u64>, Fatal<u64>>),
+    Forward(ControllerOpResult),
+}
+
+/// Write one frame.
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
+    if body.len() > MAX_QUORUM_FRAME_BYTES {
+        return Err(io::Error::other(format!(
+            "quorum frame of {} bytes exceeds {MAX_QUORUM_FRAME_BYTES}",
+            body.len()
+        )));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await
+}
+
+/// Read one frame; `None` at a clean end of stream.
+async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_QUORUM_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("quorum frame of {len} bytes exceeds {MAX_QUORUM_FRAME_BYTES}"),
+        ));
+    }
+    // Grow with what arrives: a peer announcing a large frame pays for what it sends.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "quorum frame cut short",
+        ));
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Serves the CONTROLLER listener: openraft's RPCs into the local Raft, forwarded
+/// writes into `execute` (which runs them as the active controller).
+pub async fn serve(
+    listener: TcpListener,
+    raft: MetadataRaft,
+    execute: Arc<dyn Fn(ControllerOp) -> ControllerOpResult + Send + Sync>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                connections.spawn(serve_connection(stream, peer, raft.clone(), execute.clone()));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    connections.abort_all();
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    raft: MetadataRaft,
+    execute: Arc<dyn Fn(ControllerOp) -> ControllerOpResult + Send + Sync>,
+) {
+    loop {
+        let request: QuorumRequest = match read_frame(&mut stream).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("Closing controller connection from {peer}: {e}");
+                return;
+            }
+        };
+        let response = match request {
+            QuorumRequest::AppendEntries(rpc) => {
+                QuorumResponse::AppendEntries(raft.append_entries(rpc).await)
+            }
+            QuorumRequest::Vote(rpc) => QuorumResponse::Vote(raft.vote(rpc).await),
+            QuorumRequest::FullSnapshot { vote, meta, data } => {
+                let snapshot = Snapshot {
+                    meta,
+                    snapshot: Box::new(data),
+                };
+                QuorumResponse::FullSnapshot(raft.install_full_snapshot(vote, snapshot).await)
+            }
+            QuorumRequest::Forward(op) => {
+                // The write blocks on the quorum's commit: off the async workers.
+                let execute = execute.clone();
+                let result = tokio::task::spawn_blocking(move || execute(op))
+                    .await
+                    .unwrap_or_else(|e| ControllerOpResult::Failed {
+                        code: -1,
+                        message: format!("the forwarded write failed: {e}"),
+                    });
+                QuorumResponse::Forward(result)
+            }
+        };
+        if let Err(e) = write_frame(&mut stream, &response).await {
+            tracing::debug!("Controller connection from {peer} closed: {e}");
+            return;
+        }
+    }
+}
+
+/// One request/response exchange with `addr` on a fresh or kept connection.
+pub struct QuorumClient {
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+impl QuorumClient {
+    pub fn new(addr: String) -> QuorumClient {
+        QuorumClient { addr, stream: None }
+    }
+
+    /// Send `request`, await the response within `timeout`. A failed exchange drops the
+    /// connection (a late response must not answer the next request).
+    pub async fn call(
+        &mut self,
+        request: &QuorumRequest,
+        timeout: Duration,
+    ) -> Result<QuorumResponse, CallError> {
+        let exchange = async {
+            if self.stream.is_none() {
+                let stream = TcpStream::connect(&self.addr)
+                    .await
+                    .map_err(CallError::Unreachable)?;
+                let _ = stream.set_nodelay(true);
+                self.stream = Some(stream);
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(CallError::Network(io::Error::other("no connection")));
+            };
+            write_frame(stream, request)
+                .await
+                .map_err(CallError::Network)?;
+            match read_frame(stream).await {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => Err(CallError::Network(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the controller closed the connection",
+                ))),
+                Err(e) => Err(CallError::Network(e)),
+            }
+        };
+        let result = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Network(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer from {} within {timeout:?}", self.addr),
+            ))),
+        };
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// Could not connect: the node is down.
+    Unreachable(io::Error),
+    /// Connected, but the exchange failed.
+    Network(io::Error),
+}
+
+impl CallError {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, ControllerNode, E> {
+        match self {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+/// Makes a [`QuorumNetwork`] per peer (openraft keeps one per replication stream).
+#[derive(Clone, Default)]
+pub struct QuorumNetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for QuorumNetworkFactory {
+    type Network = QuorumNetwork;
+
+    async fn new_client(&mut self, _target: u64, node: &ControllerNode) -> QuorumNetwork {
+        QuorumNetwork {
+            client: QuorumClient::new(format!("{}:{}", node.host, node.port)),
+        }
+    }
+}
+
+/// openraft's view of one peer.
+pub struct QuorumNetwork {
+    client: QuorumClient,
+}
+
+fn deadline(option: &RPCOption) -> Duration {
+    let ttl = option.hard_ttl();
+    if ttl.is_zero() {
+        DEFAULT_RPC_TIMEOUT
+    } else {
+        ttl
+    }
+}
+
+fn unexpected<E: std::error::Error>(what: &str) -> RPCError<u64, ControllerNode, E> {
+    RPCError::Network(NetworkError::new(&io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("unexpected answer to {what}"),
+    )))
+}
+
+impl RaftNetwork<TypeConfig> for QuorumNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
+        match self
+            .client
+            .call(&QuorumRequest::AppendEntries(rpc), deadline(&option))
+            .await
+        {
+            Ok(QuorumResponse::AppendEntries(r)) => {
+                r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(0, e)))
+            }
+            Ok(_) => Err(unexpected("AppendEntries")),
+            Err(e) => Err(e.into_rpc()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
+        match self
+            .client
+            .call(&QuorumRequest::Vote(rpc), deadline(&option))
+            .await
+        {
+            Ok(QuorumResponse::Vote(r)) => {
+                r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(0, e)))
+            }
+            Ok(_) => Err(unexpected("Vote")),
+            Err(e) => Err(e.into_rpc()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, ControllerNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        // With `generic-snapshot-data` openraft sends whole snapshots through
+        // `full_snapshot`; the chunked form is never used.
+        Err(unexpected(
+            "InstallSnapshot (chunked snapshots are not used)",
+        ))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<u64>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+        let request = QuorumRequest::FullSnapshot {
+            vote,
+            meta: snapshot.meta,
+            data: *snapshot.snapshot,
+        };
+        let call = self
+            .client
+            .call(&request, deadline(&option).max(FORWARD_TIMEOUT));
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            answer = call => match answer {
+                Ok(QuorumResponse::FullSnapshot(Ok(r))) => Ok(r),
+                Ok(QuorumResponse::FullSnapshot(Err(fatal))) => Err(StreamingError::RemoteError(
+                    openraft::error::RemoteError::new(0, fatal),
+                )),
+                Ok(_) => Err(StreamingError::Network(NetworkError::new(&io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unexpected answer to a snapshot",
+                )))),
+                Err(CallError::Unreachable(e)) => Err(StreamingError::Unreachable(Unreachable::new(&e))),
+                Err(CallError::Network(e)) => Err(StreamingError::Network(NetworkError::new(&e))),
+            },
+        }
+    }
+}
+
+/// The voters' endpoints, by node id, for `Raft::initialize`.
+pub fn voters_map(voters: &[(i32, String, u16)]) -> BTreeMap<u64, ControllerNode> {
+    voters
+        .iter()
+        .map(|(id, host, port)| {
+            (
+                *id as u64,
+                ControllerNode {
+                    host: host.clone(),
+                    port: *port,
+                },
+            )
+        })
+        .collect()
+}
