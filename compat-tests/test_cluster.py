@@ -12,13 +12,15 @@ issue, and no test here claims otherwise.
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import ck_consume_all, ck_group_offsets, ck_produce, free_port, make_records, unique_topic, wait_for
+from conftest import (OTTLA_BIN, ck_consume_all, ck_group_offsets, ck_produce, free_port, make_records,
+                      run_java, unique_topic, wait_for)
 
 NODES = 3
 
@@ -37,12 +39,26 @@ def start_cluster(ottla_factory, n: int = NODES):
             "offsets.topic.num.partitions": "6",
         }
         nodes.append(ottla_factory(overrides=overrides, name=f"node{i + 1}", start=False, port=ports[i]))
+    # As with Kafka's kafka-storage: one cluster id, each node's directories formatted.
+    cluster_id = subprocess.run([OTTLA_BIN, "random-uuid"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    for node in nodes:
+        ottla_format(node, cluster_id)
     # A node finishes starting only once a quorum has formed: start them all, then wait.
     for node in nodes:
         node.start(wait=False)
     for node in nodes:
         node.wait_ready(90)
     return nodes
+
+
+def ottla_format(node, cluster_id: str) -> subprocess.CompletedProcess:
+    cmd = [OTTLA_BIN, "format", "-t", cluster_id]
+    for k, v in node.overrides.items():
+        cmd += ["--override", f"{k}={v}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done
+    return done
 
 
 def bootstrap(nodes) -> str:
@@ -52,6 +68,11 @@ def bootstrap(nodes) -> str:
 def brokers_seen_by(node) -> set[int]:
     md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(timeout=10)
     return set(md.brokers)
+
+
+def cluster_id_seen_by(node) -> str:
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})  # kept alive until the answer
+    return admin.describe_cluster(request_timeout=30).result(timeout=60).cluster_id
 
 
 def topics_seen_by(node) -> dict[str, dict[int, int]]:
@@ -69,6 +90,10 @@ def create_topic(node, topic: str, partitions: int, timeout: float = 30) -> None
 
 def test_three_nodes_share_metadata_and_serve_the_partitions_each_leads(ottla_factory):
     nodes = start_cluster(ottla_factory)
+    # The cluster id is the one the nodes were formatted with, on every node.
+    formatted = {(n.log_dir / "meta.properties").read_text().split("cluster.id=")[1].split()[0] for n in nodes}
+    assert len(formatted) == 1, formatted
+    assert {cluster_id_seen_by(n) for n in nodes} == formatted
     for node in nodes:
         wait_for(lambda node=node: brokers_seen_by(node) == {1, 2, 3}, 30,
                  f"{node.name} to list the three registered brokers")
@@ -153,3 +178,44 @@ def test_the_quorum_survives_one_controller_down_and_refuses_changes_with_two(ot
         views = [set(topics_seen_by(n)) for n in nodes]
         return views[0] == views[1] == views[2] and {first, second, fourth} <= views[0]
     wait_for(agreed, 60, "every node to list the same topics")
+
+
+def test_java_admin_describes_the_quorum_and_clients_follow_the_leaders(ottla_factory, java_program):
+    """Admin.describeMetadataQuorum (kafka-metadata-quorum's call) and describeCluster,
+    asked of one node, then a Java producer and consumer across the cluster."""
+    nodes = start_cluster(ottla_factory)
+    for node in nodes:
+        wait_for(lambda node=node: brokers_seen_by(node) == {1, 2, 3}, 30,
+                 f"{node.name} to list the three registered brokers")
+    # Any node answers, whether or not it is the active controller.
+    for node in nodes:
+        run_java(java_program, "OttlaCluster", node, "quorum", str(NODES), timeout=300)
+
+
+def test_a_quorum_node_refuses_to_start_on_an_unformatted_directory(ottla_factory):
+    """As Kafka's does: a controller quorum node needs `format` first (a lone embedded
+    node formats itself)."""
+    port, controller_port = free_port(), free_port()
+    node = ottla_factory(overrides={
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "controller.listener.names": "CONTROLLER",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+    }, name="unformatted", start=False, port=port)
+    node.start(wait=False)
+    deadline = time.monotonic() + 30
+    while node.is_running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not node.is_running(), "an unformatted quorum node must not start"
+    node.proc.wait()
+    assert node.proc.returncode != 0
+    assert "have you run `ottla format`" in node.stderr_since_start(), node.stderr_tail(20)
+    node._expected_exit = True
+    # Formatted, the same node starts (a quorum of one) and serves.
+    cluster_id = subprocess.run([OTTLA_BIN, "random-uuid"], capture_output=True, text=True, check=True).stdout.strip()
+    ottla_format(node, cluster_id)
+    again = subprocess.run([OTTLA_BIN, "format", "-t", cluster_id,
+                            *[a for k, v in node.overrides.items() for a in ("--override", f"{k}={v}")]],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "already formatted" in again.stderr, again
+    node.start()
+    assert cluster_id_seen_by(node) == cluster_id

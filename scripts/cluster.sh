@@ -28,6 +28,14 @@ start_node() {
         return
     fi
     mkdir -p "$DATA/node-$n"
+    # First start: one cluster id for the three nodes, each node's directory formatted
+    # (Kafka's kafka-storage random-uuid / format).
+    [ -f "$DATA/cluster.id" ] || "$BIN" random-uuid >"$DATA/cluster.id"
+    if [ ! -f "$DATA/node-$n/meta.properties" ]; then
+        "$BIN" format -t "$(cat "$DATA/cluster.id")" -c "$ROOT/config/cluster.properties" \
+            --override "node.id=$n" --override "log.dirs=$DATA/node-$n" \
+            --override "listeners=PLAINTEXT://127.0.0.1:$(client_port "$n"),CONTROLLER://127.0.0.1:$(controller_port "$n")"
+    fi
     "$BIN" serve --config "$ROOT/config/cluster.properties" \
         --override "node.id=$n" \
         --override "listeners=PLAINTEXT://127.0.0.1:$(client_port "$n"),CONTROLLER://127.0.0.1:$(controller_port "$n")" \

@@ -45,6 +45,9 @@ pub struct ControllerConfig {
     pub default_num_partitions: i32,
     /// `default.replication.factor`
     pub default_replication_factor: i16,
+    /// The cluster id `ottla format` wrote, which a quorum's first change records; the
+    /// embedded controller makes its own.
+    pub cluster_id: Option<String>,
     /// The Raft quorum this controller is a voter of; `None`: the embedded single-node
     /// controller (a local fsynced log, no quorum, no format step).
     pub quorum: Option<QuorumSettings>,
@@ -179,6 +182,28 @@ pub enum ControllerOpResult {
     },
 }
 
+/// The quorum as DescribeQuorum reports it (Kafka's `QuorumInfo`). Offsets are
+/// exclusive ends, as Kafka's: a log end offset is the index of the next entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumDescription {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<ReplicaProgress>,
+    pub observers: Vec<ReplicaProgress>,
+    /// Every voter's CONTROLLER endpoint: (node id, host, port).
+    pub nodes: Vec<(i32, String, u16)>,
+}
+
+/// One replica of the metadata log, as the active controller sees it; -1 when unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaProgress {
+    pub replica_id: i32,
+    pub log_end_offset: i64,
+    pub last_fetch_timestamp: i64,
+    pub last_caught_up_timestamp: i64,
+}
+
 /// How the controller makes a change durable.
 enum Backend {
     /// The embedded single-node controller's fsynced file.
@@ -191,8 +216,11 @@ struct RaftBackend {
     raft: MetadataRaft,
     runtime: tokio::runtime::Handle,
     /// Serialises the active controller's validate-then-write, so that two changes never
-    /// validate against the same image (Kafka's controller event thread).
-    writes: Mutex<()>,
+    /// validate against the same image (Kafka's controller event thread). Holds the log
+    /// index of the latest entry this controller committed: a voter that forwarded a
+    /// change waits until it has applied that far (a later index is as good: it is
+    /// committed too).
+    writes: Mutex<Option<u64>>,
     write_timeout: std::time::Duration,
     /// Stops the CONTROLLER listener.
     stop: tokio::sync::watch::Sender<bool>,
@@ -272,11 +300,22 @@ impl Controller {
         }));
         let observer_publishing = publishing.clone();
         let observer: quorum::MetadataObserver = Arc::new(move |delta, image| {
-            let mut publishing = observer_publishing.lock();
-            for publisher in &publishing.publishers {
-                publisher.publish(delta, image);
+            let publish = || {
+                let mut publishing = observer_publishing.lock();
+                for publisher in &publishing.publishers {
+                    publisher.publish(delta, image);
+                }
+                publishing.last = image.clone();
+            };
+            // The state machine applies on an async task, and publishers do file I/O
+            // (a new topic's partition directories): tell the runtime this worker
+            // blocks, so the others keep serving meanwhile.
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    tokio::task::block_in_place(publish)
+                }
+                _ => publish(),
             }
-            publishing.last = image.clone();
         });
         let (log_store, state_machine) = quorum::open_storage(
             &config.metadata_dir,
@@ -326,23 +365,16 @@ impl Controller {
             backend: Backend::Raft(RaftBackend {
                 raft: raft.clone(),
                 runtime: runtime.clone(),
-                writes: Mutex::new(()),
+                writes: Mutex::new(None),
                 write_timeout: quorum.write_timeout,
                 stop,
             }),
             publishing,
         });
-        let weak = Arc::downgrade(&controller);
-        let execute: Arc<dyn Fn(ControllerOp) -> ControllerOpResult + Send + Sync> =
-            Arc::new(move |op| match weak.upgrade() {
-                Some(controller) => controller.execute_forwarded(op),
-                None => ControllerOpResult::Failed {
-                    code: ControllerError::NotActive.kafka_error_code(),
-                    message: "the controller is shutting down".into(),
-                },
-            });
+        let target: Arc<dyn rpc::ForwardTarget> =
+            Arc::new(LocalController(Arc::downgrade(&controller)));
         runtime.spawn(log_transitions(raft.clone(), controller.config.node_id));
-        runtime.spawn(rpc::serve(listener, raft, execute, stopped));
+        runtime.spawn(rpc::serve(listener, raft, target, stopped));
         Ok(controller)
     }
 
@@ -434,7 +466,7 @@ impl Controller {
         b: &RaftBackend,
         produce: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ControllerError>,
     ) -> Result<T, ControllerError> {
-        let _writes = b.writes.lock();
+        let mut last_written = b.writes.lock();
         let timeout = b.write_timeout;
         // Leader, and caught up with every committed change, before validating.
         let linearizable = b
@@ -473,7 +505,10 @@ impl Controller {
                 openraft::error::ClientWriteError::ForwardToLeader(_),
             ))) => Err(ControllerError::NotActive),
             Ok(Err(e)) => Err(ControllerError::QuorumUnavailable(e.to_string())),
-            Ok(Ok(_)) => Ok(out),
+            Ok(Ok(written)) => {
+                *last_written = Some(written.log_id.index);
+                Ok(out)
+            }
         }
     }
 
@@ -482,12 +517,12 @@ impl Controller {
     /// the active one).
     fn forward_if_not_active(
         &self,
-        op: impl FnOnce() -> ControllerOp,
+        op: &dyn Fn() -> ControllerOp,
+        deadline: std::time::Instant,
     ) -> Result<Option<Option<i64>>, ControllerError> {
         let Backend::Raft(b) = &self.backend else {
             return Ok(None);
         };
-        let deadline = std::time::Instant::now() + b.write_timeout;
         let op = op();
         loop {
             let (leader, node) = {
@@ -515,6 +550,41 @@ impl Controller {
             }
             // An election is under way (or the active controller just changed).
             std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Run a change: here when this controller is the active one (or the embedded one),
+    /// else at the active one (`forwarded` then reads the result from the local image,
+    /// which has caught up). When leadership moves while the change waits, it is tried
+    /// again until the quorum's write timeout: a client sees REQUEST_TIMED_OUT only when
+    /// no quorum answered, never NOT_CONTROLLER (Kafka's brokers retry their
+    /// forwarding the same way).
+    fn run_change<T>(
+        &self,
+        op: &dyn Fn() -> ControllerOp,
+        here: &dyn Fn() -> Result<T, ControllerError>,
+        forwarded: &dyn Fn(Option<i64>) -> Result<T, ControllerError>,
+    ) -> Result<T, ControllerError> {
+        let Backend::Raft(b) = &self.backend else {
+            return here();
+        };
+        let deadline = std::time::Instant::now() + b.write_timeout;
+        loop {
+            if let Some(done) = self.forward_if_not_active(op, deadline)? {
+                return forwarded(done);
+            }
+            match here() {
+                Err(ControllerError::NotActive) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(ControllerError::NotActive) => {
+                    return Err(ControllerError::QuorumUnavailable(format!(
+                        "no active controller within {:?}",
+                        b.write_timeout
+                    )))
+                }
+                other => return other,
+            }
         }
     }
 
@@ -565,6 +635,114 @@ impl Controller {
         }
     }
 
+    /// DescribeQuorum: the active controller's view of the quorum (asked of it when this
+    /// node is not the active one). The embedded controller is a quorum of one that
+    /// never held an election (epoch 0), its log end the count of metadata records.
+    pub fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
+        let b = match &self.backend {
+            Backend::Local(_) => {
+                let end = self.image().offset as i64;
+                let id = self.config.node_id;
+                return Ok(QuorumDescription {
+                    leader_id: id,
+                    leader_epoch: 0,
+                    high_watermark: end,
+                    voters: vec![ReplicaProgress {
+                        replica_id: id,
+                        log_end_offset: end,
+                        last_fetch_timestamp: now_ms(),
+                        last_caught_up_timestamp: now_ms(),
+                    }],
+                    observers: Vec::new(),
+                    nodes: Vec::new(),
+                });
+            }
+            Backend::Raft(b) => b,
+        };
+        if let Some(here) = self.describe_quorum_here(b) {
+            return Ok(here);
+        }
+        let deadline = std::time::Instant::now() + b.write_timeout;
+        loop {
+            let leader_node = {
+                let metrics = b.raft.metrics();
+                let m = metrics.borrow();
+                m.current_leader
+                    .and_then(|l| m.membership_config.membership().get_node(&l).cloned())
+            };
+            if let Some(node) = leader_node {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let mut client = rpc::QuorumClient::new(format!("{}:{}", node.host, node.port));
+                let answer = b
+                    .runtime
+                    .block_on(client.call(&rpc::QuorumRequest::DescribeQuorum, left));
+                if let Ok(rpc::QuorumResponse::DescribeQuorum(Some(d))) = answer {
+                    return Ok(d);
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ControllerError::QuorumUnavailable(
+                    "no active controller to describe the quorum".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The quorum as this voter sees it, if it is the active controller.
+    fn describe_quorum_here(&self, b: &RaftBackend) -> Option<QuorumDescription> {
+        let metrics = b.raft.metrics();
+        let m = metrics.borrow();
+        let me = self.config.node_id as u64;
+        if m.current_leader != Some(me) {
+            return None;
+        }
+        let end_of =
+            |log_id: Option<&openraft::LogId<u64>>| log_id.map_or(0, |l| l.index as i64 + 1);
+        let leader_end = m.last_log_index.map_or(0, |i| i as i64 + 1);
+        let membership = m.membership_config.membership();
+        let now = now_ms();
+        let mut voters = Vec::new();
+        for id in membership.voter_ids() {
+            let log_end_offset = if id == me {
+                leader_end
+            } else {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id))
+                    .map_or(-1, |matched| end_of(matched.as_ref()))
+            };
+            voters.push(ReplicaProgress {
+                replica_id: id as i32,
+                log_end_offset,
+                // openraft does not keep follower fetch times: unknown, except for the
+                // leader itself.
+                last_fetch_timestamp: if id == me { now } else { -1 },
+                last_caught_up_timestamp: if id == me { now } else { -1 },
+            });
+        }
+        let nodes = membership
+            .nodes()
+            .map(|(id, node)| (*id as i32, node.host.clone(), node.port))
+            .collect();
+        Some(QuorumDescription {
+            leader_id: me as i32,
+            leader_epoch: m.current_term.min(i32::MAX as u64) as i32,
+            high_watermark: end_of(m.last_applied.as_ref()),
+            voters,
+            observers: Vec::new(),
+            nodes,
+        })
+    }
+
+    /// Answer a DescribeQuorum another voter forwarded.
+    pub fn describe_quorum_forwarded(&self) -> Option<QuorumDescription> {
+        match &self.backend {
+            Backend::Raft(b) => self.describe_quorum_here(b),
+            Backend::Local(_) => None,
+        }
+    }
+
     /// Run a change another voter forwarded (this one believes itself active).
     pub fn execute_forwarded(&self, op: ControllerOp) -> ControllerOpResult {
         let Backend::Raft(b) = &self.backend else {
@@ -612,7 +790,7 @@ impl Controller {
         };
         match outcome {
             Ok(producer_id_start) => ControllerOpResult::Done {
-                applied_index: b.raft.metrics().borrow().last_applied.map(|l| l.index),
+                applied_index: *b.writes.lock(),
                 producer_id_start,
             },
             Err(e) => ControllerOpResult::Failed {
@@ -625,16 +803,16 @@ impl Controller {
     /// Register (or update) this broker's endpoint. A quorum's first change also gives
     /// the cluster its id.
     pub fn register_broker(&self, info: BrokerInfo) -> Result<(), ControllerError> {
-        let forwarded = self.forward_if_not_active(|| ControllerOp::RegisterBroker {
-            node_id: info.node_id,
-            host: info.host.clone(),
-            port: info.port,
-            rack: info.rack.clone(),
-        })?;
-        if forwarded.is_some() {
-            return Ok(());
-        }
-        self.register_broker_here(info)
+        self.run_change(
+            &|| ControllerOp::RegisterBroker {
+                node_id: info.node_id,
+                host: info.host.clone(),
+                port: info.port,
+                rack: info.rack.clone(),
+            },
+            &|| self.register_broker_here(info.clone()),
+            &|_| Ok(()),
+        )
     }
 
     fn register_broker_here(&self, info: BrokerInfo) -> Result<(), ControllerError> {
@@ -642,7 +820,11 @@ impl Controller {
             let mut records = Vec::new();
             if image.cluster_id.is_none() {
                 records.push(MetadataRecord::ClusterId {
-                    cluster_id: new_cluster_id(),
+                    cluster_id: self
+                        .config
+                        .cluster_id
+                        .clone()
+                        .unwrap_or_else(new_cluster_id),
                 });
             }
             if image.brokers.get(&info.node_id) != Some(&info) {
@@ -663,16 +845,18 @@ impl Controller {
         spec: &CreateTopicSpec,
         validate_only: bool,
     ) -> Result<Arc<TopicInfo>, ControllerError> {
-        if !validate_only {
-            let forwarded =
-                self.forward_if_not_active(|| ControllerOp::CreateTopic { spec: spec.clone() })?;
-            if forwarded.is_some() {
-                return self.image().topic(&spec.name).cloned().ok_or_else(|| {
-                    ControllerError::QuorumUnavailable("the new topic is not visible here".into())
-                });
-            }
+        if validate_only {
+            return self.create_topic_here(spec, true);
         }
-        self.create_topic_here(spec, validate_only)
+        self.run_change(
+            &|| ControllerOp::CreateTopic { spec: spec.clone() },
+            &|| self.create_topic_here(spec, false),
+            &|_| {
+                self.image().topic(&spec.name).cloned().ok_or_else(|| {
+                    ControllerError::QuorumUnavailable("the new topic is not visible here".into())
+                })
+            },
+        )
     }
 
     fn create_topic_here(
@@ -739,13 +923,11 @@ impl Controller {
     /// Delete a topic by id; returns what was deleted.
     pub fn delete_topic(&self, topic_id: Uuid) -> Result<Arc<TopicInfo>, ControllerError> {
         let before = self.image().topic_by_id(&topic_id).cloned();
-        if self
-            .forward_if_not_active(|| ControllerOp::DeleteTopic { topic_id })?
-            .is_some()
-        {
-            return before.ok_or(ControllerError::UnknownTopicId);
-        }
-        self.delete_topic_here(topic_id)
+        self.run_change(
+            &|| ControllerOp::DeleteTopic { topic_id },
+            &|| self.delete_topic_here(topic_id),
+            &|_| before.clone().ok_or(ControllerError::UnknownTopicId),
+        )
     }
 
     fn delete_topic_here(&self, topic_id: Uuid) -> Result<Arc<TopicInfo>, ControllerError> {
@@ -772,21 +954,23 @@ impl Controller {
         assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<Arc<TopicInfo>, ControllerError> {
-        if !validate_only {
-            let forwarded = self.forward_if_not_active(|| ControllerOp::CreatePartitions {
+        if validate_only {
+            return self.create_partitions_here(name, new_total, assignments, true);
+        }
+        self.run_change(
+            &|| ControllerOp::CreatePartitions {
                 name: name.to_string(),
                 new_total,
                 assignments: assignments.clone(),
-            })?;
-            if forwarded.is_some() {
-                return self
-                    .image()
+            },
+            &|| self.create_partitions_here(name, new_total, assignments.clone(), false),
+            &|_| {
+                self.image()
                     .topic(name)
                     .cloned()
-                    .ok_or(ControllerError::UnknownTopicOrPartition);
-            }
-        }
-        self.create_partitions_here(name, new_total, assignments, validate_only)
+                    .ok_or(ControllerError::UnknownTopicOrPartition)
+            },
+        )
     }
 
     fn create_partitions_here(
@@ -861,14 +1045,15 @@ impl Controller {
     /// Reserve `count` producer ids; returns the first. Durable before it returns, so
     /// ids are unique across restarts (Kafka's AllocateProducerIds, in blocks).
     pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, ControllerError> {
-        if let Some(start) =
-            self.forward_if_not_active(|| ControllerOp::AllocateProducerIds { count })?
-        {
-            return start.ok_or_else(|| {
-                ControllerError::QuorumUnavailable("no producer ids in the answer".into())
-            });
-        }
-        self.allocate_producer_ids_here(count)
+        self.run_change(
+            &|| ControllerOp::AllocateProducerIds { count },
+            &|| self.allocate_producer_ids_here(count),
+            &|start| {
+                start.ok_or_else(|| {
+                    ControllerError::QuorumUnavailable("no producer ids in the answer".into())
+                })
+            },
+        )
     }
 
     fn allocate_producer_ids_here(&self, count: i64) -> Result<i64, ControllerError> {
@@ -999,6 +1184,26 @@ fn plan_assignment(
         .collect())
 }
 
+/// The local controller as the CONTROLLER listener reaches it (weakly: the listener must
+/// not keep a shut-down controller alive).
+struct LocalController(std::sync::Weak<Controller>);
+
+impl rpc::ForwardTarget for LocalController {
+    fn execute(&self, op: ControllerOp) -> ControllerOpResult {
+        match self.0.upgrade() {
+            Some(controller) => controller.execute_forwarded(op),
+            None => ControllerOpResult::Failed {
+                code: ControllerError::NotActive.kafka_error_code(),
+                message: "the controller is shutting down".into(),
+            },
+        }
+    }
+
+    fn describe(&self) -> Option<QuorumDescription> {
+        self.0.upgrade()?.describe_quorum_forwarded()
+    }
+}
+
 /// Log each change of the quorum's leader or epoch in KRaft's words, for operators
 /// who grep for them; ends when the Raft node stops.
 async fn log_transitions(raft: MetadataRaft, node_id: i32) {
@@ -1029,9 +1234,21 @@ async fn log_transitions(raft: MetadataRaft, node_id: i32) {
     }
 }
 
-/// A Kafka-style cluster id: a random UUID in Kafka's base64 form (22 characters).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A Kafka-style cluster id: a random UUID in Kafka's base64 form (22 characters),
+/// never starting with '-' (Kafka's `Uuid.randomUuid` avoids those too).
 fn new_cluster_id() -> String {
-    ottla_protocol::kafka_uuid::encode_topic_id(Uuid::new_v4())
+    loop {
+        let id = ottla_protocol::kafka_uuid::encode_topic_id(Uuid::new_v4());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1044,6 +1261,7 @@ mod tests {
             metadata_dir: dir.to_path_buf(),
             default_num_partitions: 1,
             default_replication_factor: 1,
+            cluster_id: None,
             quorum: None,
         })
         .unwrap();

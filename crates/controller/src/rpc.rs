@@ -30,7 +30,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::quorum::{ControllerNode, MetadataRaft, MetadataSnapshotData, TypeConfig};
-use crate::{ControllerOp, ControllerOpResult};
+use crate::{ControllerOp, ControllerOpResult, QuorumDescription};
+
+/// What the CONTROLLER listener asks of the local controller.
+pub trait ForwardTarget: Send + Sync {
+    /// Run a forwarded change as the active controller (blocking).
+    fn execute(&self, op: ControllerOp) -> ControllerOpResult;
+    /// The quorum as the active controller sees it; `None` if this node is not it.
+    fn describe(&self) -> Option<QuorumDescription>;
+}
 
 /// Largest frame either side accepts: a snapshot of a large cluster's image is the
 /// biggest message (a few MiB for 100k partitions).
@@ -52,6 +60,8 @@ pub enum QuorumRequest {
     },
     /// A write for the active controller (this node is not it).
     Forward(ControllerOp),
+    /// DescribeQuorum, for the active controller.
+    DescribeQuorum,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +70,8 @@ pub enum QuorumResponse {
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     FullSnapshot(Result<SnapshotResponse<u64>, Fatal<u64>>),
     Forward(ControllerOpResult),
+    /// `None`: the asked node is not the active controller.
+    DescribeQuorum(Option<QuorumDescription>),
 }
 
 /// Write one frame.
@@ -110,11 +122,11 @@ async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> io:
 }
 
 /// Serves the CONTROLLER listener: openraft's RPCs into the local Raft, forwarded
-/// writes into `execute` (which runs them as the active controller).
+/// writes and DescribeQuorum into `target` (the local controller, as the active one).
 pub async fn serve(
     listener: TcpListener,
     raft: MetadataRaft,
-    execute: Arc<dyn Fn(ControllerOp) -> ControllerOpResult + Send + Sync>,
+    target: Arc<dyn ForwardTarget>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -126,7 +138,7 @@ pub async fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                connections.spawn(serve_connection(stream, peer, raft.clone(), execute.clone()));
+                connections.spawn(serve_connection(stream, peer, raft.clone(), target.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stop.changed() => break,
@@ -139,7 +151,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     raft: MetadataRaft,
-    execute: Arc<dyn Fn(ControllerOp) -> ControllerOpResult + Send + Sync>,
+    target: Arc<dyn ForwardTarget>,
 ) {
     loop {
         let request: QuorumRequest = match read_frame(&mut stream).await {
@@ -162,10 +174,11 @@ async fn serve_connection(
                 };
                 QuorumResponse::FullSnapshot(raft.install_full_snapshot(vote, snapshot).await)
             }
+            QuorumRequest::DescribeQuorum => QuorumResponse::DescribeQuorum(target.describe()),
             QuorumRequest::Forward(op) => {
                 // The write blocks on the quorum's commit: off the async workers.
-                let execute = execute.clone();
-                let result = tokio::task::spawn_blocking(move || execute(op))
+                let target = target.clone();
+                let result = tokio::task::spawn_blocking(move || target.execute(op))
                     .await
                     .unwrap_or_else(|e| ControllerOpResult::Failed {
                         code: -1,

@@ -38,6 +38,9 @@ use crate::partition::CoordinatorPartition;
 /// tests have 10,000 members join one group in the same instant, one queued JoinGroup
 /// each) while still capping what a flood of connections can pile up.
 pub const MAX_QUEUED_EVENTS_PER_SHARD: usize = 65_536;
+/// Events a shard's loop takes in one turn before it looks at its timers and the high
+/// watermark again.
+const MAX_EVENTS_PER_TURN: usize = 1024;
 /// Bytes read per step while loading (Kafka's `offsets.load.buffer.size` default).
 pub const LOAD_READ_BYTES: usize = 5 * 1024 * 1024;
 /// Upper bound for one decompressed batch while loading.
@@ -577,16 +580,27 @@ impl<S: CoordinatorShard> ShardLoop<S> {
                     let committed = *self.hw.borrow_and_update();
                     self.complete_committed(committed);
                 }
-                event = events.recv() => match event {
-                    None => break,
-                    Some(Event::WakeTimers) => {}
-                    Some(Event::Operation(op)) => {
+                event = events.recv() => {
+                    let Some(first) = event else { break };
+                    // Take what else is queued before looking at timers again: finding
+                    // the next deadline walks every member of the shard, so doing it
+                    // per event would cost O(members) each (a flood of joins into one
+                    // group would be quadratic).
+                    let mut next = Some(first);
+                    let mut taken = 0;
+                    while let Some(event) = next.take() {
                         if self.status.load(Ordering::Acquire) == CLOSED {
                             break;
                         }
-                        self.handle(op);
+                        if let Event::Operation(op) = event {
+                            self.handle(op);
+                        }
+                        taken += 1;
+                        if taken < MAX_EVENTS_PER_TURN {
+                            next = events.try_recv().ok();
+                        }
                     }
-                },
+                }
                 () = tokio::time::sleep(sleep) => {}
             }
         }

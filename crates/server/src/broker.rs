@@ -78,8 +78,18 @@ impl Broker {
                 write_timeout: CONTROLLER_WRITE_TIMEOUT,
             })
         });
+        // A quorum node starts only on directories `ottla format` prepared; their cluster
+        // id is the one the quorum's first change records.
+        let formatted_cluster_id = match quorum {
+            Some(_) => Some(crate::storage::formatted_cluster_id(
+                &config.log_dirs,
+                config.node_id,
+            )?),
+            None => None,
+        };
         let controller = Controller::open(ControllerConfig {
             node_id: config.node_id,
+            cluster_id: formatted_cluster_id,
             metadata_dir: first_dir.join(METADATA_DIR_NAME),
             default_num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,

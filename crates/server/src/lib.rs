@@ -8,6 +8,7 @@ pub mod coordinator_partition;
 pub mod handlers;
 pub mod metadata_publisher;
 pub mod network;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

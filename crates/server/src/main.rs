@@ -23,6 +23,43 @@ enum Command {
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Format the log directories of a quorum node (Kafka's `kafka-storage format`).
+    Format {
+        /// The cluster id (`ottla random-uuid` makes one).
+        #[arg(
+            short = 't',
+            long = "cluster-id",
+            value_name = "ID",
+            allow_hyphen_values = true
+        )]
+        cluster_id: String,
+        /// The node's server.properties.
+        #[arg(short = 'c', long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Set a config key, overriding the file.
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Skip directories that are already formatted instead of failing.
+        #[arg(short = 'g', long)]
+        ignore_formatted: bool,
+        /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
+        #[arg(short = 's', long)]
+        standalone: bool,
+        /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
+        #[arg(short = 'I', long, value_name = "VOTERS")]
+        initial_controllers: Option<String>,
+        /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
+        #[arg(short = 'N', long)]
+        no_initial_controllers: bool,
+        /// Accepted for Kafka's scripts.
+        #[arg(short = 'r', long, value_name = "VERSION")]
+        release_version: Option<String>,
+        /// Accepted for Kafka's scripts.
+        #[arg(short = 'f', long = "feature", value_name = "FEATURE=LEVEL")]
+        features: Vec<String>,
+    },
+    /// Print a new random cluster id (Kafka's `kafka-storage random-uuid`).
+    RandomUuid,
 }
 
 /// `info`, without openraft's own lines (one per retry to an unreachable voter); the
@@ -40,14 +77,40 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    match cli.command {
-        Command::Serve { config, overrides } => match serve(config, overrides) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("Fatal error: {e:#}");
-                eprintln!("ottla: {e:#}");
-                std::process::ExitCode::FAILURE
-            }
-        },
+    let outcome = match cli.command {
+        Command::Serve { config, overrides } => serve(config, overrides),
+        Command::Format {
+            cluster_id,
+            config,
+            overrides,
+            ignore_formatted,
+            standalone,
+            initial_controllers,
+            no_initial_controllers,
+            release_version,
+            features,
+        } => ottla::storage::format(ottla::storage::FormatOptions {
+            cluster_id,
+            config,
+            overrides,
+            ignore_formatted,
+            standalone,
+            initial_controllers,
+            no_initial_controllers,
+            release_version,
+            features,
+        }),
+        Command::RandomUuid => {
+            println!("{}", ottla::storage::random_uuid());
+            Ok(())
+        }
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("Fatal error: {e:#}");
+            eprintln!("ottla: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

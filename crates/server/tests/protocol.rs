@@ -979,3 +979,44 @@ async fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
         "Kafka's format: version, count, then `epoch start-offset`"
     );
 }
+
+/// DescribeQuorum on the embedded controller: a quorum of one (this node, never
+/// elected, so epoch 0) whose log end is the count of metadata records; a request for
+/// another partition gets UNKNOWN_TOPIC_OR_PARTITION, as from Kafka.
+#[tokio::test]
+async fn describe_quorum_on_a_single_node() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    fn ask(topic: &str, partition: i32) -> DescribeQuorumRequest {
+        DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(name(topic))
+            .with_partitions(vec![
+                PartitionData::default().with_partition_index(partition)
+            ])])
+    }
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "q", 1, &[]).await;
+    let resp: DescribeQuorumResponse = c
+        .call(ApiKey::DescribeQuorum, 2, &ask("__cluster_metadata", 0))
+        .await;
+    assert_eq!(resp.error_code, 0);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.leader_id.0, p.leader_epoch), (0, 1, 0));
+    // The cluster id, the broker's registration, the topic and its partition.
+    assert!(p.high_watermark >= 4, "{}", p.high_watermark);
+    let voters: Vec<(i32, i64)> = p
+        .current_voters
+        .iter()
+        .map(|v| (v.replica_id.0, v.log_end_offset))
+        .collect();
+    assert_eq!(voters, vec![(1, p.high_watermark)]);
+    for (topic, partition) in [("__cluster_metadata", 1), ("other", 0)] {
+        let resp: DescribeQuorumResponse = c
+            .call(ApiKey::DescribeQuorum, 2, &ask(topic, partition))
+            .await;
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code, 3,
+            "{topic}-{partition}"
+        );
+    }
+}

@@ -20,6 +20,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -254,6 +255,8 @@ pub fn dispatch(
         ApiKey::DescribeConfigs => describe_configs::handle(broker, &request),
         ApiKey::CreatePartitions => on_blocking_pool(broker, request, create_partitions::handle),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, &request),
+        // May ask the active controller over the network.
+        ApiKey::DescribeQuorum => on_blocking_pool(broker, request, describe_quorum::handle),
         ApiKey::OffsetCommit => offset_commit::handle(broker, &request),
         ApiKey::OffsetFetch => offset_fetch::handle(broker, &request),
         // The first lookup creates __consumer_offsets (and its partitions).
