@@ -392,24 +392,14 @@ impl GroupCoordinatorService {
         &self,
         req: OffsetCommitRequest,
     ) -> impl Future<Output = Vec<PartitionResult>> + Send + 'static {
-        let all = |req: &OffsetCommitRequest, code: i16| -> Vec<PartitionResult> {
-            req.offsets
-                .iter()
-                .map(|o| PartitionResult {
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                    error: code,
-                })
-                .collect()
-        };
-        let if_failed = all(&req, error::NONE);
+        let if_failed = req.results(error::NONE);
         let scheduled = if fits(&req.group_id) {
             Ok(self.write(&req.group_id.clone(), move |shard, now| {
                 let (results, effects) = shard.coordinator.commit_offsets(now, req);
                 shard.answer_with(effects, results)
             }))
         } else {
-            Err(all(&req, error::INVALID_GROUP_ID))
+            Err(req.results(error::INVALID_GROUP_ID))
         };
         async move {
             match scheduled {

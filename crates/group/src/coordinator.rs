@@ -1113,18 +1113,8 @@ impl GroupCoordinator {
         req: OffsetCommitRequest,
     ) -> (Vec<PartitionResult>, Effects) {
         let mut effects = Effects::default();
-        let all = |code: i16| -> Vec<PartitionResult> {
-            req.offsets
-                .iter()
-                .map(|o| PartitionResult {
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                    error: code,
-                })
-                .collect()
-        };
         if req.group_id.is_empty() {
-            return (all(error::INVALID_GROUP_ID), effects);
+            return (req.results(error::INVALID_GROUP_ID), effects);
         }
         let simple = req.generation_id < 0 && req.member_id.is_empty();
         match self.groups.get_mut(&req.group_id) {
@@ -1133,7 +1123,7 @@ impl GroupCoordinator {
                 self.groups
                     .insert(req.group_id.clone(), Group::new(&req.group_id, now));
             }
-            None => return (all(error::ILLEGAL_GENERATION), effects),
+            None => return (req.results(error::ILLEGAL_GENERATION), effects),
             Some(group) => {
                 let code = match group.state {
                     // Kafka: any commit with a negative generation to an empty group is a
@@ -1159,7 +1149,7 @@ impl GroupCoordinator {
                     }
                 };
                 if let Some(code) = code {
-                    return (all(code), effects);
+                    return (req.results(code), effects);
                 }
             }
         }

@@ -146,6 +146,20 @@ pub struct OffsetCommitRequest {
     pub offsets: Vec<PartitionOffsetCommit>,
 }
 
+impl OffsetCommitRequest {
+    /// One result per offset, all with `error`, in the request's order.
+    pub fn results(&self, error: i16) -> Vec<PartitionResult> {
+        self.offsets
+            .iter()
+            .map(|o| PartitionResult {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                error,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PartitionOffsetCommit {
     pub topic: String,

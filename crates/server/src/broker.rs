@@ -2,7 +2,6 @@
 //! background duties (retention, recovery-point checkpoints) and clean shutdown.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,15 +65,7 @@ impl Broker {
                     .iter()
                     .map(|v| (v.node_id, v.host.clone(), v.port))
                     .collect(),
-                listen: format!(
-                    "{}:{}",
-                    if listener.host.is_empty() {
-                        "0.0.0.0"
-                    } else {
-                        &listener.host
-                    },
-                    listener.port
-                ),
+                listen: listener.bind_address(),
                 write_timeout: CONTROLLER_WRITE_TIMEOUT,
             })
         });
@@ -121,7 +112,7 @@ impl Broker {
         }
         let cluster_id = controller.image().cluster_id.clone().unwrap_or_default();
         for dir in &config.log_dirs {
-            check_meta_properties(dir, config.node_id, &cluster_id)?;
+            crate::storage::check_meta_properties(dir, config.node_id, &cluster_id)?;
         }
         let groups = GroupCoordinatorService::new(
             config.group.clone(),
@@ -231,42 +222,5 @@ impl Broker {
             .context("final checkpoint failed")?;
         self.controller.shutdown();
         Ok(())
-    }
-}
-
-/// Create `meta.properties` in a new log dir, or check an existing one belongs to this
-/// node and cluster (Kafka refuses to start on a log dir of another node).
-fn check_meta_properties(dir: &Path, node_id: i32, cluster_id: &str) -> anyhow::Result<()> {
-    let path = dir.join(META_PROPERTIES);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let props: BTreeMap<String, String> = crate::config::properties::parse(&text);
-            if let Some(stored) = props.get("node.id") {
-                if stored.trim() != node_id.to_string() {
-                    anyhow::bail!(
-                        "Stored node id {} in {} doesn't match the configured node.id {node_id}",
-                        stored.trim(),
-                        path.display()
-                    );
-                }
-            }
-            if let Some(stored) = props.get("cluster.id") {
-                if stored.trim() != cluster_id {
-                    anyhow::bail!(
-                        "Invalid cluster.id in {}: expected {cluster_id}, found {}; the log dir belongs to another cluster",
-                        path.display(),
-                        stored.trim()
-                    );
-                }
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let text = format!(
-                "#\n#Written by Ottla\nversion=1\nnode.id={node_id}\ncluster.id={cluster_id}\n"
-            );
-            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }

@@ -112,15 +112,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let mut tasks = Vec::new();
     let mut addresses = Vec::new();
     for listener in &broker.config.listeners {
-        let addr = format!(
-            "{}:{}",
-            if listener.host.is_empty() {
-                "0.0.0.0"
-            } else {
-                &listener.host
-            },
-            listener.port
-        );
+        let addr = listener.bind_address();
         let socket = TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;

@@ -24,40 +24,7 @@ enum Command {
         overrides: Vec<String>,
     },
     /// Format the log directories of a quorum node (Kafka's `kafka-storage format`).
-    Format {
-        /// The cluster id (`ottla random-uuid` makes one).
-        #[arg(
-            short = 't',
-            long = "cluster-id",
-            value_name = "ID",
-            allow_hyphen_values = true
-        )]
-        cluster_id: String,
-        /// The node's server.properties.
-        #[arg(short = 'c', long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Set a config key, overriding the file.
-        #[arg(long = "override", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// Skip directories that are already formatted instead of failing.
-        #[arg(short = 'g', long)]
-        ignore_formatted: bool,
-        /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
-        #[arg(short = 's', long)]
-        standalone: bool,
-        /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
-        #[arg(short = 'I', long, value_name = "VOTERS")]
-        initial_controllers: Option<String>,
-        /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
-        #[arg(short = 'N', long)]
-        no_initial_controllers: bool,
-        /// Accepted for Kafka's scripts.
-        #[arg(short = 'r', long, value_name = "VERSION")]
-        release_version: Option<String>,
-        /// Accepted for Kafka's scripts.
-        #[arg(short = 'f', long = "feature", value_name = "FEATURE=LEVEL")]
-        features: Vec<String>,
-    },
+    Format(ottla::storage::FormatOptions),
     /// Print a new random cluster id (Kafka's `kafka-storage random-uuid`).
     RandomUuid,
 }
@@ -79,27 +46,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let outcome = match cli.command {
         Command::Serve { config, overrides } => serve(config, overrides),
-        Command::Format {
-            cluster_id,
-            config,
-            overrides,
-            ignore_formatted,
-            standalone,
-            initial_controllers,
-            no_initial_controllers,
-            release_version,
-            features,
-        } => ottla::storage::format(ottla::storage::FormatOptions {
-            cluster_id,
-            config,
-            overrides,
-            ignore_formatted,
-            standalone,
-            initial_controllers,
-            no_initial_controllers,
-            release_version,
-            features,
-        }),
+        Command::Format(options) => ottla::storage::format(options),
         Command::RandomUuid => {
             println!("{}", ottla::storage::random_uuid());
             Ok(())

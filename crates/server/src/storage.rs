@@ -16,17 +16,40 @@ use ottla_protocol::kafka_uuid::{decode_topic_id, encode_topic_id};
 use crate::broker::META_PROPERTIES;
 use crate::config::properties;
 
-/// `kafka-storage format`'s options.
-#[derive(Debug, Default)]
+/// `kafka-storage format`'s options (the `ottla format` command line).
+#[derive(Debug, Default, clap::Args)]
 pub struct FormatOptions {
+    /// The cluster id (`ottla random-uuid` makes one).
+    #[arg(
+        short = 't',
+        long = "cluster-id",
+        value_name = "ID",
+        allow_hyphen_values = true
+    )]
     pub cluster_id: String,
+    /// The node's server.properties.
+    #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Set a config key, overriding the file.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Skip directories that are already formatted instead of failing.
+    #[arg(short = 'g', long)]
     pub ignore_formatted: bool,
+    /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
+    #[arg(short = 's', long)]
     pub standalone: bool,
+    /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
+    #[arg(short = 'I', long, value_name = "VOTERS")]
     pub initial_controllers: Option<String>,
+    /// Accepted for Kafka's scripts; the quorum comes from controller.quorum.voters.
+    #[arg(short = 'N', long)]
     pub no_initial_controllers: bool,
+    /// Accepted for Kafka's scripts.
+    #[arg(short = 'r', long, value_name = "VERSION")]
     pub release_version: Option<String>,
+    /// Accepted for Kafka's scripts.
+    #[arg(short = 'f', long = "feature", value_name = "FEATURE=LEVEL")]
     pub features: Vec<String>,
 }
 
@@ -104,28 +127,67 @@ pub fn write_meta_properties(dir: &Path, node_id: i32, cluster_id: &str) -> anyh
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// A log dir's `meta.properties` as (node.id, cluster.id), each if present; `None`
+/// when the dir has none.
+fn read_meta_properties(dir: &Path) -> anyhow::Result<Option<(Option<String>, Option<String>)>> {
+    let path = dir.join(META_PROPERTIES);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let props = properties::parse(&text);
+            let field = |key: &str| props.get(key).map(|s| s.trim().to_string());
+            Ok(Some((field("node.id"), field("cluster.id"))))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn node_id_mismatch(dir: &Path, stored: Option<&str>, node_id: i32) -> anyhow::Error {
+    anyhow::anyhow!(
+        "Stored node id {} in {} doesn't match the configured node.id {node_id}",
+        stored.unwrap_or("(none)"),
+        dir.join(META_PROPERTIES).display()
+    )
+}
+
+/// Create `meta.properties` in a new log dir (the embedded single node formats itself),
+/// or check an existing one belongs to this node and cluster (Kafka refuses to start on
+/// a log dir of another node).
+pub fn check_meta_properties(dir: &Path, node_id: i32, cluster_id: &str) -> anyhow::Result<()> {
+    let Some((stored_node, stored_cluster)) = read_meta_properties(dir)? else {
+        return write_meta_properties(dir, node_id, cluster_id);
+    };
+    if stored_node
+        .as_ref()
+        .is_some_and(|n| *n != node_id.to_string())
+    {
+        return Err(node_id_mismatch(dir, stored_node.as_deref(), node_id));
+    }
+    if let Some(stored) = stored_cluster.filter(|c| c != cluster_id) {
+        anyhow::bail!(
+            "Invalid cluster.id in {}: expected {cluster_id}, found {stored}; the log dir belongs to another cluster",
+            dir.join(META_PROPERTIES).display()
+        );
+    }
+    Ok(())
+}
+
 /// The cluster id every log dir of a quorum node was formatted with; a directory not
 /// formatted, or formatted for another cluster or node, stops start-up.
 pub fn formatted_cluster_id(log_dirs: &[PathBuf], node_id: i32) -> anyhow::Result<String> {
     let mut cluster_id: Option<String> = None;
     for dir in log_dirs {
-        let path = dir.join(META_PROPERTIES);
-        let text = std::fs::read_to_string(&path).map_err(|_| {
-            anyhow::anyhow!(
+        let Some((stored_node, stored_cluster)) = read_meta_properties(dir)? else {
+            anyhow::bail!(
                 "No `meta.properties` found in {} (have you run `ottla format` to format the directory?)",
                 dir.display()
-            )
-        })?;
-        let props = properties::parse(&text);
-        let stored_node = props.get("node.id").map(|s| s.trim().to_string());
-        if stored_node.as_deref() != Some(node_id.to_string().as_str()) {
-            anyhow::bail!(
-                "Stored node id {} in {} doesn't match the configured node.id {node_id}",
-                stored_node.as_deref().unwrap_or("(none)"),
-                path.display()
             );
+        };
+        if stored_node.as_deref() != Some(node_id.to_string().as_str()) {
+            return Err(node_id_mismatch(dir, stored_node.as_deref(), node_id));
         }
-        let Some(id) = props.get("cluster.id").map(|s| s.trim().to_string()) else {
+        let path = dir.join(META_PROPERTIES);
+        let Some(id) = stored_cluster else {
             anyhow::bail!("{} has no cluster.id", path.display());
         };
         match &cluster_id {

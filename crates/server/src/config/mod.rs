@@ -24,6 +24,16 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// `host:port` to bind; an empty host means every interface.
+    pub fn bind_address(&self) -> String {
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        format!("{host}:{}", self.port)
+    }
+
     pub fn parse(s: &str) -> Result<Listener, String> {
         let (name, rest) = s
             .split_once("://")
