@@ -2,12 +2,11 @@
 form the metadata quorum (openraft) over their CONTROLLER listeners, as three KRaft
 nodes in combined mode do, and serve clients together.
 
-What holds so far: metadata changes are replicated to every node; partitions (and the
+What holds here: metadata changes are replicated to every node; partitions (and the
 group coordinator's `__consumer_offsets` partitions) are spread over the three brokers
 and clients follow the leaders; the quorum keeps accepting metadata changes with one
 controller down and refuses them with two down, without corrupting anything. Partition
-data is not replicated yet (replication factor 1): that is the next step of the cluster
-issue, and no test here claims otherwise.
+data replication (replication factor 3) is tested in test_replication.py.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from conftest import (OTTLA_BIN, ck_consume_all, ck_group_offsets, ck_produce, f
 NODES = 3
 
 
-def start_cluster(ottla_factory, n: int = NODES):
+def start_cluster(ottla_factory, n: int = NODES, extra: dict | None = None):
     ports = [free_port() for _ in range(n)]
     controller_ports = [free_port() for _ in range(n)]
     voters = ",".join(f"{i + 1}@127.0.0.1:{controller_ports[i]}" for i in range(n))
@@ -37,6 +36,7 @@ def start_cluster(ottla_factory, n: int = NODES):
             "controller.listener.names": "CONTROLLER",
             "controller.quorum.voters": voters,
             "offsets.topic.num.partitions": "6",
+            **(extra or {}),
         }
         nodes.append(ottla_factory(overrides=overrides, name=f"node{i + 1}", start=False, port=ports[i]))
     # As with Kafka's kafka-storage: one cluster id, each node's directories formatted.

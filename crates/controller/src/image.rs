@@ -99,6 +99,11 @@ impl MetadataImage {
         self.topics_by_id.len()
     }
 
+    /// Whether broker `id` may be in an ISR or lead: it is registered.
+    pub fn is_eligible_replica(&self, id: i32) -> bool {
+        self.brokers.contains_key(&id)
+    }
+
     /// The image re-expressed as records: replaying them, in order, into an empty image
     /// gives this image back (except [`MetadataImage::offset`], which counts the records
     /// replayed; a snapshot stores it beside the records). This is what a metadata

@@ -11,6 +11,7 @@ pub mod image;
 pub mod metadata_log;
 pub mod quorum;
 pub mod records;
+pub mod replication;
 pub mod rpc;
 pub mod topic_name;
 
@@ -31,6 +32,7 @@ pub use image::{
 };
 use metadata_log::{MetadataLog, MetadataLogError};
 pub use records::MetadataRecord;
+pub use replication::AlterPartitionSpec;
 
 /// Kafka caps partitions per CreateTopics/CreatePartitions request far above this; we
 /// keep a named limit so one request cannot create millions of directories.
@@ -99,6 +101,12 @@ pub enum ControllerError {
     UnknownTopicOrPartition,
     #[error("This server does not host this topic ID.")]
     UnknownTopicId,
+    #[error("The leader epoch in the request is older than the epoch on the broker.")]
+    FencedLeaderEpoch,
+    #[error("The given partition epoch does not match the current partition epoch.")]
+    InvalidUpdateVersion,
+    #[error("{0}")]
+    IneligibleReplica(String),
     #[error("metadata log write failed: {0}")]
     Storage(#[from] MetadataLogError),
     #[error("metadata record does not apply: {0}")]
@@ -125,6 +133,9 @@ impl ControllerError {
             ControllerError::InvalidRequest(_) => 42,
             ControllerError::UnknownTopicOrPartition => 3,
             ControllerError::UnknownTopicId => 100,
+            ControllerError::FencedLeaderEpoch => 74,
+            ControllerError::InvalidUpdateVersion => 108,
+            ControllerError::IneligibleReplica(_) => 107,
             // KAFKA_STORAGE_ERROR would be per partition; for metadata Kafka reports
             // UNKNOWN_SERVER_ERROR.
             ControllerError::Storage(_) | ControllerError::Replay(_) => -1,
@@ -164,6 +175,9 @@ pub enum ControllerOp {
     },
     AllocateProducerIds {
         count: i64,
+    },
+    AlterPartitions {
+        specs: Vec<AlterPartitionSpec>,
     },
 }
 
@@ -535,8 +549,8 @@ impl Controller {
             };
             match (leader, node) {
                 (Some(l), _) if l == self.config.node_id as u64 => return Ok(None),
-                (Some(_), Some(node)) => {
-                    if let Some(done) = self.forward(b, &node, &op, deadline)? {
+                (Some(l), Some(node)) => {
+                    if let Some(done) = self.forward(b, l, &node, &op, deadline)? {
                         return Ok(Some(done));
                     }
                 }
@@ -588,19 +602,41 @@ impl Controller {
         }
     }
 
-    /// Forward `op` to `node`; `None` if it was not the active controller after all.
+    /// Forward `op` to `node` (voter `leader`); `None` if it was not the active
+    /// controller after all, or stopped being it while the change waited (a stopped or
+    /// partitioned controller never answers: the wait ends when the quorum elects
+    /// another, and the change is tried there).
     fn forward(
         &self,
         b: &RaftBackend,
+        leader: u64,
         node: &ControllerNode,
         op: &ControllerOp,
         deadline: std::time::Instant,
     ) -> Result<Option<Option<i64>>, ControllerError> {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let mut client = rpc::QuorumClient::new(format!("{}:{}", node.host, node.port));
-        let answer = b
-            .runtime
-            .block_on(client.call(&rpc::QuorumRequest::Forward(op.clone()), left));
+        let mut metrics = b.raft.metrics();
+        let request = rpc::QuorumRequest::Forward(op.clone());
+        let answer = b.runtime.block_on(async {
+            let leader_moved = async {
+                loop {
+                    if metrics.borrow_and_update().current_leader != Some(leader) {
+                        return;
+                    }
+                    if metrics.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                answer = client.call(&request, left) => Some(answer),
+                () = leader_moved => None,
+            }
+        });
+        let Some(answer) = answer else {
+            return Ok(None);
+        };
         match answer {
             Ok(rpc::QuorumResponse::Forward(ControllerOpResult::Done {
                 applied_index,
@@ -786,6 +822,9 @@ impl Controller {
                 .map(|_| None),
             ControllerOp::AllocateProducerIds { count } => {
                 self.allocate_producer_ids_here(count).map(Some)
+            }
+            ControllerOp::AlterPartitions { specs } => {
+                self.alter_partitions_here(&specs).map(|()| None)
             }
         };
         match outcome {
@@ -1066,6 +1105,43 @@ impl Controller {
                 }],
                 start,
             ))
+        })
+    }
+}
+
+impl Controller {
+    /// AlterPartition: commit the ISRs partition leaders propose, in one metadata
+    /// write (see [`replication::alter_partition`] for the rules). A refused proposal
+    /// is logged and left out; once the write is committed and published here, each
+    /// proposal is either applied by the publisher or was refused, and the leader
+    /// forgets whatever is still pending.
+    pub fn alter_partitions(&self, specs: &[AlterPartitionSpec]) -> Result<(), ControllerError> {
+        self.run_change(
+            &|| ControllerOp::AlterPartitions {
+                specs: specs.to_vec(),
+            },
+            &|| self.alter_partitions_here(specs),
+            &|_| Ok(()),
+        )
+    }
+
+    fn alter_partitions_here(&self, specs: &[AlterPartitionSpec]) -> Result<(), ControllerError> {
+        let node_id = self.config.node_id;
+        self.commit(|image| {
+            let mut records = Vec::with_capacity(specs.len());
+            for spec in specs {
+                match replication::alter_partition(image, spec) {
+                    Ok(record) => records.push(record),
+                    Err(e) => tracing::info!(
+                        "[QuorumController id={node_id}] Rejecting AlterPartition request from node {} for partition {} of topic {}: {e} (error code {})",
+                        spec.leader_id,
+                        spec.partition,
+                        spec.topic_id,
+                        e.kafka_error_code()
+                    ),
+                }
+            }
+            Ok((records, ()))
         })
     }
 }

@@ -3,11 +3,11 @@
 //! The replica manager owns every [`Partition`] (its log plus replication state), places
 //! new partitions on the `log.dirs`, and does what Kafka's `LogManager` does around
 //! them: recovery points, the clean-shutdown marker, retention, and deleting the logs
-//! of deleted topics. Today each partition has a single replica (this broker is leader
-//! and the whole ISR); the model already carries leader epoch, ISR and high watermark
-//! so that follower fetching can be added without reshaping it.
+//! of deleted topics. A partition is led here or followed here; followers copy their
+//! leader's log through the [`fetcher`] (Kafka's `ReplicaFetcherManager`).
 
 pub mod checkpoint;
+pub mod fetcher;
 pub mod isr;
 pub mod partition;
 
@@ -27,8 +27,8 @@ use checkpoint::{
 /// Kafka's lock file in each log directory.
 pub const LOCK_FILE: &str = ".lock";
 pub use partition::{
-    Appended, FetchIsolation, LeaderAndIsr, Partition, PartitionConfig, PolicyFlush, ProduceError,
-    ProduceResult, ReadResult,
+    Appended, FetchIsolation, FollowerWriteError, IsrProposal, LeaderAndIsr, Partition,
+    PartitionConfig, PolicyFlush, ProduceError, ProduceResult, ReadResult, RoleChange,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -163,11 +163,19 @@ impl ReplicaManager {
         self.partitions.read().get(&(*topic_id, index)).cloned()
     }
 
+    /// The partition if this broker hosts it and leads it: what every client request
+    /// (produce, consumer fetch, ListOffsets …) needs.
+    pub fn leader(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.get(topic_id, index).filter(|p| p.is_leader())
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().values().cloned().collect()
     }
 
-    /// Open the partition's existing log or create a new one; idempotent.
+    /// Open the partition's existing log or create a new one, in the role `registration`
+    /// gives this broker. Idempotent: an open partition is returned as it is (apply a
+    /// later registration with [`Partition::apply_leader_and_isr`]).
     pub fn ensure_partition(
         &self,
         topic: &str,
@@ -411,7 +419,9 @@ mod tests {
                 config,
                 LeaderAndIsr {
                     local_id: 1,
+                    leader: 1,
                     leader_epoch: 0,
+                    partition_epoch: 0,
                     replicas: vec![1],
                     isr: vec![1],
                 },
@@ -448,7 +458,9 @@ mod tests {
                     PartitionConfig::default(),
                     LeaderAndIsr {
                         local_id: 1,
+                        leader: 1,
                         leader_epoch: 0,
+                        partition_epoch: 0,
                         replicas: vec![1, 2],
                         isr,
                     },

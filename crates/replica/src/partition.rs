@@ -47,14 +47,51 @@ impl Default for PartitionConfig {
     }
 }
 
-/// This broker's part in a partition, as the controller assigned it.
+/// A partition's leadership and replicas as the controller last committed them, seen
+/// from this broker (Kafka's `PartitionRegistration` with the local broker id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderAndIsr {
     /// This broker's node id.
     pub local_id: i32,
+    /// The leader's node id; -1 when the partition has none (offline).
+    pub leader: i32,
     pub leader_epoch: i32,
+    /// Bumped by the controller on every change of the partition (ISR included); an
+    /// AlterPartition names the one it builds on (Kafka's `partitionEpoch`).
+    pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+}
+
+impl LeaderAndIsr {
+    pub fn is_local_leader(&self) -> bool {
+        self.leader == self.local_id
+    }
+}
+
+/// What [`Partition::apply_leader_and_isr`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Same role at the same epochs, or an older registration (ignored).
+    Unchanged,
+    /// This broker leads from now on, at a new leader epoch.
+    BecameLeader,
+    /// This broker follows `leader` (-1: no leader yet) at a new leader epoch.
+    BecameFollower { leader: i32 },
+    /// Still leader at the same epoch; the controller committed a new ISR.
+    IsrUpdated,
+}
+
+/// An ISR the leader asks the controller to commit (Kafka's AlterPartition request for
+/// one partition): built on `partition_epoch`, refused if the partition moved on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
 }
 
 /// When a rule needs a compressed batch's records, it may decompress to at most this
@@ -81,6 +118,12 @@ pub enum ProduceError {
     Transactional,
     #[error("{isr} in-sync replicas, fewer than min.insync.replicas {min}")]
     NotEnoughReplicas { isr: usize, min: usize },
+    #[error("{isr} in-sync replicas after the append, fewer than min.insync.replicas {min}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min: usize },
+    #[error("this broker is not the leader of the partition")]
+    NotLeaderOrFollower,
+    #[error("the in-sync replicas did not acknowledge within {0} ms")]
+    ReplicationTimedOut(u64),
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -98,9 +141,23 @@ impl ProduceError {
             // cannot commit or abort.
             ProduceError::Transactional => 48,
             ProduceError::NotEnoughReplicas { .. } => 19,
+            ProduceError::NotEnoughReplicasAfterAppend { .. } => 20,
+            ProduceError::NotLeaderOrFollower => 6,
+            // Kafka's delayed produce expires with REQUEST_TIMED_OUT.
+            ProduceError::ReplicationTimedOut(_) => 7,
             ProduceError::Log(e) => e.kafka_error_code(),
         }
     }
+}
+
+/// Why a follower's write (an append or a truncation) did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowerWriteError {
+    /// The partition moved on (this broker leads now, or follows at another epoch).
+    #[error("not a follower at that leader epoch (now at {leader_epoch})")]
+    NotFollowing { leader_epoch: i32 },
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 /// Result of a successful append, as the Produce response reports it.
@@ -118,6 +175,9 @@ pub struct ProduceResult {
 #[derive(Debug)]
 pub struct Appended {
     pub result: ProduceResult,
+    /// The leader epoch the batch was appended at: an acks=all wait ends with
+    /// NOT_LEADER_OR_FOLLOWER once the partition has moved past it.
+    pub leader_epoch: i32,
     /// The topic's `flush.messages` is reached: complete it with
     /// [`Partition::complete_policy_flush`], then acknowledge.
     pub flush: Option<PolicyFlush>,
@@ -157,17 +217,36 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
+/// This broker's role in the partition, under one lock with the epochs that decide it.
+#[derive(Debug)]
+struct ReplicaState {
+    /// The current leader (-1: none).
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    /// The leader's view of its followers; `None` while this broker follows.
+    leading: Option<LeaderReplication>,
+}
+
 pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
+    /// This broker's node id.
+    local_id: i32,
     log: RwLock<Log>,
-    /// Followers' progress, the ISR and the high watermark they allow. Taken after
-    /// `log` and before `flush_holds` when several are.
-    replication: Mutex<LeaderReplication>,
+    /// The role, the followers' progress, the ISR and the high watermark they allow.
+    /// Taken after `log` and before `flush_holds` when several are.
+    state: Mutex<ReplicaState>,
     config: PartitionConfig,
-    /// Publishes the high watermark; delayed fetches wait on it.
+    /// Publishes the high watermark; delayed fetches and acks=all produces wait on it.
     high_watermark: watch::Sender<i64>,
+    /// Publishes the log end offset: a follower's delayed fetch waits on it (new data
+    /// moves the log end, not the high watermark, which the followers move).
+    log_end: watch::Sender<i64>,
+    /// Publishes (leader, leader epoch): an acks=all produce stops waiting once this
+    /// broker no longer leads at the epoch it appended at.
+    leadership: watch::Sender<(i32, i32)>,
     /// The holds of [`PolicyFlush`]es still running: the high watermark stays at or
     /// below the lowest. A failed flush keeps its hold; its log takes no more writes.
     /// Taken after `log` when both are.
@@ -183,32 +262,35 @@ impl Partition {
         index: i32,
         log: Log,
         config: PartitionConfig,
-        leader: LeaderAndIsr,
+        registration: LeaderAndIsr,
         checkpointed_high_watermark: i64,
     ) -> Partition {
         let log_end = log.log_end_offset();
         let hw = checkpointed_high_watermark.clamp(log.log_start_offset(), log_end);
-        let replication = LeaderReplication::new(
-            leader.local_id,
-            leader.leader_epoch,
-            &leader.replicas,
-            &leader.isr,
-            log_end,
-            hw,
-            now_ms(),
-            config.replica_lag_time_max_ms,
-        );
-        // A leader alone in its ISR starts at its log end; one with followers at the
-        // checkpoint until they report in.
-        let hw = replication.high_watermark();
+        let leading = registration
+            .is_local_leader()
+            .then(|| leader_replication(&registration, &config, log_end, hw));
+        // A leader alone in its ISR starts at its log end; one with followers (and a
+        // follower) at the checkpoint until the followers (the leader) report in.
+        let hw = leading
+            .as_ref()
+            .map_or(hw, LeaderReplication::high_watermark);
         Partition {
             topic,
             topic_id,
             index,
+            local_id: registration.local_id,
             log: RwLock::new(log),
-            replication: Mutex::new(replication),
+            state: Mutex::new(ReplicaState {
+                leader: registration.leader,
+                leader_epoch: registration.leader_epoch,
+                partition_epoch: registration.partition_epoch,
+                leading,
+            }),
             config,
             high_watermark: watch::channel(hw).0,
+            log_end: watch::channel(log_end).0,
+            leadership: watch::channel((registration.leader, registration.leader_epoch)).0,
             flush_holds: Mutex::new(Vec::new()),
         }
     }
@@ -220,7 +302,23 @@ impl Partition {
         self.log.read().dir().to_path_buf()
     }
     pub fn leader_epoch(&self) -> i32 {
-        self.replication.lock().leader_epoch()
+        self.state.lock().leader_epoch
+    }
+    /// The current leader's node id (-1: none).
+    pub fn leader(&self) -> i32 {
+        self.state.lock().leader
+    }
+    pub fn is_leader(&self) -> bool {
+        self.state.lock().leading.is_some()
+    }
+    /// The committed ISR as this broker knows it (the leader's, or empty on a follower).
+    pub fn isr(&self) -> Vec<i32> {
+        self.state
+            .lock()
+            .leading
+            .as_ref()
+            .map(|l| l.isr().iter().copied().collect())
+            .unwrap_or_default()
     }
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
@@ -235,6 +333,87 @@ impl Partition {
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
     }
+    /// A receiver that changes whenever the log end offset moves.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// Apply the controller's latest registration of this partition (Kafka's
+    /// `Partition.makeLeader` / `makeFollower`). An older leader epoch, or an older
+    /// partition epoch at the same leader epoch, changes nothing.
+    pub fn apply_leader_and_isr(&self, registration: &LeaderAndIsr) -> RoleChange {
+        let log = self.log.read();
+        let mut state = self.state.lock();
+        let newer_leader_epoch = registration.leader_epoch > state.leader_epoch;
+        let same_leader_epoch = registration.leader_epoch == state.leader_epoch;
+        if !(newer_leader_epoch
+            || same_leader_epoch && registration.partition_epoch > state.partition_epoch
+            || same_leader_epoch && registration.is_local_leader() != state.leading.is_some())
+        {
+            return RoleChange::Unchanged;
+        }
+        state.partition_epoch = registration.partition_epoch;
+        let log_end = log.log_end_offset();
+        let change = if registration.is_local_leader() {
+            match state.leading.as_mut() {
+                Some(leading) if same_leader_epoch => {
+                    leading.apply_committed_isr(&registration.isr, log_end);
+                    RoleChange::IsrUpdated
+                }
+                _ => {
+                    let hw = self.high_watermark().min(log_end);
+                    state.leading =
+                        Some(leader_replication(registration, &self.config, log_end, hw));
+                    RoleChange::BecameLeader
+                }
+            }
+        } else {
+            state.leading = None;
+            RoleChange::BecameFollower {
+                leader: registration.leader,
+            }
+        };
+        state.leader = registration.leader;
+        state.leader_epoch = registration.leader_epoch;
+        if let Some(leading) = &state.leading {
+            let holds = self.flush_holds.lock();
+            self.publish_high_watermark(leading.high_watermark(), &holds);
+        }
+        self.leadership
+            .send_replace((registration.leader, registration.leader_epoch));
+        match change {
+            RoleChange::BecameLeader => tracing::info!(
+                "[Partition {} broker={}] Leader {} with topic id {} starts at leader epoch {} from offset {log_end} with partition epoch {}, high watermark {}, ISR {:?}, replicas {:?}",
+                self.name(),
+                self.local_id,
+                self.name(),
+                self.topic_id,
+                registration.leader_epoch,
+                registration.partition_epoch,
+                self.high_watermark(),
+                registration.isr,
+                registration.replicas
+            ),
+            RoleChange::BecameFollower { leader } => tracing::info!(
+                "[Partition {} broker={}] Follower {} starts at leader epoch {} from offset {log_end} with partition epoch {} and high watermark {}. Current leader is {leader}.",
+                self.name(),
+                self.local_id,
+                self.name(),
+                registration.leader_epoch,
+                registration.partition_epoch,
+                self.high_watermark()
+            ),
+            RoleChange::IsrUpdated => tracing::info!(
+                "[Partition {} broker={}] ISR updated to {} and version updated to {}",
+                self.name(),
+                self.local_id,
+                join_ids(&registration.isr),
+                registration.partition_epoch
+            ),
+            RoleChange::Unchanged => {}
+        }
+        change
+    }
 
     /// Validate and append one producer batch as leader. `required_acks` is the
     /// request's acks; -1 (all) enforces `min.insync.replicas`. Never waits for the
@@ -247,8 +426,12 @@ impl Partition {
     ) -> Result<Appended, ProduceError> {
         let config = &self.config;
         let (leader_epoch, isr_size) = {
-            let replication = self.replication.lock();
-            (replication.leader_epoch(), replication.isr().len())
+            let state = self.state.lock();
+            let leading = state
+                .leading
+                .as_ref()
+                .ok_or(ProduceError::NotLeaderOrFollower)?;
+            (state.leader_epoch, leading.isr().len())
         };
         if required_acks == -1 && isr_size < config.min_insync_replicas {
             return Err(ProduceError::NotEnoughReplicas {
@@ -306,6 +489,13 @@ impl Partition {
         }
         let (info, flush, hold) = {
             let mut log = self.log.write();
+            let mut state = self.state.lock();
+            // Leadership may have moved since the check above; the epoch stamped on the
+            // batch must be the one this broker leads at.
+            let leading = match state.leading.as_mut() {
+                Some(leading) if leading.leader_epoch() == leader_epoch => leading,
+                _ => return Err(ProduceError::NotLeaderOrFollower),
+            };
             let info = log.append_as_leader(&mut batch, leader_epoch)?;
             let reason = log.flush_wanted(now);
             let plan = reason.map(|_| log.prepare_flush());
@@ -313,11 +503,12 @@ impl Partition {
                 .then_some(info.first_offset);
             // The high watermark follows the smallest log end of the ISR (at once when
             // the ISR is this broker alone), up to any policy flush still running.
-            let mut replication = self.replication.lock();
-            replication.on_leader_append(log.log_end_offset());
+            let log_end = log.log_end_offset();
+            leading.on_leader_append(log_end);
             let mut holds = self.flush_holds.lock();
             holds.extend(hold);
-            self.publish_high_watermark(&replication, &holds);
+            self.publish_high_watermark(leading.high_watermark(), &holds);
+            self.log_end.send_replace(log_end);
             (info, reason.zip(plan), hold)
         };
         if info.duplicate {
@@ -331,6 +522,7 @@ impl Partition {
             None => (None, None),
         };
         Ok(Appended {
+            leader_epoch,
             result: ProduceResult {
                 base_offset: info.first_offset,
                 last_offset: info.last_offset,
@@ -360,32 +552,247 @@ impl Partition {
         self.log.read().end_offset_for_epoch(epoch)
     }
 
-    /// Whether `replica` is a follower replica of this partition: only a follower's
-    /// fetch may read past the high watermark (to the log end).
+    /// Whether this broker leads and `replica` is one of its follower replicas: only a
+    /// follower's fetch may read past the high watermark (to the log end).
     pub fn has_follower(&self, replica: i32) -> bool {
-        self.replication.lock().follower(replica).is_some()
+        self.state
+            .lock()
+            .leading
+            .as_ref()
+            .is_some_and(|l| l.follower(replica).is_some())
     }
 
     /// Record that `follower` fetched at `fetch_offset` at `now` (it holds everything
-    /// below): the high watermark may move. Returns the ISR change the leader would
-    /// like, which waits for the controller's AlterPartition (not built yet: until then
-    /// the change stays pending and the ISR is the controller's).
+    /// below): the high watermark may move, and the follower may be due to join the
+    /// ISR, which is returned for the controller to commit (AlterPartition).
     pub fn update_follower_fetch_state(
         &self,
         follower: i32,
         fetch_offset: i64,
         now: i64,
-    ) -> Option<IsrChange> {
+    ) -> Option<IsrProposal> {
         let log = self.log.read();
-        let mut replication = self.replication.lock();
-        let outcome = replication
-            .on_follower_fetch(follower, fetch_offset, log.log_end_offset(), now)
+        let mut state = self.state.lock();
+        let leading = state.leading.as_mut()?;
+        let log_end = log.log_end_offset();
+        let outcome = leading
+            .on_follower_fetch(follower, fetch_offset, log_end, now)
             .ok()?;
         if outcome.high_watermark.is_some() {
+            let hw = leading.high_watermark();
             let holds = self.flush_holds.lock();
-            self.publish_high_watermark(&replication, &holds);
+            self.publish_high_watermark(hw, &holds);
         }
-        outcome.isr_change
+        let change = outcome.isr_change?;
+        Some(self.propose(&state, &change, log_end))
+    }
+
+    /// The followers of the ISR that fell behind for longer than
+    /// `replica.lag.time.max.ms`, as an ISR for the controller to commit (Kafka's
+    /// `maybeShrinkIsr`, run every half lag time).
+    pub fn maybe_shrink_isr(&self, now: i64) -> Option<IsrProposal> {
+        let log = self.log.read();
+        let mut state = self.state.lock();
+        let log_end = log.log_end_offset();
+        let change = state.leading.as_mut()?.maybe_shrink(now, log_end)?;
+        Some(self.propose(&state, &change, log_end))
+    }
+
+    /// The controller refused (or never answered) `proposal`: if it is still the
+    /// pending change, forget it, so the next fetch or shrink check proposes again.
+    pub fn abandon_isr_proposal(&self, proposal: &IsrProposal) {
+        let mut state = self.state.lock();
+        if state.leader_epoch != proposal.leader_epoch {
+            return;
+        }
+        if let Some(leading) = state.leading.as_mut() {
+            let same = leading.pending().is_some_and(|p| {
+                p.proposed_isr()
+                    .iter()
+                    .copied()
+                    .eq(proposal.new_isr.iter().copied())
+            });
+            if same {
+                leading.abandon_pending();
+            }
+        }
+    }
+
+    fn propose(&self, state: &ReplicaState, change: &IsrChange, log_end: i64) -> IsrProposal {
+        let leading = state.leading.as_ref().expect("only a leader proposes");
+        let from = join_ids(&leading.isr().iter().copied().collect::<Vec<_>>());
+        let to: Vec<i32> = change.proposed_isr().iter().copied().collect();
+        match change {
+            IsrChange::Expand { follower, .. } => tracing::info!(
+                "[Partition {} broker={}] Expanding ISR from {from} to {} (replica {follower} caught up)",
+                self.name(),
+                self.local_id,
+                join_ids(&to)
+            ),
+            IsrChange::Shrink { out_of_sync, .. } => tracing::info!(
+                "[Partition {} broker={}] Shrinking ISR from {from} to {}. Leader: (highWatermark: {}, endOffset: {log_end}). Out of sync replicas: {}.",
+                self.name(),
+                self.local_id,
+                join_ids(&to),
+                leading.high_watermark(),
+                out_of_sync
+                    .iter()
+                    .map(|id| {
+                        let f = leading.follower(*id);
+                        format!(
+                            "(brokerId: {id}, endOffset: {}, lastCaughtUpTimeMs: {})",
+                            f.map_or(-1, |f| f.log_end_offset),
+                            f.map_or(-1, |f| f.last_caught_up_ms)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        IsrProposal {
+            topic_id: self.topic_id,
+            partition: self.index,
+            leader_id: self.local_id,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr: to,
+        }
+    }
+
+    /// Wait until the high watermark reaches `end` (acks=all), then check that the ISR
+    /// still meets `min.insync.replicas` (Kafka's `DelayedProduce` and
+    /// `checkEnoughReplicasReachOffset`). Ends with NOT_LEADER_OR_FOLLOWER once this
+    /// broker stops leading at `leader_epoch`, and with a timeout after `timeout`.
+    pub async fn wait_for_replication(
+        &self,
+        end: i64,
+        leader_epoch: i32,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProduceError> {
+        let mut high_watermark = self.high_watermark.subscribe();
+        let mut leadership = self.leadership.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *leadership.borrow_and_update() != (self.local_id, leader_epoch) {
+                return Err(ProduceError::NotLeaderOrFollower);
+            }
+            if *high_watermark.borrow_and_update() >= end {
+                let isr = self.isr().len();
+                let min = self.config.min_insync_replicas;
+                return if isr < min {
+                    Err(ProduceError::NotEnoughReplicasAfterAppend { isr, min })
+                } else {
+                    Ok(())
+                };
+            }
+            tokio::select! {
+                _ = high_watermark.changed() => {}
+                _ = leadership.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(ProduceError::ReplicationTimedOut(timeout.as_millis() as u64));
+                }
+            }
+        }
+    }
+
+    /// The fetch position of this follower: its log end offset and the epoch of its
+    /// last batch (Fetch v12+ `last_fetched_epoch`, -1 when unknown).
+    pub fn follower_fetch_position(&self) -> (i64, i32) {
+        let log = self.log.read();
+        (log.log_end_offset(), log.latest_epoch().unwrap_or(-1))
+    }
+
+    /// Whether this broker still follows at `leader_epoch`: a fetcher's answer from an
+    /// older leadership must not touch the log.
+    fn check_following(&self, leader_epoch: i32) -> Result<(), FollowerWriteError> {
+        let state = self.state.lock();
+        if state.leading.is_some() || state.leader_epoch != leader_epoch {
+            return Err(FollowerWriteError::NotFollowing {
+                leader_epoch: state.leader_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Append batches fetched from the leader, offsets and epochs as the leader wrote
+    /// them, then take the leader's high watermark (capped by this log's end). A flush
+    /// the log's policy wants comes back to be completed off the log's lock.
+    pub fn append_as_follower(
+        &self,
+        leader_epoch: i32,
+        batches: &[u8],
+        leader_high_watermark: i64,
+    ) -> Result<Option<FlushPlan>, FollowerWriteError> {
+        let mut log = self.log.write();
+        self.check_following(leader_epoch)?;
+        if !batches.is_empty() {
+            log.append_as_follower(batches)?;
+        }
+        let log_end = log.log_end_offset();
+        self.log_end.send_replace(log_end);
+        let plan = log.flush_wanted(now_ms()).map(|_| log.prepare_flush());
+        let state = self.state.lock();
+        if state.leading.is_none() {
+            let holds = self.flush_holds.lock();
+            self.publish_high_watermark(leader_high_watermark.min(log_end), &holds);
+        }
+        Ok(plan)
+    }
+
+    /// Remove everything at and after `offset` (follower truncation by leader epoch,
+    /// KIP-101/279). The high watermark never stays above the new log end.
+    pub fn truncate_to(&self, leader_epoch: i32, offset: i64) -> Result<(), FollowerWriteError> {
+        let mut log = self.log.write();
+        self.check_following(leader_epoch)?;
+        if offset >= log.log_end_offset() {
+            return Ok(());
+        }
+        log.truncate_to(offset)?;
+        self.after_truncation(&log);
+        Ok(())
+    }
+
+    /// Empty the log and restart it at `offset` (the follower is below the leader's log
+    /// start offset).
+    pub fn truncate_fully_and_start_at(
+        &self,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<(), FollowerWriteError> {
+        let mut log = self.log.write();
+        self.check_following(leader_epoch)?;
+        log.truncate_fully_and_start_at(offset)?;
+        self.after_truncation(&log);
+        Ok(())
+    }
+
+    fn after_truncation(&self, log: &Log) {
+        let log_end = log.log_end_offset();
+        self.log_end.send_replace(log_end);
+        self.high_watermark.send_if_modified(|hw| {
+            if *hw > log_end {
+                *hw = log_end;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Fetch v12+: whether a follower that fetches at `fetch_offset` after a batch of
+    /// `last_fetched_epoch` has diverged from this leader's log; if so the epoch and
+    /// end offset it must truncate towards (Kafka's
+    /// `validateFetchOffsetAndMaybeGetDivergingEpoch`).
+    pub fn diverging_epoch(
+        &self,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+    ) -> Option<(i32, i64)> {
+        if last_fetched_epoch < 0 {
+            return None;
+        }
+        let (epoch, end) = self.end_offset_for_epoch(last_fetched_epoch);
+        (epoch < last_fetched_epoch || end < fetch_offset).then_some((epoch, end))
     }
 
     /// Read whole batches from `offset`, bounded by `max_bytes` (at least one batch when
@@ -452,22 +859,23 @@ impl Partition {
     pub fn complete_policy_flush(&self, flush: PolicyFlush) -> Result<i64, LogError> {
         let recovery_point = self.complete_flush(flush.plan)?;
         if let Some(hold) = flush.hold {
-            let replication = self.replication.lock();
+            let state = self.state.lock();
             let mut holds = self.flush_holds.lock();
             if let Some(i) = holds.iter().position(|h| *h == hold) {
                 holds.swap_remove(i);
             }
-            self.publish_high_watermark(&replication, &holds);
+            if let Some(leading) = &state.leading {
+                self.publish_high_watermark(leading.high_watermark(), &holds);
+            }
         }
         Ok(recovery_point)
     }
 
-    /// Publish the high watermark replication allows, but not past a hold. Callers hold
-    /// the replication lock, so no append moves it or adds a hold meanwhile.
-    fn publish_high_watermark(&self, replication: &LeaderReplication, holds: &[i64]) {
-        let target = holds
-            .iter()
-            .fold(replication.high_watermark(), |to, hold| to.min(*hold));
+    /// Publish `allowed` (what replication allows) as the high watermark, but not past
+    /// a hold; it never moves back here. Callers hold the state lock, so no append
+    /// moves it or adds a hold meanwhile.
+    fn publish_high_watermark(&self, allowed: i64, holds: &[i64]) {
+        let target = holds.iter().fold(allowed, |to, hold| to.min(*hold));
         self.high_watermark.send_if_modified(|hw| {
             if *hw < target {
                 *hw = target;
@@ -520,6 +928,31 @@ impl Partition {
     pub(crate) fn into_log(self) -> Log {
         self.log.into_inner()
     }
+}
+
+/// The leader side of replication for a broker that becomes leader of `registration`
+/// with a log ending at `log_end` and a known high watermark `high_watermark`.
+fn leader_replication(
+    registration: &LeaderAndIsr,
+    config: &PartitionConfig,
+    log_end: i64,
+    high_watermark: i64,
+) -> LeaderReplication {
+    LeaderReplication::new(
+        registration.local_id,
+        registration.leader_epoch,
+        &registration.replicas,
+        &registration.isr,
+        log_end,
+        high_watermark,
+        now_ms(),
+        config.replica_lag_time_max_ms,
+    )
+}
+
+/// Broker ids as Kafka's logs print them: `1,2,3`.
+fn join_ids(ids: &[i32]) -> String {
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
 pub const LATEST_TIMESTAMP: i64 = -1;

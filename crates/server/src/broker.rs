@@ -12,9 +12,11 @@ use ottla_controller::{
 };
 use ottla_coordinator::group::GroupCoordinatorService;
 use ottla_coordinator::SystemClock;
+use ottla_replica::fetcher::ReplicaFetcherManager;
 use ottla_replica::ReplicaManager;
 use parking_lot::Mutex;
 
+use crate::alter_partition::AlterPartitionManager;
 use crate::config::BrokerConfig;
 use crate::metadata_publisher::BrokerMetadataPublisher;
 
@@ -40,6 +42,10 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub controller: Arc<Controller>,
     pub replicas: ReplicaManager,
+    /// Copies the partitions this broker follows from their leaders.
+    pub fetchers: ReplicaFetcherManager,
+    /// Sends the ISR changes of the partitions this broker leads to the controller.
+    pub alter_partition: AlterPartitionManager,
     pub groups: GroupCoordinatorService,
     producer_ids: Mutex<ProducerIdBlock>,
     pub started_at: Instant,
@@ -119,10 +125,15 @@ impl Broker {
             Arc::new(SystemClock),
             config.offsets_commit_timeout_ms,
         );
+        let runtime = tokio::runtime::Handle::try_current()
+            .context("the broker starts inside a tokio runtime")?;
+        let fetchers = ReplicaFetcherManager::new(config.replica_fetcher.clone(), runtime);
         let broker = Arc::new(Broker {
             config,
             controller,
             replicas,
+            fetchers,
+            alter_partition: AlterPartitionManager::default(),
             groups,
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             started_at,
@@ -217,6 +228,7 @@ impl Broker {
 
     /// Flush everything and leave the clean-shutdown marker.
     pub fn shutdown(&self) -> anyhow::Result<()> {
+        self.fetchers.shutdown();
         self.replicas
             .checkpoint(true)
             .context("final checkpoint failed")?;

@@ -2,6 +2,7 @@
 //! layer and one handler per Kafka API. `main.rs` is the command line around it; the
 //! integration tests start brokers in-process through [`start`].
 
+pub mod alter_partition;
 pub mod broker;
 pub mod config;
 pub mod coordinator_partition;
@@ -88,7 +89,8 @@ impl RunningBroker {
         for t in self.tasks {
             let _ = t.await;
         }
-        // No coordinator may append once the logs are being closed.
+        // No follower or coordinator may append once the logs are being closed.
+        self.broker.fetchers.shutdown();
         self.broker.groups.runtime().shutdown().await;
         self.broker
     }
@@ -185,6 +187,26 @@ fn spawn_background_tasks(
         "Recovery point checkpoint",
         move || b.replicas.checkpoint(false).map_err(|e| e.to_string()),
     );
+    // Kafka's `isr-expiration` task: every half `replica.lag.time.max.ms`, leaders
+    // propose dropping followers that fell behind.
+    let b = broker.clone();
+    let isr_expiration = spawn_periodic(
+        Duration::from_millis((broker.config.replica_lag_time_max_ms / 2).max(1) as u64),
+        shutdown.clone(),
+        "ISR expiration",
+        move || {
+            let now = ottla_replica::partition::now_ms();
+            for partition in b.replicas.all() {
+                if let Some(proposal) = partition.maybe_shrink_isr(now) {
+                    b.alter_partition.submit(&partition, proposal);
+                }
+            }
+            Ok(())
+        },
+    );
+    let alter_partition = broker
+        .alter_partition
+        .spawn(broker.clone(), shutdown.clone());
     let high_watermarks = spawn_periodic(
         HIGH_WATERMARK_CHECKPOINT_INTERVAL,
         shutdown,
@@ -196,7 +218,9 @@ fn spawn_background_tasks(
                 .map_err(|e| e.to_string())
         },
     );
-    vec![retention, checkpoints, high_watermarks]
+    let mut tasks = vec![retention, checkpoints, isr_expiration, high_watermarks];
+    tasks.extend(alter_partition);
+    tasks
 }
 
 /// Run `job` every `every` on the blocking pool (it does file I/O) until `stop` flips,

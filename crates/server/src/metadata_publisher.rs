@@ -1,7 +1,8 @@
 //! The broker's [`MetadataPublisher`]: applies committed metadata to this broker
 //! (Kafka's `BrokerMetadataPublisher` and `ReplicaManager.applyDelta`). It opens the
-//! logs of the partitions this broker now leads, deletes the logs of deleted topics,
-//! and loads or unloads the coordinator shards of internal partitions. Handlers only
+//! logs of the partitions this broker hosts and gives each its role (leader, or
+//! follower fetching from its leader), deletes the logs of deleted topics, and loads or
+//! unloads the coordinator shards of internal partitions. Handlers only
 //! ask the controller for changes; what happens to replicas happens here, in commit
 //! order, the same way at start-up (the whole image as one delta) and afterwards.
 
@@ -36,30 +37,34 @@ impl BrokerMetadataPublisher {
         std::mem::take(&mut *self.failures.lock())
     }
 
-    fn become_leader(&self, broker: &Broker, local: &LocalPartition) {
+    /// Open the partition if needed and give it the role the controller assigned:
+    /// start or stop fetching it, and load or unload its coordinator shard (Kafka's
+    /// `ReplicaManager.applyDelta`: `applyLocalLeadersDelta` / `applyLocalFollowersDelta`).
+    fn apply_partition(&self, broker: &Broker, image: &MetadataImage, local: &LocalPartition) {
         let topic = &local.topic;
         let p = &local.partition;
+        let node_id = broker.config.node_id;
+        let registration = LeaderAndIsr {
+            local_id: node_id,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+        };
         let config = broker.config.partition_config(&topic.configs);
-        // Opening an existing partition again is a no-op; a new leader epoch for an
-        // open partition is applied once partitions change roles (the replication step).
         let opened = broker.replicas.ensure_partition(
             &topic.name,
             topic.topic_id,
             p.partition,
             config,
-            LeaderAndIsr {
-                local_id: broker.config.node_id,
-                leader_epoch: p.leader_epoch,
-                replicas: p.replicas.clone(),
-                isr: p.isr.clone(),
-            },
+            registration.clone(),
         );
         let partition = match opened {
             Ok(partition) => partition,
             Err(e) => {
                 tracing::error!(
-                    "[Broker id={}] Failed to create log for {}-{}: {e}",
-                    broker.config.node_id,
+                    "[Broker id={node_id}] Failed to create log for {}-{}: {e}",
                     topic.name,
                     p.partition
                 );
@@ -69,14 +74,38 @@ impl BrokerMetadataPublisher {
                 return;
             }
         };
+        partition.apply_leader_and_isr(&registration);
+        if registration.is_local_leader() {
+            broker
+                .fetchers
+                .remove_partition(topic.topic_id, p.partition);
+            if topic.name == OFFSETS_TOPIC {
+                // The shard loads in the background (at once if the partition is
+                // empty); a load at an epoch already loaded is ignored.
+                drop(broker.groups.on_elected(
+                    p.partition,
+                    topic.partitions.len() as i32,
+                    p.leader_epoch,
+                    Arc::new(CoordinatorPartitionLog(partition)),
+                ));
+            }
+            return;
+        }
         if topic.name == OFFSETS_TOPIC {
-            // The shard loads in the background (at once if the partition is empty).
-            drop(broker.groups.on_elected(
-                p.partition,
-                topic.partitions.len() as i32,
+            broker.groups.on_resigned(p.partition, p.leader_epoch);
+        }
+        match image.brokers.get(&p.leader) {
+            Some(leader) => broker.fetchers.add_partition(
+                p.leader,
+                format!("{}:{}", leader.host, leader.port),
+                partition,
                 p.leader_epoch,
-                Arc::new(CoordinatorPartitionLog(partition)),
-            ));
+            ),
+            // No leader (or one not registered): nothing to fetch from until the
+            // controller elects one.
+            None => broker
+                .fetchers
+                .remove_partition(topic.topic_id, p.partition),
         }
     }
 }
@@ -93,23 +122,25 @@ impl MetadataPublisher for BrokerMetadataPublisher {
         let node_id = broker.config.node_id;
         let changes = delta.local_changes(node_id, image);
         for topic in &changes.deleted_topics {
-            if topic.name == OFFSETS_TOPIC {
-                for p in &topic.partitions {
+            for p in &topic.partitions {
+                broker
+                    .fetchers
+                    .remove_partition(topic.topic_id, p.partition);
+                if topic.name == OFFSETS_TOPIC {
                     broker.groups.on_resigned(p.partition, i32::MAX);
                 }
             }
             broker.replicas.remove_topic(&topic.topic_id);
         }
-        for local in &changes.leaders {
-            self.become_leader(&broker, local);
+        for local in changes.leaders.iter().chain(&changes.followers) {
+            self.apply_partition(&broker, image, local);
         }
-        for local in &changes.followers {
-            tracing::warn!(
-                "[Broker id={node_id}] Partition {}-{} has leader {} and a replica here, but follower replicas are not supported yet; it is offline on this broker",
-                local.topic.name,
-                local.partition.partition,
-                local.partition.leader
-            );
+        if delta.brokers_changed {
+            // A leader may have moved to a new endpoint: point its followers there.
+            let everything = MetadataDelta::full(image).local_changes(node_id, image);
+            for local in &everything.followers {
+                self.apply_partition(&broker, image, local);
+            }
         }
     }
 }

@@ -134,6 +134,8 @@ pub struct BrokerConfig {
     /// `replica.lag.time.max.ms`: how long a follower may go without catching up
     /// before its leader drops it from the ISR.
     pub replica_lag_time_max_ms: i64,
+    /// How followers fetch (`replica.fetch.*`, `replica.socket.timeout.ms`).
+    pub replica_fetcher: ottla_replica::fetcher::FetcherConfig,
     /// `offsets.commit.timeout.ms`: how long a coordinator write waits for its records
     /// to be committed before the request fails with COORDINATOR_NOT_AVAILABLE.
     pub offsets_commit_timeout_ms: i64,
@@ -323,6 +325,27 @@ impl BrokerConfig {
             offsets_topic_segment_bytes: positive("offsets.topic.segment.bytes")?,
             offsets_commit_timeout_ms: positive("offsets.commit.timeout.ms")?,
             replica_lag_time_max_ms: positive("replica.lag.time.max.ms")?,
+            replica_fetcher: ottla_replica::fetcher::FetcherConfig {
+                max_partition_bytes: parse_num("replica.fetch.max.bytes")?
+                    .clamp(0, i64::from(i32::MAX)) as i32,
+                max_response_bytes: parse_num("replica.fetch.response.max.bytes")?
+                    .clamp(0, i64::from(i32::MAX)) as i32,
+                max_wait_ms: parse_num("replica.fetch.wait.max.ms")?.clamp(0, i64::from(i32::MAX))
+                    as i32,
+                min_bytes: parse_num("replica.fetch.min.bytes")?.clamp(0, i64::from(i32::MAX))
+                    as i32,
+                backoff: std::time::Duration::from_millis(
+                    parse_num("replica.fetch.backoff.ms")?.max(0) as u64,
+                ),
+                client: ottla_client::ClientConfig {
+                    request_timeout: std::time::Duration::from_millis(positive(
+                        "replica.socket.timeout.ms",
+                    )?
+                        as u64),
+                    ..ottla_client::ClientConfig::for_broker(node_id)
+                },
+                ..ottla_replica::fetcher::FetcherConfig::new(node_id)
+            },
             group: ottla_group::coordinator::CoordinatorConfig {
                 initial_rebalance_delay_ms: parse_num("group.initial.rebalance.delay.ms")?.max(0),
                 min_session_timeout_ms: positive("group.min.session.timeout.ms")? as i32,

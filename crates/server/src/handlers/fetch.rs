@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use ottla_log::{LogError, LogSlices};
@@ -37,11 +39,15 @@ struct Target {
     topic_id: Uuid,
     index: i32,
     fetch_offset: i64,
+    /// A follower's `last_fetched_epoch` (v12+; -1 when absent): the leader checks its
+    /// log agrees up to `fetch_offset` before handing out more.
+    last_fetched_epoch: i32,
     partition_max_bytes: usize,
     partition: Result<Arc<Partition>, i16>,
 }
 
 struct Plan {
+    broker: Arc<Broker>,
     version: i16,
     correlation_id: i32,
     targets: Vec<Target>,
@@ -79,7 +85,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             let partition = match info {
                 None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                Some(t) => match broker.replicas.get(&t.topic_id, p.partition) {
+                Some(t) => match broker.replicas.leader(&t.topic_id, p.partition) {
                     None => Err(super::not_hosted_error(Some(t), p.partition)),
                     Some(partition) => check_leader_epoch(&partition, p.current_leader_epoch)
                         .and_then(|()| {
@@ -93,6 +99,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 topic_id: topic.topic_id,
                 index: p.partition,
                 fetch_offset: p.fetch_offset,
+                last_fetched_epoch: if version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                 partition,
             });
@@ -104,6 +115,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         usize::MAX
     };
     let plan = Plan {
+        broker: broker.clone(),
         version,
         correlation_id: request.correlation_id(),
         targets,
@@ -150,11 +162,20 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     })))
 }
 
-/// High-watermark watches of the partitions that resolved.
+/// The watches that may complete a delayed fetch of the partitions that resolved: a
+/// consumer waits for the high watermark to move, a follower for the log end (it is
+/// the followers' fetches that move the high watermark).
 fn subscribe(plan: &Plan) -> Vec<tokio::sync::watch::Receiver<i64>> {
     plan.targets
         .iter()
-        .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe()))
+        .filter_map(|t| t.partition.as_ref().ok())
+        .map(|p| {
+            if plan.replica_id >= 0 {
+                p.subscribe_log_end()
+            } else {
+                p.subscribe()
+            }
+        })
         .collect()
 }
 
@@ -176,6 +197,11 @@ fn check_follower(partition: &Partition, replica_id: i32, leader_epoch: i32) -> 
     } else {
         ResponseError::NotLeaderOrFollower.code()
     })
+}
+
+/// Where a follower's log diverged from this leader's, if it has (Fetch v12+).
+fn diverged(partition: &Partition, target: &Target) -> Option<(i32, i64)> {
+    partition.diverging_epoch(target.fetch_offset, target.last_fetched_epoch)
 }
 
 /// One pass over every target.
@@ -228,18 +254,37 @@ fn read_all(plan: &Plan) -> Read {
                 data = data.with_error_code(*code).with_high_watermark(-1);
                 records.push(LogSlices::default());
             }
+            Ok(partition) if plan.replica_id >= 0 && diverged(partition, target).is_some() => {
+                // The follower's log differs from here on: no records, and its fetch
+                // offset proves nothing; it truncates and fetches again.
+                let (epoch, end_offset) = diverged(partition, target).expect("checked");
+                data = data
+                    .with_diverging_epoch(
+                        EpochEndOffset::default()
+                            .with_epoch(epoch)
+                            .with_end_offset(end_offset),
+                    )
+                    .with_high_watermark(partition.high_watermark())
+                    .with_last_stable_offset(partition.high_watermark())
+                    .with_log_start_offset(partition.log_start_offset());
+                records.push(LogSlices::default());
+            }
             Ok(partition) => {
                 let limit = target.partition_max_bytes.min(remaining);
                 match partition.read(target.fetch_offset, limit, plan.isolation, min_one_batch) {
                     Ok(read) => {
                         if plan.replica_id >= 0 {
-                            // The follower holds everything below its fetch offset. The
-                            // ISR change this may call for waits for AlterPartition.
-                            drop(partition.update_follower_fetch_state(
+                            // The follower holds everything below its fetch offset: the
+                            // high watermark may move, and the ISR may grow (through
+                            // the controller).
+                            let proposal = partition.update_follower_fetch_state(
                                 plan.replica_id,
                                 target.fetch_offset,
                                 ottla_replica::partition::now_ms(),
-                            ));
+                            );
+                            if let Some(proposal) = proposal {
+                                plan.broker.alter_partition.submit(partition, proposal);
+                            }
                         }
                         let n = read.records.len();
                         if n > 0 {

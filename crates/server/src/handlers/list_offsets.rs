@@ -44,7 +44,8 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         for p in topic.partitions {
             let mut r =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let partition = info.and_then(|t| broker.replicas.get(&t.topic_id, p.partition_index));
+            let partition =
+                info.and_then(|t| broker.replicas.leader(&t.topic_id, p.partition_index));
             let outcome = match partition {
                 None => Err(super::not_hosted_error(
                     info.map(|t| &**t),

@@ -29,7 +29,8 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 .iter()
                 .map(|p| {
                     let answer = EpochEndOffset::default().with_partition(p.partition);
-                    let hosted = info.and_then(|t| broker.replicas.get(&t.topic_id, p.partition));
+                    let hosted =
+                        info.and_then(|t| broker.replicas.leader(&t.topic_id, p.partition));
                     let found = match (info, hosted) {
                         (None, _) => Err(ResponseError::UnknownTopicOrPartition.code()),
                         (Some(t), None)

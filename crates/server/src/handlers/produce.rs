@@ -4,6 +4,12 @@
 //! `ProduceRequest.validateRecords`). The batch is appended as sent; only its header
 //! is rewritten (see `ottla_replica::Partition::append_as_leader`).
 //!
+//! With acks=all the answer waits until the high watermark passes the batch (every
+//! in-sync replica has it), bounded by the request's `timeout_ms` (Kafka's
+//! `DelayedProduce`): REQUEST_TIMED_OUT when it expires, NOT_ENOUGH_REPLICAS_AFTER_APPEND
+//! when the ISR shrank below `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER
+//! when leadership moved.
+//!
 //! A topic whose `flush.messages` asks for an fsync gets it before the answer, as in
 //! Kafka. The fsyncs run on the blocking pool, without the partition's lock, so the
 //! connection goes on reading and appending its pipelined requests and other producers
@@ -45,10 +51,12 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let req: ProduceRequest = decode(request)?;
     let version = request.version();
     let acks = req.acks;
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     let image = broker.controller.image();
     let mut any_error = false;
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut flushes = Vec::new();
+    let mut replication = Vec::new();
     for topic_data in req.topic_data {
         let name = topic_data.name.as_str().to_string();
         let topic = image.topic(&name).cloned();
@@ -76,13 +84,22 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             }
             if let Some(flush) = appended.flush {
                 flushes.push(PendingFlush {
-                    partition,
+                    partition: partition.clone(),
                     flush,
                     topic: responses.len(),
                     index: partitions.len(),
                 });
             }
             let result = appended.result;
+            if acks == -1 && partition.high_watermark() <= result.last_offset {
+                replication.push(PendingReplication {
+                    partition,
+                    end: result.last_offset + 1,
+                    leader_epoch: appended.leader_epoch,
+                    topic: responses.len(),
+                    index: partitions.len(),
+                });
+            }
             let mut r = PartitionProduceResponse::default()
                 .with_index(index)
                 .with_base_offset(result.base_offset)
@@ -111,7 +128,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             Ok(Reply::Nothing)
         };
     }
-    if flushes.is_empty() {
+    if flushes.is_empty() && replication.is_empty() {
         return respond(
             request,
             &ProduceResponse::default().with_responses(responses),
@@ -140,6 +157,31 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 Some("fsync failed".to_string()),
                 version,
             );
+        }
+        // acks=all: every partition's wait runs at once, under one deadline; one whose
+        // flush failed already has its answer.
+        let replication: Vec<PendingReplication> = replication
+            .into_iter()
+            .filter(|w| responses[w.topic].partition_responses[w.index].error_code == 0)
+            .collect();
+        let waits = replication.iter().map(|w| {
+            w.partition
+                .wait_for_replication(w.end, w.leader_epoch, timeout)
+        });
+        let outcomes = futures_util::future::join_all(waits).await;
+        for (w, outcome) in replication.iter().zip(outcomes) {
+            if let Err(e) = outcome {
+                tracing::debug!(
+                    "Produce to {} failed after the append: {e}",
+                    w.partition.name()
+                );
+                responses[w.topic].partition_responses[w.index] = partition_error(
+                    responses[w.topic].partition_responses[w.index].index,
+                    e.kafka_error_code(),
+                    Some(e.to_string()),
+                    version,
+                );
+            }
         }
         encode(
             api_key,
@@ -188,7 +230,7 @@ fn append(
             Some(format!("Cannot append to internal topic {name}")),
         ));
     }
-    let Some(partition) = topic.and_then(|t| broker.replicas.get(&t.topic_id, index)) else {
+    let Some(partition) = topic.and_then(|t| broker.replicas.leader(&t.topic_id, index)) else {
         return Err(Rejected::new(super::not_hosted_error(topic, index), None));
     };
     let records = records.unwrap_or_default();
@@ -221,6 +263,17 @@ fn append(
             Err(Rejected::new(code, Some(message)))
         }
     }
+}
+
+/// An acks=all append whose answer waits for the in-sync replicas.
+struct PendingReplication {
+    partition: Arc<Partition>,
+    /// The offset after the batch: the high watermark must reach it.
+    end: i64,
+    leader_epoch: i32,
+    /// Where the partition's answer is: `responses[topic].partition_responses[index]`.
+    topic: usize,
+    index: usize,
 }
 
 /// An fsync a partition's flush policy wants before its part of the answer goes out.
