@@ -296,6 +296,13 @@ class Ottla:
                 last = e
             time.sleep(0.2)
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting (``stop`` then waits): a cluster's nodes are asked to
+        stop together, so each controlled shutdown still finds a controller quorum."""
+        if self.proc and self.proc.poll() is None:
+            self._expected_exit = True
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM and wait. Raises if it does not exit within ``timeout``."""
         if not self.proc:
@@ -374,6 +381,9 @@ def ottla_factory(request, tmp_path):
     for b in brokers:
         if b.died_unexpectedly():
             problems.append(f"{b.name} exited unexpectedly with code {b.proc.returncode}")
+    for b in brokers:
+        b.terminate()
+    for b in brokers:
         try:
             b.stop()
         except AssertionError as e:

@@ -85,7 +85,9 @@ impl MetadataDelta {
                         delta.deleted_topics.push(topic.clone());
                     }
                 }
-                MetadataRecord::RegisterBroker { .. } => delta.brokers_changed = true,
+                MetadataRecord::RegisterBroker { .. }
+                | MetadataRecord::FenceBroker { .. }
+                | MetadataRecord::UnfenceBroker { .. } => delta.brokers_changed = true,
                 MetadataRecord::ClusterId { .. }
                 | MetadataRecord::Topic { .. }
                 | MetadataRecord::ProducerIds { .. } => {}
@@ -122,7 +124,8 @@ impl MetadataDelta {
             .filter(|t| after.topic_by_id(&t.topic_id).is_none())
             .cloned()
             .collect();
-        delta.brokers_changed |= before.brokers != after.brokers;
+        delta.brokers_changed |=
+            before.brokers != after.brokers || before.fenced_brokers != after.fenced_brokers;
         delta
     }
 

@@ -4,7 +4,7 @@
 //! snapshot and never block writers; the controller replaces the snapshot after each
 //! committed batch of records (copy-on-write, as KRaft's `MetadataImage` does).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -65,6 +65,9 @@ impl TopicInfo {
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// Registered brokers that may not lead or be in an ISR (session expired, or shut
+    /// down), until they heartbeat or register again.
+    pub fenced_brokers: BTreeSet<i32>,
     topics_by_id: HashMap<Uuid, Arc<TopicInfo>>,
     topic_ids_by_name: BTreeMap<String, Uuid>,
     /// First producer id not yet handed out.
@@ -99,9 +102,18 @@ impl MetadataImage {
         self.topics_by_id.len()
     }
 
-    /// Whether broker `id` may be in an ISR or lead: it is registered.
+    /// Whether broker `id` may be in an ISR or lead: registered and not fenced.
     pub fn is_eligible_replica(&self, id: i32) -> bool {
-        self.brokers.contains_key(&id)
+        self.brokers.contains_key(&id) && !self.fenced_brokers.contains(&id)
+    }
+
+    /// The brokers that may take new replicas and leaderships (registered, unfenced).
+    pub fn live_brokers(&self) -> Vec<i32> {
+        self.brokers
+            .keys()
+            .copied()
+            .filter(|b| !self.fenced_brokers.contains(b))
+            .collect()
     }
 
     /// The image re-expressed as records: replaying them, in order, into an empty image
@@ -127,6 +139,9 @@ impl MetadataImage {
                 port: broker.port,
                 rack: broker.rack.clone(),
             });
+        }
+        for node_id in &self.fenced_brokers {
+            records.push(MetadataRecord::FenceBroker { node_id: *node_id });
         }
         for topic in self.topics() {
             records.push(MetadataRecord::Topic {
@@ -182,6 +197,15 @@ impl MetadataImage {
                         rack: rack.clone(),
                     },
                 );
+            }
+            MetadataRecord::FenceBroker { node_id } => {
+                if !self.brokers.contains_key(node_id) {
+                    return Err(ReplayError(format!("fencing unknown broker {node_id}")));
+                }
+                self.fenced_brokers.insert(*node_id);
+            }
+            MetadataRecord::UnfenceBroker { node_id } => {
+                self.fenced_brokers.remove(node_id);
             }
             MetadataRecord::Topic { name, topic_id } => {
                 if self.topic_ids_by_name.contains_key(name)

@@ -8,6 +8,7 @@
 
 pub mod delta;
 pub mod image;
+pub mod liveness;
 pub mod metadata_log;
 pub mod quorum;
 pub mod records;
@@ -66,6 +67,9 @@ pub struct QuorumSettings {
     /// REQUEST_TIMED_OUT (Kafka's brokers give up on the controller after their
     /// `request.timeout.ms`).
     pub write_timeout: std::time::Duration,
+    /// `broker.session.timeout.ms`: the active controller fences a broker it has not
+    /// heard from for this long.
+    pub broker_session_timeout: std::time::Duration,
 }
 
 /// What a client asked for in CreateTopics, already stripped of wire details.
@@ -179,6 +183,12 @@ pub enum ControllerOp {
     AlterPartitions {
         specs: Vec<AlterPartitionSpec>,
     },
+    BrokerHeartbeat {
+        node_id: i32,
+    },
+    ControlledShutdown {
+        node_id: i32,
+    },
 }
 
 /// The active controller's answer to a forwarded change.
@@ -255,6 +265,8 @@ pub struct Controller {
     /// validation and publishers see deltas in commit order). Raft: by the backend's.
     backend: Backend,
     publishing: Arc<Mutex<Publishing>>,
+    /// Broker sessions, kept by the active controller.
+    sessions: liveness::BrokerSessions,
 }
 
 impl Controller {
@@ -284,6 +296,7 @@ impl Controller {
                 publishers: Vec::new(),
                 last: image,
             })),
+            sessions: liveness::BrokerSessions::default(),
         };
         if controller.image().cluster_id.is_none() {
             let cluster_id = new_cluster_id();
@@ -384,11 +397,13 @@ impl Controller {
                 stop,
             }),
             publishing,
+            sessions: liveness::BrokerSessions::default(),
         });
         let target: Arc<dyn rpc::ForwardTarget> =
             Arc::new(LocalController(Arc::downgrade(&controller)));
         runtime.spawn(log_transitions(raft.clone(), controller.config.node_id));
         runtime.spawn(rpc::serve(listener, raft, target, stopped));
+        liveness::spawn_session_checker(Arc::downgrade(&controller), quorum.broker_session_timeout);
         Ok(controller)
     }
 
@@ -399,6 +414,20 @@ impl Controller {
             if let Err(e) = b.runtime.block_on(b.raft.shutdown()) {
                 tracing::warn!("The quorum's Raft node did not stop cleanly: {e}");
             }
+        }
+    }
+
+    /// Whether this controller is a voter of a quorum (else the embedded single node,
+    /// where brokers neither heartbeat nor get fenced).
+    pub fn has_quorum(&self) -> bool {
+        matches!(self.backend, Backend::Raft(_))
+    }
+
+    /// Whether [`Controller::shutdown`] has run.
+    fn is_shut_down(&self) -> bool {
+        match &self.backend {
+            Backend::Local(_) => false,
+            Backend::Raft(b) => *b.stop.borrow(),
         }
     }
 
@@ -826,6 +855,12 @@ impl Controller {
             ControllerOp::AlterPartitions { specs } => {
                 self.alter_partitions_here(&specs).map(|()| None)
             }
+            ControllerOp::BrokerHeartbeat { node_id } => {
+                self.broker_heartbeat_here(node_id).map(|()| None)
+            }
+            ControllerOp::ControlledShutdown { node_id } => {
+                self.controlled_shutdown_here(node_id).map(|()| None)
+            }
         };
         match outcome {
             Ok(producer_id_start) => ControllerOpResult::Done {
@@ -855,6 +890,7 @@ impl Controller {
     }
 
     fn register_broker_here(&self, info: BrokerInfo) -> Result<(), ControllerError> {
+        self.sessions_started(info.node_id);
         self.commit(|image| {
             let mut records = Vec::new();
             if image.cluster_id.is_none() {
@@ -874,6 +910,8 @@ impl Controller {
                     rack: info.rack.clone(),
                 });
             }
+            // A broker that was fenced (it shut down, or its session expired) is back.
+            records.extend(liveness::unfence(image, info.node_id).0);
             Ok((records, ()))
         })
     }
@@ -1159,7 +1197,7 @@ fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> Metad
 }
 
 fn live_brokers(image: &MetadataImage, self_id: i32) -> Vec<i32> {
-    let mut brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let mut brokers: Vec<i32> = image.live_brokers();
     if brokers.is_empty() {
         brokers.push(self_id);
     }
@@ -1251,7 +1289,8 @@ fn plan_assignment(
             "Replication factor must be larger than 0, or -1 to use the default value.".into(),
         ));
     }
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    // New replicas go to live brokers only (a fenced broker would leave them offline).
+    let brokers: Vec<i32> = image.live_brokers();
     if rf as usize > brokers.len() {
         return Err(not_enough_brokers(rf, brokers.len()));
     }

@@ -23,6 +23,15 @@ pub enum MetadataRecord {
         port: i32,
         rack: Option<String>,
     },
+    /// The broker's session expired, or it is shutting down: it leads nothing and is in
+    /// no ISR until it is unfenced (KRaft's `FenceBrokerRecord`).
+    FenceBroker {
+        node_id: i32,
+    },
+    /// The broker is back: it may lead and join ISRs again (`UnfenceBrokerRecord`).
+    UnfenceBroker {
+        node_id: i32,
+    },
     Topic {
         name: String,
         topic_id: Uuid,

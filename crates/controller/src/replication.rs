@@ -87,6 +87,68 @@ pub fn alter_partition(
     ))
 }
 
+/// Kafka's `NO_LEADER`: the partition has no eligible leader and is offline.
+pub const NO_LEADER: i32 = -1;
+
+/// The first replica, in assignment order, that is in `isr` and eligible in `image`
+/// (Kafka's default leader election; unclean election is not enabled).
+fn elect_from_isr(image: &MetadataImage, partition: &PartitionInfo, isr: &[i32]) -> i32 {
+    partition
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| isr.contains(r) && image.is_eligible_replica(*r))
+        .unwrap_or(NO_LEADER)
+}
+
+/// The partition changes that take broker `broker` out of every ISR and move its
+/// leaderships to the next eligible in-sync replica (Kafka's
+/// `generateLeaderAndIsrUpdates` for a fenced or shutting-down broker). `image` is the
+/// image in which `broker` is already fenced. An ISR never becomes empty: its last
+/// member stays, and the partition goes offline (leader -1) until that broker returns.
+pub fn remove_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for p in &topic.partitions {
+            if p.leader != broker && !p.isr.contains(&broker) {
+                continue;
+            }
+            let mut isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != broker).collect();
+            if isr.is_empty() {
+                isr = p.isr.clone();
+            }
+            let leader = if p.leader == broker || p.leader == NO_LEADER {
+                elect_from_isr(image, p, &isr)
+            } else {
+                p.leader
+            };
+            if leader != p.leader || isr != p.isr {
+                records.push(changed(topic.topic_id, p, leader, isr, false));
+            }
+        }
+    }
+    records
+}
+
+/// Leaders for the partitions that have none (or whose leader is not eligible) but an
+/// eligible in-sync replica, e.g. once the last ISR member returns (Kafka's
+/// `electLeaders` for offline partitions, clean election only).
+pub fn elect_offline_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for p in &topic.partitions {
+            if p.leader != NO_LEADER && image.is_eligible_replica(p.leader) {
+                continue;
+            }
+            let leader = elect_from_isr(image, p, &p.isr);
+            if leader != NO_LEADER {
+                records.push(changed(topic.topic_id, p, leader, p.isr.clone(), false));
+            }
+        }
+    }
+    records
+}
+
 /// The record of `partition` with a new leader and ISR; the leader epoch moves when the
 /// leader does (or `bump_leader_epoch`), the partition epoch always.
 pub fn changed(
@@ -161,6 +223,75 @@ mod tests {
             partition_epoch,
             new_isr: isr.to_vec(),
         }
+    }
+
+    fn fence(image: &mut MetadataImage, broker: i32) {
+        image
+            .replay(&MetadataRecord::FenceBroker { node_id: broker })
+            .unwrap();
+    }
+
+    fn apply(image: &mut MetadataImage, records: &[MetadataRecord]) {
+        for r in records {
+            image.replay(r).unwrap();
+        }
+    }
+
+    fn state(image: &MetadataImage, id: Uuid) -> (i32, Vec<i32>, i32, i32) {
+        let p = &image.topic_by_id(&id).unwrap().partitions[0];
+        (p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch)
+    }
+
+    #[test]
+    fn a_fenced_leader_hands_over_to_the_next_in_sync_replica() {
+        let (mut image, id) = image_with(&[1, 2, 3], &[1, 2, 3], 1);
+        fence(&mut image, 1);
+        let records = remove_broker(&image, 1);
+        apply(&mut image, &records);
+        assert_eq!(
+            state(&image, id),
+            (2, vec![2, 3], 4, 8),
+            "new leader, new epochs"
+        );
+    }
+
+    #[test]
+    fn a_fenced_follower_leaves_the_isr_and_the_leader_stays() {
+        let (mut image, id) = image_with(&[1, 2, 3], &[1, 2, 3], 1);
+        fence(&mut image, 3);
+        let records = remove_broker(&image, 3);
+        apply(&mut image, &records);
+        assert_eq!(
+            state(&image, id),
+            (1, vec![1, 2], 3, 8),
+            "same leader epoch"
+        );
+        assert!(remove_broker(&image, 3).is_empty(), "nothing left to do");
+    }
+
+    #[test]
+    fn only_in_sync_replicas_are_elected_and_the_last_one_keeps_the_partition() {
+        // Broker 3 is a replica but out of the ISR: it may not lead (no unclean election).
+        let (mut image, id) = image_with(&[1, 2, 3], &[1], 1);
+        fence(&mut image, 1);
+        let records = remove_broker(&image, 1);
+        apply(&mut image, &records);
+        assert_eq!(
+            state(&image, id),
+            (NO_LEADER, vec![1], 4, 8),
+            "offline, ISR kept"
+        );
+        assert!(
+            elect_offline_leaders(&image).is_empty(),
+            "broker 1 is still fenced"
+        );
+        // Broker 1 returns: it is the one replica with everything, and leads again.
+        image
+            .replay(&MetadataRecord::UnfenceBroker { node_id: 1 })
+            .unwrap();
+        let records = elect_offline_leaders(&image);
+        apply(&mut image, &records);
+        assert_eq!(state(&image, id), (1, vec![1], 5, 9));
     }
 
     #[test]

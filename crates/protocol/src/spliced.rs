@@ -10,8 +10,9 @@
 //!
 //! The layout follows Kafka's `FetchResponse` schema for versions 4 to 18 field by
 //! field; the unit tests check it byte for byte against the `kafka-protocol` encoder.
-//! The tagged fields Ottla never sets (diverging epoch, current leader, snapshot id, node
-//! endpoints) are refused rather than silently dropped.
+//! Of the partition's tagged fields, `diverging_epoch` (tag 0, a follower must truncate)
+//! and `current_leader` (tag 1, KIP-951) are written; the ones Ottla never sets
+//! (snapshot id, node endpoints) are refused rather than silently dropped.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, PartitionData};
@@ -123,7 +124,7 @@ pub fn encode_fetch_response<R: RecordsPayload>(
             }
             w.records(payload);
             if flexible {
-                put_unsigned_varint(&mut w.buf, 0); // partition tagged fields
+                put_partition_tagged_fields(&mut w.buf, partition);
             }
         }
         if flexible {
@@ -134,6 +135,28 @@ pub fn encode_fetch_response<R: RecordsPayload>(
         put_unsigned_varint(&mut w.buf, 0); // response tagged fields
     }
     w.finish()
+}
+
+/// A partition's tagged fields (flexible versions), in tag order, each written only
+/// when it differs from its default, as Kafka's generated encoder does.
+fn put_partition_tagged_fields(buf: &mut BytesMut, p: &PartitionData) {
+    let diverging = p.diverging_epoch != Default::default();
+    let leader = p.current_leader != Default::default();
+    put_unsigned_varint(buf, u64::from(diverging) + u64::from(leader));
+    if diverging {
+        put_unsigned_varint(buf, 0); // tag
+        put_unsigned_varint(buf, 4 + 8 + 1); // size
+        buf.put_i32(p.diverging_epoch.epoch);
+        buf.put_i64(p.diverging_epoch.end_offset);
+        put_unsigned_varint(buf, 0); // its own tagged fields
+    }
+    if leader {
+        put_unsigned_varint(buf, 1);
+        put_unsigned_varint(buf, 4 + 4 + 1);
+        buf.put_i32(p.current_leader.leader_id.0);
+        buf.put_i32(p.current_leader.leader_epoch);
+        put_unsigned_varint(buf, 0);
+    }
 }
 
 /// Everything of a partition before its records.
@@ -147,11 +170,19 @@ fn put_partition_prefix(
             "records (pass them as payloads)",
         ));
     }
-    if p.diverging_epoch != Default::default() {
-        return Err(SplicedEncodeError::UnsupportedField("diverging_epoch"));
+    if version < FIRST_FLEXIBLE_VERSION
+        && (p.diverging_epoch != Default::default() || p.current_leader != Default::default())
+    {
+        return Err(SplicedEncodeError::UnsupportedField(
+            "diverging_epoch / current_leader before v12",
+        ));
     }
-    if p.current_leader != Default::default() {
-        return Err(SplicedEncodeError::UnsupportedField("current_leader"));
+    if !p.diverging_epoch.unknown_tagged_fields.is_empty()
+        || !p.current_leader.unknown_tagged_fields.is_empty()
+    {
+        return Err(SplicedEncodeError::UnsupportedField(
+            "unknown tagged fields",
+        ));
     }
     if p.snapshot_id != Default::default() {
         return Err(SplicedEncodeError::UnsupportedField("snapshot_id"));
@@ -282,7 +313,9 @@ fn put_string(buf: &mut BytesMut, flexible: bool, s: &str) {
 mod tests {
     use super::*;
     use crate::frame::encode_response;
-    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch};
+    use kafka_protocol::messages::fetch_response::{
+        EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch,
+    };
     use kafka_protocol::messages::{ApiKey, BrokerId, ProducerId, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
@@ -309,6 +342,18 @@ mod tests {
                     });
                 if version >= 11 {
                     data = data.with_preferred_read_replica(BrokerId(-1));
+                }
+                if version >= 12 && p == 1 {
+                    data = data.with_diverging_epoch(
+                        EpochEndOffset::default().with_epoch(4).with_end_offset(77),
+                    );
+                }
+                if version >= 12 && p == 2 {
+                    data = data.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(2))
+                            .with_leader_epoch(9),
+                    );
                 }
                 partitions.push(data);
                 payloads.push(records);
@@ -376,12 +421,11 @@ mod tests {
             encode_fetch_response(12, 1, &response, payloads[1..].to_vec()),
             Err(SplicedEncodeError::PayloadCount { .. })
         ));
-        let mut with_leader = response.clone();
-        with_leader.responses[0].partitions[0].current_leader =
-            LeaderIdAndEpoch::default().with_leader_id(BrokerId(3));
+        let mut with_snapshot = response.clone();
+        with_snapshot.responses[0].partitions[0].snapshot_id.epoch = 3;
         assert!(matches!(
-            encode_fetch_response(12, 1, &with_leader, payloads.clone()),
-            Err(SplicedEncodeError::UnsupportedField("current_leader"))
+            encode_fetch_response(12, 1, &with_snapshot, payloads.clone()),
+            Err(SplicedEncodeError::UnsupportedField("snapshot_id"))
         ));
         let mut inline = response;
         inline.responses[0].partitions[0].records = Some(Bytes::from_static(b"x"));

@@ -66,7 +66,11 @@ impl AlterPartitionManager {
                     batch.push(next);
                 }
                 let broker = broker.clone();
-                let sent = tokio::task::spawn_blocking(move || send(&broker, batch)).await;
+                let sent = tokio::select! {
+                    sent = tokio::task::spawn_blocking(move || send(&broker, batch)) => sent,
+                    // Shutting down: the controller may be gone; do not wait for it.
+                    _ = stop.changed() => return,
+                };
                 if let Err(e) = sent {
                     tracing::error!("AlterPartition task failed: {e}");
                 }

@@ -49,6 +49,9 @@ pub struct Broker {
     pub groups: GroupCoordinatorService,
     producer_ids: Mutex<ProducerIdBlock>,
     pub started_at: Instant,
+    /// Set once a clean shutdown begins: heartbeats stop, so that the controlled
+    /// shutdown's fencing is not undone by one more heartbeat.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
@@ -73,6 +76,9 @@ impl Broker {
                     .collect(),
                 listen: listener.bind_address(),
                 write_timeout: CONTROLLER_WRITE_TIMEOUT,
+                broker_session_timeout: std::time::Duration::from_millis(
+                    config.broker_session_timeout_ms,
+                ),
             })
         });
         // A quorum node starts only on directories `ottla format` prepared; their cluster
@@ -137,6 +143,7 @@ impl Broker {
             groups,
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             started_at,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
         // The whole image, as one delta: opens every partition led here and loads the
         // coordinator shards of the internal ones, as any later change would.
@@ -224,6 +231,47 @@ impl Broker {
         let id = block.next;
         block.next += 1;
         Ok(id)
+    }
+
+    /// Tell the controller this broker is alive (blocking; quorum nodes only). Stops
+    /// once a clean shutdown has begun.
+    pub fn heartbeat(&self) -> Result<(), String> {
+        if self
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        self.controller
+            .broker_heartbeat(self.config.node_id)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Controlled shutdown (blocking; quorum nodes only): stop heartbeating and ask the
+    /// controller to move this broker's leaderships away and take it out of the ISRs,
+    /// so clients and followers move on at once instead of after a session timeout.
+    pub fn controlled_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
+        if !self.controller.has_quorum() {
+            return;
+        }
+        let node_id = self.config.node_id;
+        if self.controller.active_controller().is_none() {
+            tracing::warn!(
+                "[BrokerLifecycleManager id={node_id}] No active controller: shutting down without a controlled shutdown."
+            );
+            return;
+        }
+        tracing::info!("[BrokerLifecycleManager id={node_id}] Beginning controlled shutdown.");
+        match self.controller.controlled_shutdown(node_id) {
+            Ok(()) => tracing::info!(
+                "[BrokerLifecycleManager id={node_id}] The controller has moved this broker's partitions away."
+            ),
+            Err(e) => tracing::warn!(
+                "[BrokerLifecycleManager id={node_id}] Controlled shutdown failed, shutting down anyway: {e}"
+            ),
+        }
     }
 
     /// Flush everything and leave the clean-shutdown marker.

@@ -30,6 +30,10 @@ const RECOVERY_POINT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 /// `replica.high.watermark.checkpoint.interval.ms` default).
 const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a clean shutdown waits for the controller to move this broker's partitions
+/// away before it stops anyway (with no quorum left, nothing can move them).
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Merge a properties file (if any) with `KEY=VALUE` overrides and validate.
 pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<BrokerConfig> {
     let mut values: BTreeMap<String, String> = match &file {
@@ -56,7 +60,11 @@ pub fn serve(config_file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Re
         .enable_all()
         .thread_name("ottla")
         .build()?;
-    runtime.block_on(run(config))
+    let result = runtime.block_on(run(config));
+    // Everything durable is done: do not wait for blocking calls still retrying a
+    // controller that has no quorum (a heartbeat, a controlled shutdown that gave up).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// A started broker: its state, bound addresses, and the switch that stops it.
@@ -72,6 +80,16 @@ impl RunningBroker {
     /// Stop accepting, close connections, then flush and checkpoint (clean shutdown).
     pub async fn stop(self) -> anyhow::Result<()> {
         tracing::info!("Shutting down");
+        let broker = self.broker.clone();
+        let controlled = tokio::task::spawn_blocking(move || broker.controlled_shutdown());
+        if tokio::time::timeout(CONTROLLED_SHUTDOWN_TIMEOUT, controlled)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Controlled shutdown did not finish within {CONTROLLED_SHUTDOWN_TIMEOUT:?}; shutting down anyway"
+            );
+        }
         let broker = self.halt().await;
         tokio::task::spawn_blocking(move || broker.shutdown()).await??;
         tracing::info!("Shut down completed");
@@ -207,6 +225,16 @@ fn spawn_background_tasks(
     let alter_partition = broker
         .alter_partition
         .spawn(broker.clone(), shutdown.clone());
+    // Quorum nodes heartbeat to the active controller, which fences a silent broker.
+    let heartbeat = broker.controller.has_quorum().then(|| {
+        let b = broker.clone();
+        spawn_periodic(
+            Duration::from_millis(broker.config.broker_heartbeat_interval_ms),
+            shutdown.clone(),
+            "Broker heartbeat",
+            move || b.heartbeat(),
+        )
+    });
     let high_watermarks = spawn_periodic(
         HIGH_WATERMARK_CHECKPOINT_INTERVAL,
         shutdown,
@@ -220,6 +248,7 @@ fn spawn_background_tasks(
     );
     let mut tasks = vec![retention, checkpoints, isr_expiration, high_watermarks];
     tasks.extend(alter_partition);
+    tasks.extend(heartbeat);
     tasks
 }
 
@@ -241,7 +270,13 @@ fn spawn_periodic(
                 _ = stop.changed() => return,
             }
             let job = job.clone();
-            match tokio::task::spawn_blocking(move || job()).await {
+            // A job stuck waiting (a heartbeat to a quorum that is gone) must not hold
+            // up shutdown: stop waiting for it; it ends on its own.
+            let done = tokio::select! {
+                done = tokio::task::spawn_blocking(move || job()) => done,
+                _ = stop.changed() => return,
+            };
+            match done {
                 Ok(Err(e)) => tracing::warn!("{what} failed: {e}"),
                 Err(e) => tracing::warn!("{what} task failed: {e}"),
                 Ok(Ok(())) => {}

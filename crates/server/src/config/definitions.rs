@@ -501,6 +501,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         r##"The number of threads to use for various background processing tasks"##,
     ),
     broker(
+        "broker.heartbeat.interval.ms",
+        INT,
+        Some("2000"),
+        NO_VALIDATOR,
+        r##"The length of time in milliseconds between broker heartbeats."##,
+    ),
+    broker(
         "broker.id",
         INT,
         Some("-1"),
@@ -513,6 +520,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         None,
         NO_VALIDATOR,
         r##"Rack of the broker. This will be used in rack aware replication assignment for fault tolerance. Examples: <code>RACK1</code>, <code>us-east-1d</code>"##,
+    ),
+    broker(
+        "broker.session.timeout.ms",
+        INT,
+        Some("9000"),
+        NO_VALIDATOR,
+        r##"The length of time in milliseconds that a broker lease lasts if no heartbeats are made."##,
     ),
     broker(
         "compression.gzip.level",

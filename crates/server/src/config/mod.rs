@@ -134,6 +134,11 @@ pub struct BrokerConfig {
     /// `replica.lag.time.max.ms`: how long a follower may go without catching up
     /// before its leader drops it from the ISR.
     pub replica_lag_time_max_ms: i64,
+    /// `broker.heartbeat.interval.ms`: how often a quorum node's broker heartbeats.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: the active controller fences a broker silent this
+    /// long.
+    pub broker_session_timeout_ms: u64,
     /// How followers fetch (`replica.fetch.*`, `replica.socket.timeout.ms`).
     pub replica_fetcher: ottla_replica::fetcher::FetcherConfig,
     /// `offsets.commit.timeout.ms`: how long a coordinator write waits for its records
@@ -325,6 +330,8 @@ impl BrokerConfig {
             offsets_topic_segment_bytes: positive("offsets.topic.segment.bytes")?,
             offsets_commit_timeout_ms: positive("offsets.commit.timeout.ms")?,
             replica_lag_time_max_ms: positive("replica.lag.time.max.ms")?,
+            broker_heartbeat_interval_ms: positive("broker.heartbeat.interval.ms")? as u64,
+            broker_session_timeout_ms: positive("broker.session.timeout.ms")? as u64,
             replica_fetcher: ottla_replica::fetcher::FetcherConfig {
                 max_partition_bytes: parse_num("replica.fetch.max.bytes")?
                     .clamp(0, i64::from(i32::MAX)) as i32,

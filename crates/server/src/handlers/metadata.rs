@@ -61,7 +61,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let mut topics = Vec::new();
     if all_topics {
         for topic in image.topics() {
-            topics.push(topic_metadata(version, topic));
+            topics.push(topic_metadata(version, &image, topic));
         }
     } else {
         // Kafka answers each requested topic once, however often it is listed (it
@@ -83,7 +83,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             // Lookup by id exists from v12 (Kafka ignores ids in older requests).
             if version >= 12 && !wanted.topic_id.is_nil() {
                 match image.topic_by_id(&wanted.topic_id) {
-                    Some(topic) => topics.push(topic_metadata(version, topic)),
+                    Some(topic) => topics.push(topic_metadata(version, &image, topic)),
                     None => topics.push(error_topic(
                         version,
                         None,
@@ -98,7 +98,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 .as_ref()
                 .and_then(|name| image.topic(name.as_str()))
             {
-                topics.push(topic_metadata(version, topic));
+                topics.push(topic_metadata(version, &image, topic));
                 continue;
             }
             let Some(name) = wanted.name.as_ref().map(|n| n.as_str().to_string()) else {
@@ -123,7 +123,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 }
                 created += 1;
                 match auto_create(broker, &name) {
-                    Ok(topic) => topics.push(topic_metadata(version, &topic)),
+                    Ok(topic) => topics.push(topic_metadata(version, &image, &topic)),
                     Err(code) => topics.push(error_topic(version, Some(name), Uuid::nil(), code)),
                 }
             } else {
@@ -135,9 +135,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             }
         }
     }
+    // Fenced brokers are left out, as Kafka lists alive brokers only.
     let brokers = image
         .brokers
         .values()
+        .filter(|b| !image.fenced_brokers.contains(&b.node_id))
         .map(|b| {
             let mut m = MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -226,7 +228,14 @@ fn error_topic(
     t
 }
 
-fn topic_metadata(version: i16, topic: &TopicInfo) -> MetadataResponseTopic {
+/// A topic's partitions as Kafka's `KRaftMetadataCache` reports them: a partition
+/// without a leader carries LEADER_NOT_AVAILABLE, and replicas on fenced brokers are
+/// listed as offline (v5+).
+fn topic_metadata(
+    version: i16,
+    image: &ottla_controller::MetadataImage,
+    topic: &TopicInfo,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -236,6 +245,19 @@ fn topic_metadata(version: i16, topic: &TopicInfo) -> MetadataResponseTopic {
                 .with_leader_id(BrokerId(p.leader))
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect());
+            if p.leader < 0 {
+                m = m.with_error_code(ResponseError::LeaderNotAvailable.code());
+            }
+            if version >= 5 {
+                m = m.with_offline_replicas(
+                    p.replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| !image.is_eligible_replica(*r))
+                        .map(BrokerId)
+                        .collect(),
+                );
+            }
             if version >= 7 {
                 m = m.with_leader_epoch(p.leader_epoch);
             }
