@@ -7,6 +7,7 @@
 //! the file with a Raft-replicated log without changing this shape.
 
 pub mod delta;
+pub mod election;
 pub mod image;
 pub mod liveness;
 pub mod metadata_log;
@@ -27,6 +28,7 @@ use uuid::Uuid;
 use crate::quorum::{ControllerNode, MetadataRaft, SharedImage};
 
 pub use delta::{LocalPartition, LocalReplicaChanges, MetadataDelta, MetadataPublisher};
+pub use election::{ElectionResult, ElectionType};
 pub use image::{
     is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, OFFSETS_TOPIC,
     TRANSACTION_STATE_TOPIC,
@@ -70,6 +72,11 @@ pub struct QuorumSettings {
     /// `broker.session.timeout.ms`: the active controller fences a broker it has not
     /// heard from for this long.
     pub broker_session_timeout: std::time::Duration,
+    /// `unclean.leader.election.enable`, the default for topics that do not set it.
+    pub unclean_leader_election: bool,
+    /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`:
+    /// how often the active controller moves leaderships back to preferred replicas.
+    pub leader_rebalance_interval: Option<std::time::Duration>,
 }
 
 /// What a client asked for in CreateTopics, already stripped of wire details.
@@ -111,6 +118,16 @@ pub enum ControllerError {
     InvalidUpdateVersion,
     #[error("{0}")]
     IneligibleReplica(String),
+    /// A heartbeat or shutdown request from a broker with no registration (Kafka's
+    /// `ClusterControlManager.checkBrokerEpoch`).
+    #[error("No broker registration found for broker {0}")]
+    StaleBrokerEpoch(i32),
+    #[error("Leader election not needed for topic partition.")]
+    ElectionNotNeeded,
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
     #[error("metadata log write failed: {0}")]
     Storage(#[from] MetadataLogError),
     #[error("metadata record does not apply: {0}")]
@@ -140,6 +157,10 @@ impl ControllerError {
             ControllerError::FencedLeaderEpoch => 74,
             ControllerError::InvalidUpdateVersion => 108,
             ControllerError::IneligibleReplica(_) => 107,
+            ControllerError::StaleBrokerEpoch(_) => 77,
+            ControllerError::PreferredLeaderNotAvailable(_) => 80,
+            ControllerError::EligibleLeadersNotAvailable(_) => 83,
+            ControllerError::ElectionNotNeeded => 84,
             // KAFKA_STORAGE_ERROR would be per partition; for metadata Kafka reports
             // UNKNOWN_SERVER_ERROR.
             ControllerError::Storage(_) | ControllerError::Replay(_) => -1,
@@ -189,6 +210,22 @@ pub enum ControllerOp {
     ControlledShutdown {
         node_id: i32,
     },
+    ElectLeaders {
+        election: ElectionType,
+        /// `None`: every partition.
+        partitions: Option<Vec<(String, Vec<i32>)>>,
+    },
+}
+
+/// What a change hands back besides its effect on the image, across a forward too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeOutput {
+    #[default]
+    Nothing,
+    /// The first of the producer ids allocated.
+    ProducerIds { start: i64 },
+    /// ElectLeaders' answer per partition.
+    Elections(Vec<ElectionResult>),
 }
 
 /// The active controller's answer to a forwarded change.
@@ -198,7 +235,7 @@ pub enum ControllerOpResult {
     /// forwarder waits for before it answers (so its own image shows the change).
     Done {
         applied_index: Option<u64>,
-        producer_id_start: Option<i64>,
+        output: ChangeOutput,
     },
     Failed {
         code: i16,
@@ -403,7 +440,11 @@ impl Controller {
             Arc::new(LocalController(Arc::downgrade(&controller)));
         runtime.spawn(log_transitions(raft.clone(), controller.config.node_id));
         runtime.spawn(rpc::serve(listener, raft, target, stopped));
-        liveness::spawn_session_checker(Arc::downgrade(&controller), quorum.broker_session_timeout);
+        liveness::spawn_session_checker(
+            Arc::downgrade(&controller),
+            quorum.broker_session_timeout,
+            quorum.leader_rebalance_interval,
+        );
         Ok(controller)
     }
 
@@ -562,7 +603,7 @@ impl Controller {
         &self,
         op: &dyn Fn() -> ControllerOp,
         deadline: std::time::Instant,
-    ) -> Result<Option<Option<i64>>, ControllerError> {
+    ) -> Result<Option<ChangeOutput>, ControllerError> {
         let Backend::Raft(b) = &self.backend else {
             return Ok(None);
         };
@@ -606,7 +647,7 @@ impl Controller {
         &self,
         op: &dyn Fn() -> ControllerOp,
         here: &dyn Fn() -> Result<T, ControllerError>,
-        forwarded: &dyn Fn(Option<i64>) -> Result<T, ControllerError>,
+        forwarded: &dyn Fn(ChangeOutput) -> Result<T, ControllerError>,
     ) -> Result<T, ControllerError> {
         let Backend::Raft(b) = &self.backend else {
             return here();
@@ -642,7 +683,7 @@ impl Controller {
         node: &ControllerNode,
         op: &ControllerOp,
         deadline: std::time::Instant,
-    ) -> Result<Option<Option<i64>>, ControllerError> {
+    ) -> Result<Option<ChangeOutput>, ControllerError> {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let mut client = rpc::QuorumClient::new(format!("{}:{}", node.host, node.port));
         let mut metrics = b.raft.metrics();
@@ -669,7 +710,7 @@ impl Controller {
         match answer {
             Ok(rpc::QuorumResponse::Forward(ControllerOpResult::Done {
                 applied_index,
-                producer_id_start,
+                output,
             })) => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 let caught_up = b.runtime.block_on(
@@ -682,7 +723,7 @@ impl Controller {
                         "the change was committed but not applied here in time: {e}"
                     )));
                 }
-                Ok(Some(producer_id_start))
+                Ok(Some(output))
             }
             Ok(rpc::QuorumResponse::Forward(ControllerOpResult::Failed { code, .. }))
                 if code == ControllerError::NotActive.kafka_error_code() =>
@@ -835,37 +876,43 @@ impl Controller {
                     port,
                     rack,
                 })
-                .map(|()| None),
-            ControllerOp::CreateTopic { spec } => {
-                self.create_topic_here(&spec, false).map(|_| None)
-            }
-            ControllerOp::DeleteTopic { topic_id } => {
-                self.delete_topic_here(topic_id).map(|_| None)
-            }
+                .map(|()| ChangeOutput::Nothing),
+            ControllerOp::CreateTopic { spec } => self
+                .create_topic_here(&spec, false)
+                .map(|_| ChangeOutput::Nothing),
+            ControllerOp::DeleteTopic { topic_id } => self
+                .delete_topic_here(topic_id)
+                .map(|_| ChangeOutput::Nothing),
             ControllerOp::CreatePartitions {
                 name,
                 new_total,
                 assignments,
             } => self
                 .create_partitions_here(&name, new_total, assignments, false)
-                .map(|_| None),
-            ControllerOp::AllocateProducerIds { count } => {
-                self.allocate_producer_ids_here(count).map(Some)
-            }
-            ControllerOp::AlterPartitions { specs } => {
-                self.alter_partitions_here(&specs).map(|()| None)
-            }
-            ControllerOp::BrokerHeartbeat { node_id } => {
-                self.broker_heartbeat_here(node_id).map(|()| None)
-            }
-            ControllerOp::ControlledShutdown { node_id } => {
-                self.controlled_shutdown_here(node_id).map(|()| None)
-            }
+                .map(|_| ChangeOutput::Nothing),
+            ControllerOp::AllocateProducerIds { count } => self
+                .allocate_producer_ids_here(count)
+                .map(|start| ChangeOutput::ProducerIds { start }),
+            ControllerOp::AlterPartitions { specs } => self
+                .alter_partitions_here(&specs)
+                .map(|()| ChangeOutput::Nothing),
+            ControllerOp::BrokerHeartbeat { node_id } => self
+                .broker_heartbeat_here(node_id)
+                .map(|()| ChangeOutput::Nothing),
+            ControllerOp::ElectLeaders {
+                election,
+                partitions,
+            } => self
+                .elect_leaders_here(election, partitions.as_deref())
+                .map(ChangeOutput::Elections),
+            ControllerOp::ControlledShutdown { node_id } => self
+                .controlled_shutdown_here(node_id)
+                .map(|()| ChangeOutput::Nothing),
         };
         match outcome {
-            Ok(producer_id_start) => ControllerOpResult::Done {
+            Ok(output) => ControllerOpResult::Done {
                 applied_index: *b.writes.lock(),
-                producer_id_start,
+                output,
             },
             Err(e) => ControllerOpResult::Failed {
                 code: e.kafka_error_code(),
@@ -911,7 +958,7 @@ impl Controller {
                 });
             }
             // A broker that was fenced (it shut down, or its session expired) is back.
-            records.extend(liveness::unfence(image, info.node_id).0);
+            records.extend(liveness::unfence(image, info.node_id, &|t| self.unclean_allowed(t)).0);
             Ok((records, ()))
         })
     }
@@ -1125,10 +1172,11 @@ impl Controller {
         self.run_change(
             &|| ControllerOp::AllocateProducerIds { count },
             &|| self.allocate_producer_ids_here(count),
-            &|start| {
-                start.ok_or_else(|| {
-                    ControllerError::QuorumUnavailable("no producer ids in the answer".into())
-                })
+            &|output| match output {
+                ChangeOutput::ProducerIds { start } => Ok(start),
+                _ => Err(ControllerError::QuorumUnavailable(
+                    "no producer ids in the answer".into(),
+                )),
             },
         )
     }

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::image::{MetadataImage, PartitionInfo};
+use crate::election::unclean_leader;
+use crate::image::{MetadataImage, PartitionInfo, TopicInfo};
 use crate::records::MetadataRecord;
 use crate::ControllerError;
 
@@ -92,7 +93,7 @@ pub const NO_LEADER: i32 = -1;
 
 /// The first replica, in assignment order, that is in `isr` and eligible in `image`
 /// (Kafka's default leader election; unclean election is not enabled).
-fn elect_from_isr(image: &MetadataImage, partition: &PartitionInfo, isr: &[i32]) -> i32 {
+pub(crate) fn elect_from_isr(image: &MetadataImage, partition: &PartitionInfo, isr: &[i32]) -> i32 {
     partition
         .replicas
         .iter()
@@ -106,7 +107,11 @@ fn elect_from_isr(image: &MetadataImage, partition: &PartitionInfo, isr: &[i32])
 /// `generateLeaderAndIsrUpdates` for a fenced or shutting-down broker). `image` is the
 /// image in which `broker` is already fenced. An ISR never becomes empty: its last
 /// member stays, and the partition goes offline (leader -1) until that broker returns.
-pub fn remove_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+pub fn remove_broker(
+    image: &MetadataImage,
+    broker: i32,
+    unclean_allowed: &dyn Fn(&TopicInfo) -> bool,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics() {
         for p in &topic.partitions {
@@ -122,6 +127,12 @@ pub fn remove_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> 
             } else {
                 p.leader
             };
+            if leader == NO_LEADER && unclean_allowed(topic) {
+                if let Some(record) = unclean_leader(image, topic, p) {
+                    records.push(record);
+                    continue;
+                }
+            }
             if leader != p.leader || isr != p.isr {
                 records.push(changed(topic.topic_id, p, leader, isr, false));
             }
@@ -133,7 +144,10 @@ pub fn remove_broker(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> 
 /// Leaders for the partitions that have none (or whose leader is not eligible) but an
 /// eligible in-sync replica, e.g. once the last ISR member returns (Kafka's
 /// `electLeaders` for offline partitions, clean election only).
-pub fn elect_offline_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
+pub fn elect_offline_leaders(
+    image: &MetadataImage,
+    unclean_allowed: &dyn Fn(&TopicInfo) -> bool,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics() {
         for p in &topic.partitions {
@@ -143,6 +157,8 @@ pub fn elect_offline_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
             let leader = elect_from_isr(image, p, &p.isr);
             if leader != NO_LEADER {
                 records.push(changed(topic.topic_id, p, leader, p.isr.clone(), false));
+            } else if unclean_allowed(topic) {
+                records.extend(unclean_leader(image, topic, p));
             }
         }
     }
@@ -237,6 +253,42 @@ mod tests {
         }
     }
 
+    fn clean_only(_: &TopicInfo) -> bool {
+        false
+    }
+
+    fn unclean_too(_: &TopicInfo) -> bool {
+        true
+    }
+
+    #[test]
+    fn unclean_election_takes_a_live_replica_outside_the_isr_when_allowed() {
+        let (mut image, id) = image_with(&[1, 2, 3], &[1], 1);
+        fence(&mut image, 1);
+        let records = remove_broker(&image, 1, &unclean_too);
+        apply(&mut image, &records);
+        assert_eq!(
+            state(&image, id),
+            (2, vec![2], 4, 8),
+            "replica 2 leads alone"
+        );
+        // Offline partitions get an unclean leader too once a replica returns.
+        let (mut image, id) = image_with(&[1, 2], &[1], 1);
+        fence(&mut image, 1);
+        fence(&mut image, 2);
+        let records = remove_broker(&image, 1, &unclean_too);
+        apply(&mut image, &records);
+        assert_eq!(state(&image, id).0, NO_LEADER);
+        image
+            .replay(&MetadataRecord::UnfenceBroker { node_id: 2 })
+            .unwrap();
+        assert!(elect_offline_leaders(&image, &clean_only).is_empty());
+        let records = elect_offline_leaders(&image, &unclean_too);
+        apply(&mut image, &records);
+        assert_eq!(state(&image, id).0, 2);
+        assert_eq!(state(&image, id).1, vec![2]);
+    }
+
     fn state(image: &MetadataImage, id: Uuid) -> (i32, Vec<i32>, i32, i32) {
         let p = &image.topic_by_id(&id).unwrap().partitions[0];
         (p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch)
@@ -246,7 +298,7 @@ mod tests {
     fn a_fenced_leader_hands_over_to_the_next_in_sync_replica() {
         let (mut image, id) = image_with(&[1, 2, 3], &[1, 2, 3], 1);
         fence(&mut image, 1);
-        let records = remove_broker(&image, 1);
+        let records = remove_broker(&image, 1, &clean_only);
         apply(&mut image, &records);
         assert_eq!(
             state(&image, id),
@@ -259,14 +311,17 @@ mod tests {
     fn a_fenced_follower_leaves_the_isr_and_the_leader_stays() {
         let (mut image, id) = image_with(&[1, 2, 3], &[1, 2, 3], 1);
         fence(&mut image, 3);
-        let records = remove_broker(&image, 3);
+        let records = remove_broker(&image, 3, &clean_only);
         apply(&mut image, &records);
         assert_eq!(
             state(&image, id),
             (1, vec![1, 2], 3, 8),
             "same leader epoch"
         );
-        assert!(remove_broker(&image, 3).is_empty(), "nothing left to do");
+        assert!(
+            remove_broker(&image, 3, &clean_only).is_empty(),
+            "nothing left to do"
+        );
     }
 
     #[test]
@@ -274,7 +329,7 @@ mod tests {
         // Broker 3 is a replica but out of the ISR: it may not lead (no unclean election).
         let (mut image, id) = image_with(&[1, 2, 3], &[1], 1);
         fence(&mut image, 1);
-        let records = remove_broker(&image, 1);
+        let records = remove_broker(&image, 1, &clean_only);
         apply(&mut image, &records);
         assert_eq!(
             state(&image, id),
@@ -282,14 +337,14 @@ mod tests {
             "offline, ISR kept"
         );
         assert!(
-            elect_offline_leaders(&image).is_empty(),
+            elect_offline_leaders(&image, &clean_only).is_empty(),
             "broker 1 is still fenced"
         );
         // Broker 1 returns: it is the one replica with everything, and leads again.
         image
             .replay(&MetadataRecord::UnfenceBroker { node_id: 1 })
             .unwrap();
-        let records = elect_offline_leaders(&image);
+        let records = elect_offline_leaders(&image, &clean_only);
         apply(&mut image, &records);
         assert_eq!(state(&image, id), (1, vec![1], 5, 9));
     }

@@ -75,6 +75,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),
+    // v1 adds the election type (preferred or unclean), v2 is the flexible encoding.
+    api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
     // v1 adds fetch timestamps, v2 the voters' endpoints (KIP-853).
     api(ApiKey::DescribeQuorum, 0, 2),

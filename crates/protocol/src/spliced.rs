@@ -11,8 +11,10 @@
 //! The layout follows Kafka's `FetchResponse` schema for versions 4 to 18 field by
 //! field; the unit tests check it byte for byte against the `kafka-protocol` encoder.
 //! Of the partition's tagged fields, `diverging_epoch` (tag 0, a follower must truncate)
-//! and `current_leader` (tag 1, KIP-951) are written; the ones Ottla never sets
-//! (snapshot id, node endpoints) are refused rather than silently dropped.
+//! and `current_leader` (tag 1, KIP-951) are written, and of the response's,
+//! `node_endpoints` (tag 0, v16+: where the leaders named by `current_leader` are); the
+//! ones Ottla never sets (snapshot id, unknown tags) are refused rather than silently
+//! dropped.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, PartitionData};
@@ -67,6 +69,8 @@ const LAST_VERSION: i16 = 18;
 const FIRST_FLEXIBLE_VERSION: i16 = 12;
 /// Topics are named up to v12 and identified by id from v13.
 const FIRST_TOPIC_ID_VERSION: i16 = 13;
+/// KIP-951's `node_endpoints` response field.
+const FIRST_NODE_ENDPOINTS_VERSION: i16 = 16;
 
 /// Encode `response` (header included) at `version`, taking each partition's records
 /// from `payloads`, in the order the partitions appear; the `records` fields of
@@ -87,8 +91,20 @@ pub fn encode_fetch_response<R: RecordsPayload>(
             payloads: payloads.len(),
         });
     }
-    if !response.node_endpoints.is_empty() {
-        return Err(SplicedEncodeError::UnsupportedField("node_endpoints"));
+    if !response.node_endpoints.is_empty() && version < FIRST_NODE_ENDPOINTS_VERSION {
+        return Err(SplicedEncodeError::UnsupportedField(
+            "node_endpoints before v16",
+        ));
+    }
+    if !response.unknown_tagged_fields.is_empty()
+        || response
+            .node_endpoints
+            .iter()
+            .any(|e| !e.unknown_tagged_fields.is_empty())
+    {
+        return Err(SplicedEncodeError::UnsupportedField(
+            "unknown tagged fields",
+        ));
     }
     let flexible = version >= FIRST_FLEXIBLE_VERSION;
     let mut w = PartsWriter::new();
@@ -132,9 +148,33 @@ pub fn encode_fetch_response<R: RecordsPayload>(
         }
     }
     if flexible {
-        put_unsigned_varint(&mut w.buf, 0); // response tagged fields
+        put_response_tagged_fields(&mut w.buf, response);
     }
     w.finish()
+}
+
+/// The response's tagged fields (flexible versions): `node_endpoints` (tag 0) when set.
+fn put_response_tagged_fields(buf: &mut BytesMut, response: &FetchResponse) {
+    if response.node_endpoints.is_empty() {
+        put_unsigned_varint(buf, 0);
+        return;
+    }
+    let mut field = BytesMut::new();
+    put_unsigned_varint(&mut field, response.node_endpoints.len() as u64 + 1);
+    for endpoint in &response.node_endpoints {
+        field.put_i32(endpoint.node_id.0);
+        put_string(&mut field, true, endpoint.host.as_str());
+        field.put_i32(endpoint.port);
+        match &endpoint.rack {
+            None => put_unsigned_varint(&mut field, 0),
+            Some(rack) => put_string(&mut field, true, rack.as_str()),
+        }
+        put_unsigned_varint(&mut field, 0); // the endpoint's tagged fields
+    }
+    put_unsigned_varint(buf, 1); // one tagged field
+    put_unsigned_varint(buf, 0); // its tag
+    put_unsigned_varint(buf, field.len() as u64);
+    buf.put_slice(&field);
 }
 
 /// A partition's tagged fields (flexible versions), in tag order, each written only
@@ -314,7 +354,7 @@ mod tests {
     use super::*;
     use crate::frame::encode_response;
     use kafka_protocol::messages::fetch_response::{
-        EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch,
+        EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
     };
     use kafka_protocol::messages::{ApiKey, BrokerId, ProducerId, TopicName};
     use kafka_protocol::protocol::StrBytes;
@@ -371,6 +411,19 @@ mod tests {
         if version >= 7 {
             response = response.with_error_code(0).with_session_id(0);
         }
+        if version >= FIRST_NODE_ENDPOINTS_VERSION {
+            response = response.with_node_endpoints(vec![
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(2))
+                    .with_host(StrBytes::from_static_str("broker-2.example"))
+                    .with_port(9094),
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(3))
+                    .with_host(StrBytes::from_static_str("10.0.0.3"))
+                    .with_port(9096)
+                    .with_rack(Some(StrBytes::from_static_str("rack-ü"))),
+            ]);
+        }
         (response, payloads)
     }
 
@@ -426,6 +479,13 @@ mod tests {
         assert!(matches!(
             encode_fetch_response(12, 1, &with_snapshot, payloads.clone()),
             Err(SplicedEncodeError::UnsupportedField("snapshot_id"))
+        ));
+        let (v16, v16_payloads) = sample(16);
+        assert!(matches!(
+            encode_fetch_response(15, 1, &v16, v16_payloads),
+            Err(SplicedEncodeError::UnsupportedField(
+                "node_endpoints before v16"
+            ))
         ));
         let mut inline = response;
         inline.responses[0].partitions[0].records = Some(Bytes::from_static(b"x"));

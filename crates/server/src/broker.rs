@@ -79,6 +79,10 @@ impl Broker {
                 broker_session_timeout: std::time::Duration::from_millis(
                     config.broker_session_timeout_ms,
                 ),
+                unclean_leader_election: config.unclean_leader_election,
+                leader_rebalance_interval: config
+                    .leader_rebalance_interval_s
+                    .map(std::time::Duration::from_secs),
             })
         });
         // A quorum node starts only on directories `ottla format` prepared; their cluster

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod config;
 pub mod coordinator_partition;
 pub mod handlers;
+pub mod leader_hints;
 pub mod metadata_publisher;
 pub mod network;
 pub mod storage;

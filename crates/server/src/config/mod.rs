@@ -139,6 +139,10 @@ pub struct BrokerConfig {
     /// `broker.session.timeout.ms`: the active controller fences a broker silent this
     /// long.
     pub broker_session_timeout_ms: u64,
+    /// `unclean.leader.election.enable`: the default of topics that do not set it.
+    pub unclean_leader_election: bool,
+    /// `leader.imbalance.check.interval.seconds` if `auto.leader.rebalance.enable`.
+    pub leader_rebalance_interval_s: Option<u64>,
     /// How followers fetch (`replica.fetch.*`, `replica.socket.timeout.ms`).
     pub replica_fetcher: ottla_replica::fetcher::FetcherConfig,
     /// `offsets.commit.timeout.ms`: how long a coordinator write waits for its records
@@ -158,8 +162,12 @@ pub const OTTLA_DEFAULTS: &[(&str, &str)] = &[
     ("log.dirs", "./data"),
     ("node.id", "1"),
     ("process.roles", "broker,controller"),
-    // Kafka's own single-node config/server.properties sets these to 1; its built-in
-    // default of 3 would leave a one-broker cluster without consumer groups.
+];
+
+/// Ottla's defaults for a single node (no `controller.quorum.voters`): Kafka's own
+/// single-node config/server.properties sets these to 1; its built-in default of 3
+/// would leave a one-broker cluster without consumer groups. A cluster keeps Kafka's 3.
+pub const SINGLE_NODE_DEFAULTS: &[(&str, &str)] = &[
     ("offsets.topic.replication.factor", "1"),
     ("transaction.state.log.replication.factor", "1"),
 ];
@@ -332,6 +340,12 @@ impl BrokerConfig {
             replica_lag_time_max_ms: positive("replica.lag.time.max.ms")?,
             broker_heartbeat_interval_ms: positive("broker.heartbeat.interval.ms")? as u64,
             broker_session_timeout_ms: positive("broker.session.timeout.ms")? as u64,
+            unclean_leader_election: get("unclean.leader.election.enable")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            leader_rebalance_interval_s: match get("auto.leader.rebalance.enable") {
+                Some(v) if v.trim().eq_ignore_ascii_case("false") => None,
+                _ => Some(positive("leader.imbalance.check.interval.seconds")? as u64),
+            },
             replica_fetcher: ottla_replica::fetcher::FetcherConfig {
                 max_partition_bytes: parse_num("replica.fetch.max.bytes")?
                     .clamp(0, i64::from(i32::MAX)) as i32,
@@ -470,12 +484,15 @@ impl BrokerConfig {
 
 /// `key`'s value: explicit, else Ottla's default, else Kafka's.
 fn resolve_broker_value(explicit: &BTreeMap<String, String>, key: &str) -> Option<String> {
+    let single_node = !explicit.contains_key("controller.quorum.voters");
+    let mut ottla_defaults = OTTLA_DEFAULTS
+        .iter()
+        .chain(SINGLE_NODE_DEFAULTS.iter().filter(|_| single_node));
     explicit
         .get(key)
         .cloned()
         .or_else(|| {
-            OTTLA_DEFAULTS
-                .iter()
+            ottla_defaults
                 .find(|(k, _)| *k == key)
                 .map(|(_, v)| v.to_string())
         })
@@ -563,6 +580,9 @@ mod tests {
                 port: 29093
             }
         );
+        // A cluster keeps Kafka's replication factor of 3 for the internal topics; a
+        // single node (below) defaults to 1.
+        assert_eq!(c.offsets_topic_replication_factor, 3);
         // This node must be a voter, and it needs its CONTROLLER listener.
         let err = config(&[
             ("node.id", "4"),
@@ -581,6 +601,7 @@ mod tests {
         assert!(err.contains("controller.quorum.voters"), "{err}");
         // Without voters: the embedded controller, as before.
         assert!(config(&[]).unwrap().quorum_voters.is_empty());
+        assert_eq!(config(&[]).unwrap().offsets_topic_replication_factor, 1);
     }
 
     #[test]

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use futures_util::future::select_all;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use ottla_log::{LogError, LogSlices};
 use ottla_protocol::frame::Request;
@@ -24,8 +24,9 @@ use ottla_protocol::spliced::encode_fetch_response;
 use ottla_replica::{FetchIsolation, Partition};
 use uuid::Uuid;
 
-use super::{check_leader_epoch, decode, respond, Frame, HandlerError, Reply};
+use super::{check_leader_epoch, decode, respond, str_bytes, Frame, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::leader_hints::{self, LeaderHints};
 
 /// Longest wait honoured, whatever the client asks: bounds how long a delayed fetch
 /// holds its request in memory (Kafka relies on the client's request timeout).
@@ -219,7 +220,10 @@ struct Read {
 
 /// The response frame; record data stays in the segment files until the connection
 /// writes it (zero-copy, see `ottla_protocol::spliced`).
-fn encode_read(plan: &Plan, read: Read) -> Result<Frame, HandlerError> {
+fn encode_read(plan: &Plan, mut read: Read) -> Result<Frame, HandlerError> {
+    if read.has_error {
+        add_leader_hints(plan, &mut read.response);
+    }
     encode_fetch_response(
         plan.version,
         plan.correlation_id,
@@ -232,6 +236,41 @@ fn encode_read(plan: &Plan, read: Read) -> Result<Frame, HandlerError> {
         version: plan.version,
         reason: e.to_string(),
     })
+}
+
+/// KIP-951: a partition refused because this broker does not lead it (or no longer
+/// does) names its current leader, and the response says where that leader is.
+fn add_leader_hints(plan: &Plan, response: &mut FetchResponse) {
+    if plan.version < leader_hints::FIRST_FETCH_VERSION {
+        return;
+    }
+    let mut hints = LeaderHints::new(plan.broker.controller.image());
+    for topic in &mut response.responses {
+        let info = if plan.version >= 13 {
+            hints.image().topic_by_id(&topic.topic_id).cloned()
+        } else {
+            hints.image().topic(topic.topic.as_str()).cloned()
+        };
+        for p in &mut topic.partitions {
+            if let Some((leader, epoch)) =
+                hints.current_leader(info.as_deref(), p.partition_index, p.error_code)
+            {
+                p.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch);
+            }
+        }
+    }
+    response.node_endpoints = hints
+        .endpoints()
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
 }
 
 /// Read every target once (batch headers only: the records are file slices).

@@ -21,6 +21,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_quorum;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -257,6 +258,7 @@ pub fn dispatch(
         ApiKey::DescribeCluster => describe_cluster::handle(broker, &request),
         // May ask the active controller over the network.
         ApiKey::DescribeQuorum => on_blocking_pool(broker, request, describe_quorum::handle),
+        ApiKey::ElectLeaders => on_blocking_pool(broker, request, elect_leaders::handle),
         ApiKey::OffsetCommit => offset_commit::handle(broker, &request),
         ApiKey::OffsetFetch => offset_fetch::handle(broker, &request),
         // The first lookup creates __consumer_offsets (and its partitions).

@@ -8,7 +8,8 @@
 //! in-sync replica has it), bounded by the request's `timeout_ms` (Kafka's
 //! `DelayedProduce`): REQUEST_TIMED_OUT when it expires, NOT_ENOUGH_REPLICAS_AFTER_APPEND
 //! when the ISR shrank below `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER
-//! when leadership moved.
+//! when leadership moved. Answers refused for leadership reasons carry KIP-951's hint
+//! of the current leader (see `crate::leader_hints`).
 //!
 //! A topic whose `flush.messages` asks for an fsync gets it before the answer, as in
 //! Kafka. The fsyncs run on the blocking pool, without the partition's lock, so the
@@ -18,8 +19,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use ottla_controller::TopicInfo;
 use ottla_protocol::batch::BatchIter;
@@ -28,6 +31,7 @@ use ottla_replica::{Appended, Partition, PolicyFlush};
 
 use super::{decode, encode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::leader_hints::{self, LeaderHints};
 
 fn partition_error(
     index: i32,
@@ -129,10 +133,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         };
     }
     if flushes.is_empty() && replication.is_empty() {
-        return respond(
-            request,
-            &ProduceResponse::default().with_responses(responses),
-        );
+        let mut response = ProduceResponse::default().with_responses(responses);
+        add_leader_hints(broker, version, &mut response);
+        return respond(request, &response);
     }
     let (api_key, version, correlation_id) = (request.api_key, version, request.correlation_id());
     let all: Vec<(usize, usize)> = flushes.iter().map(|f| (f.topic, f.index)).collect();
@@ -140,6 +143,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     // connection goes away first, so no plan is left unfinished (an unfinished plan
     // would hold the log's recovery point back until restart).
     let flushing = tokio::task::spawn_blocking(move || complete_flushes(flushes));
+    let broker = broker.clone();
     Ok(Reply::Later(Box::pin(async move {
         let failed = match flushing.await {
             Ok(failed) => failed,
@@ -183,13 +187,41 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 );
             }
         }
-        encode(
-            api_key,
-            version,
-            correlation_id,
-            &ProduceResponse::default().with_responses(responses),
-        )
+        let mut response = ProduceResponse::default().with_responses(responses);
+        add_leader_hints(&broker, version, &mut response);
+        encode(api_key, version, correlation_id, &response)
     })))
+}
+
+/// KIP-951: a partition refused because this broker does not lead it (or no longer
+/// does) names its current leader, and the response says where that leader is.
+fn add_leader_hints(broker: &Broker, version: i16, response: &mut ProduceResponse) {
+    if version < leader_hints::FIRST_PRODUCE_VERSION {
+        return;
+    }
+    let mut hints = LeaderHints::new(broker.controller.image());
+    for topic in &mut response.responses {
+        let info = hints.image().topic(topic.name.as_str()).cloned();
+        for p in &mut topic.partition_responses {
+            if let Some((leader, epoch)) =
+                hints.current_leader(info.as_deref(), p.index, p.error_code)
+            {
+                p.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch);
+            }
+        }
+    }
+    response.node_endpoints = hints
+        .endpoints()
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
 }
 
 /// Why one partition's part of a Produce request is refused: Kafka's error code, and

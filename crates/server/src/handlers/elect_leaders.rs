@@ -1,0 +1,63 @@
+//! ElectLeaders (key 43): preferred or unclean leader elections, what
+//! `kafka-leader-election` and `Admin.electLeaders` send. The active controller decides
+//! (forwarded from any broker, as Kafka does); the answer lists each partition with
+//! ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE, ELIGIBLE_LEADERS_NOT_AVAILABLE
+//! or UNKNOWN_TOPIC_OR_PARTITION where no election took place. Without a partition
+//! list every partition is tried and only those that changed or failed are listed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
+use kafka_protocol::ResponseError;
+use ottla_controller::ElectionType;
+use ottla_protocol::frame::Request;
+
+use super::{decode, respond, str_bytes, HandlerError, Reply};
+use crate::broker::Broker;
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: ElectLeadersRequest = decode(request)?;
+    // v0 has no election type: preferred only.
+    let Some(election) = ElectionType::from_wire(req.election_type) else {
+        let response =
+            ElectLeadersResponse::default().with_error_code(ResponseError::InvalidRequest.code());
+        return respond(request, &response);
+    };
+    let partitions = req.topic_partitions.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.topic.as_str().to_string(), t.partitions))
+            .collect::<Vec<_>>()
+    });
+    let results = match broker.controller.elect_leaders(election, partitions) {
+        Ok(results) => results,
+        Err(e) => {
+            // The whole request failed (no quorum): Kafka answers the top-level error.
+            let response = ElectLeadersResponse::default().with_error_code(e.kafka_error_code());
+            return respond(request, &response);
+        }
+    };
+    let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
+    for result in results {
+        let (code, message) = result.error.unwrap_or((0, String::new()));
+        by_topic.entry(result.topic).or_default().push(
+            PartitionResult::default()
+                .with_partition_id(result.partition)
+                .with_error_code(code)
+                .with_error_message((code != 0).then(|| str_bytes(message))),
+        );
+    }
+    let response = ElectLeadersResponse::default().with_replica_election_results(
+        by_topic
+            .into_iter()
+            .map(|(topic, partitions)| {
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(str_bytes(topic)))
+                    .with_partition_result(partitions)
+            })
+            .collect(),
+    );
+    respond(request, &response)
+}
