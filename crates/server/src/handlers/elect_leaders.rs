@@ -11,7 +11,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::ResponseError;
-use ottla_controller::ElectionType;
+use ottla_controller::{ElectionResult, ElectionType};
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
@@ -31,13 +31,29 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .map(|t| (t.topic.as_str().to_string(), t.partitions))
             .collect::<Vec<_>>()
     });
-    let results = match broker.controller.elect_leaders(election, partitions) {
+    let results = match broker
+        .controller
+        .elect_leaders(election, partitions.clone())
+    {
         Ok(results) => results,
-        Err(e) => {
-            // The whole request failed (no quorum): Kafka answers the top-level error.
+        // The whole request failed (no quorum): Kafka answers the top-level error; v0
+        // has none, so there every partition asked for carries it.
+        Err(e) if request.version() >= 1 => {
             let response = ElectLeadersResponse::default().with_error_code(e.kafka_error_code());
             return respond(request, &response);
         }
+        Err(e) => partitions
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(topic, indexes)| {
+                let error = (e.kafka_error_code(), e.to_string());
+                indexes.into_iter().map(move |partition| ElectionResult {
+                    topic: topic.clone(),
+                    partition,
+                    error: Some(error.clone()),
+                })
+            })
+            .collect(),
     };
     let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
     for result in results {
