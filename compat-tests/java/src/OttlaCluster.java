@@ -7,6 +7,7 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.concurrent.ExecutionException;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -21,6 +22,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
@@ -75,9 +77,15 @@ public final class OttlaCluster extends Harness {
             await(admin.createTopics(List.of(new NewTopic(topic, 6, (short) 1))).all(), "createTopics");
             TopicDescription td = null;
             for (int i = 0; i < 100; i++) {
-                Map<String, TopicDescription> d = admin.describeTopics(List.of(topic)).allTopicNames().get();
-                td = d.get(topic);
-                if (td != null && td.partitions().size() == 6) break;
+                // The broker the Admin asks may not have applied the new topic yet (as in
+                // Kafka, CreateTopics answers once the controller has committed it).
+                try {
+                    Map<String, TopicDescription> d = admin.describeTopics(List.of(topic)).allTopicNames().get();
+                    td = d.get(topic);
+                    if (td != null && td.partitions().size() == 6) break;
+                } catch (ExecutionException e) {
+                    if (!(e.getCause() instanceof UnknownTopicOrPartitionException)) throw e;
+                }
                 Thread.sleep(100);
             }
             require(td != null && td.partitions().size() == 6, "the new topic is described with 6 partitions");

@@ -39,6 +39,16 @@ pub struct ElectionResult {
     pub error: Option<(i16, String)>,
 }
 
+impl ElectionResult {
+    fn new(topic: &str, partition: i32, outcome: Result<(), ControllerError>) -> Self {
+        ElectionResult {
+            topic: topic.to_string(),
+            partition,
+            error: outcome.err().map(|e| (e.kafka_error_code(), e.to_string())),
+        }
+    }
+}
+
 /// The record electing a leader of `partition` under `election`, or why there is none
 /// (Kafka's errors: ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE,
 /// ELIGIBLE_LEADERS_NOT_AVAILABLE).
@@ -159,19 +169,17 @@ impl Controller {
             let mut records = Vec::new();
             let mut results = Vec::new();
             let mut elect = |topic: &TopicInfo, partition: &PartitionInfo| {
-                let outcome = elect_leader(image, topic, partition, election);
-                if let Ok(record) = &outcome {
-                    records.push(record.clone());
-                }
-                (topic.name.clone(), partition.partition, outcome.err())
+                elect_leader(image, topic, partition, election).map(|r| records.push(r))
             };
             match partitions {
                 None => {
                     for topic in image.topics() {
                         for p in &topic.partitions {
-                            let (topic, partition, error) = elect(topic, p);
-                            if !matches!(error, Some(ControllerError::ElectionNotNeeded)) {
-                                results.push((topic, partition, error));
+                            match elect(topic, p) {
+                                Err(ControllerError::ElectionNotNeeded) => {}
+                                outcome => {
+                                    results.push(ElectionResult::new(&topic.name, p.partition, outcome))
+                                }
                             }
                         }
                     }
@@ -180,17 +188,13 @@ impl Controller {
                     for (name, indexes) in wanted {
                         for index in indexes {
                             let found = image.topic(name).and_then(|t| {
-                                let p = t.partitions.get(usize::try_from(*index).ok()?)?;
-                                Some((t, p))
+                                Some((t, t.partitions.get(usize::try_from(*index).ok()?)?))
                             });
-                            results.push(match found {
+                            let outcome = match found {
                                 Some((t, p)) => elect(t, p),
-                                None => (
-                                    name.clone(),
-                                    *index,
-                                    Some(ControllerError::UnknownTopicOrPartition),
-                                ),
-                            });
+                                None => Err(ControllerError::UnknownTopicOrPartition),
+                            };
+                            results.push(ElectionResult::new(name, *index, outcome));
                         }
                     }
                 }
@@ -201,14 +205,6 @@ impl Controller {
                     records.len()
                 );
             }
-            let results = results
-                .into_iter()
-                .map(|(topic, partition, error)| ElectionResult {
-                    topic,
-                    partition,
-                    error: error.map(|e| (e.kafka_error_code(), e.to_string())),
-                })
-                .collect();
             Ok((records, results))
         })
     }
@@ -238,41 +234,13 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
 
     /// Brokers 1-3 registered (those in `fenced` fenced) and topic "t" with one
     /// partition: replicas [1, 2, 3], the given ISR and leader, epochs 3 and 7.
     fn image_with(isr: &[i32], leader: i32, fenced: &[i32]) -> MetadataImage {
-        let mut image = MetadataImage::default();
-        let topic_id = Uuid::new_v4();
-        let mut records = vec![MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id,
-        }];
-        for b in 1..=3 {
-            records.push(MetadataRecord::RegisterBroker {
-                node_id: b,
-                host: "localhost".into(),
-                port: 9000 + b,
-                rack: None,
-            });
-        }
-        records.extend(
-            fenced
-                .iter()
-                .map(|b| MetadataRecord::FenceBroker { node_id: *b }),
-        );
-        records.push(MetadataRecord::Partition {
-            topic_id,
-            partition: 0,
-            replicas: vec![1, 2, 3],
-            isr: isr.to_vec(),
-            leader,
-            leader_epoch: 3,
-            partition_epoch: 7,
-        });
-        for r in &records {
-            image.replay(r).unwrap();
+        let (mut image, _) = crate::replication::tests::image_with(&[1, 2, 3], isr, leader);
+        for broker in fenced {
+            crate::replication::tests::fence(&mut image, *broker);
         }
         image
     }

@@ -958,7 +958,7 @@ impl Controller {
                 });
             }
             // A broker that was fenced (it shut down, or its session expired) is back.
-            records.extend(liveness::unfence(image, info.node_id, &|t| self.unclean_allowed(t)).0);
+            records.extend(self.unfence(image, info.node_id).0);
             Ok((records, ()))
         })
     }
@@ -1415,10 +1415,11 @@ fn new_cluster_id() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn controller(dir: &std::path::Path) -> Arc<Controller> {
+    /// An embedded controller (node 1) with broker 1 registered.
+    pub(crate) fn controller(dir: &std::path::Path) -> Arc<Controller> {
         let c = Controller::open(ControllerConfig {
             node_id: 1,
             metadata_dir: dir.to_path_buf(),

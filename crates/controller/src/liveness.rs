@@ -24,9 +24,6 @@ use crate::{Backend, Controller, ControllerError, ControllerOp, MetadataImage, T
 /// The topic config (and broker default) allowing unclean leader election.
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
-/// Kafka's `broker.session.timeout.ms` default.
-pub const DEFAULT_BROKER_SESSION_TIMEOUT: Duration = Duration::from_millis(9000);
-
 /// When the active controller last heard from each broker.
 #[derive(Debug, Default)]
 pub(crate) struct BrokerSessions {
@@ -61,8 +58,7 @@ impl Controller {
         if !image.fenced_brokers.contains(&node_id) {
             return Ok(());
         }
-        let moved =
-            self.commit(|image| Ok(unfence(image, node_id, &|t| self.unclean_allowed(t))))?;
+        let moved = self.commit(|image| Ok(self.unfence(image, node_id)))?;
         tracing::info!(
             "[QuorumController id={}] Unfenced broker {node_id}; elected leaders for {moved} partitions",
             self.config.node_id
@@ -85,7 +81,7 @@ impl Controller {
             return Err(ControllerError::StaleBrokerEpoch(node_id));
         }
         self.sessions.last_heartbeat.lock().remove(&node_id);
-        let moved = self.commit(|image| Ok(fence(image, node_id, &|t| self.unclean_allowed(t))))?;
+        let moved = self.commit(|image| Ok(self.fence(image, node_id)))?;
         tracing::info!(
             "[QuorumController id={}] Broker {node_id} is in controlled shutdown: moved {moved} partitions off it and fenced it",
             self.config.node_id
@@ -118,7 +114,7 @@ impl Controller {
                 "[QuorumController id={}] Fencing broker {broker} because its session has timed out.",
                 self.config.node_id
             );
-            match self.commit(|image| Ok(fence(image, broker, &|t| self.unclean_allowed(t)))) {
+            match self.commit(|image| Ok(self.fence(image, broker))) {
                 Ok(moved) => tracing::info!(
                     "[QuorumController id={}] Fenced broker {broker}: {moved} partitions changed leader or ISR",
                     self.config.node_id
@@ -155,45 +151,43 @@ impl Controller {
     }
 }
 
-/// The records fencing `broker` in `image` (none if it is fenced already), and how many
-/// partition changes they carry.
-fn fence(
-    image: &MetadataImage,
-    broker: i32,
-    unclean_allowed: &dyn Fn(&TopicInfo) -> bool,
-) -> (Vec<MetadataRecord>, usize) {
-    if image.fenced_brokers.contains(&broker) || !image.brokers.contains_key(&broker) {
-        return (Vec::new(), 0);
+impl Controller {
+    /// The records fencing `broker` in `image` (none if it is fenced already), and how
+    /// many partition changes they carry.
+    fn fence(&self, image: &MetadataImage, broker: i32) -> (Vec<MetadataRecord>, usize) {
+        if image.fenced_brokers.contains(&broker) || !image.brokers.contains_key(&broker) {
+            return (Vec::new(), 0);
+        }
+        let record = MetadataRecord::FenceBroker { node_id: broker };
+        let mut fenced = image.clone();
+        fenced
+            .replay(&record)
+            .expect("a registered broker can be fenced");
+        let changes = remove_broker(&fenced, broker, &|t| self.unclean_allowed(t));
+        let moved = changes.len();
+        let mut records = vec![record];
+        records.extend(changes);
+        (records, moved)
     }
-    let record = MetadataRecord::FenceBroker { node_id: broker };
-    let mut fenced = image.clone();
-    fenced
-        .replay(&record)
-        .expect("a registered broker can be fenced");
-    let changes = remove_broker(&fenced, broker, unclean_allowed);
-    let moved = changes.len();
-    let mut records = vec![record];
-    records.extend(changes);
-    (records, moved)
-}
 
-/// The records unfencing `broker` and electing leaders it makes possible.
-pub(crate) fn unfence(
-    image: &MetadataImage,
-    broker: i32,
-    unclean_allowed: &dyn Fn(&TopicInfo) -> bool,
-) -> (Vec<MetadataRecord>, usize) {
-    if !image.fenced_brokers.contains(&broker) {
-        return (Vec::new(), 0);
+    /// The records unfencing `broker` and electing the leaders it makes possible.
+    pub(crate) fn unfence(
+        &self,
+        image: &MetadataImage,
+        broker: i32,
+    ) -> (Vec<MetadataRecord>, usize) {
+        if !image.fenced_brokers.contains(&broker) {
+            return (Vec::new(), 0);
+        }
+        let record = MetadataRecord::UnfenceBroker { node_id: broker };
+        let mut unfenced = image.clone();
+        unfenced.replay(&record).expect("unfencing always applies");
+        let elections = elect_offline_leaders(&unfenced, &|t| self.unclean_allowed(t));
+        let moved = elections.len();
+        let mut records = vec![record];
+        records.extend(elections);
+        (records, moved)
     }
-    let record = MetadataRecord::UnfenceBroker { node_id: broker };
-    let mut unfenced = image.clone();
-    unfenced.replay(&record).expect("unfencing always applies");
-    let elections = elect_offline_leaders(&unfenced, unclean_allowed);
-    let moved = elections.len();
-    let mut records = vec![record];
-    records.extend(elections);
-    (records, moved)
 }
 
 /// The active controller's session check, on its own thread (changes are committed
@@ -239,7 +233,7 @@ pub(crate) fn spawn_session_checker(
 mod tests {
     use super::*;
     use crate::replication::NO_LEADER as NO_LEADER_ID;
-    use crate::{BrokerInfo, ControllerConfig, CreateTopicSpec};
+    use crate::{BrokerInfo, CreateTopicSpec};
     use std::sync::Arc;
 
     const SESSION: Duration = Duration::from_secs(9);
@@ -247,16 +241,8 @@ mod tests {
     /// An embedded controller with brokers 1-3 registered and a topic with one
     /// partition replicated on all three, led by broker 1.
     fn three_brokers(dir: &std::path::Path) -> Arc<Controller> {
-        let c = Controller::open(ControllerConfig {
-            node_id: 1,
-            metadata_dir: dir.to_path_buf(),
-            default_num_partitions: 1,
-            default_replication_factor: 3,
-            cluster_id: None,
-            quorum: None,
-        })
-        .unwrap();
-        for node_id in 1..=3 {
+        let c = crate::tests::controller(dir);
+        for node_id in 2..=3 {
             c.register_broker(BrokerInfo {
                 node_id,
                 host: "localhost".into(),

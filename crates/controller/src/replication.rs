@@ -191,10 +191,12 @@ pub fn changed(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn image_with(replicas: &[i32], isr: &[i32], leader: i32) -> (MetadataImage, Uuid) {
+    /// Brokers `replicas` registered and topic "t" with one partition on them: the
+    /// given ISR and leader, leader epoch 3, partition epoch 7.
+    pub(crate) fn image_with(replicas: &[i32], isr: &[i32], leader: i32) -> (MetadataImage, Uuid) {
         let mut image = MetadataImage::default();
         let id = Uuid::new_v4();
         let mut records = vec![MetadataRecord::Topic {
@@ -241,10 +243,21 @@ mod tests {
         }
     }
 
-    fn fence(image: &mut MetadataImage, broker: i32) {
+    pub(crate) fn fence(image: &mut MetadataImage, broker: i32) {
         image
             .replay(&MetadataRecord::FenceBroker { node_id: broker })
             .unwrap();
+    }
+
+    /// Fence `broker` and apply the changes that take it out of every partition.
+    fn fence_out(
+        image: &mut MetadataImage,
+        broker: i32,
+        unclean_allowed: &dyn Fn(&TopicInfo) -> bool,
+    ) {
+        fence(image, broker);
+        let records = remove_broker(image, broker, unclean_allowed);
+        apply(image, &records);
     }
 
     fn apply(image: &mut MetadataImage, records: &[MetadataRecord]) {
@@ -264,9 +277,7 @@ mod tests {
     #[test]
     fn unclean_election_takes_a_live_replica_outside_the_isr_when_allowed() {
         let (mut image, id) = image_with(&[1, 2, 3], &[1], 1);
-        fence(&mut image, 1);
-        let records = remove_broker(&image, 1, &unclean_too);
-        apply(&mut image, &records);
+        fence_out(&mut image, 1, &unclean_too);
         assert_eq!(
             state(&image, id),
             (2, vec![2], 4, 8),
@@ -274,10 +285,8 @@ mod tests {
         );
         // Offline partitions get an unclean leader too once a replica returns.
         let (mut image, id) = image_with(&[1, 2], &[1], 1);
-        fence(&mut image, 1);
         fence(&mut image, 2);
-        let records = remove_broker(&image, 1, &unclean_too);
-        apply(&mut image, &records);
+        fence_out(&mut image, 1, &unclean_too);
         assert_eq!(state(&image, id).0, NO_LEADER);
         image
             .replay(&MetadataRecord::UnfenceBroker { node_id: 2 })
@@ -297,9 +306,7 @@ mod tests {
     #[test]
     fn a_fenced_leader_hands_over_to_the_next_in_sync_replica() {
         let (mut image, id) = image_with(&[1, 2, 3], &[1, 2, 3], 1);
-        fence(&mut image, 1);
-        let records = remove_broker(&image, 1, &clean_only);
-        apply(&mut image, &records);
+        fence_out(&mut image, 1, &clean_only);
         assert_eq!(
             state(&image, id),
             (2, vec![2, 3], 4, 8),
@@ -310,9 +317,7 @@ mod tests {
     #[test]
     fn a_fenced_follower_leaves_the_isr_and_the_leader_stays() {
         let (mut image, id) = image_with(&[1, 2, 3], &[1, 2, 3], 1);
-        fence(&mut image, 3);
-        let records = remove_broker(&image, 3, &clean_only);
-        apply(&mut image, &records);
+        fence_out(&mut image, 3, &clean_only);
         assert_eq!(
             state(&image, id),
             (1, vec![1, 2], 3, 8),
@@ -328,9 +333,7 @@ mod tests {
     fn only_in_sync_replicas_are_elected_and_the_last_one_keeps_the_partition() {
         // Broker 3 is a replica but out of the ISR: it may not lead (no unclean election).
         let (mut image, id) = image_with(&[1, 2, 3], &[1], 1);
-        fence(&mut image, 1);
-        let records = remove_broker(&image, 1, &clean_only);
-        apply(&mut image, &records);
+        fence_out(&mut image, 1, &clean_only);
         assert_eq!(
             state(&image, id),
             (NO_LEADER, vec![1], 4, 8),

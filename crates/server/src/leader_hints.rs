@@ -65,3 +65,21 @@ impl LeaderHints {
             .filter_map(|id| self.image.brokers.get(id))
     }
 }
+
+/// The `node_endpoints` of a Produce or Fetch response for the brokers `hints` named:
+/// the two responses have distinct generated `NodeEndpoint` types of the same shape.
+macro_rules! node_endpoints {
+    ($hints:expr, $endpoint:ty) => {
+        $hints
+            .endpoints()
+            .map(|b| {
+                <$endpoint>::default()
+                    .with_node_id(kafka_protocol::messages::BrokerId(b.node_id))
+                    .with_host($crate::handlers::str_bytes(b.host.clone()))
+                    .with_port(b.port)
+                    .with_rack(b.rack.clone().map($crate::handlers::str_bytes))
+            })
+            .collect()
+    };
+}
+pub(crate) use node_endpoints;

@@ -24,7 +24,7 @@ use ottla_protocol::spliced::encode_fetch_response;
 use ottla_replica::{FetchIsolation, Partition};
 use uuid::Uuid;
 
-use super::{check_leader_epoch, decode, respond, str_bytes, Frame, HandlerError, Reply};
+use super::{check_leader_epoch, decode, respond, Frame, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::leader_hints::{self, LeaderHints};
 
@@ -261,16 +261,7 @@ fn add_leader_hints(plan: &Plan, response: &mut FetchResponse) {
             }
         }
     }
-    response.node_endpoints = hints
-        .endpoints()
-        .map(|b| {
-            NodeEndpoint::default()
-                .with_node_id(BrokerId(b.node_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(b.rack.clone().map(str_bytes))
-        })
-        .collect();
+    response.node_endpoints = leader_hints::node_endpoints!(hints, NodeEndpoint);
 }
 
 /// Read every target once (batch headers only: the records are file slices).

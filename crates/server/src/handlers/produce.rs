@@ -212,16 +212,7 @@ fn add_leader_hints(broker: &Broker, version: i16, response: &mut ProduceRespons
             }
         }
     }
-    response.node_endpoints = hints
-        .endpoints()
-        .map(|b| {
-            NodeEndpoint::default()
-                .with_node_id(BrokerId(b.node_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(b.rack.clone().map(str_bytes))
-        })
-        .collect();
+    response.node_endpoints = leader_hints::node_endpoints!(hints, NodeEndpoint);
 }
 
 /// Why one partition's part of a Produce request is refused: Kafka's error code, and
