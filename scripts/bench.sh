@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Ottla's benchmark (issue 4). Not a test: it prints figures and never fails on them.
+# Ottla's benchmark (issues 4 and 12). Not a test: it prints figures and never fails on
+# them.
 #
-#   scripts/bench.sh            full run (BENCH_RUNS runs, about 90 s each at BENCH_SCALE=1)
+#   scripts/bench.sh            full run (BENCH_RUNS runs, about 140 s each at BENCH_SCALE=1
+#                               on 2 vCPUs, 50 s of which the replication scenarios)
 #   scripts/bench.sh --smoke    a tiny run that only checks the harness works (seconds);
 #                               it exits 1 if a scenario failed
 #
@@ -19,8 +21,21 @@
 # file, then the same again over the file's resident pages);
 # then the same produce scenarios against `ottla-bench null-broker`, a server that
 # acknowledges produce requests without storing anything (the ceiling for this machine
-# and client). At the end it prints the machine and ONE markdown table: median and
-# min–max over runs, fraction of the null broker, Kafka 4.1's reference and the targets.
+# and client);
+# then the cost of replication (issue 12), on a fresh single broker and on a fresh
+# three-node cluster on this machine (config/cluster.properties: combined
+# broker+controller nodes, min.insync.replicas=2; own cluster id, formatted nodes,
+# free loopback ports), each with 8-partition topics of replication factor 1 and 3:
+#   - produce 1 KiB records, acks=all, 8 partitions         (throughput, and broker CPU
+#                                                            per GiB: the sum of the
+#                                                            three nodes for the cluster)
+#   - produce latency per delivery report at the fixed rate (1 KiB, acks=all, 8 partitions)
+# The three nodes are stopped together (SIGTERM to all, SIGKILL after 30 s): they are a
+# quorum, and the last one stopped alone could wait for a quorum that is gone.
+# At the end it prints the machine and ONE markdown table: median and min–max over
+# runs, fraction of the null broker (or of the single node, for the three-node rows),
+# Kafka 4.1's reference (none for the replication rows: no Kafka cluster was measured
+# here) and the targets.
 #
 # Environment:
 #   BENCH_RUNS=3              runs (medians are over runs)
@@ -29,9 +44,17 @@
 #   BENCH_LATENCY_LINGER_MS=0 producer linger.ms in the latency scenarios (librdkafka's
 #                             default of 5 ms would add ~2.5 ms to every figure)
 #   BENCH_NULL=1              0 skips the null-broker reference
-#   BENCH_BROKER_OVERRIDES    extra broker settings, space-separated KEY=VALUE
+#   BENCH_CLUSTER=1           0 skips the replication scenarios (single node RF 1 and
+#                             three nodes RF 3)
+#   BENCH_BROKER_OVERRIDES    extra broker settings, space-separated KEY=VALUE (every
+#                             broker, the cluster's nodes included)
 #   BENCH_SCENARIO_TIMEOUT=600  seconds before one scenario is abandoned
-#   BENCH_KEEP=0              1 keeps the work dir (broker logs, raw JSON results)
+#   BENCH_KEEP=0              1 keeps the work dir (broker logs, the cluster's node
+#                             logs in cluster-runN/node-N.log, raw JSON results)
+#   BENCH_BUILD=1             0 skips `cargo build` and uses target/release as it is
+#
+# The binaries are copied into the work dir first, so a rebuild in the same tree
+# during a run does not change what is measured.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +74,7 @@ SCALE="${BENCH_SCALE:-1}"
 RATE="${BENCH_RATE:-20000}"
 LINGER="${BENCH_LATENCY_LINGER_MS:-0}"
 RUN_NULL="${BENCH_NULL:-1}"
+RUN_CLUSTER="${BENCH_CLUSTER:-1}"
 SCENARIO_TIMEOUT="${BENCH_SCENARIO_TIMEOUT:-600}"
 read -r -a BROKER_OVERRIDES <<<"${BENCH_BROKER_OVERRIDES:-}"
 
@@ -59,11 +83,12 @@ scaled_s() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = n * s; if (v < 0.5) v = 0.
 
 if [ "$SMOKE" = 1 ]; then
     RUNS=1
-    N_1K=20000; N_100B=100000; N_CONSUME=20000; LAT_S=1; E2E_S=1; DD_MIB=64
+    N_1K=20000; N_100B=100000; N_CONSUME=20000; N_REPL=20000; LAT_S=1; E2E_S=1; DD_MIB=64
 else
     N_1K=$(scaled 1000000)       # produce 1 KiB, acks=1, 8 partitions
     N_100B=$(scaled 5000000)     # produce 100 B, acks=all, 1 partition
     N_CONSUME=$(scaled 2000000)  # fill, then consume, 1 KiB, 1 partition
+    N_REPL=$(scaled 1000000)     # produce 1 KiB, acks=all, 8 partitions, RF 1 and RF 3
     LAT_S=$(scaled_s 20)         # produce latency at RATE
     E2E_S=$(scaled_s 20)         # end-to-end latency at RATE
     DD_MIB=$(scaled 1024)        # dd to the page cache, for context
@@ -73,19 +98,28 @@ LAT_N=$(awk -v r="$RATE" -v s="$LAT_S" 'BEGIN { v = int(r * s); if (v < 1) v = 1
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # ---------------------------------------------------------------------------
-say "building (cargo build --release -p ottla -p ottla-bench)"
-if ! cargo build --release -p ottla -p ottla-bench; then
-    echo "bench.sh: build failed" >&2
-    exit 1
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+    say "building (cargo build --release -p ottla -p ottla-bench)"
+    if ! cargo build --release -p ottla -p ottla-bench; then
+        echo "bench.sh: build failed" >&2
+        exit 1
+    fi
 fi
-OTTLA="$ROOT/target/release/ottla"
-BENCH="$ROOT/target/release/ottla-bench"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ottla-bench.XXXXXX")"
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 BPID=""
 NPID=""
+CPIDS=()  # the three-node cluster's node pids
+CPORTS=() # its client and CONTROLLER ports (see cluster_node_args)
+CDIR=""   # its data and logs
+mkdir -p "$WORK/bin"
+for b in ottla ottla-bench; do
+    cp "$ROOT/target/release/$b" "$WORK/bin/$b" || { echo "bench.sh: no $ROOT/target/release/$b" >&2; rm -rf "$WORK"; exit 1; }
+done
+OTTLA="$WORK/bin/ottla"
+BENCH="$WORK/bin/ottla-bench"
 
 stop_pid() { # pid: SIGTERM, wait up to 30 s, then SIGKILL
     local pid="$1" i
@@ -100,10 +134,46 @@ stop_pid() { # pid: SIGTERM, wait up to 30 s, then SIGKILL
     wait "$pid" 2>/dev/null
     return 0
 }
+# stop_cluster [RUN]: SIGTERM to the three nodes at once (stopping them one by one
+# could leave the last without a quorum to finish its controlled shutdown), wait up to
+# 30 s for all, then SIGKILL; with RUN, record the shutdown time, or an error.
+stop_cluster() {
+    local run="${1:-}" pid i left t0 t1 killed=""
+    [ "${#CPIDS[@]}" -gt 0 ] || return 0
+    t0=$(date +%s.%N)
+    for pid in "${CPIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for i in $(seq 300); do
+        left=0
+        for pid in "${CPIDS[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    t1=$(date +%s.%N)
+    for i in "${!CPIDS[@]}"; do
+        pid="${CPIDS[$i]}"
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "    (cluster node $((i + 1)), pid $pid, ignored SIGTERM for 30 s; killing)" >&2
+            kill -KILL "$pid" 2>/dev/null
+            killed="$killed $((i + 1))"
+        fi
+    done
+    for pid in "${CPIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    CPIDS=()
+    if [ -n "$run" ]; then
+        if [ -n "$killed" ]; then
+            emit_error "$run" cluster shutdown "node(s)$killed did not exit within 30 s of SIGTERM; killed"
+        else
+            awk -v a="$t0" -v b="$t1" 'BEGIN { printf "    cluster stopped in %.2f s\n", b - a }' >&2
+        fi
+    fi
+    return 0
+}
 cleanup() {
     stop_pid "$BPID"; BPID=""
     stop_pid "$NPID"; NPID=""
+    stop_cluster
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        rm -rf "$WORK/bin"
         echo "work dir kept: $WORK" >&2
     else
         rm -rf "$WORK"
@@ -123,15 +193,21 @@ emit_error() { # run target scenario message
 }
 
 CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
-cpu_ticks() { # utime + stime of a pid, in clock ticks (fields 14 and 15 of /proc/pid/stat)
-    local rest
-    rest="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
-    awk '{ print $12 + $13 }' <<<"$rest"
+cpu_ticks() { # utime + stime of a pid, or the sum over comma-separated pids, in clock
+    # ticks (fields 14 and 15 of /proc/pid/stat)
+    local pid rest sum=0 pids
+    IFS=, read -r -a pids <<<"$1"
+    for pid in "${pids[@]}"; do
+        rest="$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null)" || continue
+        sum=$(awk -v s="$sum" '{ print s + $12 + $13 }' <<<"$rest")
+    done
+    echo "$sum"
 }
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
-# Run one bench subcommand and record its JSON line.
-#   scenario RUN TARGET NAME [cpu-pid] -- ottla-bench args...
+# Run one bench subcommand and record its JSON line. CPU-PIDS: one pid or a
+# comma-separated list whose CPU time is summed.
+#   scenario RUN TARGET NAME [cpu-pids] -- ottla-bench args...
 scenario() {
     local run="$1" target="$2" name="$3"; shift 3
     local cpu_pid=""
@@ -182,6 +258,103 @@ log_problems() { # run target logfile: record WARN/ERROR lines of a server log
 
 SET_LAT=(--set "linger.ms=$LINGER")
 
+OVERRIDES=()
+for o in "${BROKER_OVERRIDES[@]}"; do OVERRIDES+=(--override "$o"); done
+
+# start_broker RUN DATA LOG: a fresh single broker on a free port; sets BPID and BOOT.
+# Fails (recording why) if it does not answer Metadata.
+start_broker() {
+    local run="$1" data="$2" log="$3" port
+    port="$("$BENCH" free-port)"
+    BOOT="127.0.0.1:$port"
+    "$OTTLA" serve --override "log.dirs=$data" --override "listeners=PLAINTEXT://$BOOT" "${OVERRIDES[@]}" 2>"$log" &
+    BPID=$!
+    say "run $run/$RUNS · broker pid $BPID on $BOOT, data in $data"
+    if ! broker_ready "$BOOT"; then
+        emit_error "$run" ottla broker "broker did not answer Metadata: $(tail -n 3 "$log" | tr '\n' ' ')"
+        stop_pid "$BPID"; BPID=""
+        return 1
+    fi
+}
+
+cluster_alive() { # all three nodes running
+    local pid
+    [ "${#CPIDS[@]}" = 3 ] || return 1
+    for pid in "${CPIDS[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
+}
+cluster_tail() { # the last lines of every node's log, on one line
+    local n
+    for n in 1 2 3; do printf 'node %s: %s ' "$n" "$(tail -n 2 "$CDIR/node-$n.log" 2>/dev/null | tr '\n' ' ')"; done
+}
+
+# cluster_node_args N: node N's settings (NUL-separated), for format and serve alike:
+# config/cluster.properties with its own node.id, data dir and listeners, and the
+# quorum on this run's CONTROLLER ports (CPORTS: client and CONTROLLER port of node 1,
+# then node 2, then node 3).
+cluster_node_args() {
+    local n="$1"
+    printf '%s\0' --config "$ROOT/config/cluster.properties" --override "node.id=$n" \
+        --override "log.dirs=$CDIR/node-$n" \
+        --override "listeners=PLAINTEXT://127.0.0.1:${CPORTS[$((2 * n - 2))]},CONTROLLER://127.0.0.1:${CPORTS[$((2 * n - 1))]}" \
+        --override "controller.quorum.voters=1@127.0.0.1:${CPORTS[1]},2@127.0.0.1:${CPORTS[3]},3@127.0.0.1:${CPORTS[5]}" \
+        "${OVERRIDES[@]}"
+}
+
+# start_cluster RUN: format and start three nodes (config/cluster.properties) on six
+# free loopback ports, data and logs in $WORK/cluster-runRUN; sets CPIDS, CDIR and
+# CBOOT (the three client listeners). Waits until every node's Metadata names three
+# brokers. Fails (recording why) otherwise.
+start_cluster() {
+    local run="$1" ports=() p n i id voters
+    CDIR="$WORK/cluster-run$run"
+    mkdir -p "$CDIR"
+    for i in $(seq 50); do
+        [ "${#ports[@]}" -ge 6 ] && break
+        p="$("$BENCH" free-port)" || continue
+        case " ${ports[*]} " in *" $p "*) ;; *) ports+=("$p") ;; esac
+    done
+    if [ "${#ports[@]}" -lt 6 ]; then
+        emit_error "$run" cluster start "could not find six free ports"
+        return 1
+    fi
+    CPORTS=("${ports[@]}")
+    voters="1@127.0.0.1:${ports[1]},2@127.0.0.1:${ports[3]},3@127.0.0.1:${ports[5]}"
+    CBOOT="127.0.0.1:${ports[0]},127.0.0.1:${ports[2]},127.0.0.1:${ports[4]}"
+    id="$("$OTTLA" random-uuid)" || { emit_error "$run" cluster start "ottla random-uuid failed"; return 1; }
+    local args
+    for n in 1 2 3; do
+        mapfile -d '' args < <(cluster_node_args "$n")
+        if ! "$OTTLA" format -t "$id" "${args[@]}" >>"$CDIR/node-$n.log" 2>&1; then
+            emit_error "$run" cluster start "ottla format failed for node $n: $(tail -n 2 "$CDIR/node-$n.log" | tr '\n' ' ')"
+            return 1
+        fi
+    done
+    for n in 1 2 3; do
+        mapfile -d '' args < <(cluster_node_args "$n")
+        "$OTTLA" serve "${args[@]}" >>"$CDIR/node-$n.log" 2>&1 &
+        CPIDS+=($!)
+    done
+    say "run $run/$RUNS · cluster pids ${CPIDS[*]} on $CBOOT (controllers $voters), data in $CDIR"
+    # Every node answers Metadata naming three (registered, unfenced) brokers.
+    local t0 ready
+    t0=$(date +%s)
+    for n in 1 2 3; do
+        ready=0
+        while [ $(( $(date +%s) - t0 )) -lt 60 ]; do
+            cluster_alive || break
+            if "$BENCH" wait --bootstrap "127.0.0.1:${CPORTS[$((2 * n - 2))]}" --brokers 3 --timeout-s 1 >/dev/null 2>&1; then
+                ready=1
+                break
+            fi
+        done
+        if [ "$ready" = 0 ]; then
+            emit_error "$run" cluster start "node $n's Metadata did not name 3 brokers within 60 s$(cluster_alive || echo ' (a node exited)'); $(cluster_tail)"
+            return 1
+        fi
+    done
+    echo "    all three nodes name three brokers, $(( $(date +%s) - t0 )) s after start" >&2
+}
+
 # timed_dd RUN SCENARIO LABEL [DD_ARGS...]: write DD_MIB MiB of zeros to $WORK/dd.tmp,
 # print and record the rate; fails if dd does.
 timed_dd() {
@@ -214,18 +387,7 @@ for run in $(seq "$RUNS"); do
     # --- a fresh broker for the load scenarios
     DATA="$WORK/data-run$run"
     BLOG="$WORK/broker-run$run.log"
-    PORT="$("$BENCH" free-port)"
-    BOOT="127.0.0.1:$PORT"
-    overrides=()
-    for o in "${BROKER_OVERRIDES[@]}"; do overrides+=(--override "$o"); done
-    "$OTTLA" serve --override "log.dirs=$DATA" --override "listeners=PLAINTEXT://$BOOT" "${overrides[@]}" 2>"$BLOG" &
-    BPID=$!
-    say "run $run/$RUNS · broker pid $BPID on $BOOT, data in $DATA"
-    if ! broker_ready "$BOOT"; then
-        emit_error "$run" ottla broker "broker did not answer Metadata: $(tail -n 3 "$BLOG" | tr '\n' ' ')"
-        stop_pid "$BPID"; BPID=""
-        continue
-    fi
+    start_broker "$run" "$DATA" "$BLOG" || continue
 
     scenario "$run" ottla produce_1k_acks1_8p "$BPID" -- produce --bootstrap "$BOOT" --topic bench-1k-8p \
         --partitions 8 --record-size 1024 --records "$N_1K" --acks 1
@@ -273,6 +435,64 @@ for run in $(seq "$RUNS"); do
         stop_pid "$NPID"; NPID=""
         log_problems "$run" null "$NLOG"
     fi
+
+    # --- the cost of replication: 1 KiB, acks=all, 8 partitions, on a fresh single
+    # broker (replication factor 1), then on a fresh three-node cluster (factor 3)
+    if [ "$RUN_CLUSTER" = 1 ]; then
+        DATA="$WORK/data-repl-run$run"
+        BLOG="$WORK/broker-repl-run$run.log"
+        if start_broker "$run" "$DATA" "$BLOG"; then
+            for t in bench-1k-8p-rf1 bench-latency-8p-rf1; do
+                "$BENCH" create-topic --bootstrap "$BOOT" --topic "$t" --partitions 8 --replication-factor 1 \
+                    --timeout-s 60 >/dev/null 2> >(sed 's/^/    /' >&2) ||
+                    emit_error "$run" ottla create-topic "could not create $t (8 partitions, RF 1)"
+            done
+            broker_alive && scenario "$run" ottla produce_1k_acksall_8p "$BPID" -- produce --bootstrap "$BOOT" \
+                --topic bench-1k-8p-rf1 --partitions 8 --record-size 1024 --records "$N_REPL" --acks all
+            broker_alive && scenario "$run" ottla latency_1k_acksall_8p -- produce --bootstrap "$BOOT" \
+                --topic bench-latency-8p-rf1 --partitions 8 --record-size 1024 --records "$LAT_N" --rate "$RATE" \
+                --acks all "${SET_LAT[@]}"
+            if ! broker_alive; then
+                emit_error "$run" ottla broker "broker process died; log tail: $(tail -n 3 "$BLOG" | tr '\n' ' ')"
+            fi
+            stop_pid "$BPID"; BPID=""
+            log_problems "$run" ottla "$BLOG"
+            rm -rf "$DATA"
+        fi
+
+        if start_cluster "$run"; then
+            # Creating a replication-factor-3 topic succeeds only once three brokers are
+            # registered; create-topic retries until then (60 s at most) and waits for
+            # every partition's leader and full ISR.
+            topics_ok=1
+            for t in bench-1k-8p-rf3 bench-latency-8p-rf3; do
+                if ! "$BENCH" create-topic --bootstrap "$CBOOT" --topic "$t" --partitions 8 --replication-factor 3 \
+                    --timeout-s 60 >/dev/null 2> >(sed 's/^/    /' >&2); then
+                    emit_error "$run" cluster create-topic "could not create $t (8 partitions, RF 3); $(cluster_tail)"
+                    topics_ok=0
+                fi
+            done
+            CPU_PIDS="$(IFS=,; echo "${CPIDS[*]}")"
+            if [ "$topics_ok" = 1 ]; then
+                cluster_alive && scenario "$run" cluster produce_1k_acksall_8p "$CPU_PIDS" -- produce \
+                    --bootstrap "$CBOOT" --topic bench-1k-8p-rf3 --partitions 8 --replication-factor 3 \
+                    --record-size 1024 --records "$N_REPL" --acks all --no-create
+                cluster_alive && scenario "$run" cluster latency_1k_acksall_8p -- produce --bootstrap "$CBOOT" \
+                    --topic bench-latency-8p-rf3 --partitions 8 --replication-factor 3 --record-size 1024 \
+                    --records "$LAT_N" --rate "$RATE" --acks all --no-create "${SET_LAT[@]}"
+            fi
+            if ! cluster_alive; then
+                echo "    a cluster node died during run $run: $(cluster_tail)" >&2
+                emit_error "$run" cluster node "a node exited during the run; $(cluster_tail)"
+            fi
+        fi
+        stop_cluster "$run"
+        for n in 1 2 3; do
+            [ -f "$CDIR/node-$n.log" ] && log_problems "$run" cluster "$CDIR/node-$n.log"
+        done
+        du -sh "$CDIR" 2>/dev/null | awk '{ print "    cluster data written: " $1 }' >&2
+        [ -n "$CDIR" ] && rm -rf "$CDIR"/node-[123]
+    fi
 done
 elapsed=$(( $(date +%s) - start_time ))
 
@@ -287,6 +507,7 @@ echo
 echo "Machine: $(nproc) CPU(s), ${model:-unknown CPU}, ${ram:-? GiB} RAM; $(uname -sr); $(date -u '+%Y-%m-%d %H:%M UTC')."
 echo "Ottla $commit; client librdkafka (rdkafka crate, bundled); $RUNS run(s) in ${elapsed}s$([ "$SMOKE" = 1 ] && echo ', SMOKE RUN (tiny sizes, figures meaningless)')."
 echo "Sizes: produce 1 KiB × $N_1K, produce 100 B × $N_100B, consume 1 KiB × $N_CONSUME; latency $RATE msg/s for ${LAT_S}s and ${E2E_S}s with linger.ms=$LINGER (otherwise librdkafka defaults); dd ${DD_MIB} MiB."
+[ "$RUN_CLUSTER" = 1 ] && echo "Replication: produce 1 KiB × $N_REPL and latency $RATE msg/s for ${LAT_S}s, acks=all, 8 partitions, on one fresh broker (RF 1) and on a fresh three-node cluster on this machine (RF 3, min.insync.replicas=2, config/cluster.properties); Kafka 4.1 was not measured for these (no Kafka cluster here)."
 echo
 "$BENCH" report --results "$RESULTS" || { echo "(report failed; raw results in $RESULTS)"; [ "$SMOKE" = 1 ] && exit 1; }
 # A full run never fails on a figure; a smoke run exists to check the harness, so a

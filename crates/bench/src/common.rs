@@ -171,22 +171,46 @@ pub fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
-/// Create `topic` with `partitions` partitions (replication factor 1) unless it exists.
-/// Returns whether it was created.
+/// Create `topic` with `partitions` partitions and `replication_factor` replicas unless
+/// it exists. Returns whether it was created.
 pub fn ensure_topic(
     bootstrap: &str,
     sets: &[String],
     topic: &str,
     partitions: i32,
+    replication_factor: i32,
 ) -> Result<bool> {
-    let config = client_config(bootstrap, &[], sets)?;
-    let admin: AdminClient<BenchContext> = config
-        .create_with_context(BenchContext::new("admin", Instant::now(), false))
-        .context("creating the admin client")?;
+    let admin = admin_client(bootstrap, sets, "admin")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    create_topic_once(&admin, &runtime, topic, partitions, replication_factor)
+}
+
+/// An admin client whose librdkafka messages are prefixed with `name`.
+pub fn admin_client(
+    bootstrap: &str,
+    sets: &[String],
+    name: &'static str,
+) -> Result<AdminClient<BenchContext>> {
+    client_config(bootstrap, &[], sets)?
+        .create_with_context(BenchContext::new(name, Instant::now(), false))
+        .context("creating the admin client")
+}
+
+/// One CreateTopics request: Ok(true) when created, Ok(false) when it already exists.
+pub fn create_topic_once(
+    admin: &AdminClient<BenchContext>,
+    runtime: &tokio::runtime::Runtime,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<bool> {
+    let new_topic = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(30)))
         .request_timeout(Some(Duration::from_secs(30)));

@@ -27,6 +27,9 @@ pub struct E2eArgs {
     /// Partitions to create the topic with when it does not exist yet.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
+    /// Replication factor to create the topic with when it does not exist yet.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
     /// Records per second.
     #[arg(long)]
     pub rate: f64,
@@ -50,7 +53,13 @@ pub fn run(args: E2eArgs) -> Result<Value> {
     if args.record_size < 16 {
         bail!("--record-size must be at least 16 bytes");
     }
-    ensure_topic(&args.bootstrap, &[], &args.topic, args.partitions)?;
+    ensure_topic(
+        &args.bootstrap,
+        &[],
+        &args.topic,
+        args.partitions,
+        args.replication_factor,
+    )?;
     let origin = Instant::now();
     let run_id: u64 = {
         let t = std::time::SystemTime::now()

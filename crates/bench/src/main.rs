@@ -9,6 +9,7 @@ mod null_broker;
 mod produce;
 mod report;
 mod startup;
+mod topic;
 
 use std::process::ExitCode;
 
@@ -37,8 +38,10 @@ enum Command {
     NullBroker(null_broker::NullBrokerArgs),
     /// Time from spawning a broker to its first answered Metadata request.
     Startup(startup::StartupArgs),
-    /// Wait until a broker answers Metadata.
+    /// Wait until a broker answers Metadata (naming at least --brokers brokers).
     Wait(startup::WaitArgs),
+    /// Create a topic, retrying until the cluster accepts it, and wait for its leaders and ISRs.
+    CreateTopic(topic::CreateTopicArgs),
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
     /// Print the markdown table for a results file written by scripts/bench.sh.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::NullBroker(a) => null_broker::run(a),
         Command::Startup(a) => startup::run(a),
         Command::Wait(a) => startup::wait(a),
+        Command::CreateTopic(a) => topic::run(a),
         Command::FreePort => startup::free_port().map(|p| serde_json::json!(p)),
         Command::Report(a) => report::run(a).map(|()| serde_json::Value::Null),
     };

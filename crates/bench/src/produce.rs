@@ -24,7 +24,7 @@ use crate::common::{
 
 #[derive(clap::Args, Debug)]
 pub struct ProduceArgs {
-    /// host:port of the broker
+    /// host:port of the broker, or a comma-separated list (librdkafka bootstrap.servers)
     #[arg(long)]
     pub bootstrap: String,
     #[arg(long)]
@@ -32,6 +32,9 @@ pub struct ProduceArgs {
     /// Partitions to create the topic with when it does not exist yet.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
+    /// Replication factor to create the topic with when it does not exist yet.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
     /// Value size in bytes (records have no key).
     #[arg(long, default_value_t = 1024)]
     pub record_size: usize,
@@ -152,7 +155,13 @@ pub fn connect_producer(
 
 pub fn run(args: ProduceArgs) -> Result<Value> {
     if !args.no_create {
-        let created = ensure_topic(&args.bootstrap, &[], &args.topic, args.partitions)?;
+        let created = ensure_topic(
+            &args.bootstrap,
+            &[],
+            &args.topic,
+            args.partitions,
+            args.replication_factor,
+        )?;
         eprintln!(
             "[produce] topic {} {}",
             args.topic,

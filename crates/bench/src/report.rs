@@ -1,6 +1,8 @@
 //! `report`: turn the JSON lines `scripts/bench.sh` collected into one markdown table
 //! (median and min–max over runs, the fraction of the null broker, Kafka 4.1's figures
-//! from issue 4 and Ottla's targets), followed by notes on anything that went wrong.
+//! from issue 4 and Ottla's targets; for the replication scenarios of issue 12, the
+//! three-node cluster against a single node), followed by notes on anything that went
+//! wrong.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -114,6 +116,8 @@ struct Row {
     null: Option<f64>,
     /// Show the null broker's own figure instead of a fraction (latencies).
     null_as_value: bool,
+    /// What `null` is the figure of: "null" (the null broker) or "single node".
+    vs_name: &'static str,
     reference: &'static str,
     goal: Goal,
 }
@@ -141,8 +145,9 @@ impl Row {
             _ => None,
         };
         let vs_null = match (self.null_as_value, self.null, ratio) {
-            (true, Some(n), _) => format!("null: {}", fmt(n, self.unit)),
-            (false, _, Some(r)) => format!("{:.0} %", r * 100.0),
+            (true, Some(n), _) => format!("{}: {}", self.vs_name, fmt(n, self.unit)),
+            (false, _, Some(r)) if self.vs_name == "null" => format!("{:.0} %", r * 100.0),
+            (false, _, Some(r)) => format!("{:.0} % of {}", r * 100.0, self.vs_name),
             _ => "—".to_string(),
         };
         let target = match &self.goal {
@@ -189,6 +194,115 @@ const P100: &str = "produce_100b_acksall_1p";
 const CONSUME: &str = "consume_1k_1p";
 const LAT: &str = "latency_1k_acksall";
 const E2E: &str = "e2e_1k_acksall";
+const FILL: &str = "fill_1k_1p";
+/// The replication scenarios: the same on a single node (target "ottla", replication
+/// factor 1) and on three nodes (target "cluster", replication factor 3).
+const REPL_P: &str = "produce_1k_acksall_8p";
+const REPL_LAT: &str = "latency_1k_acksall_8p";
+const KAFKA_CLUSTER: &str = "not measured here";
+
+/// Per run, broker CPU over `scenarios` of `target` / the bytes they moved, in s/GiB.
+fn cpu_per_gib(entries: &[Entry], target: &str, scenarios: &[&str]) -> Vec<f64> {
+    let mut cpu_by_run: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.target == target && scenarios.contains(&e.scenario.as_str()))
+    {
+        if let (Some(cpu), Some(r)) = (e.cpu_s, &e.result) {
+            if let Some(bytes) = r["bytes"].as_f64() {
+                let slot = cpu_by_run.entry(e.run).or_default();
+                slot.0 += cpu;
+                slot.1 += bytes;
+            }
+        }
+    }
+    cpu_by_run
+        .values()
+        .filter(|(_, b)| *b > 0.0)
+        .map(|(c, b)| c / b * (1u64 << 30) as f64)
+        .collect()
+}
+
+/// Rows comparing the three-node cluster (replication factor 3) with a single node on
+/// the same scenarios: each single-node row followed by its three-node row.
+fn replication_rows(entries: &[Entry], rows: &mut Vec<Row>) {
+    let single = |label: String, unit: &'static str, values: Vec<f64>| Row {
+        label: format!("{label}: single node (RF 1)"),
+        unit,
+        values,
+        null: None,
+        null_as_value: false,
+        vs_name: "null",
+        reference: KAFKA_CLUSTER,
+        goal: Goal::None,
+    };
+    let three = |label: String, unit: &'static str, values: Vec<f64>, single: &Row, value| Row {
+        label: format!("{label}: three nodes (RF 3)"),
+        unit,
+        values,
+        null: median(&single.values),
+        null_as_value: value,
+        vs_name: "single node",
+        reference: KAFKA_CLUSTER,
+        goal: Goal::None,
+    };
+    let label = "produce 1 KiB, acks=all, 8 partitions";
+    for (path, unit) in [("msgs_per_s", "msg/s"), ("mb_per_s", "MB/s")] {
+        let s = single(label.into(), unit, values(entries, "ottla", REPL_P, path));
+        let t = three(
+            label.into(),
+            unit,
+            values(entries, "cluster", REPL_P, path),
+            &s,
+            false,
+        );
+        rows.push(s);
+        rows.push(t);
+    }
+    let rate = median(&values(entries, "cluster", REPL_LAT, "rate"))
+        .or_else(|| median(&values(entries, "ottla", REPL_LAT, "rate")))
+        .unwrap_or(20_000.0);
+    for (path, p) in [
+        ("latency.p50_ms", "p50"),
+        ("latency.p99_ms", "p99"),
+        ("latency.p999_ms", "p99.9"),
+    ] {
+        let label = format!(
+            "produce latency {p}, {} msg/s of 1 KiB, acks=all, 8 partitions",
+            thousands(rate)
+        );
+        let s = single(
+            label.clone(),
+            "ms",
+            values(entries, "ottla", REPL_LAT, path),
+        );
+        let t = three(
+            label,
+            "ms",
+            values(entries, "cluster", REPL_LAT, path),
+            &s,
+            true,
+        );
+        rows.push(s);
+        rows.push(t);
+    }
+    let label = "broker CPU (user+sys) per GiB produced, 1 KiB, acks=all, 8 partitions";
+    let s = single(
+        label.into(),
+        "s/GiB",
+        cpu_per_gib(entries, "ottla", &[REPL_P]),
+    );
+    let mut t = three(
+        label.into(),
+        "s/GiB",
+        cpu_per_gib(entries, "cluster", &[REPL_P]),
+        &s,
+        true,
+    );
+    t.label = format!("{label}: three nodes (RF 3), sum of the 3 brokers");
+    rows.push(s);
+    rows.push(t);
+}
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.results)
@@ -215,6 +329,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
                 values: values(&entries, "ottla", scenario, path),
                 null: median(&values(&entries, "null", scenario, path)),
                 null_as_value: false,
+                vs_name: "null",
                 reference,
                 goal: Goal::AtLeast(goal, Some(0.8)),
             });
@@ -244,6 +359,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         values: values(&entries, "ottla", CONSUME, "mb_per_s"),
         null: None,
         null_as_value: false,
+        vs_name: "null",
         reference: "713",
         goal: Goal::AtLeast(1069.5, None),
     });
@@ -253,6 +369,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         values: values(&entries, "ottla", CONSUME, "msgs_per_s"),
         null: None,
         null_as_value: false,
+        vs_name: "null",
         reference: "—",
         goal: Goal::None,
     });
@@ -288,6 +405,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
                     None
                 },
                 null_as_value: true,
+                vs_name: "null",
                 reference: "—",
                 goal,
             });
@@ -304,6 +422,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         values: kb_to_mb(values(&entries, "ottla", "memory", "vm_hwm_kb")),
         null: None,
         null_as_value: false,
+        vs_name: "null",
         reference: "800",
         goal: Goal::Below(80.0),
     });
@@ -313,35 +432,23 @@ pub fn run(args: ReportArgs) -> Result<()> {
         values: kb_to_mb(values(&entries, "ottla", "memory", "rss_anon_kb")),
         null: None,
         null_as_value: false,
+        vs_name: "null",
         reference: "—",
         goal: Goal::None,
     });
     // CPU per GiB: per run, broker CPU over the produce (or consume) scenarios / bytes
     // they moved.
-    for (what, consume) in [("produced", false), ("consumed", true)] {
-        let mut cpu_by_run: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-        for e in entries
-            .iter()
-            .filter(|e| e.target == "ottla" && (e.scenario == CONSUME) == consume)
-        {
-            if let (Some(cpu), Some(r)) = (e.cpu_s, &e.result) {
-                if let Some(bytes) = r["bytes"].as_f64() {
-                    let slot = cpu_by_run.entry(e.run).or_default();
-                    slot.0 += cpu;
-                    slot.1 += bytes;
-                }
-            }
-        }
+    for (what, scenarios) in [
+        ("produced", &[P1K, P100, FILL][..]),
+        ("consumed", &[CONSUME]),
+    ] {
         rows.push(Row {
             label: format!("broker CPU (user+sys) per GiB {what}"),
             unit: "s/GiB",
-            values: cpu_by_run
-                .values()
-                .filter(|(_, b)| *b > 0.0)
-                .map(|(c, b)| c / b * (1u64 << 30) as f64)
-                .collect(),
+            values: cpu_per_gib(&entries, "ottla", scenarios),
             null: None,
             null_as_value: false,
+            vs_name: "null",
             reference: "—",
             goal: Goal::None,
         });
@@ -352,9 +459,16 @@ pub fn run(args: ReportArgs) -> Result<()> {
         values: values(&entries, "ottla", "startup", "startup_ms"),
         null: None,
         null_as_value: false,
+        vs_name: "null",
         reference: "3,300",
         goal: Goal::Below(100.0),
     });
+    if entries
+        .iter()
+        .any(|e| e.target == "cluster" || e.scenario == REPL_P || e.scenario == REPL_LAT)
+    {
+        replication_rows(&entries, &mut rows);
+    }
     for (scenario, label) in [
         (P1K, "null broker: produce 1 KiB, acks=1, 8 partitions"),
         (P100, "null broker: produce 100 B, acks=all, 1 partition"),
@@ -365,6 +479,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
             values: values(&entries, "null", scenario, "msgs_per_s"),
             null: None,
             null_as_value: false,
+            vs_name: "null",
             reference: "—",
             goal: Goal::None,
         });
@@ -386,13 +501,14 @@ pub fn run(args: ReportArgs) -> Result<()> {
             values: values(&entries, "machine", scenario, "mb_per_s"),
             null: None,
             null_as_value: false,
+            vs_name: "null",
             reference: "—",
             goal: Goal::None,
         });
     }
 
     println!(
-        "| scenario | median | min–max | unit | vs null broker | Kafka 4.1 reference | target |"
+        "| scenario | median | min–max | unit | vs null broker (or single node) | Kafka 4.1 reference | target |"
     );
     println!("|---|---:|---:|---|---:|---:|---|");
     for row in &rows {

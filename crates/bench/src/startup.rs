@@ -40,6 +40,9 @@ pub struct WaitArgs {
     pub bootstrap: String,
     #[arg(long, default_value_t = 30.0)]
     pub timeout_s: f64,
+    /// Wait until Metadata names at least this many (unfenced) brokers.
+    #[arg(long, default_value_t = 1)]
+    pub brokers: usize,
 }
 
 /// A TCP port that was free a moment ago.
@@ -75,8 +78,9 @@ fn header(key: ApiKey, version: i16, correlation_id: i32) -> RequestHeader {
         .with_client_id(Some(StrBytes::from_static_str("ottla-bench")))
 }
 
-/// One ApiVersions v0 and one Metadata v1 (no topics) round trip.
-pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<()> {
+/// One ApiVersions v0 and one Metadata v1 (no topics) round trip, which must name at
+/// least `min_brokers` brokers.
+pub fn probe(addr: SocketAddr, timeout: Duration, min_brokers: usize) -> Result<()> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -110,6 +114,12 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<()> {
     if metadata.brokers.is_empty() {
         bail!("Metadata names no broker yet");
     }
+    if metadata.brokers.len() < min_brokers {
+        bail!(
+            "Metadata names {} broker(s), waiting for {min_brokers}",
+            metadata.brokers.len()
+        );
+    }
     Ok(())
 }
 
@@ -117,13 +127,14 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<()> {
 fn wait_for(
     addr: SocketAddr,
     deadline: Instant,
+    min_brokers: usize,
     mut alive: impl FnMut() -> Result<()>,
 ) -> Result<u32> {
     let mut attempts = 0u32;
     loop {
         attempts += 1;
         alive()?;
-        let last_error = match probe(addr, Duration::from_millis(500)) {
+        let last_error = match probe(addr, Duration::from_millis(500), min_brokers) {
             Ok(()) => return Ok(attempts),
             Err(e) => e,
         };
@@ -140,10 +151,11 @@ pub fn wait(args: WaitArgs) -> Result<Value> {
     let attempts = wait_for(
         addr,
         start + Duration::from_secs_f64(args.timeout_s),
+        args.brokers,
         || Ok(()),
     )?;
     Ok(
-        json!({"mode": "wait", "bootstrap": args.bootstrap, "ready_ms": round(start.elapsed().as_secs_f64() * 1000.0, 2), "attempts": attempts}),
+        json!({"mode": "wait", "bootstrap": args.bootstrap, "brokers": args.brokers, "ready_ms": round(start.elapsed().as_secs_f64() * 1000.0, 2), "attempts": attempts}),
     )
 }
 
@@ -202,6 +214,7 @@ pub fn run(args: StartupArgs) -> Result<Value> {
     let waited = wait_for(
         addr,
         start + Duration::from_secs_f64(args.timeout_s),
+        1,
         || match child.try_wait()? {
             Some(status) => bail!(
                 "broker exited ({status}) before answering Metadata:\n{}",

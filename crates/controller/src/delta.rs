@@ -56,6 +56,9 @@ pub struct LocalReplicaChanges {
     pub followers: Vec<LocalPartition>,
     /// Topics with replicas here that were deleted.
     pub deleted_topics: Vec<Arc<TopicInfo>>,
+    /// Changed partitions of which this broker is not a replica: a reassignment may
+    /// just have moved them away, so a copy here is deleted (Kafka's `deletes`).
+    pub not_hosted: Vec<LocalPartition>,
 }
 
 impl MetadataDelta {
@@ -163,6 +166,8 @@ impl MetadataDelta {
                     changes.leaders.push(local);
                 } else if partition.replicas.contains(&node_id) {
                     changes.followers.push(local);
+                } else {
+                    changes.not_hosted.push(local);
                 }
             }
         }
@@ -190,6 +195,8 @@ mod tests {
             leader,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         }
     }
 
@@ -224,6 +231,7 @@ mod tests {
         assert_eq!((led, followed), (vec![0], vec![1]));
         let on_4 = delta.local_changes(4, &image);
         assert!(on_4.leaders.is_empty() && on_4.followers.is_empty());
+        assert_eq!(on_4.not_hosted.len(), 3);
     }
 
     #[test]

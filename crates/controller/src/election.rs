@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::image::{MetadataImage, PartitionInfo, TopicInfo};
 use crate::records::MetadataRecord;
 use crate::replication::{changed, elect_from_isr, NO_LEADER};
-use crate::{Controller, ControllerError, ControllerOp};
+use crate::{Controller, ControllerError, ControllerOp, PartitionOutcome};
 
 /// ElectLeaders' `election_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,24 +27,6 @@ impl ElectionType {
             0 => Some(ElectionType::Preferred),
             1 => Some(ElectionType::Unclean),
             _ => None,
-        }
-    }
-}
-
-/// One partition's answer to ElectLeaders: `error` is Kafka's code and message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ElectionResult {
-    pub topic: String,
-    pub partition: i32,
-    pub error: Option<(i16, String)>,
-}
-
-impl ElectionResult {
-    fn new(topic: &str, partition: i32, outcome: Result<(), ControllerError>) -> Self {
-        ElectionResult {
-            topic: topic.to_string(),
-            partition,
-            error: outcome.err().map(|e| (e.kafka_error_code(), e.to_string())),
         }
     }
 }
@@ -143,7 +125,7 @@ impl Controller {
         &self,
         election: ElectionType,
         partitions: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Result<Vec<ElectionResult>, ControllerError> {
+    ) -> Result<Vec<PartitionOutcome>, ControllerError> {
         self.run_change(
             &|| ControllerOp::ElectLeaders {
                 election,
@@ -163,7 +145,7 @@ impl Controller {
         &self,
         election: ElectionType,
         partitions: Option<&[(String, Vec<i32>)]>,
-    ) -> Result<Vec<ElectionResult>, ControllerError> {
+    ) -> Result<Vec<PartitionOutcome>, ControllerError> {
         let node_id = self.config.node_id;
         self.commit(|image| {
             let mut records = Vec::new();
@@ -178,7 +160,7 @@ impl Controller {
                             match elect(topic, p) {
                                 Err(ControllerError::ElectionNotNeeded) => {}
                                 outcome => {
-                                    results.push(ElectionResult::new(&topic.name, p.partition, outcome))
+                                    results.push(PartitionOutcome::new(&topic.name, p.partition, outcome))
                                 }
                             }
                         }
@@ -194,7 +176,7 @@ impl Controller {
                                 Some((t, p)) => elect(t, p),
                                 None => Err(ControllerError::UnknownTopicOrPartition),
                             };
-                            results.push(ElectionResult::new(name, *index, outcome));
+                            results.push(PartitionOutcome::new(name, *index, outcome));
                         }
                     }
                 }

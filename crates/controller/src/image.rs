@@ -27,6 +27,26 @@ pub struct PartitionInfo {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// An ongoing reassignment's new replicas (already in `replicas`).
+    pub adding_replicas: Vec<i32>,
+    /// An ongoing reassignment's leaving replicas (still in `replicas`).
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionInfo {
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition ends with: all of them, or a reassignment's target
+    /// (`replicas` without the removing ones).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +184,8 @@ impl MetadataImage {
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
+                    adding_replicas: p.adding_replicas.clone(),
+                    removing_replicas: p.removing_replicas.clone(),
                 });
             }
         }
@@ -234,6 +256,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 let topic = self.topics_by_id.get_mut(topic_id).ok_or_else(|| {
                     ReplayError(format!("partition record for unknown topic id {topic_id}"))
@@ -246,6 +270,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                 };
                 let index = usize::try_from(*partition)
                     .map_err(|_| ReplayError(format!("negative partition {partition}")))?;
@@ -309,6 +335,8 @@ mod tests {
             leader: 1,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         }
     }
 
@@ -384,6 +412,8 @@ mod tests {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
             MetadataRecord::Partition {
                 topic_id: a,
@@ -393,6 +423,8 @@ mod tests {
                 leader: 2,
                 leader_epoch: 4,
                 partition_epoch: 7,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
             // rewritten: the image keeps the last version only
             MetadataRecord::Partition {
@@ -403,6 +435,8 @@ mod tests {
                 leader: 1,
                 leader_epoch: 1,
                 partition_epoch: 2,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
             partition(b, 0),
             MetadataRecord::TopicConfig {

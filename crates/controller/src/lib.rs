@@ -12,6 +12,7 @@ pub mod image;
 pub mod liveness;
 pub mod metadata_log;
 pub mod quorum;
+pub mod reassignment;
 pub mod records;
 pub mod replication;
 pub mod rpc;
@@ -28,12 +29,14 @@ use uuid::Uuid;
 use crate::quorum::{ControllerNode, MetadataRaft, SharedImage};
 
 pub use delta::{LocalPartition, LocalReplicaChanges, MetadataDelta, MetadataPublisher};
-pub use election::{ElectionResult, ElectionType};
+pub use election::ElectionType;
 pub use image::{
     is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, OFFSETS_TOPIC,
     TRANSACTION_STATE_TOPIC,
 };
 use metadata_log::{MetadataLog, MetadataLogError};
+pub use reassignment::OngoingReassignment;
+pub use reassignment::ReassignmentRequest;
 pub use records::MetadataRecord;
 pub use replication::AlterPartitionSpec;
 
@@ -128,6 +131,8 @@ pub enum ControllerError {
     PreferredLeaderNotAvailable(String),
     #[error("{0}")]
     EligibleLeadersNotAvailable(String),
+    #[error("No partition reassignment is in progress for the topic '{0}' partition '{1}'.")]
+    NoReassignmentInProgress(String, i32),
     #[error("metadata log write failed: {0}")]
     Storage(#[from] MetadataLogError),
     #[error("metadata record does not apply: {0}")]
@@ -161,6 +166,7 @@ impl ControllerError {
             ControllerError::PreferredLeaderNotAvailable(_) => 80,
             ControllerError::EligibleLeadersNotAvailable(_) => 83,
             ControllerError::ElectionNotNeeded => 84,
+            ControllerError::NoReassignmentInProgress(..) => 85,
             // KAFKA_STORAGE_ERROR would be per partition; for metadata Kafka reports
             // UNKNOWN_SERVER_ERROR.
             ControllerError::Storage(_) | ControllerError::Replay(_) => -1,
@@ -215,6 +221,9 @@ pub enum ControllerOp {
         /// `None`: every partition.
         partitions: Option<Vec<(String, Vec<i32>)>>,
     },
+    AlterPartitionReassignments {
+        requests: Vec<ReassignmentRequest>,
+    },
 }
 
 /// What a change hands back besides its effect on the image, across a forward too.
@@ -225,7 +234,28 @@ pub enum ChangeOutput {
     /// The first of the producer ids allocated.
     ProducerIds { start: i64 },
     /// ElectLeaders' answer per partition.
-    Elections(Vec<ElectionResult>),
+    Elections(Vec<PartitionOutcome>),
+    /// AlterPartitionReassignments' answer per partition.
+    Reassignments(Vec<PartitionOutcome>),
+}
+
+/// One partition's answer to a change made partition by partition (ElectLeaders,
+/// AlterPartitionReassignments): `error` is Kafka's code and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOutcome {
+    pub topic: String,
+    pub partition: i32,
+    pub error: Option<(i16, String)>,
+}
+
+impl PartitionOutcome {
+    pub(crate) fn new(topic: &str, partition: i32, outcome: Result<(), ControllerError>) -> Self {
+        PartitionOutcome {
+            topic: topic.to_string(),
+            partition,
+            error: outcome.err().map(|e| (e.kafka_error_code(), e.to_string())),
+        }
+    }
 }
 
 /// The active controller's answer to a forwarded change.
@@ -905,6 +935,9 @@ impl Controller {
             } => self
                 .elect_leaders_here(election, partitions.as_deref())
                 .map(ChangeOutput::Elections),
+            ControllerOp::AlterPartitionReassignments { requests } => self
+                .alter_partition_reassignments_here(&requests)
+                .map(ChangeOutput::Reassignments),
             ControllerOp::ControlledShutdown { node_id } => self
                 .controlled_shutdown_here(node_id)
                 .map(|()| ChangeOutput::Nothing),
@@ -1241,6 +1274,8 @@ fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> Metad
         replicas,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding_replicas: vec![],
+        removing_replicas: vec![],
     }
 }
 
@@ -1264,7 +1299,10 @@ fn not_enough_brokers(rf: i16, available: usize) -> ControllerError {
     ))
 }
 
-fn check_replicas(image: &MetadataImage, replicas: &[i32]) -> Result<(), ControllerError> {
+pub(crate) fn check_replicas(
+    image: &MetadataImage,
+    replicas: &[i32],
+) -> Result<(), ControllerError> {
     if replicas.is_empty() {
         return Err(ControllerError::InvalidReplicaAssignment(
             "The manual partition assignment includes an empty replica list.".into(),

@@ -44,6 +44,13 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
         partition_epoch: i32,
+        /// Replicas a reassignment adds (KIP-455, KRaft's `addingReplicas`): in
+        /// `replicas` but not yet part of the target assignment until they join the ISR.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        /// Replicas a reassignment removes once every target replica is in sync.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     /// A topic-level config set (`value: Some`) or removed (`value: None`).
     TopicConfig {

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::election::unclean_leader;
 use crate::image::{MetadataImage, PartitionInfo, TopicInfo};
+use crate::reassignment::complete_if_caught_up;
 use crate::records::MetadataRecord;
 use crate::ControllerError;
 
@@ -79,12 +80,10 @@ pub fn alter_partition(
     let mut isr = spec.new_isr.clone();
     isr.sort_unstable();
     isr.dedup();
-    Ok(changed(
-        spec.topic_id,
-        partition,
-        partition.leader,
-        isr,
-        false,
+    // The ISR that makes every target replica in sync also completes a reassignment.
+    Ok(complete_if_caught_up(
+        image,
+        changed(spec.topic_id, partition, partition.leader, isr, false),
     ))
 }
 
@@ -187,6 +186,8 @@ pub fn changed(
         leader,
         leader_epoch,
         partition_epoch: partition.partition_epoch + 1,
+        adding_replicas: partition.adding_replicas.clone(),
+        removing_replicas: partition.removing_replicas.clone(),
     }
 }
 
@@ -219,6 +220,8 @@ pub(crate) mod tests {
             leader,
             leader_epoch: 3,
             partition_epoch: 7,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         });
         for r in &records {
             image.replay(r).unwrap();
@@ -366,6 +369,8 @@ pub(crate) mod tests {
                 leader: 1,
                 leader_epoch: 3,
                 partition_epoch: 8,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             }
         );
     }

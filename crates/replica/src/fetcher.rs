@@ -41,7 +41,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::partition::{FollowerWriteError, Partition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use crate::partition::{
+    now_ms, FollowerWriteError, Partition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+};
+use crate::quota::ReplicationQuota;
 
 /// Fetch versions a follower speaks: v12 added `last_fetched_epoch` and
 /// `diverging_epoch` (truncation without OffsetForLeaderEpoch), v13 topic ids, v15 the
@@ -115,15 +118,23 @@ struct Fetcher {
 pub struct ReplicaFetcherManager {
     config: FetcherConfig,
     runtime: tokio::runtime::Handle,
+    /// `follower.replication.throttled.rate`, shared by every fetcher task.
+    quota: Arc<ReplicationQuota>,
     fetchers: Mutex<HashMap<i32, Fetcher>>,
 }
 
 impl ReplicaFetcherManager {
-    /// Fetcher tasks are spawned on `runtime`.
-    pub fn new(config: FetcherConfig, runtime: tokio::runtime::Handle) -> ReplicaFetcherManager {
+    /// Fetcher tasks are spawned on `runtime`; `quota` throttles fetches of throttled
+    /// partitions this broker is not in sync for.
+    pub fn new(
+        config: FetcherConfig,
+        runtime: tokio::runtime::Handle,
+        quota: Arc<ReplicationQuota>,
+    ) -> ReplicaFetcherManager {
         ReplicaFetcherManager {
             config,
             runtime,
+            quota,
             fetchers: Mutex::new(HashMap::new()),
         }
     }
@@ -201,6 +212,7 @@ impl ReplicaFetcherManager {
             client,
             shared.clone(),
             self.config.clone(),
+            self.quota.clone(),
         ));
         Fetcher {
             address,
@@ -244,6 +256,7 @@ async fn run_fetcher(
     client: NodeClient,
     shared: Arc<FetcherShared>,
     config: FetcherConfig,
+    quota: Arc<ReplicationQuota>,
 ) {
     let name = format!(
         "[ReplicaFetcher replicaId={}, leaderId={leader}, fetcherId=0]",
@@ -278,6 +291,20 @@ async fn run_fetcher(
                 settle(&shared, &key, &target, outcome, &config);
             } else {
                 fetchable.push((key, target));
+            }
+        }
+        // Over the follower throttle: leave out the throttled partitions this broker is
+        // not in sync for (Kafka's `shouldFollowerThrottle`), and if nothing is left,
+        // wait a backoff (Kafka's fetcher waits `replica.fetch.backoff.ms` too).
+        if quota.is_exceeded(now_ms()) {
+            let before = fetchable.len();
+            fetchable.retain(|(_, t)| !is_throttled(&t.partition));
+            if fetchable.is_empty() && before > 0 {
+                tokio::select! {
+                    _ = shared.changed.notified() => {}
+                    _ = tokio::time::sleep(config.backoff.max(Duration::from_millis(100))) => {}
+                }
+                continue;
             }
         }
         if fetchable.is_empty() {
@@ -326,6 +353,12 @@ async fn run_fetcher(
                 }
             }
         }
+        let throttled_bytes: usize = answers
+            .iter()
+            .filter(|(_, t, _)| is_throttled(&t.partition))
+            .map(|(_, _, d)| d.records.as_ref().map_or(0, Bytes::len))
+            .sum();
+        quota.record(throttled_bytes as u64, now_ms());
         // File writes run on the blocking pool; the next round waits for them.
         let config_for_writes = config.clone();
         let name_for_writes = name.clone();
@@ -349,6 +382,12 @@ async fn run_fetcher(
             Err(e) => tracing::error!("{name} Processing a fetch response failed: {e}"),
         }
     }
+}
+
+/// Whether fetching `partition` counts against the follower throttle: throttled here
+/// and not in sync (the ISR's own replication is never slowed).
+fn is_throttled(partition: &Partition) -> bool {
+    partition.throttles.follower() && !partition.is_in_sync_here()
 }
 
 /// Back every fetched partition off after a failed request (Kafka's

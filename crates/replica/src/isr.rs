@@ -251,7 +251,26 @@ impl LeaderReplication {
 
     /// The controller committed `isr` (the pending change, or its own decision). The
     /// high watermark may move: a shrink can leave only replicas that are further on.
-    pub fn apply_committed_isr(&mut self, isr: &[i32], log_end_offset: i64) -> Option<i64> {
+    pub fn apply_committed_isr(
+        &mut self,
+        replicas: &[i32],
+        isr: &[i32],
+        log_end_offset: i64,
+    ) -> Option<i64> {
+        // A reassignment changes the replica set at the same leader epoch: new replicas
+        // are followers not yet heard from, removed ones are forgotten (their fetches
+        // are refused from now on).
+        self.followers.retain(|id, _| replicas.contains(id));
+        for r in replicas {
+            if *r != self.local_id {
+                self.followers.entry(*r).or_insert(FollowerState {
+                    log_end_offset: UNKNOWN_OFFSET,
+                    last_caught_up_ms: 0,
+                    last_fetch_leader_log_end_offset: UNKNOWN_OFFSET,
+                    last_fetch_ms: 0,
+                });
+            }
+        }
         let mut committed: BTreeSet<i32> = isr.iter().copied().collect();
         committed.insert(self.local_id);
         self.isr = committed;
@@ -371,7 +390,7 @@ mod tests {
         );
         // Until committed, follower 3 still bounds the high watermark.
         assert_eq!(r.high_watermark(), 100);
-        assert_eq!(r.apply_committed_isr(&[1, 2], 200), Some(200));
+        assert_eq!(r.apply_committed_isr(&[1, 2, 3], &[1, 2], 200), Some(200));
         assert_eq!(r.isr(), &BTreeSet::from([1, 2]));
     }
 
@@ -423,7 +442,7 @@ mod tests {
         let out = r.on_follower_fetch(3, 140, 140, T0 + 6).unwrap();
         assert_eq!(out.high_watermark, Some(140));
         assert_eq!(out.isr_change, None, "already pending");
-        r.apply_committed_isr(&[1, 2, 3], 140);
+        r.apply_committed_isr(&[1, 2, 3], &[1, 2, 3], 140);
         assert_eq!(r.isr(), &BTreeSet::from([1, 2, 3]));
         assert!(r.pending().is_none());
     }
@@ -457,6 +476,26 @@ mod tests {
             r.on_follower_fetch(1, 100, 100, T0),
             Err(NotAReplica(1)),
             "itself"
+        );
+    }
+
+    #[test]
+    fn a_reassignment_adds_and_removes_followers_at_the_same_epoch() {
+        let mut r = three_in_sync();
+        // Replica 4 joins the replica set (a reassignment started); 3 leaves it.
+        r.apply_committed_isr(&[1, 2, 4], &[1, 2], 100);
+        assert_eq!(r.on_follower_fetch(3, 100, 100, T0), Err(NotAReplica(3)));
+        // The new replica copies from zero and does not hold the high watermark back.
+        let outcome = r.on_follower_fetch(4, 0, 100, T0).unwrap();
+        assert_eq!((outcome.isr_change, r.high_watermark()), (None, 100));
+        let outcome = r.on_follower_fetch(4, 100, 100, T0 + 1).unwrap();
+        assert_eq!(
+            outcome.isr_change,
+            Some(IsrChange::Expand {
+                follower: 4,
+                isr: BTreeSet::from([1, 2, 4]),
+            }),
+            "caught up: proposed for the ISR"
         );
     }
 }

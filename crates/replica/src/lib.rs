@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod fetcher;
 pub mod isr;
 pub mod partition;
+pub mod quota;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -289,20 +290,17 @@ impl ReplicaManager {
                 .collect();
             keys.iter().filter_map(|k| partitions.remove(k)).collect()
         };
-        for partition in removed {
-            let name = partition.name();
-            let dir = partition.dir();
-            match Arc::try_unwrap(partition) {
-                Ok(p) => {
-                    if let Err(e) = p.into_log().delete() {
-                        tracing::warn!("Failed to delete log of {name}: {e}");
-                    }
-                }
-                // A request still holds it: the files go now, the handles when it ends.
-                Err(_) => delete_partition_dir(&dir),
-            }
-            tracing::info!("Deleted log for partition {name}");
-        }
+        removed.into_iter().for_each(delete_partition);
+    }
+
+    /// Stop hosting one partition and delete its log: this broker is no longer one of
+    /// its replicas (a reassignment moved it away; Kafka's `StopReplica` with delete).
+    /// Returns whether it was here.
+    pub fn remove_partition(&self, topic_id: Uuid, index: i32) -> bool {
+        let removed = self.partitions.write().remove(&(topic_id, index));
+        let here = removed.is_some();
+        removed.into_iter().for_each(delete_partition);
+        here
     }
 
     /// Delete directories found at start-up that no topic claimed (their topic was
@@ -382,6 +380,22 @@ impl ReplicaManager {
         }
         deleted
     }
+}
+
+/// Delete a partition's log; a request still holding it keeps its file handles until
+/// it ends, the files go now.
+fn delete_partition(partition: Arc<Partition>) {
+    let name = partition.name();
+    let dir = partition.dir();
+    match Arc::try_unwrap(partition) {
+        Ok(p) => {
+            if let Err(e) = p.into_log().delete() {
+                tracing::warn!("Failed to delete log of {name}: {e}");
+            }
+        }
+        Err(_) => delete_partition_dir(&dir),
+    }
+    tracing::info!("Deleted log for partition {name}");
 }
 
 /// Rename to `<name>.<uuid>-delete` first (atomic, so a crash mid-way is finished at the

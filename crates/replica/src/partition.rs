@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ottla_log::{FlushPlan, FlushReason, Log, LogConfig, LogError, LogSlices};
 
 use crate::isr::{IsrChange, LeaderReplication, DEFAULT_REPLICA_LAG_TIME_MAX_MS};
+use crate::quota::PartitionThrottles;
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
 use ottla_protocol::records::{check_uncompressed_framing, scan_records};
 use parking_lot::{Mutex, RwLock};
@@ -226,6 +227,9 @@ struct ReplicaState {
     partition_epoch: i32,
     /// The leader's view of its followers; `None` while this broker follows.
     leading: Option<LeaderReplication>,
+    /// Whether the controller's last registration has this broker in the ISR (what a
+    /// follower knows of its own standing: only out-of-sync replicas are throttled).
+    in_registered_isr: bool,
 }
 
 pub struct Partition {
@@ -251,6 +255,9 @@ pub struct Partition {
     /// below the lowest. A failed flush keeps its hold; its log takes no more writes.
     /// Taken after `log` when both are.
     flush_holds: Mutex<Vec<i64>>,
+    /// Whether replication of this partition to or from this broker is throttled
+    /// (`leader/follower.replication.throttled.replicas`).
+    pub throttles: PartitionThrottles,
 }
 
 pub use ottla_log::now_ms;
@@ -286,12 +293,14 @@ impl Partition {
                 leader_epoch: registration.leader_epoch,
                 partition_epoch: registration.partition_epoch,
                 leading,
+                in_registered_isr: registration.isr.contains(&registration.local_id),
             }),
             config,
             high_watermark: watch::channel(hw).0,
             log_end: watch::channel(log_end).0,
             leadership: watch::channel((registration.leader, registration.leader_epoch)).0,
             flush_holds: Mutex::new(Vec::new()),
+            throttles: PartitionThrottles::default(),
         }
     }
 
@@ -310,6 +319,10 @@ impl Partition {
     }
     pub fn is_leader(&self) -> bool {
         self.state.lock().leading.is_some()
+    }
+    /// Whether the controller's latest registration counts this broker in sync.
+    pub fn is_in_sync_here(&self) -> bool {
+        self.state.lock().in_registered_isr
     }
     /// The committed ISR as this broker knows it (the leader's, or empty on a follower).
     pub fn isr(&self) -> Vec<i32> {
@@ -353,11 +366,12 @@ impl Partition {
             return RoleChange::Unchanged;
         }
         state.partition_epoch = registration.partition_epoch;
+        state.in_registered_isr = registration.isr.contains(&self.local_id);
         let log_end = log.log_end_offset();
         let change = if registration.is_local_leader() {
             match state.leading.as_mut() {
                 Some(leading) if same_leader_epoch => {
-                    leading.apply_committed_isr(&registration.isr, log_end);
+                    leading.apply_committed_isr(&registration.replicas, &registration.isr, log_end);
                     RoleChange::IsrUpdated
                 }
                 _ => {

@@ -13,6 +13,7 @@ use ottla_controller::{
 use ottla_coordinator::group::GroupCoordinatorService;
 use ottla_coordinator::SystemClock;
 use ottla_replica::fetcher::ReplicaFetcherManager;
+use ottla_replica::quota::ReplicationQuota;
 use ottla_replica::ReplicaManager;
 use parking_lot::Mutex;
 
@@ -46,6 +47,12 @@ pub struct Broker {
     pub fetchers: ReplicaFetcherManager,
     /// Sends the ISR changes of the partitions this broker leads to the controller.
     pub alter_partition: AlterPartitionManager,
+    /// `leader.replication.throttled.rate`: what this broker sends to out-of-sync
+    /// followers of throttled partitions.
+    pub leader_quota: Arc<ReplicationQuota>,
+    /// `follower.replication.throttled.rate`: what its fetchers copy of throttled
+    /// partitions (the fetchers hold it too).
+    pub follower_quota: Arc<ReplicationQuota>,
     pub groups: GroupCoordinatorService,
     producer_ids: Mutex<ProducerIdBlock>,
     pub started_at: Instant,
@@ -137,13 +144,29 @@ impl Broker {
         );
         let runtime = tokio::runtime::Handle::try_current()
             .context("the broker starts inside a tokio runtime")?;
-        let fetchers = ReplicaFetcherManager::new(config.replica_fetcher.clone(), runtime);
+        let quota = |rate: u64| {
+            let q = ReplicationQuota::new(
+                config.replication_quota.window_num,
+                config.replication_quota.window_size_ms,
+            );
+            q.set_limit(rate);
+            Arc::new(q)
+        };
+        let leader_quota = quota(config.replication_quota.leader_rate);
+        let follower_quota = quota(config.replication_quota.follower_rate);
+        let fetchers = ReplicaFetcherManager::new(
+            config.replica_fetcher.clone(),
+            runtime,
+            follower_quota.clone(),
+        );
         let broker = Arc::new(Broker {
             config,
             controller,
             replicas,
             fetchers,
             alter_partition: AlterPartitionManager::default(),
+            leader_quota,
+            follower_quota,
             groups,
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             started_at,

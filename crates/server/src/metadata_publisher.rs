@@ -9,9 +9,10 @@
 use std::sync::{Arc, Weak};
 
 use ottla_controller::{
-    LocalPartition, MetadataDelta, MetadataImage, MetadataPublisher, OFFSETS_TOPIC,
+    LocalPartition, MetadataDelta, MetadataImage, MetadataPublisher, TopicInfo, OFFSETS_TOPIC,
 };
-use ottla_replica::LeaderAndIsr;
+use ottla_replica::quota::is_throttled_replica;
+use ottla_replica::{LeaderAndIsr, Partition};
 use parking_lot::Mutex;
 
 use crate::broker::Broker;
@@ -74,6 +75,7 @@ impl BrokerMetadataPublisher {
                 return;
             }
         };
+        set_throttles(&partition, topic, node_id);
         partition.apply_leader_and_isr(&registration);
         if registration.is_local_leader() {
             broker
@@ -135,6 +137,39 @@ impl MetadataPublisher for BrokerMetadataPublisher {
         for local in changes.leaders.iter().chain(&changes.followers) {
             self.apply_partition(&broker, image, local);
         }
+        for local in &changes.not_hosted {
+            let (topic, p) = (&local.topic, &local.partition);
+            if broker.replicas.get(&topic.topic_id, p.partition).is_none() {
+                continue;
+            }
+            // Moved away by a reassignment: stop fetching, hand off the coordinator
+            // shard, delete the log.
+            broker
+                .fetchers
+                .remove_partition(topic.topic_id, p.partition);
+            if topic.name == OFFSETS_TOPIC {
+                broker.groups.on_resigned(p.partition, i32::MAX);
+            }
+            broker
+                .replicas
+                .remove_partition(topic.topic_id, p.partition);
+            tracing::info!(
+                "[Broker id={node_id}] Stopped hosting {}-{}: no longer one of its replicas {:?}",
+                topic.name,
+                p.partition,
+                p.replicas
+            );
+        }
+        for topic_id in &delta.changed_configs {
+            let Some(topic) = image.topic_by_id(topic_id) else {
+                continue;
+            };
+            for p in &topic.partitions {
+                if let Some(partition) = broker.replicas.get(topic_id, p.partition) {
+                    set_throttles(&partition, topic, node_id);
+                }
+            }
+        }
         if delta.brokers_changed {
             // A leader may have moved to a new endpoint: point its followers there.
             let everything = MetadataDelta::full(image).local_changes(node_id, image);
@@ -143,4 +178,20 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             }
         }
     }
+}
+
+/// Apply the topic's throttled-replica lists to this broker's replica of `partition`
+/// (Kafka's `TopicConfigHandler` marking throttled partitions for the quota managers).
+fn set_throttles(partition: &Partition, topic: &TopicInfo, node_id: i32) {
+    let listed = |key: &str| {
+        is_throttled_replica(
+            topic.configs.get(key).map(String::as_str),
+            partition.index,
+            node_id,
+        )
+    };
+    partition.throttles.set(
+        listed("leader.replication.throttled.replicas"),
+        listed("follower.replication.throttled.replicas"),
+    );
 }

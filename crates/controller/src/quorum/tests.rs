@@ -103,6 +103,8 @@ fn topic_records(name: &str, id: Uuid, partitions: i32) -> Vec<MetadataRecord> {
             leader: 1 + p % 2,
             leader_epoch: p,
             partition_epoch: 0,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         });
     }
     records

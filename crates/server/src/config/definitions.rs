@@ -641,6 +641,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         r##"The purge interval (in number of requests) of the fetch request purgatory"##,
     ),
     broker(
+        "follower.replication.throttled.rate",
+        LONG,
+        Some("9223372036854775807"),
+        NO_VALIDATOR,
+        r##"A long representing the upper bound (bytes/sec) on replication traffic for followers enumerated in the property follower.replication.throttled.replicas (for each topic). It is suggested that the limit be kept above 1MB/s for accurate behaviour. (Kafka sets it dynamically only; Ottla also reads it from the file until dynamic broker configs exist.)"##,
+    ),
+    broker(
         "group.consumer.heartbeat.interval.ms",
         INT,
         Some("5000"),
@@ -737,6 +744,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         Some("300"),
         Validator::AtLeast(1),
         r##"The frequency with which the partition rebalance check is triggered by the controller"##,
+    ),
+    broker(
+        "leader.replication.throttled.rate",
+        LONG,
+        Some("9223372036854775807"),
+        NO_VALIDATOR,
+        r##"A long representing the upper bound (bytes/sec) on replication traffic for leaders enumerated in the property leader.replication.throttled.replicas (for each topic). It is suggested that the limit be kept above 1MB/s for accurate behaviour. (Kafka sets it dynamically only; Ottla also reads it from the file until dynamic broker configs exist.)"##,
     ),
     broker(
         "listener.security.protocol.map",
@@ -1318,6 +1332,20 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         Some("30000"),
         NO_VALIDATOR,
         r##"The socket timeout for network requests. Its value should be at least replica.fetch.wait.max.ms"##,
+    ),
+    broker(
+        "replication.quota.window.num",
+        INT,
+        Some("11"),
+        NO_VALIDATOR,
+        r##"The number of samples to retain in memory for replication quotas"##,
+    ),
+    broker(
+        "replication.quota.window.size.seconds",
+        INT,
+        Some("1"),
+        NO_VALIDATOR,
+        r##"The time span of each sample for replication quotas"##,
     ),
     broker(
         "request.timeout.ms",

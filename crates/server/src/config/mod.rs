@@ -145,6 +145,8 @@ pub struct BrokerConfig {
     pub leader_rebalance_interval_s: Option<u64>,
     /// How followers fetch (`replica.fetch.*`, `replica.socket.timeout.ms`).
     pub replica_fetcher: ottla_replica::fetcher::FetcherConfig,
+    /// Replication throttles (`*.replication.throttled.rate`, `replication.quota.window.*`).
+    pub replication_quota: ReplicationQuotaConfig,
     /// `offsets.commit.timeout.ms`: how long a coordinator write waits for its records
     /// to be committed before the request fails with COORDINATOR_NOT_AVAILABLE.
     pub offsets_commit_timeout_ms: i64,
@@ -153,6 +155,19 @@ pub struct BrokerConfig {
     /// Every key explicitly set (file + overrides), known keys only: what
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG.
     pub explicit: BTreeMap<String, String>,
+}
+
+/// Replication throttle settings (Kafka's `ReplicationQuotaManagerConfig`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationQuotaConfig {
+    /// `replication.quota.window.num` (11).
+    pub window_num: usize,
+    /// `replication.quota.window.size.seconds` (1), in ms.
+    pub window_size_ms: i64,
+    /// `leader.replication.throttled.rate`, bytes/s (unlimited by default).
+    pub leader_rate: u64,
+    /// `follower.replication.throttled.rate`, bytes/s (unlimited by default).
+    pub follower_rate: u64,
 }
 
 /// Where Ottla's defaults differ from Kafka's: a bare `ottla serve` is a one-node
@@ -366,6 +381,13 @@ impl BrokerConfig {
                     ..ottla_client::ClientConfig::for_broker(node_id)
                 },
                 ..ottla_replica::fetcher::FetcherConfig::new(node_id)
+            },
+            replication_quota: ReplicationQuotaConfig {
+                window_num: positive("replication.quota.window.num")? as usize,
+                window_size_ms: positive("replication.quota.window.size.seconds")?
+                    .saturating_mul(1000),
+                leader_rate: positive("leader.replication.throttled.rate")? as u64,
+                follower_rate: positive("follower.replication.throttled.rate")? as u64,
             },
             group: ottla_group::coordinator::CoordinatorConfig {
                 initial_rebalance_delay_ms: parse_num("group.initial.rebalance.delay.ms")?.max(0),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::ResponseError;
-use ottla_controller::{ElectionResult, ElectionType};
+use ottla_controller::{ElectionType, PartitionOutcome};
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
@@ -47,7 +47,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .into_iter()
             .flat_map(|(topic, indexes)| {
                 let error = (e.kafka_error_code(), e.to_string());
-                indexes.into_iter().map(move |partition| ElectionResult {
+                indexes.into_iter().map(move |partition| PartitionOutcome {
                     topic: topic.clone(),
                     partition,
                     error: Some(error.clone()),

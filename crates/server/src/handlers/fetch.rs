@@ -216,11 +216,17 @@ struct Read {
     /// Whether any partition carries an error (which completes a delayed fetch at once,
     /// as in Kafka).
     has_error: bool,
+    /// Record bytes of partitions under the leader replication throttle.
+    throttled_bytes: usize,
 }
 
 /// The response frame; record data stays in the segment files until the connection
 /// writes it (zero-copy, see `ottla_protocol::spliced`).
 fn encode_read(plan: &Plan, mut read: Read) -> Result<Frame, HandlerError> {
+    plan.broker.leader_quota.record(
+        read.throttled_bytes as u64,
+        ottla_replica::partition::now_ms(),
+    );
     if read.has_error {
         add_leader_hints(plan, &mut read.response);
     }
@@ -267,11 +273,19 @@ fn add_leader_hints(plan: &Plan, response: &mut FetchResponse) {
 /// Read every target once (batch headers only: the records are file slices).
 fn read_all(plan: &Plan) -> Read {
     let version = plan.version;
-    let mut records = Vec::with_capacity(plan.targets.len());
+    let mut records_out = Vec::with_capacity(plan.targets.len());
     let mut remaining = plan.max_bytes;
     let mut min_one_batch = true;
     let mut total = 0usize;
     let mut has_error = false;
+    let mut throttled_bytes = 0usize;
+    // Kafka's `shouldLeaderThrottle`: over the leader throttle, an out-of-sync
+    // follower gets nothing of a throttled partition this round.
+    let leader_throttled = plan.replica_id >= 0
+        && plan
+            .broker
+            .leader_quota
+            .is_exceeded(ottla_replica::partition::now_ms());
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for target in &plan.targets {
         let mut data = PartitionData::default().with_partition_index(target.index);
@@ -282,7 +296,7 @@ fn read_all(plan: &Plan) -> Read {
             Err(code) => {
                 has_error = true;
                 data = data.with_error_code(*code).with_high_watermark(-1);
-                records.push(LogSlices::default());
+                records_out.push(LogSlices::default());
             }
             Ok(partition) if plan.replica_id >= 0 && diverged(partition, target).is_some() => {
                 // The follower's log differs from here on: no records, and its fetch
@@ -297,7 +311,7 @@ fn read_all(plan: &Plan) -> Read {
                     .with_high_watermark(partition.high_watermark())
                     .with_last_stable_offset(partition.high_watermark())
                     .with_log_start_offset(partition.log_start_offset());
-                records.push(LogSlices::default());
+                records_out.push(LogSlices::default());
             }
             Ok(partition) => {
                 let limit = target.partition_max_bytes.min(remaining);
@@ -316,7 +330,18 @@ fn read_all(plan: &Plan) -> Read {
                                 plan.broker.alter_partition.submit(partition, proposal);
                             }
                         }
-                        let n = read.records.len();
+                        let throttled = plan.replica_id >= 0
+                            && partition.throttles.leader()
+                            && !partition.isr().contains(&plan.replica_id);
+                        let records = if throttled && leader_throttled {
+                            LogSlices::default()
+                        } else {
+                            read.records
+                        };
+                        let n = records.len();
+                        if throttled {
+                            throttled_bytes += n;
+                        }
                         if n > 0 {
                             min_one_batch = false;
                             remaining = remaining.saturating_sub(n);
@@ -326,7 +351,7 @@ fn read_all(plan: &Plan) -> Read {
                             .with_high_watermark(read.high_watermark)
                             .with_last_stable_offset(read.high_watermark)
                             .with_log_start_offset(read.log_start_offset);
-                        records.push(read.records);
+                        records_out.push(records);
                     }
                     Err(e) => {
                         has_error = true;
@@ -344,7 +369,7 @@ fn read_all(plan: &Plan) -> Read {
                             .with_high_watermark(partition.high_watermark())
                             .with_last_stable_offset(partition.high_watermark())
                             .with_log_start_offset(partition.log_start_offset());
-                        records.push(LogSlices::default());
+                        records_out.push(LogSlices::default());
                     }
                 }
             }
@@ -375,11 +400,12 @@ fn read_all(plan: &Plan) -> Read {
             .partitions
             .push(data);
     }
-    debug_assert_eq!(records.len(), plan.targets.len());
+    debug_assert_eq!(records_out.len(), plan.targets.len());
     Read {
         response: FetchResponse::default().with_responses(topics),
-        records,
+        records: records_out,
         bytes: total,
         has_error,
+        throttled_bytes,
     }
 }

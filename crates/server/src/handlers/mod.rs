@@ -12,6 +12,7 @@
 //! (creating and deleting topics, handing out producer ids) block on the disk: they run
 //! on the blocking pool and the connection awaits them ([`Reply::Await`]).
 
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -30,6 +31,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -259,6 +261,12 @@ pub fn dispatch(
         // May ask the active controller over the network.
         ApiKey::DescribeQuorum => on_blocking_pool(broker, request, describe_quorum::handle),
         ApiKey::ElectLeaders => on_blocking_pool(broker, request, elect_leaders::handle),
+        ApiKey::AlterPartitionReassignments => {
+            on_blocking_pool(broker, request, alter_partition_reassignments::handle)
+        }
+        ApiKey::ListPartitionReassignments => {
+            list_partition_reassignments::handle(broker, &request)
+        }
         ApiKey::OffsetCommit => offset_commit::handle(broker, &request),
         ApiKey::OffsetFetch => offset_fetch::handle(broker, &request),
         // The first lookup creates __consumer_offsets (and its partitions).
