@@ -24,7 +24,10 @@ from conftest import (OTTLA_BIN, ck_consume_all, ck_group_offsets, ck_produce, f
 NODES = 3
 
 
-def start_cluster(ottla_factory, n: int = NODES, extra: dict | None = None):
+def start_cluster(ottla_factory, n: int = NODES, extra: dict | None = None,
+                  per_node: dict[int, dict] | None = None):
+    """`n` formatted, started nodes; `extra` settings for all of them, `per_node` for
+    node ids (1-based) one by one."""
     ports = [free_port() for _ in range(n)]
     controller_ports = [free_port() for _ in range(n)]
     voters = ",".join(f"{i + 1}@127.0.0.1:{controller_ports[i]}" for i in range(n))
@@ -37,6 +40,7 @@ def start_cluster(ottla_factory, n: int = NODES, extra: dict | None = None):
             "controller.quorum.voters": voters,
             "offsets.topic.num.partitions": "6",
             **(extra or {}),
+            **((per_node or {}).get(i + 1, {})),
         }
         nodes.append(ottla_factory(overrides=overrides, name=f"node{i + 1}", start=False, port=ports[i]))
     # As with Kafka's kafka-storage: one cluster id, each node's directories formatted.

@@ -11,6 +11,7 @@ pub mod election;
 pub mod image;
 pub mod liveness;
 pub mod metadata_log;
+pub mod placement;
 pub mod quorum;
 pub mod reassignment;
 pub mod records;
@@ -1174,7 +1175,7 @@ impl Controller {
                     if rf > brokers.len() {
                         return Err(not_enough_brokers(rf as i16, brokers.len()));
                     }
-                    (0..added).map(|i| round_robin(&brokers, current as usize + i, rf)).collect()
+                    (0..added).map(|i| placement::place(image, &brokers, current as usize + i, rf)).collect()
                 }
             };
             let records: Vec<_> = replica_sets
@@ -1287,12 +1288,6 @@ fn live_brokers(image: &MetadataImage, self_id: i32) -> Vec<i32> {
     brokers
 }
 
-fn round_robin(brokers: &[i32], partition: usize, rf: usize) -> Vec<i32> {
-    (0..rf)
-        .map(|r| brokers[(partition + r) % brokers.len()])
-        .collect()
-}
-
 fn not_enough_brokers(rf: i16, available: usize) -> ControllerError {
     ControllerError::InvalidReplicationFactor(format!(
         "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {available} broker(s) are registered."
@@ -1381,7 +1376,7 @@ fn plan_assignment(
         return Err(not_enough_brokers(rf, brokers.len()));
     }
     Ok((0..partitions as usize)
-        .map(|p| round_robin(&brokers, p, rf as usize))
+        .map(|p| placement::place(image, &brokers, p, rf as usize))
         .collect())
 }
 

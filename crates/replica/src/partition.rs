@@ -320,6 +320,13 @@ impl Partition {
     pub fn is_leader(&self) -> bool {
         self.state.lock().leading.is_some()
     }
+    /// The log end offset a follower last proved (leader only; `None` for a broker
+    /// that is not a follower here or has not fetched yet).
+    pub fn follower_log_end(&self, replica: i32) -> Option<i64> {
+        let state = self.state.lock();
+        let follower = state.leading.as_ref()?.follower(replica)?;
+        (follower.log_end_offset >= 0).then_some(follower.log_end_offset)
+    }
     /// Whether the controller's latest registration counts this broker in sync.
     pub fn is_in_sync_here(&self) -> bool {
         self.state.lock().in_registered_isr

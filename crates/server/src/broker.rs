@@ -115,7 +115,7 @@ impl Broker {
             node_id: config.node_id,
             host: advertised.host.clone(),
             port: i32::from(advertised.port),
-            rack: config.explicit.get("broker.rack").cloned(),
+            rack: config.broker_rack.clone(),
         };
         // With a quorum, registering waits for it to form (the other voters may not be
         // up yet): a broker keeps trying, as Kafka's does, and says so.

@@ -147,6 +147,12 @@ pub struct BrokerConfig {
     pub replica_fetcher: ottla_replica::fetcher::FetcherConfig,
     /// Replication throttles (`*.replication.throttled.rate`, `replication.quota.window.*`).
     pub replication_quota: ReplicationQuotaConfig,
+    /// `broker.rack`.
+    pub broker_rack: Option<String>,
+    /// `replica.selector.class` is Kafka's `RackAwareReplicaSelector` (KIP-392): a
+    /// leader sends consumers that name a `client.rack` to an in-sync replica in their
+    /// rack. Otherwise (Kafka's default `LeaderSelector`) consumers read from leaders.
+    pub rack_aware_replica_selector: bool,
     /// `offsets.commit.timeout.ms`: how long a coordinator write waits for its records
     /// to be committed before the request fails with COORDINATOR_NOT_AVAILABLE.
     pub offsets_commit_timeout_ms: i64,
@@ -156,6 +162,11 @@ pub struct BrokerConfig {
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG.
     pub explicit: BTreeMap<String, String>,
 }
+
+/// Kafka's `replica.selector.class` implementations (KIP-392).
+pub const LEADER_SELECTOR: &str = "org.apache.kafka.common.replica.LeaderSelector";
+pub const RACK_AWARE_REPLICA_SELECTOR: &str =
+    "org.apache.kafka.common.replica.RackAwareReplicaSelector";
 
 /// Replication throttle settings (Kafka's `ReplicationQuotaManagerConfig`).
 #[derive(Debug, Clone, Copy)]
@@ -381,6 +392,18 @@ impl BrokerConfig {
                     ..ottla_client::ClientConfig::for_broker(node_id)
                 },
                 ..ottla_replica::fetcher::FetcherConfig::new(node_id)
+            },
+            broker_rack: get("broker.rack")
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty()),
+            rack_aware_replica_selector: match get("replica.selector.class").as_deref().map(str::trim) {
+                None | Some("") | Some(LEADER_SELECTOR) => false,
+                Some(RACK_AWARE_REPLICA_SELECTOR) => true,
+                Some(other) => {
+                    return Err(format!(
+                        "Invalid value {other} for configuration replica.selector.class: Class {other} cannot be found (Ottla provides {LEADER_SELECTOR} and {RACK_AWARE_REPLICA_SELECTOR})"
+                    ))
+                }
             },
             replication_quota: ReplicationQuotaConfig {
                 window_num: positive("replication.quota.window.num")? as usize,

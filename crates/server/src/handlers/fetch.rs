@@ -58,6 +58,8 @@ struct Plan {
     replica_id: i32,
     isolation: FetchIsolation,
     read_committed: bool,
+    /// The consumer's `client.rack` (v11+), for KIP-392's preferred read replica.
+    client_rack: Option<String>,
 }
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
@@ -86,14 +88,16 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             let partition = match info {
                 None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                Some(t) => match broker.replicas.leader(&t.topic_id, p.partition) {
-                    None => Err(super::not_hosted_error(Some(t), p.partition)),
-                    Some(partition) => check_leader_epoch(&partition, p.current_leader_epoch)
-                        .and_then(|()| {
-                            check_follower(&partition, replica_id, p.current_leader_epoch)
-                        })
-                        .map(|()| partition),
-                },
+                Some(t) => {
+                    match serving_replica(broker, &t.topic_id, p.partition, replica_id, version) {
+                        None => Err(super::not_hosted_error(Some(t), p.partition)),
+                        Some(partition) => check_leader_epoch(&partition, p.current_leader_epoch)
+                            .and_then(|()| {
+                                check_follower(&partition, replica_id, p.current_leader_epoch)
+                            })
+                            .map(|()| partition),
+                    }
+                }
             };
             targets.push(Target {
                 name: topic.topic.clone(),
@@ -131,6 +135,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             FetchIsolation::HighWatermark
         },
         read_committed: req.isolation_level == READ_COMMITTED,
+        client_rack: (version >= 11)
+            .then(|| req.rack_id.to_string())
+            .filter(|r| !r.is_empty()),
     };
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
     // A fetch that may wait subscribes before it reads, so that an append between the
@@ -141,7 +148,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         subscribe(&plan)
     };
     let read = read_all(&plan);
-    if read.bytes >= plan.min_bytes || read.has_error || receivers.is_empty() {
+    if read.bytes >= plan.min_bytes || read.has_error || read.redirects || receivers.is_empty() {
         return Ok(Reply::Now(encode_read(&plan, read)?));
     }
     Ok(Reply::Later(Box::pin(async move {
@@ -156,7 +163,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 rx.borrow_and_update();
             }
             let read = read_all(&plan);
-            if read.bytes >= plan.min_bytes || read.has_error {
+            if read.bytes >= plan.min_bytes || read.has_error || read.redirects {
                 return encode_read(&plan, read);
             }
         }
@@ -178,6 +185,47 @@ fn subscribe(plan: &Plan) -> Vec<tokio::sync::watch::Receiver<i64>> {
             }
         })
         .collect()
+}
+
+/// The replica that serves this fetch here: the leader's, or for a consumer on Fetch
+/// v11+ (KIP-392, which may have sent it to a follower in its rack) a follower's too;
+/// a follower serves up to its own high watermark.
+fn serving_replica(
+    broker: &Broker,
+    topic_id: &Uuid,
+    index: i32,
+    replica_id: i32,
+    version: i16,
+) -> Option<Arc<Partition>> {
+    if replica_id < 0 && version >= 11 {
+        broker.replicas.get(topic_id, index)
+    } else {
+        broker.replicas.leader(topic_id, index)
+    }
+}
+
+/// Kafka's `RackAwareReplicaSelector` as the leader applies it: a consumer naming a
+/// rack other than the leader's is sent to the most caught-up in-sync replica in that
+/// rack that already holds the fetch offset; `None` keeps it on the leader.
+fn preferred_read_replica(plan: &Plan, partition: &Partition, target: &Target) -> Option<i32> {
+    let broker = &plan.broker;
+    if !broker.config.rack_aware_replica_selector || plan.replica_id >= 0 {
+        return None;
+    }
+    let rack = plan.client_rack.as_deref()?;
+    if broker.config.broker_rack.as_deref() == Some(rack) || !partition.is_leader() {
+        return None;
+    }
+    let image = broker.controller.image();
+    partition
+        .isr()
+        .into_iter()
+        .filter(|id| *id != broker.config.node_id && image.is_eligible_replica(*id))
+        .filter(|id| image.brokers.get(id).and_then(|b| b.rack.as_deref()) == Some(rack))
+        .filter_map(|id| Some((partition.follower_log_end(id)?, id)))
+        .filter(|(log_end, _)| *log_end >= target.fetch_offset)
+        .max_by_key(|(log_end, id)| (*log_end, -id))
+        .map(|(_, id)| id)
 }
 
 /// A fetch claiming replica id `replica_id` must come from one of the partition's
@@ -218,6 +266,8 @@ struct Read {
     has_error: bool,
     /// Record bytes of partitions under the leader replication throttle.
     throttled_bytes: usize,
+    /// A partition names a preferred read replica: answer at once (Kafka does).
+    redirects: bool,
 }
 
 /// The response frame; record data stays in the segment files until the connection
@@ -279,6 +329,7 @@ fn read_all(plan: &Plan) -> Read {
     let mut total = 0usize;
     let mut has_error = false;
     let mut throttled_bytes = 0usize;
+    let mut redirects = false;
     // Kafka's `shouldLeaderThrottle`: over the leader throttle, an out-of-sync
     // follower gets nothing of a throttled partition this round.
     let leader_throttled = plan.replica_id >= 0
@@ -313,6 +364,18 @@ fn read_all(plan: &Plan) -> Read {
                     .with_log_start_offset(partition.log_start_offset());
                 records_out.push(LogSlices::default());
             }
+            Ok(partition) if preferred_read_replica(plan, partition, target).is_some() => {
+                // KIP-392: the consumer should read from a replica in its rack; no
+                // records, and it goes there next.
+                let preferred = preferred_read_replica(plan, partition, target).expect("checked");
+                redirects = true;
+                data = data
+                    .with_preferred_read_replica(BrokerId(preferred))
+                    .with_high_watermark(partition.high_watermark())
+                    .with_last_stable_offset(partition.high_watermark())
+                    .with_log_start_offset(partition.log_start_offset());
+                records_out.push(LogSlices::default());
+            }
             Ok(partition) => {
                 let limit = target.partition_max_bytes.min(remaining);
                 match partition.read(target.fetch_offset, limit, plan.isolation, min_one_batch) {
@@ -327,7 +390,18 @@ fn read_all(plan: &Plan) -> Read {
                                 ottla_replica::partition::now_ms(),
                             );
                             if let Some(proposal) = proposal {
-                                plan.broker.alter_partition.submit(partition, proposal);
+                                // KIP-841: a fenced or shutting-down broker is never
+                                // proposed for the ISR (the controller would refuse it).
+                                let image = plan.broker.controller.image();
+                                if proposal
+                                    .new_isr
+                                    .iter()
+                                    .all(|r| image.is_eligible_replica(*r))
+                                {
+                                    plan.broker.alter_partition.submit(partition, proposal);
+                                } else {
+                                    partition.abandon_isr_proposal(&proposal);
+                                }
                             }
                         }
                         let throttled = plan.replica_id >= 0
@@ -407,5 +481,6 @@ fn read_all(plan: &Plan) -> Read {
         bytes: total,
         has_error,
         throttled_bytes,
+        redirects,
     }
 }
