@@ -35,13 +35,49 @@ import org.apache.kafka.common.serialization.StringSerializer;
  */
 public final class OttlaCluster extends Harness {
     public static void main(String[] args) {
+        if (args.length == 4 && args[1].equals("observers")) {
+            bootstrap = args[0];
+            runAndExit(() -> observers(ids(args[2]), ids(args[3])));
+            return;
+        }
         if (args.length < 3 || !args[1].equals("quorum")) {
-            System.err.println("usage: OttlaCluster <bootstrap> quorum <voters>");
+            System.err.println("usage: OttlaCluster <bootstrap> quorum <voters> | observers <voter ids> <broker ids>");
             System.exit(64);
         }
         bootstrap = args[0];
         int voters = Integer.parseInt(args[2]);
         runAndExit(() -> quorum(voters));
+    }
+
+    static Set<Integer> ids(String csv) {
+        Set<Integer> out = new TreeSet<>();
+        for (String s : csv.split(",")) out.add(Integer.parseInt(s.trim()));
+        return out;
+    }
+
+    /**
+     * Controllers and brokers on separate nodes: describeMetadataQuorum (what
+     * {@code kafka-metadata-quorum describe --replication} prints) lists the controllers as
+     * voters and the broker-only nodes as observers; describeCluster lists only the brokers.
+     */
+    static void observers(Set<Integer> voterIds, Set<Integer> brokerIds) throws Exception {
+        try (Admin admin = newAdmin("ottla-cluster-observers")) {
+            QuorumInfo q = await(admin.describeMetadataQuorum().quorumInfo(), "describeMetadataQuorum");
+            info("quorum: leader " + q.leaderId() + ", voters " + q.voters() + ", observers " + q.observers());
+            Set<Integer> voters = new TreeSet<>();
+            for (QuorumInfo.ReplicaState r : q.voters()) voters.add(r.replicaId());
+            checkEq(voterIds, voters, "the voters are the controllers");
+            check(voterIds.contains(q.leaderId()), "a controller leads: " + q.leaderId());
+            Set<Integer> observers = new TreeSet<>();
+            for (QuorumInfo.ReplicaState r : q.observers()) {
+                observers.add(r.replicaId());
+                check(r.logEndOffset() > 0, "observer " + r.replicaId() + " has fetched metadata: " + r.logEndOffset());
+            }
+            checkEq(brokerIds, observers, "the observers are the broker-only nodes");
+            Set<Integer> nodes = new TreeSet<>();
+            for (Node n : await(admin.describeCluster().nodes(), "describeCluster")) nodes.add(n.id());
+            checkEq(brokerIds, nodes, "describeCluster lists the brokers only");
+        }
     }
 
     static void quorum(int voters) throws Exception {

@@ -8,9 +8,11 @@
 
 pub mod delta;
 pub mod election;
+pub mod feed;
 pub mod image;
 pub mod liveness;
 pub mod metadata_log;
+mod observer;
 pub mod placement;
 pub mod quorum;
 pub mod reassignment;
@@ -81,6 +83,9 @@ pub struct QuorumSettings {
     /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`:
     /// how often the active controller moves leaderships back to preferred replicas.
     pub leader_rebalance_interval: Option<std::time::Duration>,
+    /// This node is no voter (`process.roles=broker`): it follows the quorum's metadata
+    /// as an observer and forwards every change (`listen` is unused).
+    pub observer: bool,
 }
 
 /// What a client asked for in CreateTopics, already stripped of wire details.
@@ -296,12 +301,17 @@ pub struct ReplicaProgress {
     pub last_caught_up_timestamp: i64,
 }
 
+/// An observer not heard from for this long is no longer listed by DescribeQuorum.
+const OBSERVER_EXPIRY_MS: i64 = 30_000;
+
 /// How the controller makes a change durable.
 enum Backend {
     /// The embedded single-node controller's fsynced file.
     Local(Mutex<MetadataLog>),
     /// A voter of an openraft quorum.
     Raft(RaftBackend),
+    /// A broker-only node following the quorum (KRaft's observer).
+    Observer(observer::ObserverBackend),
 }
 
 struct RaftBackend {
@@ -316,6 +326,8 @@ struct RaftBackend {
     write_timeout: std::time::Duration,
     /// Stops the CONTROLLER listener.
     stop: tokio::sync::watch::Sender<bool>,
+    /// The committed metadata observers fetch.
+    feed: Arc<feed::MetadataFeed>,
 }
 
 /// The publishers and the last image they were told about, under one lock so that a
@@ -345,6 +357,7 @@ impl Controller {
     pub fn open(config: ControllerConfig) -> Result<Arc<Controller>, ControllerError> {
         match config.quorum.clone() {
             None => Controller::open_local(config),
+            Some(quorum) if quorum.observer => Controller::open_observer(config, quorum),
             Some(quorum) => Controller::open_raft(config, quorum),
         }
     }
@@ -394,7 +407,15 @@ impl Controller {
             last: Arc::new(MetadataImage::default()),
         }));
         let observer_publishing = publishing.clone();
-        let observer: quorum::MetadataObserver = Arc::new(move |delta, image| {
+        let feed = Arc::new(feed::MetadataFeed::default());
+        let observer_feed = feed.clone();
+        let observer: quorum::MetadataObserver = Arc::new(move |delta, image, change| {
+            match change {
+                quorum::AppliedChange::Entry { index, records } => {
+                    observer_feed.applied(index, records, image)
+                }
+                quorum::AppliedChange::Snapshot { index } => observer_feed.reset(index, image),
+            }
             let publish = || {
                 let mut publishing = observer_publishing.lock();
                 for publisher in &publishing.publishers {
@@ -463,6 +484,7 @@ impl Controller {
                 writes: Mutex::new(None),
                 write_timeout: quorum.write_timeout,
                 stop,
+                feed,
             }),
             publishing,
             sessions: liveness::BrokerSessions::default(),
@@ -481,18 +503,24 @@ impl Controller {
 
     /// Stop taking part in the quorum (clean shutdown).
     pub fn shutdown(&self) {
-        if let Backend::Raft(b) = &self.backend {
-            let _ = b.stop.send(true);
-            if let Err(e) = b.runtime.block_on(b.raft.shutdown()) {
-                tracing::warn!("The quorum's Raft node did not stop cleanly: {e}");
+        match &self.backend {
+            Backend::Raft(b) => {
+                let _ = b.stop.send(true);
+                if let Err(e) = b.runtime.block_on(b.raft.shutdown()) {
+                    tracing::warn!("The quorum's Raft node did not stop cleanly: {e}");
+                }
             }
+            Backend::Observer(o) => {
+                let _ = o.stop.send(true);
+            }
+            Backend::Local(_) => {}
         }
     }
 
-    /// Whether this controller is a voter of a quorum (else the embedded single node,
-    /// where brokers neither heartbeat nor get fenced).
+    /// Whether this node belongs to a quorum, as a voter or an observer (else the
+    /// embedded single node, where brokers neither heartbeat nor get fenced).
     pub fn has_quorum(&self) -> bool {
-        matches!(self.backend, Backend::Raft(_))
+        !matches!(self.backend, Backend::Local(_))
     }
 
     /// Whether [`Controller::shutdown`] has run.
@@ -500,6 +528,7 @@ impl Controller {
         match &self.backend {
             Backend::Local(_) => false,
             Backend::Raft(b) => *b.stop.borrow(),
+            Backend::Observer(o) => *o.stop.borrow(),
         }
     }
 
@@ -508,6 +537,7 @@ impl Controller {
         match &self.backend {
             Backend::Local(_) => Some(self.config.node_id),
             Backend::Raft(b) => b.raft.metrics().borrow().current_leader.map(|id| id as i32),
+            Backend::Observer(o) => o.leader().map(|id| id as i32),
         }
     }
 
@@ -526,7 +556,7 @@ impl Controller {
     pub fn register_publisher(&self, publisher: Arc<dyn MetadataPublisher>) {
         let _writers = match &self.backend {
             Backend::Local(log) => Some(log.lock()),
-            Backend::Raft(_) => None,
+            Backend::Raft(_) | Backend::Observer(_) => None,
         };
         let mut publishing = self.publishing.lock();
         let image = publishing.last.clone();
@@ -548,6 +578,8 @@ impl Controller {
         let log = match &self.backend {
             Backend::Local(log) => log,
             Backend::Raft(b) => return self.commit_raft(b, produce),
+            // Never the active controller: its changes are forwarded.
+            Backend::Observer(_) => return Err(ControllerError::NotActive),
         };
         let mut log = log.lock();
         let current = self.image();
@@ -680,8 +712,10 @@ impl Controller {
         here: &dyn Fn() -> Result<T, ControllerError>,
         forwarded: &dyn Fn(ChangeOutput) -> Result<T, ControllerError>,
     ) -> Result<T, ControllerError> {
-        let Backend::Raft(b) = &self.backend else {
-            return here();
+        let b = match &self.backend {
+            Backend::Local(_) => return here(),
+            Backend::Observer(o) => return forwarded(self.forward_as_observer(o, &op())?),
+            Backend::Raft(b) => b,
         };
         let deadline = std::time::Instant::now() + b.write_timeout;
         loop {
@@ -794,6 +828,7 @@ impl Controller {
                     nodes: Vec::new(),
                 });
             }
+            Backend::Observer(o) => return self.describe_quorum_as_observer(o),
             Backend::Raft(b) => b,
         };
         if let Some(here) = self.describe_quorum_here(b) {
@@ -867,7 +902,19 @@ impl Controller {
             leader_epoch: m.current_term.min(i32::MAX as u64) as i32,
             high_watermark: end_of(m.last_applied.as_ref()),
             voters,
-            observers: Vec::new(),
+            // Broker-only nodes fetching the metadata (KRaft lists brokers as observers).
+            observers: b
+                .feed
+                .observers()
+                .into_iter()
+                .filter(|(_, p)| now - p.last_fetch_ms < OBSERVER_EXPIRY_MS)
+                .map(|(id, p)| ReplicaProgress {
+                    replica_id: id,
+                    log_end_offset: p.applied_index as i64 + 1,
+                    last_fetch_timestamp: p.last_fetch_ms,
+                    last_caught_up_timestamp: p.last_fetch_ms,
+                })
+                .collect(),
             nodes,
         })
     }
@@ -876,7 +923,7 @@ impl Controller {
     pub fn describe_quorum_forwarded(&self) -> Option<QuorumDescription> {
         match &self.backend {
             Backend::Raft(b) => self.describe_quorum_here(b),
-            Backend::Local(_) => None,
+            Backend::Local(_) | Backend::Observer(_) => None,
         }
     }
 
@@ -1398,6 +1445,17 @@ impl rpc::ForwardTarget for LocalController {
     fn describe(&self) -> Option<QuorumDescription> {
         self.0.upgrade()?.describe_quorum_forwarded()
     }
+
+    fn feed(&self) -> Option<Arc<feed::MetadataFeed>> {
+        match &self.0.upgrade()?.backend {
+            Backend::Raft(b) => Some(b.feed.clone()),
+            _ => None,
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.0.upgrade()?.active_controller().map(|id| id as u64)
+    }
 }
 
 /// Log each change of the quorum's leader or epoch in KRaft's words, for operators
@@ -1430,7 +1488,7 @@ async fn log_transitions(raft: MetadataRaft, node_id: i32) {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

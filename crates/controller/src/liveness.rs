@@ -147,6 +147,7 @@ impl Controller {
             Backend::Raft(b) => {
                 b.raft.metrics().borrow().current_leader == Some(self.config.node_id as u64)
             }
+            Backend::Observer(_) => false,
         }
     }
 }
@@ -213,6 +214,7 @@ pub(crate) fn spawn_session_checker(
             // Commits build their timeouts in the quorum's runtime.
             let _runtime = match &controller.backend {
                 Backend::Raft(b) => Some(b.runtime.enter()),
+                Backend::Observer(o) => Some(o.runtime.enter()),
                 Backend::Local(_) => None,
             };
             let now = Instant::now();

@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::feed::{MetadataFeed, MetadataFetch};
 use crate::quorum::{ControllerNode, MetadataRaft, MetadataSnapshotData, TypeConfig};
 use crate::{ControllerOp, ControllerOpResult, QuorumDescription};
 
@@ -38,7 +39,14 @@ pub trait ForwardTarget: Send + Sync {
     fn execute(&self, op: ControllerOp) -> ControllerOpResult;
     /// The quorum as the active controller sees it; `None` if this node is not it.
     fn describe(&self) -> Option<QuorumDescription>;
+    /// This voter's feed of committed metadata, for observers.
+    fn feed(&self) -> Option<Arc<MetadataFeed>>;
+    /// The active controller as this voter knows it.
+    fn leader(&self) -> Option<u64>;
 }
+
+/// Longest an observer's fetch waits for new metadata before it is answered empty.
+pub const MAX_OBSERVER_WAIT: Duration = Duration::from_secs(1);
 
 /// Largest frame either side accepts: a snapshot of a large cluster's image is the
 /// biggest message (a few MiB for 100k partitions).
@@ -62,6 +70,13 @@ pub enum QuorumRequest {
     Forward(ControllerOp),
     /// DescribeQuorum, for the active controller.
     DescribeQuorum,
+    /// An observer (a broker that is not a voter) asks for the committed metadata
+    /// after `after`, waiting up to `max_wait_ms` for some.
+    FetchMetadata {
+        observer: i32,
+        after: u64,
+        max_wait_ms: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,6 +87,8 @@ pub enum QuorumResponse {
     Forward(ControllerOpResult),
     /// `None`: the asked node is not the active controller.
     DescribeQuorum(Option<QuorumDescription>),
+    /// `None`: the asked node keeps no feed (it is shutting down).
+    Metadata(Option<MetadataFetch>),
 }
 
 /// Write one frame.
@@ -175,6 +192,13 @@ async fn serve_connection(
                 QuorumResponse::FullSnapshot(raft.install_full_snapshot(vote, snapshot).await)
             }
             QuorumRequest::DescribeQuorum => QuorumResponse::DescribeQuorum(target.describe()),
+            QuorumRequest::FetchMetadata {
+                observer,
+                after,
+                max_wait_ms,
+            } => QuorumResponse::Metadata(
+                fetch_metadata(&*target, observer, after, max_wait_ms).await,
+            ),
             QuorumRequest::Forward(op) => {
                 // The write blocks on the quorum's commit: off the async workers.
                 let target = target.clone();
@@ -192,6 +216,23 @@ async fn serve_connection(
             return;
         }
     }
+}
+
+/// An observer's fetch: at once when there is something after `after`, else when
+/// something is applied or the wait ends.
+async fn fetch_metadata(
+    target: &dyn ForwardTarget,
+    observer: i32,
+    after: u64,
+    max_wait_ms: u64,
+) -> Option<MetadataFetch> {
+    let feed = target.feed()?;
+    let mut applied = feed.subscribe();
+    let wait = Duration::from_millis(max_wait_ms).min(MAX_OBSERVER_WAIT);
+    if *applied.borrow_and_update() <= after {
+        let _ = tokio::time::timeout(wait, applied.changed()).await;
+    }
+    Some(feed.fetch(observer, after, target.leader(), crate::now_ms()))
 }
 
 /// One request/response exchange with `addr` on a fresh or kept connection.

@@ -2,6 +2,7 @@
 //! background duties (retention, recovery-point checkpoints) and clean shutdown.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,6 +62,48 @@ pub struct Broker {
     shutting_down: std::sync::atomic::AtomicBool,
 }
 
+/// Open this node's part of the metadata: the embedded single-node controller, a voter
+/// of the quorum (`process.roles` with `controller`), or an observer following it
+/// (`process.roles=broker`). A quorum node starts only on directories `ottla format`
+/// prepared; their cluster id is the one the quorum's first change records.
+pub fn open_controller(config: &BrokerConfig, first_dir: &Path) -> anyhow::Result<Arc<Controller>> {
+    let quorum = (!config.quorum_voters.is_empty()).then(|| QuorumSettings {
+        voters: config
+            .quorum_voters
+            .iter()
+            .map(|v| (v.node_id, v.host.clone(), v.port))
+            .collect(),
+        listen: config
+            .controller_listener
+            .as_ref()
+            .map(|l| l.bind_address())
+            .unwrap_or_default(),
+        write_timeout: CONTROLLER_WRITE_TIMEOUT,
+        broker_session_timeout: std::time::Duration::from_millis(config.broker_session_timeout_ms),
+        unclean_leader_election: config.unclean_leader_election,
+        leader_rebalance_interval: config
+            .leader_rebalance_interval_s
+            .map(std::time::Duration::from_secs),
+        observer: !config.roles.controller,
+    });
+    let formatted_cluster_id = match quorum {
+        Some(_) => Some(crate::storage::formatted_cluster_id(
+            &config.log_dirs,
+            config.node_id,
+        )?),
+        None => None,
+    };
+    Controller::open(ControllerConfig {
+        node_id: config.node_id,
+        cluster_id: formatted_cluster_id,
+        metadata_dir: first_dir.join(METADATA_DIR_NAME),
+        default_num_partitions: config.num_partitions,
+        default_replication_factor: config.default_replication_factor,
+        quorum,
+    })
+    .context("cannot open the metadata log")
+}
+
 impl Broker {
     /// Open metadata and logs (recovering them if the last shutdown was not clean).
     pub fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
@@ -74,42 +117,7 @@ impl Broker {
         // directories stops here, before it can touch the metadata log.
         let replicas =
             ReplicaManager::open(config.log_dirs.clone()).context("cannot open log dirs")?;
-        let quorum = config.controller_listener.as_ref().and_then(|listener| {
-            (!config.quorum_voters.is_empty()).then(|| QuorumSettings {
-                voters: config
-                    .quorum_voters
-                    .iter()
-                    .map(|v| (v.node_id, v.host.clone(), v.port))
-                    .collect(),
-                listen: listener.bind_address(),
-                write_timeout: CONTROLLER_WRITE_TIMEOUT,
-                broker_session_timeout: std::time::Duration::from_millis(
-                    config.broker_session_timeout_ms,
-                ),
-                unclean_leader_election: config.unclean_leader_election,
-                leader_rebalance_interval: config
-                    .leader_rebalance_interval_s
-                    .map(std::time::Duration::from_secs),
-            })
-        });
-        // A quorum node starts only on directories `ottla format` prepared; their cluster
-        // id is the one the quorum's first change records.
-        let formatted_cluster_id = match quorum {
-            Some(_) => Some(crate::storage::formatted_cluster_id(
-                &config.log_dirs,
-                config.node_id,
-            )?),
-            None => None,
-        };
-        let controller = Controller::open(ControllerConfig {
-            node_id: config.node_id,
-            cluster_id: formatted_cluster_id,
-            metadata_dir: first_dir.join(METADATA_DIR_NAME),
-            default_num_partitions: config.num_partitions,
-            default_replication_factor: config.default_replication_factor,
-            quorum,
-        })
-        .context("cannot open the metadata log")?;
+        let controller = open_controller(&config, &first_dir)?;
         let advertised = &config.advertised_listeners[0];
         let registration = BrokerInfo {
             node_id: config.node_id,

@@ -167,9 +167,45 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    if !config.roles.broker {
+        return run_controller_only(config).await;
+    }
     let running = start(config).await?;
     wait_for_signal().await;
     running.stop().await
+}
+
+/// `process.roles=controller`: a voter of the metadata quorum and nothing else (no
+/// client listener, no partitions), as a KRaft controller-only node. Brokers reach it
+/// on its CONTROLLER listener.
+async fn run_controller_only(config: BrokerConfig) -> anyhow::Result<()> {
+    let started_at = std::time::Instant::now();
+    let node_id = config.node_id;
+    let controller = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let first_dir = config.log_dirs[0].clone();
+        std::fs::create_dir_all(&first_dir)
+            .with_context(|| format!("cannot create log dir {}", first_dir.display()))?;
+        // The directory lock: a second node pointed at the same directory stops here.
+        let dirs = ottla_replica::ReplicaManager::open(config.log_dirs.clone())
+            .context("cannot open log dirs")?;
+        let controller = broker::open_controller(&config, &first_dir)?;
+        Ok((controller, dirs))
+    })
+    .await??;
+    tracing::info!(
+        "Ottla controller {node_id} started in {} ms",
+        started_at.elapsed().as_millis()
+    );
+    wait_for_signal().await;
+    tracing::info!("Shutting down");
+    let (controller, dirs) = controller;
+    tokio::task::spawn_blocking(move || {
+        controller.shutdown();
+        drop(dirs);
+    })
+    .await?;
+    tracing::info!("Shut down completed");
+    Ok(())
 }
 
 async fn wait_for_signal() {

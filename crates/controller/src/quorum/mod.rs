@@ -100,7 +100,20 @@ pub type SharedImage = Arc<RwLock<Arc<MetadataImage>>>;
 /// Told of every change to the image, in log order, before the change becomes visible
 /// through the [`SharedImage`]. Called on openraft's state-machine task: it must not wait
 /// for the quorum (no `client_write` from inside), or the state machine stalls.
-pub type MetadataObserver = Arc<dyn Fn(&MetadataDelta, &Arc<MetadataImage>) + Send + Sync>;
+pub type MetadataObserver =
+    Arc<dyn Fn(&MetadataDelta, &Arc<MetadataImage>, AppliedChange<'_>) + Send + Sync>;
+
+/// How the image changed, for the [`crate::feed::MetadataFeed`] that observers read.
+#[derive(Debug, Clone, Copy)]
+pub enum AppliedChange<'a> {
+    /// The records of the committed entry at `index`.
+    Entry {
+        index: u64,
+        records: &'a [crate::MetadataRecord],
+    },
+    /// The image was replaced by a snapshot ending at `index` (0: empty).
+    Snapshot { index: u64 },
+}
 
 /// A voter's CONTROLLER listener endpoint, stored in the membership entries of the log
 /// so that every node knows where to reach every other.

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use super::durable::{read_if_exists, remove_if_exists, sync_dir, write_synced};
 use super::snapshot::{self, MetadataSnapshotData, PARTIAL_SUFFIX};
 use super::{
-    run_blocking, ControllerNode, MetadataApplied, MetadataObserver, QuorumError,
+    run_blocking, AppliedChange, ControllerNode, MetadataApplied, MetadataObserver, QuorumError,
     QuorumStorageError, SharedImage, TypeConfig,
 };
 use crate::delta::MetadataDelta;
@@ -102,9 +102,14 @@ impl MetadataStateMachine {
             );
             sm.last_applied = meta.last_log_id;
             sm.membership = meta.last_membership.clone();
+            let index = meta.last_log_id.map_or(0, |id| id.index);
             sm.snapshots.lock().current = Some((meta, path));
             let image = Arc::new(image);
-            sm.publish(&MetadataDelta::full(&image), image);
+            sm.publish(
+                &MetadataDelta::full(&image),
+                image,
+                AppliedChange::Snapshot { index },
+            );
         } else {
             *sm.shared.write() = sm.image.clone();
         }
@@ -118,8 +123,8 @@ impl MetadataStateMachine {
 
     /// Tell the observer, then make `image` visible: the broker acts on a change (opens
     /// partitions, say) before readers can see it, as [`crate::Controller`] does today.
-    fn publish(&mut self, delta: &MetadataDelta, image: Arc<MetadataImage>) {
-        (self.observer)(delta, &image);
+    fn publish(&mut self, delta: &MetadataDelta, image: Arc<MetadataImage>, change: AppliedChange) {
+        (self.observer)(delta, &image, change);
         *self.shared.write() = image.clone();
         self.image = image;
     }
@@ -260,7 +265,14 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
                         })?;
                     }
                     let delta = MetadataDelta::from_records(&self.image, &batch.0);
-                    self.publish(&delta, Arc::new(next));
+                    self.publish(
+                        &delta,
+                        Arc::new(next),
+                        AppliedChange::Entry {
+                            index: log_id.index,
+                            records: &batch.0,
+                        },
+                    );
                 }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(log_id), membership);
@@ -328,7 +340,8 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
         let delta = MetadataDelta::replaced(&self.image, &image);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.publish(&delta, Arc::new(image));
+        let index = meta.last_log_id.map_or(0, |id| id.index);
+        self.publish(&delta, Arc::new(image), AppliedChange::Snapshot { index });
         Ok(())
     }
 

@@ -37,7 +37,7 @@ fn shared_image() -> SharedImage {
 }
 
 fn no_observer() -> MetadataObserver {
-    Arc::new(|_, _| {})
+    Arc::new(|_, _, _| {})
 }
 
 type Published = Arc<Mutex<Vec<(MetadataDelta, Arc<MetadataImage>)>>>;
@@ -46,7 +46,7 @@ fn recording_observer() -> (MetadataObserver, Published) {
     let seen: Published = Arc::default();
     let sink = seen.clone();
     (
-        Arc::new(move |delta, image| sink.lock().push((delta.clone(), image.clone()))),
+        Arc::new(move |delta, image, _| sink.lock().push((delta.clone(), image.clone()))),
         seen,
     )
 }

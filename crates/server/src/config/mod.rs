@@ -101,9 +101,44 @@ pub enum ConfigSource {
     Default = 5,
 }
 
+/// `process.roles`: what this node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl ProcessRoles {
+    pub fn parse(text: &str) -> Result<ProcessRoles, String> {
+        let mut roles = ProcessRoles {
+            broker: false,
+            controller: false,
+        };
+        for role in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "broker" if !roles.broker => roles.broker = true,
+                "controller" if !roles.controller => roles.controller = true,
+                _ => {
+                    return Err(format!(
+                        "Invalid value {text} for configuration process.roles: Unknown or repeated process role {role}; the roles are broker and controller"
+                    ))
+                }
+            }
+        }
+        if !roles.broker && !roles.controller {
+            return Err(format!(
+                "Invalid value {text} for configuration process.roles: at least one of broker and controller is required"
+            ));
+        }
+        Ok(roles)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
+    /// `process.roles`: broker, controller, or both (the embedded single node is both).
+    pub roles: ProcessRoles,
     /// The listeners clients connect to (every listener not named in
     /// `controller.listener.names`).
     pub listeners: Vec<Listener>,
@@ -246,6 +281,11 @@ impl BrokerConfig {
                 ));
             }
         }
+        let roles_text = explicit
+            .get("process.roles")
+            .cloned()
+            .unwrap_or_else(|| OTTLA_DEFAULTS[3].1.into());
+        let roles = ProcessRoles::parse(&roles_text)?;
         let listeners_text = explicit
             .get("listeners")
             .cloned()
@@ -260,10 +300,15 @@ impl BrokerConfig {
             parse_listeners("listeners", &listeners_text, &controller_names)?
                 .into_iter()
                 .partition(|l| controller_names.contains(&l.name));
-        if listeners.is_empty() {
+        if roles.broker && listeners.is_empty() {
             return Err(format!(
                 "Invalid value {listeners_text} for configuration listeners: no listener for clients (all are named in controller.listener.names)"
             ));
+        }
+        if !roles.broker && !listeners.is_empty() {
+            return Err(
+                "Invalid configuration: the listeners config must only contain KRaft controller listeners from controller.listener.names when process.roles=controller".into(),
+            );
         }
         let controller_listener = controller_listeners.into_iter().next();
         let quorum_voters: Vec<QuorumVoter> = get("controller.quorum.voters")
@@ -276,19 +321,39 @@ impl BrokerConfig {
             .map_err(|e| {
                 format!("Invalid value for configuration controller.quorum.voters: {e}")
             })?;
-        if !quorum_voters.is_empty() {
-            if !quorum_voters.iter().any(|v| v.node_id == node_id) {
+        let voter_ids: Vec<i32> = quorum_voters.iter().map(|v| v.node_id).collect();
+        if quorum_voters.is_empty() {
+            // The embedded single node is both; anything else needs a quorum to join.
+            if !(roles.broker && roles.controller) {
                 return Err(format!(
-                    "Invalid configuration: node.id {node_id} is not one of controller.quorum.voters; only combined broker,controller nodes are supported so far"
+                    "Invalid configuration: process.roles={roles_text} needs controller.quorum.voters (only a combined broker,controller node runs without a quorum)"
+                ));
+            }
+        } else if roles.controller {
+            if !voter_ids.contains(&node_id) {
+                return Err(format!(
+                    "If process.roles contains the 'controller' role, the node id {node_id} must be included in the set of voters controller.quorum.voters={voter_ids:?}"
                 ));
             }
             if controller_listener.is_none() {
                 return Err(
-                    "Invalid configuration: controller.quorum.voters is set but listeners has no listener named in controller.listener.names".into(),
+                    "controller.listener.names must contain at least one value appearing in the 'listeners' configuration when running the KRaft controller role".into(),
+                );
+            }
+        } else {
+            if voter_ids.contains(&node_id) {
+                return Err(format!(
+                    "If process.roles contains just the 'broker' role, the node id {node_id} must not be included in the set of voters controller.quorum.voters={voter_ids:?}"
+                ));
+            }
+            if controller_listener.is_some() {
+                return Err(
+                    "The listeners config must not contain a definition for the controller listener when process.roles=broker".into(),
                 );
             }
         }
         let advertised_listeners = match explicit.get("advertised.listeners") {
+            _ if !roles.broker => Vec::new(),
             Some(text) => parse_listeners("advertised.listeners", text, &[])?,
             None => listeners
                 .iter()
@@ -320,18 +385,6 @@ impl BrokerConfig {
                     .into(),
             );
         }
-        let roles = explicit
-            .get("process.roles")
-            .cloned()
-            .unwrap_or_else(|| OTTLA_DEFAULTS[3].1.into());
-        let mut roles: Vec<&str> = roles.split(',').map(str::trim).collect();
-        roles.sort();
-        if roles != ["broker", "controller"] {
-            return Err(format!(
-                "Invalid value {} for configuration process.roles: only 'broker,controller' (combined mode) is supported so far",
-                roles.join(",")
-            ));
-        }
         let positive = |key: &str| -> Result<i64, String> {
             let v = parse_num(key)?;
             if v <= 0 {
@@ -343,6 +396,7 @@ impl BrokerConfig {
         };
         let mut config = BrokerConfig {
             node_id,
+            roles,
             listeners,
             advertised_listeners,
             quorum_voters,
@@ -639,7 +693,39 @@ mod tests {
             ("controller.quorum.voters", "1@127.0.0.1:19093"),
         ])
         .unwrap_err();
-        assert!(err.contains("not one of controller.quorum.voters"), "{err}");
+        assert!(
+            err.contains("If process.roles contains the 'controller' role, the node id 4 must be included in the set of voters"),
+            "{err}"
+        );
+        // A broker-only node is no voter and has no CONTROLLER listener.
+        let broker_only = config(&[
+            ("node.id", "4"),
+            ("process.roles", "broker"),
+            ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("controller.quorum.voters", "1@127.0.0.1:19093"),
+        ])
+        .unwrap();
+        assert_eq!(
+            broker_only.roles,
+            ProcessRoles {
+                broker: true,
+                controller: false
+            }
+        );
+        assert!(broker_only.controller_listener.is_none());
+        // A controller-only node has no client listener and advertises none.
+        let controller_only = config(&[
+            ("node.id", "1"),
+            ("process.roles", "controller"),
+            ("listeners", "CONTROLLER://127.0.0.1:19093"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("controller.quorum.voters", "1@127.0.0.1:19093"),
+        ])
+        .unwrap();
+        assert!(
+            controller_only.listeners.is_empty() && controller_only.advertised_listeners.is_empty()
+        );
         let err = config(&[("controller.quorum.voters", "1@127.0.0.1:19093")]).unwrap_err();
         assert!(err.contains("controller.listener.names"), "{err}");
         let err = config(&[("controller.quorum.voters", "x@127.0.0.1:19093")]).unwrap_err();
