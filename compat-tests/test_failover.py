@@ -298,15 +298,17 @@ def test_cleanly_stopped_brokers_leave_the_isr_and_acks_all_is_refused(ottla_fac
     assert produce_one(nodes[0].bootstrap, topic, b"before") is None
 
     nodes[0].stop()  # the leader: its partition moves at once, no session to wait for
-    state = partition_state(nodes[1], topic)[0]
-    assert state[0] in (2, 3) and state[2] == [2, 3], state
+    # Committed before broker 1 exits; broker 2 applies it within moments.
+    state = wait_for(lambda: (s := partition_state(nodes[1], topic)[0])[0] in (2, 3) and s[2] == [2, 3] and s,
+                     10, "broker 2 to see the partition led by 2 or 3 with ISR [2, 3]")
     assert produce_one(nodes[1].bootstrap, topic, b"two left") is None
 
     leader_id = state[0]
     leader = node_by_id(nodes, leader_id)
     other = nodes[1] if leader is nodes[2] else nodes[2]
     other.stop()
-    assert partition_state(leader, topic)[0][2] == [leader_id], partition_state(leader, topic)
+    wait_for(lambda: partition_state(leader, topic)[0][2] == [leader_id], 10,
+             f"the leader to see itself alone in the ISR ({partition_state(leader, topic)})")
     err = produce_one(leader.bootstrap, topic, b"refused")
     assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
 

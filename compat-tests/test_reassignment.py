@@ -1,7 +1,8 @@
 """Partition reassignment on a four-node cluster, with real processes: what
 `kafka-reassign-partitions --execute / --verify / --cancel` does through the Java Admin
 (AlterPartitionReassignments and ListPartitionReassignments), with Kafka's replication
-throttles slowing the copy down. The moved data must arrive whole on the new replicas,
+throttles, set through IncrementalAlterConfigs as `--throttle` sets them, slowing the
+copy down. The moved data must arrive whole on the new replicas,
 the old replicas must delete their copies, and a cancelled move must leave the
 partition where it was. The Admin calls and their checks are in
 java/src/OttlaReassign.java; this file sets the cluster up and checks the data and the
@@ -16,21 +17,18 @@ from conftest import Rec, ck_consume_all, ck_produce, now_ms, run_java, unique_t
 from test_cluster import bootstrap, start_cluster
 from test_replication import partition_state
 
-# 150 kB/s each way for throttled replicas: the first ~1.5 MB of a move goes at once
+# OttlaReassign throttles at 150 kB/s each way, through dynamic configs as
+# kafka-reassign-partitions --throttle does: the first ~1.5 MB of a move goes at once
 # (Kafka's rate is measured over 10 whole windows of 1 s), the rest at the limit.
-THROTTLE = {"leader.replication.throttled.rate": "150000",
-            "follower.replication.throttled.rate": "150000"}
 RECORDS_PER_PARTITION = 3000  # 1 KiB each: ~3 MB, about 10 s at the throttled rate
 
 
 def test_reassignment_moves_partitions_and_cancels_through_the_java_admin(ottla_factory, java_program):
-    nodes = start_cluster(ottla_factory, n=4, extra=THROTTLE)
+    nodes = start_cluster(ottla_factory, n=4)
     servers = bootstrap(nodes)
     topic = unique_topic("reassign")
     admin = AdminClient({"bootstrap.servers": servers})
-    fs = admin.create_topics([NewTopic(topic, num_partitions=3, replica_assignment=[[1, 2], [2, 1], [1, 2]],
-                                       config={"leader.replication.throttled.replicas": "*",
-                                               "follower.replication.throttled.replicas": "*"})],
+    fs = admin.create_topics([NewTopic(topic, num_partitions=3, replica_assignment=[[1, 2], [2, 1], [1, 2]])],
                              operation_timeout=30, request_timeout=30)
     fs[topic].result(timeout=60)
     payload = b"x" * 1000
@@ -64,3 +62,4 @@ def test_reassignment_moves_partitions_and_cancels_through_the_java_admin(ottla_
     logs = "".join(n.stderr_text() for n in nodes)
     assert "Started the reassignment of" in logs and "Cancelled the reassignment of" in logs
     assert "Stopped hosting" in logs
+    assert "Updated leader.replication.throttled.rate to 150000" in logs

@@ -1,3 +1,5 @@
+import java.util.Collection;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -5,12 +7,16 @@ import java.util.Set;
 import java.util.TreeSet;
 
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.NewPartitionReassignment;
 import org.apache.kafka.clients.admin.PartitionReassignment;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.InvalidReplicaAssignmentException;
 import org.apache.kafka.common.errors.NoReassignmentInProgressException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
@@ -20,8 +26,9 @@ import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
  * makes ({@code --execute}: alterPartitionReassignments, {@code --verify}/{@code --list}:
  * listPartitionReassignments, {@code --cancel}: an empty target). Driven by
  * test_reassignment.py, which creates {@code <topic>} with three partitions on brokers
- * [1,2], [2,1], [1,2] of a four-node cluster, fills them, and throttles replication so
- * that a move takes seconds:
+ * [1,2], [2,1], [1,2] of a four-node cluster and fills them; this program throttles
+ * replication as {@code kafka-reassign-partitions --throttle} does (incrementalAlterConfigs on
+ * the brokers and the topic), so that a move takes seconds:
  * <ul>
  * <li>bad requests get Kafka's errors and change nothing;</li>
  * <li>partition 0 moves to [3,4] (both replicas replaced, the leader too); while it runs,
@@ -60,6 +67,17 @@ public final class OttlaReassign extends Harness {
                     UnknownTopicOrPartitionException.class, "an unknown topic");
             checkEq(Map.of(), await(admin.listPartitionReassignments().reassignments(), "list"),
                     "nothing is reassigning after refused requests");
+
+            // What kafka-reassign-partitions --execute --throttle sets first: a rate on
+            // every broker involved, and the replicas to throttle on the topic (leaders:
+            // the current replicas of the moving partitions; followers: the new ones).
+            throttle(admin, topic, AlterConfigOp.OpType.SET);
+            Config t = await(admin.describeConfigs(List.of(topicResource(topic))).all(), "describe the topic")
+                    .get(topicResource(topic));
+            checkEq("0:1,0:2,1:2,1:1", t.get("leader.replication.throttled.replicas").value(),
+                    "the topic's leader throttled replicas");
+            checkEq(ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG,
+                    t.get("leader.replication.throttled.replicas").source(), "set dynamically");
 
             await(admin.alterPartitionReassignments(Map.of(p0, to(3, 4), p1, to(2, 4))).all(),
                     "alterPartitionReassignments");
@@ -111,7 +129,33 @@ public final class OttlaReassign extends Harness {
                     "partition 0 is led by a new replica: " + a0.leader());
             checkEq(List.of(2, 1), ids(a1.replicas()), "partition 1 is back on [2, 1]");
             checkEq(List.of(1, 2), ids(a2.replicas()), "partition 2 never moved");
+
+            // kafka-reassign-partitions --verify removes the throttles once done.
+            throttle(admin, topic, AlterConfigOp.OpType.DELETE);
+            ConfigResource b1 = new ConfigResource(ConfigResource.Type.BROKER, "1");
+            ConfigEntry rate = await(admin.describeConfigs(List.of(b1)).all(), "describe broker 1")
+                    .get(b1).get("leader.replication.throttled.rate");
+            checkEq(ConfigEntry.ConfigSource.DEFAULT_CONFIG, rate.source(), "the broker throttle is gone");
         }
+    }
+
+    static final String RATE = "150000";
+
+    static ConfigResource topicResource(String topic) {
+        return new ConfigResource(ConfigResource.Type.TOPIC, topic);
+    }
+
+    static void throttle(Admin admin, String topic, AlterConfigOp.OpType op) throws Exception {
+        Map<ConfigResource, Collection<AlterConfigOp>> changes = new HashMap<>();
+        for (int b = 1; b <= 4; b++) {
+            changes.put(new ConfigResource(ConfigResource.Type.BROKER, Integer.toString(b)), List.of(
+                    new AlterConfigOp(new ConfigEntry("leader.replication.throttled.rate", RATE), op),
+                    new AlterConfigOp(new ConfigEntry("follower.replication.throttled.rate", RATE), op)));
+        }
+        changes.put(topicResource(topic), List.of(
+                new AlterConfigOp(new ConfigEntry("leader.replication.throttled.replicas", "0:1,0:2,1:2,1:1"), op),
+                new AlterConfigOp(new ConfigEntry("follower.replication.throttled.replicas", "0:3,0:4,1:4"), op)));
+        await(admin.incrementalAlterConfigs(changes).all(), "incrementalAlterConfigs " + op);
     }
 
     static TopicDescription describe(Admin admin, String topic) throws Exception {

@@ -38,6 +38,8 @@ pub struct MetadataDelta {
     pub changed_configs: BTreeSet<Uuid>,
     /// A broker registered or changed its endpoint.
     pub brokers_changed: bool,
+    /// Dynamic broker configs changed.
+    pub broker_configs_changed: bool,
 }
 
 /// One partition, with the topic it belongs to.
@@ -91,6 +93,7 @@ impl MetadataDelta {
                 MetadataRecord::RegisterBroker { .. }
                 | MetadataRecord::FenceBroker { .. }
                 | MetadataRecord::UnfenceBroker { .. } => delta.brokers_changed = true,
+                MetadataRecord::BrokerConfig { .. } => delta.broker_configs_changed = true,
                 MetadataRecord::ClusterId { .. }
                 | MetadataRecord::Topic { .. }
                 | MetadataRecord::ProducerIds { .. } => {}
@@ -112,6 +115,7 @@ impl MetadataDelta {
             deleted_topics: Vec::new(),
             changed_configs: image.topics().map(|t| t.topic_id).collect(),
             brokers_changed: !image.brokers.is_empty(),
+            broker_configs_changed: !image.broker_configs.is_empty(),
         }
     }
 
@@ -129,6 +133,7 @@ impl MetadataDelta {
             .collect();
         delta.brokers_changed |=
             before.brokers != after.brokers || before.fenced_brokers != after.fenced_brokers;
+        delta.broker_configs_changed |= before.broker_configs != after.broker_configs;
         delta
     }
 
@@ -137,6 +142,7 @@ impl MetadataDelta {
             && self.deleted_topics.is_empty()
             && self.changed_configs.is_empty()
             && !self.brokers_changed
+            && !self.broker_configs_changed
     }
 
     /// What the delta means for broker `node_id`'s replicas, given the image after it.

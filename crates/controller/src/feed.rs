@@ -21,6 +21,9 @@ use crate::records::MetadataRecord;
 
 /// Committed batches a voter keeps for observers; one further behind gets the image.
 pub const FEED_BATCHES: usize = 4096;
+/// Observers a voter remembers for DescribeQuorum; past this the longest silent one is
+/// forgotten (a peer inventing node ids must not grow the map without bound).
+pub const MAX_OBSERVERS: usize = 1024;
 
 /// A voter's answer to an observer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -119,6 +122,16 @@ impl MetadataFeed {
         now_ms: i64,
     ) -> MetadataFetch {
         let mut state = self.state.lock();
+        if state.observers.len() >= MAX_OBSERVERS && !state.observers.contains_key(&observer) {
+            let oldest = state
+                .observers
+                .iter()
+                .min_by_key(|(_, p)| p.last_fetch_ms)
+                .map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                state.observers.remove(&id);
+            }
+        }
         state.observers.insert(
             observer,
             ObserverProgress {

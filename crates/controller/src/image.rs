@@ -92,6 +92,9 @@ pub struct MetadataImage {
     topic_ids_by_name: BTreeMap<String, Uuid>,
     /// First producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Dynamic broker configs: by broker id, and the cluster-wide defaults under `None`
+    /// (what `kafka-configs --entity-type brokers --alter` sets).
+    pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     /// Count of records replayed; a cheap version number for the image.
     pub offset: u64,
 }
@@ -125,6 +128,15 @@ impl MetadataImage {
     /// Whether broker `id` may be in an ISR or lead: registered and not fenced.
     pub fn is_eligible_replica(&self, id: i32) -> bool {
         self.brokers.contains_key(&id) && !self.fenced_brokers.contains(&id)
+    }
+
+    /// A dynamic broker config as it applies to broker `broker`: its own value, else the
+    /// cluster-wide default.
+    pub fn dynamic_broker_config(&self, broker: i32, key: &str) -> Option<&String> {
+        self.broker_configs
+            .get(&Some(broker))
+            .and_then(|c| c.get(key))
+            .or_else(|| self.broker_configs.get(&None).and_then(|c| c.get(key)))
     }
 
     /// The brokers that may take new replicas and leaderships (registered, unfenced).
@@ -186,6 +198,15 @@ impl MetadataImage {
                     partition_epoch: p.partition_epoch,
                     adding_replicas: p.adding_replicas.clone(),
                     removing_replicas: p.removing_replicas.clone(),
+                });
+            }
+        }
+        for (broker, configs) in &self.broker_configs {
+            for (key, value) in configs {
+                records.push(MetadataRecord::BrokerConfig {
+                    broker: *broker,
+                    key: key.clone(),
+                    value: Some(value.clone()),
                 });
             }
         }
@@ -309,6 +330,16 @@ impl MetadataImage {
                     )));
                 }
                 self.next_producer_id = *next_producer_id;
+            }
+            MetadataRecord::BrokerConfig { broker, key, value } => {
+                let configs = self.broker_configs.entry(*broker).or_default();
+                match value {
+                    Some(v) => configs.insert(key.clone(), v.clone()),
+                    None => configs.remove(key),
+                };
+                if configs.is_empty() {
+                    self.broker_configs.remove(broker);
+                }
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 let topic = self.topics_by_id.remove(topic_id).ok_or_else(|| {

@@ -6,6 +6,7 @@
 //! voter (this node) and the log is a local fsynced file; the multi-node issue replaces
 //! the file with a Raft-replicated log without changing this shape.
 
+pub mod configs;
 pub mod delta;
 pub mod election;
 pub mod feed;
@@ -31,6 +32,7 @@ use uuid::Uuid;
 
 use crate::quorum::{ControllerNode, MetadataRaft, SharedImage};
 
+pub use configs::{ConfigChange, ConfigResource};
 pub use delta::{LocalPartition, LocalReplicaChanges, MetadataDelta, MetadataPublisher};
 pub use election::ElectionType;
 pub use image::{
@@ -230,6 +232,9 @@ pub enum ControllerOp {
     AlterPartitionReassignments {
         requests: Vec<ReassignmentRequest>,
     },
+    AlterConfigs {
+        changes: Vec<configs::ConfigChange>,
+    },
 }
 
 /// What a change hands back besides its effect on the image, across a forward too.
@@ -243,6 +248,8 @@ pub enum ChangeOutput {
     Elections(Vec<PartitionOutcome>),
     /// AlterPartitionReassignments' answer per partition.
     Reassignments(Vec<PartitionOutcome>),
+    /// AlterConfigs' answer per resource: `None` when done, else Kafka's error.
+    Configs(Vec<Option<(i16, String)>>),
 }
 
 /// One partition's answer to a change made partition by partition (ElectLeaders,
@@ -983,6 +990,9 @@ impl Controller {
             } => self
                 .elect_leaders_here(election, partitions.as_deref())
                 .map(ChangeOutput::Elections),
+            ControllerOp::AlterConfigs { changes } => {
+                self.alter_configs_here(&changes).map(ChangeOutput::Configs)
+            }
             ControllerOp::AlterPartitionReassignments { requests } => self
                 .alter_partition_reassignments_here(&requests)
                 .map(ChangeOutput::Reassignments),

@@ -61,6 +61,14 @@ pub enum MetadataRecord {
     RemoveTopic {
         topic_id: Uuid,
     },
+    /// A dynamic broker config set (`value: Some`) or removed: for broker `broker`, or
+    /// the cluster-wide default when `None` (KRaft's `ConfigRecord` for a BROKER
+    /// resource; an empty resource name is the default).
+    BrokerConfig {
+        broker: Option<i32>,
+        key: String,
+        value: Option<String>,
+    },
     /// A block of producer ids was handed out; ids below `next_producer_id` are taken
     /// (KRaft's `ProducerIdsRecord`). Producer ids must never repeat, even across
     /// restarts, or a new producer would inherit an old one's sequence numbers.

@@ -93,6 +93,11 @@ pub struct Log {
 }
 
 impl Log {
+    /// Run with new settings from now on (a topic's configs changed).
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
     /// Open (or create) the partition directory `dir`.
     ///
     /// Segments from the one containing `recovery_point` onward are recovered: scanned

@@ -73,6 +73,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // Kafka 4 serves v2-4 (v3 adds the replica id, v4 is the flexible encoding).
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),
     // v1 adds the election type (preferred or unclean), v2 is the flexible encoding.
@@ -80,6 +81,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // v1 adds allow_replication_factor_change (KIP-860).
     api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::OffsetDelete, 0, 0),
     // v1 adds fetch timestamps, v2 the voters' endpoints (KIP-853).
     api(ApiKey::DescribeQuorum, 0, 2),

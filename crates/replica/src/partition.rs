@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Topic configs that matter to the leader, already parsed and defaulted by the server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionConfig {
     pub log: LogConfig,
     /// `max.message.bytes`: largest batch accepted, as sent.
@@ -242,7 +242,8 @@ pub struct Partition {
     /// The role, the followers' progress, the ISR and the high watermark they allow.
     /// Taken after `log` and before `flush_holds` when several are.
     state: Mutex<ReplicaState>,
-    config: PartitionConfig,
+    /// Swapped whole when the topic's configs change (IncrementalAlterConfigs).
+    config: RwLock<Arc<PartitionConfig>>,
     /// Publishes the high watermark; delayed fetches and acks=all produces wait on it.
     high_watermark: watch::Sender<i64>,
     /// Publishes the log end offset: a follower's delayed fetch waits on it (new data
@@ -295,7 +296,7 @@ impl Partition {
                 leading,
                 in_registered_isr: registration.isr.contains(&registration.local_id),
             }),
-            config,
+            config: RwLock::new(Arc::new(config)),
             high_watermark: watch::channel(hw).0,
             log_end: watch::channel(log_end).0,
             leadership: watch::channel((registration.leader, registration.leader_epoch)).0,
@@ -306,6 +307,25 @@ impl Partition {
 
     pub fn name(&self) -> String {
         format!("{}-{}", self.topic, self.index)
+    }
+    /// The settings this partition runs with now.
+    pub fn config(&self) -> Arc<PartitionConfig> {
+        self.config.read().clone()
+    }
+    /// Apply changed topic configs to the running partition (retention, segment size,
+    /// max.message.bytes, min.insync.replicas, ...): the next append, roll, flush or
+    /// retention check uses them; nothing already written changes.
+    pub fn update_config(&self, config: PartitionConfig) {
+        if **self.config.read() == config {
+            return;
+        }
+        self.log.write().set_config(config.log.clone());
+        *self.config.write() = Arc::new(config);
+        tracing::info!(
+            "[Partition {} broker={}] Updated its configs",
+            self.name(),
+            self.local_id
+        );
     }
     pub fn dir(&self) -> PathBuf {
         self.log.read().dir().to_path_buf()
@@ -383,8 +403,12 @@ impl Partition {
                 }
                 _ => {
                     let hw = self.high_watermark().min(log_end);
-                    state.leading =
-                        Some(leader_replication(registration, &self.config, log_end, hw));
+                    state.leading = Some(leader_replication(
+                        registration,
+                        &self.config(),
+                        log_end,
+                        hw,
+                    ));
                     RoleChange::BecameLeader
                 }
             }
@@ -445,7 +469,7 @@ impl Partition {
         mut batch: Vec<u8>,
         required_acks: i16,
     ) -> Result<Appended, ProduceError> {
-        let config = &self.config;
+        let config = self.config();
         let (leader_epoch, isr_size) = {
             let state = self.state.lock();
             let leading = state
@@ -699,7 +723,7 @@ impl Partition {
             }
             if *high_watermark.borrow_and_update() >= end {
                 let isr = self.isr().len();
-                let min = self.config.min_insync_replicas;
+                let min = self.config().min_insync_replicas;
                 return if isr < min {
                     Err(ProduceError::NotEnoughReplicasAfterAppend { isr, min })
                 } else {

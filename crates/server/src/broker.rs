@@ -199,6 +199,37 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Apply the dynamic broker configs in `image` that concern this broker (its own,
+    /// else the cluster-wide default, else the static value): the replication throttle
+    /// rates.
+    pub fn apply_dynamic_configs(&self, image: &ottla_controller::MetadataImage) {
+        let id = self.config.node_id;
+        let rate = |key: &str, fallback: u64| {
+            image
+                .dynamic_broker_config(id, key)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(fallback)
+        };
+        for (key, quota, fallback) in [
+            (
+                "leader.replication.throttled.rate",
+                &self.leader_quota,
+                self.config.replication_quota.leader_rate,
+            ),
+            (
+                "follower.replication.throttled.rate",
+                &self.follower_quota,
+                self.config.replication_quota.follower_rate,
+            ),
+        ] {
+            let limit = rate(key, fallback);
+            if quota.limit() != limit {
+                quota.set_limit(limit);
+                tracing::info!("[Broker id={id}] Updated {key} to {limit}");
+            }
+        }
+    }
+
     /// Whether every partition of `topic` that this broker leads is open here (the
     /// metadata publisher opens them; a log directory failure leaves one closed).
     pub fn hosts_led_partitions(&self, topic: &TopicInfo) -> bool {

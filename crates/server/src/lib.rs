@@ -6,6 +6,7 @@ pub mod alter_partition;
 pub mod broker;
 pub mod config;
 pub mod coordinator_partition;
+pub mod dynamic_configs;
 pub mod handlers;
 pub mod leader_hints;
 pub mod metadata_publisher;

@@ -167,8 +167,12 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             for p in &topic.partitions {
                 if let Some(partition) = broker.replicas.get(topic_id, p.partition) {
                     set_throttles(&partition, topic, node_id);
+                    partition.update_config(broker.config.partition_config(&topic.configs));
                 }
             }
+        }
+        if delta.broker_configs_changed {
+            broker.apply_dynamic_configs(image);
         }
         if delta.brokers_changed {
             // A leader may have moved to a new endpoint: point its followers there.

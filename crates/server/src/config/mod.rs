@@ -97,6 +97,8 @@ impl QuorumVoter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     DynamicTopic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
 }
@@ -630,6 +632,14 @@ fn parse_listeners(
 
 /// Validate a topic config as CreateTopics/AlterConfigs do; Err is Kafka's message for
 /// INVALID_CONFIG.
+/// Broker configs that change at run time (IncrementalAlterConfigs on a BROKER
+/// resource, per broker or cluster-wide); every other broker config is read-only, as
+/// Kafka's non-dynamic ones are.
+pub const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
+    "follower.replication.throttled.rate",
+    "leader.replication.throttled.rate",
+];
+
 pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
     match topic_config(key) {
         None => Err(format!("Unknown topic config name: {key}")),

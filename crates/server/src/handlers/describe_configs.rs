@@ -13,7 +13,7 @@ use ottla_protocol::frame::Request;
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::config::definitions::{ConfigDef, BROKER_CONFIGS, TOPIC_CONFIGS};
-use crate::config::ConfigSource;
+use crate::config::{ConfigSource, DYNAMIC_BROKER_CONFIGS};
 
 /// Kafka's `ConfigResource.Type` ids.
 const RESOURCE_TOPIC: i8 = 2;
@@ -147,24 +147,47 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 }
             },
             RESOURCE_BROKER => {
-                if !name.is_empty() && name != broker.config.node_id.to_string() {
+                let default_only = name.is_empty();
+                if !default_only && name != broker.config.node_id.to_string() {
                     result = result
                         .with_error_code(ResponseError::InvalidRequest.code())
                         .with_error_message(Some(str_bytes(format!("Unexpected broker id, expected {} or empty string, but received {name}", broker.config.node_id))));
                 } else {
+                    let own = image.broker_configs.get(&Some(broker.config.node_id));
+                    let cluster = image.broker_configs.get(&None);
                     let configs = BROKER_CONFIGS
                         .iter()
                         .filter(|def| wanted(&resource.configuration_keys, def.name))
-                        .map(|def| {
-                            let (value, source) = match broker.config.explicit.get(def.name) {
-                                Some(v) => (Some(v.clone()), ConfigSource::StaticBroker),
-                                None => {
-                                    (broker.config.broker_value(def.name), ConfigSource::Default)
+                        .filter_map(|def| {
+                            // Kafka's order of precedence, each level a synonym.
+                            let mut levels = Vec::new();
+                            if !default_only {
+                                if let Some(v) = own.and_then(|c| c.get(def.name)) {
+                                    levels.push((Some(v.clone()), ConfigSource::DynamicBroker));
                                 }
-                            };
-                            let synonyms = vec![synonym(def.name, value.clone(), source)];
-                            // No dynamic broker configs yet: everything is read-only.
-                            entry(def, value, source, true, synonyms, &options)
+                            }
+                            if let Some(v) = cluster.and_then(|c| c.get(def.name)) {
+                                levels.push((Some(v.clone()), ConfigSource::DynamicDefaultBroker));
+                            }
+                            if default_only {
+                                // The cluster-wide resource lists only what is set there.
+                                levels.first()?;
+                            } else if let Some(v) = broker.config.explicit.get(def.name) {
+                                levels.push((Some(v.clone()), ConfigSource::StaticBroker));
+                            }
+                            if levels.is_empty() {
+                                levels.push((
+                                    broker.config.broker_value(def.name),
+                                    ConfigSource::Default,
+                                ));
+                            }
+                            let (value, source) = levels[0].clone();
+                            let synonyms = levels
+                                .iter()
+                                .map(|(v, s)| synonym(def.name, v.clone(), *s))
+                                .collect();
+                            let read_only = !DYNAMIC_BROKER_CONFIGS.contains(&def.name);
+                            Some(entry(def, value, source, read_only, synonyms, &options))
                         })
                         .collect();
                     result = result.with_configs(configs);

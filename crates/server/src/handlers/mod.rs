@@ -12,6 +12,7 @@
 //! (creating and deleting topics, handing out producer ids) block on the disk: they run
 //! on the blocking pool and the connection awaits them ([`Reply::Await`]).
 
+mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
@@ -26,6 +27,7 @@ mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -261,6 +263,10 @@ pub fn dispatch(
         // May ask the active controller over the network.
         ApiKey::DescribeQuorum => on_blocking_pool(broker, request, describe_quorum::handle),
         ApiKey::ElectLeaders => on_blocking_pool(broker, request, elect_leaders::handle),
+        ApiKey::AlterConfigs => on_blocking_pool(broker, request, alter_configs::handle),
+        ApiKey::IncrementalAlterConfigs => {
+            on_blocking_pool(broker, request, incremental_alter_configs::handle)
+        }
         ApiKey::AlterPartitionReassignments => {
             on_blocking_pool(broker, request, alter_partition_reassignments::handle)
         }

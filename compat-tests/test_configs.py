@@ -1,0 +1,120 @@
+"""Dynamic configs, with real clients against a real broker: IncrementalAlterConfigs and
+AlterConfigs (what `kafka-configs --alter` sends) on topics and brokers, checked and
+answered with Kafka's errors, persisted through the controller, reported by
+DescribeConfigs with the right source, and applied to the running broker without a
+restart.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   ConfigSource, NewTopic, ResourceType)
+
+from conftest import run_java, unique_topic
+
+
+def incremental(admin, resource_type, name, entries, validate_only=False):
+    """Run one IncrementalAlterConfigs; the KafkaError, or None."""
+    res = ConfigResource(resource_type, name, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=op) for k, op, v in entries])
+    try:
+        admin.incremental_alter_configs([res], validate_only=validate_only)[res].result(timeout=30)
+        return None
+    except KafkaException as e:
+        return e.args[0]
+
+
+def described(admin, resource_type, name) -> dict:
+    res = ConfigResource(resource_type, name)
+    return admin.describe_configs([res])[res].result(timeout=30)
+
+
+def produce_one(bootstrap, topic, size) -> KafkaError | None:
+    p = Producer({"bootstrap.servers": bootstrap, "retries": 0, "enable.idempotence": False,
+                  "message.max.bytes": 10_000_000, "compression.type": "none"})
+    out = []
+    p.produce(topic, key=b"k", value=b"x" * size, on_delivery=lambda err, msg: out.append(err))
+    assert p.flush(30) == 0
+    return out[0]
+
+
+def test_topic_configs_change_at_run_time_with_kafkas_checks(ottla):
+    admin = AdminClient({"bootstrap.servers": ottla.bootstrap})
+    topic = unique_topic("cfg")
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    T = ResourceType.TOPIC
+    SET, DELETE, APPEND, SUBTRACT = (AlterConfigOpType.SET, AlterConfigOpType.DELETE,
+                                     AlterConfigOpType.APPEND, AlterConfigOpType.SUBTRACT)
+
+    # Applied to the running partition: a smaller max.message.bytes refuses what the
+    # default accepted, at once and without a restart.
+    assert produce_one(ottla.bootstrap, topic, 5000) is None
+    assert incremental(admin, T, topic, [("max.message.bytes", SET, "2000"),
+                                         ("retention.ms", SET, "3600000")]) is None
+    c = described(admin, T, topic)
+    assert c["max.message.bytes"].value == "2000"
+    assert c["max.message.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert c["retention.ms"].value == "3600000"
+    err = produce_one(ottla.bootstrap, topic, 5000)
+    assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+
+    # List configs take APPEND and SUBTRACT; the rest do not.
+    assert incremental(admin, T, topic, [("cleanup.policy", APPEND, "compact")]) is None
+    assert described(admin, T, topic)["cleanup.policy"].value == "delete,compact"
+    assert incremental(admin, T, topic, [("cleanup.policy", SUBTRACT, "delete")]) is None
+    assert described(admin, T, topic)["cleanup.policy"].value == "compact"
+    err = incremental(admin, T, topic, [("retention.ms", APPEND, "5")])
+    assert err.code() == KafkaError.INVALID_CONFIG, err
+
+    # DELETE falls back to the default; validate_only changes nothing.
+    assert incremental(admin, T, topic, [("max.message.bytes", DELETE, None)]) is None
+    c = described(admin, T, topic)
+    assert c["max.message.bytes"].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert produce_one(ottla.bootstrap, topic, 5000) is None
+    assert incremental(admin, T, topic, [("retention.ms", SET, "1")], validate_only=True) is None
+    assert described(admin, T, topic)["retention.ms"].value == "3600000"
+
+    # Kafka's errors, and nothing changed by a refused request.
+    assert incremental(admin, T, topic, [("no.such.config", SET, "1")]).code() == KafkaError.INVALID_CONFIG
+    assert incremental(admin, T, topic, [("retention.ms", SET, "soon")]).code() == KafkaError.INVALID_CONFIG
+    assert incremental(admin, T, unique_topic("missing"),
+                       [("retention.ms", SET, "1")]).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert described(admin, T, topic)["retention.ms"].value == "3600000"
+
+    # The legacy AlterConfigs replaces the whole set: retention.ms goes, segment.ms comes.
+    res = ConfigResource(T, topic, set_config={"segment.ms": "600000"})
+    admin.alter_configs([res])[res].result(timeout=30)
+    c = described(admin, T, topic)
+    assert c["segment.ms"].value == "600000"
+    assert c["retention.ms"].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+    # Survives a restart (persisted by the controller).
+    ottla.restart()
+    admin = AdminClient({"bootstrap.servers": ottla.bootstrap})
+    assert described(admin, T, topic)["segment.ms"].value == "600000"
+
+
+def test_broker_configs_per_broker_and_cluster_wide(ottla, java_program):
+    # The cluster-wide default (an empty broker name, which confluent-kafka cannot send):
+    # through the Java Admin.
+    run_java(java_program, "OttlaConfigs", ottla, timeout=120)
+    admin = AdminClient({"bootstrap.servers": ottla.bootstrap})
+    B = ResourceType.BROKER
+    SET, DELETE = AlterConfigOpType.SET, AlterConfigOpType.DELETE
+    key = "leader.replication.throttled.rate"
+    c = described(admin, B, "1")
+    assert c[key].source == ConfigSource.DEFAULT_CONFIG.value and not c[key].is_read_only
+    assert incremental(admin, B, "1", [(key, SET, "2000000")]) is None
+    c = described(admin, B, "1")
+    assert (c[key].value, c[key].source) == ("2000000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert "Updated leader.replication.throttled.rate to 2000000" in ottla.stderr_text()
+    # Read-only broker configs are refused with INVALID_REQUEST, unknown ones INVALID_CONFIG.
+    err = incremental(admin, B, "1", [("num.io.threads", SET, "4")])
+    assert err.code() == KafkaError.INVALID_REQUEST and "Cannot update these configs dynamically" in err.str()
+    assert incremental(admin, B, "1", [("no.such.config", SET, "4")]).code() == KafkaError.INVALID_CONFIG
+    assert incremental(admin, B, "1", [(key, SET, "fast")]).code() == KafkaError.INVALID_CONFIG
+    assert described(admin, B, "1")["num.io.threads"].is_read_only
+    assert incremental(admin, B, "1", [(key, DELETE, None)]) is None
+    c = described(admin, B, "1")
+    assert c[key].source == ConfigSource.DEFAULT_CONFIG.value
