@@ -78,10 +78,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteGroups, 0, 2),
     // v1 adds the election type (preferred or unclean), v2 is the flexible encoding.
     api(ApiKey::ElectLeaders, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
     // v1 adds allow_replication_factor_change (KIP-860).
     api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
-    api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::OffsetDelete, 0, 0),
     // v1 adds fetch timestamps, v2 the voters' endpoints (KIP-853).
     api(ApiKey::DescribeQuorum, 0, 2),

@@ -343,6 +343,11 @@ fn read_all(plan: &Plan) -> Read {
         if !plan.read_committed {
             data = data.with_aborted_transactions(None);
         }
+        let preferred = target
+            .partition
+            .as_ref()
+            .ok()
+            .and_then(|p| preferred_read_replica(plan, p, target));
         match &target.partition {
             Err(code) => {
                 has_error = true;
@@ -364,10 +369,10 @@ fn read_all(plan: &Plan) -> Read {
                     .with_log_start_offset(partition.log_start_offset());
                 records_out.push(LogSlices::default());
             }
-            Ok(partition) if preferred_read_replica(plan, partition, target).is_some() => {
+            Ok(partition) if preferred.is_some() => {
                 // KIP-392: the consumer should read from a replica in its rack; no
                 // records, and it goes there next.
-                let preferred = preferred_read_replica(plan, partition, target).expect("checked");
+                let preferred = preferred.expect("checked");
                 redirects = true;
                 data = data
                     .with_preferred_read_replica(BrokerId(preferred))
