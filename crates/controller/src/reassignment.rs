@@ -178,10 +178,11 @@ pub fn complete_if_caught_up(image: &MetadataImage, record: MetadataRecord) -> M
         partition_epoch,
         adding_replicas,
         removing_replicas,
-    } = record
+    } = &record
     else {
         return record;
     };
+    let leader = *leader;
     let target: Vec<i32> = replicas
         .iter()
         .copied()
@@ -199,31 +200,21 @@ pub fn complete_if_caught_up(image: &MetadataImage, record: MetadataRecord) -> M
             .unwrap_or(NO_LEADER)
     };
     if !reassigning || !target.iter().all(|r| isr.contains(r)) || next_leader == NO_LEADER {
-        return MetadataRecord::Partition {
-            topic_id,
-            partition,
-            replicas,
-            isr,
-            leader,
-            leader_epoch,
-            partition_epoch,
-            adding_replicas,
-            removing_replicas,
-        };
+        return record;
     }
     debug_assert!(!new_isr.is_empty(), "a completed reassignment keeps an ISR");
     MetadataRecord::Partition {
-        topic_id,
-        partition,
+        topic_id: *topic_id,
+        partition: *partition,
         leader_epoch: if next_leader != leader || !removing_replicas.is_empty() {
             leader_epoch + 1
         } else {
-            leader_epoch
+            *leader_epoch
         },
         replicas: target,
         isr: new_isr,
         leader: next_leader,
-        partition_epoch,
+        partition_epoch: *partition_epoch,
         adding_replicas: vec![],
         removing_replicas: vec![],
     }
