@@ -33,6 +33,8 @@ use crate::runtime::{Completion, CoordinatorRuntime, CoordinatorShard, Deferred,
 /// connection gives up on it (the coordinator answers every parked request itself; this
 /// only keeps a connection from waiting forever if that ever fails to happen).
 pub const PARKED_REPLY_GRACE: Duration = Duration::from_secs(30);
+/// Kafka's UNSTABLE_OFFSET_COMMIT: an offset of this partition awaits its transaction.
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 /// A request waiting in the state machine for a later event's reply.
 enum Waiter {
@@ -57,6 +59,10 @@ pub struct GroupShard {
     /// cleaned up when no member deadline brings the timer sooner.
     cleanup_interval_ms: i64,
     next_cleanup_ms: i64,
+    /// Offsets committed inside transactions (TxnOffsetCommit), by producer id: they
+    /// become the group's committed offsets when the producer's COMMIT marker is
+    /// written here, and are dropped on ABORT (Kafka's `pendingTransactionalOffsets`).
+    pending_txn_offsets: HashMap<i64, Vec<CoordinatorRecord>>,
 }
 
 impl GroupShard {
@@ -69,7 +75,17 @@ impl GroupShard {
             salt,
             cleanup_interval_ms,
             next_cleanup_ms: i64::MAX,
+            pending_txn_offsets: HashMap::new(),
         }
+    }
+
+    /// Whether an open transaction holds an offset for `group`'s `topic`-`partition`
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for it).
+    pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn_offsets.values().flatten().any(|r| {
+            matches!(&r.key, CoordinatorKey::OffsetCommit { group: g, topic: t, partition: p }
+                if g == group && t == topic && *p == partition)
+        })
     }
 
     pub fn coordinator(&self) -> &GroupCoordinator {
@@ -155,6 +171,30 @@ impl CoordinatorShard for GroupShard {
 
     fn apply_committed(&mut self, now: i64, records: &[CoordinatorRecord]) {
         self.coordinator.apply_stored(now, records);
+    }
+
+    fn replay_transactional(
+        &mut self,
+        _now: i64,
+        producer_id: i64,
+        _producer_epoch: i16,
+        record: &CoordinatorRecord,
+    ) {
+        if matches!(record.key, CoordinatorKey::OffsetCommit { .. }) {
+            self.pending_txn_offsets
+                .entry(producer_id)
+                .or_default()
+                .push(record.clone());
+        }
+    }
+
+    fn replay_end_transaction(&mut self, now: i64, producer_id: i64, commit: bool) {
+        let Some(records) = self.pending_txn_offsets.remove(&producer_id) else {
+            return;
+        };
+        if commit {
+            self.coordinator.apply_stored(now, &records);
+        }
     }
 
     fn on_loaded(&mut self, now: i64, records: usize) {
@@ -417,17 +457,93 @@ impl GroupCoordinatorService {
         }
     }
 
+    /// TxnOffsetCommit: checked like an OffsetCommit (generation, member), stored in
+    /// `producer_id`'s transaction, visible to OffsetFetch once it commits.
+    pub fn txn_commit_offsets(
+        &self,
+        req: OffsetCommitRequest,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> impl Future<Output = Vec<PartitionResult>> + Send + 'static {
+        let if_failed = req.results(error::NONE);
+        let scheduled = if !fits(&req.group_id) {
+            Err(req.results(error::INVALID_GROUP_ID))
+        } else {
+            match self.partition_for(&req.group_id) {
+                Ok(p) => Ok(self.runtime.write_transactional(
+                    p,
+                    producer_id,
+                    producer_epoch,
+                    move |shard, now| {
+                        let (results, effects) = shard.coordinator.commit_offsets(now, req);
+                        shard.answer_with(effects, results)
+                    },
+                )),
+                Err(e) => Ok(Completion::failed(e)),
+            }
+        };
+        async move {
+            match scheduled {
+                Err(results) => results,
+                Ok(c) => c.wait().await.unwrap_or_else(|e| {
+                    if_failed
+                        .into_iter()
+                        .map(|r| PartitionResult {
+                            error: e.kafka_error_code(),
+                            ..r
+                        })
+                        .collect()
+                }),
+            }
+        }
+    }
+
+    /// WriteTxnMarkers for `__consumer_offsets-<partition>`: end `producer_id`'s
+    /// transaction there (its offsets become committed, or are dropped).
+    pub fn complete_transaction(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> impl Future<Output = Result<(), CoordinatorError>> + Send + 'static {
+        self.runtime
+            .complete_transaction(
+                partition,
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                commit,
+            )
+            .wait()
+    }
+
     /// OffsetFetch for one group (`topics: None`: every committed partition, sorted by
     /// topic).
+    /// With `require_stable` (KIP-447, read_committed consumers), a partition with an
+    /// offset still inside an open transaction answers UNSTABLE_OFFSET_COMMIT, and the
+    /// consumer asks again.
     pub fn fetch_offsets(
         &self,
         group_id: String,
         topics: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     ) -> impl Future<Output = Result<Vec<FetchedOffset>, i16>> + Send + 'static {
         let completion = self.read(&group_id.clone(), move |shard, _| {
-            shard
+            let mut fetched = shard
                 .coordinator
-                .fetch_offsets(&group_id, topics.as_deref())
+                .fetch_offsets(&group_id, topics.as_deref());
+            if require_stable {
+                for f in &mut fetched {
+                    if shard.has_pending_txn_offset(&group_id, &f.topic, f.partition) {
+                        f.error = UNSTABLE_OFFSET_COMMIT;
+                        f.offset = -1;
+                        f.metadata = None;
+                    }
+                }
+            }
+            fetched
         });
         async move { completion.wait().await.map_err(|e| e.kafka_error_code()) }
     }

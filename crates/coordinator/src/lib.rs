@@ -1,6 +1,6 @@
 //! Ottla's coordinator runtime, modelled on Kafka's `CoordinatorRuntime`.
 //!
-//! A coordinator (groups, later transactions) is a deterministic state machine: a
+//! A coordinator (groups, transactions) is a deterministic state machine: a
 //! request is *handled* into records plus a response, and a stored record is *replayed*
 //! into state. This crate hosts such state machines: one [`runtime::CoordinatorShard`]
 //! per partition of the coordinator's internal topic, each with its own serial event
@@ -9,13 +9,15 @@
 //! [`partition::PartitionWriter`] and [`partition::PartitionLoader`] traits, never the
 //! broker), time (an injected [`clock::Clock`]) and leadership.
 //!
-//! [`group::GroupCoordinatorService`] is the group coordinator hosted on it.
+//! [`group::GroupCoordinatorService`] is the group coordinator hosted on it, and
+//! [`txn::TxnCoordinatorService`] the transaction coordinator.
 
 pub mod clock;
 pub mod error;
 pub mod group;
 pub mod partition;
 pub mod runtime;
+pub mod txn;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoordinatorError;

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ottla_protocol::batch::BatchIter;
+use ottla_protocol::batch::{BatchIter, RecordBatchMut};
 use ottla_protocol::compression::Compression;
+use ottla_protocol::control::{build_end_txn_marker, control_record_type, ControlRecordType};
 use ottla_protocol::records::{build_record_batch, decode_records, Record};
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -74,6 +75,23 @@ pub trait CoordinatorShard: Send + 'static {
             self.replay(now, r);
         }
     }
+    /// A record of a transactional batch (a TxnOffsetCommit) is committed or read back:
+    /// it takes effect only if the producer's COMMIT marker follows. The default
+    /// applies it at once (for state machines that never write transactionally).
+    fn replay_transactional(
+        &mut self,
+        now: i64,
+        _producer_id: i64,
+        _producer_epoch: i16,
+        record: &Self::Record,
+    ) {
+        self.replay(now, record);
+    }
+    /// A transaction marker of `producer_id` is committed or read back.
+    fn replay_end_transaction(&mut self, _now: i64, _producer_id: i64, _commit: bool) {}
+    /// Records an operation returned could not be appended (the log failed): whatever
+    /// the state machine marked as in flight for them is not.
+    fn on_write_failed(&mut self, _records: &[Self::Record]) {}
     /// Loading is done: `records` were replayed.
     fn on_loaded(&mut self, _now: i64, _records: usize) {}
     /// The timers due at `now` (session expiry, transaction timeouts, ...).
@@ -136,6 +154,24 @@ const CLOSED: u8 = 2;
 
 type Operation<S> = Box<dyn FnOnce(&mut S, i64) -> Outcome<<S as CoordinatorShard>::Record> + Send>;
 
+/// How a write's batch is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    Plain,
+    /// Records of `producer_id`'s transaction (TxnOffsetCommit).
+    Transactional {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    /// The COMMIT or ABORT marker ending `producer_id`'s transaction here.
+    Marker {
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    },
+}
+
 enum Event<S: CoordinatorShard> {
     Operation(Operation<S>),
     /// Re-evaluate timers now (a test moved its manual clock; a deadline moved closer).
@@ -146,6 +182,7 @@ enum Event<S: CoordinatorShard> {
 struct Outcome<R> {
     records: Vec<R>,
     deferred: Vec<Deferred>,
+    kind: WriteKind,
 }
 
 /// A loaded (or loading) shard, as submitters see it.
@@ -286,7 +323,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         let log_for_load = log.clone();
         let status_for_load = status.clone();
         let clock_for_load = clock.clone();
-        let shard_loop = move |shard: S, uncommitted: Option<PendingWrite<S::Record>>| ShardLoop {
+        let shard_loop = move |shard: S, uncommitted: Vec<PendingWrite<S::Record>>| ShardLoop {
             name,
             partition,
             hw: log.high_watermark(),
@@ -303,7 +340,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             let mut shard = new_shard(partition);
             shard.on_loaded(clock_for_load.now_ms(), 0);
             let _ = done.send(Ok(()));
-            self.track(runtime.spawn(shard_loop(shard, None).run(events)));
+            self.track(runtime.spawn(shard_loop(shard, Vec::new()).run(events)));
             return loaded;
         }
         let clock = clock_for_load;
@@ -391,6 +428,58 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         partition: i32,
         op: impl FnOnce(&mut S, i64) -> WriteResult<S::Record, T> + Send + 'static,
     ) -> Completion<T> {
+        self.write_as(partition, WriteKind::Plain, op)
+    }
+
+    /// [`CoordinatorRuntime::write`], storing the records as part of `producer_id`'s
+    /// transaction (Kafka's transactional offset commits): they apply through
+    /// [`CoordinatorShard::replay_transactional`] once committed.
+    pub fn write_transactional<T: Send + 'static>(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        op: impl FnOnce(&mut S, i64) -> WriteResult<S::Record, T> + Send + 'static,
+    ) -> Completion<T> {
+        self.write_as(
+            partition,
+            WriteKind::Transactional {
+                producer_id,
+                producer_epoch,
+            },
+            op,
+        )
+    }
+
+    /// Write the COMMIT or ABORT marker of `producer_id`'s transaction to
+    /// `partition` (WriteTxnMarkers for a coordinator's own partition); once it is
+    /// committed the shard applies it ([`CoordinatorShard::replay_end_transaction`]).
+    pub fn complete_transaction(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> Completion<()> {
+        self.write_as(
+            partition,
+            WriteKind::Marker {
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                commit,
+            },
+            |_: &mut S, _| WriteResult::response(()),
+        )
+    }
+
+    fn write_as<T: Send + 'static>(
+        &self,
+        partition: i32,
+        kind: WriteKind,
+        op: impl FnOnce(&mut S, i64) -> WriteResult<S::Record, T> + Send + 'static,
+    ) -> Completion<T> {
         let (tx, rx) = oneshot::channel();
         let operation: Operation<S> = Box::new(move |shard, now| {
             let WriteResult {
@@ -401,7 +490,11 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             deferred.push(Box::new(move |result| {
                 let _ = tx.send(result.map(|()| response));
             }));
-            Outcome { records, deferred }
+            Outcome {
+                records,
+                deferred,
+                kind,
+            }
         });
         Completion(
             self.submit(partition, Event::Operation(operation))
@@ -423,6 +516,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             Outcome {
                 records: Vec::new(),
                 deferred: Vec::new(),
+                kind: WriteKind::Plain,
             }
         });
         Completion(
@@ -458,9 +552,9 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     }
 }
 
-/// What loading found: how many records were replayed, and the records above the high
+/// What loading found: how many records were replayed, and the batches above the high
 /// watermark, which apply once committed.
-type Loaded<R> = (usize, Option<PendingWrite<R>>);
+type Loaded<R> = (usize, Vec<PendingWrite<R>>);
 
 /// Replay `log` into `shard`: committed records (below the high watermark) are
 /// replayed; the rest come back as a write still waiting for its commit. Blocking.
@@ -473,7 +567,7 @@ fn load_shard<S: CoordinatorShard>(
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     let mut replayed = 0usize;
-    let mut uncommitted = Vec::new();
+    let mut uncommitted: Vec<PendingWrite<S::Record>> = Vec::new();
     let unreadable =
         |e: String| CoordinatorError::NotAvailable(format!("cannot read {}: {e}", log.name()));
     while offset < end {
@@ -486,9 +580,32 @@ fn load_shard<S: CoordinatorShard>(
         for batch in BatchIter::new(&stored) {
             let batch = batch.map_err(|e| unreadable(e.to_string()))?;
             offset = batch.next_offset();
+            let committed = batch.base_offset() < high_watermark;
             if batch.is_control() {
+                let Some(marker) = control_record_type(&batch) else {
+                    continue;
+                };
+                let kind = WriteKind::Marker {
+                    producer_id: batch.producer_id(),
+                    producer_epoch: batch.producer_epoch(),
+                    coordinator_epoch: -1,
+                    commit: marker == ControlRecordType::Commit,
+                };
+                if committed {
+                    apply(shard, now, kind, &[]);
+                } else {
+                    uncommitted.push(PendingWrite::loaded(offset, kind, Vec::new()));
+                }
                 continue;
             }
+            let kind = if batch.is_transactional() {
+                WriteKind::Transactional {
+                    producer_id: batch.producer_id(),
+                    producer_epoch: batch.producer_epoch(),
+                }
+            } else {
+                WriteKind::Plain
+            };
             // Only coordinators write here (clients are refused), so an undecodable
             // batch means damage: skip it loudly rather than take every group or
             // transaction of the partition down with it.
@@ -503,40 +620,81 @@ fn load_shard<S: CoordinatorShard>(
                     continue;
                 }
             };
-            for record in records {
-                let Some(key) = record.key.as_deref() else {
-                    continue;
-                };
-                let Some(decoded) = S::decode(key, record.value.as_deref()) else {
-                    continue;
-                };
-                if record.offset < high_watermark {
-                    shard.replay(now, &decoded);
-                    replayed += 1;
-                } else {
-                    uncommitted.push(decoded);
-                }
+            let decoded: Vec<S::Record> = records
+                .iter()
+                .filter_map(|r| S::decode(r.key.as_deref()?, r.value.as_deref()))
+                .collect();
+            if committed {
+                replayed += decoded.len();
+                apply_replayed(shard, now, kind, &decoded);
+            } else if !decoded.is_empty() {
+                uncommitted.push(PendingWrite::loaded(offset, kind, decoded));
             }
         }
     }
-    let pending = (!uncommitted.is_empty()).then(|| PendingWrite {
-        offset: end,
-        records: uncommitted,
-        deferred: Vec::new(),
-        deadline: i64::MAX,
-    });
-    Ok((replayed, pending))
+    Ok((replayed, uncommitted))
+}
+
+/// Replay records read back while loading (a plain batch record by record).
+fn apply_replayed<S: CoordinatorShard>(
+    shard: &mut S,
+    now: i64,
+    kind: WriteKind,
+    records: &[S::Record],
+) {
+    match kind {
+        WriteKind::Plain => {
+            for r in records {
+                shard.replay(now, r);
+            }
+        }
+        _ => apply(shard, now, kind, records),
+    }
+}
+
+/// Apply a committed write of `kind` to the state machine.
+fn apply<S: CoordinatorShard>(shard: &mut S, now: i64, kind: WriteKind, records: &[S::Record]) {
+    match kind {
+        WriteKind::Plain => shard.apply_committed(now, records),
+        WriteKind::Transactional {
+            producer_id,
+            producer_epoch,
+        } => {
+            for r in records {
+                shard.replay_transactional(now, producer_id, producer_epoch, r);
+            }
+        }
+        WriteKind::Marker {
+            producer_id,
+            commit,
+            ..
+        } => shard.replay_end_transaction(now, producer_id, commit),
+    }
 }
 
 /// Records appended and not yet committed, and what waits on them.
 struct PendingWrite<R> {
     /// Committed once the high watermark reaches this offset.
     offset: i64,
+    kind: WriteKind,
     records: Vec<R>,
     deferred: Vec<Deferred>,
     /// When the deferred work gives up waiting (the records still apply if they commit
     /// later, as the log is the truth).
     deadline: i64,
+}
+
+impl<R> PendingWrite<R> {
+    /// A batch found above the high watermark while loading: nobody waits on it.
+    fn loaded(offset: i64, kind: WriteKind, records: Vec<R>) -> PendingWrite<R> {
+        PendingWrite {
+            offset,
+            kind,
+            records,
+            deferred: Vec::new(),
+            deadline: i64::MAX,
+        }
+    }
 }
 
 /// One shard's serial event loop.
@@ -634,8 +792,12 @@ impl<S: CoordinatorShard> ShardLoop<S> {
         let shard = &mut self.shard;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(shard, now)));
         match outcome {
-            Ok(Outcome { records, deferred }) => {
-                self.append(now, records, deferred);
+            Ok(Outcome {
+                records,
+                deferred,
+                kind,
+            }) => {
+                self.append(now, kind, records, deferred);
             }
             Err(_) => tracing::error!(
                 "An operation of the {} shard for partition {} panicked; it is answered NOT_COORDINATOR",
@@ -647,9 +809,16 @@ impl<S: CoordinatorShard> ShardLoop<S> {
 
     /// Append `records` (if any) and park `deferred` until they, and every earlier
     /// write, are committed. Returns whether the records were appended.
-    fn append(&mut self, now: i64, records: Vec<S::Record>, deferred: Vec<Deferred>) -> bool {
+    fn append(
+        &mut self,
+        now: i64,
+        kind: WriteKind,
+        records: Vec<S::Record>,
+        deferred: Vec<Deferred>,
+    ) -> bool {
         let deadline = now.saturating_add(self.write_timeout_ms);
-        if records.is_empty() {
+        let is_marker = matches!(kind, WriteKind::Marker { .. });
+        if records.is_empty() && !is_marker {
             if self.pending.is_empty() {
                 for d in deferred {
                     d(Ok(()));
@@ -657,6 +826,7 @@ impl<S: CoordinatorShard> ShardLoop<S> {
             } else {
                 self.pending.push_back(PendingWrite {
                     offset: self.last_written,
+                    kind: WriteKind::Plain,
                     records,
                     deferred,
                     deadline,
@@ -664,13 +834,14 @@ impl<S: CoordinatorShard> ShardLoop<S> {
             }
             return true;
         }
-        let batch = encode_batch::<S>(&records, now);
+        let batch = encode_batch::<S>(kind, &records, now);
         match self.log.append(batch) {
             Ok(end) => {
                 debug_assert!(end > self.last_written, "offsets only grow");
                 self.last_written = end;
                 self.pending.push_back(PendingWrite {
                     offset: end,
+                    kind,
                     records,
                     deferred,
                     deadline,
@@ -687,6 +858,7 @@ impl<S: CoordinatorShard> ShardLoop<S> {
                     self.name,
                     self.log.name()
                 );
+                self.shard.on_write_failed(&records);
                 let error = CoordinatorError::NotAvailable(e.0);
                 for d in deferred {
                     d(Err(error.clone()));
@@ -707,7 +879,7 @@ impl<S: CoordinatorShard> ShardLoop<S> {
             let Some(write) = self.pending.pop_front() else {
                 break;
             };
-            self.shard.apply_committed(now, &write.records);
+            apply(&mut self.shard, now, write.kind, &write.records);
             for d in write.deferred {
                 d(Ok(()));
             }
@@ -742,7 +914,7 @@ impl<S: CoordinatorShard> ShardLoop<S> {
             Ok(WriteResult {
                 records, deferred, ..
             }) => {
-                if !self.append(now, records, deferred) {
+                if !self.append(now, WriteKind::Plain, records, deferred) {
                     self.timers_retry_at = Some(now + TIMER_RETRY_BACKOFF_MS);
                 }
             }
@@ -772,8 +944,24 @@ impl<S: CoordinatorShard> ShardLoop<S> {
     }
 }
 
-/// One uncompressed batch holding `records`, as Kafka's coordinators write them.
-fn encode_batch<S: CoordinatorShard>(records: &[S::Record], now: i64) -> Vec<u8> {
+/// One uncompressed batch holding `records`, as Kafka's coordinators write them
+/// (transactional ones with the producer's id and epoch and no sequence), or a
+/// transaction marker.
+fn encode_batch<S: CoordinatorShard>(kind: WriteKind, records: &[S::Record], now: i64) -> Vec<u8> {
+    if let WriteKind::Marker {
+        producer_id,
+        producer_epoch,
+        coordinator_epoch,
+        commit,
+    } = kind
+    {
+        let marker = if commit {
+            ControlRecordType::Commit
+        } else {
+            ControlRecordType::Abort
+        };
+        return build_end_txn_marker(producer_id, producer_epoch, coordinator_epoch, marker, now);
+    }
     let stored: Vec<Record> = records
         .iter()
         .enumerate()
@@ -788,5 +976,18 @@ fn encode_batch<S: CoordinatorShard>(records: &[S::Record], now: i64) -> Vec<u8>
             }
         })
         .collect();
-    build_record_batch(&stored, Compression::None, -1, -1, -1)
+    match kind {
+        WriteKind::Transactional {
+            producer_id,
+            producer_epoch,
+        } => {
+            let mut batch =
+                build_record_batch(&stored, Compression::None, producer_id, producer_epoch, -1);
+            if let Ok(mut m) = RecordBatchMut::new(&mut batch) {
+                m.set_transactional(false);
+            }
+            batch
+        }
+        _ => build_record_batch(&stored, Compression::None, -1, -1, -1),
+    }
 }

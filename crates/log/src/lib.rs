@@ -8,6 +8,8 @@
 //! - `<base offset>.timeindex`: 12-byte entries (int64 timestamp, int32 relative offset);
 //! - `<offset>.snapshot`: the idempotent-producer state as of `offset`, in Kafka's
 //!   version-1 snapshot format;
+//! - `<base offset>.txnindex`: the segment's aborted transactions (34-byte entries,
+//!   Kafka's `TransactionIndex`), for read_committed fetches;
 //! - `leader-epoch-checkpoint`: the first offset of each leader epoch, Kafka's format.
 //!
 //! Indexes live in memory (a `Vec` searched by binary search) and are appended to their
@@ -29,6 +31,7 @@ mod log;
 pub mod producer_state;
 mod segment;
 mod slice;
+mod txn_index;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +41,7 @@ pub use crate::leader_epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPO
 pub use crate::log::{FlushReason, Log};
 pub use crate::producer_state::{BatchMetadata, ProducerStateEntry, ProducerStateManager};
 pub use crate::slice::{FileSlice, LogSlices};
+pub use crate::txn_index::AbortedTxn;
 
 use ottla_protocol::batch::BatchError;
 use ottla_protocol::records::RecordsError;

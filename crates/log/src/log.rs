@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
+use ottla_protocol::control::{control_record_type, ControlRecordType};
 use tracing::{info, warn};
 
 use crate::flush::{FlushPlan, InFlight, SyncTarget};
@@ -17,6 +18,7 @@ use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager, SNAPSHOT_SUFFIX};
 use crate::segment::{Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::slice::LogSlices;
+use crate::txn_index::{AbortedTxn, TXN_INDEX_SUFFIX};
 use crate::{io_context, now_ms, AppendInfo, LogConfig, LogError, MAX_SEGMENT_BYTES};
 
 /// Kafka's suffix for files scheduled for deletion; leftovers are removed on open.
@@ -65,6 +67,9 @@ pub struct Log {
     log_end_offset: i64,
     recovery_point: i64,
     producer_state: ProducerStateManager,
+    /// Every aborted transaction of the log, by ABORT marker offset (the segments'
+    /// `.txnindex` files hold the same entries).
+    aborted: Vec<AbortedTxn>,
     /// The first offset of each leader epoch, kept in step with the segments: appends
     /// add epochs, truncation and retention cut them.
     leader_epochs: LeaderEpochCache,
@@ -128,6 +133,7 @@ impl Log {
             log_end_offset: 0,
             recovery_point: 0,
             producer_state: ProducerStateManager::new(),
+            aborted: Vec::new(),
             leader_epochs,
             snapshots: files.snapshots,
             unflushed_messages: 0,
@@ -168,7 +174,8 @@ impl Log {
         log.log_start_offset = first.base_offset();
         log.log_end_offset = log_end_offset;
         log.recovery_point = recovery_point.clamp(log.log_start_offset, log.log_end_offset);
-        log.load_producer_state()?;
+        log.load_aborted_transactions(first_recovered)?;
+        log.load_producer_state(first_recovered)?;
         let walk_from = if checkpoint_read {
             first_recovered
         } else {
@@ -274,9 +281,32 @@ impl Log {
         }
     }
 
-    /// Rebuild the producer table: latest readable snapshot at or below the log end (and
-    /// not below the log start), then every batch header from its offset on.
-    fn load_producer_state(&mut self) -> Result<(), LogError> {
+    /// Read the segments' `.txnindex` files, keeping the entries whose marker lies
+    /// below `rebuild_from` (the segments recovery trusted); the rest are dropped, from
+    /// memory and files, and rebuilt from the markers by [`Log::load_producer_state`].
+    fn load_aborted_transactions(&mut self, rebuild_from: i64) -> Result<(), LogError> {
+        self.aborted.clear();
+        for segment in &mut self.segments {
+            let entries = segment.txn_index.read()?;
+            let kept: Vec<AbortedTxn> = entries
+                .iter()
+                .copied()
+                .filter(|e| e.last_offset < rebuild_from && e.last_offset >= segment.base_offset())
+                .collect();
+            if kept.len() != entries.len() {
+                segment.txn_index.rewrite(&kept)?;
+            }
+            self.aborted.extend(kept);
+        }
+        self.aborted.sort_by_key(|e| e.last_offset);
+        Ok(())
+    }
+
+    /// Rebuild the producer table: latest readable snapshot at or below the log end and
+    /// `rebuild_aborted_from` (and not below the log start), then every batch header
+    /// from its offset on. ABORT markers at or after `rebuild_aborted_from` are entered
+    /// into the aborted-transaction index again on the way.
+    fn load_producer_state(&mut self, rebuild_aborted_from: i64) -> Result<(), LogError> {
         self.producer_state.clear();
         let stale: Vec<i64> = self
             .snapshots
@@ -288,7 +318,8 @@ impl Log {
             self.delete_snapshot(offset)?;
         }
         let mut from = self.log_start_offset;
-        while let Some(&offset) = self.snapshots.last() {
+        let usable = rebuild_aborted_from.min(self.log_end_offset);
+        while let Some(&offset) = self.snapshots.range(..=usable).next_back() {
             let path = producer_state::snapshot_path(&self.dir, offset);
             let loaded = producer_state::read_snapshot(&path);
             match loaded {
@@ -308,17 +339,39 @@ impl Log {
             }
         }
         let first = self.segment_index_for(from);
-        for segment in &self.segments[first..] {
+        for segment in &mut self.segments[first..] {
             let start = segment
                 .find_batch(from)?
                 .map_or(segment.size(), |(pos, _)| pos);
             let state = &mut self.producer_state;
-            segment.for_each_header(start, |_, h| {
+            let mut markers = Vec::new();
+            segment.for_each_header(start, |pos, h| {
                 if h.base_offset >= from {
-                    state.update(h);
+                    let ended = state.update(h);
+                    if let Some(first_offset) =
+                        ended.filter(|_| h.base_offset >= rebuild_aborted_from)
+                    {
+                        markers.push((pos, *h, first_offset, state.first_unstable_offset()));
+                    }
                 }
                 Ok(())
             })?;
+            for (pos, h, first_offset, first_unstable) in markers {
+                let bytes = segment.read_bytes(pos, h.size)?;
+                let marker = RecordBatch::new(&bytes)
+                    .ok()
+                    .and_then(|b| control_record_type(&b));
+                if marker == Some(ControlRecordType::Abort) {
+                    let entry = AbortedTxn {
+                        producer_id: h.producer_id,
+                        first_offset,
+                        last_offset: h.base_offset,
+                        last_stable_offset: first_unstable.unwrap_or(h.next_offset()),
+                    };
+                    segment.txn_index.append(entry)?;
+                    self.aborted.push(entry);
+                }
+            }
         }
         Ok(())
     }
@@ -367,6 +420,24 @@ impl Log {
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         self.segments.iter().map(Segment::base_offset).collect()
     }
+    /// The first offset of the oldest open transaction: read_committed readers stop
+    /// there (the last stable offset is the lower of it and the high watermark).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producer_state.first_unstable_offset()
+    }
+
+    /// The aborted transactions a read_committed fetch from `from` up to `upper` (the
+    /// end of what it returns) must report: those ending at or after `from` and
+    /// starting before `upper` (Kafka's `collectAbortedTransactions`).
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|e| e.last_offset < from);
+        self.aborted[start..]
+            .iter()
+            .filter(|e| e.first_offset < upper)
+            .copied()
+            .collect()
+    }
+
     pub fn producer_state(&self) -> &ProducerStateManager {
         &self.producer_state
     }
@@ -429,6 +500,26 @@ impl Log {
         batch: &mut [u8],
         leader_epoch: i32,
     ) -> Result<AppendInfo, LogError> {
+        self.append_checked(batch, leader_epoch, true)
+    }
+
+    /// Append one batch written by one of the broker's coordinators (Kafka's
+    /// `AppendOrigin.COORDINATOR`): transactional offset commits and transaction
+    /// markers carry a producer id but no sequence, so only the epoch is checked.
+    pub fn append_as_coordinator(
+        &mut self,
+        batch: &mut [u8],
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_checked(batch, leader_epoch, false)
+    }
+
+    fn append_checked(
+        &mut self,
+        batch: &mut [u8],
+        leader_epoch: i32,
+        from_client: bool,
+    ) -> Result<AppendInfo, LogError> {
         self.check_writable()?;
         let h = BatchHeader::from_view(&*RecordBatch::new(batch)?);
         if h.records_count <= 0 {
@@ -444,7 +535,12 @@ impl Log {
                 segment_bytes: self.config.segment_bytes,
             });
         }
-        if let ProducerCheck::Duplicate(original) = self.producer_state.check_leader_append(&h)? {
+        let check = if from_client {
+            self.producer_state.check_leader_append(&h)?
+        } else {
+            self.producer_state.check_coordinator_append(&h)?
+        };
+        if let ProducerCheck::Duplicate(original) = check {
             // A retry of a batch whose policy flush failed or is still running is
             // acknowledged only once the original is on disk.
             self.duplicate_awaits_flush |=
@@ -561,7 +657,26 @@ impl Log {
         let interval = self.config.index_interval_bytes;
         self.active_mut()?.append(bytes, h, interval)?;
         self.log_end_offset = h.next_offset();
-        self.producer_state.update(h);
+        if let Some(first_offset) = self.producer_state.update(h) {
+            let marker = RecordBatch::new(bytes)
+                .ok()
+                .and_then(|b| control_record_type(&b));
+            if marker == Some(ControlRecordType::Abort) {
+                // Kafka's `lastStableOffset(completedTxn)`: the oldest transaction still
+                // open, or just past this marker.
+                let entry = AbortedTxn {
+                    producer_id: h.producer_id,
+                    first_offset,
+                    last_offset: h.base_offset,
+                    last_stable_offset: self
+                        .producer_state
+                        .first_unstable_offset()
+                        .unwrap_or(h.next_offset()),
+                };
+                self.active_mut()?.txn_index.append(entry)?;
+                self.aborted.push(entry);
+            }
+        }
         self.unflushed_messages = self
             .unflushed_messages
             .saturating_add(i64::from(h.records_count.max(1)));
@@ -1089,6 +1204,8 @@ impl Log {
         // Kafka's `maybeIncrementLogStartOffset`: the log's first offset keeps its epoch.
         self.leader_epochs
             .truncate_from_start(self.log_start_offset)?;
+        let start = self.log_start_offset;
+        self.aborted.retain(|e| e.last_offset >= start);
         let obsolete: Vec<i64> = self
             .snapshots
             .range(..self.log_start_offset)
@@ -1127,7 +1244,21 @@ impl Log {
         self.log_end_offset = active.next_offset().unwrap_or(offset);
         sync_dir(&self.dir)?;
         self.recovery_point = self.recovery_point.min(self.log_end_offset);
-        self.load_producer_state()?;
+        let end = self.log_end_offset;
+        if self.aborted.last().is_some_and(|e| e.last_offset >= end) {
+            self.aborted.retain(|e| e.last_offset < end);
+            let active = self.active_mut()?;
+            let base = active.base_offset();
+            let kept: Vec<AbortedTxn> = active
+                .txn_index
+                .read()?
+                .into_iter()
+                .filter(|e| e.last_offset < end && e.last_offset >= base)
+                .collect();
+            active.txn_index.rewrite(&kept)?;
+        }
+        // Nothing to rebuild: the aborted entries below the new end are all still there.
+        self.load_producer_state(i64::MAX)?;
         // The end, not `offset`: a batch straddling `offset` went whole, and an epoch
         // starting at its base has no data left either.
         self.leader_epochs.truncate_from_end(self.log_end_offset)?;
@@ -1154,6 +1285,7 @@ impl Log {
             self.delete_snapshot(snapshot)?;
         }
         self.producer_state.clear();
+        self.aborted.clear();
         self.leader_epochs.clear()?;
         Ok(())
     }
@@ -1237,7 +1369,7 @@ fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
             LOG_SUFFIX => {
                 logs.insert(offset);
             }
-            INDEX_SUFFIX | TIME_INDEX_SUFFIX => indexes.push((offset, path)),
+            INDEX_SUFFIX | TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX => indexes.push((offset, path)),
             SNAPSHOT_SUFFIX => {
                 snapshots.insert(offset);
             }

@@ -7,7 +7,7 @@
 //! it twice. Everything needed is in the 61-byte batch header, so the state is rebuilt on
 //! open by walking headers; a snapshot file in Kafka's format bounds that walk.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -87,6 +87,10 @@ impl ProducerStateEntry {
     pub fn last_timestamp(&self) -> i64 {
         self.last_timestamp
     }
+    /// The epoch of the transaction coordinator that wrote the producer's last marker.
+    pub fn coordinator_epoch(&self) -> i32 {
+        self.coordinator_epoch
+    }
     /// First offset of the producer's open transaction, if one is open.
     pub fn current_txn_first_offset(&self) -> Option<i64> {
         self.current_txn_first_offset
@@ -123,6 +127,9 @@ pub(crate) enum ProducerCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerStateEntry>,
+    /// Open transactions by first offset (Kafka's `ongoingTxns`): the first key is the
+    /// first unstable offset, which read_committed readers may not pass.
+    ongoing: BTreeMap<i64, i64>,
 }
 
 impl ProducerStateManager {
@@ -140,6 +147,10 @@ impl ProducerStateManager {
     }
     pub fn iter(&self) -> impl Iterator<Item = &ProducerStateEntry> {
         self.producers.values()
+    }
+    /// The first offset of the oldest open transaction (Kafka's `firstUnstableOffset`).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
     }
 
     /// Kafka's leader-side validation (`ProducerAppendInfo.checkProducerEpoch` and
@@ -202,11 +213,34 @@ impl ProducerStateManager {
         }
     }
 
+    /// The check for a coordinator's own batch (no sequence): only the epoch fence.
+    pub(crate) fn check_coordinator_append(
+        &self,
+        h: &BatchHeader,
+    ) -> Result<ProducerCheck, LogError> {
+        match self.producers.get(&h.producer_id) {
+            Some(entry)
+                if h.has_producer_id()
+                    && entry.epoch != NO_PRODUCER_EPOCH
+                    && h.producer_epoch < entry.epoch =>
+            {
+                Err(LogError::InvalidProducerEpoch {
+                    producer_id: h.producer_id,
+                    current: entry.epoch,
+                    received: h.producer_epoch,
+                })
+            }
+            _ => Ok(ProducerCheck::Accept),
+        }
+    }
+
     /// Record an appended batch whose header carries its final offsets. No validation:
     /// used after the leader check, for follower appends and when rebuilding from disk.
-    pub(crate) fn update(&mut self, h: &BatchHeader) {
+    /// For a transaction marker, returns the first offset of the transaction it ends
+    /// (the marker's own offset when the producer had none open).
+    pub(crate) fn update(&mut self, h: &BatchHeader) -> Option<i64> {
         if !h.has_producer_id() {
-            return;
+            return None;
         }
         let entry = self
             .producers
@@ -216,11 +250,15 @@ impl ProducerStateManager {
         entry.last_timestamp = h.max_timestamp;
         if h.is_control() {
             // A COMMIT/ABORT marker closes the producer's transaction.
-            entry.current_txn_first_offset = None;
-            return;
+            let first = entry.current_txn_first_offset.take();
+            if let Some(first) = first {
+                self.ongoing.remove(&first);
+            }
+            return Some(first.unwrap_or(h.base_offset));
         }
         if h.is_transactional() && entry.current_txn_first_offset.is_none() {
             entry.current_txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert(h.base_offset, h.producer_id);
         }
         entry.batches.push_back(BatchMetadata {
             first_seq: h.base_sequence,
@@ -232,6 +270,7 @@ impl ProducerStateManager {
         while entry.batches.len() > MAX_CACHED_BATCHES {
             entry.batches.pop_front();
         }
+        None
     }
 
     /// Forget producers idle for at least `expiration_ms` with no open transaction
@@ -247,6 +286,7 @@ impl ProducerStateManager {
 
     pub(crate) fn clear(&mut self) {
         self.producers.clear();
+        self.ongoing.clear();
     }
 
     /// Serialize in Kafka's snapshot format v1: version, CRC-32C of the rest, then per
@@ -337,7 +377,11 @@ impl ProducerStateManager {
             }
             producers.insert(producer_id, entry);
         }
-        Ok(ProducerStateManager { producers })
+        let ongoing = producers
+            .values()
+            .filter_map(|e| e.current_txn_first_offset.map(|o| (o, e.producer_id)))
+            .collect();
+        Ok(ProducerStateManager { producers, ongoing })
     }
 }
 

@@ -18,6 +18,7 @@ use crate::flush::SyncTarget;
 use crate::header::BatchHeader;
 use crate::index::{relative_offset, OffsetIndex, TimeIndex, NO_TIMESTAMP};
 use crate::slice::FileSlice;
+use crate::txn_index::{TxnIndexFile, TXN_INDEX_SUFFIX};
 use crate::{io_context, LogError, MAX_DECOMPRESSED_BATCH_BYTES, MAX_SEGMENT_BYTES};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -110,6 +111,8 @@ pub(crate) struct Segment {
     next_offset: Option<i64>,
     /// The `.log` was written since its last [`Segment::take_unsynced`].
     dirty: bool,
+    /// The aborted transactions whose ABORT marker is in this segment.
+    pub(crate) txn_index: TxnIndexFile,
 }
 
 /// Buffered positional reader for recovery scans.
@@ -151,7 +154,10 @@ impl Segment {
             .truncate(true)
             .open(&log_path)
             .map_err(io_context("create", &log_path))?;
+        let mut txn_index = TxnIndexFile::new(segment_file(dir, base_offset, TXN_INDEX_SUFFIX));
+        txn_index.delete()?;
         Ok(Segment {
+            txn_index,
             base_offset,
             offset_index: OffsetIndex::create(
                 segment_file(dir, base_offset, INDEX_SUFFIX),
@@ -188,6 +194,7 @@ impl Segment {
         let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
         let time_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
         Ok(Segment {
+            txn_index: TxnIndexFile::new(segment_file(dir, base_offset, TXN_INDEX_SUFFIX)),
             base_offset,
             // placeholders until load_indexes/recover: nothing is written through them
             offset_index: OffsetIndex::detached(index_path, base_offset),
@@ -436,6 +443,7 @@ impl Segment {
         }
         out.extend(self.offset_index.take_unsynced());
         out.extend(self.time_index.take_unsynced());
+        out.extend(self.txn_index.take_unsynced());
     }
 
     /// The segment stops being active: record its final max timestamp in the time index
@@ -642,6 +650,7 @@ impl Segment {
             self.log_path.clone(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
+            self.txn_index.path().to_path_buf(),
         ];
         drop(self);
         for path in paths {

@@ -781,26 +781,31 @@ fn idempotent_producer_duplicates_gaps_and_fencing() {
 fn corrupt_snapshot_is_ignored_and_state_rebuilt_from_the_log() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut log = Log::open(dir, LogConfig::default(), 0).unwrap();
-    log.append_as_leader(&mut idempotent(2, 5, 0, 0), 0)
-        .unwrap();
-    log.append_as_leader(&mut idempotent(2, 5, 0, 2), 0)
-        .unwrap();
+    // Small segments: each roll writes a snapshot at the new segment's base, and the
+    // one at the active segment's base is what the next open starts from.
+    let mut log = Log::open(dir, small_segments(), 0).unwrap();
+    for seq in [0, 2, 4, 6] {
+        log.append_as_leader(&mut idempotent(2, 5, 0, seq), 0)
+            .unwrap();
+    }
+    let active_base = *log.segment_base_offsets().last().unwrap();
+    assert!(active_base > 0, "the appends rolled");
+    let end = log.log_end_offset();
     log.close().unwrap();
-    let snapshot = dir.join("00000000000000000004.snapshot");
+    let snapshot = dir.join(format!("{active_base:020}.snapshot"));
     let mut bytes = fs::read(&snapshot).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(&snapshot, &bytes).unwrap();
-    let mut log = Log::open(dir, LogConfig::default(), 4).unwrap();
+    let mut log = Log::open(dir, small_segments(), end).unwrap();
     assert!(!snapshot.exists());
     assert!(
-        log.append_as_leader(&mut idempotent(2, 5, 0, 0), 0)
+        log.append_as_leader(&mut idempotent(2, 5, 0, 6), 0)
             .unwrap()
             .duplicate
     );
     assert!(
-        log.append_as_leader(&mut idempotent(2, 5, 0, 2), 0)
+        log.append_as_leader(&mut idempotent(2, 5, 0, 4), 0)
             .unwrap()
             .duplicate
     );
@@ -1723,4 +1728,81 @@ fn delete_segments_below_keeps_the_segment_holding_the_offset_and_the_active_one
     let log = Log::open(dir, config, 0).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 14));
     assert_eq!(log.latest_epoch(), Some(3));
+}
+
+fn transactional(records: usize, pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
+    let mut b = idempotent(records, pid, epoch, seq);
+    ottla_protocol::batch::RecordBatchMut::new(&mut b)
+        .unwrap()
+        .set_transactional(false);
+    b
+}
+
+fn marker(pid: i64, epoch: i16, commit: bool) -> Vec<u8> {
+    use ottla_protocol::control::{build_end_txn_marker, ControlRecordType};
+    let kind = if commit {
+        ControlRecordType::Commit
+    } else {
+        ControlRecordType::Abort
+    };
+    build_end_txn_marker(pid, epoch, 0, kind, NOW)
+}
+
+#[test]
+fn open_transactions_bound_the_stable_offset_and_aborts_are_indexed_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments(), 0).unwrap();
+    // pid 1 opens a transaction at 0; pid 2 opens one at 2 and pid 3 writes plainly.
+    log.append_as_leader(&mut transactional(2, 1, 0, 0), 0)
+        .unwrap();
+    assert_eq!(log.first_unstable_offset(), Some(0));
+    log.append_as_leader(&mut transactional(1, 2, 0, 0), 0)
+        .unwrap();
+    log.append_as_leader(&mut idempotent(1, 3, 0, 0), 0)
+        .unwrap();
+    // pid 1 commits at 4: the oldest open transaction is now pid 2's at 2.
+    log.append_as_leader(&mut marker(1, 0, true), 0).unwrap();
+    assert_eq!(log.first_unstable_offset(), Some(2));
+    assert!(log.aborted_transactions(0, i64::MAX).is_empty());
+    // pid 2 aborts at 5: nothing is open, and its transaction [2, 5] is indexed.
+    log.append_as_leader(&mut marker(2, 0, false), 0).unwrap();
+    assert_eq!(log.first_unstable_offset(), None);
+    let aborted = log.aborted_transactions(0, i64::MAX);
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(
+        (
+            aborted[0].producer_id,
+            aborted[0].first_offset,
+            aborted[0].last_offset
+        ),
+        (2, 2, 5)
+    );
+    // A fetch that ends before the transaction or starts after its marker skips it.
+    assert!(log.aborted_transactions(0, 2).is_empty());
+    assert!(log.aborted_transactions(6, i64::MAX).is_empty());
+    assert_eq!(log.aborted_transactions(5, 6).len(), 1);
+    // pid 1 opens another transaction, left open across a crash (no close).
+    log.append_as_leader(&mut transactional(1, 1, 0, 2), 0)
+        .unwrap();
+    assert_eq!(log.first_unstable_offset(), Some(6));
+    assert!(!files_with_suffix(dir.path(), "txnindex").is_empty());
+    drop(log);
+
+    // Reopened with recovery from 0: the index is rebuilt from the markers.
+    let log = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert_eq!(log.first_unstable_offset(), Some(6));
+    let again = log.aborted_transactions(0, i64::MAX);
+    assert_eq!(again, aborted);
+    // Reopened after a clean close: the entries come from the .txnindex files.
+    log.close().unwrap();
+    let mut log = Log::open(dir.path(), small_segments(), 7).unwrap();
+    assert_eq!(log.aborted_transactions(0, i64::MAX), aborted);
+    assert_eq!(log.first_unstable_offset(), Some(6));
+    // Truncating below the abort marker forgets it, in memory and on disk.
+    log.truncate_to(5).unwrap();
+    assert!(log.aborted_transactions(0, i64::MAX).is_empty());
+    assert_eq!(log.first_unstable_offset(), Some(2));
+    drop(log);
+    let log = Log::open(dir.path(), small_segments(), 5).unwrap();
+    assert!(log.aborted_transactions(0, i64::MAX).is_empty());
 }

@@ -72,6 +72,16 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::InitProducerId, 0, 5),
     // Kafka 4 serves v2-4 (v3 adds the replica id, v4 is the flexible encoding).
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // v4+ batch transactions and add the verify-only form (KIP-890, broker to broker).
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    // v5 returns a bumped epoch (KIP-890 transactions v2): not implemented, and clients
+    // use it only when the broker finalizes `transaction.version` 2, which we do not.
+    api(ApiKey::EndTxn, 0, 4),
+    // Kafka 4 serves only v1 (v0 was removed with KIP-896).
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    // v5 adds implicit partition registration for transactions v2: not implemented.
+    api(ApiKey::TxnOffsetCommit, 0, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
@@ -86,6 +96,11 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // v1 adds fetch timestamps, v2 the voters' endpoints (KIP-853).
     api(ApiKey::DescribeQuorum, 0, 2),
     api(ApiKey::DescribeCluster, 0, 2),
+    api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    // v1 adds the duration filter (KIP-994); v2's transactional id pattern is not
+    // implemented.
+    api(ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The supported range for `key`, if we implement it at all.

@@ -374,6 +374,17 @@ impl<'a> RecordBatchMut<'a> {
         self.bytes[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
         self.update_crc();
     }
+    /// Set the transactional bit (and the control bit for a transaction marker), as
+    /// Kafka's `MemoryRecords.withTransactionalRecords` / `withEndTransactionMarker`
+    /// build them; recomputes the CRC.
+    pub fn set_transactional(&mut self, control: bool) {
+        let mut attributes = read_i16(self.bytes, ATTRIBUTES) | TRANSACTIONAL_MASK;
+        if control {
+            attributes |= CONTROL_MASK;
+        }
+        self.bytes[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        self.update_crc();
+    }
     /// Recompute the CRC-32C over what it covers (attributes to the end), after a
     /// rewrite of covered fields.
     pub fn update_crc(&mut self) {

@@ -28,8 +28,8 @@ use checkpoint::{
 /// Kafka's lock file in each log directory.
 pub const LOCK_FILE: &str = ".lock";
 pub use partition::{
-    Appended, FetchIsolation, FollowerWriteError, IsrProposal, LeaderAndIsr, Partition,
-    PartitionConfig, PolicyFlush, ProduceError, ProduceResult, ReadResult, RoleChange,
+    AppendOrigin, Appended, FetchIsolation, FollowerWriteError, IsrProposal, LeaderAndIsr,
+    Partition, PartitionConfig, PolicyFlush, ProduceError, ProduceResult, ReadResult, RoleChange,
 };
 
 #[derive(Debug, thiserror::Error)]

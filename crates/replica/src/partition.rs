@@ -10,6 +10,7 @@ use ottla_log::{FlushPlan, FlushReason, Log, LogConfig, LogError, LogSlices};
 use crate::isr::{IsrChange, LeaderReplication, DEFAULT_REPLICA_LAG_TIME_MAX_MS};
 use crate::quota::PartitionThrottles;
 use ottla_protocol::batch::{RecordBatch, RecordBatchMut};
+use ottla_protocol::control::{build_end_txn_marker, ControlRecordType};
 use ottla_protocol::records::{check_uncompressed_framing, scan_records};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
@@ -115,8 +116,6 @@ pub enum ProduceError {
     InvalidRecords(String),
     #[error("control batches cannot be produced by clients")]
     ControlBatch,
-    #[error("transactional produce is not supported yet")]
-    Transactional,
     #[error("{isr} in-sync replicas, fewer than min.insync.replicas {min}")]
     NotEnoughReplicas { isr: usize, min: usize },
     #[error("{isr} in-sync replicas after the append, fewer than min.insync.replicas {min}")]
@@ -138,9 +137,6 @@ impl ProduceError {
             ProduceError::MissingKeyOnCompactedTopic
             | ProduceError::InvalidRecords(_)
             | ProduceError::ControlBatch => 87,
-            // INVALID_TXN_STATE: the producer must not send transactional data we
-            // cannot commit or abort.
-            ProduceError::Transactional => 48,
             ProduceError::NotEnoughReplicas { .. } => 19,
             ProduceError::NotEnoughReplicasAfterAppend { .. } => 20,
             ProduceError::NotLeaderOrFollower => 6,
@@ -201,12 +197,22 @@ pub struct PolicyFlush {
     hold: Option<i64>,
 }
 
-/// Which data a reader may see: consumers stop at the high watermark, follower replicas
-/// (a later issue) read up to the log end.
+/// Which data a reader may see: read_uncommitted consumers stop at the high watermark,
+/// read_committed ones at the last stable offset, follower replicas read up to the log
+/// end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchIsolation {
     HighWatermark,
+    TxnCommitted,
     LogEnd,
+}
+
+/// Who is appending (Kafka's `AppendOrigin`): only the broker's coordinators may write
+/// control batches (transaction markers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    Client,
+    Coordinator,
 }
 
 #[derive(Debug, Clone)]
@@ -214,8 +220,12 @@ pub struct ReadResult {
     /// Whole batches, as slices of the segment files (nothing is read yet).
     pub records: LogSlices,
     pub high_watermark: i64,
+    /// The high watermark, or the first offset of the oldest open transaction if lower.
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// For read_committed reads: the aborted transactions overlapping what was read.
+    pub aborted: Vec<ottla_log::AbortedTxn>,
 }
 
 /// This broker's role in the partition, under one lock with the epochs that decide it.
@@ -466,8 +476,38 @@ impl Partition {
     /// [`Appended::flush`].
     pub fn append_as_leader(
         &self,
+        batch: Vec<u8>,
+        required_acks: i16,
+    ) -> Result<Appended, ProduceError> {
+        self.append_from(batch, required_acks, AppendOrigin::Client)
+    }
+
+    /// Append a COMMIT or ABORT marker for `producer_id` as leader (WriteTxnMarkers),
+    /// acks=all: the caller waits for the in-sync replicas before it answers.
+    pub fn append_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        marker: ControlRecordType,
+    ) -> Result<Appended, ProduceError> {
+        let batch = build_end_txn_marker(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            marker,
+            now_ms(),
+        );
+        self.append_from(batch, -1, AppendOrigin::Coordinator)
+    }
+
+    /// Validate and append one batch as leader, from a client or from one of the
+    /// broker's coordinators (which may write control batches).
+    pub fn append_from(
+        &self,
         mut batch: Vec<u8>,
         required_acks: i16,
+        origin: AppendOrigin,
     ) -> Result<Appended, ProduceError> {
         let config = self.config();
         let (leader_epoch, isr_size) = {
@@ -492,11 +532,8 @@ impl Partition {
             });
         }
         view.validate_for_append()?;
-        if view.is_control() {
+        if view.is_control() && origin == AppendOrigin::Client {
             return Err(ProduceError::ControlBatch);
-        }
-        if view.is_transactional() {
-            return Err(ProduceError::Transactional);
         }
         check_uncompressed_framing(&view)
             .map_err(|e| ProduceError::InvalidRecords(e.to_string()))?;
@@ -541,7 +578,10 @@ impl Partition {
                 Some(leading) if leading.leader_epoch() == leader_epoch => leading,
                 _ => return Err(ProduceError::NotLeaderOrFollower),
             };
-            let info = log.append_as_leader(&mut batch, leader_epoch)?;
+            let info = match origin {
+                AppendOrigin::Client => log.append_as_leader(&mut batch, leader_epoch)?,
+                AppendOrigin::Coordinator => log.append_as_coordinator(&mut batch, leader_epoch)?,
+            };
             let reason = log.flush_wanted(now);
             let plan = reason.map(|_| log.prepare_flush());
             let hold = (reason == Some(FlushReason::Policy) && !info.duplicate)
@@ -852,17 +892,37 @@ impl Partition {
         let log = self.log.read();
         let high_watermark = self.high_watermark();
         let log_end_offset = log.log_end_offset();
+        let last_stable_offset = stable_offset(&log, high_watermark);
         let max_offset = match isolation {
             FetchIsolation::HighWatermark => high_watermark,
+            FetchIsolation::TxnCommitted => last_stable_offset,
             FetchIsolation::LogEnd => log_end_offset,
         };
         let records = log.slice(offset, max_bytes, max_offset, min_one_batch)?;
+        let aborted = if isolation == FetchIsolation::TxnCommitted && !records.is_empty() {
+            log.aborted_transactions(offset, max_offset)
+        } else {
+            Vec::new()
+        };
         Ok(ReadResult {
             records,
             high_watermark,
+            last_stable_offset,
             log_start_offset: log.log_start_offset(),
             log_end_offset,
+            aborted,
         })
+    }
+
+    /// The last stable offset (Kafka's LSO): read_committed consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let log = self.log.read();
+        stable_offset(&log, self.high_watermark())
+    }
+
+    /// The producers with state in this partition (DescribeProducers).
+    pub fn producers(&self) -> Vec<ottla_log::ProducerStateEntry> {
+        self.log.read().producer_state().iter().cloned().collect()
     }
 
     /// ListOffsets: `timestamp` is a real timestamp or one of Kafka's specials (-1
@@ -876,6 +936,7 @@ impl Partition {
         let log = self.log.read();
         let max_offset = match isolation {
             FetchIsolation::HighWatermark => self.high_watermark(),
+            FetchIsolation::TxnCommitted => stable_offset(&log, self.high_watermark()),
             FetchIsolation::LogEnd => log.log_end_offset(),
         };
         Ok(match timestamp {
@@ -1005,3 +1066,9 @@ pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
+/// The lower of the high watermark and the oldest open transaction's first offset.
+fn stable_offset(log: &Log, high_watermark: i64) -> i64 {
+    log.first_unstable_offset()
+        .map_or(high_watermark, |first| first.min(high_watermark))
+}

@@ -9,9 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 use ottla_controller::{
     BrokerInfo, Controller, ControllerConfig, ControllerError, CreateTopicSpec, QuorumSettings,
-    TopicInfo, OFFSETS_TOPIC,
+    TopicInfo, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
 };
 use ottla_coordinator::group::GroupCoordinatorService;
+use ottla_coordinator::txn::TxnCoordinatorService;
 use ottla_coordinator::SystemClock;
 use ottla_replica::fetcher::ReplicaFetcherManager;
 use ottla_replica::quota::ReplicationQuota;
@@ -55,6 +56,8 @@ pub struct Broker {
     /// partitions (the fetchers hold it too).
     pub follower_quota: Arc<ReplicationQuota>,
     pub groups: GroupCoordinatorService,
+    /// The transaction coordinator, for the `__transaction_state` partitions led here.
+    pub txns: TxnCoordinatorService,
     producer_ids: Mutex<ProducerIdBlock>,
     pub started_at: Instant,
     /// Set once a clean shutdown begins: heartbeats stop, so that the controlled
@@ -167,7 +170,19 @@ impl Broker {
             runtime,
             follower_quota.clone(),
         );
-        let broker = Arc::new(Broker {
+        let txn_config = config.txn.clone();
+        let txn_write_timeout_ms = config.offsets_commit_timeout_ms;
+        let marker_client = config.replica_fetcher.client.clone();
+        let broker = Arc::new_cyclic(|weak| Broker {
+            txns: TxnCoordinatorService::new(
+                txn_config,
+                Arc::new(SystemClock),
+                txn_write_timeout_ms,
+                Arc::new(crate::txn_markers::TxnMarkerChannel::new(
+                    weak.clone(),
+                    marker_client,
+                )),
+            ),
             config,
             controller,
             replicas,
@@ -278,6 +293,50 @@ impl Broker {
         anyhow::ensure!(
             self.hosts_led_partitions(&topic),
             "cannot open the partitions of {OFFSETS_TOPIC}"
+        );
+        Ok(topic)
+    }
+
+    /// Create `__transaction_state` if it does not exist yet (Kafka does this on the
+    /// first FindCoordinator for a transactional id), with the
+    /// `transaction.state.log.*` settings.
+    pub fn ensure_transaction_state_topic(&self) -> anyhow::Result<Arc<TopicInfo>> {
+        if let Some(t) = self.controller.image().topic(TRANSACTION_STATE_TOPIC) {
+            return Ok(t.clone());
+        }
+        let config = &self.config;
+        let spec = CreateTopicSpec {
+            name: TRANSACTION_STATE_TOPIC.into(),
+            num_partitions: config.transaction_state_log_num_partitions,
+            replication_factor: config.transaction_state_log_replication_factor,
+            assignments: BTreeMap::new(),
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("compression.type".to_string(), "uncompressed".to_string()),
+                (
+                    "min.insync.replicas".to_string(),
+                    config.transaction_state_log_min_isr.to_string(),
+                ),
+                (
+                    "segment.bytes".to_string(),
+                    config.transaction_state_log_segment_bytes.to_string(),
+                ),
+            ]
+            .into(),
+        };
+        let topic = match self.controller.create_topic(&spec, false) {
+            Ok(t) => t,
+            Err(e) if e.is_topic_already_exists() => self
+                .controller
+                .image()
+                .topic(TRANSACTION_STATE_TOPIC)
+                .cloned()
+                .context("transaction state topic vanished")?,
+            Err(e) => return Err(e).context("cannot create __transaction_state"),
+        };
+        anyhow::ensure!(
+            self.hosts_led_partitions(&topic),
+            "cannot open the partitions of {TRANSACTION_STATE_TOPIC}"
         );
         Ok(topic)
     }

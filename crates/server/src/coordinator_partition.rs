@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ottla_coordinator::{PartitionLoader, PartitionWriter, WriteError};
 use ottla_replica::partition::Partition;
-use ottla_replica::FetchIsolation;
+use ottla_replica::{AppendOrigin, FetchIsolation};
 use tokio::sync::watch;
 
 /// A partition this broker leads, as a coordinator shard reaches it.
@@ -19,7 +19,7 @@ impl PartitionWriter for CoordinatorPartitionLog {
         let partition = &self.0;
         // acks=all: a coordinator write must meet min.insync.replicas as Kafka's does.
         let appended = partition
-            .append_as_leader(batch, -1)
+            .append_from(batch, -1, AppendOrigin::Coordinator)
             .map_err(|e| WriteError(e.to_string()))?;
         if let Some(plan) = appended.background_flush {
             partition.complete_flush_in_background(plan);

@@ -12,6 +12,7 @@ pub mod leader_hints;
 pub mod metadata_publisher;
 pub mod network;
 pub mod storage;
+pub mod txn_markers;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -112,6 +113,7 @@ impl RunningBroker {
         // No follower or coordinator may append once the logs are being closed.
         self.broker.fetchers.shutdown();
         self.broker.groups.runtime().shutdown().await;
+        self.broker.txns.runtime().shutdown().await;
         self.broker
     }
 }
@@ -123,10 +125,12 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     // request finds its group (Kafka answers COORDINATOR_LOAD_IN_PROGRESS meanwhile).
     let loading = std::time::Instant::now();
     broker.groups.runtime().wait_for_loads().await;
+    broker.txns.runtime().wait_for_loads().await;
     let shards = broker.groups.runtime().shard_count();
-    if shards > 0 {
+    let txn_shards = broker.txns.runtime().shard_count();
+    if shards + txn_shards > 0 {
         tracing::info!(
-            "Loaded {shards} group coordinator shards in {} ms",
+            "Loaded {shards} group coordinator and {txn_shards} transaction coordinator shards in {} ms",
             loading.elapsed().as_millis()
         );
     }

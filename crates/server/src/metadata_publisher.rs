@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 
 use ottla_controller::{
     LocalPartition, MetadataDelta, MetadataImage, MetadataPublisher, TopicInfo, OFFSETS_TOPIC,
+    TRANSACTION_STATE_TOPIC,
 };
 use ottla_replica::quota::is_throttled_replica;
 use ottla_replica::{LeaderAndIsr, Partition};
@@ -90,12 +91,17 @@ impl BrokerMetadataPublisher {
                     p.leader_epoch,
                     Arc::new(CoordinatorPartitionLog(partition)),
                 ));
+            } else if topic.name == TRANSACTION_STATE_TOPIC {
+                drop(broker.txns.on_elected(
+                    p.partition,
+                    topic.partitions.len() as i32,
+                    p.leader_epoch,
+                    Arc::new(CoordinatorPartitionLog(partition)),
+                ));
             }
             return;
         }
-        if topic.name == OFFSETS_TOPIC {
-            broker.groups.on_resigned(p.partition, p.leader_epoch);
-        }
+        resign_coordinator(broker, &topic.name, p.partition, p.leader_epoch);
         match image.brokers.get(&p.leader) {
             Some(leader) => broker.fetchers.add_partition(
                 p.leader,
@@ -128,9 +134,7 @@ impl MetadataPublisher for BrokerMetadataPublisher {
                 broker
                     .fetchers
                     .remove_partition(topic.topic_id, p.partition);
-                if topic.name == OFFSETS_TOPIC {
-                    broker.groups.on_resigned(p.partition, i32::MAX);
-                }
+                resign_coordinator(&broker, &topic.name, p.partition, i32::MAX);
             }
             broker.replicas.remove_topic(&topic.topic_id);
         }
@@ -147,9 +151,7 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             broker
                 .fetchers
                 .remove_partition(topic.topic_id, p.partition);
-            if topic.name == OFFSETS_TOPIC {
-                broker.groups.on_resigned(p.partition, i32::MAX);
-            }
+            resign_coordinator(&broker, &topic.name, p.partition, i32::MAX);
             broker
                 .replicas
                 .remove_partition(topic.topic_id, p.partition);
@@ -198,4 +200,14 @@ fn set_throttles(partition: &Partition, topic: &TopicInfo, node_id: i32) {
         listed("leader.replication.throttled.replicas"),
         listed("follower.replication.throttled.replicas"),
     );
+}
+
+/// This broker no longer leads `topic`-`partition` (from `leader_epoch` on): if it is
+/// a coordinator's internal partition, unload that shard.
+fn resign_coordinator(broker: &Broker, topic: &str, partition: i32, leader_epoch: i32) {
+    if topic == OFFSETS_TOPIC {
+        broker.groups.on_resigned(partition, leader_epoch);
+    } else if topic == TRANSACTION_STATE_TOPIC {
+        broker.txns.on_resigned(partition, leader_epoch);
+    }
 }

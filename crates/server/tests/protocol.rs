@@ -640,7 +640,7 @@ async fn metadata_auto_creates_topics_when_enabled_and_allowed() {
     let invalid: MetadataResponse = c.call(ApiKey::Metadata, 12, &ask("bad name", true)).await;
     assert_eq!(invalid.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
     // As in Kafka, a `__` prefix is an ordinary name; the offsets topic is created with
-    // its own settings, and the transaction log waits for its (unbuilt) coordinator.
+    // its own settings, and so is the transaction log.
     let private: MetadataResponse = c.call(ApiKey::Metadata, 12, &ask("__private", true)).await;
     assert_eq!(private.topics[0].error_code, 0);
     assert_eq!(private.topics[0].partitions.len(), 3);
@@ -658,7 +658,13 @@ async fn metadata_auto_creates_topics_when_enabled_and_allowed() {
     let txn: MetadataResponse = c
         .call(ApiKey::Metadata, 12, &ask("__transaction_state", true))
         .await;
-    assert_eq!(txn.topics[0].error_code, 3);
+    assert_eq!(txn.topics[0].error_code, 0);
+    assert_eq!(
+        txn.topics[0].partitions.len(),
+        50,
+        "transaction.state.log.num.partitions applies"
+    );
+    assert!(txn.topics[0].is_internal);
     assert_eq!(
         produce(&mut c, "auto-made", 2, batch(&["x"], Compression::None), 1).await,
         (0, 0)

@@ -195,6 +195,17 @@ pub struct BrokerConfig {
     pub offsets_commit_timeout_ms: i64,
     /// Group coordinator settings (`group.*`, `offsets.retention.minutes`, ...).
     pub group: ottla_group::coordinator::CoordinatorConfig,
+    /// `transaction.state.log.num.partitions`
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor`
+    pub transaction_state_log_replication_factor: i16,
+    /// `transaction.state.log.segment.bytes`
+    pub transaction_state_log_segment_bytes: i64,
+    /// `transaction.state.log.min.isr`: the topic's `min.insync.replicas`.
+    pub transaction_state_log_min_isr: i32,
+    /// Transaction coordinator settings (`transaction.max.timeout.ms`,
+    /// `transactional.id.expiration.ms`, the cleanup intervals).
+    pub txn: ottla_txn::TxnConfig,
     /// Every key explicitly set (file + overrides), known keys only: what
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG.
     pub explicit: BTreeMap<String, String>,
@@ -233,6 +244,7 @@ pub const OTTLA_DEFAULTS: &[(&str, &str)] = &[
 pub const SINGLE_NODE_DEFAULTS: &[(&str, &str)] = &[
     ("offsets.topic.replication.factor", "1"),
     ("transaction.state.log.replication.factor", "1"),
+    ("transaction.state.log.min.isr", "1"),
 ];
 
 /// Keys Ottla reads that Kafka's broker definitions do not list (none are invented:
@@ -419,6 +431,24 @@ impl BrokerConfig {
             offsets_topic_replication_factor: positive("offsets.topic.replication.factor")? as i16,
             offsets_topic_segment_bytes: positive("offsets.topic.segment.bytes")?,
             offsets_commit_timeout_ms: positive("offsets.commit.timeout.ms")?,
+            transaction_state_log_num_partitions: positive("transaction.state.log.num.partitions")?
+                as i32,
+            transaction_state_log_replication_factor: positive(
+                "transaction.state.log.replication.factor",
+            )? as i16,
+            transaction_state_log_segment_bytes: positive("transaction.state.log.segment.bytes")?,
+            transaction_state_log_min_isr: positive("transaction.state.log.min.isr")? as i32,
+            txn: ottla_txn::TxnConfig {
+                max_timeout_ms: positive("transaction.max.timeout.ms")?.min(i64::from(i32::MAX))
+                    as i32,
+                id_expiration_ms: positive("transactional.id.expiration.ms")?,
+                abort_timed_out_interval_ms: positive(
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                )?,
+                remove_expired_interval_ms: positive(
+                    "transaction.remove.expired.transaction.cleanup.interval.ms",
+                )?,
+            },
             replica_lag_time_max_ms: positive("replica.lag.time.max.ms")?,
             broker_heartbeat_interval_ms: positive("broker.heartbeat.interval.ms")? as u64,
             broker_session_timeout_ms: positive("broker.session.timeout.ms")? as u64,

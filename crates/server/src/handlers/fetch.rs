@@ -14,9 +14,12 @@ use std::time::Duration;
 
 use futures_util::future::select_all;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName,
+};
 use kafka_protocol::ResponseError;
 use ottla_log::{LogError, LogSlices};
 use ottla_protocol::frame::Request;
@@ -131,6 +134,8 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         replica_id,
         isolation: if replica_id >= 0 {
             FetchIsolation::LogEnd
+        } else if req.isolation_level == READ_COMMITTED {
+            FetchIsolation::TxnCommitted
         } else {
             FetchIsolation::HighWatermark
         },
@@ -365,7 +370,7 @@ fn read_all(plan: &Plan) -> Read {
                             .with_end_offset(end_offset),
                     )
                     .with_high_watermark(partition.high_watermark())
-                    .with_last_stable_offset(partition.high_watermark())
+                    .with_last_stable_offset(partition.last_stable_offset())
                     .with_log_start_offset(partition.log_start_offset());
                 records_out.push(LogSlices::default());
             }
@@ -377,7 +382,7 @@ fn read_all(plan: &Plan) -> Read {
                 data = data
                     .with_preferred_read_replica(BrokerId(preferred))
                     .with_high_watermark(partition.high_watermark())
-                    .with_last_stable_offset(partition.high_watermark())
+                    .with_last_stable_offset(partition.last_stable_offset())
                     .with_log_start_offset(partition.log_start_offset());
                 records_out.push(LogSlices::default());
             }
@@ -428,8 +433,20 @@ fn read_all(plan: &Plan) -> Read {
                         }
                         data = data
                             .with_high_watermark(read.high_watermark)
-                            .with_last_stable_offset(read.high_watermark)
+                            .with_last_stable_offset(read.last_stable_offset)
                             .with_log_start_offset(read.log_start_offset);
+                        if plan.read_committed && !records.is_empty() {
+                            data = data.with_aborted_transactions(Some(
+                                read.aborted
+                                    .iter()
+                                    .map(|a| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(ProducerId(a.producer_id))
+                                            .with_first_offset(a.first_offset)
+                                    })
+                                    .collect(),
+                            ));
+                        }
                         records_out.push(records);
                     }
                     Err(e) => {
@@ -446,7 +463,7 @@ fn read_all(plan: &Plan) -> Read {
                         data = data
                             .with_error_code(code)
                             .with_high_watermark(partition.high_watermark())
-                            .with_last_stable_offset(partition.high_watermark())
+                            .with_last_stable_offset(partition.last_stable_offset())
                             .with_log_start_offset(partition.log_start_offset());
                         records_out.push(LogSlices::default());
                     }

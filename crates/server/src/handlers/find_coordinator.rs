@@ -1,5 +1,6 @@
 //! FindCoordinator (key 10): a group's coordinator is the broker leading its partition
-//! of `__consumer_offsets` (Kafka's `partitionFor`). Batched lookups (v4+) answer per
+//! of `__consumer_offsets`, a transactional id's the one leading its partition of
+//! `__transaction_state` (Kafka's `partitionFor`). Batched lookups (v4+) answer per
 //! key.
 
 use std::sync::Arc;
@@ -15,24 +16,30 @@ use crate::broker::Broker;
 
 /// `key_type` values.
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// Where a group's coordinator is: the broker that leads the group's partition of
-/// `__consumer_offsets` (created here on the first lookup), or (error code, message).
+/// Where a group's (transactional id's) coordinator is: the broker that leads its
+/// partition of `__consumer_offsets` (`__transaction_state`), the topic being created
+/// here on the first lookup; or (error code, message).
 fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32), (i16, String)> {
-    if key_type != KEY_TYPE_GROUP {
-        return Err((
-            ResponseError::CoordinatorNotAvailable.code(),
-            "Transaction coordinators are not supported yet".into(),
-        ));
-    }
     let unavailable = || {
         (
             ResponseError::CoordinatorNotAvailable.code(),
             "The coordinator is not available.".to_string(),
         )
     };
-    let topic = broker.ensure_offsets_topic().map_err(|e| {
-        tracing::error!("Cannot create the offsets topic: {e:#}");
+    let topic = match key_type {
+        KEY_TYPE_GROUP => broker.ensure_offsets_topic(),
+        KEY_TYPE_TRANSACTION => broker.ensure_transaction_state_topic(),
+        other => {
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                format!("Unsupported key type {other}"),
+            ))
+        }
+    }
+    .map_err(|e| {
+        tracing::error!("Cannot create the coordinator's internal topic: {e:#}");
         unavailable()
     })?;
     let index = partition_for(key, topic.partitions.len() as i32);

@@ -30,10 +30,13 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let req: ListOffsetsRequest = decode(request)?;
     let version = request.version();
     let image = broker.controller.image();
-    // Consumers see up to the high watermark; a replica id (follower or admin tool
-    // asking as a replica) sees the log end.
+    // Consumers see up to the high watermark (read_committed ones up to the last
+    // stable offset); a replica id (follower or admin tool asking as a replica) sees
+    // the log end.
     let isolation = if req.replica_id.0 >= 0 {
         FetchIsolation::LogEnd
+    } else if req.isolation_level == 1 {
+        FetchIsolation::TxnCommitted
     } else {
         FetchIsolation::HighWatermark
     };

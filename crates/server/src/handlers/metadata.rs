@@ -170,7 +170,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
 }
 
 /// Create a topic a Metadata request asked for, as Kafka's `AutoTopicCreationManager`
-/// does: `__consumer_offsets` with the offsets topic's own settings, any other valid
+/// does: `__consumer_offsets` and `__transaction_state` with their own settings, any other valid
 /// name (`__`-prefixed ones included) with the broker's defaults.
 fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> {
     if name == OFFSETS_TOPIC {
@@ -181,9 +181,10 @@ fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicInfo>, i16> 
         });
     }
     if name == TRANSACTION_STATE_TOPIC {
-        // The transaction log belongs to a transaction coordinator, which is not built
-        // yet: nothing may create it meanwhile (retriable, as while Kafka creates it).
-        return Err(ResponseError::UnknownTopicOrPartition.code());
+        return broker.ensure_transaction_state_topic().map_err(|e| {
+            tracing::error!("Cannot create the transaction state topic: {e:#}");
+            ResponseError::LeaderNotAvailable.code()
+        });
     }
     let spec = CreateTopicSpec {
         name: name.to_string(),

@@ -12,6 +12,8 @@
 //! (creating and deleting topics, handing out producer ids) block on the disk: they run
 //! on the blocking pool and the connection awaits them ([`Reply::Await`]).
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
@@ -22,8 +24,11 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_producers;
 mod describe_quorum;
+mod describe_transactions;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -34,6 +39,7 @@ mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -41,6 +47,8 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,7 +57,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use ottla_controller::OFFSETS_TOPIC;
+use ottla_controller::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use ottla_log::LogSlices;
 use ottla_protocol::api_versions::is_supported;
 use ottla_protocol::frame::{encode_response, Request};
@@ -203,6 +211,20 @@ pub(crate) fn not_hosted_error(topic: Option<&ottla_controller::TopicInfo>, inde
     }
 }
 
+/// The error code a transactional request answers with. PRODUCER_FENCED becomes
+/// INVALID_PRODUCER_EPOCH for request versions from before KIP-588, as Kafka answers.
+pub(crate) fn txn_error_code(
+    e: &ottla_coordinator::txn::TxnRequestError,
+    knows_producer_fenced: bool,
+) -> i16 {
+    let code = e.kafka_error_code();
+    if code == kafka_protocol::ResponseError::ProducerFenced.code() && !knows_producer_fenced {
+        kafka_protocol::ResponseError::InvalidProducerEpoch.code()
+    } else {
+        code
+    }
+}
+
 /// Shorthand for the many optional strings in responses.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -275,8 +297,16 @@ pub fn dispatch(
         }
         ApiKey::OffsetCommit => offset_commit::handle(broker, &request),
         ApiKey::OffsetFetch => offset_fetch::handle(broker, &request),
-        // The first lookup creates __consumer_offsets (and its partitions).
-        ApiKey::FindCoordinator if broker.controller.image().topic(OFFSETS_TOPIC).is_none() => {
+        // The first lookup creates __consumer_offsets or __transaction_state (and its
+        // partitions): a controller write.
+        ApiKey::FindCoordinator
+            if broker.controller.image().topic(OFFSETS_TOPIC).is_none()
+                || broker
+                    .controller
+                    .image()
+                    .topic(TRANSACTION_STATE_TOPIC)
+                    .is_none() =>
+        {
             on_blocking_pool(broker, request, find_coordinator::handle)
         }
         ApiKey::FindCoordinator => find_coordinator::handle(broker, &request),
@@ -290,6 +320,14 @@ pub fn dispatch(
         ApiKey::DeleteGroups => delete_groups::handle(broker, &request),
         ApiKey::OffsetDelete => offset_delete::handle(broker, &request),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, &request),
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(broker, &request),
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(broker, &request),
+        ApiKey::EndTxn => end_txn::handle(broker, &request),
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(broker, &request),
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(broker, &request),
+        ApiKey::DescribeProducers => describe_producers::handle(broker, &request),
+        ApiKey::DescribeTransactions => describe_transactions::handle(broker, &request),
+        ApiKey::ListTransactions => list_transactions::handle(broker, &request),
         other => Err(HandlerError::UnsupportedVersion {
             api_key: other,
             version: request.version(),

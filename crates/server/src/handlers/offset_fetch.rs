@@ -29,6 +29,8 @@ struct Fetched {
     offset: i64,
     leader_epoch: i32,
     metadata: Option<String>,
+    /// UNSTABLE_OFFSET_COMMIT when `require_stable` meets an open transaction's offset.
+    error: i16,
 }
 
 impl From<FetchedOffset> for Fetched {
@@ -38,6 +40,7 @@ impl From<FetchedOffset> for Fetched {
             offset: o.offset,
             leader_epoch: o.leader_epoch,
             metadata: o.metadata,
+            error: o.error,
         }
     }
 }
@@ -49,6 +52,7 @@ impl Fetched {
             offset: -1,
             leader_epoch: -1,
             metadata: Some(String::new()),
+            error: 0,
         }
     }
 }
@@ -63,9 +67,12 @@ fn fetch_group(
     image: &MetadataImage,
     group_id: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Pin<Box<dyn Future<Output = Result<GroupAnswer, i16>> + Send>> {
     let Some(topics) = topics else {
-        let fetched = broker.groups.fetch_offsets(group_id.to_string(), None);
+        let fetched = broker
+            .groups
+            .fetch_offsets(group_id.to_string(), None, require_stable);
         return Box::pin(async move {
             // The coordinator lists a group's offsets sorted by topic.
             let mut out: GroupAnswer = Vec::new();
@@ -104,7 +111,7 @@ fn fetch_group(
     }
     let fetched = broker
         .groups
-        .fetch_offsets(group_id.to_string(), Some(query));
+        .fetch_offsets(group_id.to_string(), Some(query), require_stable);
     Box::pin(async move {
         let mut committed: HashMap<(String, i32), Fetched> = HashMap::new();
         for o in fetched.await? {
@@ -143,7 +150,13 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
-                let answer = fetch_group(broker, &image, g.group_id.as_str(), topics);
+                let answer = fetch_group(
+                    broker,
+                    &image,
+                    g.group_id.as_str(),
+                    topics,
+                    req.require_stable,
+                );
                 (g.group_id, answer)
             })
             .collect();
@@ -164,7 +177,13 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let answer = fetch_group(broker, &image, req.group_id.as_str(), topics);
+    let answer = fetch_group(
+        broker,
+        &image,
+        req.group_id.as_str(),
+        topics,
+        req.require_stable,
+    );
     respond_later(request, async move {
         match answer.await {
             // The top-level error code exists from v2.
@@ -189,6 +208,7 @@ fn topics_v8(topics: GroupAnswer) -> Vec<OffsetFetchResponseTopics> {
                                 .with_committed_offset(o.offset)
                                 .with_committed_leader_epoch(o.leader_epoch)
                                 .with_metadata(o.metadata.map(str_bytes))
+                                .with_error_code(o.error)
                         })
                         .collect(),
                 )
@@ -208,7 +228,8 @@ fn topics_v0(version: i16, topics: GroupAnswer) -> Vec<OffsetFetchResponseTopic>
                             let p = OffsetFetchResponsePartition::default()
                                 .with_partition_index(o.partition)
                                 .with_committed_offset(o.offset)
-                                .with_metadata(o.metadata.map(str_bytes));
+                                .with_metadata(o.metadata.map(str_bytes))
+                                .with_error_code(o.error);
                             if version >= 5 {
                                 p.with_committed_leader_epoch(o.leader_epoch)
                             } else {

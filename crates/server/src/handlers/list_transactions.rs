@@ -1,0 +1,67 @@
+//! ListTransactions (key 66): the transactional ids this broker coordinates
+//! (`kafka-transactions list`, Admin `listTransactions`), filtered by state, producer
+//! id and (v1, KIP-994) by how long the transaction has been open. v2's id pattern is
+//! not advertised.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_transactions_response::TransactionState;
+use kafka_protocol::messages::{
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
+};
+use ottla_protocol::frame::Request;
+use ottla_txn::records::TransactionState as State;
+
+use super::{decode, respond_later, str_bytes, HandlerError, Reply};
+use crate::broker::Broker;
+
+const STATES: [State; 8] = [
+    State::Empty,
+    State::Ongoing,
+    State::PrepareCommit,
+    State::PrepareAbort,
+    State::CompleteCommit,
+    State::CompleteAbort,
+    State::Dead,
+    State::PrepareEpochFence,
+];
+
+pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+    let req: ListTransactionsRequest = decode(request)?;
+    let version = request.version();
+    let mut wanted_states = Vec::new();
+    let mut unknown_states = Vec::new();
+    for f in &req.state_filters {
+        match STATES.iter().find(|s| s.name() == f.as_str()) {
+            Some(s) => wanted_states.push(*s),
+            None => unknown_states.push(f.clone()),
+        }
+    }
+    let producer_ids: Vec<i64> = req.producer_id_filters.iter().map(|p| p.0).collect();
+    let duration = if version >= 1 {
+        req.duration_filter
+    } else {
+        -1
+    };
+    let listed = broker.txns.list();
+    let now = ottla_replica::partition::now_ms();
+    respond_later(request, async move {
+        let states = listed
+            .await
+            .into_iter()
+            .filter(|m| req.state_filters.is_empty() || wanted_states.contains(&m.state))
+            .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
+            // Kafka: only transactions open at least `duration` ms (start time known).
+            .filter(|m| duration < 0 || (m.start_ms >= 0 && now - m.start_ms >= duration))
+            .map(|m| {
+                TransactionState::default()
+                    .with_transactional_id(TransactionalId(str_bytes(m.transactional_id)))
+                    .with_producer_id(ProducerId(m.producer_id))
+                    .with_transaction_state(str_bytes(m.state.name()))
+            })
+            .collect();
+        ListTransactionsResponse::default()
+            .with_unknown_state_filters(unknown_states)
+            .with_transaction_states(states)
+    })
+}

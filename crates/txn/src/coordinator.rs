@@ -1,0 +1,1018 @@
+//! The transaction coordinator's state machine for one `__transaction_state` partition
+//! (Kafka's `TransactionCoordinator` and `TransactionStateManager`, KIP-98).
+//!
+//! Deterministic: every operation reads the committed state of a transactional id and
+//! returns the record that moves it on, the response to send once that record is
+//! committed, and possibly a [`MarkerJob`]: after PrepareCommit/PrepareAbort is
+//! committed, the host writes COMMIT/ABORT markers to every partition of the
+//! transaction (WriteTxnMarkers), then calls [`TransactionCoordinator::complete`],
+//! which writes CompleteCommit/CompleteAbort. The state changes only when a record is
+//! replayed ([`TransactionCoordinator::replay`]); between an operation and the commit
+//! of its record the id is *pending*, and other operations on it get
+//! CONCURRENT_TRANSACTIONS (Kafka's `pendingState`), as they do while markers are being
+//! written.
+//!
+//! The state diagram is Kafka's:
+//!
+//! ```text
+//! Empty ──AddPartitions──▶ Ongoing ──EndTxn──▶ PrepareCommit ──markers──▶ CompleteCommit
+//!   ▲                        │  └──EndTxn / timeout / InitProducerId──▶ PrepareAbort ──markers──▶ CompleteAbort
+//!   └──────InitProducerId (epoch bump)──── Complete* / Empty ◀─────────────────────────────┘
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::records::{TransactionLogValue, TransactionState};
+
+/// Kafka's `transaction.max.timeout.ms` default (15 minutes).
+pub const DEFAULT_MAX_TIMEOUT_MS: i32 = 900_000;
+/// Kafka's `transactional.id.expiration.ms` default (7 days).
+pub const DEFAULT_ID_EXPIRATION_MS: i64 = 604_800_000;
+/// Kafka's `transaction.abort.timed.out.transaction.cleanup.interval.ms` default.
+pub const DEFAULT_ABORT_TIMED_OUT_INTERVAL_MS: i64 = 10_000;
+/// Kafka's `transaction.remove.expired.transaction.cleanup.interval.ms` default.
+pub const DEFAULT_REMOVE_EXPIRED_INTERVAL_MS: i64 = 3_600_000;
+/// The internal topic's name.
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+/// Epochs at or above this are exhausted: the next bump takes a new producer id
+/// (Kafka's `isEpochExhausted`: `producerEpoch >= Short.MaxValue - 1`).
+const LAST_USABLE_EPOCH: i16 = i16::MAX - 1;
+
+/// The transaction coordinator's settings (Kafka's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnConfig {
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` accepted.
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: an id idle this long (no open transaction)
+    /// is forgotten.
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_timed_out_interval_ms: i64,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
+    pub remove_expired_interval_ms: i64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> TxnConfig {
+        TxnConfig {
+            max_timeout_ms: DEFAULT_MAX_TIMEOUT_MS,
+            id_expiration_ms: DEFAULT_ID_EXPIRATION_MS,
+            abort_timed_out_interval_ms: DEFAULT_ABORT_TIMED_OUT_INTERVAL_MS,
+            remove_expired_interval_ms: DEFAULT_REMOVE_EXPIRED_INTERVAL_MS,
+        }
+    }
+}
+
+/// The errors transactional APIs answer with, as Kafka names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TxnError {
+    #[error("CONCURRENT_TRANSACTIONS")]
+    ConcurrentTransactions,
+    #[error("INVALID_PRODUCER_EPOCH")]
+    InvalidProducerEpoch,
+    #[error("PRODUCER_FENCED")]
+    ProducerFenced,
+    #[error("INVALID_TXN_STATE")]
+    InvalidTxnState,
+    #[error("INVALID_PRODUCER_ID_MAPPING")]
+    InvalidProducerIdMapping,
+    #[error("INVALID_TRANSACTION_TIMEOUT")]
+    InvalidTransactionTimeout,
+    #[error("TRANSACTIONAL_ID_NOT_FOUND")]
+    TransactionalIdNotFound,
+}
+
+impl TxnError {
+    /// Kafka's error code.
+    pub fn code(self) -> i16 {
+        match self {
+            TxnError::ConcurrentTransactions => 51,
+            TxnError::InvalidProducerEpoch => 47,
+            TxnError::ProducerFenced => 90,
+            TxnError::InvalidTxnState => 48,
+            TxnError::InvalidProducerIdMapping => 49,
+            TxnError::InvalidTransactionTimeout => 50,
+            TxnError::TransactionalIdNotFound => 105,
+        }
+    }
+}
+
+/// A `__transaction_state` record: the id's new state, or `None` (a tombstone) when
+/// the id expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRecord {
+    pub transactional_id: String,
+    pub value: Option<TransactionLogValue>,
+}
+
+/// What the coordinator knows of one transactional id (Kafka's `TransactionMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionMetadata {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    /// The id before the last rotation (epoch exhaustion), -1 if none.
+    pub previous_producer_id: i64,
+    pub producer_epoch: i16,
+    /// The epoch before the last bump, so a retried InitProducerId can be recognised
+    /// (KIP-360); not stored, -1 after a load.
+    pub last_producer_epoch: i16,
+    pub timeout_ms: i32,
+    pub state: TransactionState,
+    /// Sorted (topic, partition) pairs of the open transaction.
+    pub partitions: BTreeSet<(String, i32)>,
+    pub start_ms: i64,
+    pub last_update_ms: i64,
+    /// A transition of this id was written and is not committed yet.
+    pub pending: bool,
+}
+
+impl TransactionMetadata {
+    fn from_value(transactional_id: &str, v: &TransactionLogValue) -> TransactionMetadata {
+        TransactionMetadata {
+            transactional_id: transactional_id.to_string(),
+            producer_id: v.producer_id,
+            previous_producer_id: v.previous_producer_id,
+            producer_epoch: v.producer_epoch,
+            last_producer_epoch: -1,
+            timeout_ms: v.transaction_timeout_ms,
+            state: v.state,
+            partitions: v
+                .partitions
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
+                .collect(),
+            start_ms: v.start_timestamp_ms,
+            last_update_ms: v.last_update_timestamp_ms,
+            pending: false,
+        }
+    }
+
+    /// The record for this metadata moved to `state` with `partitions` (Kafka's
+    /// `TxnTransitMetadata`), stamped `now`.
+    fn transition(
+        &self,
+        state: TransactionState,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &BTreeSet<(String, i32)>,
+        start_ms: i64,
+        now: i64,
+    ) -> TxnRecord {
+        let mut grouped: Vec<(String, Vec<i32>)> = Vec::new();
+        for (topic, p) in partitions {
+            match grouped.last_mut() {
+                Some((t, ps)) if t == topic => ps.push(*p),
+                _ => grouped.push((topic.clone(), vec![*p])),
+            }
+        }
+        TxnRecord {
+            transactional_id: self.transactional_id.clone(),
+            value: Some(TransactionLogValue {
+                producer_id,
+                previous_producer_id: if producer_id != self.producer_id {
+                    self.producer_id
+                } else {
+                    self.previous_producer_id
+                },
+                next_producer_id: -1,
+                producer_epoch,
+                transaction_timeout_ms: self.timeout_ms,
+                state,
+                partitions: grouped,
+                last_update_timestamp_ms: now,
+                start_timestamp_ms: start_ms,
+                client_transaction_version: 0,
+            }),
+        }
+    }
+
+    /// Whether the id is in a state that ends a transaction (no partitions open).
+    fn is_idle(&self) -> bool {
+        matches!(
+            self.state,
+            TransactionState::Empty
+                | TransactionState::CompleteCommit
+                | TransactionState::CompleteAbort
+        )
+    }
+}
+
+/// Markers to write once a PrepareCommit/PrepareAbort record is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkerJob {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub partitions: Vec<(String, i32)>,
+}
+
+/// An operation's outcome: the record to write (if any), the response once it is
+/// committed, and markers to start after that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition<T> {
+    pub records: Vec<TxnRecord>,
+    pub response: T,
+    pub markers: Vec<MarkerJob>,
+}
+
+impl<T> Transition<T> {
+    fn answer(response: T) -> Transition<T> {
+        Transition {
+            records: Vec::new(),
+            response,
+            markers: Vec::new(),
+        }
+    }
+}
+
+/// InitProducerId with a transactional id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitProducerId {
+    pub transactional_id: String,
+    pub timeout_ms: i32,
+    /// The producer's current id and epoch (KIP-360, v3+), -1 when it has none.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// A producer's (id, epoch), or why it got none.
+pub type ProducerIdAndEpoch = Result<(i64, i16), TxnError>;
+
+/// One `__transaction_state` partition's transactions.
+#[derive(Debug)]
+pub struct TransactionCoordinator {
+    config: TxnConfig,
+    txns: HashMap<String, TransactionMetadata>,
+}
+
+impl TransactionCoordinator {
+    pub fn new(config: TxnConfig) -> TransactionCoordinator {
+        TransactionCoordinator {
+            config,
+            txns: HashMap::new(),
+        }
+    }
+
+    pub fn get(&self, transactional_id: &str) -> Option<&TransactionMetadata> {
+        self.txns.get(transactional_id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TransactionMetadata> {
+        self.txns.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
+    }
+
+    /// Apply a committed (or loaded) record.
+    pub fn replay(&mut self, record: &TxnRecord) {
+        match &record.value {
+            None => {
+                self.txns.remove(&record.transactional_id);
+            }
+            Some(value) => {
+                let mut next = TransactionMetadata::from_value(&record.transactional_id, value);
+                if let Some(old) = self.txns.get(&record.transactional_id) {
+                    if old.producer_id == next.producer_id
+                        && old.producer_epoch < next.producer_epoch
+                    {
+                        next.last_producer_epoch = old.producer_epoch;
+                    } else if old.producer_id == next.producer_id {
+                        next.last_producer_epoch = old.last_producer_epoch;
+                    }
+                }
+                self.txns.insert(record.transactional_id.clone(), next);
+            }
+        }
+    }
+
+    /// A write of `records` failed: those ids are no longer pending.
+    pub fn on_write_failed(&mut self, records: &[TxnRecord]) {
+        for r in records {
+            // An id created by the failed write never existed.
+            if self
+                .txns
+                .get(&r.transactional_id)
+                .is_some_and(|m| m.pending && m.producer_epoch < 0)
+            {
+                self.txns.remove(&r.transactional_id);
+            } else if let Some(m) = self.txns.get_mut(&r.transactional_id) {
+                m.pending = false;
+            }
+        }
+    }
+
+    fn mark_pending(&mut self, transactional_id: &str) {
+        if let Some(m) = self.txns.get_mut(transactional_id) {
+            m.pending = true;
+        }
+    }
+
+    /// The markers every transaction found mid-completion needs (after a load, the
+    /// previous coordinator may have died between PrepareCommit and the markers).
+    pub fn unfinished_marker_jobs(&self) -> Vec<MarkerJob> {
+        let mut jobs: Vec<MarkerJob> = self
+            .txns
+            .values()
+            .filter_map(|m| {
+                let commit = match m.state {
+                    TransactionState::PrepareCommit => true,
+                    TransactionState::PrepareAbort => false,
+                    _ => return None,
+                };
+                Some(marker_job(m, commit))
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        jobs
+    }
+
+    /// InitProducerId (`handleInitProducerId`). `fresh_producer_id` is an unused
+    /// producer id, taken if the id is new or its epochs are exhausted.
+    pub fn init_producer_id(
+        &mut self,
+        now: i64,
+        req: &InitProducerId,
+        fresh_producer_id: i64,
+    ) -> Transition<ProducerIdAndEpoch> {
+        if req.timeout_ms <= 0 || req.timeout_ms > self.config.max_timeout_ms {
+            return Transition::answer(Err(TxnError::InvalidTransactionTimeout));
+        }
+        let Some(m) = self.txns.get(&req.transactional_id) else {
+            let fresh = TransactionMetadata {
+                transactional_id: req.transactional_id.clone(),
+                producer_id: fresh_producer_id,
+                previous_producer_id: -1,
+                producer_epoch: -1,
+                last_producer_epoch: -1,
+                timeout_ms: req.timeout_ms,
+                state: TransactionState::Empty,
+                partitions: BTreeSet::new(),
+                start_ms: -1,
+                last_update_ms: now,
+                pending: true,
+            };
+            let record = fresh.transition(
+                TransactionState::Empty,
+                fresh_producer_id,
+                0,
+                &BTreeSet::new(),
+                -1,
+                now,
+            );
+            self.txns.insert(req.transactional_id.clone(), fresh);
+            return Transition {
+                records: vec![record],
+                response: Ok((fresh_producer_id, 0)),
+                markers: Vec::new(),
+            };
+        };
+        if m.pending {
+            return Transition::answer(Err(TxnError::ConcurrentTransactions));
+        }
+        if req.producer_id >= 0 {
+            // KIP-360: the producer says which id and epoch it has. A retry of the
+            // bump that already happened gets the current ones again.
+            let retried = (req.producer_id == m.producer_id
+                && req.producer_epoch == m.last_producer_epoch)
+                || (req.producer_id == m.previous_producer_id && m.producer_epoch == 0);
+            if retried && m.is_idle() {
+                return Transition::answer(Ok((m.producer_id, m.producer_epoch)));
+            }
+            if req.producer_id != m.producer_id || req.producer_epoch != m.producer_epoch {
+                return Transition::answer(Err(TxnError::ProducerFenced));
+            }
+        }
+        match m.state {
+            TransactionState::PrepareCommit
+            | TransactionState::PrepareAbort
+            | TransactionState::PrepareEpochFence
+            | TransactionState::Dead => Transition::answer(Err(TxnError::ConcurrentTransactions)),
+            TransactionState::Ongoing => {
+                // Fence the producer that left the transaction open and abort it; the
+                // new producer retries (CONCURRENT_TRANSACTIONS) until it is complete.
+                let epoch = if m.producer_epoch < LAST_USABLE_EPOCH {
+                    m.producer_epoch + 1
+                } else {
+                    m.producer_epoch
+                };
+                let record = m.transition(
+                    TransactionState::PrepareAbort,
+                    m.producer_id,
+                    epoch,
+                    &m.partitions,
+                    m.start_ms,
+                    now,
+                );
+                let mut job = marker_job(m, false);
+                job.producer_epoch = epoch;
+                self.mark_pending(&req.transactional_id);
+                Transition {
+                    records: vec![record],
+                    response: Err(TxnError::ConcurrentTransactions),
+                    markers: vec![job],
+                }
+            }
+            TransactionState::Empty
+            | TransactionState::CompleteCommit
+            | TransactionState::CompleteAbort => {
+                let (producer_id, epoch) = if m.producer_epoch >= LAST_USABLE_EPOCH {
+                    (fresh_producer_id, 0)
+                } else {
+                    (m.producer_id, m.producer_epoch + 1)
+                };
+                let mut m = m.clone();
+                m.timeout_ms = req.timeout_ms;
+                let record = m.transition(
+                    TransactionState::Empty,
+                    producer_id,
+                    epoch,
+                    &BTreeSet::new(),
+                    -1,
+                    now,
+                );
+                m.pending = true;
+                self.txns.insert(req.transactional_id.clone(), m);
+                Transition {
+                    records: vec![record],
+                    response: Ok((producer_id, epoch)),
+                    markers: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// The checks every request of an open producer passes first.
+    fn producer_checks(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<&TransactionMetadata, TxnError> {
+        let m = self
+            .txns
+            .get(transactional_id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        if m.producer_id != producer_id {
+            return Err(TxnError::InvalidProducerIdMapping);
+        }
+        if m.producer_epoch != producer_epoch {
+            return Err(TxnError::ProducerFenced);
+        }
+        if m.pending {
+            return Err(TxnError::ConcurrentTransactions);
+        }
+        Ok(m)
+    }
+
+    /// AddPartitionsToTxn / AddOffsetsToTxn: add `partitions` to the producer's
+    /// transaction, opening it if none is open.
+    pub fn add_partitions(
+        &mut self,
+        now: i64,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Transition<Result<(), TxnError>> {
+        let m = match self.producer_checks(transactional_id, producer_id, producer_epoch) {
+            Ok(m) => m,
+            Err(e) => return Transition::answer(Err(e)),
+        };
+        match m.state {
+            TransactionState::PrepareCommit
+            | TransactionState::PrepareAbort
+            | TransactionState::PrepareEpochFence => {
+                return Transition::answer(Err(TxnError::ConcurrentTransactions))
+            }
+            TransactionState::Dead => return Transition::answer(Err(TxnError::InvalidTxnState)),
+            _ => {}
+        }
+        let ongoing = m.state == TransactionState::Ongoing;
+        if ongoing && partitions.iter().all(|p| m.partitions.contains(p)) {
+            return Transition::answer(Ok(()));
+        }
+        let mut all = if ongoing {
+            m.partitions.clone()
+        } else {
+            BTreeSet::new()
+        };
+        all.extend(partitions.iter().cloned());
+        let start = if ongoing { m.start_ms } else { now };
+        let record = m.transition(
+            TransactionState::Ongoing,
+            m.producer_id,
+            m.producer_epoch,
+            &all,
+            start,
+            now,
+        );
+        self.mark_pending(transactional_id);
+        Transition {
+            records: vec![record],
+            response: Ok(()),
+            markers: Vec::new(),
+        }
+    }
+
+    /// AddPartitionsToTxn's verify-only form (v4+, KIP-890): whether each partition is
+    /// part of the producer's open transaction.
+    pub fn verify_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<(), TxnError>>, TxnError> {
+        let m = self
+            .txns
+            .get(transactional_id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        if m.producer_id != producer_id {
+            return Err(TxnError::InvalidProducerIdMapping);
+        }
+        if m.producer_epoch != producer_epoch {
+            return Err(TxnError::ProducerFenced);
+        }
+        Ok(partitions
+            .iter()
+            .map(|p| {
+                if m.state == TransactionState::Ongoing && m.partitions.contains(p) {
+                    Ok(())
+                } else {
+                    Err(TxnError::InvalidTxnState)
+                }
+            })
+            .collect())
+    }
+
+    /// EndTxn: commit or abort the producer's transaction (the first phase; the
+    /// markers and the Complete record follow).
+    pub fn end_transaction(
+        &mut self,
+        now: i64,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Transition<Result<(), TxnError>> {
+        let m = match self.producer_checks(transactional_id, producer_id, producer_epoch) {
+            Ok(m) => m,
+            Err(e) => return Transition::answer(Err(e)),
+        };
+        let answer = |r| Transition::answer(r);
+        match (m.state, commit) {
+            (TransactionState::Ongoing, _) => {
+                let state = if commit {
+                    TransactionState::PrepareCommit
+                } else {
+                    TransactionState::PrepareAbort
+                };
+                let record = m.transition(
+                    state,
+                    m.producer_id,
+                    m.producer_epoch,
+                    &m.partitions,
+                    m.start_ms,
+                    now,
+                );
+                let job = marker_job(m, commit);
+                self.mark_pending(transactional_id);
+                Transition {
+                    records: vec![record],
+                    response: Ok(()),
+                    markers: vec![job],
+                }
+            }
+            // A retry of an EndTxn that went through.
+            (TransactionState::CompleteCommit, true) | (TransactionState::CompleteAbort, false) => {
+                answer(Ok(()))
+            }
+            (TransactionState::PrepareCommit, true) | (TransactionState::PrepareAbort, false) => {
+                answer(Err(TxnError::ConcurrentTransactions))
+            }
+            (TransactionState::PrepareEpochFence, _) => {
+                answer(Err(TxnError::ConcurrentTransactions))
+            }
+            _ => answer(Err(TxnError::InvalidTxnState)),
+        }
+    }
+
+    /// The markers of `job` are written: record the transaction as complete. Stale
+    /// jobs (the id moved on meanwhile) write nothing.
+    pub fn complete(&mut self, now: i64, job: &MarkerJob) -> Transition<()> {
+        let Some(m) = self.txns.get(&job.transactional_id) else {
+            return Transition::answer(());
+        };
+        let expected = if job.commit {
+            TransactionState::PrepareCommit
+        } else {
+            TransactionState::PrepareAbort
+        };
+        if m.pending
+            || m.state != expected
+            || m.producer_id != job.producer_id
+            || m.producer_epoch != job.producer_epoch
+        {
+            return Transition::answer(());
+        }
+        let state = if job.commit {
+            TransactionState::CompleteCommit
+        } else {
+            TransactionState::CompleteAbort
+        };
+        let record = m.transition(
+            state,
+            m.producer_id,
+            m.producer_epoch,
+            &BTreeSet::new(),
+            m.start_ms,
+            now,
+        );
+        self.mark_pending(&job.transactional_id);
+        Transition {
+            records: vec![record],
+            response: (),
+            markers: Vec::new(),
+        }
+    }
+
+    /// Timers: abort transactions open longer than their timeout (fencing their
+    /// producer with an epoch bump, as Kafka does), and forget ids idle longer than
+    /// `transactional.id.expiration.ms`.
+    pub fn on_timer(&mut self, now: i64) -> Transition<()> {
+        let mut records = Vec::new();
+        let mut markers = Vec::new();
+        let mut touched = Vec::new();
+        for m in self.txns.values().filter(|m| !m.pending) {
+            if m.state == TransactionState::Ongoing
+                && now >= m.start_ms.saturating_add(i64::from(m.timeout_ms))
+            {
+                tracing::info!(
+                    "Aborting transaction of transactional id {} (producer id {}, epoch {}): it timed out after {} ms",
+                    m.transactional_id,
+                    m.producer_id,
+                    m.producer_epoch,
+                    m.timeout_ms
+                );
+                let epoch = if m.producer_epoch < LAST_USABLE_EPOCH {
+                    m.producer_epoch + 1
+                } else {
+                    m.producer_epoch
+                };
+                records.push(m.transition(
+                    TransactionState::PrepareAbort,
+                    m.producer_id,
+                    epoch,
+                    &m.partitions,
+                    m.start_ms,
+                    now,
+                ));
+                let mut job = marker_job(m, false);
+                job.producer_epoch = epoch;
+                markers.push(job);
+                touched.push(m.transactional_id.clone());
+            } else if m.is_idle()
+                && now
+                    >= m.last_update_ms
+                        .saturating_add(self.config.id_expiration_ms)
+            {
+                tracing::info!(
+                    "Removing expired transactional id {} (producer id {})",
+                    m.transactional_id,
+                    m.producer_id
+                );
+                records.push(TxnRecord {
+                    transactional_id: m.transactional_id.clone(),
+                    value: None,
+                });
+                touched.push(m.transactional_id.clone());
+            }
+        }
+        for id in touched {
+            self.mark_pending(&id);
+        }
+        Transition {
+            records,
+            response: (),
+            markers,
+        }
+    }
+
+    /// When [`TransactionCoordinator::on_timer`] next has something to do.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.txns
+            .values()
+            .filter(|m| !m.pending)
+            .filter_map(|m| match m.state {
+                TransactionState::Ongoing => {
+                    Some(m.start_ms.saturating_add(i64::from(m.timeout_ms)))
+                }
+                _ if m.is_idle() => Some(
+                    m.last_update_ms
+                        .saturating_add(self.config.id_expiration_ms),
+                ),
+                _ => None,
+            })
+            .min()
+    }
+}
+
+fn marker_job(m: &TransactionMetadata, commit: bool) -> MarkerJob {
+    MarkerJob {
+        transactional_id: m.transactional_id.clone(),
+        producer_id: m.producer_id,
+        producer_epoch: m.producer_epoch,
+        commit,
+        partitions: m.partitions.iter().cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "payments-1";
+
+    fn init(timeout_ms: i32) -> InitProducerId {
+        InitProducerId {
+            transactional_id: ID.into(),
+            timeout_ms,
+            producer_id: -1,
+            producer_epoch: -1,
+        }
+    }
+
+    /// Run an operation and commit its records.
+    macro_rules! step {
+        ($c:ident, $op:expr) => {{
+            let t = $op;
+            commit(&mut $c, t)
+        }};
+    }
+
+    /// Commit a transition's records, as the runtime does once the log has them.
+    fn commit<T>(c: &mut TransactionCoordinator, t: Transition<T>) -> (T, Vec<MarkerJob>) {
+        for r in &t.records {
+            c.replay(r);
+        }
+        (t.response, t.markers)
+    }
+
+    fn state(c: &TransactionCoordinator) -> TransactionState {
+        c.get(ID).unwrap().state
+    }
+
+    fn tp(topic: &str, p: i32) -> (String, i32) {
+        (topic.to_string(), p)
+    }
+
+    #[test]
+    fn a_commit_goes_through_prepare_markers_and_complete() {
+        let mut c = TransactionCoordinator::new(TxnConfig::default());
+        let (ids, _) = step!(c, c_init(&mut c, 1000, 60_000, 7));
+        assert_eq!(ids, Ok((7, 0)));
+        assert_eq!(state(&c), TransactionState::Empty);
+        let t = c.add_partitions(1001, ID, 7, 0, &[tp("a", 0), tp("a", 1)]);
+        assert_eq!(t.records.len(), 1);
+        // Until the record is committed the id is pending: a second request waits.
+        assert_eq!(
+            c.add_partitions(1001, ID, 7, 0, &[tp("b", 0)]).response,
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert_eq!(step!(c, t).0, Ok(()));
+        assert_eq!(state(&c), TransactionState::Ongoing);
+        assert_eq!(c.get(ID).unwrap().start_ms, 1001);
+        // Adding what is already there writes nothing.
+        assert!(c
+            .add_partitions(1002, ID, 7, 0, &[tp("a", 1)])
+            .records
+            .is_empty());
+        assert!(step!(c, c.add_partitions(1003, ID, 7, 0, &[tp("b", 0)]))
+            .0
+            .is_ok());
+        let (r, markers) = step!(c, c.end_transaction(1004, ID, 7, 0, true));
+        assert_eq!(r, Ok(()));
+        assert_eq!(state(&c), TransactionState::PrepareCommit);
+        assert_eq!(
+            markers,
+            vec![MarkerJob {
+                transactional_id: ID.into(),
+                producer_id: 7,
+                producer_epoch: 0,
+                commit: true,
+                partitions: vec![tp("a", 0), tp("a", 1), tp("b", 0)],
+            }]
+        );
+        // While the markers are being written: a retried commit waits, an abort is wrong.
+        assert_eq!(
+            c.end_transaction(1005, ID, 7, 0, true).response,
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            c.end_transaction(1005, ID, 7, 0, false).response,
+            Err(TxnError::InvalidTxnState)
+        );
+        assert_eq!(
+            c.add_partitions(1005, ID, 7, 0, &[tp("c", 0)]).response,
+            Err(TxnError::ConcurrentTransactions)
+        );
+        step!(c, c.complete(1006, &markers[0]));
+        assert_eq!(state(&c), TransactionState::CompleteCommit);
+        assert!(c.get(ID).unwrap().partitions.is_empty());
+        // A completed job is not completed twice; a retried EndTxn succeeds.
+        assert!(c.complete(1007, &markers[0]).records.is_empty());
+        assert_eq!(c.end_transaction(1007, ID, 7, 0, true).response, Ok(()));
+        // The next transaction starts from CompleteCommit.
+        assert!(step!(c, c.add_partitions(1008, ID, 7, 0, &[tp("c", 0)]))
+            .0
+            .is_ok());
+        assert_eq!(c.get(ID).unwrap().partitions.len(), 1);
+    }
+
+    fn c_init(
+        c: &mut TransactionCoordinator,
+        now: i64,
+        timeout: i32,
+        fresh: i64,
+    ) -> Transition<ProducerIdAndEpoch> {
+        c.init_producer_id(now, &init(timeout), fresh)
+    }
+
+    #[test]
+    fn a_new_producer_fences_the_old_one_and_aborts_its_open_transaction() {
+        let mut c = TransactionCoordinator::new(TxnConfig::default());
+        assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
+        assert!(step!(c, c.add_partitions(1, ID, 7, 0, &[tp("a", 0)]))
+            .0
+            .is_ok());
+        // A second producer with the same id: the open transaction is aborted with a
+        // bumped epoch, and the new producer is told to retry.
+        let (r, markers) = step!(c, c_init(&mut c, 2, 60_000, 8));
+        assert_eq!(r, Err(TxnError::ConcurrentTransactions));
+        assert_eq!(state(&c), TransactionState::PrepareAbort);
+        assert_eq!(markers.len(), 1);
+        assert!(!markers[0].commit);
+        assert_eq!(markers[0].producer_epoch, 1);
+        // The zombie can do nothing any more.
+        assert_eq!(
+            c.end_transaction(3, ID, 7, 0, true).response,
+            Err(TxnError::ProducerFenced)
+        );
+        assert_eq!(
+            c_init(&mut c, 3, 60_000, 8).response,
+            Err(TxnError::ConcurrentTransactions)
+        );
+        step!(c, c.complete(4, &markers[0]));
+        assert_eq!(state(&c), TransactionState::CompleteAbort);
+        let (r, _) = step!(c, c_init(&mut c, 5, 60_000, 8));
+        assert_eq!(
+            r,
+            Ok((7, 2)),
+            "same producer id, epoch bumped past the fence"
+        );
+        assert_eq!(
+            c.add_partitions(6, ID, 7, 1, &[tp("a", 0)]).response,
+            Err(TxnError::ProducerFenced)
+        );
+        assert_eq!(
+            c.add_partitions(6, ID, 99, 2, &[tp("a", 0)]).response,
+            Err(TxnError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            c.add_partitions(6, "unknown", 7, 2, &[tp("a", 0)]).response,
+            Err(TxnError::InvalidProducerIdMapping)
+        );
+    }
+
+    #[test]
+    fn timed_out_transactions_are_aborted_and_idle_ids_expire() {
+        let config = TxnConfig {
+            id_expiration_ms: 10_000,
+            ..TxnConfig::default()
+        };
+        let mut c = TransactionCoordinator::new(config);
+        assert!(step!(c, c_init(&mut c, 0, 1_000, 7)).0.is_ok());
+        assert!(step!(c, c.add_partitions(100, ID, 7, 0, &[tp("a", 0)]))
+            .0
+            .is_ok());
+        assert_eq!(c.next_deadline(), Some(1_100));
+        assert!(c.on_timer(1_099).records.is_empty());
+        let (_, markers) = step!(c, c.on_timer(1_100));
+        assert_eq!(state(&c), TransactionState::PrepareAbort);
+        assert_eq!((markers[0].producer_epoch, markers[0].commit), (1, false));
+        // The producer that let it time out is fenced.
+        assert_eq!(
+            c.end_transaction(1_200, ID, 7, 0, true).response,
+            Err(TxnError::ProducerFenced)
+        );
+        step!(c, c.complete(1_300, &markers[0]));
+        assert_eq!(state(&c), TransactionState::CompleteAbort);
+        assert_eq!(c.next_deadline(), Some(11_300));
+        let (_, _) = step!(c, c.on_timer(11_300));
+        assert!(c.get(ID).is_none(), "expired id is tombstoned");
+    }
+
+    #[test]
+    fn bad_requests_get_kafkas_errors_and_change_nothing() {
+        let mut c = TransactionCoordinator::new(TxnConfig::default());
+        assert_eq!(
+            c_init(&mut c, 0, 0, 7).response,
+            Err(TxnError::InvalidTransactionTimeout)
+        );
+        assert_eq!(
+            c_init(&mut c, 0, DEFAULT_MAX_TIMEOUT_MS + 1, 7).response,
+            Err(TxnError::InvalidTransactionTimeout)
+        );
+        assert!(c.is_empty());
+        assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
+        // Ending a transaction that was never begun.
+        let t = c.end_transaction(1, ID, 7, 0, true);
+        assert_eq!(t.response, Err(TxnError::InvalidTxnState));
+        assert!(t.records.is_empty());
+        // Verify-only: partitions outside the transaction are not in it.
+        assert!(step!(c, c.add_partitions(2, ID, 7, 0, &[tp("a", 0)]))
+            .0
+            .is_ok());
+        assert_eq!(
+            c.verify_partitions(ID, 7, 0, &[tp("a", 0), tp("b", 0)]),
+            Ok(vec![Ok(()), Err(TxnError::InvalidTxnState)])
+        );
+        assert_eq!(
+            c.verify_partitions(ID, 7, 1, &[tp("a", 0)]),
+            Err(TxnError::ProducerFenced)
+        );
+        // A failed write leaves the id as it was, not pending.
+        let t = c.end_transaction(3, ID, 7, 0, false);
+        c.on_write_failed(&t.records);
+        assert_eq!(state(&c), TransactionState::Ongoing);
+        assert!(!c.get(ID).unwrap().pending);
+        // A KIP-360 producer naming a stale epoch is fenced.
+        let stale = InitProducerId {
+            producer_id: 7,
+            producer_epoch: 5,
+            ..init(60_000)
+        };
+        assert_eq!(
+            c.init_producer_id(4, &stale, 8).response,
+            Err(TxnError::ProducerFenced)
+        );
+    }
+
+    #[test]
+    fn an_exhausted_epoch_moves_to_a_new_producer_id() {
+        let mut c = TransactionCoordinator::new(TxnConfig::default());
+        assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
+        let mut m = c.get(ID).unwrap().clone();
+        let record = m.transition(
+            TransactionState::CompleteCommit,
+            7,
+            LAST_USABLE_EPOCH,
+            &BTreeSet::new(),
+            -1,
+            1,
+        );
+        m.pending = false;
+        c.replay(&record);
+        let (r, _) = step!(c, c_init(&mut c, 2, 60_000, 42));
+        assert_eq!(r, Ok((42, 0)));
+        assert_eq!(c.get(ID).unwrap().previous_producer_id, 7);
+    }
+
+    #[test]
+    fn a_load_finds_transactions_between_the_two_phases() {
+        let mut c = TransactionCoordinator::new(TxnConfig::default());
+        assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
+        assert!(step!(c, c.add_partitions(1, ID, 7, 0, &[tp("a", 0)]))
+            .0
+            .is_ok());
+        let end = c.end_transaction(2, ID, 7, 0, true);
+        let records = end.records.clone();
+        assert!(step!(c, end).0.is_ok());
+        // A new coordinator replays the same records.
+        let mut loaded = TransactionCoordinator::new(TxnConfig::default());
+        let mut all = Vec::new();
+        all.extend(
+            c_init(
+                &mut TransactionCoordinator::new(TxnConfig::default()),
+                0,
+                60_000,
+                7,
+            )
+            .records,
+        );
+        for r in all.iter().chain(&records) {
+            loaded.replay(r);
+        }
+        let jobs = loaded.unfinished_marker_jobs();
+        assert_eq!(jobs.len(), 1);
+        assert!(jobs[0].commit);
+        assert_eq!(jobs[0].partitions, vec![tp("a", 0)]);
+    }
+}

@@ -1,0 +1,15 @@
+//! Ottla's transaction coordinator state machine (Kafka's `TransactionCoordinator`
+//! and `TransactionStateManager`), stored as `__transaction_state` records.
+//!
+//! [`coordinator::TransactionCoordinator`] is pure: the coordinator runtime
+//! (`ottla-coordinator`) hosts one per `__transaction_state` partition, feeds it time
+//! and committed records, and writes the transaction markers it asks for.
+
+pub mod coordinator;
+pub mod records;
+
+pub use coordinator::{
+    InitProducerId, MarkerJob, ProducerIdAndEpoch, TransactionCoordinator, TransactionMetadata,
+    Transition, TxnConfig, TxnError, TxnRecord, TRANSACTION_STATE_TOPIC,
+};
+pub use records::{TransactionLogValue, TransactionState};
