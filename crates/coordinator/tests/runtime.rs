@@ -126,6 +126,8 @@ struct Counters {
     values: HashMap<String, i64>,
     timer_at: Option<i64>,
     replayed_while_loading: usize,
+    /// Records of open transactions, by producer id.
+    in_transactions: HashMap<i64, Vec<Set>>,
 }
 
 type Set = (String, Option<i64>);
@@ -153,6 +155,25 @@ impl CoordinatorShard for Counters {
             Some(v) => self.values.insert(name.clone(), *v),
             None => self.values.remove(name),
         };
+    }
+
+    fn replay_transactional(&mut self, _now: i64, producer_id: i64, _epoch: i16, record: &Set) {
+        self.in_transactions
+            .entry(producer_id)
+            .or_default()
+            .push(record.clone());
+    }
+
+    fn replay_end_transaction(&mut self, now: i64, producer_id: i64, commit: bool) {
+        for r in self
+            .in_transactions
+            .remove(&producer_id)
+            .unwrap_or_default()
+        {
+            if commit {
+                self.replay(now, &r);
+            }
+        }
     }
 
     fn on_loaded(&mut self, _now: i64, records: usize) {
@@ -529,4 +550,78 @@ async fn a_panicking_operation_fails_alone() {
     assert!(panicked.is_err());
     set(&rt, 0, "a", 1).await.unwrap();
     assert_eq!(get(&rt, 0, "a").await, Ok(Some(1)));
+}
+
+fn set_in_transaction(
+    rt: &CoordinatorRuntime<Counters>,
+    producer_id: i64,
+    name: &str,
+    value: i64,
+) -> impl Future<Output = Result<(), CoordinatorError>> {
+    let record = (name.to_string(), Some(value));
+    rt.write_transactional(0, producer_id, 0, move |_, _| WriteResult {
+        records: vec![record],
+        response: (),
+        deferred: vec![],
+    })
+    .wait()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn transactional_records_apply_at_their_commit_marker_also_after_a_reload() {
+    let log = MemoryPartition::new(true);
+    {
+        let rt = runtime(Arc::new(ManualClock::new(START_MS)));
+        load(&rt, 0, &log).await.unwrap();
+        set_in_transaction(&rt, 5, "a", 1).await.unwrap();
+        assert_eq!(get(&rt, 0, "a").await, Ok(None), "pending until the marker");
+        rt.complete_transaction(0, 5, 0, 0, true)
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(get(&rt, 0, "a").await, Ok(Some(1)));
+        set_in_transaction(&rt, 6, "b", 2).await.unwrap();
+        rt.complete_transaction(0, 6, 0, 0, false)
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(get(&rt, 0, "b").await, Ok(None), "aborted");
+        set_in_transaction(&rt, 7, "c", 3).await.unwrap();
+        rt.shutdown().await;
+    }
+    // The batches are stored as Kafka stores them: transactional, and control markers.
+    {
+        let batches = log.batches.lock();
+        let kinds: Vec<(bool, bool, i64)> = batches
+            .iter()
+            .map(|(_, b)| {
+                let v = BatchIter::new(b).next().unwrap().unwrap();
+                (v.is_transactional(), v.is_control(), v.producer_id())
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (true, false, 5),
+                (true, true, 5),
+                (true, false, 6),
+                (true, true, 6),
+                (true, false, 7)
+            ]
+        );
+    }
+    let rt = runtime(Arc::new(ManualClock::new(START_MS)));
+    load(&rt, 0, &log).await.unwrap();
+    assert_eq!(get(&rt, 0, "a").await, Ok(Some(1)));
+    assert_eq!(get(&rt, 0, "b").await, Ok(None));
+    assert_eq!(
+        get(&rt, 0, "c").await,
+        Ok(None),
+        "still open after the reload"
+    );
+    rt.complete_transaction(0, 7, 0, 0, true)
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(get(&rt, 0, "c").await, Ok(Some(3)));
 }

@@ -1,0 +1,398 @@
+//! Transactions at the protocol level, with exact requests: Kafka's error codes for
+//! every bad transactional request, and the partition side (last stable offset,
+//! aborted transactions in read_committed fetches) seen byte for byte.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, TestBroker};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use ottla_protocol::batch::{BatchIter, RecordBatchMut};
+use ottla_protocol::compression::Compression;
+use ottla_protocol::control::{build_end_txn_marker, ControlRecordType};
+use ottla_protocol::records::{build_record_batch, Record};
+
+const TXN: &str = "payments";
+const TOPIC: &str = "ledger";
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+async fn setup() -> (TestBroker, Client) {
+    let broker = TestBroker::start(&[("transaction.state.log.num.partitions", "3")]).await;
+    let mut c = broker.client().await;
+    let created: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(s(TOPIC)))
+                    .with_num_partitions(2)
+                    .with_replication_factor(-1)]),
+        )
+        .await;
+    assert_eq!(created.topics[0].error_code, 0);
+    let found: FindCoordinatorResponse = c
+        .call(
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![s(TXN)]),
+        )
+        .await;
+    assert_eq!(
+        found.coordinators[0].error_code, 0,
+        "transaction coordinator found"
+    );
+    assert_eq!(found.coordinators[0].node_id.0, 1);
+    (broker, c)
+}
+
+async fn init(c: &mut Client, timeout_ms: i32) -> InitProducerIdResponse {
+    c.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(TXN))))
+            .with_transaction_timeout_ms(timeout_ms)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+    .await
+}
+
+/// AddPartitionsToTxn v`version` (0-3); per (topic, partition) error codes.
+async fn add_partitions(
+    c: &mut Client,
+    version: i16,
+    pid: i64,
+    epoch: i16,
+    topics: &[(&str, i32)],
+) -> Vec<(String, i32, i16)> {
+    let req = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(TXN)))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(
+            topics
+                .iter()
+                .map(|(t, p)| {
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(TopicName(s(t)))
+                        .with_partitions(vec![*p])
+                })
+                .collect(),
+        );
+    let r: AddPartitionsToTxnResponse = c.call(ApiKey::AddPartitionsToTxn, version, &req).await;
+    r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| {
+            t.results_by_partition.iter().map(|p| {
+                (
+                    t.name.to_string(),
+                    p.partition_index,
+                    p.partition_error_code,
+                )
+            })
+        })
+        .collect()
+}
+
+async fn end_txn(c: &mut Client, id: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+    let r: EndTxnResponse = c
+        .call(
+            ApiKey::EndTxn,
+            3,
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(id)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(commit),
+        )
+        .await;
+    r.error_code
+}
+
+async fn produce_batch(c: &mut Client, partition: i32, batch: Vec<u8>) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(s(TXN))))
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch.into()))])]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req).await;
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn transactional_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            offset: i as i64,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(format!("v{i}").into_bytes()),
+            headers: Vec::new(),
+        })
+        .collect();
+    let mut b = build_record_batch(&records, Compression::None, pid, epoch, seq);
+    RecordBatchMut::new(&mut b)
+        .unwrap()
+        .set_transactional(false);
+    b
+}
+
+/// Fetch v11 of partition 0 at `isolation`: (high watermark, last stable offset,
+/// aborted transactions, record bytes).
+async fn fetch(c: &mut Client, isolation: i8) -> (i64, i64, Option<Vec<(i64, i64)>>, usize) {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(isolation)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(s(TOPIC)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 11, &req).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let aborted = p.aborted_transactions.as_ref().map(|a| {
+        a.iter()
+            .map(|t| (t.producer_id.0, t.first_offset))
+            .collect()
+    });
+    let bytes = p.records.as_ref().map_or(0, |r| r.len());
+    (p.high_watermark, p.last_stable_offset, aborted, bytes)
+}
+
+async fn latest(c: &mut Client, isolation: i8) -> i64 {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(s(TOPIC)))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req).await;
+    r.topics[0].partitions[0].offset
+}
+
+#[tokio::test]
+async fn bad_transactional_requests_get_kafkas_errors() {
+    let (_broker, mut c) = setup().await;
+    // transaction.timeout.ms outside (0, transaction.max.timeout.ms].
+    assert_eq!(
+        init(&mut c, 0).await.error_code,
+        50,
+        "INVALID_TRANSACTION_TIMEOUT"
+    );
+    assert_eq!(init(&mut c, 900_001).await.error_code, 50);
+    let first = init(&mut c, 60_000).await;
+    assert_eq!(first.error_code, 0);
+    assert_eq!(first.producer_epoch, 0);
+    let pid = first.producer_id.0;
+    // A second InitProducerId bumps the epoch: the first producer is fenced.
+    let second = init(&mut c, 60_000).await;
+    assert_eq!((second.producer_id.0, second.producer_epoch), (pid, 1));
+    assert_eq!(
+        add_partitions(&mut c, 3, pid, 0, &[(TOPIC, 0)]).await,
+        vec![(TOPIC.to_string(), 0, 90)],
+        "PRODUCER_FENCED"
+    );
+    assert_eq!(
+        add_partitions(&mut c, 1, pid, 0, &[(TOPIC, 0)]).await,
+        vec![(TOPIC.to_string(), 0, 47)],
+        "INVALID_PRODUCER_EPOCH before KIP-588"
+    );
+    assert_eq!(
+        add_partitions(&mut c, 3, pid + 1, 1, &[(TOPIC, 0)]).await,
+        vec![(TOPIC.to_string(), 0, 49)],
+        "INVALID_PRODUCER_ID_MAPPING"
+    );
+    // An unknown partition fails the whole request; the rest is not attempted.
+    assert_eq!(
+        add_partitions(&mut c, 3, pid, 1, &[(TOPIC, 0), (TOPIC, 7), ("nope", 0)]).await,
+        vec![
+            (TOPIC.to_string(), 0, 55),
+            (TOPIC.to_string(), 7, 3),
+            ("nope".to_string(), 0, 3)
+        ]
+    );
+    assert_eq!(end_txn(&mut c, "never-seen", pid, 1, true).await, 49);
+    assert_eq!(
+        end_txn(&mut c, TXN, pid, 1, true).await,
+        48,
+        "INVALID_TXN_STATE: no transaction open"
+    );
+    // Clients may not write markers themselves.
+    let (code, _) = produce_batch(
+        &mut c,
+        0,
+        build_end_txn_marker(pid, 1, 0, ControlRecordType::Commit, 0),
+    )
+    .await;
+    assert_eq!(code, 87, "INVALID_RECORD");
+    let markers: WriteTxnMarkersResponse = c
+        .call(
+            ApiKey::WriteTxnMarkers,
+            1,
+            &WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(1)
+                .with_transaction_result(true)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(TopicName(s("nope")))
+                    .with_partition_indexes(vec![0])])]),
+        )
+        .await;
+    assert_eq!(markers.markers[0].topics[0].partitions[0].error_code, 3);
+    let described: DescribeTransactionsResponse = c
+        .call(
+            ApiKey::DescribeTransactions,
+            0,
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s("never-seen"))]),
+        )
+        .await;
+    assert_eq!(
+        described.transaction_states[0].error_code, 105,
+        "TRANSACTIONAL_ID_NOT_FOUND"
+    );
+    // Nothing above left a transaction open or changed the id's producer.
+    let d: DescribeTransactionsResponse = c
+        .call(
+            ApiKey::DescribeTransactions,
+            0,
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s(TXN))]),
+        )
+        .await;
+    let state = &d.transaction_states[0];
+    assert_eq!(state.transaction_state.as_str(), "Empty");
+    assert_eq!((state.producer_id.0, state.producer_epoch), (pid, 1));
+}
+
+#[tokio::test]
+async fn read_committed_stops_at_an_open_transaction_and_learns_of_its_abort() {
+    let (broker, mut c) = setup().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    assert_eq!(
+        add_partitions(&mut c, 3, pid, epoch, &[(TOPIC, 0)]).await,
+        vec![(TOPIC.to_string(), 0, 0)]
+    );
+    assert_eq!(
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 3)).await,
+        (0, 0)
+    );
+    // Open: read_uncommitted sees 3 records, read_committed stops at 0.
+    let (hw, lso, aborted, bytes) = fetch(&mut c, 1).await;
+    assert_eq!((hw, lso, bytes), (3, 0, 0));
+    assert_eq!(
+        aborted,
+        Some(vec![]),
+        "read_committed: an empty list, as Kafka sends"
+    );
+    let (_, _, aborted, bytes) = fetch(&mut c, 0).await;
+    assert!(bytes > 0);
+    assert_eq!(
+        aborted, None,
+        "read_uncommitted carries no aborted list (null)"
+    );
+    assert_eq!(latest(&mut c, 1).await, 0);
+    assert_eq!(latest(&mut c, 0).await, 3);
+
+    assert_eq!(end_txn(&mut c, TXN, pid, epoch, false).await, 0);
+    // The marker follows EndTxn's answer (the second phase).
+    let mut waited = Duration::ZERO;
+    loop {
+        let (hw, lso, _, _) = fetch(&mut c, 1).await;
+        if hw == 4 && lso == 4 {
+            break;
+        }
+        assert!(
+            waited < Duration::from_secs(10),
+            "marker never written: hw {hw} lso {lso}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    let (_, _, aborted, bytes) = fetch(&mut c, 1).await;
+    assert!(bytes > 0);
+    assert_eq!(aborted, Some(vec![(pid, 0)]));
+    assert_eq!(latest(&mut c, 1).await, 4);
+
+    // The marker is a control batch with the producer's id and epoch.
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(s(TOPIC)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(3)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 11, &req).await;
+    let records = r.responses[0].partitions[0].records.clone().unwrap();
+    let marker = BatchIter::new(&records).next().unwrap().unwrap();
+    assert!(marker.is_control() && marker.is_transactional());
+    assert_eq!((marker.base_offset(), marker.producer_id()), (3, pid));
+    assert_eq!(
+        ottla_protocol::control::control_record_type(&marker),
+        Some(ControlRecordType::Abort)
+    );
+    drop(broker);
+}
+
+#[tokio::test]
+async fn the_aborted_transaction_index_survives_a_restart() {
+    let (mut broker, mut c) = setup().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    add_partitions(&mut c, 3, pid, epoch, &[(TOPIC, 0)]).await;
+    produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 2)).await;
+    assert_eq!(end_txn(&mut c, TXN, pid, epoch, false).await, 0);
+    let mut tries = 0;
+    while fetch(&mut c, 1).await.1 != 3 {
+        tries += 1;
+        assert!(tries < 500, "marker never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for clean in [true, false] {
+        if clean {
+            broker.restart().await;
+        } else {
+            broker.restart_uncleanly().await;
+        }
+        let mut c = broker.client().await;
+        let (hw, lso, aborted, _) = fetch(&mut c, 1).await;
+        assert_eq!(
+            (hw, lso),
+            (3, 3),
+            "after a {} restart",
+            if clean { "clean" } else { "unclean" }
+        );
+        assert_eq!(aborted, Some(vec![(pid, 0)]));
+    }
+}
