@@ -45,7 +45,7 @@ pub fn check_frame_size(size: i32, limit: usize) -> Result<usize, FrameError> {
 
 /// A request whose header has been decoded; the body is left for the handler, which
 /// decodes it with the message type for `api_key` at `header.request_api_version`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Request {
     pub api_key: ApiKey,
     pub header: RequestHeader,

@@ -920,6 +920,16 @@ impl Partition {
         stable_offset(&log, self.high_watermark())
     }
 
+    /// Whether `producer_id` at `epoch` has a transaction open here already (its first
+    /// transactional batch was verified with the coordinator, or it is past that).
+    pub fn has_open_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.log
+            .read()
+            .producer_state()
+            .get(producer_id)
+            .is_some_and(|e| e.epoch() == epoch && e.current_txn_first_offset().is_some())
+    }
+
     /// The producers with state in this partition (DescribeProducers).
     pub fn producers(&self) -> Vec<ottla_log::ProducerStateEntry> {
         self.log.read().producer_state().iter().cloned().collect()

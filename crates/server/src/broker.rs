@@ -58,6 +58,9 @@ pub struct Broker {
     pub groups: GroupCoordinatorService,
     /// The transaction coordinator, for the `__transaction_state` partitions led here.
     pub txns: TxnCoordinatorService,
+    /// Asks other brokers' transaction coordinators before the first transactional
+    /// batch of a transaction is appended here.
+    pub txn_verifier: crate::txn_verification::TxnVerifier,
     producer_ids: Mutex<ProducerIdBlock>,
     pub started_at: Instant,
     /// Set once a clean shutdown begins: heartbeats stop, so that the controlled
@@ -173,7 +176,9 @@ impl Broker {
         let txn_config = config.txn.clone();
         let txn_write_timeout_ms = config.offsets_commit_timeout_ms;
         let marker_client = config.replica_fetcher.client.clone();
+        let txn_verifier = crate::txn_verification::TxnVerifier::new(marker_client.clone());
         let broker = Arc::new_cyclic(|weak| Broker {
+            txn_verifier,
             txns: TxnCoordinatorService::new(
                 txn_config,
                 Arc::new(SystemClock),

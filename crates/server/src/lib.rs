@@ -13,6 +13,7 @@ pub mod metadata_publisher;
 pub mod network;
 pub mod storage;
 pub mod txn_markers;
+pub mod txn_verification;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -396,3 +396,47 @@ async fn the_aborted_transaction_index_survives_a_restart() {
         assert_eq!(aborted, Some(vec![(pid, 0)]));
     }
 }
+
+#[tokio::test]
+async fn transactional_data_for_a_partition_outside_the_transaction_is_refused() {
+    let (_broker, mut c) = setup().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    // Partition 1 was never added: the coordinator says so, nothing is written, and no
+    // transaction hangs there.
+    assert_eq!(
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 2)).await.0,
+        48,
+        "INVALID_TXN_STATE: no transaction open at all"
+    );
+    assert_eq!(
+        add_partitions(&mut c, 3, pid, epoch, &[(TOPIC, 1)]).await,
+        vec![(TOPIC.to_string(), 1, 0)]
+    );
+    assert_eq!(
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 2)).await.0,
+        48,
+        "INVALID_TXN_STATE: partition 0 is not part of the transaction"
+    );
+    let (hw, lso, _, _) = fetch(&mut c, 1).await;
+    assert_eq!((hw, lso), (0, 0), "nothing was appended to partition 0");
+    // A fenced epoch is refused as INVALID_PRODUCER_EPOCH.
+    assert_eq!(
+        add_partitions(&mut c, 3, pid, epoch, &[(TOPIC, 0)]).await,
+        vec![(TOPIC.to_string(), 0, 0)]
+    );
+    assert_eq!(
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch - 1, 0, 2)).await.0,
+        47
+    );
+    // Once added, the first batch is verified and accepted, and later ones need no
+    // further check.
+    assert_eq!(
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 2)).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 2, 1)).await,
+        (0, 2)
+    );
+}

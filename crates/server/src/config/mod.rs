@@ -206,6 +206,10 @@ pub struct BrokerConfig {
     /// Transaction coordinator settings (`transaction.max.timeout.ms`,
     /// `transactional.id.expiration.ms`, the cleanup intervals).
     pub txn: ottla_txn::TxnConfig,
+    /// `transaction.partition.verification.enable` (KIP-890 part 1): before the first
+    /// transactional batch of a transaction is appended to a partition, the partition's
+    /// leader asks the transaction coordinator whether the partition is part of it.
+    pub transaction_partition_verification: bool,
     /// Every key explicitly set (file + overrides), known keys only: what
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG.
     pub explicit: BTreeMap<String, String>,
@@ -438,6 +442,8 @@ impl BrokerConfig {
             )? as i16,
             transaction_state_log_segment_bytes: positive("transaction.state.log.segment.bytes")?,
             transaction_state_log_min_isr: positive("transaction.state.log.min.isr")? as i32,
+            transaction_partition_verification: get("transaction.partition.verification.enable")
+                .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false")),
             txn: ottla_txn::TxnConfig {
                 max_timeout_ms: positive("transaction.max.timeout.ms")?.min(i64::from(i32::MAX))
                     as i32,

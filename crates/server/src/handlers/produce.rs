@@ -11,11 +11,16 @@
 //! when leadership moved. Answers refused for leadership reasons carry KIP-951's hint
 //! of the current leader (see `crate::leader_hints`).
 //!
+//! The first transactional batch of a transaction in a partition is verified with the
+//! transaction coordinator first (`transaction.partition.verification.enable`, see
+//! `crate::txn_verification`); INVALID_TXN_STATE if the partition is not part of it.
+//!
 //! A topic whose `flush.messages` asks for an fsync gets it before the answer, as in
 //! Kafka. The fsyncs run on the blocking pool, without the partition's lock, so the
 //! connection goes on reading and appending its pipelined requests and other producers
 //! to the partition are not held up.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,13 +30,14 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use ottla_controller::TopicInfo;
-use ottla_protocol::batch::BatchIter;
+use ottla_protocol::batch::{BatchHeaderView, BatchIter};
 use ottla_protocol::frame::Request;
 use ottla_replica::{Appended, Partition, PolicyFlush};
 
 use super::{decode, encode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::leader_hints::{self, LeaderHints};
+use crate::txn_verification::{self, VerifyRequest};
 
 fn partition_error(
     index: i32,
@@ -53,6 +59,84 @@ fn partition_error(
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: ProduceRequest = decode(request)?;
+    let to_verify = if broker.config.transaction_partition_verification {
+        transaction_to_verify(broker, &req)
+    } else {
+        None
+    };
+    let Some(to_verify) = to_verify else {
+        return handle_decoded(broker, request, req, &HashMap::new());
+    };
+    // The first batch of a transaction in a partition: ask the coordinator first. The
+    // connection awaits this, so the appends still happen in request order.
+    let broker = broker.clone();
+    let request = request.clone();
+    Ok(Reply::Await(Box::pin(async move {
+        let refused: HashMap<(String, i32), i16> = txn_verification::verify(&broker, to_verify)
+            .await
+            .into_iter()
+            .filter(|(_, code)| *code != 0)
+            .collect();
+        for ((topic, p), code) in &refused {
+            tracing::debug!(
+                "Refused transactional produce to {topic}-{p}: transaction verification answered {code}"
+            );
+        }
+        handle_decoded(&broker, &request, req, &refused)
+    })))
+}
+
+/// The partitions whose transactional batch opens the producer's transaction there
+/// (KIP-890 part 1: they are verified with the transaction coordinator first).
+fn transaction_to_verify(broker: &Broker, req: &ProduceRequest) -> Option<VerifyRequest> {
+    let transactional_id = req.transactional_id.as_ref().filter(|t| !t.is_empty())?;
+    let image = broker.controller.image();
+    let mut producer: Option<(i64, i16)> = None;
+    let mut partitions = Vec::new();
+    for topic_data in &req.topic_data {
+        let Some(topic) = image.topic(topic_data.name.as_str()) else {
+            continue;
+        };
+        for data in &topic_data.partition_data {
+            let Some(header) = data
+                .records
+                .as_ref()
+                .and_then(|r| BatchHeaderView::parse(r).ok())
+            else {
+                continue;
+            };
+            if !header.is_transactional() || header.is_control() || !header.has_producer_id() {
+                continue;
+            }
+            let Some(partition) = broker.replicas.leader(&topic.topic_id, data.index) else {
+                continue;
+            };
+            // One producer per request; a batch of another is checked as this one's
+            // (and fails), never waved through.
+            let (pid, epoch) =
+                *producer.get_or_insert((header.producer_id(), header.producer_epoch()));
+            if !partition.has_open_transaction(pid, epoch)
+                || (header.producer_id(), header.producer_epoch()) != (pid, epoch)
+            {
+                partitions.push((topic.name.clone(), data.index));
+            }
+        }
+    }
+    let (producer_id, producer_epoch) = producer?;
+    (!partitions.is_empty()).then(|| VerifyRequest {
+        transactional_id: transactional_id.to_string(),
+        producer_id,
+        producer_epoch,
+        partitions,
+    })
+}
+
+fn handle_decoded(
+    broker: &Arc<Broker>,
+    request: &Request,
+    req: ProduceRequest,
+    refused: &HashMap<(String, i32), i16>,
+) -> Result<Reply, HandlerError> {
     let version = request.version();
     let acks = req.acks;
     let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
@@ -67,6 +151,12 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let index = data.index;
+            if let Some(&code) = refused.get(&(name.clone(), index)) {
+                any_error = true;
+                let message = "the partition is not part of the producer's transaction";
+                partitions.push(partition_error(index, code, Some(message.into()), version));
+                continue;
+            }
             let (partition, appended) = match append(
                 broker,
                 topic.as_deref(),
