@@ -2,7 +2,7 @@
 # Ottla's benchmark (issues 4 and 12). Not a test: it prints figures and never fails on
 # them.
 #
-#   scripts/bench.sh            full run (BENCH_RUNS runs, about 140 s each at BENCH_SCALE=1
+#   scripts/bench.sh            full run (BENCH_RUNS runs, about 160 s each at BENCH_SCALE=1
 #                               on 2 vCPUs, 50 s of which the replication scenarios)
 #   scripts/bench.sh --smoke    a tiny run that only checks the harness works (seconds);
 #                               it exits 1 if a scenario failed
@@ -17,6 +17,10 @@
 #     and per GiB consumed
 #   - produce latency per delivery report at a fixed rate (1 KiB, acks=all)
 #   - end-to-end latency (produce to consume) at the same rate
+#   - transactional produce (a transactional.id, so idempotent and acks=all): 1 KiB
+#     records to 1 partition in transactions of 1,000, committed one after another for
+#     20 s: committed records/s and MB/s, transactions/s, commit_transaction latency
+#     (no Kafka 4.1 reference: Kafka could not be run on the machine measured)
 # and, for context, the page-cache write bandwidth of the machine (dd of 1 GiB to a new
 # file, then the same again over the file's resident pages);
 # then the same produce scenarios against `ottla-bench null-broker`, a server that
@@ -83,7 +87,7 @@ scaled_s() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = n * s; if (v < 0.5) v = 0.
 
 if [ "$SMOKE" = 1 ]; then
     RUNS=1
-    N_1K=20000; N_100B=100000; N_CONSUME=20000; N_REPL=20000; LAT_S=1; E2E_S=1; DD_MIB=64
+    N_1K=20000; N_100B=100000; N_CONSUME=20000; N_REPL=20000; LAT_S=1; E2E_S=1; TXN_S=1; DD_MIB=64
 else
     N_1K=$(scaled 1000000)       # produce 1 KiB, acks=1, 8 partitions
     N_100B=$(scaled 5000000)     # produce 100 B, acks=all, 1 partition
@@ -91,6 +95,7 @@ else
     N_REPL=$(scaled 1000000)     # produce 1 KiB, acks=all, 8 partitions, RF 1 and RF 3
     LAT_S=$(scaled_s 20)         # produce latency at RATE
     E2E_S=$(scaled_s 20)         # end-to-end latency at RATE
+    TXN_S=$(scaled_s 20)         # transactional produce, 1,000 records per transaction
     DD_MIB=$(scaled 1024)        # dd to the page cache, for context
 fi
 LAT_N=$(awk -v r="$RATE" -v s="$LAT_S" 'BEGIN { v = int(r * s); if (v < 1) v = 1; print v }')
@@ -406,6 +411,8 @@ for run in $(seq "$RUNS"); do
         --partitions 1 --record-size 1024 --records "$LAT_N" --rate "$RATE" --acks all "${SET_LAT[@]}"
     broker_alive && scenario "$run" ottla e2e_1k_acksall -- e2e --bootstrap "$BOOT" --topic bench-e2e \
         --partitions 1 --record-size 1024 --rate "$RATE" --seconds "$E2E_S" --acks all "${SET_LAT[@]}"
+    broker_alive && scenario "$run" ottla txn_1k_1000pertxn "$BPID" -- txn --bootstrap "$BOOT" --topic bench-txn \
+        --partitions 1 --record-size 1024 --per-txn 1000 --seconds "$TXN_S" --transactional-id "bench-txn-run$run"
     if ! broker_alive; then
         echo "    the broker died during run $run: $(tail -n 3 "$BLOG" | tr '\n' ' ')" >&2
         emit_error "$run" ottla broker "broker process died; log tail: $(tail -n 3 "$BLOG" | tr '\n' ' ')"
@@ -506,7 +513,7 @@ echo "## Ottla benchmark"
 echo
 echo "Machine: $(nproc) CPU(s), ${model:-unknown CPU}, ${ram:-? GiB} RAM; $(uname -sr); $(date -u '+%Y-%m-%d %H:%M UTC')."
 echo "Ottla $commit; client librdkafka (rdkafka crate, bundled); $RUNS run(s) in ${elapsed}s$([ "$SMOKE" = 1 ] && echo ', SMOKE RUN (tiny sizes, figures meaningless)')."
-echo "Sizes: produce 1 KiB × $N_1K, produce 100 B × $N_100B, consume 1 KiB × $N_CONSUME; latency $RATE msg/s for ${LAT_S}s and ${E2E_S}s with linger.ms=$LINGER (otherwise librdkafka defaults); dd ${DD_MIB} MiB."
+echo "Sizes: produce 1 KiB × $N_1K, produce 100 B × $N_100B, consume 1 KiB × $N_CONSUME; latency $RATE msg/s for ${LAT_S}s and ${E2E_S}s with linger.ms=$LINGER (otherwise librdkafka defaults); transactional 1 KiB, 1,000 per transaction, for ${TXN_S}s (librdkafka defaults; no Kafka 4.1 reference, Kafka could not be run here); dd ${DD_MIB} MiB."
 [ "$RUN_CLUSTER" = 1 ] && echo "Replication: produce 1 KiB × $N_REPL and latency $RATE msg/s for ${LAT_S}s, acks=all, 8 partitions, on one fresh broker (RF 1) and on a fresh three-node cluster on this machine (RF 3, min.insync.replicas=2, config/cluster.properties); Kafka 4.1 was not measured for these (no Kafka cluster here)."
 echo
 "$BENCH" report --results "$RESULTS" || { echo "(report failed; raw results in $RESULTS)"; [ "$SMOKE" = 1 ] && exit 1; }

@@ -10,6 +10,7 @@ mod produce;
 mod report;
 mod startup;
 mod topic;
+mod txn;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// End-to-end (produce to consume) latency at a fixed rate.
     E2e(e2e::E2eArgs),
+    /// Transactional produce: committed throughput and commit_transaction latency.
+    Txn(txn::TxnArgs),
     /// A Kafka-protocol server that acknowledges produce requests and stores nothing.
     NullBroker(null_broker::NullBrokerArgs),
     /// Time from spawning a broker to its first answered Metadata request.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Produce(a) => produce::run(a),
         Command::Consume(a) => consume::run(a),
         Command::E2e(a) => e2e::run(a),
+        Command::Txn(a) => txn::run(a),
         Command::NullBroker(a) => null_broker::run(a),
         Command::Startup(a) => startup::run(a),
         Command::Wait(a) => startup::wait(a),

@@ -1,8 +1,9 @@
 //! `report`: turn the JSON lines `scripts/bench.sh` collected into one markdown table
 //! (median and min–max over runs, the fraction of the null broker, Kafka 4.1's figures
 //! from issue 4 and Ottla's targets; for the replication scenarios of issue 12, the
-//! three-node cluster against a single node), followed by notes on anything that went
-//! wrong.
+//! three-node cluster against a single node; for the transactional scenario, committed
+//! throughput and commit latency, with no Kafka reference), followed by notes on
+//! anything that went wrong.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -200,6 +201,10 @@ const FILL: &str = "fill_1k_1p";
 const REPL_P: &str = "produce_1k_acksall_8p";
 const REPL_LAT: &str = "latency_1k_acksall_8p";
 const KAFKA_CLUSTER: &str = "not measured here";
+/// Transactional produce on the single node; Kafka 4.1 could not be run on the machine
+/// the figures were taken on, so it has no reference.
+const TXN: &str = "txn_1k_1000pertxn";
+const KAFKA_NOT_RUN: &str = "not run here";
 
 /// Per run, broker CPU over `scenarios` of `target` / the bytes they moved, in s/GiB.
 fn cpu_per_gib(entries: &[Entry], target: &str, scenarios: &[&str]) -> Vec<f64> {
@@ -221,6 +226,66 @@ fn cpu_per_gib(entries: &[Entry], target: &str, scenarios: &[&str]) -> Vec<f64> 
         .filter(|(_, b)| *b > 0.0)
         .map(|(c, b)| c / b * (1u64 << 30) as f64)
         .collect()
+}
+
+/// Rows for the transactional scenario: committed throughput, transactions per second,
+/// the duration of the commit (the wait for in-flight records, then the
+/// commit_transaction call) and of its EndTxn part alone.
+fn txn_rows(entries: &[Entry], rows: &mut Vec<Row>) {
+    let per_txn = median(&values(entries, "ottla", TXN, "per_txn")).unwrap_or(1000.0);
+    let partitions = median(&values(entries, "ottla", TXN, "partitions")).unwrap_or(1.0);
+    let what = format!(
+        "transactional produce 1 KiB, {} records per transaction, {} partition{}",
+        thousands(per_txn),
+        thousands(partitions),
+        if partitions == 1.0 { "" } else { "s" }
+    );
+    let row = |label: String, unit: &'static str, path: &str| Row {
+        label,
+        unit,
+        values: values(entries, "ottla", TXN, path),
+        null: None,
+        null_as_value: false,
+        vs_name: "null",
+        reference: KAFKA_NOT_RUN,
+        goal: Goal::None,
+    };
+    rows.push(row(
+        format!("{what} (committed records)"),
+        "msg/s",
+        "msgs_per_s",
+    ));
+    rows.push(row(
+        format!("{what} (committed records)"),
+        "MB/s",
+        "mb_per_s",
+    ));
+    rows.push(row(
+        format!("{what}: transactions committed"),
+        "txn/s",
+        "txns_per_s",
+    ));
+    for (path, p) in [
+        ("commit_latency.p50_ms", "p50"),
+        ("commit_latency.p99_ms", "p99"),
+        ("commit_latency.max_ms", "max"),
+    ] {
+        rows.push(row(
+            format!("commit (drain + commit_transaction) {p}, same scenario"),
+            "ms",
+            path,
+        ));
+    }
+    for (path, p) in [
+        ("end_txn_latency.p50_ms", "p50"),
+        ("end_txn_latency.p99_ms", "p99"),
+    ] {
+        rows.push(row(
+            format!("of which commit_transaction once drained (EndTxn) {p}"),
+            "ms",
+            path,
+        ));
+    }
 }
 
 /// Rows comparing the three-node cluster (replication factor 3) with a single node on
@@ -410,6 +475,9 @@ pub fn run(args: ReportArgs) -> Result<()> {
                 goal,
             });
         }
+    }
+    if entries.iter().any(|e| e.scenario == TXN) {
+        txn_rows(&entries, &mut rows);
     }
     let kb_to_mb = |v: Vec<f64>| {
         v.into_iter()

@@ -92,6 +92,9 @@ pub trait CoordinatorShard: Send + 'static {
     /// Records an operation returned could not be appended (the log failed): whatever
     /// the state machine marked as in flight for them is not.
     fn on_write_failed(&mut self, _records: &[Self::Record]) {}
+    /// Loading found these records above the high watermark: they apply once committed
+    /// (through [`CoordinatorShard::apply_committed`]); called before `on_loaded`.
+    fn uncommitted_at_load(&mut self, _records: &[Self::Record]) {}
     /// Loading is done: `records` were replayed.
     fn on_loaded(&mut self, _now: i64, _records: usize) {}
     /// The timers due at `now` (session expiry, transaction timeouts, ...).
@@ -353,6 +356,9 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 tokio::task::spawn_blocking(move || {
                     let mut shard = new_shard(partition);
                     load_shard(&mut shard, &*log_for_load, clock.now_ms()).map(|(n, rest)| {
+                        for pending in &rest {
+                            shard.uncommitted_at_load(&pending.records);
+                        }
                         shard.on_loaded(clock.now_ms(), n);
                         (shard, n, rest)
                     })

@@ -10,7 +10,7 @@
 //! [`TxnCoordinatorService::complete`]. A shard that loads a transaction stuck between
 //! the two phases (its previous coordinator died) starts its markers again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::error::CoordinatorError;
 use crate::partition::CoordinatorPartition;
-use crate::runtime::{Completion, CoordinatorRuntime, CoordinatorShard, Deferred, WriteResult};
+use crate::runtime::{Completion, CoordinatorRuntime, CoordinatorShard, WriteResult};
 
 /// Writes a transaction's markers (the broker's side: WriteTxnMarkers to the leaders).
 pub trait TxnMarkerWriter: Send + Sync + 'static {
@@ -58,6 +58,8 @@ pub struct TxnShard {
     partition: i32,
     coordinator_epoch: i32,
     markers: Arc<dyn TxnMarkerWriter>,
+    /// Ids with records above the high watermark at load.
+    decided_by_tail: HashSet<String>,
 }
 
 impl TxnShard {
@@ -65,22 +67,15 @@ impl TxnShard {
         &self.coordinator
     }
 
-    /// The runtime's form of a transition: markers start once its record is committed.
+    /// The runtime's form of a transition. Its markers are not started from here but
+    /// when its Prepare record is applied ([`CoordinatorShard::apply_committed`]): a
+    /// record committed after its waiter gave up (`offsets.commit.timeout.ms`) still
+    /// needs them, or the transaction would hang between the phases.
     fn effects<T>(&self, t: Transition<T>) -> WriteResult<TxnRecord, T> {
-        let mut deferred: Vec<Deferred> = Vec::new();
-        for job in t.markers {
-            let writer = self.markers.clone();
-            let (partition, epoch) = (self.partition, self.coordinator_epoch);
-            deferred.push(Box::new(move |stored| {
-                if stored.is_ok() {
-                    writer.write_markers(partition, epoch, job);
-                }
-            }));
-        }
         WriteResult {
             records: t.records,
             response: t.response,
-            deferred,
+            deferred: Vec::new(),
         }
     }
 }
@@ -111,12 +106,37 @@ impl CoordinatorShard for TxnShard {
         self.coordinator.replay(record);
     }
 
+    fn apply_committed(&mut self, _now: i64, records: &[TxnRecord]) {
+        for r in records {
+            self.coordinator.replay(r);
+            if let Some(job) = self.coordinator.marker_job(&r.transactional_id) {
+                self.markers
+                    .write_markers(self.partition, self.coordinator_epoch, job);
+            }
+        }
+    }
+
     fn on_write_failed(&mut self, records: &[TxnRecord]) {
         self.coordinator.on_write_failed(records);
     }
 
+    fn uncommitted_at_load(&mut self, records: &[TxnRecord]) {
+        self.decided_by_tail
+            .extend(records.iter().map(|r| r.transactional_id.clone()));
+    }
+
     fn on_loaded(&mut self, _now: i64, records: usize) {
-        let unfinished = self.coordinator.unfinished_marker_jobs();
+        // An id with a record above the high watermark is decided by that record once
+        // it commits (a Complete record needs no markers; a Prepare record starts
+        // them when applied): markers started from the older state could end the
+        // producer's next transaction.
+        let tail = std::mem::take(&mut self.decided_by_tail);
+        let unfinished: Vec<MarkerJob> = self
+            .coordinator
+            .unfinished_marker_jobs()
+            .into_iter()
+            .filter(|j| !tail.contains(&j.transactional_id))
+            .collect();
         if records == 0 {
             return;
         }
@@ -172,6 +192,7 @@ impl TxnCoordinatorService {
                     partition,
                     coordinator_epoch: shard_epochs.lock().get(&partition).copied().unwrap_or(0),
                     markers: markers.clone(),
+                    decided_by_tail: HashSet::new(),
                 },
             ),
             partitions: AtomicI32::new(0),
@@ -321,6 +342,19 @@ impl TxnCoordinatorService {
             shard.effects(t)
         });
         c.wait()
+    }
+
+    /// Whether `job` still describes its transaction (checked before each round of
+    /// markers); false when the shard is gone from here.
+    pub fn is_current(
+        &self,
+        txn_partition: i32,
+        job: MarkerJob,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let c = self.runtime.read(txn_partition, move |shard, _| {
+            shard.coordinator.is_current(&job)
+        });
+        async move { c.wait().await.unwrap_or(false) }
     }
 
     /// Whether this broker still hosts `txn_partition`'s shard (a marker writer stops

@@ -120,6 +120,18 @@ impl Inner {
                 );
                 return;
             }
+            // Only while the transaction is still between its two phases: a stale job
+            // (its transaction completed meanwhile) could otherwise end the producer's
+            // next transaction in a partition.
+            if !broker.txns.is_current(txn_partition, job.clone()).await {
+                tracing::debug!(
+                    "Dropping stale {kind} markers of transactional id {} (producer id {}, epoch {})",
+                    job.transactional_id,
+                    job.producer_id,
+                    job.producer_epoch
+                );
+                return;
+            }
             let image = broker.controller.image();
             let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
             remaining.retain(|(topic, p)| {

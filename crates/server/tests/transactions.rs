@@ -405,7 +405,9 @@ async fn transactional_data_for_a_partition_outside_the_transaction_is_refused()
     // Partition 1 was never added: the coordinator says so, nothing is written, and no
     // transaction hangs there.
     assert_eq!(
-        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 2)).await.0,
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 2))
+            .await
+            .0,
         48,
         "INVALID_TXN_STATE: no transaction open at all"
     );
@@ -414,7 +416,9 @@ async fn transactional_data_for_a_partition_outside_the_transaction_is_refused()
         vec![(TOPIC.to_string(), 1, 0)]
     );
     assert_eq!(
-        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 2)).await.0,
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch, 0, 2))
+            .await
+            .0,
         48,
         "INVALID_TXN_STATE: partition 0 is not part of the transaction"
     );
@@ -426,7 +430,9 @@ async fn transactional_data_for_a_partition_outside_the_transaction_is_refused()
         vec![(TOPIC.to_string(), 0, 0)]
     );
     assert_eq!(
-        produce_batch(&mut c, 0, transactional_batch(pid, epoch - 1, 0, 2)).await.0,
+        produce_batch(&mut c, 0, transactional_batch(pid, epoch - 1, 0, 2))
+            .await
+            .0,
         47
     );
     // Once added, the first batch is verified and accepted, and later ones need no

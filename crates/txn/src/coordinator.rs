@@ -314,6 +314,34 @@ impl TransactionCoordinator {
         }
     }
 
+    /// The markers `transactional_id` needs now: some if it is between the two phases
+    /// (PrepareCommit/PrepareAbort committed). The host starts them when such a record
+    /// is applied, whether or not anyone still waits for it.
+    pub fn marker_job(&self, transactional_id: &str) -> Option<MarkerJob> {
+        let m = self.txns.get(transactional_id)?;
+        match m.state {
+            TransactionState::PrepareCommit => Some(marker_job(m, true)),
+            TransactionState::PrepareAbort => Some(marker_job(m, false)),
+            _ => None,
+        }
+    }
+
+    /// Whether `job` still describes the id's transaction: its markers may be written
+    /// only while that is so (a stale job must never end the producer's next
+    /// transaction in a partition).
+    pub fn is_current(&self, job: &MarkerJob) -> bool {
+        let expected = if job.commit {
+            TransactionState::PrepareCommit
+        } else {
+            TransactionState::PrepareAbort
+        };
+        self.txns.get(&job.transactional_id).is_some_and(|m| {
+            m.state == expected
+                && m.producer_id == job.producer_id
+                && m.producer_epoch == job.producer_epoch
+        })
+    }
+
     /// The markers every transaction found mid-completion needs (after a load, the
     /// previous coordinator may have died between PrepareCommit and the markers).
     pub fn unfinished_marker_jobs(&self) -> Vec<MarkerJob> {
