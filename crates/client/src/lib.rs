@@ -29,6 +29,7 @@ mod config;
 mod connection;
 mod error;
 mod node;
+mod pool;
 mod versions;
 
 pub use backoff::ExponentialBackoff;
@@ -40,4 +41,5 @@ pub use config::{
 pub use connection::{Connection, MAX_IN_FLIGHT_PER_CONNECTION};
 pub use error::ClientError;
 pub use node::{NodeClient, API_VERSIONS_REQUEST_VERSION};
+pub use pool::NodeClients;
 pub use versions::ApiVersionTable;

@@ -432,29 +432,7 @@ impl GroupCoordinatorService {
         &self,
         req: OffsetCommitRequest,
     ) -> impl Future<Output = Vec<PartitionResult>> + Send + 'static {
-        let if_failed = req.results(error::NONE);
-        let scheduled = if fits(&req.group_id) {
-            Ok(self.write(&req.group_id.clone(), move |shard, now| {
-                let (results, effects) = shard.coordinator.commit_offsets(now, req);
-                shard.answer_with(effects, results)
-            }))
-        } else {
-            Err(req.results(error::INVALID_GROUP_ID))
-        };
-        async move {
-            match scheduled {
-                Err(results) => results,
-                Ok(c) => c.wait().await.unwrap_or_else(|e| {
-                    if_failed
-                        .into_iter()
-                        .map(|r| PartitionResult {
-                            error: e.kafka_error_code(),
-                            ..r
-                        })
-                        .collect()
-                }),
-            }
-        }
+        self.commit_offsets_as(req, None)
     }
 
     /// TxnOffsetCommit: checked like an OffsetCommit (generation, member), stored in
@@ -465,22 +443,32 @@ impl GroupCoordinatorService {
         producer_id: i64,
         producer_epoch: i16,
     ) -> impl Future<Output = Vec<PartitionResult>> + Send + 'static {
+        self.commit_offsets_as(req, Some((producer_id, producer_epoch)))
+    }
+
+    /// Commit offsets plainly or inside `transaction` (producer id, epoch).
+    fn commit_offsets_as(
+        &self,
+        req: OffsetCommitRequest,
+        transaction: Option<(i64, i16)>,
+    ) -> impl Future<Output = Vec<PartitionResult>> + Send + 'static {
         let if_failed = req.results(error::NONE);
+        let group_id = req.group_id.clone();
         let scheduled = if !fits(&req.group_id) {
             Err(req.results(error::INVALID_GROUP_ID))
         } else {
-            match self.partition_for(&req.group_id) {
-                Ok(p) => Ok(self.runtime.write_transactional(
-                    p,
-                    producer_id,
-                    producer_epoch,
-                    move |shard, now| {
-                        let (results, effects) = shard.coordinator.commit_offsets(now, req);
-                        shard.answer_with(effects, results)
-                    },
-                )),
-                Err(e) => Ok(Completion::failed(e)),
-            }
+            let op = move |shard: &mut GroupShard, now| {
+                let (results, effects) = shard.coordinator.commit_offsets(now, req);
+                shard.answer_with(effects, results)
+            };
+            Ok(match (transaction, self.partition_for(&group_id)) {
+                (_, Err(e)) => Completion::failed(e),
+                (None, Ok(p)) => self.runtime.write(p, op),
+                (Some((producer_id, producer_epoch)), Ok(p)) => {
+                    self.runtime
+                        .write_transactional(p, producer_id, producer_epoch, op)
+                }
+            })
         };
         async move {
             match scheduled {

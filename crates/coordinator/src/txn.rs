@@ -345,16 +345,19 @@ impl TxnCoordinatorService {
     }
 
     /// Whether `job` still describes its transaction (checked before each round of
-    /// markers); false when the shard is gone from here.
+    /// markers). An error says the shard could not be asked: it is gone from here
+    /// (NOT_COORDINATOR), or still loading (a job started by the load itself) or busy,
+    /// and then the caller asks again.
     pub fn is_current(
         &self,
         txn_partition: i32,
         job: MarkerJob,
-    ) -> impl Future<Output = bool> + Send + 'static {
-        let c = self.runtime.read(txn_partition, move |shard, _| {
-            shard.coordinator.is_current(&job)
-        });
-        async move { c.wait().await.unwrap_or(false) }
+    ) -> impl Future<Output = Result<bool, CoordinatorError>> + Send + 'static {
+        self.runtime
+            .read(txn_partition, move |shard, _| {
+                shard.coordinator.is_current(&job)
+            })
+            .wait()
     }
 
     /// Whether this broker still hosts `txn_partition`'s shard (a marker writer stops

@@ -284,22 +284,7 @@ impl Broker {
             ]
             .into(),
         };
-        let topic = match self.controller.create_topic(&spec, false) {
-            Ok(t) => t,
-            // A concurrent creator won.
-            Err(e) if e.is_topic_already_exists() => self
-                .controller
-                .image()
-                .topic(OFFSETS_TOPIC)
-                .cloned()
-                .context("offsets topic vanished")?,
-            Err(e) => return Err(e).context("cannot create __consumer_offsets"),
-        };
-        anyhow::ensure!(
-            self.hosts_led_partitions(&topic),
-            "cannot open the partitions of {OFFSETS_TOPIC}"
-        );
-        Ok(topic)
+        self.create_internal_topic(&spec)
     }
 
     /// Create `__transaction_state` if it does not exist yet (Kafka does this on the
@@ -329,19 +314,26 @@ impl Broker {
             ]
             .into(),
         };
-        let topic = match self.controller.create_topic(&spec, false) {
+        self.create_internal_topic(&spec)
+    }
+
+    /// Create a coordinator's internal topic (a concurrent creator may win) and check
+    /// that this broker opened the partitions it leads.
+    fn create_internal_topic(&self, spec: &CreateTopicSpec) -> anyhow::Result<Arc<TopicInfo>> {
+        let name = &spec.name;
+        let topic = match self.controller.create_topic(spec, false) {
             Ok(t) => t,
             Err(e) if e.is_topic_already_exists() => self
                 .controller
                 .image()
-                .topic(TRANSACTION_STATE_TOPIC)
+                .topic(name)
                 .cloned()
-                .context("transaction state topic vanished")?,
-            Err(e) => return Err(e).context("cannot create __transaction_state"),
+                .with_context(|| format!("{name} vanished"))?,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {name}")),
         };
         anyhow::ensure!(
             self.hosts_led_partitions(&topic),
-            "cannot open the partitions of {TRANSACTION_STATE_TOPIC}"
+            "cannot open the partitions of {name}"
         );
         Ok(topic)
     }

@@ -14,7 +14,7 @@
 //! At most one job exists per open transaction, so the tasks here are bounded by the
 //! transactions being completed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -23,10 +23,9 @@ use kafka_protocol::messages::write_txn_markers_request::{
 };
 use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
 use kafka_protocol::ResponseError;
-use ottla_client::{ClientConfig, NodeClient};
+use ottla_client::{ClientConfig, NodeClient, NodeClients};
 use ottla_coordinator::txn::TxnMarkerWriter;
 use ottla_txn::MarkerJob;
-use parking_lot::Mutex;
 
 use crate::broker::Broker;
 use crate::handlers::str_bytes;
@@ -48,9 +47,8 @@ pub struct TxnMarkerChannel {
 
 struct Inner {
     broker: Weak<Broker>,
-    config: ClientConfig,
-    /// One client per leader, by node id (with the address it was made for).
-    clients: Mutex<HashMap<i32, (String, Arc<NodeClient>)>>,
+    /// One client per leader.
+    clients: NodeClients,
     crash_before_markers: bool,
 }
 
@@ -59,8 +57,7 @@ impl TxnMarkerChannel {
         TxnMarkerChannel {
             inner: Arc::new(Inner {
                 broker,
-                config,
-                clients: Mutex::new(HashMap::new()),
+                clients: NodeClients::new(config),
                 crash_before_markers: std::env::var_os(FAULT_CRASH_BEFORE_TXN_MARKERS)
                     .is_some_and(|v| v == "1"),
             }),
@@ -93,18 +90,6 @@ impl TxnMarkerWriter for TxnMarkerChannel {
 }
 
 impl Inner {
-    fn client(&self, node: i32, address: String) -> Arc<NodeClient> {
-        let mut clients = self.clients.lock();
-        match clients.get(&node) {
-            Some((a, c)) if *a == address => c.clone(),
-            _ => {
-                let c = Arc::new(NodeClient::new(address.clone(), self.config.clone()));
-                clients.insert(node, (address, c.clone()));
-                c
-            }
-        }
-    }
-
     async fn run(self: Arc<Self>, txn_partition: i32, coordinator_epoch: i32, job: MarkerJob) {
         let kind = if job.commit { "COMMIT" } else { "ABORT" };
         let mut remaining: Vec<(String, i32)> = job.partitions.clone();
@@ -123,14 +108,24 @@ impl Inner {
             // Only while the transaction is still between its two phases: a stale job
             // (its transaction completed meanwhile) could otherwise end the producer's
             // next transaction in a partition.
-            if !broker.txns.is_current(txn_partition, job.clone()).await {
-                tracing::debug!(
-                    "Dropping stale {kind} markers of transactional id {} (producer id {}, epoch {})",
-                    job.transactional_id,
-                    job.producer_id,
-                    job.producer_epoch
-                );
-                return;
+            match broker.txns.is_current(txn_partition, job.clone()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(
+                        "Dropping stale {kind} markers of transactional id {} (producer id {}, epoch {})",
+                        job.transactional_id,
+                        job.producer_id,
+                        job.producer_epoch
+                    );
+                    return;
+                }
+                // Gone from here: the next turn stops; loading or busy: ask again.
+                Err(_) => {
+                    drop(broker);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                    continue;
+                }
             }
             let image = broker.controller.image();
             let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
@@ -157,7 +152,9 @@ impl Inner {
                 let Some(node) = image.brokers.get(&leader) else {
                     continue;
                 };
-                let client = self.client(leader, format!("{}:{}", node.host, node.port));
+                let client = self
+                    .clients
+                    .get(leader, format!("{}:{}", node.host, node.port));
                 match send(&client, &job, coordinator_epoch, &partitions).await {
                     Ok(results) => {
                         for ((topic, p), code) in results {

@@ -18,10 +18,9 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
 };
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TopicName, TransactionalId};
 use kafka_protocol::ResponseError;
-use ottla_client::{ClientConfig, NodeClient};
+use ottla_client::{ClientConfig, NodeClients};
 use ottla_controller::TRANSACTION_STATE_TOPIC;
 use ottla_coordinator::txn::TxnRequestError;
-use parking_lot::Mutex;
 
 use crate::broker::Broker;
 use crate::handlers::str_bytes;
@@ -39,27 +38,13 @@ pub struct VerifyRequest {
 
 /// Asks transaction coordinators on other brokers; one client per broker.
 pub struct TxnVerifier {
-    config: ClientConfig,
-    clients: Mutex<HashMap<i32, (String, Arc<NodeClient>)>>,
+    clients: NodeClients,
 }
 
 impl TxnVerifier {
     pub fn new(config: ClientConfig) -> TxnVerifier {
         TxnVerifier {
-            config,
-            clients: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn client(&self, node: i32, address: String) -> Arc<NodeClient> {
-        let mut clients = self.clients.lock();
-        match clients.get(&node) {
-            Some((a, c)) if *a == address => c.clone(),
-            _ => {
-                let c = Arc::new(NodeClient::new(address.clone(), self.config.clone()));
-                clients.insert(node, (address, c.clone()));
-                c
-            }
+            clients: NodeClients::new(config),
         }
     }
 }
@@ -124,7 +109,8 @@ pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i
     };
     let client = broker
         .txn_verifier
-        .client(node.node_id, format!("{}:{}", node.host, node.port));
+        .clients
+        .get(node.node_id, format!("{}:{}", node.host, node.port));
     let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
     for (topic, p) in &req.partitions {
         match topics.iter_mut().find(|t| t.name.as_str() == topic) {

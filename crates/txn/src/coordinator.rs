@@ -425,21 +425,7 @@ impl TransactionCoordinator {
             TransactionState::Ongoing => {
                 // Fence the producer that left the transaction open and abort it; the
                 // new producer retries (CONCURRENT_TRANSACTIONS) until it is complete.
-                let epoch = if m.producer_epoch < LAST_USABLE_EPOCH {
-                    m.producer_epoch + 1
-                } else {
-                    m.producer_epoch
-                };
-                let record = m.transition(
-                    TransactionState::PrepareAbort,
-                    m.producer_id,
-                    epoch,
-                    &m.partitions,
-                    m.start_ms,
-                    now,
-                );
-                let mut job = marker_job(m, false);
-                job.producer_epoch = epoch;
+                let (record, job) = fence_and_abort(m, now);
                 self.mark_pending(&req.transactional_id);
                 Transition {
                     records: vec![record],
@@ -689,21 +675,8 @@ impl TransactionCoordinator {
                     m.producer_epoch,
                     m.timeout_ms
                 );
-                let epoch = if m.producer_epoch < LAST_USABLE_EPOCH {
-                    m.producer_epoch + 1
-                } else {
-                    m.producer_epoch
-                };
-                records.push(m.transition(
-                    TransactionState::PrepareAbort,
-                    m.producer_id,
-                    epoch,
-                    &m.partitions,
-                    m.start_ms,
-                    now,
-                ));
-                let mut job = marker_job(m, false);
-                job.producer_epoch = epoch;
+                let (record, job) = fence_and_abort(m, now);
+                records.push(record);
                 markers.push(job);
                 touched.push(m.transactional_id.clone());
             } else if m.is_idle()
@@ -750,6 +723,28 @@ impl TransactionCoordinator {
             })
             .min()
     }
+}
+
+/// Abort `m`'s open transaction with its producer's epoch bumped (Kafka's
+/// `prepareFenceProducerEpoch` then PrepareAbort), so the producer that left it open is
+/// fenced: the PrepareAbort record and its markers.
+fn fence_and_abort(m: &TransactionMetadata, now: i64) -> (TxnRecord, MarkerJob) {
+    let epoch = if m.producer_epoch < LAST_USABLE_EPOCH {
+        m.producer_epoch + 1
+    } else {
+        m.producer_epoch
+    };
+    let record = m.transition(
+        TransactionState::PrepareAbort,
+        m.producer_id,
+        epoch,
+        &m.partitions,
+        m.start_ms,
+        now,
+    );
+    let mut job = marker_job(m, false);
+    job.producer_epoch = epoch;
+    (record, job)
 }
 
 fn marker_job(m: &TransactionMetadata, commit: bool) -> MarkerJob {
