@@ -49,7 +49,10 @@ Everything here is checked against what Apache Kafka does:
   Admin listTransactions (Empty / Ongoing / CompleteCommit, state and producer-id filters),
   describeTransactions (partitions, producer id/epoch, timeout, start time, coordinator;
   CompleteAbort after an abort; unknown id), describeProducers
-  (currentTransactionStartOffset while open, cleared after the commit).
+  (currentTransactionStartOffset while open, cleared after the commit). The Java producer
+  uses transactions v2 (the broker finalizes ``transaction.version`` 2): the test checks
+  that each commit and abort bumped the producer epoch, in the coordinator and in the
+  markers, which transactions v1 never does. The Python and JavaScript clients use v1.
 
 The broker process is started by conftest's fixtures; ``ottla_factory`` copies ``os.environ``
 when it spawns the broker, so the fault hook's variable is set with ``monkeypatch`` around

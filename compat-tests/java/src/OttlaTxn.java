@@ -531,6 +531,11 @@ public final class OttlaTxn extends Harness {
                         "describeTransactions never showed CompleteCommit after commitTransaction; last: " + describe(admin, txnId));
                 d = describe(admin, txnId);
                 checkEq(Set.of(), d.topicPartitions(), "partitions of a completed transaction");
+                // Transactions v2 (KIP-890 part 2): the broker finalizes transaction.version
+                // 2, so this producer sent Produce v12 / EndTxn v5 and the commit bumped
+                // its epoch (with v1 it would stay the same).
+                checkEq(pid, d.producerId(), "producer id after the commit");
+                checkEq(epoch + 1, d.producerEpoch(), "producer epoch after a transactions-v2 commit");
                 l = listed(admin, new ListTransactionsOptions(), txnId);
                 if (check(l != null, "listTransactions does not list " + txnId + " after the commit")) {
                     checkEq(TransactionState.COMPLETE_COMMIT, l.state(), "listed state after the commit");
@@ -541,6 +546,7 @@ public final class OttlaTxn extends Harness {
                 if (check(s0 != null, "describeProducers(" + p0 + ") forgot producer " + pid + " after the commit")) {
                     checkEq(OptionalLong.empty(), s0.currentTransactionStartOffset(),
                             "currentTransactionStartOffset on " + p0 + " after the commit");
+                    checkEq(epoch + 1, s0.producerEpoch(), "epoch of the COMMIT marker on " + p0);
                 }
 
                 // An aborted transaction on partition 2.
@@ -557,10 +563,12 @@ public final class OttlaTxn extends Harness {
                 if (check(s2 != null, "describeProducers(" + p2 + ") does not show producer " + pid2)) {
                     checkEq(OptionalLong.of(mds.get(0).offset()), s2.currentTransactionStartOffset(),
                             "currentTransactionStartOffset on " + p2);
+                    checkEq(epoch + 1, s2.producerEpoch(), "epoch of the second transaction's data on " + p2);
                 }
                 producer.abortTransaction();
                 require(waitUntil(30_000, () -> describedState(admin, txnId, TransactionState.COMPLETE_ABORT)),
                         "describeTransactions never showed CompleteAbort after abortTransaction; last: " + describe(admin, txnId));
+                checkEq(epoch + 2, describe(admin, txnId).producerEpoch(), "producer epoch after a transactions-v2 abort");
                 s2 = producerOn(admin, p2, pid2);
                 if (s2 != null) {
                     checkEq(OptionalLong.empty(), s2.currentTransactionStartOffset(),

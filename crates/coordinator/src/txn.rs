@@ -16,10 +16,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use ottla_group::records::partition_for;
-use ottla_txn::records::{decode_key, decode_value, encode_key, encode_value};
+use ottla_txn::records::{
+    decode_key, decode_value, encode_key, encode_value_version, value_version_for,
+};
 use ottla_txn::{
-    InitProducerId, MarkerJob, TransactionCoordinator, TransactionMetadata, Transition, TxnConfig,
-    TxnError, TxnRecord,
+    EndTxn, EndTxnAnswer, InitProducerId, MarkerJob, TransactionCoordinator, TransactionMetadata,
+    Transition, TxnConfig, TxnError, TxnRecord, TRANSACTION_VERSION_2,
 };
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -86,7 +88,11 @@ impl CoordinatorShard for TxnShard {
     fn encode(record: &TxnRecord) -> (Vec<u8>, Option<Vec<u8>>) {
         (
             encode_key(&record.transactional_id),
-            record.value.as_ref().map(encode_value),
+            // The finalized `transaction.version` is 2: Kafka writes v1 values then.
+            record
+                .value
+                .as_ref()
+                .map(|v| encode_value_version(v, value_version_for(TRANSACTION_VERSION_2))),
         )
     }
 
@@ -261,13 +267,16 @@ impl TxnCoordinatorService {
         async move { flatten(c.wait().await) }
     }
 
-    /// AddPartitionsToTxn (and AddOffsetsToTxn with the group's offsets partition).
+    /// AddPartitionsToTxn (and AddOffsetsToTxn with the group's offsets partition);
+    /// `transaction_version` is the client's (2 when a leader or the group coordinator
+    /// adds partitions for a transactions-v2 producer).
     pub fn add_partitions(
         &self,
         transactional_id: String,
         producer_id: i64,
         producer_epoch: i16,
         partitions: Vec<(String, i32)>,
+        transaction_version: i16,
     ) -> impl Future<Output = Result<(), TxnRequestError>> + Send + 'static {
         let c = self.write(&transactional_id.clone(), move |shard, now| {
             shard.coordinator.add_partitions(
@@ -276,6 +285,7 @@ impl TxnCoordinatorService {
                 producer_id,
                 producer_epoch,
                 &partitions,
+                transaction_version,
             )
         });
         async move { flatten(c.wait().await) }
@@ -311,22 +321,14 @@ impl TxnCoordinatorService {
     }
 
     /// EndTxn: answered once PrepareCommit/PrepareAbort is committed; the markers
-    /// follow in the background.
+    /// follow in the background. [`EndTxnAnswer::NeedsProducerId`] asks the caller to
+    /// send it again with a fresh producer id.
     pub fn end_transaction(
         &self,
-        transactional_id: String,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-    ) -> impl Future<Output = Result<(), TxnRequestError>> + Send + 'static {
-        let c = self.write(&transactional_id.clone(), move |shard, now| {
-            shard.coordinator.end_transaction(
-                now,
-                &transactional_id,
-                producer_id,
-                producer_epoch,
-                commit,
-            )
+        req: EndTxn,
+    ) -> impl Future<Output = Result<EndTxnAnswer, TxnRequestError>> + Send + 'static {
+        let c = self.write(&req.transactional_id.clone(), move |shard, now| {
+            shard.coordinator.end_transaction(now, &req)
         });
         async move { flatten(c.wait().await) }
     }

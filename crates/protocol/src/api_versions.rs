@@ -36,12 +36,13 @@ pub const PRODUCE_ADVERTISED_MIN_VERSION: i16 = 0;
 
 /// Ordered by API key, as Kafka lists them.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    // v3 is the first with record batch v2 (Kafka 4 dropped v0-2). v12+ (KIP-890 part 2
-    // transaction semantics, v13 topic ids) are not implemented yet.
+    // v3 is the first with record batch v2 (Kafka 4 dropped v0-2). v12 is the same
+    // request from a transactions-v2 producer (KIP-890 part 2: the leader adds the
+    // partition to the transaction); v13 addresses topics by id: not implemented.
     SupportedApi {
         key: ApiKey::Produce,
         min_version: 3,
-        max_version: 11,
+        max_version: 12,
         advertised_min_version: PRODUCE_ADVERTISED_MIN_VERSION,
     },
     // v4+ (Kafka 4 baseline); v13+ address topics by id; v17 adds a replica directory id
@@ -75,13 +76,12 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // v4+ batch transactions and add the verify-only form (KIP-890, broker to broker).
     api(ApiKey::AddPartitionsToTxn, 0, 5),
     api(ApiKey::AddOffsetsToTxn, 0, 4),
-    // v5 returns a bumped epoch (KIP-890 transactions v2): not implemented, and clients
-    // use it only when the broker finalizes `transaction.version` 2, which we do not.
-    api(ApiKey::EndTxn, 0, 4),
+    // v5 bumps the epoch at every end and returns it (KIP-890 transactions v2).
+    api(ApiKey::EndTxn, 0, 5),
     // Kafka 4 serves only v1 (v0 was removed with KIP-896).
     api(ApiKey::WriteTxnMarkers, 1, 1),
-    // v5 adds implicit partition registration for transactions v2: not implemented.
-    api(ApiKey::TxnOffsetCommit, 0, 4),
+    // v5: the group coordinator adds its partition to the transaction (transactions v2).
+    api(ApiKey::TxnOffsetCommit, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
@@ -102,6 +102,32 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // implemented.
     api(ApiKey::ListTransactions, 0, 1),
 ];
+
+/// A feature flag of ApiVersions v3+ (KIP-584): its supported range and the level
+/// the cluster has finalized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feature {
+    pub name: &'static str,
+    pub min_version: i16,
+    pub max_version: i16,
+    pub finalized_level: i16,
+}
+
+/// The features this broker reports. `transaction.version` 2 (KIP-890 part 2) is
+/// finalized as a new Kafka 4.x cluster finalizes it: Java producers 4.0+ use
+/// transactions v2 (Produce v12, EndTxn v5, TxnOffsetCommit v5) only when it is.
+/// Older clients still use transactions v1 against it, as they do against Kafka.
+pub const FEATURES: &[Feature] = &[Feature {
+    name: "transaction.version",
+    min_version: 0,
+    max_version: 2,
+    finalized_level: 2,
+}];
+
+/// The epoch of the finalized features. Kafka uses the metadata offset at which they
+/// were last changed; Ottla's never change at run time, and clients only need it to be
+/// at least 0 (they ignore finalized features with epoch -1).
+pub const FINALIZED_FEATURES_EPOCH: i64 = 0;
 
 /// The supported range for `key`, if we implement it at all.
 pub fn supported(key: ApiKey) -> Option<SupportedApi> {

@@ -9,9 +9,20 @@
 //! is this broker, otherwise with AddPartitionsToTxn v4 `verify_only` over the
 //! inter-broker client, as Kafka's `AddPartitionsToTxnManager` does. Later batches of
 //! the same transaction find it open in the partition's producer state and skip this.
+//!
+//! Transactions v2 (KIP-890 part 2) use the same path to *add* the partition instead:
+//! a v2 producer never sends AddPartitionsToTxn, so a leader receiving Produce v12+
+//! (and the group coordinator receiving TxnOffsetCommit v5+) asks the coordinator to
+//! add the partition to the producer's transaction (AddPartitionsToTxn v5 without
+//! `verify_only` when it is on another broker), whether or not verification is
+//! enabled. Right after a commit the coordinator still writes the previous
+//! transaction's markers and answers CONCURRENT_TRANSACTIONS; the add is retried here
+//! for a moment (Kafka's `add.partitions.to.txn.retry.backoff.*`) rather than bouncing
+//! every new transaction's first batch back to the producer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -21,19 +32,34 @@ use kafka_protocol::ResponseError;
 use ottla_client::{ClientConfig, NodeClients};
 use ottla_controller::TRANSACTION_STATE_TOPIC;
 use ottla_coordinator::txn::TxnRequestError;
+use ottla_txn::TRANSACTION_VERSION_2;
 
 use crate::broker::Broker;
 use crate::handlers::str_bytes;
 
 /// The AddPartitionsToTxn version with the verify-only form.
 const VERIFY_VERSION: i16 = 4;
+/// The AddPartitionsToTxn version a broker adds partitions with for a transactions-v2
+/// producer (Kafka sends its latest, 5).
+const ADD_VERSION: i16 = 5;
+/// Kafka's `add.partitions.to.txn.retry.backoff.ms` default: the first pause before an
+/// add that met CONCURRENT_TRANSACTIONS is tried again.
+const ADD_RETRY_BACKOFF: Duration = Duration::from_millis(20);
+/// Kafka's `add.partitions.to.txn.retry.backoff.max.ms` default: how long an add keeps
+/// being retried before CONCURRENT_TRANSACTIONS goes back to the producer.
+const ADD_RETRY_MAX: Duration = Duration::from_millis(100);
+/// The first pause is shorter than Kafka's: the markers that cause the wait take
+/// about a millisecond here.
+const ADD_RETRY_FIRST_BACKOFF: Duration = Duration::from_millis(2);
 
-/// One producer's transactional batches to verify: (topic, partition) pairs.
+/// One producer's transactional batches to verify or add: (topic, partition) pairs.
 pub struct VerifyRequest {
     pub transactional_id: String,
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub partitions: Vec<(String, i32)>,
+    /// Add the partitions (transactions v2) instead of checking that they are there.
+    pub add: bool,
 }
 
 /// Asks transaction coordinators on other brokers; one client per broker.
@@ -49,11 +75,38 @@ impl TxnVerifier {
     }
 }
 
-/// Each partition's verdict: 0 (part of the open transaction) or the Produce error to
-/// answer: INVALID_TXN_STATE when it is not, INVALID_PRODUCER_EPOCH for a fenced
-/// producer, NOT_ENOUGH_REPLICAS (retriable, as Kafka maps it) when the coordinator
-/// could not be asked.
+/// Each partition's verdict: 0 (part of the open transaction, or added to it) or the
+/// Produce error to answer: INVALID_TXN_STATE when it is not, INVALID_PRODUCER_EPOCH
+/// for a fenced producer, NOT_ENOUGH_REPLICAS (retriable, as Kafka maps it) when the
+/// coordinator could not be asked or stayed busy.
 pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i32), i16)> {
+    let in_produce_terms = |verdicts: Vec<((String, i32), i16)>| {
+        verdicts
+            .into_iter()
+            .map(|(p, code)| (p, produce_code(code)))
+            .collect()
+    };
+    if !req.add {
+        return in_produce_terms(ask(broker, &req).await);
+    }
+    let started = Instant::now();
+    let mut backoff = ADD_RETRY_FIRST_BACKOFF;
+    loop {
+        let verdicts = ask(broker, &req).await;
+        let busy = verdicts
+            .iter()
+            .any(|(_, code)| *code == ResponseError::ConcurrentTransactions.code());
+        if !busy || started.elapsed() >= ADD_RETRY_MAX {
+            return in_produce_terms(verdicts);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(ADD_RETRY_BACKOFF);
+    }
+}
+
+/// Ask the coordinator once: its codes, NOT_ENOUGH_REPLICAS when it could not be
+/// asked.
+async fn ask(broker: &Arc<Broker>, req: &VerifyRequest) -> Vec<((String, i32), i16)> {
     let retriable = ResponseError::NotEnoughReplicas.code();
     let all =
         |code: i16, parts: &[(String, i32)]| parts.iter().map(|p| (p.clone(), code)).collect();
@@ -77,6 +130,23 @@ pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i
     else {
         return all(ResponseError::InvalidTxnState.code(), &req.partitions);
     };
+    if broker.txns.hosts(txn_partition) && req.add {
+        let added = broker
+            .txns
+            .add_partitions(
+                req.transactional_id.clone(),
+                req.producer_id,
+                req.producer_epoch,
+                req.partitions.clone(),
+                TRANSACTION_VERSION_2,
+            )
+            .await;
+        return match added {
+            Ok(()) => all(0, &req.partitions),
+            Err(TxnRequestError::Txn(e)) => all(e.code(), &req.partitions),
+            Err(TxnRequestError::Coordinator(_)) => all(retriable, &req.partitions),
+        };
+    }
     if broker.txns.hosts(txn_partition) {
         let verdicts = broker
             .txns
@@ -90,11 +160,12 @@ pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i
         return match verdicts {
             Ok(each) => req
                 .partitions
-                .into_iter()
+                .iter()
+                .cloned()
                 .zip(each)
-                .map(|(p, r)| (p, r.map_or_else(|e| produce_code(e.code()), |()| 0)))
+                .map(|(p, r)| (p, r.map_or_else(|e| e.code(), |()| 0)))
                 .collect(),
-            Err(TxnRequestError::Txn(e)) => all(produce_code(e.code()), &req.partitions),
+            Err(TxnRequestError::Txn(e)) => all(e.code(), &req.partitions),
             Err(TxnRequestError::Coordinator(_)) => all(retriable, &req.partitions),
         };
     }
@@ -127,10 +198,11 @@ pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i
             .with_transactional_id(TransactionalId(str_bytes(req.transactional_id.clone())))
             .with_producer_id(ProducerId(req.producer_id))
             .with_producer_epoch(req.producer_epoch)
-            .with_verify_only(true)
+            .with_verify_only(!req.add)
             .with_topics(topics),
     ]);
-    let response = match client.send(VERIFY_VERSION, &request).await {
+    let version = if req.add { ADD_VERSION } else { VERIFY_VERSION };
+    let response = match client.send(version, &request).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(
@@ -147,13 +219,14 @@ pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i
             for p in &topic.results_by_partition {
                 codes.insert(
                     (topic.name.to_string(), p.partition_index),
-                    produce_code(p.partition_error_code),
+                    p.partition_error_code,
                 );
             }
         }
     }
     req.partitions
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|p| {
             let code = codes.get(&p).copied().unwrap_or(retriable);
             (p, code)

@@ -151,7 +151,7 @@ async fn api_versions_fallback_for_unknown_version() {
     assert!(
         resp.api_keys
             .iter()
-            .any(|k| k.api_key == 0 && k.min_version == 0 && k.max_version == 11),
+            .any(|k| k.api_key == 0 && k.min_version == 0 && k.max_version == 12),
         "Produce advertised from v0 (KAFKA-18659)"
     );
 }

@@ -128,6 +128,15 @@ async fn end_txn(c: &mut Client, id: &str, pid: i64, epoch: i16, commit: bool) -
 }
 
 async fn produce_batch(c: &mut Client, partition: i32, batch: Vec<u8>) -> (i16, i64) {
+    produce_batch_v(c, 9, partition, batch).await
+}
+
+async fn produce_batch_v(
+    c: &mut Client,
+    version: i16,
+    partition: i32,
+    batch: Vec<u8>,
+) -> (i16, i64) {
     let req = ProduceRequest::default()
         .with_transactional_id(Some(TransactionalId(s(TXN))))
         .with_acks(-1)
@@ -137,7 +146,7 @@ async fn produce_batch(c: &mut Client, partition: i32, batch: Vec<u8>) -> (i16, 
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch.into()))])]);
-    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req).await;
+    let r: ProduceResponse = c.call(ApiKey::Produce, version, &req).await;
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
@@ -445,4 +454,116 @@ async fn transactional_data_for_a_partition_outside_the_transaction_is_refused()
         produce_batch(&mut c, 0, transactional_batch(pid, epoch, 2, 1)).await,
         (0, 2)
     );
+}
+
+/// EndTxn v5 (transactions v2): (error, producer id, producer epoch).
+async fn end_txn_v5(c: &mut Client, pid: i64, epoch: i16, commit: bool) -> (i16, i64, i16) {
+    let r: EndTxnResponse = c
+        .call(
+            ApiKey::EndTxn,
+            5,
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(TXN)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(commit),
+        )
+        .await;
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// The last stable offset of partition 0 once the markers have landed.
+async fn settled_lso(c: &mut Client, expected: i64) -> i64 {
+    let mut lso = -1;
+    for _ in 0..100 {
+        lso = fetch(c, 1).await.1;
+        if lso == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lso
+}
+
+#[tokio::test]
+async fn transactions_v2_add_partitions_at_the_leader_and_bump_the_epoch_at_every_end() {
+    let (_broker, mut c) = setup().await;
+    // The broker finalizes transaction.version 2, which is what makes Java producers
+    // use transactions v2.
+    let versions: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let tv = versions
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .expect("transaction.version is finalized");
+    assert_eq!((tv.min_version_level, tv.max_version_level), (2, 2));
+    assert!(versions.finalized_features_epoch >= 0);
+    let produce = versions.api_keys.iter().find(|k| k.api_key == 0).unwrap();
+    let end = versions.api_keys.iter().find(|k| k.api_key == 26).unwrap();
+    assert_eq!((produce.max_version, end.max_version), (12, 5));
+
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    // Produce v12 with no AddPartitionsToTxn: the leader adds the partition.
+    assert_eq!(
+        produce_batch_v(&mut c, 12, 0, transactional_batch(pid, epoch, 0, 3)).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_batch_v(&mut c, 12, 0, transactional_batch(pid, epoch, 3, 2)).await,
+        (0, 3)
+    );
+    assert_eq!(fetch(&mut c, 1).await.1, 0, "the transaction is open");
+    // Produce v11 from the same producer is not added for it: verification refuses
+    // partition 1, which is not in the transaction.
+    assert_eq!(
+        produce_batch_v(&mut c, 11, 1, transactional_batch(pid, epoch, 0, 1))
+            .await
+            .0,
+        48
+    );
+    // EndTxn v5 commits and answers the bumped epoch; a retry gets the same answer.
+    assert_eq!(
+        end_txn_v5(&mut c, pid, epoch, true).await,
+        (0, pid, epoch + 1)
+    );
+    assert_eq!(settled_lso(&mut c, 6).await, 6, "5 records and the marker");
+    assert_eq!(
+        end_txn_v5(&mut c, pid, epoch, true).await,
+        (0, pid, epoch + 1)
+    );
+    assert_eq!(end_txn_v5(&mut c, pid, epoch, false).await.0, 48);
+    // The old epoch is fenced by the marker; the new one starts at sequence 0.
+    assert_eq!(
+        produce_batch_v(&mut c, 12, 0, transactional_batch(pid, epoch, 5, 1))
+            .await
+            .0,
+        47
+    );
+    assert_eq!(
+        produce_batch_v(&mut c, 12, 0, transactional_batch(pid, epoch + 1, 0, 2)).await,
+        (0, 6)
+    );
+    assert_eq!(
+        end_txn_v5(&mut c, pid, epoch + 1, false).await,
+        (0, pid, epoch + 2)
+    );
+    assert_eq!(settled_lso(&mut c, 9).await, 9);
+    let (_, _, aborted, _) = fetch(&mut c, 1).await;
+    assert_eq!(
+        aborted,
+        Some(vec![(pid, 6)]),
+        "the second transaction was aborted"
+    );
+    // An abort with nothing open only bumps the epoch; a commit is refused.
+    assert_eq!(end_txn_v5(&mut c, pid, epoch + 2, true).await.0, 48);
+    assert_eq!(
+        end_txn_v5(&mut c, pid, epoch + 2, false).await,
+        (0, pid, epoch + 3)
+    );
+    // A stale epoch is fenced: PRODUCER_FENCED.
+    assert_eq!(end_txn_v5(&mut c, pid, epoch, false).await.0, 90);
+    assert_eq!(settled_lso(&mut c, 9).await, 9, "nothing was written");
 }

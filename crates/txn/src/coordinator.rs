@@ -37,6 +37,11 @@ pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// Epochs at or above this are exhausted: the next bump takes a new producer id
 /// (Kafka's `isEpochExhausted`: `producerEpoch >= Short.MaxValue - 1`).
 const LAST_USABLE_EPOCH: i16 = i16::MAX - 1;
+/// The `transaction.version` feature level of KIP-890's transactions v2: clients at
+/// this level (EndTxn v5+, Produce v12+, TxnOffsetCommit v5+) never send
+/// AddPartitionsToTxn or AddOffsetsToTxn (the partition leaders and the group
+/// coordinator add partitions for them), and every commit or abort bumps the epoch.
+pub const TRANSACTION_VERSION_2: i16 = 2;
 
 /// The transaction coordinator's settings (Kafka's names).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +127,12 @@ pub struct TransactionMetadata {
     pub partitions: BTreeSet<(String, i32)>,
     pub start_ms: i64,
     pub last_update_ms: i64,
+    /// The producer id the transaction moves to when it completes, -1 if none: a
+    /// transactions-v2 commit or abort that exhausts the epoch rotates the id.
+    pub next_producer_id: i64,
+    /// The `transaction.version` of the client's last transaction (0, or
+    /// [`TRANSACTION_VERSION_2`]).
+    pub client_transaction_version: i16,
     /// A transition of this id was written and is not committed yet.
     pub pending: bool,
 }
@@ -143,12 +154,15 @@ impl TransactionMetadata {
                 .collect(),
             start_ms: v.start_timestamp_ms,
             last_update_ms: v.last_update_timestamp_ms,
+            next_producer_id: v.next_producer_id,
+            client_transaction_version: v.client_transaction_version,
             pending: false,
         }
     }
 
     /// The record for this metadata moved to `state` with `partitions` (Kafka's
-    /// `TxnTransitMetadata`), stamped `now`.
+    /// `TxnTransitMetadata`), stamped `now`. The next producer id and the client's
+    /// transaction version are this metadata's.
     fn transition(
         &self,
         state: TransactionState,
@@ -174,14 +188,14 @@ impl TransactionMetadata {
                 } else {
                     self.previous_producer_id
                 },
-                next_producer_id: -1,
+                next_producer_id: self.next_producer_id,
                 producer_epoch,
                 transaction_timeout_ms: self.timeout_ms,
                 state,
                 partitions: grouped,
                 last_update_timestamp_ms: now,
                 start_timestamp_ms: start_ms,
-                client_transaction_version: 0,
+                client_transaction_version: self.client_transaction_version,
             }),
         }
     }
@@ -238,6 +252,37 @@ pub struct InitProducerId {
 
 /// A producer's (id, epoch), or why it got none.
 pub type ProducerIdAndEpoch = Result<(i64, i16), TxnError>;
+
+/// EndTxn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndTxn {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    /// The client's transaction version: [`TRANSACTION_VERSION_2`] for EndTxn v5+,
+    /// 0 before.
+    pub transaction_version: i16,
+    /// An unused producer id for a transactions-v2 bump that exhausts the epoch.
+    /// Without one such a request is answered [`EndTxnAnswer::NeedsProducerId`]
+    /// (taking a producer id can be a controller write, so the host takes one only
+    /// when it is needed: once every 32,767 transactions of an id).
+    pub fresh_producer_id: Option<i64>,
+}
+
+/// What EndTxn answers when it is not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndTxnAnswer {
+    /// The transaction ends (or ended: a retry). The producer id and epoch its
+    /// producer uses next: under transactions v2 the bumped epoch (or a new producer id
+    /// with epoch 0 when the epoch ran out), EndTxn v5's response fields.
+    Ended {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    /// Ask again with [`EndTxn::fresh_producer_id`] set; nothing was written.
+    NeedsProducerId,
+}
 
 /// One `__transaction_state` partition's transactions.
 #[derive(Debug)]
@@ -384,6 +429,8 @@ impl TransactionCoordinator {
                 partitions: BTreeSet::new(),
                 start_ms: -1,
                 last_update_ms: now,
+                next_producer_id: -1,
+                client_transaction_version: 0,
                 pending: true,
             };
             let record = fresh.transition(
@@ -486,7 +533,9 @@ impl TransactionCoordinator {
     }
 
     /// AddPartitionsToTxn / AddOffsetsToTxn: add `partitions` to the producer's
-    /// transaction, opening it if none is open.
+    /// transaction, opening it if none is open. `transaction_version` is the client's:
+    /// [`TRANSACTION_VERSION_2`] when a partition leader or the group coordinator adds
+    /// the partition for a transactions-v2 producer, 0 for the producer's own request.
     pub fn add_partitions(
         &mut self,
         now: i64,
@@ -494,6 +543,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         producer_epoch: i16,
         partitions: &[(String, i32)],
+        transaction_version: i16,
     ) -> Transition<Result<(), TxnError>> {
         let m = match self.producer_checks(transactional_id, producer_id, producer_epoch) {
             Ok(m) => m,
@@ -519,6 +569,8 @@ impl TransactionCoordinator {
         };
         all.extend(partitions.iter().cloned());
         let start = if ongoing { m.start_ms } else { now };
+        let mut m = m.clone();
+        m.client_transaction_version = transaction_version;
         let record = m.transition(
             TransactionState::Ongoing,
             m.producer_id,
@@ -571,50 +623,188 @@ impl TransactionCoordinator {
     pub fn end_transaction(
         &mut self,
         now: i64,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-    ) -> Transition<Result<(), TxnError>> {
-        let m = match self.producer_checks(transactional_id, producer_id, producer_epoch) {
+        req: &EndTxn,
+    ) -> Transition<Result<EndTxnAnswer, TxnError>> {
+        if req.transaction_version >= TRANSACTION_VERSION_2 {
+            return self.end_transaction_v2(now, req);
+        }
+        let m = match self.producer_checks(
+            &req.transactional_id,
+            req.producer_id,
+            req.producer_epoch,
+        ) {
             Ok(m) => m,
             Err(e) => return Transition::answer(Err(e)),
         };
-        let answer = |r| Transition::answer(r);
-        match (m.state, commit) {
-            (TransactionState::Ongoing, _) => {
-                let state = if commit {
-                    TransactionState::PrepareCommit
-                } else {
-                    TransactionState::PrepareAbort
-                };
-                let record = m.transition(
-                    state,
-                    m.producer_id,
-                    m.producer_epoch,
-                    &m.partitions,
-                    m.start_ms,
+        let ended = Ok(EndTxnAnswer::Ended {
+            producer_id: m.producer_id,
+            producer_epoch: m.producer_epoch,
+        });
+        match (m.state, req.commit) {
+            (TransactionState::Ongoing, commit) => {
+                let (producer_id, producer_epoch) = (m.producer_id, m.producer_epoch);
+                let partitions = m.partitions.clone();
+                let (start_ms, m) = (m.start_ms, m.clone());
+                self.prepare(
                     now,
-                );
-                let job = marker_job(m, commit);
-                self.mark_pending(transactional_id);
-                Transition {
-                    records: vec![record],
-                    response: Ok(()),
-                    markers: vec![job],
-                }
+                    m,
+                    commit,
+                    producer_id,
+                    producer_epoch,
+                    &partitions,
+                    start_ms,
+                    ended,
+                )
             }
             // A retry of an EndTxn that went through.
             (TransactionState::CompleteCommit, true) | (TransactionState::CompleteAbort, false) => {
-                answer(Ok(()))
+                Transition::answer(ended)
             }
-            (TransactionState::PrepareCommit, true) | (TransactionState::PrepareAbort, false) => {
-                answer(Err(TxnError::ConcurrentTransactions))
+            (TransactionState::PrepareCommit, true)
+            | (TransactionState::PrepareAbort, false)
+            | (TransactionState::PrepareEpochFence, _) => {
+                Transition::answer(Err(TxnError::ConcurrentTransactions))
             }
-            (TransactionState::PrepareEpochFence, _) => {
-                answer(Err(TxnError::ConcurrentTransactions))
+            _ => Transition::answer(Err(TxnError::InvalidTxnState)),
+        }
+    }
+
+    /// EndTxn v5+ (KIP-890 transactions v2, Kafka's `endTransaction` at
+    /// `TransactionVersion.TV_2`): every commit and abort bumps the producer's epoch,
+    /// so the markers (written with the new epoch) fence whatever the old epoch might
+    /// still send; a retry carrying the epoch before the bump is recognised and answered
+    /// as the first attempt was; an abort with no transaction open is allowed (it only
+    /// bumps the epoch).
+    fn end_transaction_v2(
+        &mut self,
+        now: i64,
+        req: &EndTxn,
+    ) -> Transition<Result<EndTxnAnswer, TxnError>> {
+        use TransactionState::*;
+        let Some(m) = self.txns.get(&req.transactional_id) else {
+            return Transition::answer(Err(TxnError::InvalidProducerIdMapping));
+        };
+        // The previous attempt completed and rotated the exhausted id.
+        let retry_on_overflow = m.previous_producer_id == req.producer_id
+            && req.producer_epoch == LAST_USABLE_EPOCH
+            && m.producer_epoch == 0;
+        // The previous attempt bumped the epoch.
+        let retry_on_epoch_bump = i32::from(m.producer_epoch) == i32::from(req.producer_epoch) + 1;
+        if m.producer_id != req.producer_id && !retry_on_overflow {
+            return Transition::answer(Err(TxnError::InvalidProducerIdMapping));
+        }
+        let valid_epoch = match m.state {
+            Ongoing | Empty | Dead | PrepareEpochFence => req.producer_epoch == m.producer_epoch,
+            PrepareCommit | PrepareAbort => retry_on_epoch_bump,
+            CompleteCommit | CompleteAbort => {
+                retry_on_epoch_bump || retry_on_overflow || req.producer_epoch == m.producer_epoch
             }
-            _ => answer(Err(TxnError::InvalidTxnState)),
+        };
+        if !valid_epoch {
+            return Transition::answer(Err(TxnError::ProducerFenced));
+        }
+        if m.pending {
+            return Transition::answer(Err(TxnError::ConcurrentTransactions));
+        }
+        let is_retry = retry_on_epoch_bump || retry_on_overflow;
+        let current = Ok(EndTxnAnswer::Ended {
+            producer_id: m.producer_id,
+            producer_epoch: m.producer_epoch,
+        });
+        let open = match (m.state, req.commit) {
+            (Ongoing, _) => true,
+            (PrepareCommit, true) | (PrepareAbort, false) | (PrepareEpochFence, _) => {
+                return Transition::answer(Err(TxnError::ConcurrentTransactions))
+            }
+            (CompleteCommit, true) | (CompleteAbort, false) if is_retry => {
+                return Transition::answer(current)
+            }
+            // An abort with nothing open: only the epoch bump (and no markers).
+            (Empty | CompleteCommit | CompleteAbort, false) if !is_retry => false,
+            _ => return Transition::answer(Err(TxnError::InvalidTxnState)),
+        };
+        let next_producer_id = if m.producer_epoch >= LAST_USABLE_EPOCH {
+            match req.fresh_producer_id {
+                Some(id) => id,
+                None => return Transition::answer(Ok(EndTxnAnswer::NeedsProducerId)),
+            }
+        } else {
+            -1
+        };
+        let epoch = m.producer_epoch.saturating_add(1);
+        let answer = if next_producer_id >= 0 {
+            Ok(EndTxnAnswer::Ended {
+                producer_id: next_producer_id,
+                producer_epoch: 0,
+            })
+        } else {
+            Ok(EndTxnAnswer::Ended {
+                producer_id: m.producer_id,
+                producer_epoch: epoch,
+            })
+        };
+        let (partitions, start_ms) = if open {
+            (m.partitions.clone(), m.start_ms)
+        } else {
+            (BTreeSet::new(), now)
+        };
+        let mut next = m.clone();
+        next.next_producer_id = next_producer_id;
+        next.client_transaction_version = TRANSACTION_VERSION_2;
+        let producer_id = m.producer_id;
+        self.prepare(
+            now,
+            next,
+            req.commit,
+            producer_id,
+            epoch,
+            &partitions,
+            start_ms,
+            answer,
+        )
+    }
+
+    /// Write PrepareCommit/PrepareAbort for `m` with this producer id, epoch and
+    /// partitions; its markers carry them.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare<T>(
+        &mut self,
+        now: i64,
+        m: TransactionMetadata,
+        commit: bool,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &BTreeSet<(String, i32)>,
+        start_ms: i64,
+        response: T,
+    ) -> Transition<T> {
+        let state = if commit {
+            TransactionState::PrepareCommit
+        } else {
+            TransactionState::PrepareAbort
+        };
+        let record = m.transition(
+            state,
+            producer_id,
+            producer_epoch,
+            partitions,
+            start_ms,
+            now,
+        );
+        let job = MarkerJob {
+            transactional_id: m.transactional_id.clone(),
+            producer_id,
+            producer_epoch,
+            commit,
+            partitions: partitions.iter().cloned().collect(),
+        };
+        let id = m.transactional_id.clone();
+        self.txns.insert(id.clone(), m);
+        self.mark_pending(&id);
+        Transition {
+            records: vec![record],
+            response,
+            markers: vec![job],
         }
     }
 
@@ -641,10 +831,18 @@ impl TransactionCoordinator {
         } else {
             TransactionState::CompleteAbort
         };
+        // A transactions-v2 bump that exhausted the epoch moves to the next id now
+        // (Kafka's `prepareComplete`).
+        let mut m = m.clone();
+        let (producer_id, producer_epoch) = if m.next_producer_id >= 0 {
+            (std::mem::replace(&mut m.next_producer_id, -1), 0)
+        } else {
+            (m.producer_id, m.producer_epoch)
+        };
         let record = m.transition(
             state,
-            m.producer_id,
-            m.producer_epoch,
+            producer_id,
+            producer_epoch,
             &BTreeSet::new(),
             m.start_ms,
             now,
@@ -763,6 +961,33 @@ mod tests {
 
     const ID: &str = "payments-1";
 
+    /// EndTxn of a transactions-v1 client (EndTxn v4 and older).
+    fn end_v1(id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> EndTxn {
+        EndTxn {
+            transactional_id: id.into(),
+            producer_id,
+            producer_epoch,
+            commit,
+            transaction_version: 0,
+            fresh_producer_id: None,
+        }
+    }
+
+    /// EndTxn v5+ (transactions v2).
+    fn end_v2(producer_id: i64, producer_epoch: i16, commit: bool) -> EndTxn {
+        EndTxn {
+            transaction_version: TRANSACTION_VERSION_2,
+            ..end_v1(ID, producer_id, producer_epoch, commit)
+        }
+    }
+
+    fn ended(producer_id: i64, producer_epoch: i16) -> EndTxnAnswer {
+        EndTxnAnswer::Ended {
+            producer_id,
+            producer_epoch,
+        }
+    }
+
     fn init(timeout_ms: i32) -> InitProducerId {
         InitProducerId {
             transactional_id: ID.into(),
@@ -802,11 +1027,11 @@ mod tests {
         let (ids, _) = step!(c, c_init(&mut c, 1000, 60_000, 7));
         assert_eq!(ids, Ok((7, 0)));
         assert_eq!(state(&c), TransactionState::Empty);
-        let t = c.add_partitions(1001, ID, 7, 0, &[tp("a", 0), tp("a", 1)]);
+        let t = c.add_partitions(1001, ID, 7, 0, &[tp("a", 0), tp("a", 1)], 0);
         assert_eq!(t.records.len(), 1);
         // Until the record is committed the id is pending: a second request waits.
         assert_eq!(
-            c.add_partitions(1001, ID, 7, 0, &[tp("b", 0)]).response,
+            c.add_partitions(1001, ID, 7, 0, &[tp("b", 0)], 0).response,
             Err(TxnError::ConcurrentTransactions)
         );
         assert_eq!(step!(c, t).0, Ok(()));
@@ -814,14 +1039,14 @@ mod tests {
         assert_eq!(c.get(ID).unwrap().start_ms, 1001);
         // Adding what is already there writes nothing.
         assert!(c
-            .add_partitions(1002, ID, 7, 0, &[tp("a", 1)])
+            .add_partitions(1002, ID, 7, 0, &[tp("a", 1)], 0)
             .records
             .is_empty());
-        assert!(step!(c, c.add_partitions(1003, ID, 7, 0, &[tp("b", 0)]))
+        assert!(step!(c, c.add_partitions(1003, ID, 7, 0, &[tp("b", 0)], 0))
             .0
             .is_ok());
-        let (r, markers) = step!(c, c.end_transaction(1004, ID, 7, 0, true));
-        assert_eq!(r, Ok(()));
+        let (r, markers) = step!(c, c.end_transaction(1004, &end_v1(ID, 7, 0, true)));
+        assert_eq!(r, Ok(ended(7, 0)));
         assert_eq!(state(&c), TransactionState::PrepareCommit);
         assert_eq!(
             markers,
@@ -835,15 +1060,15 @@ mod tests {
         );
         // While the markers are being written: a retried commit waits, an abort is wrong.
         assert_eq!(
-            c.end_transaction(1005, ID, 7, 0, true).response,
+            c.end_transaction(1005, &end_v1(ID, 7, 0, true)).response,
             Err(TxnError::ConcurrentTransactions)
         );
         assert_eq!(
-            c.end_transaction(1005, ID, 7, 0, false).response,
+            c.end_transaction(1005, &end_v1(ID, 7, 0, false)).response,
             Err(TxnError::InvalidTxnState)
         );
         assert_eq!(
-            c.add_partitions(1005, ID, 7, 0, &[tp("c", 0)]).response,
+            c.add_partitions(1005, ID, 7, 0, &[tp("c", 0)], 0).response,
             Err(TxnError::ConcurrentTransactions)
         );
         step!(c, c.complete(1006, &markers[0]));
@@ -851,9 +1076,12 @@ mod tests {
         assert!(c.get(ID).unwrap().partitions.is_empty());
         // A completed job is not completed twice; a retried EndTxn succeeds.
         assert!(c.complete(1007, &markers[0]).records.is_empty());
-        assert_eq!(c.end_transaction(1007, ID, 7, 0, true).response, Ok(()));
+        assert_eq!(
+            c.end_transaction(1007, &end_v1(ID, 7, 0, true)).response,
+            Ok(ended(7, 0))
+        );
         // The next transaction starts from CompleteCommit.
-        assert!(step!(c, c.add_partitions(1008, ID, 7, 0, &[tp("c", 0)]))
+        assert!(step!(c, c.add_partitions(1008, ID, 7, 0, &[tp("c", 0)], 0))
             .0
             .is_ok());
         assert_eq!(c.get(ID).unwrap().partitions.len(), 1);
@@ -872,7 +1100,7 @@ mod tests {
     fn a_new_producer_fences_the_old_one_and_aborts_its_open_transaction() {
         let mut c = TransactionCoordinator::new(TxnConfig::default());
         assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
-        assert!(step!(c, c.add_partitions(1, ID, 7, 0, &[tp("a", 0)]))
+        assert!(step!(c, c.add_partitions(1, ID, 7, 0, &[tp("a", 0)], 0))
             .0
             .is_ok());
         // A second producer with the same id: the open transaction is aborted with a
@@ -885,7 +1113,7 @@ mod tests {
         assert_eq!(markers[0].producer_epoch, 1);
         // The zombie can do nothing any more.
         assert_eq!(
-            c.end_transaction(3, ID, 7, 0, true).response,
+            c.end_transaction(3, &end_v1(ID, 7, 0, true)).response,
             Err(TxnError::ProducerFenced)
         );
         assert_eq!(
@@ -901,15 +1129,16 @@ mod tests {
             "same producer id, epoch bumped past the fence"
         );
         assert_eq!(
-            c.add_partitions(6, ID, 7, 1, &[tp("a", 0)]).response,
+            c.add_partitions(6, ID, 7, 1, &[tp("a", 0)], 0).response,
             Err(TxnError::ProducerFenced)
         );
         assert_eq!(
-            c.add_partitions(6, ID, 99, 2, &[tp("a", 0)]).response,
+            c.add_partitions(6, ID, 99, 2, &[tp("a", 0)], 0).response,
             Err(TxnError::InvalidProducerIdMapping)
         );
         assert_eq!(
-            c.add_partitions(6, "unknown", 7, 2, &[tp("a", 0)]).response,
+            c.add_partitions(6, "unknown", 7, 2, &[tp("a", 0)], 0)
+                .response,
             Err(TxnError::InvalidProducerIdMapping)
         );
     }
@@ -922,7 +1151,7 @@ mod tests {
         };
         let mut c = TransactionCoordinator::new(config);
         assert!(step!(c, c_init(&mut c, 0, 1_000, 7)).0.is_ok());
-        assert!(step!(c, c.add_partitions(100, ID, 7, 0, &[tp("a", 0)]))
+        assert!(step!(c, c.add_partitions(100, ID, 7, 0, &[tp("a", 0)], 0))
             .0
             .is_ok());
         assert_eq!(c.next_deadline(), Some(1_100));
@@ -932,7 +1161,7 @@ mod tests {
         assert_eq!((markers[0].producer_epoch, markers[0].commit), (1, false));
         // The producer that let it time out is fenced.
         assert_eq!(
-            c.end_transaction(1_200, ID, 7, 0, true).response,
+            c.end_transaction(1_200, &end_v1(ID, 7, 0, true)).response,
             Err(TxnError::ProducerFenced)
         );
         step!(c, c.complete(1_300, &markers[0]));
@@ -956,11 +1185,11 @@ mod tests {
         assert!(c.is_empty());
         assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
         // Ending a transaction that was never begun.
-        let t = c.end_transaction(1, ID, 7, 0, true);
+        let t = c.end_transaction(1, &end_v1(ID, 7, 0, true));
         assert_eq!(t.response, Err(TxnError::InvalidTxnState));
         assert!(t.records.is_empty());
         // Verify-only: partitions outside the transaction are not in it.
-        assert!(step!(c, c.add_partitions(2, ID, 7, 0, &[tp("a", 0)]))
+        assert!(step!(c, c.add_partitions(2, ID, 7, 0, &[tp("a", 0)], 0))
             .0
             .is_ok());
         assert_eq!(
@@ -972,7 +1201,7 @@ mod tests {
             Err(TxnError::ProducerFenced)
         );
         // A failed write leaves the id as it was, not pending.
-        let t = c.end_transaction(3, ID, 7, 0, false);
+        let t = c.end_transaction(3, &end_v1(ID, 7, 0, false));
         c.on_write_failed(&t.records);
         assert_eq!(state(&c), TransactionState::Ongoing);
         assert!(!c.get(ID).unwrap().pending);
@@ -1012,10 +1241,10 @@ mod tests {
     fn a_load_finds_transactions_between_the_two_phases() {
         let mut c = TransactionCoordinator::new(TxnConfig::default());
         assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
-        assert!(step!(c, c.add_partitions(1, ID, 7, 0, &[tp("a", 0)]))
+        assert!(step!(c, c.add_partitions(1, ID, 7, 0, &[tp("a", 0)], 0))
             .0
             .is_ok());
-        let end = c.end_transaction(2, ID, 7, 0, true);
+        let end = c.end_transaction(2, &end_v1(ID, 7, 0, true));
         let records = end.records.clone();
         assert!(step!(c, end).0.is_ok());
         // A new coordinator replays the same records.
@@ -1037,5 +1266,139 @@ mod tests {
         assert_eq!(jobs.len(), 1);
         assert!(jobs[0].commit);
         assert_eq!(jobs[0].partitions, vec![tp("a", 0)]);
+    }
+
+    #[test]
+    fn transactions_v2_bump_the_epoch_at_every_end_and_recognise_retries() {
+        let mut c = TransactionCoordinator::new(TxnConfig::default());
+        assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
+        let v2 = TRANSACTION_VERSION_2;
+        // A partition leader adds the partition for the v2 producer.
+        assert!(step!(c, c.add_partitions(1, ID, 7, 0, &[tp("a", 0)], v2))
+            .0
+            .is_ok());
+        assert_eq!(c.get(ID).unwrap().client_transaction_version, v2);
+        let (r, markers) = step!(c, c.end_transaction(2, &end_v2(7, 0, true)));
+        assert_eq!(r, Ok(ended(7, 1)), "the response carries the bumped epoch");
+        // The Prepare record and its markers carry the new epoch: they fence epoch 0.
+        let m = c.get(ID).unwrap();
+        assert_eq!(
+            (m.state, m.producer_epoch),
+            (TransactionState::PrepareCommit, 1)
+        );
+        assert_eq!(
+            (markers[0].producer_epoch, markers[0].partitions.clone()),
+            (1, vec![tp("a", 0)])
+        );
+        assert_eq!(c.marker_job(ID), Some(markers[0].clone()));
+        // A retry with the old epoch while the markers are written waits; the other
+        // result is wrong; a next transaction at the new epoch waits too.
+        assert_eq!(
+            c.end_transaction(3, &end_v2(7, 0, true)).response,
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            c.end_transaction(3, &end_v2(7, 0, false)).response,
+            Err(TxnError::InvalidTxnState)
+        );
+        assert_eq!(
+            c.add_partitions(3, ID, 7, 1, &[tp("a", 0)], v2).response,
+            Err(TxnError::ConcurrentTransactions)
+        );
+        step!(c, c.complete(4, &markers[0]));
+        assert_eq!(state(&c), TransactionState::CompleteCommit);
+        // The retry after completion gets the first attempt's answer.
+        assert_eq!(
+            c.end_transaction(5, &end_v2(7, 0, true)).response,
+            Ok(ended(7, 1))
+        );
+        assert_eq!(
+            c.end_transaction(5, &end_v2(7, 0, false)).response,
+            Err(TxnError::InvalidTxnState)
+        );
+        // Epoch 0 is fenced for anything else; a commit with nothing open is wrong.
+        assert_eq!(
+            c.add_partitions(5, ID, 7, 0, &[tp("a", 0)], v2).response,
+            Err(TxnError::ProducerFenced)
+        );
+        let t = c.end_transaction(5, &end_v2(7, 1, true));
+        assert_eq!(t.response, Err(TxnError::InvalidTxnState));
+        assert!(t.records.is_empty());
+        // An abort with nothing open only bumps the epoch: no partition gets a marker.
+        let (r, markers) = step!(c, c.end_transaction(6, &end_v2(7, 1, false)));
+        assert_eq!(r, Ok(ended(7, 2)));
+        assert_eq!(state(&c), TransactionState::PrepareAbort);
+        assert!(markers[0].partitions.is_empty());
+        step!(c, c.complete(7, &markers[0]));
+        assert_eq!(state(&c), TransactionState::CompleteAbort);
+        assert_eq!(c.get(ID).unwrap().producer_epoch, 2);
+        // A v1 EndTxn from the same id still ends without a bump.
+        assert!(step!(c, c.add_partitions(8, ID, 7, 2, &[tp("b", 0)], 0))
+            .0
+            .is_ok());
+        assert_eq!(
+            step!(c, c.end_transaction(9, &end_v1(ID, 7, 2, true))).0,
+            Ok(ended(7, 2))
+        );
+    }
+
+    #[test]
+    fn transactions_v2_rotate_an_exhausted_producer_id_at_completion() {
+        let mut c = TransactionCoordinator::new(TxnConfig::default());
+        assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
+        // Bring the id to the last usable epoch through its records.
+        let mut m = c.get(ID).unwrap().clone();
+        m.producer_epoch = LAST_USABLE_EPOCH;
+        c.replay(&m.transition(
+            TransactionState::Empty,
+            7,
+            LAST_USABLE_EPOCH,
+            &BTreeSet::new(),
+            -1,
+            0,
+        ));
+        let v2 = TRANSACTION_VERSION_2;
+        assert!(step!(
+            c,
+            c.add_partitions(1, ID, 7, LAST_USABLE_EPOCH, &[tp("a", 0)], v2)
+        )
+        .0
+        .is_ok());
+        // Without a fresh id nothing is written and the host is asked for one.
+        let t = c.end_transaction(2, &end_v2(7, LAST_USABLE_EPOCH, true));
+        assert_eq!(t.response, Ok(EndTxnAnswer::NeedsProducerId));
+        assert!(t.records.is_empty());
+        let req = EndTxn {
+            fresh_producer_id: Some(99),
+            ..end_v2(7, LAST_USABLE_EPOCH, true)
+        };
+        let (r, markers) = step!(c, c.end_transaction(2, &req));
+        assert_eq!(r, Ok(ended(99, 0)));
+        // The markers still fence the old id's last epoch.
+        assert_eq!(
+            (markers[0].producer_id, markers[0].producer_epoch),
+            (7, i16::MAX)
+        );
+        assert_eq!(c.get(ID).unwrap().next_producer_id, 99);
+        step!(c, c.complete(3, &markers[0]));
+        let m = c.get(ID).unwrap();
+        assert_eq!(
+            (
+                m.producer_id,
+                m.producer_epoch,
+                m.previous_producer_id,
+                m.next_producer_id
+            ),
+            (99, 0, 7, -1)
+        );
+        // A retry of the EndTxn with the old id is recognised.
+        assert_eq!(
+            c.end_transaction(4, &end_v2(7, LAST_USABLE_EPOCH, true))
+                .response,
+            Ok(ended(99, 0))
+        );
+        // The rotation survives a reload: the Prepare record stored the next id.
+        let prepare = c.get(ID).unwrap();
+        assert_eq!(prepare.client_transaction_version, v2);
     }
 }

@@ -9,7 +9,8 @@ pub mod coordinator;
 pub mod records;
 
 pub use coordinator::{
-    InitProducerId, MarkerJob, ProducerIdAndEpoch, TransactionCoordinator, TransactionMetadata,
-    Transition, TxnConfig, TxnError, TxnRecord, TRANSACTION_STATE_TOPIC,
+    EndTxn, EndTxnAnswer, InitProducerId, MarkerJob, ProducerIdAndEpoch, TransactionCoordinator,
+    TransactionMetadata, Transition, TxnConfig, TxnError, TxnRecord, TRANSACTION_STATE_TOPIC,
+    TRANSACTION_VERSION_2,
 };
 pub use records::{TransactionLogValue, TransactionState};

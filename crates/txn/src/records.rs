@@ -26,11 +26,15 @@
 //! `transaction.version` feature, not on the client (`TransactionVersion
 //! .transactionLogValueVersion()`): level 0 writes v0, levels 1 and 2 write v1 (see
 //! [`value_version_for`]). A new Kafka 4.x cluster finalizes level 2 by default, so it
-//! writes v1. Ottla does not finalize `transaction.version` (its level is 0), so
-//! [`encode_value`] writes [`VALUE_VERSION`] = 0, exactly as Kafka 4.1 does at that level.
-//! v0 has no tagged fields: it drops the previous/next producer ids and the client
-//! transaction version, which read back as -1, -1 and 0. (Kafka 4.1 itself never sets
-//! the previous/next producer ids, even in v1; only later versions write them.
+//! writes v1. Ottla finalizes level 2 too (transactions v2, KIP-890), so the
+//! transaction coordinator writes v1 ([`encode_value_version`] with
+//! [`value_version_for`]`(2)`), with the client transaction version and, unlike Kafka
+//! 4.1, the next producer id of an epoch rotation, so a coordinator that loads a
+//! transaction between its phases still knows which id comes next. [`encode_value`]
+//! writes [`VALUE_VERSION`] = 0, what Kafka 4.1 writes at level 0: v0 has no tagged
+//! fields; it drops the previous/next producer ids and the client transaction version,
+//! which read back as -1, -1 and 0. (Kafka 4.1 itself never sets the previous/next
+//! producer ids, even in v1; only later versions write them.
 //! [`encode_value_version`] writes whatever the value holds.)
 //!
 //! The partitions are null in the Empty state and an array (possibly empty) in every

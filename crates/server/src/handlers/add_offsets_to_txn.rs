@@ -33,6 +33,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         req.producer_id.0,
         req.producer_epoch,
         vec![(OFFSETS_TOPIC.to_string(), partition)],
+        0,
     );
     respond_later(request, async move {
         let code = match added.await {

@@ -1,7 +1,9 @@
 //! AddPartitionsToTxn (key 24): add partitions to a producer's open transaction (and
 //! open one). v0-3 come from producers, one transaction per request; v4+ (KIP-890)
 //! batch several transactions and may only *verify* that partitions are already in
-//! them (what a partition leader asks before it accepts transactional data).
+//! them (what a partition leader asks before it accepts transactional data), or add
+//! them for a transactions-v2 producer (KIP-890 part 2: such a producer never sends
+//! this request itself; the leader of the partition it writes to does).
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResp
 use kafka_protocol::ResponseError;
 use ottla_controller::MetadataImage;
 use ottla_protocol::frame::Request;
+use ottla_txn::TRANSACTION_VERSION_2;
 
 use super::{decode, respond_later, txn_error_code, HandlerError, Reply};
 use crate::broker::Broker;
@@ -35,6 +38,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             false,
             req.v3_and_below_topics,
             version >= PRODUCER_FENCED_SINCE,
+            false,
         );
         return respond_later(request, async move {
             AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(answer.await)
@@ -53,6 +57,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 t.producer_epoch,
                 t.verify_only,
                 t.topics,
+                true,
                 true,
             );
             (id, answer)
@@ -84,6 +89,7 @@ fn add_one(
     verify_only: bool,
     topics: Vec<AddPartitionsToTxnTopic>,
     knows_fenced: bool,
+    knows_batches: bool,
 ) -> impl std::future::Future<Output = Vec<AddPartitionsToTxnTopicResult>> + Send + 'static {
     let mut partitions: Vec<(String, i32)> = Vec::new();
     let mut unknown = false;
@@ -136,11 +142,18 @@ fn add_one(
             partitions.clone(),
         ))
     } else {
+        // Only brokers send v4+, and they add (rather than verify) partitions only
+        // for transactions-v2 producers.
         Pending::Add(broker.txns.add_partitions(
             transactional_id,
             producer_id,
             producer_epoch,
             partitions.clone(),
+            if knows_batches {
+                TRANSACTION_VERSION_2
+            } else {
+                0
+            },
         ))
     };
     async move {

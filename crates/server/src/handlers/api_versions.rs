@@ -4,13 +4,15 @@
 //! response carrying UNSUPPORTED_VERSION and our version table, from which it picks a
 //! version both sides support and asks again.
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::ResponseError;
-use ottla_protocol::api_versions::{supported, SUPPORTED_APIS};
+use ottla_protocol::api_versions::{supported, FEATURES, FINALIZED_FEATURES_EPOCH, SUPPORTED_APIS};
 use ottla_protocol::frame::Request;
 
-use super::{decode, encode, respond, HandlerError, Reply};
+use super::{decode, encode, respond, str_bytes, HandlerError, Reply};
 
 fn version_table() -> Vec<ApiVersion> {
     SUPPORTED_APIS
@@ -39,6 +41,31 @@ pub fn handle(request: &Request) -> Result<Reply, HandlerError> {
         )?));
     }
     let _client: ApiVersionsRequest = decode(request)?;
-    let body = ApiVersionsResponse::default().with_api_keys(version_table());
+    // Features are v3+ tagged fields; the encoder leaves them out of older versions.
+    let body = ApiVersionsResponse::default()
+        .with_api_keys(version_table())
+        .with_supported_features(
+            FEATURES
+                .iter()
+                .map(|f| {
+                    SupportedFeatureKey::default()
+                        .with_name(str_bytes(f.name.to_string()))
+                        .with_min_version(f.min_version)
+                        .with_max_version(f.max_version)
+                })
+                .collect(),
+        )
+        .with_finalized_features_epoch(FINALIZED_FEATURES_EPOCH)
+        .with_finalized_features(
+            FEATURES
+                .iter()
+                .map(|f| {
+                    FinalizedFeatureKey::default()
+                        .with_name(str_bytes(f.name.to_string()))
+                        .with_min_version_level(f.finalized_level)
+                        .with_max_version_level(f.finalized_level)
+                })
+                .collect(),
+        );
     respond(request, &body)
 }

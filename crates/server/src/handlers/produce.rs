@@ -14,6 +14,8 @@
 //! The first transactional batch of a transaction in a partition is verified with the
 //! transaction coordinator first (`transaction.partition.verification.enable`, see
 //! `crate::txn_verification`); INVALID_TXN_STATE if the partition is not part of it.
+//! From v12 (transactions v2, KIP-890 part 2) the leader adds the partition to the
+//! producer's transaction instead: such producers never send AddPartitionsToTxn.
 //!
 //! A topic whose `flush.messages` asks for an fsync gets it before the answer, as in
 //! Kafka. The fsyncs run on the blocking pool, without the partition's lock, so the
@@ -39,6 +41,9 @@ use crate::broker::Broker;
 use crate::leader_hints::{self, LeaderHints};
 use crate::txn_verification::{self, VerifyRequest};
 
+/// The first Produce version sent by transactions-v2 producers (KIP-890 part 2).
+const FIRST_TRANSACTIONS_V2_VERSION: i16 = 12;
+
 fn partition_error(
     index: i32,
     code: i16,
@@ -59,8 +64,11 @@ fn partition_error(
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: ProduceRequest = decode(request)?;
-    let to_verify = if broker.config.transaction_partition_verification {
-        transaction_to_verify(broker, &req)
+    // v12+ comes from transactions-v2 producers, which leave adding the partition to
+    // their transaction to the leader: that happens whatever the verification setting.
+    let add = request.version() >= FIRST_TRANSACTIONS_V2_VERSION;
+    let to_verify = if add || broker.config.transaction_partition_verification {
+        transaction_to_verify(broker, &req, add)
     } else {
         None
     };
@@ -87,8 +95,13 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
 }
 
 /// The partitions whose transactional batch opens the producer's transaction there
-/// (KIP-890 part 1: they are verified with the transaction coordinator first).
-fn transaction_to_verify(broker: &Broker, req: &ProduceRequest) -> Option<VerifyRequest> {
+/// (KIP-890 part 1: they are verified with the transaction coordinator first; part 2,
+/// `add`: the coordinator adds them).
+fn transaction_to_verify(
+    broker: &Broker,
+    req: &ProduceRequest,
+    add: bool,
+) -> Option<VerifyRequest> {
     let transactional_id = req.transactional_id.as_ref().filter(|t| !t.is_empty())?;
     let image = broker.controller.image();
     let mut producer: Option<(i64, i16)> = None;
@@ -128,6 +141,7 @@ fn transaction_to_verify(broker: &Broker, req: &ProduceRequest) -> Option<Verify
         producer_id,
         producer_epoch,
         partitions,
+        add,
     })
 }
 

@@ -3,6 +3,12 @@
 //! an OffsetCommit (generation and member from v3), writes them in a transactional
 //! batch, and they become visible to OffsetFetch only when the COMMIT marker reaches
 //! the group's partition.
+//!
+//! v5 comes from transactions-v2 producers (KIP-890 part 2), which send no
+//! AddOffsetsToTxn: the group coordinator adds the group's `__consumer_offsets`
+//! partition to the producer's transaction itself first, unless the partition already
+//! holds that transaction open (Kafka's `CoordinatorPartitionWriter`
+//! `maybeStartTransactionVerification`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,14 +18,18 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use kafka_protocol::ResponseError;
+use ottla_controller::OFFSETS_TOPIC;
 use ottla_group::types::{OffsetCommitRequest, PartitionOffsetCommit};
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond_later, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::txn_verification::{self, VerifyRequest};
 
 /// First version that carries the group's generation and member (KIP-447).
 const GROUP_METADATA_SINCE: i16 = 3;
+/// First version of transactions v2 (KIP-890 part 2).
+const TRANSACTIONS_V2_SINCE: i16 = 5;
 
 pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
     let req: TxnOffsetCommitRequest = decode(request)?;
@@ -66,23 +76,32 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     } else {
         (-1, String::new(), None)
     };
-    let committed = broker.groups.txn_commit_offsets(
-        OffsetCommitRequest {
-            group_id: req.group_id.to_string(),
-            generation_id,
-            member_id,
-            group_instance_id,
-            offsets,
-        },
-        req.producer_id.0,
-        req.producer_epoch,
-    );
+    let commit = OffsetCommitRequest {
+        group_id: req.group_id.to_string(),
+        generation_id,
+        member_id,
+        group_instance_id,
+        offsets,
+    };
+    let to_add = if version >= TRANSACTIONS_V2_SINCE {
+        offsets_partition_to_add(broker, &req)
+    } else {
+        None
+    };
+    let broker = broker.clone();
+    let (producer_id, producer_epoch) = (req.producer_id.0, req.producer_epoch);
     respond_later(request, async move {
-        let results: HashMap<(String, i32), i16> = committed
-            .await
-            .into_iter()
-            .map(|r| ((r.topic, r.partition), r.error))
-            .collect();
+        let results: HashMap<(String, i32), i16> = match to_add {
+            Some(add) => match add_to_transaction(&broker, add).await {
+                0 => commit_results(&broker, commit, producer_id, producer_epoch).await,
+                code => commit
+                    .offsets
+                    .iter()
+                    .map(|o| ((o.topic.clone(), o.partition), code))
+                    .collect(),
+            },
+            None => commit_results(&broker, commit, producer_id, producer_epoch).await,
+        };
         let topics = req
             .topics
             .into_iter()
@@ -107,4 +126,58 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .collect();
         TxnOffsetCommitResponse::default().with_topics(topics)
     })
+}
+
+async fn commit_results(
+    broker: &Broker,
+    commit: OffsetCommitRequest,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> HashMap<(String, i32), i16> {
+    broker
+        .groups
+        .txn_commit_offsets(commit, producer_id, producer_epoch)
+        .await
+        .into_iter()
+        .map(|r| ((r.topic, r.partition), r.error))
+        .collect()
+}
+
+/// The group's offsets partition, when the producer's transaction is not open there
+/// yet (a v5 client never adds it itself).
+fn offsets_partition_to_add(
+    broker: &Broker,
+    req: &TxnOffsetCommitRequest,
+) -> Option<VerifyRequest> {
+    let partition = broker.groups.partition_for(req.group_id.as_str()).ok()?;
+    let image = broker.controller.image();
+    let topic = image.topic(OFFSETS_TOPIC)?;
+    let open = broker
+        .replicas
+        .leader(&topic.topic_id, partition)
+        .is_some_and(|p| p.has_open_transaction(req.producer_id.0, req.producer_epoch));
+    (!open).then(|| VerifyRequest {
+        transactional_id: req.transactional_id.to_string(),
+        producer_id: req.producer_id.0,
+        producer_epoch: req.producer_epoch,
+        partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
+        add: true,
+    })
+}
+
+/// Add the offsets partition to the transaction: 0, or the error every offset gets.
+/// The coordinator's unavailability reads COORDINATOR_NOT_AVAILABLE here, as Kafka's
+/// group coordinator answers a failed verification.
+async fn add_to_transaction(broker: &Arc<Broker>, add: VerifyRequest) -> i16 {
+    let code = txn_verification::verify(broker, add)
+        .await
+        .into_iter()
+        .map(|(_, code)| code)
+        .find(|code| *code != 0)
+        .unwrap_or(0);
+    if code == ResponseError::NotEnoughReplicas.code() {
+        ResponseError::CoordinatorNotAvailable.code()
+    } else {
+        code
+    }
 }
