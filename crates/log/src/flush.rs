@@ -37,6 +37,14 @@ impl SyncTarget {
         SyncTarget { file, path }
     }
 
+    /// fsync the file's data.
+    pub(crate) fn sync(&self) -> Result<(), LogError> {
+        self.file
+            .sync_data()
+            .map_err(io_context("fsync", &self.path))?;
+        Ok(())
+    }
+
     /// Both hold the same open file (one fsync covers both).
     pub(crate) fn is_same_handle(&self, other: &SyncTarget) -> bool {
         Arc::ptr_eq(&self.file, &other.file)

@@ -21,8 +21,11 @@
 //! them, `index` the two index kinds, `segment` one `.log` file with its indexes,
 //! [`producer_state`] the idempotence bookkeeping, `leader_epoch` the first offset of
 //! each leader epoch ([`LeaderEpochCache`]), and `log` ties them into a partition.
-//! `flush` is how the owner of a log fsyncs it without holding it ([`FlushPlan`]).
+//! `flush` is how the owner of a log fsyncs it without holding it ([`FlushPlan`]);
+//! [`cleaner`] compacts it the same way (planned under the owner's lock, carried out
+//! without it, swapped in under it).
 
+pub mod cleaner;
 mod flush;
 mod header;
 mod index;
@@ -33,6 +36,8 @@ mod segment;
 mod slice;
 mod txn_index;
 
+#[cfg(test)]
+mod cleaner_tests;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +57,10 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
 pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Kafka's `index.interval.bytes` default.
 pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
+/// Kafka's `min.cleanable.dirty.ratio` default.
+pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
+/// Kafka's `delete.retention.ms` default: 1 day.
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 /// Kafka's `retention.ms` default: 7 days.
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Largest segment a `.index` entry can address: positions are int32 on disk, which is
@@ -63,7 +72,7 @@ pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
 pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 64 << 20;
 
 /// A partition's log settings, with Kafka's topic-level names and defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll to a new segment before the active one would exceed this.
     pub segment_bytes: u64,
@@ -80,6 +89,19 @@ pub struct LogConfig {
     /// `flush.ms`: fsync in the background when the last flush is older than this
     /// (checked on append; nothing waits for it).
     pub flush_interval_ms: i64,
+    /// `cleanup.policy` contains `compact`: the log cleaner keeps the latest record of
+    /// each key (see [`cleaner`]).
+    pub compact: bool,
+    /// `min.cleanable.dirty.ratio`: clean once this share of the cleanable bytes is
+    /// dirty (not cleaned yet).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `delete.retention.ms`: how long a tombstone (a record with a null value) stays.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a log with a dirty record older than this is cleaned
+    /// whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -92,6 +114,11 @@ impl Default for LogConfig {
             retention_ms: DEFAULT_RETENTION_MS,
             flush_interval_messages: i64::MAX,
             flush_interval_ms: i64::MAX,
+            compact: false,
+            min_cleanable_dirty_ratio: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
+            delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

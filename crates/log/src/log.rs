@@ -11,20 +11,21 @@ use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
 use ottla_protocol::control::{control_record_type, ControlRecordType};
 use tracing::{info, warn};
 
+use crate::cleaner::{self, CleanedLog, CleaningPlan, SourceSegment, CLEANED_SUFFIX, SWAP_SUFFIX};
 use crate::flush::{FlushPlan, InFlight, SyncTarget};
 use crate::header::BatchHeader;
 use crate::index::NO_TIMESTAMP;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager, SNAPSHOT_SUFFIX};
-use crate::segment::{Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{
+    segment_file, Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
 use crate::slice::LogSlices;
 use crate::txn_index::{AbortedTxn, TXN_INDEX_SUFFIX};
 use crate::{io_context, now_ms, AppendInfo, LogConfig, LogError, MAX_SEGMENT_BYTES};
 
 /// Kafka's suffix for files scheduled for deletion; leftovers are removed on open.
 const DELETED_SUFFIX: &str = ".deleted";
-/// Kafka's suffix for a cleaner's output that never got swapped in.
-const CLEANED_SUFFIX: &str = ".cleaned";
 /// Our own temporary files (snapshots being written).
 const TMP_SUFFIX: &str = ".tmp";
 /// Base offsets in file names are 20 decimal digits.
@@ -95,6 +96,9 @@ pub struct Log {
     /// state). The recovery point stays where it was until the next open, whose
     /// recovery scans from there.
     sync_failed: bool,
+    /// Offsets below this were compacted by the cleaner (Kafka's cleaner checkpoint,
+    /// kept in memory: the log start after an open).
+    first_dirty_offset: i64,
 }
 
 impl Log {
@@ -146,6 +150,7 @@ impl Log {
             in_flight: Vec::new(),
             next_plan_id: 0,
             sync_failed: false,
+            first_dirty_offset: 0,
         };
 
         let bases: Vec<i64> = files.logs.into_iter().collect();
@@ -172,6 +177,7 @@ impl Log {
             )));
         };
         log.log_start_offset = first.base_offset();
+        log.first_dirty_offset = log.log_start_offset;
         log.log_end_offset = log_end_offset;
         log.recovery_point = recovery_point.clamp(log.log_start_offset, log.log_end_offset);
         log.load_aborted_transactions(first_recovered)?;
@@ -1220,6 +1226,202 @@ impl Log {
         Ok(count)
     }
 
+    /// The cleaning this log would get now, if it is compacted and worth cleaning
+    /// (see [`crate::cleaner`]): `upper_bound` is the owner's bound (its high
+    /// watermark), `force` skips the dirty-ratio test (tests and tools).
+    pub fn cleaning_plan(&self, now: i64, upper_bound: i64, force: bool) -> Option<CleaningPlan> {
+        if !self.config.compact {
+            return None;
+        }
+        let mut uncleanable = upper_bound.min(self.log_end_offset);
+        if let Some(first_unstable) = self.first_unstable_offset() {
+            uncleanable = uncleanable.min(first_unstable);
+        }
+        let first_dirty = self.first_dirty_offset.max(self.log_start_offset);
+        let lag_bound = now.saturating_sub(self.config.min_compaction_lag_ms.max(0));
+        let mut sources = Vec::new();
+        let (mut dirty_bytes, mut total_bytes) = (0u64, 0u64);
+        let mut oldest_dirty = i64::MAX;
+        // Every segment but the active one, while it ends below the uncleanable offset
+        // and (for dirty ones) is older than the minimum compaction lag.
+        for i in 0..self.segments.len().saturating_sub(1) {
+            let segment = &self.segments[i];
+            let end = self.segment_end(i);
+            if end > uncleanable {
+                break;
+            }
+            let dirty = segment.base_offset() >= first_dirty;
+            let newest = segment.max_timestamp();
+            if dirty && self.config.min_compaction_lag_ms > 0 && newest > lag_bound {
+                break;
+            }
+            total_bytes += segment.size();
+            if dirty {
+                dirty_bytes += segment.size();
+                let first = segment.first_batch_timestamp().unwrap_or(newest);
+                if first >= 0 {
+                    oldest_dirty = oldest_dirty.min(first);
+                }
+            }
+            sources.push(SourceSegment {
+                base: segment.base_offset(),
+                end,
+                size: segment.size(),
+                last_modified_ms: cleaner::last_modified_ms(segment.log_path()),
+                file: segment.file(),
+                path: segment.log_path().to_path_buf(),
+                aborted: self
+                    .aborted
+                    .iter()
+                    .filter(|a| a.last_offset >= segment.base_offset() && a.last_offset < end)
+                    .copied()
+                    .collect(),
+            });
+        }
+        if dirty_bytes == 0 || total_bytes == 0 {
+            return None;
+        }
+        let dirty_ratio = dirty_bytes as f64 / total_bytes as f64;
+        let overdue = oldest_dirty != i64::MAX
+            && now.saturating_sub(oldest_dirty) > self.config.max_compaction_lag_ms;
+        if !force && !overdue && dirty_ratio < self.config.min_cleanable_dirty_ratio {
+            return None;
+        }
+        let cleanable_end = sources.last().map_or(self.log_start_offset, |s| s.end);
+        // Kafka's legacy delete horizon: the last already-cleaned segment's
+        // modification time minus delete.retention.ms (none cleaned yet: keep them all).
+        let delete_horizon_ms = sources
+            .iter()
+            .take_while(|s| s.base < first_dirty)
+            .last()
+            .map_or(0, |s| {
+                s.last_modified_ms
+                    .saturating_sub(self.config.delete_retention_ms)
+            });
+        let first_offset = sources.first().map_or(self.log_start_offset, |s| s.base);
+        Some(CleaningPlan {
+            dir: self.dir.clone(),
+            name: self.name.clone(),
+            generation: self.generation,
+            first_dirty,
+            aborted: self
+                .aborted
+                .iter()
+                .filter(|a| a.last_offset >= first_offset && a.first_offset < cleanable_end)
+                .copied()
+                .collect(),
+            sources,
+            segment_bytes: self.segment_limit(),
+            index_interval_bytes: self.config.index_interval_bytes,
+            delete_horizon_ms,
+            dirty_ratio,
+        })
+    }
+
+    /// Swap the segments [`cleaner::clean`] wrote in for the ones they replace (see
+    /// [`crate::cleaner`]). Returns whether they were: if the log changed meanwhile in a
+    /// way that touched them (truncation, retention, another swap), the cleaned files
+    /// are deleted and the log stays as it is.
+    pub fn swap_cleaned(&mut self, cleaned: CleanedLog) -> Result<bool, LogError> {
+        self.swap_cleaned_with(cleaned, || {})
+    }
+
+    /// [`Log::swap_cleaned`], calling `after_commit` once the swap is committed (every
+    /// `.swap` file renamed and the directory synced) and before any replaced segment
+    /// is deleted: the point a fault-injection test kills the process at.
+    pub fn swap_cleaned_with(
+        &mut self,
+        cleaned: CleanedLog,
+        after_commit: impl FnOnce(),
+    ) -> Result<bool, LogError> {
+        let still_there = cleaned.generation == self.generation
+            && cleaned.groups.iter().all(|g| {
+                g.sources.iter().all(|&(base, size)| {
+                    self.segments
+                        .iter()
+                        .any(|s| s.base_offset() == base && s.size() == size)
+                })
+            });
+        let renamed = |base: i64, from: &str, to: &str| -> Result<(), LogError> {
+            for suffix in [
+                INDEX_SUFFIX,
+                TIME_INDEX_SUFFIX,
+                TXN_INDEX_SUFFIX,
+                LOG_SUFFIX,
+            ] {
+                let src = segment_file(&self.dir, base, &join_suffix(suffix, from));
+                let dst = segment_file(&self.dir, base, &join_suffix(suffix, to));
+                match fs::rename(&src, &dst) {
+                    Ok(()) => {}
+                    // A group that kept no aborted transaction has no transaction index.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_context("rename", &src)(e).into()),
+                }
+            }
+            Ok(())
+        };
+        if !still_there {
+            info!(
+                "Abandoned cleaning of {}: its segments changed while it was being cleaned",
+                self.name
+            );
+            for g in &cleaned.groups {
+                for suffix in [
+                    INDEX_SUFFIX,
+                    TIME_INDEX_SUFFIX,
+                    TXN_INDEX_SUFFIX,
+                    LOG_SUFFIX,
+                ] {
+                    let path =
+                        segment_file(&self.dir, g.base, &join_suffix(suffix, CLEANED_SUFFIX));
+                    let _ = fs::remove_file(path);
+                }
+            }
+            return Ok(false);
+        }
+        // Commit: every group's files become `.swap`, each `.log` last.
+        for g in &cleaned.groups {
+            renamed(g.base, CLEANED_SUFFIX, SWAP_SUFFIX)?;
+        }
+        sync_dir(&self.dir)?;
+        after_commit();
+        let interval = self.config.index_interval_bytes;
+        for g in &cleaned.groups {
+            let first = self
+                .segments
+                .iter()
+                .position(|s| s.base_offset() == g.base)
+                .ok_or_else(|| {
+                    LogError::Corrupt(format!(
+                        "{}: segment {} vanished during a swap",
+                        self.name, g.base
+                    ))
+                })?;
+            let replaced: Vec<Segment> = self
+                .segments
+                .drain(first..first + g.sources.len())
+                .collect();
+            let end = self
+                .segments
+                .get(first)
+                .map_or(self.log_end_offset, Segment::base_offset);
+            for segment in replaced {
+                segment.delete_files()?;
+            }
+            renamed(g.base, SWAP_SUFFIX, "")?;
+            let mut segment = Segment::open(&self.dir, g.base, now_ms())?;
+            if !segment.load_indexes(end)? {
+                segment.recover(g.base, Some(end), interval)?;
+            }
+            self.segments.insert(first, segment);
+        }
+        sync_dir(&self.dir)?;
+        let first_dirty = self.first_dirty_offset;
+        self.first_dirty_offset = self.first_dirty_offset.max(cleaned.end);
+        cleaner::log_cleaned(&cleaned.name, &cleaned.stats, first_dirty, cleaned.end);
+        Ok(true)
+    }
+
     /// Remove everything at and after `offset` (follower truncation). The batch holding
     /// `offset` goes whole, so the log end offset afterwards is that batch's base offset
     /// when `offset` falls inside a batch. Leader epochs starting at or after the new end
@@ -1244,6 +1446,7 @@ impl Log {
         self.log_end_offset = active.next_offset().unwrap_or(offset);
         sync_dir(&self.dir)?;
         self.recovery_point = self.recovery_point.min(self.log_end_offset);
+        self.first_dirty_offset = self.first_dirty_offset.min(self.log_end_offset);
         let end = self.log_end_offset;
         if self.aborted.last().is_some_and(|e| e.last_offset >= end) {
             self.aborted.retain(|e| e.last_offset < end);
@@ -1278,6 +1481,7 @@ impl Log {
         self.log_start_offset = offset;
         self.log_end_offset = offset;
         self.recovery_point = offset;
+        self.first_dirty_offset = offset;
         self.unflushed_messages = 0;
         sync_dir(&self.dir)?;
         let snapshots: Vec<i64> = self.snapshots.iter().copied().collect();
@@ -1337,6 +1541,7 @@ struct DirectoryFiles {
 /// deletions, cleanings and snapshot writes are removed, as are index files without a
 /// log (Kafka does the same); unknown files are left alone.
 fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
+    complete_interrupted_swaps(dir)?;
     let mut logs = BTreeSet::new();
     let mut snapshots = BTreeSet::new();
     let mut indexes: Vec<(i64, PathBuf)> = Vec::new();
@@ -1347,7 +1552,8 @@ fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
             continue;
         };
         if name.ends_with(DELETED_SUFFIX)
-            || name.ends_with(CLEANED_SUFFIX)
+            || name.ends_with(&format!(".{CLEANED_SUFFIX}"))
+            || name.ends_with(&format!(".{SWAP_SUFFIX}"))
             || name.ends_with(TMP_SUFFIX)
         {
             fs::remove_file(&path).map_err(io_context("delete", &path))?;
@@ -1382,6 +1588,106 @@ fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
         }
     }
     Ok(DirectoryFiles { logs, snapshots })
+}
+
+/// `suffix` with `.extra` after it (nothing when `extra` is empty).
+fn join_suffix(suffix: &str, extra: &str) -> String {
+    if extra.is_empty() {
+        suffix.to_string()
+    } else {
+        format!("{suffix}.{extra}")
+    }
+}
+
+/// Finish the cleaner swaps a crash interrupted (see [`crate::cleaner`]): a
+/// `<base>.log.swap` is committed, so the segments whose base offsets lie in its range
+/// go and its files take their final names (the `.log` last). `.swap` files without
+/// their `.log.swap` were never committed; the caller deletes them with the `.cleaned`
+/// ones.
+fn complete_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
+    let log_swap = join_suffix(LOG_SUFFIX, SWAP_SUFFIX);
+    let mut swaps = Vec::new();
+    let mut logs = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_context("list", dir))? {
+        let entry = entry.map_err(io_context("list", dir))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some((stem, suffix)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
+        if suffix == log_swap {
+            swaps.push(base);
+        } else if suffix == LOG_SUFFIX {
+            logs.push(base);
+        }
+    }
+    for base in swaps {
+        let swap_path = segment_file(dir, base, &log_swap);
+        let last = last_offset_in(&swap_path)?.unwrap_or(base).max(base);
+        for &old in logs.iter().filter(|&&o| o >= base && o <= last) {
+            for suffix in [
+                INDEX_SUFFIX,
+                TIME_INDEX_SUFFIX,
+                TXN_INDEX_SUFFIX,
+                LOG_SUFFIX,
+            ] {
+                let path = segment_file(dir, old, suffix);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_context("delete", &path)(e).into()),
+                }
+            }
+        }
+        for suffix in [
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+            LOG_SUFFIX,
+        ] {
+            let src = segment_file(dir, base, &join_suffix(suffix, SWAP_SUFFIX));
+            let dst = segment_file(dir, base, suffix);
+            match fs::rename(&src, &dst) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_context("rename", &src)(e).into()),
+            }
+        }
+        warn!(
+            "Completed the swap of cleaned segment {base} in {} interrupted by a crash (replaced segments {base} to {last})",
+            dir.display()
+        );
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The last offset of the last whole batch in the segment file at `path` (`None` if it
+/// holds none): walks the batch lengths, trusting nothing beyond the file's size.
+fn last_offset_in(path: &Path) -> Result<Option<i64>, LogError> {
+    use std::os::unix::fs::FileExt;
+    let file = fs::File::open(path).map_err(io_context("open", path))?;
+    let len = file.metadata().map_err(io_context("stat", path))?.len();
+    let mut position = 0u64;
+    let mut last = None;
+    let mut header = [0u8; ottla_protocol::batch::BATCH_HEADER_LEN];
+    while position + header.len() as u64 <= len {
+        file.read_exact_at(&mut header, position)
+            .map_err(io_context("read", path))?;
+        let Ok(h) = BatchHeader::parse(&header) else {
+            break;
+        };
+        if position + h.size as u64 > len {
+            break;
+        }
+        last = Some(h.last_offset());
+        position += h.size as u64;
+    }
+    Ok(last)
 }
 
 /// fsync the directory so that file creations, renames and deletions survive a crash.

@@ -146,7 +146,25 @@ impl ChunkReader<'_> {
 impl Segment {
     /// Create a new, empty segment (replacing any files of that name).
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
-        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        Segment::create_with_suffix(dir, base_offset, now_ms, "")
+    }
+
+    /// [`Segment::create`] with `.<extra>` after each file's name (the cleaner's
+    /// `.cleaned` output); nothing extra when `extra` is empty.
+    pub fn create_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        extra: &str,
+    ) -> io::Result<Segment> {
+        let name = |suffix: &str| {
+            if extra.is_empty() {
+                segment_file(dir, base_offset, suffix)
+            } else {
+                segment_file(dir, base_offset, &format!("{suffix}.{extra}"))
+            }
+        };
+        let log_path = name(LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -154,19 +172,13 @@ impl Segment {
             .truncate(true)
             .open(&log_path)
             .map_err(io_context("create", &log_path))?;
-        let mut txn_index = TxnIndexFile::new(segment_file(dir, base_offset, TXN_INDEX_SUFFIX));
+        let mut txn_index = TxnIndexFile::new(name(TXN_INDEX_SUFFIX));
         txn_index.delete()?;
         Ok(Segment {
             txn_index,
             base_offset,
-            offset_index: OffsetIndex::create(
-                segment_file(dir, base_offset, INDEX_SUFFIX),
-                base_offset,
-            )?,
-            time_index: TimeIndex::create(
-                segment_file(dir, base_offset, TIME_INDEX_SUFFIX),
-                base_offset,
-            )?,
+            offset_index: OffsetIndex::create(name(INDEX_SUFFIX), base_offset)?,
+            time_index: TimeIndex::create(name(TIME_INDEX_SUFFIX), base_offset)?,
             log_path,
             file: Arc::new(file),
             size: 0,
@@ -347,6 +359,11 @@ impl Segment {
 
     pub fn base_offset(&self) -> i64 {
         self.base_offset
+    }
+    /// The max timestamp of the segment's first batch, when it was appended or
+    /// scanned here.
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        self.first_batch_timestamp
     }
     pub fn size(&self) -> u64 {
         self.size
@@ -641,6 +658,29 @@ impl Segment {
         self.first_batch_timestamp = first_batch_timestamp;
         self.next_offset = Some(next_offset);
         Ok(removed)
+    }
+
+    /// fsync every file of the segment now (the cleaner's output, before its swap).
+    pub fn sync_all(&mut self) -> Result<(), LogError> {
+        let mut targets = Vec::new();
+        self.take_unsynced(&mut targets);
+        for target in targets {
+            target.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Set the `.log` file's modification time.
+    pub fn set_modified(&self, time: std::time::SystemTime) -> Result<(), LogError> {
+        self.file
+            .set_modified(time)
+            .map_err(io_context("set the modification time of", &self.log_path))?;
+        Ok(())
+    }
+
+    /// The `.log` file, shared (the cleaner reads it without the log's lock).
+    pub(crate) fn file(&self) -> Arc<File> {
+        self.file.clone()
     }
 
     /// Delete the segment's files (a missing file is not an error: a crash may have

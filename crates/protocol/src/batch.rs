@@ -450,6 +450,27 @@ impl<'a> Iterator for BatchIter<'a> {
     }
 }
 
+/// `original` with other records: its header with `records_count`, `max_timestamp`
+/// and `records_payload` (already compressed with the original's codec), a new length
+/// and CRC. What the log cleaner writes for a batch it kept part of.
+pub fn rebuild_batch(
+    original: &RecordBatch<'_>,
+    records_count: i32,
+    max_timestamp: i64,
+    records_payload: &[u8],
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(BATCH_HEADER_LEN + records_payload.len());
+    b.extend_from_slice(&original.as_bytes()[..BATCH_HEADER_LEN]);
+    b.extend_from_slice(records_payload);
+    let length = (b.len() - LOG_OVERHEAD) as i32;
+    b[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    b[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    b[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&records_count.to_be_bytes());
+    let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
+    b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 /// Build a v2 batch from parts. Used by tests and by the broker for batches it writes
 /// itself (none yet in the produce path); records must already be encoded (and
 /// compressed, if `compression` says so).

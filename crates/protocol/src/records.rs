@@ -168,6 +168,92 @@ pub fn scan_records<B>(
     Ok(None)
 }
 
+/// What the log cleaner sees of a record: its offset, timestamp and key, and whether
+/// it has a value (a record with a null value is a tombstone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedRecord<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub has_value: bool,
+}
+
+/// What [`filter_records`] made of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtered {
+    /// Every record stays: the batch can be copied as it is.
+    KeptAll,
+    /// No record stays.
+    RemovedAll,
+    /// Some stay: the batch rebuilt with them (see [`filter_records`]).
+    Rebuilt(Vec<u8>),
+}
+
+/// Keep the records of `batch` for which `keep` says so (Kafka's `MemoryRecords
+/// .filterTo`, what the log cleaner does to each batch). A rebuilt batch keeps the
+/// original's header (base offset, last offset delta, producer id, epoch and base
+/// sequence, attributes, partition leader epoch, base timestamp), so every surviving
+/// record keeps its offset and the batch still ends where it ended (the producer's
+/// last sequence stays known, as Kafka's `overrideLastOffset` ensures); only the record
+/// count, the max timestamp (recomputed unless the batch carries log-append time), the
+/// length and the CRC change. Surviving records are copied byte for byte and
+/// recompressed with the batch's codec.
+pub fn filter_records(
+    batch: &RecordBatch<'_>,
+    max_decompressed: usize,
+    mut keep: impl FnMut(&KeyedRecord<'_>) -> bool,
+) -> Result<Filtered, RecordsError> {
+    let payload = payload(batch, max_decompressed)?;
+    let count = records_count(batch)?;
+    let mut walk = RecordWalk::new(batch, &payload);
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    let mut max_timestamp = NO_TIMESTAMP;
+    for _ in 0..count {
+        let start = payload.len() - walk.reader.buf.len();
+        let r = walk.next_record()?;
+        let end = payload.len() - walk.reader.buf.len();
+        let view = KeyedRecord {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key,
+            has_value: r.value.is_some(),
+        };
+        if keep(&view) {
+            max_timestamp = max_timestamp.max(r.timestamp);
+            kept.push((start, end));
+        }
+    }
+    walk.finish("bytes left after the last record")?;
+    if kept.len() == count {
+        return Ok(Filtered::KeptAll);
+    }
+    if kept.is_empty() {
+        return Ok(Filtered::RemovedAll);
+    }
+    let mut raw = Vec::with_capacity(kept.iter().map(|(s, e)| e - s).sum());
+    for (start, end) in &kept {
+        raw.extend_from_slice(&payload[*start..*end]);
+    }
+    let codec = batch
+        .compression()
+        .map_err(|e| RecordsError::Decompression(e.to_string()))?;
+    let records = match codec {
+        Compression::None => raw,
+        codec => compress(codec, &raw),
+    };
+    let max_timestamp = if batch.is_log_append_time() {
+        batch.max_timestamp()
+    } else {
+        max_timestamp
+    };
+    Ok(Filtered::Rebuilt(crate::batch::rebuild_batch(
+        batch,
+        kept.len() as i32,
+        max_timestamp,
+        &records,
+    )))
+}
+
 /// The batch's records, decompressed (bounded by `max_decompressed`) if needed.
 fn payload<'a>(
     batch: &RecordBatch<'a>,
@@ -1039,5 +1125,91 @@ mod tests {
             .unwrap();
             assert_eq!(first_keyless, Some(2));
         }
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    fn rec(offset: i64, key: &str, value: Option<&str>) -> Record {
+        Record {
+            offset,
+            timestamp: 1_000 + offset,
+            key: Some(key.as_bytes().to_vec()),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            headers: vec![("h".into(), Some(b"x".to_vec()))],
+        }
+    }
+
+    #[test]
+    fn a_filtered_batch_keeps_offsets_header_and_codec() {
+        let records = vec![
+            rec(10, "a", Some("a1")),
+            rec(11, "b", Some("b1")),
+            rec(12, "a", Some("a2")),
+            rec(13, "c", None),
+        ];
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let bytes = build_record_batch(&records, codec, 7, 3, 40);
+            let batch = RecordBatch::new(&bytes).unwrap();
+            // Drop the superseded "a" and the tombstone.
+            let filtered = filter_records(&batch, 1 << 20, |r| {
+                r.offset != 10 && r.has_value && r.key.is_some()
+            })
+            .unwrap();
+            let Filtered::Rebuilt(out) = filtered else {
+                panic!("{codec:?}: expected a rebuilt batch, got {filtered:?}");
+            };
+            let rebuilt = RecordBatch::new(&out).unwrap();
+            rebuilt.validate().unwrap();
+            assert_eq!(rebuilt.compression().unwrap(), codec);
+            assert_eq!(
+                (rebuilt.base_offset(), rebuilt.last_offset()),
+                (10, 13),
+                "{codec:?}: the batch still spans its offsets"
+            );
+            assert_eq!(
+                (
+                    rebuilt.producer_id(),
+                    rebuilt.producer_epoch(),
+                    rebuilt.base_sequence()
+                ),
+                (7, 3, 40)
+            );
+            assert_eq!(rebuilt.records_count(), 2);
+            assert_eq!(rebuilt.max_timestamp(), 1_012);
+            let got = decode_records(&rebuilt, 1 << 20).unwrap();
+            assert_eq!(
+                got,
+                vec![records[1].clone(), records[2].clone()],
+                "{codec:?}"
+            );
+            // Nothing or everything.
+            assert_eq!(
+                filter_records(&batch, 1 << 20, |_| true).unwrap(),
+                Filtered::KeptAll
+            );
+            assert_eq!(
+                filter_records(&batch, 1 << 20, |_| false).unwrap(),
+                Filtered::RemovedAll
+            );
+        }
+    }
+
+    #[test]
+    fn filtering_a_malformed_batch_is_an_error_not_a_panic() {
+        let records = vec![rec(0, "a", Some("1")), rec(1, "b", Some("2"))];
+        let mut bytes = build_record_batch(&records, Compression::None, -1, -1, -1);
+        // Claim a third record the payload does not hold.
+        bytes[57..61].copy_from_slice(&3i32.to_be_bytes());
+        let batch = RecordBatch::new(&bytes).unwrap();
+        assert!(filter_records(&batch, 1 << 20, |_| true).is_err());
     }
 }

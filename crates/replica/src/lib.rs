@@ -7,6 +7,7 @@
 //! leader's log through the [`fetcher`] (Kafka's `ReplicaFetcherManager`).
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod fetcher;
 pub mod isr;
 pub mod partition;

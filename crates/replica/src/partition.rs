@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ottla_log::cleaner::{CleanedLog, CleaningPlan};
 use ottla_log::{FlushPlan, FlushReason, Log, LogConfig, LogError, LogSlices};
 
 use crate::isr::{IsrChange, LeaderReplication, DEFAULT_REPLICA_LAG_TIME_MAX_MS};
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Topic configs that matter to the leader, already parsed and defaulted by the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PartitionConfig {
     pub log: LogConfig,
     /// `max.message.bytes`: largest batch accepted, as sent.
@@ -1039,6 +1040,24 @@ impl Partition {
         let mut log = self.log.write();
         log.remove_expired_producers(now, producer_id_expiration_ms);
         log.apply_retention_below(now, hw)
+    }
+
+    /// The cleaning this partition's log needs now, if it is compacted and dirty
+    /// enough; bounded by the high watermark (records a new leader may truncate are not
+    /// compacted).
+    pub fn cleaning_plan(&self, now: i64) -> Option<CleaningPlan> {
+        let hw = self.high_watermark();
+        self.log.read().cleaning_plan(now, hw, false)
+    }
+
+    /// Swap a cleaning's result in (the log's write lock only for the renames);
+    /// `after_commit` runs once the swap is committed (see `Log::swap_cleaned_with`).
+    pub fn swap_cleaned(
+        &self,
+        cleaned: CleanedLog,
+        after_commit: impl FnOnce(),
+    ) -> Result<bool, LogError> {
+        self.log.write().swap_cleaned_with(cleaned, after_commit)
     }
 
     pub(crate) fn into_log(self) -> Log {

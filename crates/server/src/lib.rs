@@ -248,6 +248,10 @@ async fn wait_for_signal() {
     }
 }
 
+/// Fault injection for the compaction crash test (compat-tests/test_compaction.py):
+/// with this set to 1 the broker aborts right after committing a cleaner swap.
+pub const FAULT_CRASH_AFTER_CLEANER_SWAP: &str = "OTTLA_FAULT_CRASH_AFTER_CLEANER_SWAP";
+
 fn spawn_background_tasks(
     broker: std::sync::Arc<Broker>,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -265,6 +269,31 @@ fn spawn_background_tasks(
             Ok(())
         },
     );
+    // Kafka's cleaner threads: each wakes every log.cleaner.backoff.ms and cleans the
+    // dirtiest compacted logs until none needs it.
+    let mut cleaners = Vec::new();
+    if broker.config.log_cleaner_enable {
+        let cleaner = std::sync::Arc::new(ottla_replica::cleaner::LogCleaner::new(
+            ottla_replica::cleaner::CleanerConfig {
+                threads: broker.config.log_cleaner_threads,
+                dedupe_buffer_bytes: broker.config.log_cleaner_dedupe_buffer_size,
+                crash_after_swap_commit: std::env::var_os(FAULT_CRASH_AFTER_CLEANER_SWAP)
+                    .is_some_and(|v| v == "1"),
+            },
+        ));
+        for _ in 0..broker.config.log_cleaner_threads {
+            let (b, cleaner, stop) = (broker.clone(), cleaner.clone(), shutdown.clone());
+            cleaners.push(spawn_periodic(
+                Duration::from_millis(broker.config.log_cleaner_backoff_ms),
+                shutdown.clone(),
+                "Log cleaner",
+                move || {
+                    cleaner.clean_dirty_logs(&b.replicas, || *stop.borrow());
+                    Ok(())
+                },
+            ));
+        }
+    }
     let b = broker.clone();
     let checkpoints = spawn_periodic(
         RECOVERY_POINT_CHECKPOINT_INTERVAL,
@@ -314,6 +343,7 @@ fn spawn_background_tasks(
         },
     );
     let mut tasks = vec![retention, checkpoints, isr_expiration, high_watermarks];
+    tasks.extend(cleaners);
     tasks.extend(alter_partition);
     tasks.extend(heartbeat);
     tasks

@@ -160,6 +160,14 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     pub fetch_max_bytes: usize,
     pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.enable`: compact `cleanup.policy=compact` logs.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.threads`.
+    pub log_cleaner_threads: usize,
+    /// `log.cleaner.backoff.ms`: the pause when no log needs cleaning.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: the offset maps' memory, all threads together.
+    pub log_cleaner_dedupe_buffer_size: usize,
     /// `producer.id.expiration.ms`: idle producer ids are forgotten after this.
     pub producer_id_expiration_ms: i64,
     /// `offsets.topic.num.partitions`
@@ -430,6 +438,11 @@ impl BrokerConfig {
             max_connections: parse_num("max.connections")?.clamp(1, i64::from(i32::MAX)) as usize,
             fetch_max_bytes: positive("fetch.max.bytes")? as usize,
             log_retention_check_interval_ms: positive("log.retention.check.interval.ms")? as u64,
+            log_cleaner_enable: get("log.cleaner.enable")
+                .is_none_or(|v| v.eq_ignore_ascii_case("true")),
+            log_cleaner_threads: positive("log.cleaner.threads")? as usize,
+            log_cleaner_backoff_ms: parse_num("log.cleaner.backoff.ms")?.max(1) as u64,
+            log_cleaner_dedupe_buffer_size: positive("log.cleaner.dedupe.buffer.size")? as usize,
             producer_id_expiration_ms: positive("producer.id.expiration.ms")?,
             offsets_topic_num_partitions: positive("offsets.topic.num.partitions")? as i32,
             offsets_topic_replication_factor: positive("offsets.topic.replication.factor")? as i16,
@@ -608,6 +621,22 @@ impl BrokerConfig {
                 },
                 flush_interval_messages: long("flush.messages", defaults.flush_interval_messages),
                 flush_interval_ms: long("flush.ms", defaults.flush_interval_ms),
+                compact: policies.contains(&"compact"),
+                min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .unwrap_or(defaults.min_cleanable_dirty_ratio),
+                delete_retention_ms: long("delete.retention.ms", defaults.delete_retention_ms),
+                min_compaction_lag_ms: long(
+                    "min.compaction.lag.ms",
+                    defaults.min_compaction_lag_ms,
+                ),
+                max_compaction_lag_ms: long(
+                    "max.compaction.lag.ms",
+                    defaults.max_compaction_lag_ms,
+                ),
             },
             max_message_bytes: long("max.message.bytes", 1_048_588).max(0) as usize,
             min_insync_replicas: long("min.insync.replicas", 1).max(1) as usize,

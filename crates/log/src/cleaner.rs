@@ -1,0 +1,402 @@
+//! Log compaction (`cleanup.policy=compact`): Kafka's `LogCleaner` for one log.
+//!
+//! A compacted log keeps, for each key, at least its latest record. The cleaner works
+//! in three steps, so that the owner's lock is held only to plan and to swap:
+//!
+//! 1. [`crate::Log::cleaning_plan`] (under the owner's lock, no I/O but `stat`): the
+//!    cleanable part of the log is the sealed segments below the *first uncleanable
+//!    offset*: the active segment's base, the last stable offset (an open transaction's
+//!    records cannot be judged yet), the bound the owner gives (its high watermark) and
+//!    the first segment younger than `min.compaction.lag.ms`. Of that part, the segments
+//!    from the *first dirty offset* on were never cleaned. The log is worth cleaning
+//!    when the dirty bytes are at least `min.cleanable.dirty.ratio` of the cleanable
+//!    bytes, or when a dirty segment is older than `max.compaction.lag.ms`. The plan
+//!    holds the segments' open files, so nothing it reads can vanish under it.
+//! 2. [`clean`] (no lock): build the offset map, the latest offset of every key in the
+//!    dirty segments (bounded by `log.cleaner.dedupe.buffer.size`: the pass stops at
+//!    the last segment that fit), then copy every cleanable segment, grouped up to
+//!    `segment.bytes`, into `<base>.*.cleaned` files, keeping a record unless a later
+//!    record has its key, it is a tombstone past the delete horizon, or it belongs to
+//!    an aborted transaction. Offsets never change (a rebuilt batch keeps its base and
+//!    last offset); control batches (transaction markers) are kept.
+//! 3. [`crate::Log::swap_cleaned`] (under the lock): if the segments are still the ones
+//!    planned (no truncation, retention or other cleaning meanwhile), each group's files
+//!    are renamed `.cleaned` → `.swap` (the `.log` last: its `.swap` is the commit
+//!    point), the replaced segments are deleted and the `.swap` files renamed to their
+//!    final names (the `.log` last again). [`crate::Log::open`] finishes a swap a crash
+//!    interrupted (a `.log.swap` replaces the segments whose base offsets lie in its
+//!    range) and deletes `.cleaned` files and `.swap` files without their `.log.swap`.
+//!
+//! Tombstones follow Kafka's legacy rule: the delete horizon is the modification time of
+//! the last already-cleaned segment minus `delete.retention.ms`, and a tombstone goes only
+//! from a segment last modified before it (a cleaned segment keeps its sources' latest
+//! modification time), so it survives at least `delete.retention.ms` after its first
+//! cleaning. Not yet as in Kafka: transaction markers are never removed, a producer's
+//! last batch is not kept when all its records go (its producer state lives in memory
+//! and in snapshots), and the first dirty offset is not checkpointed (after a restart
+//! the first pass treats the whole log as dirty, which costs a pass, not correctness).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use ottla_protocol::batch::{batch_size_at, RecordBatch, LOG_OVERHEAD};
+use ottla_protocol::records::{filter_records, Filtered};
+use tracing::info;
+
+use crate::header::BatchHeader;
+use crate::segment::Segment;
+use crate::txn_index::AbortedTxn;
+use crate::{io_context, now_ms, LogError, MAX_DECOMPRESSED_BATCH_BYTES};
+
+/// Kafka's `log.cleaner.dedupe.buffer.size` default (128 MiB, for all cleaner threads).
+pub const DEFAULT_DEDUPE_BUFFER_BYTES: usize = 128 << 20;
+/// What one key costs in the offset map beyond its bytes: the map entry, the vector's
+/// header and the offset (an estimate; it bounds memory, it does not account for it
+/// exactly).
+const MAP_ENTRY_OVERHEAD: usize = 48;
+/// How much of a segment the cleaner reads per system call.
+const READ_CHUNK: usize = 1 << 20;
+/// The suffix of a cleaner's output before it is swapped in (Kafka's).
+pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
+/// The suffix of a cleaner's output being swapped in (Kafka's).
+pub(crate) const SWAP_SUFFIX: &str = "swap";
+
+/// A segment to clean, as planned: its file stays open for the cleaner whatever
+/// happens to the log meanwhile.
+#[derive(Debug)]
+pub(crate) struct SourceSegment {
+    pub(crate) base: i64,
+    /// The next segment's base offset: every offset of this one is below.
+    pub(crate) end: i64,
+    pub(crate) size: u64,
+    pub(crate) last_modified_ms: i64,
+    pub(crate) file: Arc<File>,
+    pub(crate) path: PathBuf,
+    /// The aborted transactions whose ABORT marker is in this segment.
+    pub(crate) aborted: Vec<AbortedTxn>,
+}
+
+/// One cleaning of one log, planned under the owner's lock ([`crate::Log::cleaning_plan`]).
+#[derive(Debug)]
+pub struct CleaningPlan {
+    pub(crate) dir: PathBuf,
+    pub(crate) name: String,
+    /// The log's truncation count at planning; a truncation since voids the plan.
+    pub(crate) generation: u64,
+    /// Every cleanable segment, oldest first.
+    pub(crate) sources: Vec<SourceSegment>,
+    pub(crate) first_dirty: i64,
+    /// Every aborted transaction overlapping the cleanable segments (their data goes).
+    pub(crate) aborted: Vec<AbortedTxn>,
+    pub(crate) segment_bytes: u64,
+    pub(crate) index_interval_bytes: u64,
+    /// Tombstones in segments last modified before this go.
+    pub(crate) delete_horizon_ms: i64,
+    /// Dirty bytes over cleanable bytes.
+    pub dirty_ratio: f64,
+}
+
+impl CleaningPlan {
+    /// The log's directory name (`<topic>-<partition>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One group of segments cleaned into one new segment, waiting to be swapped in.
+#[derive(Debug)]
+pub(crate) struct CleanedGroup {
+    pub(crate) base: i64,
+    /// (base offset, size) of each segment it replaces.
+    pub(crate) sources: Vec<(i64, u64)>,
+}
+
+/// What [`clean`] produced: new segments on disk as `.cleaned` files.
+#[derive(Debug)]
+#[must_use = "cleaned segments are only swapped in by Log::swap_cleaned"]
+pub struct CleanedLog {
+    pub(crate) name: String,
+    pub(crate) generation: u64,
+    pub(crate) groups: Vec<CleanedGroup>,
+    /// The first offset this pass left dirty: the next first dirty offset.
+    pub(crate) end: i64,
+    pub stats: CleanerStats,
+}
+
+/// What a cleaning did, for Kafka's log lines (and tests).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanerStats {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_read: u64,
+    pub records_kept: u64,
+    pub keys_in_map: usize,
+    pub segments_before: usize,
+    pub segments_after: usize,
+    pub elapsed_ms: u64,
+}
+
+/// Build the offset map of `plan`'s dirty segments and copy its segments without what
+/// is obsolete, into `.cleaned` files (see the module documentation). Holds no lock:
+/// the plan's open files are read, and only new files are written.
+pub fn clean(plan: &CleaningPlan, dedupe_buffer_bytes: usize) -> Result<CleanedLog, LogError> {
+    let started = Instant::now();
+    let mut stats = CleanerStats::default();
+    let (map, end) = build_offset_map(plan, dedupe_buffer_bytes)?;
+    stats.keys_in_map = map.len();
+    let sources: Vec<&SourceSegment> = plan.sources.iter().filter(|s| s.end <= end).collect();
+    let mut groups = Vec::new();
+    let mut i = 0;
+    while i < sources.len() {
+        let mut j = i + 1;
+        let mut size = sources[i].size;
+        while j < sources.len()
+            && size + sources[j].size <= plan.segment_bytes
+            && sources[j].end - sources[i].base <= i64::from(i32::MAX)
+        {
+            size += sources[j].size;
+            j += 1;
+        }
+        groups.push(clean_group(plan, &sources[i..j], &map, &mut stats)?);
+        i = j;
+    }
+    stats.segments_before = sources.len();
+    stats.segments_after = groups.len();
+    stats.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(CleanedLog {
+        name: plan.name.clone(),
+        generation: plan.generation,
+        groups,
+        end,
+        stats,
+    })
+}
+
+/// The latest offset of each key in the dirty segments, and where the dirty part this
+/// pass covers ends: a segment boundary, as far as the map's memory allows (at least one
+/// segment, as Kafka's cleaner always makes progress).
+fn build_offset_map(
+    plan: &CleaningPlan,
+    budget: usize,
+) -> Result<(HashMap<Vec<u8>, i64>, i64), LogError> {
+    let mut map: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut used = 0usize;
+    let mut end = plan.first_dirty;
+    for source in plan.sources.iter().filter(|s| s.base >= plan.first_dirty) {
+        if used > budget && end > plan.first_dirty {
+            break;
+        }
+        let mut reader = SegmentReader::new(source);
+        while let Some((bytes, h)) = reader.next_batch()? {
+            if h.is_control || is_aborted(&plan.aborted, &h) {
+                continue;
+            }
+            let batch = RecordBatch::new(&bytes).map_err(|e| reader.corrupt(&h, e))?;
+            filter_records(&batch, MAX_DECOMPRESSED_BATCH_BYTES, |r| {
+                if let Some(key) = r.key {
+                    match map.get_mut(key) {
+                        Some(offset) => *offset = r.offset,
+                        None => {
+                            used += key.len() + MAP_ENTRY_OVERHEAD;
+                            map.insert(key.to_vec(), r.offset);
+                        }
+                    }
+                }
+                true
+            })
+            .map_err(|e| reader.corrupt(&h, e))?;
+        }
+        end = source.end;
+    }
+    Ok((map, end))
+}
+
+/// Whether `h` holds records of a transaction that was aborted.
+fn is_aborted(aborted: &[AbortedTxn], h: &BatchHeader) -> bool {
+    h.is_transactional
+        && aborted.iter().any(|a| {
+            a.producer_id == h.producer_id
+                && a.first_offset <= h.base_offset
+                && h.base_offset <= a.last_offset
+        })
+}
+
+/// Copy `sources` into one new segment named after the first, keeping what survives.
+fn clean_group(
+    plan: &CleaningPlan,
+    sources: &[&SourceSegment],
+    map: &HashMap<Vec<u8>, i64>,
+    stats: &mut CleanerStats,
+) -> Result<CleanedGroup, LogError> {
+    let base = sources[0].base;
+    let mut out = Segment::create_with_suffix(&plan.dir, base, now_ms(), CLEANED_SUFFIX)?;
+    let mut last_modified = 0;
+    for source in sources {
+        last_modified = last_modified.max(source.last_modified_ms);
+        let retain_tombstones = source.last_modified_ms > plan.delete_horizon_ms;
+        let mut reader = SegmentReader::new(source);
+        while let Some((bytes, h)) = reader.next_batch()? {
+            stats.bytes_read += bytes.len() as u64;
+            if h.is_control {
+                out.append(&bytes, &h, plan.index_interval_bytes)?;
+                stats.bytes_written += bytes.len() as u64;
+                continue;
+            }
+            stats.records_read += u64::try_from(h.records_count).unwrap_or(0);
+            if is_aborted(&plan.aborted, &h) {
+                continue;
+            }
+            let batch = RecordBatch::new(&bytes).map_err(|e| reader.corrupt(&h, e))?;
+            let mut kept = 0u64;
+            let filtered = filter_records(&batch, MAX_DECOMPRESSED_BATCH_BYTES, |r| {
+                let latest = r.key.and_then(|k| map.get(k)).copied();
+                let superseded = latest.is_some_and(|latest| r.offset < latest);
+                let obsolete_tombstone = !r.has_value && !retain_tombstones;
+                let keep = !superseded && !obsolete_tombstone;
+                kept += u64::from(keep);
+                keep
+            })
+            .map_err(|e| reader.corrupt(&h, e))?;
+            stats.records_kept += kept;
+            let written = match filtered {
+                Filtered::KeptAll => bytes,
+                Filtered::RemovedAll => continue,
+                Filtered::Rebuilt(rebuilt) => rebuilt,
+            };
+            let header = BatchHeader::parse(&written).map_err(|e| reader.corrupt(&h, e))?;
+            out.append(&written, &header, plan.index_interval_bytes)?;
+            stats.bytes_written += written.len() as u64;
+        }
+        for entry in &source.aborted {
+            out.txn_index
+                .append(*entry)
+                .map_err(io_context("write", out.txn_index.path()))?;
+        }
+    }
+    out.seal()?;
+    out.sync_all()?;
+    // As Kafka does, the new segment carries its sources' latest modification time,
+    // which is what the delete horizon of later cleanings is measured against.
+    let modified = SystemTime::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(last_modified).unwrap_or(0));
+    out.set_modified(modified)?;
+    Ok(CleanedGroup {
+        base,
+        sources: sources.iter().map(|s| (s.base, s.size)).collect(),
+    })
+}
+
+/// Reads a source segment's batches in order, a chunk at a time.
+struct SegmentReader<'a> {
+    source: &'a SourceSegment,
+    position: u64,
+    chunk: Vec<u8>,
+    chunk_start: u64,
+}
+
+impl<'a> SegmentReader<'a> {
+    fn new(source: &'a SourceSegment) -> Self {
+        SegmentReader {
+            source,
+            position: 0,
+            chunk: Vec::new(),
+            chunk_start: 0,
+        }
+    }
+
+    /// `len` bytes at `pos` (the caller checked they are within the planned size).
+    fn get(&mut self, pos: u64, len: usize) -> Result<&[u8], LogError> {
+        let chunk_end = self.chunk_start + self.chunk.len() as u64;
+        if pos < self.chunk_start || pos + len as u64 > chunk_end {
+            let want = (len.max(READ_CHUNK) as u64).min(self.source.size - pos) as usize;
+            self.chunk.resize(want, 0);
+            self.source
+                .file
+                .read_exact_at(&mut self.chunk, pos)
+                .map_err(io_context("read", &self.source.path))?;
+            self.chunk_start = pos;
+        }
+        let from = (pos - self.chunk_start) as usize;
+        Ok(&self.chunk[from..from + len])
+    }
+
+    /// The next whole batch and its header; `None` at the planned size (a sealed
+    /// segment never grows).
+    fn next_batch(&mut self) -> Result<Option<(Vec<u8>, BatchHeader)>, LogError> {
+        let remaining = self.source.size - self.position;
+        if remaining == 0 {
+            return Ok(None);
+        }
+        let path = self.source.path.clone();
+        let at = self.position;
+        let torn = move |what: String| {
+            LogError::Corrupt(format!("{} at position {at}: {what}", path.display()))
+        };
+        if remaining < LOG_OVERHEAD as u64 {
+            return Err(torn(format!(
+                "{remaining} bytes left, less than a batch header"
+            )));
+        }
+        let position = self.position;
+        let size = match batch_size_at(self.get(position, LOG_OVERHEAD)?) {
+            Some(Ok(size)) if size as u64 <= remaining => size,
+            Some(Ok(size)) => return Err(torn(format!("batch of {size} bytes runs past the end"))),
+            Some(Err(e)) => return Err(torn(e.to_string())),
+            None => return Err(torn("truncated batch header".into())),
+        };
+        let bytes = self.get(position, size)?.to_vec();
+        let header = BatchHeader::parse(&bytes).map_err(|e| torn(e.to_string()))?;
+        self.position += size as u64;
+        Ok(Some((bytes, header)))
+    }
+
+    fn corrupt(&self, h: &BatchHeader, e: impl std::fmt::Display) -> LogError {
+        LogError::Corrupt(format!(
+            "{}: batch at offset {} cannot be cleaned: {e}",
+            self.source.path.display(),
+            h.base_offset
+        ))
+    }
+}
+
+/// Kafka's summary once a log is cleaned (`LogCleaner.recordStats`), on one line.
+pub(crate) fn log_cleaned(name: &str, stats: &CleanerStats, first_dirty: i64, end: i64) {
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let percent = |after: u64, before: u64| {
+        if before == 0 {
+            0.0
+        } else {
+            100.0 * (1.0 - after as f64 / before as f64)
+        }
+    };
+    info!(
+        "Log cleaner cleaned log {name} (dirty section = [{first_dirty}, {end}]): {:.1} MB of log \
+         processed in {:.1} seconds; {} keys in the offset map; Start size: {:.1} MB ({} messages), \
+         End size: {:.1} MB ({} messages), {:.1}% size reduction ({:.1}% fewer messages), \
+         {} segments into {}",
+        mb(stats.bytes_read),
+        stats.elapsed_ms as f64 / 1000.0,
+        stats.keys_in_map,
+        mb(stats.bytes_read),
+        stats.records_read,
+        mb(stats.bytes_written),
+        stats.records_kept,
+        percent(stats.bytes_written, stats.bytes_read),
+        percent(stats.records_kept, stats.records_read),
+        stats.segments_before,
+        stats.segments_after
+    );
+}
+
+/// The file modification time in milliseconds, 0 when it cannot be read.
+pub(crate) fn last_modified_ms(path: &Path) -> i64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
