@@ -1132,6 +1132,34 @@ impl Log {
         Ok(deleted)
     }
 
+    /// Move the log start offset up to `offset` (at most the log end), as Kafka's
+    /// `maybeIncrementLogStartOffset` does for DeleteRecords (`reason`
+    /// ClientRecordDeletion), for a follower whose leader's start moved
+    /// (LeaderOffsetIncremented) and for a start restored from its checkpoint: offsets
+    /// below it become unreadable at once, and the whole segments below it are deleted.
+    /// Returns whether the start moved.
+    pub fn increment_log_start_offset(
+        &mut self,
+        offset: i64,
+        reason: &str,
+    ) -> Result<bool, LogError> {
+        let offset = offset.min(self.log_end_offset);
+        if offset <= self.log_start_offset {
+            return Ok(false);
+        }
+        info!(
+            "Incremented log start offset of {} to {offset} due to {reason}",
+            self.name
+        );
+        self.log_start_offset = offset;
+        self.recovery_point = self.recovery_point.max(offset);
+        self.first_dirty_offset = self.first_dirty_offset.max(offset);
+        self.leader_epochs.truncate_from_start(offset)?;
+        self.aborted.retain(|e| e.last_offset >= offset);
+        self.delete_segments_below(offset)?;
+        Ok(true)
+    }
+
     /// Delete the whole segments that lie entirely below `offset`: those whose next
     /// segment starts at or below it. The segment holding `offset` and the active segment
     /// always stay, so the log start offset becomes the base of the first segment kept

@@ -1806,3 +1806,39 @@ fn open_transactions_bound_the_stable_offset_and_aborts_are_indexed_across_resta
     let log = Log::open(dir.path(), small_segments(), 5).unwrap();
     assert!(log.aborted_transactions(0, i64::MAX).is_empty());
 }
+
+#[test]
+fn incrementing_the_log_start_offset_hides_records_and_deletes_whole_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = Log::open(dir, small_segments(), 0).unwrap();
+    for _ in 0..6 {
+        log.append_as_leader(&mut batch(2, NOW), 0).unwrap();
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8]);
+    // Inside the second segment: the first goes, the second stays but starts later.
+    assert!(log
+        .increment_log_start_offset(5, "ClientRecordDeletion")
+        .unwrap());
+    assert_eq!(log.segment_base_offsets(), vec![4, 8]);
+    assert_eq!(log.log_start_offset(), 5);
+    assert!(!log_file(dir, 0).exists());
+    assert!(matches!(
+        log.read(4, 100, i64::MAX, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    // Never backwards, never past the log end.
+    assert!(!log
+        .increment_log_start_offset(3, "ClientRecordDeletion")
+        .unwrap());
+    assert!(log
+        .increment_log_start_offset(99, "ClientRecordDeletion")
+        .unwrap());
+    assert_eq!(log.log_start_offset(), 12);
+    assert_eq!(log.log_end_offset(), 12);
+    // A reopen starts at the first segment's base again: the owner's checkpoint
+    // (log-start-offset-checkpoint) restores the rest.
+    drop(log);
+    let log = Log::open(dir, small_segments(), 0).unwrap();
+    assert!(log.log_start_offset() <= 12);
+}

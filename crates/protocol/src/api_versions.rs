@@ -69,6 +69,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
+    // v2 is the flexible encoding.
+    api(ApiKey::DeleteRecords, 0, 2),
     // v6 adds two-phase-commit fields (KIP-939): not implemented.
     api(ApiKey::InitProducerId, 0, 5),
     // Kafka 4 serves v2-4 (v3 adds the replica id, v4 is the flexible encoding).

@@ -535,7 +535,12 @@ fn process_partition(
         let records = data.records.unwrap_or_default();
         let whole = whole_batches(&records);
         partition
-            .append_as_follower(epoch, &records[..whole], data.high_watermark)
+            .append_as_follower(
+                epoch,
+                &records[..whole],
+                data.high_watermark,
+                data.log_start_offset,
+            )
             .and_then(|plan| match plan {
                 Some(plan) => partition
                     .complete_flush(plan)

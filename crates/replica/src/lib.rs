@@ -22,15 +22,16 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use checkpoint::{
-    OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, RECOVERY_POINT_CHECKPOINT,
-    REPLICATION_OFFSET_CHECKPOINT,
+    OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
 };
 
 /// Kafka's lock file in each log directory.
 pub const LOCK_FILE: &str = ".lock";
 pub use partition::{
-    AppendOrigin, Appended, FetchIsolation, FollowerWriteError, IsrProposal, LeaderAndIsr,
-    Partition, PartitionConfig, PolicyFlush, ProduceError, ProduceResult, ReadResult, RoleChange,
+    AppendOrigin, Appended, DeleteRecordsError, FetchIsolation, FollowerWriteError, IsrProposal,
+    LeaderAndIsr, Partition, PartitionConfig, PolicyFlush, ProduceError, ProduceResult, ReadResult,
+    RoleChange,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,8 @@ pub struct ReplicaManager {
     recovery_points: Vec<OffsetCheckpoint>,
     /// High watermarks read at start-up, per log dir.
     high_watermarks: Vec<OffsetCheckpoint>,
+    /// Each log dir's `log-start-offset-checkpoint` as read at start-up.
+    log_start_offsets: Vec<OffsetCheckpoint>,
 }
 
 /// Split `<topic>-<partition>` (the topic itself may contain '-').
@@ -87,6 +90,7 @@ impl ReplicaManager {
         let mut on_disk = HashMap::new();
         let mut recovery_points = Vec::new();
         let mut high_watermarks = Vec::new();
+        let mut log_start_offsets = Vec::new();
         let mut dir_locks = Vec::new();
         for (i, dir) in log_dirs.iter().enumerate() {
             let io = |source| ReplicaError::Io {
@@ -125,6 +129,9 @@ impl ReplicaManager {
             high_watermarks.push(checkpoint::read_offset_checkpoint(
                 &dir.join(REPLICATION_OFFSET_CHECKPOINT),
             ));
+            log_start_offsets.push(checkpoint::read_offset_checkpoint(
+                &dir.join(LOG_START_OFFSET_CHECKPOINT),
+            ));
             for entry in std::fs::read_dir(dir).map_err(io)? {
                 let entry = entry.map_err(io)?;
                 if !entry.file_type().map_err(io)?.is_dir() {
@@ -158,6 +165,7 @@ impl ReplicaManager {
             _dir_locks: dir_locks,
             recovery_points,
             high_watermarks,
+            log_start_offsets,
         })
     }
 
@@ -194,7 +202,7 @@ impl ReplicaManager {
             return Ok(p); // opened by a concurrent caller while we waited
         }
         let found = self.on_disk.lock().remove(&(topic.to_string(), index));
-        let (dir, recovery_point, high_watermark) = match found {
+        let (dir, recovery_point, high_watermark, log_start_offset) = match found {
             Some(d) if d.topic_id == Some(topic_id) || d.topic_id.is_none() => {
                 let key = (topic.to_string(), index);
                 let recovery_point = self.recovery_points[d.log_dir]
@@ -216,7 +224,8 @@ impl ReplicaManager {
                         }
                     })?;
                 }
-                (d.dir, recovery_point, high_watermark)
+                let log_start_offset = self.log_start_offsets[d.log_dir].get(&key).copied();
+                (d.dir, recovery_point, high_watermark, log_start_offset)
             }
             stale => {
                 if let Some(d) = stale {
@@ -237,15 +246,18 @@ impl ReplicaManager {
                         source,
                     }
                 })?;
-                (dir, 0, 0)
+                (dir, 0, 0, None)
             }
         };
-        let log = Log::open(&dir, config.log.clone(), recovery_point).map_err(|source| {
-            ReplicaError::Log {
-                partition: format!("{topic}-{index}"),
-                source,
-            }
-        })?;
+        let log_error = |source| ReplicaError::Log {
+            partition: format!("{topic}-{index}"),
+            source,
+        };
+        let mut log = Log::open(&dir, config.log.clone(), recovery_point).map_err(log_error)?;
+        if let Some(offset) = log_start_offset {
+            log.increment_log_start_offset(offset, "its log start offset checkpoint")
+                .map_err(log_error)?;
+        }
         let partition = Arc::new(Partition::new(
             topic.to_string(),
             topic_id,
@@ -344,8 +356,40 @@ impl ReplicaManager {
                 std::fs::write(dir.join(CLEAN_SHUTDOWN_MARKER), b"").map_err(io)?;
             }
         }
+        self.checkpoint_log_start_offsets()?;
         if clean {
             self.checkpoint_high_watermarks()?;
+        }
+        Ok(())
+    }
+
+    /// Write each log dir's `log-start-offset-checkpoint` (Kafka's), so that records
+    /// DeleteRecords removed stay removed after a restart even where no whole segment
+    /// could be deleted. Partitions found on disk but not opened yet keep the entry
+    /// read at start-up.
+    pub fn checkpoint_log_start_offsets(&self) -> Result<(), ReplicaError> {
+        let unclaimed = self.on_disk.lock();
+        let mut per_dir: Vec<OffsetCheckpoint> = self
+            .log_start_offsets
+            .iter()
+            .map(|read| {
+                read.iter()
+                    .filter(|(key, _)| unclaimed.contains_key(*key))
+                    .map(|(key, offset)| (key.clone(), *offset))
+                    .collect()
+            })
+            .collect();
+        drop(unclaimed);
+        for p in self.all() {
+            let dir = p.dir();
+            if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
+                per_dir[i].insert((p.topic.clone(), p.index), p.log_start_offset());
+            }
+        }
+        for (dir, offsets) in self.log_dirs.iter().zip(per_dir) {
+            let path = dir.join(LOG_START_OFFSET_CHECKPOINT);
+            checkpoint::write_offset_checkpoint(&path, &offsets)
+                .map_err(|source| ReplicaError::Io { path, source })?;
         }
         Ok(())
     }

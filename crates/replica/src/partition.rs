@@ -31,6 +31,8 @@ pub struct PartitionConfig {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` contains `compact`: every record needs a key.
     pub compacted: bool,
+    /// `cleanup.policy` contains `delete`: DeleteRecords may move the log start.
+    pub delete_policy: bool,
     /// The broker's `replica.lag.time.max.ms`: how long a follower may go without
     /// catching up before the leader drops it from the ISR.
     pub replica_lag_time_max_ms: i64,
@@ -45,6 +47,7 @@ impl Default for PartitionConfig {
             log_append_time: false,
             timestamp_after_max_ms: 3_600_000,
             compacted: false,
+            delete_policy: true,
             replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
         }
     }
@@ -101,6 +104,30 @@ pub struct IsrProposal {
 /// many times `max.message.bytes` (real data compresses 2-10x; a batch that expands
 /// further is refused rather than allowed to cost memory out of proportion).
 pub const DECOMPRESSION_RATIO_LIMIT: usize = 64;
+
+/// Why DeleteRecords refused a partition, with Kafka's codes.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteRecordsError {
+    #[error("this broker does not lead the partition")]
+    NotLeaderOrFollower,
+    #[error("{0}")]
+    OffsetOutOfRange(String),
+    #[error("{0}")]
+    PolicyViolation(String),
+    #[error("{0}")]
+    Log(#[from] LogError),
+}
+
+impl DeleteRecordsError {
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            DeleteRecordsError::NotLeaderOrFollower => 6,
+            DeleteRecordsError::OffsetOutOfRange(_) => 1,
+            DeleteRecordsError::PolicyViolation(_) => 44,
+            DeleteRecordsError::Log(e) => e.kafka_error_code(),
+        }
+    }
+}
 
 /// Why a produce to this partition failed; each maps to one Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -808,11 +835,17 @@ impl Partition {
         leader_epoch: i32,
         batches: &[u8],
         leader_high_watermark: i64,
+        leader_log_start_offset: i64,
     ) -> Result<Option<FlushPlan>, FollowerWriteError> {
         let mut log = self.log.write();
         self.check_following(leader_epoch)?;
         if !batches.is_empty() {
             log.append_as_follower(batches)?;
+        }
+        // The leader's records below its start were deleted (DeleteRecords, retention):
+        // so are this replica's (Kafka's LeaderOffsetIncremented).
+        if leader_log_start_offset > log.log_start_offset() {
+            log.increment_log_start_offset(leader_log_start_offset, "LeaderOffsetIncremented")?;
         }
         let log_end = log.log_end_offset();
         self.log_end.send_replace(log_end);
@@ -1040,6 +1073,38 @@ impl Partition {
         let mut log = self.log.write();
         log.remove_expired_producers(now, producer_id_expiration_ms);
         log.apply_retention_below(now, hw)
+    }
+
+    /// DeleteRecords (Kafka's `Partition.deleteRecordsOnLeader`): move the log start
+    /// offset to `offset` (-1: the high watermark). Returns the new log start offset
+    /// (the partition's low watermark as this leader knows it).
+    pub fn delete_records(&self, offset: i64) -> Result<i64, DeleteRecordsError> {
+        if !self.is_leader() {
+            return Err(DeleteRecordsError::NotLeaderOrFollower);
+        }
+        if !self.config.read().delete_policy {
+            return Err(DeleteRecordsError::PolicyViolation(format!(
+                "Records of partition {} can not be deleted due to the configured policy",
+                self.name()
+            )));
+        }
+        let hw = self.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        if offset < 0 {
+            return Err(DeleteRecordsError::OffsetOutOfRange(format!(
+                "The offset {offset} for partition {} is not valid",
+                self.name()
+            )));
+        }
+        if offset > hw {
+            return Err(DeleteRecordsError::OffsetOutOfRange(format!(
+                "Cannot increment the log start offset to {offset} of partition {} since it is larger than the high watermark {hw}",
+                self.name()
+            )));
+        }
+        let mut log = self.log.write();
+        log.increment_log_start_offset(offset, "ClientRecordDeletion")?;
+        Ok(log.log_start_offset())
     }
 
     /// The cleaning this partition's log needs now, if it is compacted and dirty

@@ -643,6 +643,7 @@ impl BrokerConfig {
             log_append_time: value("message.timestamp.type") == "LogAppendTime",
             timestamp_after_max_ms: long("message.timestamp.after.max.ms", i64::MAX),
             compacted: policies.contains(&"compact"),
+            delete_policy: deletes,
             replica_lag_time_max_ms: self.replica_lag_time_max_ms,
         }
     }

@@ -20,6 +20,7 @@ mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
@@ -319,6 +320,7 @@ pub fn dispatch(
         ApiKey::ListGroups => list_groups::handle(broker, &request),
         ApiKey::DeleteGroups => delete_groups::handle(broker, &request),
         ApiKey::OffsetDelete => offset_delete::handle(broker, &request),
+        ApiKey::DeleteRecords => on_blocking_pool(broker, request, delete_records::handle),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, &request),
         ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(broker, &request),
         ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(broker, &request),
