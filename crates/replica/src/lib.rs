@@ -179,6 +179,11 @@ impl ReplicaManager {
         self.get(topic_id, index).filter(|p| p.is_leader())
     }
 
+    /// The `log.dirs`, in configuration order.
+    pub fn log_dirs(&self) -> &[PathBuf] {
+        &self.log_dirs
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().values().cloned().collect()
     }

@@ -407,6 +407,10 @@ impl Partition {
     pub fn log_end_offset(&self) -> i64 {
         self.log.read().log_end_offset()
     }
+    /// Bytes of the partition's segments (DescribeLogDirs).
+    pub fn size_bytes(&self) -> u64 {
+        self.log.read().size_bytes()
+    }
     /// A receiver that changes whenever the high watermark moves.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()

@@ -25,6 +25,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_producers;
 mod describe_quorum;
 mod describe_transactions;
@@ -320,6 +321,7 @@ pub fn dispatch(
         ApiKey::ListGroups => list_groups::handle(broker, &request),
         ApiKey::DeleteGroups => delete_groups::handle(broker, &request),
         ApiKey::OffsetDelete => offset_delete::handle(broker, &request),
+        ApiKey::DescribeLogDirs => on_blocking_pool(broker, request, describe_log_dirs::handle),
         ApiKey::DeleteRecords => on_blocking_pool(broker, request, delete_records::handle),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, &request),
         ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(broker, &request),
