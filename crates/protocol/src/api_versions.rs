@@ -105,6 +105,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // v1 adds the duration filter (KIP-994); v2's transactional id pattern is not
     // implemented.
     api(ApiKey::ListTransactions, 0, 1),
+    // KIP-966: what kafka-topics --describe and Admin describeTopics use from 3.7/3.8.
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 /// A feature flag of ApiVersions v3+ (KIP-584): its supported range and the level

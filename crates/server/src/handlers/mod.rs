@@ -28,6 +28,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod describe_quorum;
+mod describe_topic_partitions;
 mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
@@ -321,6 +322,7 @@ pub fn dispatch(
         ApiKey::ListGroups => list_groups::handle(broker, &request),
         ApiKey::DeleteGroups => delete_groups::handle(broker, &request),
         ApiKey::OffsetDelete => offset_delete::handle(broker, &request),
+        ApiKey::DescribeTopicPartitions => describe_topic_partitions::handle(broker, &request),
         ApiKey::DescribeLogDirs => on_blocking_pool(broker, request, describe_log_dirs::handle),
         ApiKey::DeleteRecords => on_blocking_pool(broker, request, delete_records::handle),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, &request),
