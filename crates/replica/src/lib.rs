@@ -337,14 +337,32 @@ impl ReplicaManager {
     /// Flush every log and record recovery points; with `clean`, also snapshot the
     /// producer state of every log and leave the clean-shutdown marker, so the next
     /// start skips recovery and the walk of producer state.
+    ///
+    /// A log that fails to flush keeps the recovery point it had (so the next start
+    /// recovers it from there) and costs the others nothing: their recovery points are
+    /// written all the same. The first such failure is returned once the checkpoint is
+    /// written, and no clean-shutdown marker is left then.
     pub fn checkpoint(&self, clean: bool) -> Result<(), ReplicaError> {
         let partitions = self.all();
         let mut per_dir: Vec<OffsetCheckpoint> = vec![OffsetCheckpoint::new(); self.log_dirs.len()];
+        let mut failed: Option<ReplicaError> = None;
         for p in &partitions {
-            let recovery_point = p.flush(clean).map_err(|source| ReplicaError::Log {
-                partition: p.name(),
-                source,
-            })?;
+            let recovery_point = match p.flush(clean) {
+                Ok(point) => point,
+                Err(source) => {
+                    tracing::error!(
+                        "Error while flushing log for {}; its recovery point stays at {}: {source}",
+                        p.name(),
+                        p.recovery_point()
+                    );
+                    let point = p.recovery_point();
+                    failed.get_or_insert(ReplicaError::Log {
+                        partition: p.name(),
+                        source,
+                    });
+                    point
+                }
+            };
             let dir = p.dir();
             if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
                 per_dir[i].insert((p.topic.clone(), p.index), recovery_point);
@@ -357,7 +375,7 @@ impl ReplicaManager {
             };
             checkpoint::write_offset_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT), &offsets)
                 .map_err(io)?;
-            if clean {
+            if clean && failed.is_none() {
                 std::fs::write(dir.join(CLEAN_SHUTDOWN_MARKER), b"").map_err(io)?;
             }
         }
@@ -365,7 +383,10 @@ impl ReplicaManager {
         if clean {
             self.checkpoint_high_watermarks()?;
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Write each log dir's `log-start-offset-checkpoint` (Kafka's), so that records
@@ -559,6 +580,53 @@ mod tests {
         assert!(p.has_follower(2));
         p.update_follower_fetch_state(2, 5, ottla_log::now_ms());
         assert_eq!(p.high_watermark(), 5);
+    }
+
+    /// One log failing to flush does not keep the others' recovery points from the
+    /// checkpoint; it is reported, and the shutdown is not marked clean.
+    #[test]
+    fn a_failing_log_does_not_stop_the_recovery_point_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+        let leader = LeaderAndIsr {
+            local_id: 1,
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        };
+        let open = |topic: &str| {
+            replicas
+                .ensure_partition(
+                    topic,
+                    Uuid::new_v4(),
+                    0,
+                    PartitionConfig::default(),
+                    leader.clone(),
+                )
+                .unwrap()
+        };
+        let (good, bad) = (open("good"), open("bad"));
+        for p in [&good, &bad] {
+            for _ in 0..3 {
+                p.append_as_leader(one_record(1, ottla_log::now_ms(), None), -1)
+                    .unwrap();
+            }
+        }
+        // The bad log's directory vanishes (a failed disk, an operator's rm).
+        std::fs::remove_dir_all(bad.dir()).unwrap();
+        assert!(matches!(
+            replicas.checkpoint(true),
+            Err(ReplicaError::Log { partition, .. }) if partition == "bad-0"
+        ));
+        let written = std::fs::read_to_string(dir.path().join(RECOVERY_POINT_CHECKPOINT)).unwrap();
+        assert!(written.contains("good 0 3\n"), "{written}");
+        assert!(
+            written.contains("bad 0 0\n"),
+            "the failed log keeps its recovery point: {written}"
+        );
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
     }
 
     #[test]

@@ -407,6 +407,10 @@ impl Partition {
     pub fn log_end_offset(&self) -> i64 {
         self.log.read().log_end_offset()
     }
+    /// Offsets below this are known to be on disk (the log's recovery point).
+    pub fn recovery_point(&self) -> i64 {
+        self.log.read().recovery_point()
+    }
     /// Bytes of the partition's segments (DescribeLogDirs).
     pub fn size_bytes(&self) -> u64 {
         self.log.read().size_bytes()
