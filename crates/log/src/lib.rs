@@ -61,6 +61,8 @@ pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
 pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
 /// Kafka's `delete.retention.ms` default: 1 day.
 pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// Kafka's `file.delete.delay.ms` default: 1 minute.
+pub const DEFAULT_FILE_DELETE_DELAY_MS: i64 = 60_000;
 /// Kafka's `retention.ms` default: 7 days.
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Largest segment a `.index` entry can address: positions are int32 on disk, which is
@@ -102,6 +104,9 @@ pub struct LogConfig {
     /// `max.compaction.lag.ms`: a log with a dirty record older than this is cleaned
     /// whatever its dirty ratio.
     pub max_compaction_lag_ms: i64,
+    /// `file.delete.delay.ms`: a segment deleted by retention or a log start offset
+    /// move is renamed `.deleted` first and removed this much later (0: at once).
+    pub file_delete_delay_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -119,6 +124,7 @@ impl Default for LogConfig {
             delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
+            file_delete_delay_ms: DEFAULT_FILE_DELETE_DELAY_MS,
         }
     }
 }

@@ -99,6 +99,9 @@ pub struct Log {
     /// Offsets below this were compacted by the cleaner (Kafka's cleaner checkpoint,
     /// kept in memory: the log start after an open).
     first_dirty_offset: i64,
+    /// Files renamed `.deleted` and when to remove them (`file.delete.delay.ms`);
+    /// leftovers of a crash are removed by the next open.
+    pending_deletions: Vec<(i64, Vec<PathBuf>)>,
 }
 
 impl Log {
@@ -151,6 +154,7 @@ impl Log {
             next_plan_id: 0,
             sync_failed: false,
             first_dirty_offset: 0,
+            pending_deletions: Vec::new(),
         };
 
         let bases: Vec<i64> = files.logs.into_iter().collect();
@@ -1099,6 +1103,7 @@ impl Log {
         now_ms: i64,
         upper_bound_offset: i64,
     ) -> Result<usize, LogError> {
+        self.remove_deleted_files(now_ms);
         let mut deleted = 0;
         if self.config.retention_ms >= 0 {
             let retention_ms = self.config.retention_ms;
@@ -1181,6 +1186,28 @@ impl Log {
         self.delete_oldest_segments(count, RetentionReason::LogStartOffset(offset), now_ms())
     }
 
+    /// Remove the `.deleted` files whose `file.delete.delay.ms` has passed (Kafka's
+    /// scheduled `deleteSegmentFiles`); returns how many segments' files went.
+    pub fn remove_deleted_files(&mut self, now_ms: i64) -> usize {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_deletions)
+            .into_iter()
+            .partition(|(at, _)| *at <= now_ms);
+        self.pending_deletions = later;
+        for (_, paths) in &due {
+            for path in paths {
+                match fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => warn!("Failed to delete {}: {e}", path.display()),
+                }
+            }
+            if let Some(log) = paths.first() {
+                info!("Deleted log segment file {}", log.display());
+            }
+        }
+        due.len()
+    }
+
     /// Segment `i` may go: it is not an empty active segment and it ends at or below the bound.
     fn deletable(&self, i: usize, upper_bound_offset: i64) -> bool {
         let segment = &self.segments[i];
@@ -1226,7 +1253,13 @@ impl Log {
                     self.name
                 ),
             }
-            segment.delete_files()?;
+            if self.config.file_delete_delay_ms > 0 {
+                let renamed = segment.rename_for_deletion(DELETED_SUFFIX)?;
+                let due = now.saturating_add(self.config.file_delete_delay_ms);
+                self.pending_deletions.push((due, renamed));
+            } else {
+                segment.delete_files()?;
+            }
         }
         let first_base = self
             .segments

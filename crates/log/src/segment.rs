@@ -683,6 +683,31 @@ impl Segment {
         self.file.clone()
     }
 
+    /// Rename the segment's files to `<name>.deleted` (Kafka's asynchronous segment
+    /// deletion: readers still holding the files keep them; the names leave the log)
+    /// and return the new paths, for deletion later. Missing files are skipped.
+    pub fn rename_for_deletion(self, suffix: &str) -> Result<Vec<PathBuf>, LogError> {
+        let paths = [
+            self.log_path.clone(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+            self.txn_index.path().to_path_buf(),
+        ];
+        drop(self);
+        let mut renamed = Vec::new();
+        for path in paths {
+            let mut target = path.clone().into_os_string();
+            target.push(suffix);
+            let target = PathBuf::from(target);
+            match fs::rename(&path, &target) {
+                Ok(()) => renamed.push(target),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_context("rename", &path)(e).into()),
+            }
+        }
+        Ok(renamed)
+    }
+
     /// Delete the segment's files (a missing file is not an error: a crash may have
     /// removed some already).
     pub fn delete_files(self) -> Result<(), LogError> {

@@ -1842,3 +1842,39 @@ fn incrementing_the_log_start_offset_hides_records_and_deletes_whole_segments() 
     let log = Log::open(dir, small_segments(), 0).unwrap();
     assert!(log.log_start_offset() <= 12);
 }
+
+#[test]
+fn deleted_segments_are_renamed_and_removed_after_the_delay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = LogConfig {
+        retention_ms: 1000,
+        file_delete_delay_ms: 60_000,
+        ..small_segments()
+    };
+    let mut log = Log::open(dir, config, 0).unwrap();
+    for ts in [NOW - 5000, NOW - 5000, NOW, NOW] {
+        log.append_as_leader(&mut batch(2, ts), 0).unwrap();
+    }
+    assert_eq!(log.apply_retention(NOW).unwrap(), 1);
+    assert!(!log_file(dir, 0).exists());
+    assert_eq!(
+        files_with_suffix(dir, ".deleted"),
+        vec![
+            "00000000000000000000.index.deleted",
+            "00000000000000000000.log.deleted",
+            "00000000000000000000.timeindex.deleted"
+        ]
+    );
+    assert_eq!(log.remove_deleted_files(NOW + 59_999), 0, "not yet");
+    assert_eq!(log.remove_deleted_files(NOW + 60_000), 1);
+    assert!(files_with_suffix(dir, ".deleted").is_empty());
+    // A crash before the delay: the next open removes the leftovers.
+    log.append_as_leader(&mut batch(2, NOW + 10_000), 0)
+        .unwrap();
+    assert!(log.apply_retention(NOW + 100_000).unwrap() > 0);
+    assert!(!files_with_suffix(dir, ".deleted").is_empty());
+    drop(log);
+    let _log = Log::open(dir, small_segments(), 0).unwrap();
+    assert!(files_with_suffix(dir, ".deleted").is_empty());
+}

@@ -100,6 +100,8 @@ impl QuorumLogConfig {
             segment_ms: self.segment_ms,
             retention_bytes: -1,
             retention_ms: -1,
+            // Segments a snapshot made obsolete go at once: nothing reads them any more.
+            file_delete_delay_ms: 0,
             ..LogConfig::default()
         }
     }

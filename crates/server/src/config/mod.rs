@@ -637,6 +637,7 @@ impl BrokerConfig {
                     "max.compaction.lag.ms",
                     defaults.max_compaction_lag_ms,
                 ),
+                file_delete_delay_ms: long("file.delete.delay.ms", defaults.file_delete_delay_ms),
             },
             max_message_bytes: long("max.message.bytes", 1_048_588).max(0) as usize,
             min_insync_replicas: long("min.insync.replicas", 1).max(1) as usize,
