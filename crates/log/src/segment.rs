@@ -683,17 +683,21 @@ impl Segment {
         self.file.clone()
     }
 
-    /// Rename the segment's files to `<name>.deleted` (Kafka's asynchronous segment
-    /// deletion: readers still holding the files keep them; the names leave the log)
-    /// and return the new paths, for deletion later. Missing files are skipped.
-    pub fn rename_for_deletion(self, suffix: &str) -> Result<Vec<PathBuf>, LogError> {
-        let paths = [
+    /// Close the segment, returning the paths of its files.
+    fn into_paths(self) -> [PathBuf; 4] {
+        [
             self.log_path.clone(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
             self.txn_index.path().to_path_buf(),
-        ];
-        drop(self);
+        ]
+    }
+
+    /// Rename the segment's files to `<name>.deleted` (Kafka's asynchronous segment
+    /// deletion: readers still holding the files keep them; the names leave the log)
+    /// and return the new paths, for deletion later. Missing files are skipped.
+    pub fn rename_for_deletion(self, suffix: &str) -> Result<Vec<PathBuf>, LogError> {
+        let paths = self.into_paths();
         let mut renamed = Vec::new();
         for path in paths {
             let mut target = path.clone().into_os_string();
@@ -711,13 +715,7 @@ impl Segment {
     /// Delete the segment's files (a missing file is not an error: a crash may have
     /// removed some already).
     pub fn delete_files(self) -> Result<(), LogError> {
-        let paths = [
-            self.log_path.clone(),
-            self.offset_index.path().to_path_buf(),
-            self.time_index.path().to_path_buf(),
-            self.txn_index.path().to_path_buf(),
-        ];
-        drop(self);
+        let paths = self.into_paths();
         for path in paths {
             match fs::remove_file(&path) {
                 Ok(()) => {}

@@ -395,7 +395,7 @@ impl ReplicaManager {
     /// read at start-up.
     pub fn checkpoint_log_start_offsets(&self) -> Result<(), ReplicaError> {
         let unclaimed = self.on_disk.lock();
-        let mut per_dir: Vec<OffsetCheckpoint> = self
+        let per_dir: Vec<OffsetCheckpoint> = self
             .log_start_offsets
             .iter()
             .map(|read| {
@@ -406,14 +406,27 @@ impl ReplicaManager {
             })
             .collect();
         drop(unclaimed);
+        self.write_per_dir(LOG_START_OFFSET_CHECKPOINT, per_dir, |p| {
+            p.log_start_offset()
+        })
+    }
+
+    /// Add `offset_of` each hosted partition to its log dir's entries in `per_dir`, and
+    /// write each dir's `file`.
+    fn write_per_dir(
+        &self,
+        file: &str,
+        mut per_dir: Vec<OffsetCheckpoint>,
+        offset_of: impl Fn(&Partition) -> i64,
+    ) -> Result<(), ReplicaError> {
         for p in self.all() {
             let dir = p.dir();
             if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
-                per_dir[i].insert((p.topic.clone(), p.index), p.log_start_offset());
+                per_dir[i].insert((p.topic.clone(), p.index), offset_of(&p));
             }
         }
         for (dir, offsets) in self.log_dirs.iter().zip(per_dir) {
-            let path = dir.join(LOG_START_OFFSET_CHECKPOINT);
+            let path = dir.join(file);
             checkpoint::write_offset_checkpoint(&path, &offsets)
                 .map_err(|source| ReplicaError::Io { path, source })?;
         }
@@ -424,19 +437,10 @@ impl ReplicaManager {
     /// partition in it (Kafka does this every `replica.high.watermark.checkpoint.interval.ms`
     /// and at shutdown).
     pub fn checkpoint_high_watermarks(&self) -> Result<(), ReplicaError> {
-        let mut per_dir: Vec<OffsetCheckpoint> = vec![OffsetCheckpoint::new(); self.log_dirs.len()];
-        for p in self.all() {
-            let dir = p.dir();
-            if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
-                per_dir[i].insert((p.topic.clone(), p.index), p.high_watermark());
-            }
-        }
-        for (dir, offsets) in self.log_dirs.iter().zip(per_dir) {
-            let path = dir.join(REPLICATION_OFFSET_CHECKPOINT);
-            checkpoint::write_offset_checkpoint(&path, &offsets)
-                .map_err(|source| ReplicaError::Io { path, source })?;
-        }
-        Ok(())
+        let per_dir = vec![OffsetCheckpoint::new(); self.log_dirs.len()];
+        self.write_per_dir(REPLICATION_OFFSET_CHECKPOINT, per_dir, |p| {
+            p.high_watermark()
+        })
     }
 
     /// Apply retention to every partition and expire producer ids idle for longer than
