@@ -6,6 +6,10 @@
 #                               on 2 vCPUs, 50 s of which the replication scenarios)
 #   scripts/bench.sh --smoke    a tiny run that only checks the harness works (seconds);
 #                               it exits 1 if a scenario failed
+#   scripts/bench.sh --scale    only the scale scenario (issue 11, see run_scale below):
+#                               10,000 partitions, and SCALE_GB (50) GB in 1 GiB and in
+#                               16 MiB segments; its own table. SCALE_TOPICS=100 topics
+#                               of 100 partitions. About 10 minutes at 50 GB.
 #
 # It builds the release broker and `ottla-bench` (a librdkafka load generator, see
 # crates/bench), then for each run: times broker start to first Metadata answer on a
@@ -65,9 +69,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 SMOKE=0
+SCALE_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --smoke) SMOKE=1 ;;
+        --scale) SCALE_ONLY=1 ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
@@ -372,6 +378,82 @@ timed_dd() {
     echo "    $label: $mb MB/s" >&2
     emit "$run" machine "$scenario" ",\"result\":{\"mb_per_s\":$mb}"
 }
+
+# ---------------------------------------------------------------------------
+# --scale (issue 11): what a broker costs at size, not speed. Per run:
+#   - partitions: a fresh broker creates SCALE_TOPICS topics of 100 partitions in one
+#     CreateTopics request (time), its RSS and open descriptors with them, then a clean
+#     stop and a timed start on the same data (first Metadata answer: a single node
+#     answers only once every log is open) with the RSS then;
+#   - data: once per segment size (1 GiB, 16 MiB), a fresh broker is filled with
+#     SCALE_GB GB of 1 KiB records in one partition (acks=1), its RSS then, a clean stop
+#     and a timed start on the same data with the RSS then. Needs SCALE_GB of free disk
+#     (the data of one size is deleted before the next).
+run_scale() {
+    local topics="${SCALE_TOPICS:-100}" gb="${SCALE_GB:-50}" run seg data log out records
+    records=$(awk -v g="$gb" 'BEGIN { printf "%d", g * 1e9 / 1024 }')
+    for run in $(seq "$RUNS"); do
+        data="$WORK/scale-parts-run$run"; log="$WORK/scale-parts-run$run.log"
+        start_broker "$run" "$data" "$log" || continue
+        scenario "$run" scale create_partitions "$BPID" -- create-topics --bootstrap "$BOOT" \
+            --prefix scale --count "$topics" --partitions 100
+        emit "$run" scale partitions_rss ",\"result\":{\"rss_mb\":$(( $(status_kb "$BPID" VmRSS) / 1024 )),\"fds\":$(ls "/proc/$BPID/fd" | wc -l)}"
+        stop_pid "$BPID"; BPID=""
+        scenario "$run" scale partitions_startup -- startup --bin "$OTTLA" --data-dir "$data" "${OVERRIDES[@]}"
+        log_problems "$run" scale "$log"
+        rm -rf "$data"
+    done
+    for seg in 1073741824 16777216; do
+        data="$WORK/scale-data-$seg"; log="$WORK/scale-data-$seg.log"
+        OVERRIDES+=(--override "log.segment.bytes=$seg")
+        if start_broker 1 "$data" "$log"; then
+            scenario 1 scale "fill_${seg}" "$BPID" -- produce --bootstrap "$BOOT" --topic scale-data \
+                --partitions 1 --record-size 1024 --records "$records" --acks 1
+            emit 1 scale "data_rss_${seg}" ",\"result\":{\"rss_mb\":$(( $(status_kb "$BPID" VmRSS) / 1024 )),\"segments\":$(ls "$data"/scale-data-0/*.log | wc -l)}"
+            stop_pid "$BPID"; BPID=""
+            for run in $(seq "$RUNS"); do
+                scenario "$run" scale "data_startup_${seg}" -- startup --bin "$OTTLA" --data-dir "$data" "${OVERRIDES[@]}"
+            done
+            log_problems 1 scale "$log"
+        fi
+        unset 'OVERRIDES[${#OVERRIDES[@]}-1]' 'OVERRIDES[${#OVERRIDES[@]}-2]'
+        rm -rf "$data"
+    done
+    echo
+    echo "## Ottla at scale ($(nproc) CPU(s), $(git rev-parse --short HEAD 2>/dev/null), $RUNS run(s), medians with min-max)"
+    echo
+    python3 - "$RESULTS" "$topics" "$gb" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+topics, gb = int(sys.argv[2]), sys.argv[3]
+def fig(scenario, field):
+    vals = [r["result"][field] for r in rows
+            if r.get("scenario") == scenario and "result" in r and r["result"].get(field) is not None]
+    if not vals:
+        errs = [r.get("error", "") for r in rows if r.get("scenario") == scenario and "error" in r]
+        return "failed: " + errs[0][:80] if errs else "n/a"
+    med = statistics.median(vals)
+    return f"{med:g}" if len(vals) == 1 else f"{med:g} ({min(vals):g}-{max(vals):g})"
+parts = topics * 100
+print("| Scenario | Ottla | Target |")
+print("|---|---|---|")
+print(f"| create {parts:,} partitions (one CreateTopics), s | {fig('create_partitions', 'created_ms')} ms | < 5 s |")
+print(f"| RSS with {parts:,} partitions, MB | {fig('partitions_rss', 'rss_mb')} | < 100 |")
+print(f"| open descriptors with {parts:,} partitions | {fig('partitions_rss', 'fds')} | |")
+print(f"| start-up after a clean shutdown, {parts:,} partitions, ms | {fig('partitions_startup', 'startup_ms')} | < 1000 |")
+print(f"| RSS after that start-up, MB | {fig('partitions_startup', 'rss_mb')} | < 100 |")
+for seg, name in ((1073741824, "1 GiB"), (16777216, "16 MiB")):
+    print(f"| {gb} GB of 1 KiB records, {name} segments: segments | {fig('data_rss_%d' % seg, 'segments')} | |")
+    print(f"| ... RSS after writing them, MB | {fig('data_rss_%d' % seg, 'rss_mb')} | < 100 |")
+    print(f"| ... start-up after a clean shutdown, ms | {fig('data_startup_%d' % seg, 'startup_ms')} | |")
+    print(f"| ... RSS after that start-up, MB | {fig('data_startup_%d' % seg, 'rss_mb')} | < 100 |")
+PY
+}
+
+if [ "$SCALE_ONLY" = 1 ]; then
+    run_scale
+    exit 0
+fi
 
 start_time=$(date +%s)
 for run in $(seq "$RUNS"); do

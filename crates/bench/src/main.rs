@@ -45,6 +45,8 @@ enum Command {
     Wait(startup::WaitArgs),
     /// Create a topic, retrying until the cluster accepts it, and wait for its leaders and ISRs.
     CreateTopic(topic::CreateTopicArgs),
+    /// Create many topics in one request and time it (the scale scenario).
+    CreateTopics(topic::CreateTopicsArgs),
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
     /// Print the markdown table for a results file written by scripts/bench.sh.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Startup(a) => startup::run(a),
         Command::Wait(a) => startup::wait(a),
         Command::CreateTopic(a) => topic::run(a),
+        Command::CreateTopics(a) => topic::run_many(a),
         Command::FreePort => startup::free_port().map(|p| serde_json::json!(p)),
         Command::Report(a) => report::run(a).map(|()| serde_json::Value::Null),
     };

@@ -32,6 +32,9 @@ pub struct StartupArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub timeout_s: f64,
+    /// Start on this existing data dir (the scale scenario) instead of a fresh one.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -188,7 +191,10 @@ fn log_tail(path: &std::path::Path) -> String {
 
 pub fn run(args: StartupArgs) -> Result<Value> {
     let dir = tempfile::Builder::new().prefix("ottla-startup").tempdir()?;
-    let data = dir.path().join("data");
+    let data = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| dir.path().join("data"));
     let log_path = dir.path().join("broker.log");
     let log = std::fs::File::create(&log_path)?;
     let port = free_port()?;
@@ -232,12 +238,22 @@ pub fn run(args: StartupArgs) -> Result<Value> {
             return Err(e);
         }
     };
+    // Resident memory once serving (a broker answers only after its logs are loaded).
+    let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        });
     let shutdown = terminate(&mut child, Duration::from_secs(30));
     let ms = elapsed.as_secs_f64() * 1000.0;
     eprintln!("[startup] first Metadata answer {ms:.1} ms after spawn");
     Ok(json!({
         "mode": "startup",
         "startup_ms": round(ms, 2),
+        "rss_mb": rss_kb.map(|kb| round(kb as f64 / 1024.0, 1)),
         "attempts": attempts,
         "shutdown_ms": shutdown.as_ref().ok().map(|d| round(d.as_secs_f64() * 1000.0, 1)),
         "shutdown_error": shutdown.err().map(|e| e.to_string()),

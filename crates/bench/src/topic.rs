@@ -136,3 +136,56 @@ pub fn run(args: CreateTopicArgs) -> Result<Value> {
         "ready_ms": round(ready_ms, 1),
     }))
 }
+
+#[derive(clap::Args, Debug)]
+pub struct CreateTopicsArgs {
+    /// host:port of a broker
+    #[arg(long)]
+    pub bootstrap: String,
+    /// Topics are named `<prefix>-0` ... `<prefix>-<count - 1>`.
+    #[arg(long)]
+    pub prefix: String,
+    #[arg(long)]
+    pub count: usize,
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+}
+
+/// `create-topics` (the scale scenario): many topics in one CreateTopics request; the
+/// time until the broker has answered for all of them (a topic is answered once its
+/// partitions are open on a single node).
+pub fn run_many(args: CreateTopicsArgs) -> Result<Value> {
+    let admin = admin_client(&args.bootstrap, &[], "create-topics")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let names: Vec<String> = (0..args.count)
+        .map(|i| format!("{}-{i}", args.prefix))
+        .collect();
+    let topics: Vec<rdkafka::admin::NewTopic> = names
+        .iter()
+        .map(|n| {
+            rdkafka::admin::NewTopic::new(
+                n,
+                args.partitions,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )
+        })
+        .collect();
+    let options = rdkafka::admin::AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(300)))
+        .request_timeout(Some(Duration::from_secs(300)));
+    let start = Instant::now();
+    let results = runtime.block_on(admin.create_topics(&topics, &options))?;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    for result in results {
+        if let Err((name, code)) = result {
+            bail!("cannot create topic {name}: {code:?} ({code})");
+        }
+    }
+    let partitions = args.count as i64 * i64::from(args.partitions);
+    eprintln!("[create-topics] {partitions} partitions in {ms:.0} ms");
+    Ok(
+        json!({"mode": "create-topics", "topics": args.count, "partitions": partitions, "created_ms": round(ms, 1)}),
+    )
+}

@@ -25,29 +25,51 @@ use std::sync::Arc;
 use crate::log::sync_dir;
 use crate::{io_context, LogError};
 
-/// A file to fsync, kept open by the plan so a segment deleted meanwhile is harmless.
+/// A file to fsync: by the handle that wrote it when that is still open (kept open by
+/// the plan, so a segment deleted meanwhile is harmless), else by path, opened when the
+/// plan syncs, outside the log's lock (segment files close when idle, see
+/// `crate::handle`).
 #[derive(Debug, Clone)]
 pub struct SyncTarget {
-    file: Arc<File>,
+    file: Option<Arc<File>>,
     pub(crate) path: PathBuf,
 }
 
 impl SyncTarget {
     pub(crate) fn new(file: Arc<File>, path: PathBuf) -> SyncTarget {
+        SyncTarget {
+            file: Some(file),
+            path,
+        }
+    }
+
+    /// Sync `path` through `file` if a handle is open, else by opening it at sync time.
+    pub(crate) fn handle_or_path(file: Option<Arc<File>>, path: PathBuf) -> SyncTarget {
         SyncTarget { file, path }
     }
 
     /// fsync the file's data.
     pub(crate) fn sync(&self) -> Result<(), LogError> {
-        self.file
-            .sync_data()
-            .map_err(io_context("fsync", &self.path))?;
+        let reopened;
+        let file = match &self.file {
+            Some(file) => file,
+            None => {
+                reopened = File::open(&self.path).map_err(io_context("open", &self.path))?;
+                &reopened
+            }
+        };
+        file.sync_data().map_err(io_context("fsync", &self.path))?;
         Ok(())
     }
 
-    /// Both hold the same open file (one fsync covers both).
+    /// One fsync covers both: the same open file, or the same path when neither has
+    /// a handle.
     pub(crate) fn is_same_handle(&self, other: &SyncTarget) -> bool {
-        Arc::ptr_eq(&self.file, &other.file)
+        match (&self.file, &other.file) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => self.path == other.path,
+            _ => false,
+        }
     }
 }
 
@@ -92,10 +114,7 @@ impl FlushPlan {
     /// log's lock, on a thread that may block.
     pub fn sync(&self) -> Result<(), LogError> {
         for target in &self.files {
-            target
-                .file
-                .sync_data()
-                .map_err(io_context("fsync", &target.path))?;
+            target.sync()?;
         }
         match &self.dir {
             Some(dir) => sync_dir(dir),

@@ -1,16 +1,31 @@
-//! Kafka's two sparse segment indexes, kept in memory and appended to their files.
+//! Kafka's two sparse segment indexes, appended to their files and searched by binary
+//! search.
 //!
-//! Kafka memory-maps preallocated index files; Ottla keeps the entries in a `Vec` (a
-//! lookup is a binary search either way) and appends each new entry to a plain file, so
-//! the file is always exactly its entries. Loading validates the whole file; anything
-//! inconsistent makes the caller rebuild the index from the `.log`, never panics.
+//! Kafka memory-maps preallocated index files. Ottla appends each new entry to a plain
+//! file, so the file is always exactly its entries, and keeps entries on the heap only
+//! where they change: the active segment's index is resident (a `Vec`), a sealed
+//! segment's index stays on disk. A lookup in a sealed index searches a summary (the
+//! first entry of each 4 KiB page of the file, 1/512 of it, built on first use) and
+//! then reads the one page that holds the answer. So the heap holds about 16 bytes per
+//! MiB of sealed log instead of 2 KiB, and a broker's memory does not grow with the data
+//! it stores.
+//!
+//! Opening a sealed index checks its length and its last entry only (as Kafka's
+//! `sanityCheck` does), so start-up reads no index pages; building the summary checks
+//! every entry. Anything inconsistent never panics: at open the caller rebuilds the
+//! index from the `.log`; later, lookups fall back to scanning the segment from its
+//! start (always correct, only slower) and a warning names the file.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::OnceLock;
+
+use tracing::warn;
 
 use crate::flush::SyncTarget;
+use crate::handle::{create_empty, LazyFile, OpenMode};
 use crate::io_context;
 
 /// `.index` entry: int32 relative offset, int32 file position.
@@ -19,126 +34,309 @@ pub(crate) const OFFSET_INDEX_ENTRY_LEN: usize = 8;
 pub(crate) const TIME_INDEX_ENTRY_LEN: usize = 12;
 /// Kafka's `RecordBatch.NO_TIMESTAMP`: the "previous entry" of an empty time index.
 pub(crate) const NO_TIMESTAMP: i64 = -1;
+/// A sealed index is searched a page at a time: its summary holds the first entry of
+/// each page, and a lookup reads one page.
+const INDEX_PAGE_BYTES: usize = 4096;
+/// Entries read at a time while building a summary (bounds the buffer).
+const SUMMARY_READ_ENTRIES: usize = 8192;
 
-/// One index file: its entries in memory, and a lazily opened append handle so that
-/// inactive segments hold no index file descriptors (once their last writes are flushed).
+/// One index file: its entries (resident or on disk), and an append handle opened when
+/// written and closed when idle.
 #[derive(Debug)]
 struct IndexFile<E> {
-    path: PathBuf,
-    entries: Vec<E>,
-    writer: Option<Arc<File>>,
-    /// The handle that wrote the file since the last [`IndexFile::take_unsynced`], kept
-    /// for that flush even after [`IndexFile::close`] (a sealed segment's index is
-    /// synced by the flush that follows its roll, without opening the file again).
-    unsynced: Option<Arc<File>>,
+    entries: Entries<E>,
+    writer: LazyFile,
+    /// Written since the last [`IndexFile::take_unsynced`]. No handle is kept for the
+    /// flush: it reopens the file if the writer was closed (see `crate::handle`), so
+    /// thousands of freshly recovered or sealed indexes pin no descriptors.
+    unsynced: bool,
 }
 
-pub(crate) trait Entry: Copy {
+#[derive(Debug)]
+enum Entries<E> {
+    /// Every entry on the heap: the active segment's index (appended to).
+    Resident(Vec<E>),
+    /// A sealed segment's index, read from its file when searched.
+    OnDisk(OnDisk<E>),
+}
+
+#[derive(Debug)]
+struct OnDisk<E> {
+    len: usize,
+    last: Option<E>,
+    /// What every entry is checked against ([`Entry::follows`]).
+    bound: i64,
+    /// The first entry of each page; `None` when the file failed its checks.
+    summary: OnceLock<Option<Vec<E>>>,
+}
+
+pub(crate) trait Entry: Copy + std::fmt::Debug {
     const LEN: usize;
+    /// Entries per [`INDEX_PAGE_BYTES`] page.
+    const PAGE_ENTRIES: usize = INDEX_PAGE_BYTES / Self::LEN;
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(bytes: &[u8]) -> Self;
+    /// Whether this entry may follow `previous` (None: it is the first) in an index of
+    /// a segment bounded by `bound` (a log size or a relative end offset).
+    fn follows(&self, previous: Option<&Self>, bound: i64) -> bool;
 }
 
 impl<E: Entry> IndexFile<E> {
-    fn new(path: PathBuf, entries: Vec<E>) -> Self {
+    fn resident(path: PathBuf, entries: Vec<E>) -> Self {
         IndexFile {
-            path,
-            entries,
-            writer: None,
-            unsynced: None,
+            entries: Entries::Resident(entries),
+            writer: LazyFile::closed(path, OpenMode::AppendCreate),
+            unsynced: false,
         }
     }
 
-    /// Read the file's entries, or `None` if it is missing or its length is not a whole
-    /// number of entries or exceeds `max_entries` (checked before reading, so a corrupt
-    /// huge file is never loaded).
-    fn read_entries(path: &Path, max_entries: usize) -> io::Result<Option<Vec<E>>> {
-        let mut file = match File::open(path) {
+    fn path(&self) -> &Path {
+        self.writer.path()
+    }
+
+    /// Open a sealed index: `None` if it is missing, its length is not a whole number of
+    /// entries or exceeds `max_entries`, or its last entry fails the checks.
+    fn open_on_disk(path: PathBuf, bound: i64, max_entries: usize) -> io::Result<Option<Self>> {
+        let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_context("open", path)(e)),
+            Err(e) => return Err(io_context("open", &path)(e)),
         };
-        let len = file.metadata().map_err(io_context("stat", path))?.len();
-        let Ok(len) = usize::try_from(len) else {
+        let size = file.metadata().map_err(io_context("stat", &path))?.len();
+        let Ok(size) = usize::try_from(size) else {
             return Ok(None);
         };
-        if len % E::LEN != 0 || len / E::LEN > max_entries {
+        if size % E::LEN != 0 || size / E::LEN > max_entries {
             return Ok(None);
         }
-        let mut bytes = Vec::with_capacity(len);
-        file.read_to_end(&mut bytes)
-            .map_err(io_context("read", path))?;
-        if bytes.len() != len {
-            return Ok(None);
-        }
-        Ok(Some(bytes.chunks_exact(E::LEN).map(E::decode).collect()))
+        let len = size / E::LEN;
+        let last = if len == 0 {
+            None
+        } else {
+            let mut buf = vec![0u8; E::LEN];
+            file.read_exact_at(&mut buf, (size - E::LEN) as u64)
+                .map_err(io_context("read", &path))?;
+            let last = E::decode(&buf);
+            if !last.follows(None, bound) {
+                return Ok(None);
+            }
+            Some(last)
+        };
+        Ok(Some(IndexFile {
+            entries: Entries::OnDisk(OnDisk {
+                len,
+                last,
+                bound,
+                summary: OnceLock::new(),
+            }),
+            writer: LazyFile::closed(path, OpenMode::AppendCreate),
+            unsynced: false,
+        }))
     }
 
-    fn writer(&mut self) -> io::Result<&Arc<File>> {
-        if self.writer.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(io_context("open", &self.path))?;
-            self.writer = Some(Arc::new(file));
+    fn last(&self) -> Option<E> {
+        match &self.entries {
+            Entries::Resident(entries) => entries.last().copied(),
+            Entries::OnDisk(on_disk) => on_disk.last,
         }
-        Ok(self.writer.as_ref().expect("opened above"))
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match &self.entries {
+            Entries::Resident(entries) => entries.len(),
+            Entries::OnDisk(on_disk) => on_disk.len,
+        }
+    }
+
+    /// The last entry for which `below` holds, given that `below` holds for a prefix of
+    /// the entries (a binary search); `None` if it holds for none, or if a sealed index
+    /// cannot be read (the caller then starts from the segment's beginning).
+    fn floor(&self, below: impl Fn(&E) -> bool) -> Option<E> {
+        let on_disk = match &self.entries {
+            Entries::Resident(entries) => {
+                let i = entries.partition_point(&below);
+                return i.checked_sub(1).map(|i| entries[i]);
+            }
+            Entries::OnDisk(on_disk) => on_disk,
+        };
+        let summary = on_disk
+            .summary
+            .get_or_init(|| self.build_summary(on_disk))
+            .as_deref()?;
+        let page = summary.partition_point(&below).checked_sub(1)?;
+        let first = page * E::PAGE_ENTRIES;
+        let count = E::PAGE_ENTRIES.min(on_disk.len - first);
+        let entries = match self.read_range(first, count) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!(
+                    "Reading index {} failed ({e}); scanning the segment instead",
+                    self.path().display()
+                );
+                return None;
+            }
+        };
+        let i = entries.partition_point(&below);
+        i.checked_sub(1).map(|i| entries[i])
+    }
+
+    /// `count` entries from entry `first` of the file.
+    fn read_range(&self, first: usize, count: usize) -> io::Result<Vec<E>> {
+        let path = self.path();
+        let file = File::open(path).map_err(io_context("open", path))?;
+        let mut buf = vec![0u8; count * E::LEN];
+        file.read_exact_at(&mut buf, (first * E::LEN) as u64)
+            .map_err(io_context("read", path))?;
+        Ok(buf.chunks_exact(E::LEN).map(E::decode).collect())
+    }
+
+    /// Read the whole file once, checking every entry, and keep the first entry of each
+    /// page. `None` (with a warning) when the file does not hold what was opened.
+    fn build_summary(&self, on_disk: &OnDisk<E>) -> Option<Vec<E>> {
+        let mut summary = Vec::with_capacity(on_disk.len.div_ceil(E::PAGE_ENTRIES));
+        let mut previous: Option<E> = None;
+        let mut at = 0;
+        while at < on_disk.len {
+            let count = SUMMARY_READ_ENTRIES.min(on_disk.len - at);
+            let entries = match self.read_range(at, count) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    warn!(
+                        "Reading index {} failed ({e}); scanning the segment instead",
+                        self.path().display()
+                    );
+                    return None;
+                }
+            };
+            for (i, entry) in entries.into_iter().enumerate() {
+                if !entry.follows(previous.as_ref(), on_disk.bound) {
+                    warn!(
+                        "Index {} is corrupt at entry {}; lookups in its segment scan the log instead",
+                        self.path().display(),
+                        at + i
+                    );
+                    return None;
+                }
+                if (at + i) % E::PAGE_ENTRIES == 0 {
+                    summary.push(entry);
+                }
+                previous = Some(entry);
+            }
+            at += count;
+        }
+        Some(summary)
+    }
+
+    /// The entries as a `Vec` that may change (read from the file if the index was on
+    /// disk; an index that fails its checks is emptied, which is always correct).
+    fn resident_entries(&mut self) -> io::Result<&mut Vec<E>> {
+        if let Entries::OnDisk(on_disk) = &self.entries {
+            let entries = match self.read_range(0, on_disk.len) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    warn!(
+                        "Reading index {} failed ({e}); it is emptied",
+                        self.path().display()
+                    );
+                    Vec::new()
+                }
+            };
+            let mut previous: Option<&E> = None;
+            let valid = entries.iter().all(|e| {
+                let ok = e.follows(previous, on_disk.bound);
+                previous = Some(e);
+                ok
+            });
+            let rewrite = !valid;
+            self.entries = Entries::Resident(if valid { entries } else { Vec::new() });
+            if rewrite {
+                self.rewrite()?;
+            }
+        }
+        match &mut self.entries {
+            Entries::Resident(entries) => Ok(entries),
+            Entries::OnDisk(_) => unreachable!("made resident above"),
+        }
+    }
+
+    /// Leave the entries on disk (the segment is sealed), keeping the summary of the
+    /// entries at hand so no read is needed for it; closes the writer.
+    fn offload(&mut self, bound: i64) {
+        if let Entries::Resident(entries) = &self.entries {
+            let summary = entries.iter().step_by(E::PAGE_ENTRIES).copied().collect();
+            self.entries = Entries::OnDisk(OnDisk {
+                len: entries.len(),
+                last: entries.last().copied(),
+                bound,
+                summary: OnceLock::from(Some(summary)),
+            });
+        }
+        self.writer.close();
     }
 
     fn push(&mut self, entry: E) -> io::Result<()> {
+        let kept = (self.resident_entries()?.len() * E::LEN) as u64;
         let mut buf = Vec::with_capacity(E::LEN);
         entry.encode(&mut buf);
-        let kept = (self.entries.len() * E::LEN) as u64;
-        let path = self.path.clone();
-        let writer = Arc::clone(self.writer()?);
+        let writer = self.writer.get()?;
         if let Err(e) = (&*writer).write_all(&buf) {
             // Best effort: cut a torn entry now, so the next append does not land behind
             // it (the caller undoes the batch; recovery would rebuild the index anyway).
             let _ = writer.set_len(kept);
-            return Err(io_context("append to", &path)(e));
+            return Err(io_context("append to", self.path())(e));
         }
-        self.entries.push(entry);
-        self.unsynced = Some(writer);
+        self.resident_entries()?.push(entry);
+        self.unsynced = true;
         Ok(())
     }
 
-    /// Replace the file's content with the in-memory entries (after a rebuild).
+    /// Replace the file's content with the resident entries (after a rebuild).
     fn rewrite(&mut self) -> io::Result<()> {
-        self.writer = None;
-        let mut buf = Vec::with_capacity(self.entries.len() * E::LEN);
-        for e in &self.entries {
+        self.writer.close();
+        let Entries::Resident(entries) = &self.entries else {
+            return Ok(());
+        };
+        let mut buf = Vec::with_capacity(entries.len() * E::LEN);
+        for e in entries {
             e.encode(&mut buf);
         }
-        let mut file = File::create(&self.path).map_err(io_context("create", &self.path))?;
-        file.write_all(&buf)
-            .map_err(io_context("write", &self.path))?;
-        self.unsynced = Some(Arc::new(file));
+        let path = self.path();
+        // Recovery rebuilds the active segment's indexes at every start; when the file
+        // already holds exactly these entries (a clean shutdown), leave it alone: no
+        // write, no handle kept for a flush.
+        if std::fs::read(path).is_ok_and(|existing| existing == buf) {
+            return Ok(());
+        }
+        let mut file = File::create(path).map_err(io_context("create", path))?;
+        file.write_all(&buf).map_err(io_context("write", path))?;
+        self.unsynced = true;
         Ok(())
     }
 
     /// Keep only the first `keep` entries, in memory and on disk.
     fn truncate(&mut self, keep: usize) -> io::Result<()> {
-        if keep >= self.entries.len() {
+        let entries = self.resident_entries()?;
+        if keep >= entries.len() {
             return Ok(());
         }
-        self.entries.truncate(keep);
-        let path = self.path.clone();
-        let len = (self.entries.len() * E::LEN) as u64;
-        let writer = Arc::clone(self.writer()?);
-        writer.set_len(len).map_err(io_context("truncate", &path))?;
-        self.unsynced = Some(writer);
+        entries.truncate(keep);
+        let len = (keep * E::LEN) as u64;
+        let writer = self.writer.get()?;
+        writer
+            .set_len(len)
+            .map_err(io_context("truncate", self.path()))?;
+        self.unsynced = true;
         Ok(())
     }
 
     /// The file to fsync if it was written since the last call (see [`crate::FlushPlan`]).
     fn take_unsynced(&mut self) -> Option<SyncTarget> {
-        let file = self.unsynced.take()?;
-        Some(SyncTarget::new(file, self.path.clone()))
-    }
-
-    fn close(&mut self) {
-        self.writer = None;
+        if !std::mem::take(&mut self.unsynced) {
+            return None;
+        }
+        let path = self.path().to_path_buf();
+        Some(SyncTarget::handle_or_path(self.writer.current(), path))
     }
 }
 
@@ -159,6 +357,15 @@ impl Entry for OffsetEntry {
             relative_offset: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
             position: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
         }
+    }
+    /// Relative offsets and positions strictly increase, positions lie inside the log
+    /// (`bound` is its size): Kafka's `sanityCheck`, applied to every entry.
+    fn follows(&self, previous: Option<&Self>, bound: i64) -> bool {
+        self.relative_offset <= i32::MAX as u32
+            && i64::from(self.position) < bound
+            && previous.is_none_or(|p| {
+                self.relative_offset > p.relative_offset && self.position > p.position
+            })
     }
 }
 
@@ -181,6 +388,17 @@ impl Entry for TimeEntry {
             timestamp: i64::from_be_bytes(ts),
             relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
         }
+    }
+    /// Timestamps strictly increase (entries are only appended when the maximum grows),
+    /// relative offsets never decrease and stay below `bound` (the segment's end,
+    /// relative to its base).
+    fn follows(&self, previous: Option<&Self>, bound: i64) -> bool {
+        self.relative_offset <= i32::MAX as u32
+            && i64::from(self.relative_offset) < bound
+            && self.timestamp > NO_TIMESTAMP
+            && previous.is_none_or(|p| {
+                self.timestamp > p.timestamp && self.relative_offset >= p.relative_offset
+            })
     }
 }
 
@@ -207,7 +425,7 @@ impl<E: Entry> SegmentIndex<E> {
     fn with_entries(path: PathBuf, base_offset: i64, entries: Vec<E>) -> Self {
         SegmentIndex {
             base_offset,
-            file: IndexFile::new(path, entries),
+            file: IndexFile::resident(path, entries),
         }
     }
 
@@ -218,9 +436,10 @@ impl<E: Entry> SegmentIndex<E> {
         Ok(index)
     }
 
-    /// A new, empty index whose file is created (or emptied) now.
+    /// A new, empty index whose file is created (replacing any) now.
     pub fn create(path: PathBuf, base_offset: i64) -> io::Result<Self> {
-        Self::written(path, base_offset, Vec::new())
+        create_empty(&path)?;
+        Ok(Self::with_entries(path, base_offset, Vec::new()))
     }
 
     /// An empty in-memory index for `path` that has not touched the file (a placeholder
@@ -231,16 +450,25 @@ impl<E: Entry> SegmentIndex<E> {
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.file.entries.len()
+        self.file.len()
+    }
+    #[cfg(test)]
+    pub fn is_resident(&self) -> bool {
+        matches!(self.file.entries, Entries::Resident(_))
     }
     pub fn path(&self) -> &Path {
-        &self.file.path
+        self.file.path()
     }
     pub fn take_unsynced(&mut self) -> Option<SyncTarget> {
         self.file.take_unsynced()
     }
-    pub fn close(&mut self) {
-        self.file.close()
+    /// Close the writer (it reopens when written).
+    pub fn close_now(&self) {
+        self.file.writer.close();
+    }
+    /// Close the writer if it was not used since the last sweep.
+    pub fn close_if_idle(&self) -> bool {
+        self.file.writer.close_if_idle()
     }
 }
 
@@ -249,9 +477,8 @@ impl<E: Entry> SegmentIndex<E> {
 pub(crate) type OffsetIndex = SegmentIndex<OffsetEntry>;
 
 impl OffsetIndex {
-    /// Load and sanity-check the index of a segment whose `.log` is `log_size` bytes.
-    /// `None` when missing or inconsistent: relative offsets and positions must strictly
-    /// increase and positions must lie inside the log (Kafka's `sanityCheck`, stricter).
+    /// Open the index of a sealed segment whose `.log` is `log_size` bytes, on disk.
+    /// `None` when missing or inconsistent (see [`IndexFile::open_on_disk`]).
     pub fn load(
         path: PathBuf,
         base_offset: i64,
@@ -259,22 +486,9 @@ impl OffsetIndex {
         min_batch_len: u64,
     ) -> io::Result<Option<Self>> {
         let max_entries = usize::try_from(log_size / min_batch_len + 1).unwrap_or(usize::MAX);
-        let Some(entries) = IndexFile::<OffsetEntry>::read_entries(&path, max_entries)? else {
-            return Ok(None);
-        };
-        let mut previous: Option<OffsetEntry> = None;
-        for e in &entries {
-            if e.relative_offset > i32::MAX as u32 || u64::from(e.position) >= log_size {
-                return Ok(None);
-            }
-            if let Some(p) = previous {
-                if e.relative_offset <= p.relative_offset || e.position <= p.position {
-                    return Ok(None);
-                }
-            }
-            previous = Some(*e);
-        }
-        Ok(Some(Self::with_entries(path, base_offset, entries)))
+        let bound = i64::try_from(log_size).unwrap_or(i64::MAX);
+        Ok(IndexFile::open_on_disk(path, bound, max_entries)?
+            .map(|file| SegmentIndex { base_offset, file }))
     }
 
     /// Rebuild from `(last offset, position)` pairs computed by a scan of the log.
@@ -291,29 +505,27 @@ impl OffsetIndex {
         Self::written(path, base_offset, entries)
     }
 
+    /// The segment was sealed at `log_size` bytes: leave the entries on disk.
+    pub fn offload(&mut self, log_size: u64) {
+        self.file
+            .offload(i64::try_from(log_size).unwrap_or(i64::MAX));
+    }
+
     /// Position to start scanning from for `offset`: that of the largest entry whose
     /// offset is <= `offset`, or 0.
     pub fn lookup(&self, offset: i64) -> u64 {
-        let entries = &self.file.entries;
-        let i =
-            entries.partition_point(|e| self.base_offset + i64::from(e.relative_offset) <= offset);
-        if i == 0 {
-            0
-        } else {
-            u64::from(entries[i - 1].position)
-        }
+        let base = self.base_offset;
+        self.file
+            .floor(|e| base + i64::from(e.relative_offset) <= offset)
+            .map_or(0, |e| u64::from(e.position))
     }
 
     /// The position of the last indexed batch that starts at or before `position` (0
     /// when none does): a batch boundary to walk forward from.
     pub fn floor_position(&self, position: u64) -> u64 {
-        let entries = &self.file.entries;
-        let i = entries.partition_point(|e| u64::from(e.position) <= position);
-        if i == 0 {
-            0
-        } else {
-            u64::from(entries[i - 1].position)
-        }
+        self.file
+            .floor(|e| u64::from(e.position) <= position)
+            .map_or(0, |e| u64::from(e.position))
     }
 
     /// Append an entry; the caller guarantees `offset` and `position` grow and fit.
@@ -327,7 +539,7 @@ impl OffsetIndex {
                 "offset index entry out of range",
             ));
         };
-        if let Some(last) = self.file.entries.last() {
+        if let Some(last) = self.file.last() {
             if relative_offset <= last.relative_offset || position <= last.position {
                 return Ok(());
             }
@@ -342,14 +554,14 @@ impl OffsetIndex {
     pub fn truncate_to_position(&mut self, position: u64) -> io::Result<()> {
         let keep = self
             .file
-            .entries
+            .resident_entries()?
             .partition_point(|e| u64::from(e.position) < position);
         self.file.truncate(keep)
     }
 
     /// The last entry as (absolute offset, position).
     pub fn last_entry(&self) -> Option<(i64, u64)> {
-        self.file.entries.last().map(|e| {
+        self.file.last().map(|e| {
             (
                 self.base_offset + i64::from(e.relative_offset),
                 u64::from(e.position),
@@ -363,9 +575,9 @@ impl OffsetIndex {
 pub(crate) type TimeIndex = SegmentIndex<TimeEntry>;
 
 impl TimeIndex {
-    /// Load and sanity-check: timestamps strictly increase (entries are only appended
-    /// when the maximum grows), offsets never decrease and stay below `end_offset` (an
-    /// upper bound of the segment's offsets).
+    /// Open the index of a sealed segment, on disk: `None` when missing or inconsistent
+    /// (its last entry's offset must lie below `end_offset`, an upper bound of the
+    /// segment's offsets).
     pub fn load(
         path: PathBuf,
         base_offset: i64,
@@ -374,25 +586,9 @@ impl TimeIndex {
         min_batch_len: u64,
     ) -> io::Result<Option<Self>> {
         let max_entries = usize::try_from(log_size / min_batch_len + 1).unwrap_or(usize::MAX);
-        let Some(entries) = IndexFile::<TimeEntry>::read_entries(&path, max_entries)? else {
-            return Ok(None);
-        };
-        let mut previous: Option<TimeEntry> = None;
-        for e in &entries {
-            if e.relative_offset > i32::MAX as u32
-                || base_offset + i64::from(e.relative_offset) >= end_offset
-                || e.timestamp <= NO_TIMESTAMP
-            {
-                return Ok(None);
-            }
-            if let Some(p) = previous {
-                if e.timestamp <= p.timestamp || e.relative_offset < p.relative_offset {
-                    return Ok(None);
-                }
-            }
-            previous = Some(*e);
-        }
-        Ok(Some(Self::with_entries(path, base_offset, entries)))
+        let bound = end_offset.saturating_sub(base_offset);
+        Ok(IndexFile::open_on_disk(path, bound, max_entries)?
+            .map(|file| SegmentIndex { base_offset, file }))
     }
 
     pub fn rebuilt(path: PathBuf, base_offset: i64, entries: Vec<(i64, i64)>) -> io::Result<Self> {
@@ -408,29 +604,29 @@ impl TimeIndex {
         Self::written(path, base_offset, entries)
     }
 
+    /// The segment was sealed with offsets below `end_offset`: leave the entries on disk.
+    pub fn offload(&mut self, end_offset: i64) {
+        self.file
+            .offload(end_offset.saturating_sub(self.base_offset));
+    }
+
     /// Offset to start searching from for the first record with timestamp >= `timestamp`:
     /// that of the largest entry whose timestamp is <= `timestamp`, or the segment's base
     /// offset. Correct because an entry names the *first* batch whose records reached its
     /// timestamp: every batch before it is strictly older, so the search may skip them.
     pub fn lookup(&self, timestamp: i64) -> i64 {
-        let entries = &self.file.entries;
-        let i = entries.partition_point(|e| e.timestamp <= timestamp);
-        if i == 0 {
-            self.base_offset
-        } else {
-            self.base_offset + i64::from(entries[i - 1].relative_offset)
-        }
+        self.file
+            .floor(|e| e.timestamp <= timestamp)
+            .map_or(self.base_offset, |e| {
+                self.base_offset + i64::from(e.relative_offset)
+            })
     }
 
     /// Append `(timestamp, offset)` if `timestamp` exceeds the last entry's (Kafka's
     /// `maybeAppend`).
     pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> io::Result<()> {
-        let last_ts = self
-            .file
-            .entries
-            .last()
-            .map_or(NO_TIMESTAMP, |e| e.timestamp);
-        if timestamp <= last_ts {
+        let last = self.file.last();
+        if timestamp <= last.map_or(NO_TIMESTAMP, |e| e.timestamp) {
             return Ok(());
         }
         let Some(relative_offset) = relative_offset(self.base_offset, offset) else {
@@ -439,10 +635,8 @@ impl TimeIndex {
                 "time index entry out of range",
             ));
         };
-        if let Some(last) = self.file.entries.last() {
-            if relative_offset < last.relative_offset {
-                return Ok(());
-            }
+        if last.is_some_and(|last| relative_offset < last.relative_offset) {
+            return Ok(());
         }
         self.file.push(TimeEntry {
             timestamp,
@@ -452,17 +646,17 @@ impl TimeIndex {
 
     /// Drop entries whose offset is >= `next_offset` (after the log was truncated).
     pub fn truncate_to_offset(&mut self, next_offset: i64) -> io::Result<()> {
+        let base = self.base_offset;
         let keep = self
             .file
-            .entries
-            .partition_point(|e| self.base_offset + i64::from(e.relative_offset) < next_offset);
+            .resident_entries()?
+            .partition_point(|e| base + i64::from(e.relative_offset) < next_offset);
         self.file.truncate(keep)
     }
 
     /// Last entry as (timestamp, absolute offset).
     pub fn last_entry(&self) -> Option<(i64, i64)> {
         self.file
-            .entries
             .last()
             .map(|e| (e.timestamp, self.base_offset + i64::from(e.relative_offset)))
     }
@@ -532,5 +726,112 @@ mod tests {
         assert_eq!(loaded.last_entry(), Some((1000, 4)));
         // offset beyond the segment's end: inconsistent
         assert!(TimeIndex::load(path, 0, 4, 100, 61).unwrap().is_none());
+    }
+
+    /// A sealed index answers from its file exactly as the resident one did, across
+    /// many pages, and goes back to the heap only when written again.
+    #[test]
+    fn a_sealed_index_searches_its_file_like_the_resident_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000001000.index");
+        let mut idx = OffsetIndex::create(path.clone(), 1000).unwrap();
+        // 2,000 entries: 4 pages of 512 entries.
+        for i in 0..2000u64 {
+            idx.append(1000 + 10 * i as i64 + 9, 100 + 4096 * i)
+                .unwrap();
+        }
+        let log_size = 100 + 4096 * 2000;
+        let probes: Vec<i64> = (990..21_100).step_by(7).collect();
+        let expected: Vec<u64> = probes.iter().map(|&o| idx.lookup(o)).collect();
+        let floors: Vec<u64> = (0..log_size)
+            .step_by(3001)
+            .map(|p| idx.floor_position(p))
+            .collect();
+        idx.offload(log_size);
+        assert!(!idx.is_resident());
+        assert_eq!(
+            probes.iter().map(|&o| idx.lookup(o)).collect::<Vec<_>>(),
+            expected
+        );
+        // Opened from disk (summary built on first use) it answers the same.
+        let loaded = OffsetIndex::load(path.clone(), 1000, log_size, 61)
+            .unwrap()
+            .unwrap();
+        assert!(!loaded.is_resident());
+        assert_eq!(
+            loaded.last_entry(),
+            Some((1000 + 10 * 1999 + 9, 100 + 4096 * 1999))
+        );
+        assert_eq!(
+            probes.iter().map(|&o| loaded.lookup(o)).collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(
+            (0..log_size)
+                .step_by(3001)
+                .map(|p| loaded.floor_position(p))
+                .collect::<Vec<_>>(),
+            floors
+        );
+        // Written again (a truncation), it is resident and its file follows.
+        let mut loaded = loaded;
+        loaded.truncate_to_position(100 + 4096 * 700).unwrap();
+        assert!(loaded.is_resident());
+        assert_eq!(loaded.len(), 700);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 700 * 8);
+        assert_eq!(loaded.lookup(21_000), 100 + 4096 * 699);
+    }
+
+    /// Opening checks the last entry only; a corrupt entry in the middle is found when
+    /// the summary is built, and lookups then scan the segment from its start (0)
+    /// instead of trusting it. Writing to such an index starts it afresh.
+    #[test]
+    fn a_corrupt_sealed_index_falls_back_to_scanning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.index");
+        let mut idx = OffsetIndex::create(path.clone(), 0).unwrap();
+        for i in 0..1500u64 {
+            idx.append(i as i64 * 2 + 1, 64 * (i + 1)).unwrap();
+        }
+        drop(idx);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Entry 900 goes backwards.
+        bytes[900 * 8..900 * 8 + 8].copy_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        std::fs::write(&path, &bytes).unwrap();
+        let log_size = 64 * 1600;
+        let mut loaded = OffsetIndex::load(path.clone(), 0, log_size, 61)
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.lookup(2000), 0);
+        assert_eq!(loaded.floor_position(50_000), 0);
+        loaded.append(3001, 64 * 1501).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+        assert_eq!(loaded.lookup(4000), 64 * 1501);
+    }
+
+    #[test]
+    fn a_sealed_time_index_searches_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.timeindex");
+        let mut idx = TimeIndex::create(path.clone(), 0).unwrap();
+        for i in 0..1000i64 {
+            idx.maybe_append(10_000 + 5 * i, 3 * i).unwrap();
+        }
+        let probes: Vec<i64> = (9_000..16_000).step_by(13).collect();
+        let expected: Vec<i64> = probes.iter().map(|&t| idx.lookup(t)).collect();
+        idx.offload(3000);
+        assert_eq!(
+            probes.iter().map(|&t| idx.lookup(t)).collect::<Vec<_>>(),
+            expected
+        );
+        let loaded = TimeIndex::load(path, 0, 3000, 1 << 20, 61)
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.last_entry(), Some((10_000 + 5 * 999, 3 * 999)));
+        assert_eq!(
+            probes.iter().map(|&t| loaded.lookup(t)).collect::<Vec<_>>(),
+            expected
+        );
     }
 }

@@ -12,10 +12,12 @@
 //!   Kafka's `TransactionIndex`), for read_committed fetches;
 //! - `leader-epoch-checkpoint`: the first offset of each leader epoch, Kafka's format.
 //!
-//! Indexes live in memory (a `Vec` searched by binary search) and are appended to their
-//! files; there is no mmap and no preallocation, so an index file is always exactly its
-//! entries; a crash can at worst leave it short or with a torn last entry, which the
-//! checks on load detect (the index is then rebuilt from the `.log`).
+//! Indexes are appended to their files; there is no mmap and no preallocation, so an
+//! index file is always exactly its entries; a crash can at worst leave it short or with
+//! a torn last entry, which the checks on load detect (the index is then rebuilt from the
+//! `.log`). Only the active segment's index entries live on the heap; sealed segments'
+//! are searched in their files (`index`), and segment files are opened when used and
+//! closed when idle (`handle`), so neither memory nor descriptors grow with the data.
 //!
 //! The module layout follows the layers: `header` reads batch headers without owning
 //! them, `index` the two index kinds, `segment` one `.log` file with its indexes,
@@ -27,6 +29,7 @@
 
 pub mod cleaner;
 mod flush;
+mod handle;
 mod header;
 mod index;
 mod leader_epoch;
@@ -42,6 +45,7 @@ mod cleaner_tests;
 mod tests;
 
 pub use crate::flush::FlushPlan;
+pub use crate::handle::open_segment_handles;
 pub use crate::leader_epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT};
 pub use crate::log::{FlushReason, Log};
 pub use crate::producer_state::{BatchMetadata, ProducerStateEntry, ProducerStateManager};

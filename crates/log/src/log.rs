@@ -161,7 +161,9 @@ impl Log {
         // Base offset of the first segment recovery scanned.
         let first_recovered = if bases.is_empty() {
             log.segments.push(Segment::create(dir, 0, now)?);
-            sync_dir(dir)?;
+            // A new, empty log: its first flush syncs the directory (nothing is lost
+            // if a crash comes first), so creating many partitions costs no fsyncs.
+            log.dir_unsynced = true;
             0
         } else {
             log.load_segments(&bases, recovery_point, now)?
@@ -192,6 +194,16 @@ impl Log {
             log.log_start_offset
         };
         log.recover_leader_epochs(walk_from)?;
+        // Only the active segment is written to: the others keep their index entries on
+        // disk. No file stays open: a log holds descriptors only while it is used.
+        if let Some((_, sealed)) = log.segments.split_last_mut() {
+            for segment in sealed {
+                segment.offload_indexes();
+            }
+        }
+        for segment in &log.segments {
+            segment.close_files();
+        }
         Ok(log)
     }
 
@@ -422,6 +434,12 @@ impl Log {
     }
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(Segment::size).sum()
+    }
+    /// Close the segment files not used since the previous call (a second-chance sweep,
+    /// see `crate::handle`); returns how many were closed. Needs only shared access, so
+    /// the owner may sweep under a read lock while fetches go on.
+    pub fn close_idle_files(&self) -> usize {
+        self.segments.iter().map(Segment::close_idle_files).sum()
     }
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -1329,7 +1347,13 @@ impl Log {
                 end,
                 size: segment.size(),
                 last_modified_ms: cleaner::last_modified_ms(segment.log_path()),
-                file: segment.file(),
+                file: match segment.file() {
+                    Ok(file) => file,
+                    Err(e) => {
+                        warn!("Not cleaning {}: {e}", self.name);
+                        return None;
+                    }
+                },
                 path: segment.log_path().to_path_buf(),
                 aborted: self
                     .aborted
@@ -1473,6 +1497,7 @@ impl Log {
             let mut segment = Segment::open(&self.dir, g.base, now_ms())?;
             if !segment.load_indexes(end)? {
                 segment.recover(g.base, Some(end), interval)?;
+                segment.offload_indexes();
             }
             self.segments.insert(first, segment);
         }
@@ -1567,9 +1592,19 @@ impl Log {
 
     /// Snapshot the producers, flush, and close the files.
     pub fn close(mut self) -> Result<(), LogError> {
-        self.snapshot_producers_at_log_end()?;
+        self.prepare_close()?;
         self.flush()?;
         Ok(())
+    }
+
+    /// What a clean shutdown writes before its last flush: a producer snapshot at the
+    /// log end ([`Log::snapshot_producers_at_log_end`]) and, as Kafka's
+    /// `LogSegment.close` does, the largest timestamp at the end of the active
+    /// segment's time index, so the next open finds its indexes up to date and does
+    /// not rewrite them.
+    pub fn prepare_close(&mut self) -> Result<(), LogError> {
+        self.active_mut()?.append_max_timestamp_entry()?;
+        self.snapshot_producers_at_log_end()
     }
 
     /// Delete the partition directory and everything in it (topic deletion).

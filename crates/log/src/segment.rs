@@ -5,7 +5,7 @@
 //! or torn write is simply overwritten by the next append at the same position, or cut
 //! off by recovery.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use ottla_protocol::batch::{batch_size_at, RecordBatch, BATCH_HEADER_LEN, LOG_OV
 use ottla_protocol::records::{scan_records, RecordMeta};
 
 use crate::flush::SyncTarget;
+use crate::handle::{create_empty, LazyFile, OpenMode};
 use crate::header::BatchHeader;
 use crate::index::{relative_offset, OffsetIndex, TimeIndex, NO_TIMESTAMP};
 use crate::slice::FileSlice;
@@ -96,9 +97,9 @@ pub(crate) struct Truncation {
 #[derive(Debug)]
 pub(crate) struct Segment {
     base_offset: i64,
-    log_path: PathBuf,
-    /// Shared with the [`FileSlice`]s of reads still being sent.
-    file: Arc<File>,
+    /// The `.log`, opened when used and closed when idle; its handle is shared with the
+    /// [`FileSlice`]s of reads still being sent.
+    log: LazyFile,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -165,13 +166,10 @@ impl Segment {
             }
         };
         let log_path = name(LOG_SUFFIX);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)
-            .map_err(io_context("create", &log_path))?;
+        // Empty files: nothing to fsync, no handle kept (a new partition holds no
+        // descriptor until it is written); the caller syncs the directory.
+        create_empty(&log_path)?;
+        let log = LazyFile::closed(log_path, OpenMode::ReadWrite);
         let mut txn_index = TxnIndexFile::new(name(TXN_INDEX_SUFFIX));
         txn_index.delete()?;
         Ok(Segment {
@@ -179,14 +177,13 @@ impl Segment {
             base_offset,
             offset_index: OffsetIndex::create(name(INDEX_SUFFIX), base_offset)?,
             time_index: TimeIndex::create(name(TIME_INDEX_SUFFIX), base_offset)?,
-            log_path,
-            file: Arc::new(file),
+            log,
             size: 0,
             cursor: IndexCursor::new(),
             first_batch_timestamp: None,
             created_ms: now_ms,
             next_offset: Some(base_offset),
-            dirty: true,
+            dirty: false,
         })
     }
 
@@ -194,14 +191,9 @@ impl Segment {
     /// [`Segment::load_indexes`] (trusted segments) or [`Segment::recover`].
     pub fn open(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
         let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(io_context("open", &log_path))?;
-        let size = file
-            .metadata()
-            .map_err(io_context("stat", &log_path))?
+        // Only the size now: the file opens when first read.
+        let size = fs::metadata(&log_path)
+            .map_err(io_context("open", &log_path))?
             .len();
         let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
         let time_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
@@ -211,8 +203,7 @@ impl Segment {
             // placeholders until load_indexes/recover: nothing is written through them
             offset_index: OffsetIndex::detached(index_path, base_offset),
             time_index: TimeIndex::detached(time_path, base_offset),
-            log_path,
-            file: Arc::new(file),
+            log: LazyFile::closed(log_path, OpenMode::ReadWrite),
             size,
             cursor: IndexCursor::new(),
             first_batch_timestamp: None,
@@ -279,14 +270,14 @@ impl Segment {
         end_offset: Option<i64>,
         index_interval_bytes: u64,
     ) -> Result<Option<Truncation>, LogError> {
-        let file_len = self
-            .file
+        let file = self.log.get()?;
+        let file_len = file
             .metadata()
-            .map_err(io_context("stat", &self.log_path))?
+            .map_err(io_context("stat", self.log.path()))?
             .len();
         let mut reader = ChunkReader {
-            file: &self.file,
-            path: &self.log_path,
+            file: &file,
+            path: self.log.path(),
             file_len,
             buf: Vec::new(),
             buf_start: 0,
@@ -337,9 +328,8 @@ impl Segment {
             time_entries.push((cursor.max_timestamp, cursor.offset_of_max_timestamp));
         }
         if truncation.is_some() {
-            self.file
-                .set_len(position)
-                .map_err(io_context("truncate", &self.log_path))?;
+            file.set_len(position)
+                .map_err(io_context("truncate", self.log.path()))?;
             self.dirty = true;
         }
         self.size = position;
@@ -379,7 +369,7 @@ impl Segment {
         self.cursor.offset_of_max_timestamp
     }
     pub fn log_path(&self) -> &Path {
-        &self.log_path
+        self.log.path()
     }
 
     /// How long the segment has been open for `segment.ms`: by record time when the
@@ -413,14 +403,15 @@ impl Segment {
         if position + bytes.len() as u64 > MAX_SEGMENT_BYTES {
             return Err(LogError::Corrupt(format!(
                 "append would grow {} beyond {MAX_SEGMENT_BYTES} bytes",
-                self.log_path.display()
+                self.log.path().display()
             )));
         }
-        if let Err(e) = self.file.write_all_at(bytes, position) {
+        let file = self.log.get()?;
+        if let Err(e) = file.write_all_at(bytes, position) {
             // Best effort: drop any partial write now; the next append overwrites it
             // anyway and recovery would cut it.
-            let _ = self.file.set_len(position);
-            return Err(io_context("write", &self.log_path)(e).into());
+            let _ = file.set_len(position);
+            return Err(io_context("write", self.log.path())(e).into());
         }
         self.dirty = true;
         let cursor = self.cursor;
@@ -432,7 +423,7 @@ impl Segment {
             self.cursor = cursor;
             let _ = self.offset_index.truncate_to_position(position);
             let _ = self.time_index.truncate_to_offset(h.base_offset);
-            let _ = self.file.set_len(position);
+            let _ = file.set_len(position);
             return Err(e.into());
         }
         self.size += bytes.len() as u64;
@@ -455,7 +446,8 @@ impl Segment {
     /// a [`crate::FlushPlan`] to fsync.
     pub fn take_unsynced(&mut self, out: &mut Vec<SyncTarget>) {
         if self.dirty {
-            out.push(SyncTarget::new(self.file.clone(), self.log_path.clone()));
+            let path = self.log.path().to_path_buf();
+            out.push(SyncTarget::handle_or_path(self.log.current(), path));
             self.dirty = false;
         }
         out.extend(self.offset_index.take_unsynced());
@@ -468,13 +460,44 @@ impl Segment {
     /// index's last entry) and release the index file handles. Nothing is fsynced here:
     /// the next flush of the log syncs the segment, without the log's lock held.
     pub fn seal(&mut self) -> Result<(), LogError> {
+        self.append_max_timestamp_entry()?;
+        self.offload_indexes();
+        Ok(())
+    }
+
+    /// End the time index with the largest timestamp so far (if it is not there yet).
+    pub fn append_max_timestamp_entry(&mut self) -> Result<(), LogError> {
         self.time_index.maybe_append(
             self.cursor.max_timestamp,
             self.cursor.offset_of_max_timestamp,
         )?;
-        self.offset_index.close();
-        self.time_index.close();
         Ok(())
+    }
+
+    /// Leave the indexes of a segment that is not appended to on disk (see
+    /// `crate::index`): sealed segments hold no index entries on the heap.
+    pub fn offload_indexes(&mut self) {
+        self.offset_index.offload(self.size);
+        self.time_index
+            .offload(self.next_offset.unwrap_or(i64::MAX));
+    }
+
+    /// Close the segment's files now; they reopen when used.
+    pub fn close_files(&self) {
+        self.log.close();
+        self.offset_index.close_now();
+        self.time_index.close_now();
+    }
+
+    /// Close the files not used since the previous call (see `crate::handle`); returns
+    /// how many were closed. A `.log` with writes not yet flushed is closed too (an idle
+    /// partition must not pin a descriptor until the next checkpoint): its flush
+    /// reopens it (see `crate::handle` for why that is safe).
+    pub fn close_idle_files(&self) -> usize {
+        let mut closed = usize::from(self.log.close_if_idle());
+        closed += usize::from(self.offset_index.close_if_idle());
+        closed += usize::from(self.time_index.close_if_idle());
+        closed
     }
 
     /// Largest timestamp for `retention.ms`: the records' when known, else the file's
@@ -483,11 +506,9 @@ impl Segment {
         if self.cursor.max_timestamp > 0 {
             return Ok(self.cursor.max_timestamp);
         }
-        let modified = self
-            .file
-            .metadata()
+        let modified = fs::metadata(self.log.path())
             .and_then(|m| m.modified())
-            .map_err(io_context("stat", &self.log_path))?;
+            .map_err(io_context("stat", self.log.path()))?;
         Ok(modified
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -508,9 +529,10 @@ impl Segment {
             ));
         }
         let mut buf = [0u8; BATCH_HEADER_LEN];
-        self.file
+        self.log
+            .get()?
             .read_exact_at(&mut buf, position)
-            .map_err(io_context("read", &self.log_path))?;
+            .map_err(io_context("read", self.log.path()))?;
         let h = BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, e.to_string()))?;
         if h.size as u64 > available {
             return Err(self.corrupt(
@@ -524,7 +546,7 @@ impl Segment {
     fn corrupt(&self, position: u64, what: String) -> LogError {
         LogError::Corrupt(format!(
             "{} at position {position}: {what}",
-            self.log_path.display()
+            self.log.path().display()
         ))
     }
 
@@ -556,9 +578,10 @@ impl Segment {
 
     pub fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
         let mut buf = vec![0u8; len];
-        self.file
+        self.log
+            .get()?
             .read_exact_at(&mut buf, position)
-            .map_err(io_context("read", &self.log_path))?;
+            .map_err(io_context("read", self.log.path()))?;
         Ok(buf)
     }
 
@@ -610,7 +633,7 @@ impl Segment {
             end
         };
         debug_assert!(end > position && end <= self.size);
-        let slice = FileSlice::new(self.file.clone(), position, (end - position) as usize);
+        let slice = FileSlice::new(self.log.get()?, position, (end - position) as usize);
         Ok((Some(slice), end == self.size))
     }
 
@@ -637,9 +660,10 @@ impl Segment {
         };
         let removed = self.size - position;
         if removed > 0 {
-            self.file
+            self.log
+                .get()?
                 .set_len(position)
-                .map_err(io_context("truncate", &self.log_path))?;
+                .map_err(io_context("truncate", self.log.path()))?;
             self.size = position;
             self.dirty = true;
             self.offset_index.truncate_to_position(position)?;
@@ -672,21 +696,22 @@ impl Segment {
 
     /// Set the `.log` file's modification time.
     pub fn set_modified(&self, time: std::time::SystemTime) -> Result<(), LogError> {
-        self.file
+        self.log
+            .get()?
             .set_modified(time)
-            .map_err(io_context("set the modification time of", &self.log_path))?;
+            .map_err(io_context("set the modification time of", self.log.path()))?;
         Ok(())
     }
 
     /// The `.log` file, shared (the cleaner reads it without the log's lock).
-    pub(crate) fn file(&self) -> Arc<File> {
-        self.file.clone()
+    pub(crate) fn file(&self) -> io::Result<Arc<File>> {
+        self.log.get()
     }
 
     /// Close the segment, returning the paths of its files.
     fn into_paths(self) -> [PathBuf; 4] {
         [
-            self.log_path.clone(),
+            self.log.path().to_path_buf(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
             self.txn_index.path().to_path_buf(),

@@ -144,9 +144,11 @@ impl TxnIndexFile {
         if !std::mem::take(&mut self.dirty) {
             return None;
         }
+        // The flush takes the handle: aborts are rare, and a sealed segment's index
+        // should not hold a descriptor (the next append reopens the file).
         self.file
-            .as_ref()
-            .map(|f| SyncTarget::new(f.clone(), self.path.clone()))
+            .take()
+            .map(|f| SyncTarget::new(f, self.path.clone()))
     }
 
     pub fn delete(&mut self) -> io::Result<()> {

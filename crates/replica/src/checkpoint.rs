@@ -99,6 +99,16 @@ pub fn write_partition_metadata(partition_dir: &Path, topic_id: Uuid) -> std::io
     write_atomically(&partition_dir.join(PARTITION_METADATA), text.as_bytes())
 }
 
+/// Write a new partition's `partition.metadata` without fsyncs: creating thousands of
+/// partitions must not cost thousands of fsyncs (Kafka flushes this file later, in the
+/// background, too). The partition's first log flush syncs its directory; a file lost
+/// or torn by a crash before that reads as no topic id and is written again when the
+/// partition is claimed.
+pub fn write_new_partition_metadata(partition_dir: &Path, topic_id: Uuid) -> std::io::Result<()> {
+    let text = format!("version: 0\ntopic_id: {}\n", encode_topic_id(topic_id));
+    std::fs::write(partition_dir.join(PARTITION_METADATA), text)
+}
+
 pub fn read_partition_metadata(partition_dir: &Path) -> Option<Uuid> {
     let text = std::fs::read_to_string(partition_dir.join(PARTITION_METADATA)).ok()?;
     let line = text.lines().find_map(|l| l.strip_prefix("topic_id: "))?;

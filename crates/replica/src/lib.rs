@@ -58,6 +58,9 @@ struct OnDiskPartition {
 pub struct ReplicaManager {
     log_dirs: Vec<PathBuf>,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
+    /// Partitions hosted per log dir (index into `log_dirs`), kept in step with
+    /// `partitions`, so choosing a dir for a new partition is O(1) in their number.
+    partitions_per_dir: Mutex<Vec<usize>>,
     /// Directories found at start-up and not yet claimed by a partition.
     on_disk: Mutex<HashMap<(String, i32), OnDiskPartition>>,
     /// Held for the broker's lifetime: one process per log directory (Kafka's `.lock`).
@@ -157,9 +160,11 @@ impl ReplicaManager {
                 }
             }
         }
+        let dir_count = log_dirs.len();
         Ok(ReplicaManager {
             log_dirs,
             partitions: RwLock::new(HashMap::new()),
+            partitions_per_dir: Mutex::new(vec![0; dir_count]),
             on_disk: Mutex::new(on_disk),
             open_lock: Mutex::new(()),
             _dir_locks: dir_locks,
@@ -245,7 +250,7 @@ impl ReplicaManager {
                     path: dir.clone(),
                     source,
                 })?;
-                checkpoint::write_partition_metadata(&dir, topic_id).map_err(|source| {
+                checkpoint::write_new_partition_metadata(&dir, topic_id).map_err(|source| {
                     ReplicaError::Io {
                         path: dir.clone(),
                         source,
@@ -275,19 +280,32 @@ impl ReplicaManager {
         self.partitions
             .write()
             .insert((topic_id, index), partition.clone());
+        self.count_in_dir(&partition, true);
         Ok(partition)
+    }
+
+    /// The index in `log_dirs` of the dir holding `partition_dir`.
+    fn dir_index(&self, partition_dir: &Path) -> Option<usize> {
+        self.log_dirs
+            .iter()
+            .position(|d| partition_dir.starts_with(d))
+    }
+
+    /// Count `partition` in (`added`) or out of its log dir.
+    fn count_in_dir(&self, partition: &Partition, added: bool) {
+        if let Some(i) = self.dir_index(&partition.dir()) {
+            let mut counts = self.partitions_per_dir.lock();
+            counts[i] = if added {
+                counts[i] + 1
+            } else {
+                counts[i].saturating_sub(1)
+            };
+        }
     }
 
     /// Log dir holding the fewest partitions (Kafka's default placement).
     fn choose_log_dir(&self) -> PathBuf {
-        let partitions = self.partitions.read();
-        let mut counts = vec![0usize; self.log_dirs.len()];
-        for p in partitions.values() {
-            let dir = p.dir();
-            if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
-                counts[i] += 1;
-            }
-        }
+        let counts = self.partitions_per_dir.lock();
         let best = counts
             .iter()
             .enumerate()
@@ -308,7 +326,10 @@ impl ReplicaManager {
                 .collect();
             keys.iter().filter_map(|k| partitions.remove(k)).collect()
         };
-        removed.into_iter().for_each(delete_partition);
+        for p in removed {
+            self.count_in_dir(&p, false);
+            delete_partition(p);
+        }
     }
 
     /// Stop hosting one partition and delete its log: this broker is no longer one of
@@ -317,7 +338,10 @@ impl ReplicaManager {
     pub fn remove_partition(&self, topic_id: Uuid, index: i32) -> bool {
         let removed = self.partitions.write().remove(&(topic_id, index));
         let here = removed.is_some();
-        removed.into_iter().for_each(delete_partition);
+        if let Some(p) = removed {
+            self.count_in_dir(&p, false);
+            delete_partition(p);
+        }
         here
     }
 
@@ -364,7 +388,7 @@ impl ReplicaManager {
                 }
             };
             let dir = p.dir();
-            if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
+            if let Some(i) = self.dir_index(&dir) {
                 per_dir[i].insert((p.topic.clone(), p.index), recovery_point);
             }
         }
@@ -421,7 +445,7 @@ impl ReplicaManager {
     ) -> Result<(), ReplicaError> {
         for p in self.all() {
             let dir = p.dir();
-            if let Some(i) = self.log_dirs.iter().position(|d| dir.starts_with(d)) {
+            if let Some(i) = self.dir_index(&dir) {
                 per_dir[i].insert((p.topic.clone(), p.index), offset_of(&p));
             }
         }
@@ -454,6 +478,13 @@ impl ReplicaManager {
             }
         }
         deleted
+    }
+
+    /// Close the segment files of every partition that were not used since the previous
+    /// sweep, so open descriptors follow what is being read and written, not how many
+    /// segments exist; returns how many were closed.
+    pub fn close_idle_files(&self) -> usize {
+        self.all().iter().map(|p| p.close_idle_files()).sum()
     }
 }
 

@@ -415,6 +415,11 @@ impl Partition {
     pub fn size_bytes(&self) -> u64 {
         self.log.read().size_bytes()
     }
+    /// Close the segment files not used since the previous sweep (under the read
+    /// lock: fetches go on meanwhile); returns how many were closed.
+    pub fn close_idle_files(&self) -> usize {
+        self.log.read().close_idle_files()
+    }
     /// A receiver that changes whenever the high watermark moves.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
@@ -1063,7 +1068,7 @@ impl Partition {
         let plan = {
             let mut log = self.log.write();
             if closing {
-                log.snapshot_producers_at_log_end()?;
+                log.prepare_close()?;
             }
             log.prepare_flush()
         };

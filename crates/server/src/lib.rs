@@ -331,6 +331,24 @@ fn spawn_background_tasks(
             move || b.heartbeat(),
         )
     });
+    // Segment files idle for a sweep interval are closed: two sweeps per idle period
+    // (a file is closed after one to two halves of it without use).
+    let b = broker.clone();
+    let idle_files = spawn_periodic(
+        Duration::from_millis((broker.config.segment_file_idle_ms / 2).max(1)),
+        shutdown.clone(),
+        "Idle segment file sweep",
+        move || {
+            let closed = b.replicas.close_idle_files();
+            if closed > 0 {
+                tracing::debug!(
+                    "Closed {closed} idle segment files ({} open)",
+                    ottla_log::open_segment_handles()
+                );
+            }
+            Ok(())
+        },
+    );
     let high_watermarks = spawn_periodic(
         HIGH_WATERMARK_CHECKPOINT_INTERVAL,
         shutdown,
@@ -342,7 +360,13 @@ fn spawn_background_tasks(
                 .map_err(|e| e.to_string())
         },
     );
-    let mut tasks = vec![retention, checkpoints, isr_expiration, high_watermarks];
+    let mut tasks = vec![
+        retention,
+        checkpoints,
+        isr_expiration,
+        high_watermarks,
+        idle_files,
+    ];
     tasks.extend(cleaners);
     tasks.extend(alter_partition);
     tasks.extend(heartbeat);

@@ -166,6 +166,8 @@ pub struct BrokerConfig {
     pub log_cleaner_threads: usize,
     /// `log.cleaner.backoff.ms`: the pause when no log needs cleaning.
     pub log_cleaner_backoff_ms: u64,
+    /// `ottla.segment.file.idle.ms` (see [`SEGMENT_FILE_IDLE_MS`]).
+    pub segment_file_idle_ms: u64,
     /// `log.cleaner.dedupe.buffer.size`: the offset maps' memory, all threads together.
     pub log_cleaner_dedupe_buffer_size: usize,
     /// `producer.id.expiration.ms`: idle producer ids are forgotten after this.
@@ -263,6 +265,13 @@ pub const SINGLE_NODE_DEFAULTS: &[(&str, &str)] = &[
 /// these are Kafka keys we accept but whose definition is not in our table).
 const ACCEPTED_EXTRA_KEYS: &[&str] = &["broker.id"];
 
+/// Ottla's own settings, for what Kafka has no key for (documented in the README).
+/// `ottla.segment.file.idle.ms`: segment files (`.log` and index writers) not used for
+/// about this long are closed; they reopen when read or written. Kafka keeps every
+/// segment's `.log` open; with many segments that runs into `ulimit -n`.
+pub const SEGMENT_FILE_IDLE_MS: &str = "ottla.segment.file.idle.ms";
+const OTTLA_KEYS: &[(&str, &str)] = &[(SEGMENT_FILE_IDLE_MS, "60000")];
+
 impl BrokerConfig {
     /// Build from explicit key/values (file merged with overrides).
     pub fn from_values(values: BTreeMap<String, String>) -> Result<BrokerConfig, String> {
@@ -274,6 +283,15 @@ impl BrokerConfig {
                     explicit.insert(key, value);
                 }
                 None if ACCEPTED_EXTRA_KEYS.contains(&key.as_str()) => {
+                    explicit.insert(key, value);
+                }
+                None if OTTLA_KEYS.iter().any(|(k, _)| *k == key) => {
+                    let valid = value.trim().parse::<i64>().is_ok_and(|v| v > 0);
+                    if !valid {
+                        return Err(format!(
+                            "Invalid value {value} for configuration {key}: must be a positive number of milliseconds"
+                        ));
+                    }
                     explicit.insert(key, value);
                 }
                 None => tracing::warn!("Ignoring unknown configuration key {key}"),
@@ -441,6 +459,12 @@ impl BrokerConfig {
             log_cleaner_enable: get("log.cleaner.enable")
                 .is_none_or(|v| v.eq_ignore_ascii_case("true")),
             log_cleaner_threads: positive("log.cleaner.threads")? as usize,
+            segment_file_idle_ms: explicit
+                .get(SEGMENT_FILE_IDLE_MS)
+                .map_or(OTTLA_KEYS[0].1, String::as_str)
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| format!("Invalid value for configuration {SEGMENT_FILE_IDLE_MS}: {e}"))?,
             log_cleaner_backoff_ms: parse_num("log.cleaner.backoff.ms")?.max(1) as u64,
             log_cleaner_dedupe_buffer_size: positive("log.cleaner.dedupe.buffer.size")? as usize,
             producer_id_expiration_ms: positive("producer.id.expiration.ms")?,
