@@ -26,7 +26,7 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import ck_create_topic, unique_topic, wait_for
+from conftest import ck_create_topic, read_batch_headers, segment_files, unique_topic, wait_for
 
 KEYS = 1_000
 UPDATES = 100
@@ -208,3 +208,70 @@ def test_consumer_offsets_is_compacted(ottla_factory):
     finally:
         c.close()
     assert committed[0].offset == 3_000, f"committed offset after compaction and restart: {committed}"
+
+
+def test_transactions_in_a_compacted_topic(ottla_factory):
+    """confluent-kafka's transactional producer writes 60 transactions over 50 keys to a
+    compacted topic, every third aborted, then the filler rolls segments so the cleaner
+    runs again and again (``delete.retention.ms=0``). The aborted records leave the disk
+    (even a read_uncommitted consumer no longer sees them), each key keeps its latest
+    committed value, and the transaction markers go once no data of their transaction
+    is left (Kafka's rule): in the end the partition holds fewer markers than the 60
+    written, and a read_committed consumer reads to the end."""
+    b = ottla_factory(overrides=BROKER)
+    topic = unique_topic("compacted-txn")
+    ck_create_topic(b.bootstrap, topic, partitions=1, config=TOPIC_CONFIG)
+    p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": unique_topic("txn"),
+                  "linger.ms": 5})
+    p.init_transactions(30)
+    latest: dict[bytes, bytes] = {}
+    aborted_values = set()
+    for t in range(60):
+        p.begin_transaction()
+        for k in range(50):
+            v = f"t{t:02}-k{k:02}".encode()
+            p.produce(topic, key=f"k{k:02}".encode(), value=v, partition=0)
+            if t % 3 == 2:
+                aborted_values.add(v)
+        if t % 3 == 2:
+            # Sent first: librdkafka purges what is still queued when it aborts, and the
+            # test needs aborted records in the log.
+            assert p.flush(30) == 0
+            p.abort_transaction(30)
+        else:
+            p.commit_transaction(30)
+            latest.update({f"k{k:02}".encode(): f"t{t:02}-k{k:02}".encode() for k in range(50)})
+    part = b.partition_dir(topic, 0)
+
+    def markers_on_disk():
+        return sum(1 for seg in segment_files(part) for h in read_batch_headers(seg)
+                   if h["attributes"] & 0x20)
+
+    assert markers_on_disk() == 60
+
+    def cleaned():
+        produce_filler(b.bootstrap, topic)
+        records = read_all(b.bootstrap, topic)
+        values = {k: v for _o, k, v in records if k != FILLER}
+        leftover = [v for _o, _k, v in records if v in aborted_values]
+        return values == latest and not leftover and markers_on_disk() < 60
+    wait_for(cleaned, 120, "aborted data and finished markers removed by the cleaner", interval=1)
+    print(f"{markers_on_disk()} of 60 markers left")
+
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": unique_topic("rc"),
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, 0, 0)])
+    seen = {}
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            assert m.error().name() == "_PARTITION_EOF", m.error()
+            break
+        if m.key() != FILLER:
+            seen[m.key()] = m.value()
+    c.close()
+    assert seen == latest

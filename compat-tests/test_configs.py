@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    ConfigSource, NewTopic, ResourceType)
 
-from conftest import run_java, unique_topic
+from conftest import run_java, unique_topic, wait_for
 
 
 def incremental(admin, resource_type, name, entries, validate_only=False):
@@ -118,3 +118,65 @@ def test_broker_configs_per_broker_and_cluster_wide(ottla, java_program):
     assert incremental(admin, B, "1", [(key, DELETE, None)]) is None
     c = described(admin, B, "1")
     assert c[key].source == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_dynamic_broker_defaults_apply_to_running_topics(ottla_factory, java_program):
+    """``kafka-configs --entity-default --alter --add-config log.retention.ms=...`` (the
+    Java Admin on the empty broker name) changes the retention of every topic without an
+    override on the running broker: old segments go, DescribeConfigs shows the topic's
+    retention.ms from DYNAMIC_DEFAULT_BROKER_CONFIG with log.retention.ms as its synonym;
+    a per-broker ``message.max.bytes`` beats the default and refuses larger records; a
+    topic override still wins; ``log.retention.hours`` stays read-only, as in Kafka.
+    Deleting the defaults restores the static values."""
+    broker = ottla_factory(overrides={"log.retention.check.interval.ms": 300})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    plain, pinned = unique_topic("dflt"), unique_topic("pinned")
+    for t, cfg in ((plain, {}), (pinned, {"retention.ms": str(7 * 24 * 3600 * 1000)})):
+        cfg = {"segment.bytes": str(1 << 20), "file.delete.delay.ms": "100", **cfg}
+        admin.create_topics([NewTopic(t, 1, 1, config=cfg)])[t].result(timeout=30)
+    old = int(__import__("time").time() * 1000) - 3600 * 1000
+    for t in (plain, pinned):
+        p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+        for i in range(3000):
+            p.produce(t, value=b"x" * 1000, timestamp=old)
+        assert p.flush(30) == 0
+    T, B = ResourceType.TOPIC, ResourceType.BROKER
+    SET, DELETE = AlterConfigOpType.SET, AlterConfigOpType.DELETE
+
+    run_java(java_program, "OttlaConfigs", broker, "set-default", "log.retention.ms", "60000", timeout=120)
+    c = described(admin, T, plain)["retention.ms"]
+    assert (c.value, c.source) == ("60000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+    syn = c.synonyms["log.retention.ms"]
+    assert (syn.value, syn.source) == ("60000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+    assert described(admin, T, pinned)["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+    def start_offset(topic):
+        from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+        tp = TopicPartition(topic, 0)
+        return admin.list_offsets({tp: OffsetSpec.earliest()})[tp].result().offset
+
+    # The running partition took the new retention: its old sealed segments went; the
+    # pinned topic kept all of its records.
+    wait_for(lambda: start_offset(plain) > 0, 30, "the cluster default applied to the running topic")
+    assert start_offset(pinned) == 0
+
+    # Per broker beats the cluster default.
+    run_java(java_program, "OttlaConfigs", broker, "set-default", "message.max.bytes", "500000", timeout=120)
+    assert incremental(admin, B, "1", [("message.max.bytes", SET, "20000")]) is None
+    c = described(admin, T, plain)["max.message.bytes"]
+    assert (c.value, c.source) == ("20000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert produce_one(broker.bootstrap, plain, 50_000).code() == KafkaError.MSG_SIZE_TOO_LARGE
+    assert incremental(admin, B, "1", [("message.max.bytes", DELETE, None)]) is None
+    assert described(admin, T, plain)["max.message.bytes"].value == "500000"
+    assert produce_one(broker.bootstrap, plain, 50_000) is None
+
+    err = incremental(admin, B, "1", [("log.retention.hours", SET, "1")])
+    assert err.code() == KafkaError.INVALID_REQUEST and "log.retention.hours" in err.str()
+    assert not described(admin, B, "1")["log.retention.ms"].is_read_only
+
+    run_java(java_program, "OttlaConfigs", broker, "delete-default", "log.retention.ms", timeout=120)
+    run_java(java_program, "OttlaConfigs", broker, "delete-default", "message.max.bytes", timeout=120)
+    c = described(admin, T, plain)["retention.ms"]
+    assert (c.value, c.source) == ("604800000", ConfigSource.DEFAULT_CONFIG.value)
+    assert described(admin, T, plain)["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value

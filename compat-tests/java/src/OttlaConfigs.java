@@ -19,7 +19,23 @@ public final class OttlaConfigs extends Harness {
 
     public static void main(String[] args) {
         bootstrap = args[0];
-        runAndExit(OttlaConfigs::clusterDefault);
+        if (args.length == 4 && args[1].equals("set-default")) {
+            runAndExit(() -> alterDefault(args[2], args[3], AlterConfigOp.OpType.SET));
+        } else if (args.length == 3 && args[1].equals("delete-default")) {
+            runAndExit(() -> alterDefault(args[2], null, AlterConfigOp.OpType.DELETE));
+        } else {
+            runAndExit(OttlaConfigs::clusterDefault);
+        }
+    }
+
+    /** {@code kafka-configs --entity-type brokers --entity-default --alter --add-config} (or
+     * {@code --delete-config}) of one key. */
+    static void alterDefault(String key, String value, AlterConfigOp.OpType op) throws Exception {
+        ConfigResource cluster = new ConfigResource(ConfigResource.Type.BROKER, "");
+        try (Admin admin = newAdmin("ottla-configs-admin")) {
+            await(admin.incrementalAlterConfigs(Map.of(cluster, List.of(new AlterConfigOp(
+                    new ConfigEntry(key, value), op)))).all(), op + " the default " + key);
+        }
     }
 
     static void clusterDefault() throws Exception {

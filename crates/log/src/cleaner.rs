@@ -18,7 +18,11 @@
 //!    `segment.bytes`, into `<base>.*.cleaned` files, keeping a record unless a later
 //!    record has its key, it is a tombstone past the delete horizon, or it belongs to
 //!    an aborted transaction. Offsets never change (a rebuilt batch keeps its base and
-//!    last offset); control batches (transaction markers) are kept.
+//!    last offset). A transaction marker goes once nothing of its transaction is left
+//!    (Kafka's `CleanedTransactionMetadata`: an ABORT marker when this pass read no
+//!    batch of the aborted transaction, a COMMIT marker when it read no batch of the
+//!    committed one, so a marker always outlives its data by at least one pass) and,
+//!    like a tombstone, only past the delete horizon.
 //! 3. [`crate::Log::swap_cleaned`] (under the lock): if the segments are still the ones
 //!    planned (no truncation, retention or other cleaning meanwhile), each group's files
 //!    are renamed `.cleaned` → `.swap` (the `.log` last: its `.swap` is the commit
@@ -31,12 +35,12 @@
 //! the last already-cleaned segment minus `delete.retention.ms`, and a tombstone goes only
 //! from a segment last modified before it (a cleaned segment keeps its sources' latest
 //! modification time), so it survives at least `delete.retention.ms` after its first
-//! cleaning. Not yet as in Kafka: transaction markers are never removed, a producer's
-//! last batch is not kept when all its records go (its producer state lives in memory
-//! and in snapshots), and the first dirty offset is not checkpointed (after a restart
-//! the first pass treats the whole log as dirty, which costs a pass, not correctness).
+//! cleaning. Markers follow the same horizon. Not yet as in Kafka: a producer's last
+//! batch is not kept when all its records go (its producer state lives in memory and in
+//! snapshots), and the first dirty offset is not checkpointed (after a restart the first
+//! pass treats the whole log as dirty, which costs a pass, not correctness).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use ottla_protocol::batch::{batch_size_at, RecordBatch, LOG_OVERHEAD};
+use ottla_protocol::control::{control_record_type, ControlRecordType};
 use ottla_protocol::records::{filter_records, Filtered};
 use tracing::info;
 
@@ -124,6 +129,10 @@ pub struct CleanedLog {
     pub(crate) groups: Vec<CleanedGroup>,
     /// The first offset this pass left dirty: the next first dirty offset.
     pub(crate) end: i64,
+    /// The ABORT markers this pass removed, by offset: their aborted transactions leave
+    /// the log's list too (a read_committed consumer told of an aborted transaction
+    /// skips its producer's records until it sees the marker).
+    pub(crate) removed_aborts: Vec<i64>,
     pub stats: CleanerStats,
 }
 
@@ -134,6 +143,8 @@ pub struct CleanerStats {
     pub bytes_written: u64,
     pub records_read: u64,
     pub records_kept: u64,
+    /// Transaction markers removed (their transactions have no data left).
+    pub markers_removed: u64,
     pub keys_in_map: usize,
     pub segments_before: usize,
     pub segments_after: usize,
@@ -149,6 +160,8 @@ pub fn clean(plan: &CleaningPlan, dedupe_buffer_bytes: usize) -> Result<CleanedL
     let (map, end) = build_offset_map(plan, dedupe_buffer_bytes)?;
     stats.keys_in_map = map.len();
     let sources: Vec<&SourceSegment> = plan.sources.iter().filter(|s| s.end <= end).collect();
+    let mut transactions = TransactionsRead::default();
+    let mut removed_aborts = Vec::new();
     let mut groups = Vec::new();
     let mut i = 0;
     while i < sources.len() {
@@ -161,7 +174,14 @@ pub fn clean(plan: &CleaningPlan, dedupe_buffer_bytes: usize) -> Result<CleanedL
             size += sources[j].size;
             j += 1;
         }
-        groups.push(clean_group(plan, &sources[i..j], &map, &mut stats)?);
+        groups.push(clean_group(
+            plan,
+            &sources[i..j],
+            &map,
+            &mut transactions,
+            &mut removed_aborts,
+            &mut stats,
+        )?);
         i = j;
     }
     stats.segments_before = sources.len();
@@ -172,6 +192,7 @@ pub fn clean(plan: &CleaningPlan, dedupe_buffer_bytes: usize) -> Result<CleanedL
         generation: plan.generation,
         groups,
         end,
+        removed_aborts,
         stats,
     })
 }
@@ -225,11 +246,43 @@ fn is_aborted(aborted: &[AbortedTxn], h: &BatchHeader) -> bool {
         })
 }
 
+/// The transactions whose data batches this pass has read since their producer's last
+/// marker, in offset order across the whole pass (Kafka's `CleanedTransactionMetadata`).
+#[derive(Default)]
+struct TransactionsRead {
+    committed: HashSet<i64>,
+    aborted: HashSet<i64>,
+}
+
+impl TransactionsRead {
+    /// A transactional data batch was read (kept or not).
+    fn on_data(&mut self, producer_id: i64, aborted: bool) {
+        if aborted {
+            self.aborted.insert(producer_id);
+        } else {
+            self.committed.insert(producer_id);
+        }
+    }
+
+    /// A marker was read: whether its transaction has no batch left that this pass read
+    /// (so a later pass will not find any either), which makes the marker removable.
+    fn on_marker(&mut self, producer_id: i64, marker: Option<ControlRecordType>) -> bool {
+        match marker {
+            Some(ControlRecordType::Abort) => !self.aborted.remove(&producer_id),
+            Some(ControlRecordType::Commit) => !self.committed.remove(&producer_id),
+            // Not a marker Ottla writes: kept, as Kafka keeps unknown control batches.
+            None => false,
+        }
+    }
+}
+
 /// Copy `sources` into one new segment named after the first, keeping what survives.
 fn clean_group(
     plan: &CleaningPlan,
     sources: &[&SourceSegment],
     map: &HashMap<Vec<u8>, i64>,
+    transactions: &mut TransactionsRead,
+    removed_aborts: &mut Vec<i64>,
     stats: &mut CleanerStats,
 ) -> Result<CleanedGroup, LogError> {
     let base = sources[0].base;
@@ -242,12 +295,37 @@ fn clean_group(
         while let Some((bytes, h)) = reader.next_batch()? {
             stats.bytes_read += bytes.len() as u64;
             if h.is_control {
+                let batch = RecordBatch::new(&bytes).map_err(|e| reader.corrupt(&h, e))?;
+                let marker = control_record_type(&batch);
+                let done = transactions.on_marker(h.producer_id, marker);
+                // The aborted transaction this marker ends, if it is one: its index entry
+                // stays exactly as long as the marker does (Kafka's cleaner too).
+                let aborted = source
+                    .aborted
+                    .iter()
+                    .find(|a| a.producer_id == h.producer_id && a.last_offset == h.base_offset);
+                if done && !retain_tombstones {
+                    stats.markers_removed += 1;
+                    if marker == Some(ControlRecordType::Abort) {
+                        removed_aborts.push(h.base_offset);
+                    }
+                    continue;
+                }
                 out.append(&bytes, &h, plan.index_interval_bytes)?;
+                if let Some(entry) = aborted {
+                    out.txn_index
+                        .append(*entry)
+                        .map_err(io_context("write", out.txn_index.path()))?;
+                }
                 stats.bytes_written += bytes.len() as u64;
                 continue;
             }
             stats.records_read += u64::try_from(h.records_count).unwrap_or(0);
-            if is_aborted(&plan.aborted, &h) {
+            let aborted = is_aborted(&plan.aborted, &h);
+            if h.is_transactional {
+                transactions.on_data(h.producer_id, aborted);
+            }
+            if aborted {
                 continue;
             }
             let batch = RecordBatch::new(&bytes).map_err(|e| reader.corrupt(&h, e))?;
@@ -270,11 +348,6 @@ fn clean_group(
             let header = BatchHeader::parse(&written).map_err(|e| reader.corrupt(&h, e))?;
             out.append(&written, &header, plan.index_interval_bytes)?;
             stats.bytes_written += written.len() as u64;
-        }
-        for entry in &source.aborted {
-            out.txn_index
-                .append(*entry)
-                .map_err(io_context("write", out.txn_index.path()))?;
         }
     }
     out.seal()?;
@@ -377,7 +450,7 @@ pub(crate) fn log_cleaned(name: &str, stats: &CleanerStats, first_dirty: i64, en
         "Log cleaner cleaned log {name} (dirty section = [{first_dirty}, {end}]): {:.1} MB of log \
          processed in {:.1} seconds; {} keys in the offset map; Start size: {:.1} MB ({} messages), \
          End size: {:.1} MB ({} messages), {:.1}% size reduction ({:.1}% fewer messages), \
-         {} segments into {}",
+         {} segments into {}, {} transaction markers removed",
         mb(stats.bytes_read),
         stats.elapsed_ms as f64 / 1000.0,
         stats.keys_in_map,
@@ -388,7 +461,8 @@ pub(crate) fn log_cleaned(name: &str, stats: &CleanerStats, first_dirty: i64, en
         percent(stats.bytes_written, stats.bytes_read),
         percent(stats.records_kept, stats.records_read),
         stats.segments_before,
-        stats.segments_after
+        stats.segments_after,
+        stats.markers_removed
     );
 }
 

@@ -419,3 +419,97 @@ fn a_crash_during_the_swap_leaves_a_consistent_log() {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
+
+/// Kafka's marker rules: a marker goes only past the delete horizon and only once a
+/// pass read no batch of its transaction; so the ABORT marker outlives its (removed)
+/// data by one pass, and the COMMIT marker stays while the committed record does and
+/// goes the pass after it was superseded. The log reopens with nothing open.
+#[test]
+fn markers_go_once_their_transactions_have_no_data_left() {
+    let dir = TempDir::new().unwrap();
+    let config = LogConfig {
+        delete_retention_ms: 0,
+        ..compacted()
+    };
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    let txn_batch = |log: &mut Log, pid: i64, key: &str, value: &str| {
+        let recs = vec![Record {
+            offset: 0,
+            timestamp: NOW,
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: Vec::new(),
+        }];
+        let mut b = build_record_batch(&recs, Compression::None, pid, 0, 0);
+        // Transactional, not control.
+        RecordBatchMut::new(&mut b)
+            .unwrap()
+            .set_transactional(false);
+        log.append_as_leader(&mut b, 0).unwrap();
+    };
+    let marker = |log: &mut Log, pid: i64, kind: ControlRecordType| {
+        let mut m = build_end_txn_marker(pid, 0, 0, kind, NOW);
+        log.append_as_coordinator(&mut m, 0).unwrap();
+    };
+    let filler = |log: &mut Log, tag: &str| {
+        for i in 0..30 {
+            append(
+                log,
+                &[("filler", Some(&format!("{tag}{i}")))],
+                Compression::None,
+            );
+        }
+    };
+    txn_batch(&mut log, 5, "a", "aborted");
+    txn_batch(&mut log, 6, "b", "committed");
+    marker(&mut log, 5, ControlRecordType::Abort);
+    marker(&mut log, 6, ControlRecordType::Commit);
+    filler(&mut log, "x");
+    let pass = |log: &mut Log| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        clean_now(log, true).unwrap();
+        contents(log)
+    };
+    // Pass 1 reads both transactions' data: both markers stay.
+    let (got, controls) = pass(&mut log);
+    assert_eq!(log.aborted_transactions(0, i64::MAX).len(), 1);
+    assert!(!got.iter().any(|e| e.key == b"a"), "aborted data removed");
+    assert!(got.iter().any(|e| e.key == b"b"), "committed data kept");
+    assert_eq!(controls, 2);
+    // "b" is superseded; pass 2 no longer finds the aborted data: the ABORT marker goes,
+    // the COMMIT marker stays (its batch was still read in this pass).
+    append(&mut log, &[("b", Some("later"))], Compression::None);
+    filler(&mut log, "y");
+    let (got, controls) = pass(&mut log);
+    assert_eq!(
+        got.iter()
+            .filter(|e| e.key == b"b")
+            .map(|e| e.value.clone())
+            .collect::<Vec<_>>(),
+        vec![Some(b"later".to_vec())]
+    );
+    assert_eq!(controls, 1, "the ABORT marker went");
+    // And with it the aborted transaction's entry: a read_committed consumer told of it
+    // would skip the producer's records until a marker that no longer exists.
+    assert!(log.aborted_transactions(0, i64::MAX).is_empty());
+    filler(&mut log, "z");
+    let (_, controls) = pass(&mut log);
+    assert_eq!(
+        controls, 0,
+        "the COMMIT marker went the pass after its data"
+    );
+    let end = log.log_end_offset();
+    assert_eq!(log.first_unstable_offset(), None);
+    drop(log);
+    let log = Log::open(dir.path(), config, 0).unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(
+        log.first_unstable_offset(),
+        None,
+        "no transaction left open by the cleaning"
+    );
+    assert!(
+        log.aborted_transactions(0, i64::MAX).is_empty(),
+        "nor in the .txnindex files"
+    );
+}

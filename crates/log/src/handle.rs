@@ -38,17 +38,22 @@ pub fn open_segment_handles() -> usize {
 /// operations, which the caller's directory fsync covers: an empty new file needs no
 /// fsync of its own, and no handle is kept for it.
 pub(crate) fn create_empty(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_context("replace", path)(e)),
-    }
+    remove_if_present(path)?;
     OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_context("create", path))?;
     Ok(())
+}
+
+/// Remove `path` if it exists.
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_context("remove", path)(e)),
+    }
 }
 
 /// How a [`LazyFile`] opens its file.

@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use tracing::warn;
 
 use crate::flush::SyncTarget;
-use crate::handle::{create_empty, LazyFile, OpenMode};
+use crate::handle::{create_empty, remove_if_present, LazyFile, OpenMode};
 use crate::io_context;
 
 /// `.index` entry: int32 relative offset, int32 file position.
@@ -262,7 +262,14 @@ impl<E: Entry> IndexFile<E> {
 
     /// Leave the entries on disk (the segment is sealed), keeping the summary of the
     /// entries at hand so no read is needed for it; closes the writer.
-    fn offload(&mut self, bound: i64) {
+    fn offload(&mut self, bound: i64) -> io::Result<()> {
+        // A sealed segment has both index files, even empty ones: a missing file at the
+        // next open means a lost index, which is rebuilt.
+        if let Entries::Resident(entries) = &self.entries {
+            if entries.is_empty() && !self.path().exists() {
+                create_empty(self.path())?;
+            }
+        }
         if let Entries::Resident(entries) = &self.entries {
             let summary = entries.iter().step_by(E::PAGE_ENTRIES).copied().collect();
             self.entries = Entries::OnDisk(OnDisk {
@@ -273,6 +280,7 @@ impl<E: Entry> IndexFile<E> {
             });
         }
         self.writer.close();
+        Ok(())
     }
 
     fn push(&mut self, entry: E) -> io::Result<()> {
@@ -304,9 +312,12 @@ impl<E: Entry> IndexFile<E> {
         let path = self.path();
         // Recovery rebuilds the active segment's indexes at every start; when the file
         // already holds exactly these entries (a clean shutdown), leave it alone: no
-        // write, no handle kept for a flush.
-        if std::fs::read(path).is_ok_and(|existing| existing == buf) {
-            return Ok(());
+        // write, no handle kept for a flush. An empty index needs no file until its
+        // first entry (see `create`).
+        match std::fs::read(path) {
+            Ok(existing) if existing == buf => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && buf.is_empty() => return Ok(()),
+            _ => {}
         }
         let mut file = File::create(path).map_err(io_context("create", path))?;
         file.write_all(&buf).map_err(io_context("write", path))?;
@@ -436,9 +447,11 @@ impl<E: Entry> SegmentIndex<E> {
         Ok(index)
     }
 
-    /// A new, empty index whose file is created (replacing any) now.
+    /// A new, empty index. Its file is created by the first entry (or when the
+    /// segment is sealed): a new partition costs no index inodes. A file of that name
+    /// left by an earlier segment is removed now.
     pub fn create(path: PathBuf, base_offset: i64) -> io::Result<Self> {
-        create_empty(&path)?;
+        remove_if_present(&path)?;
         Ok(Self::with_entries(path, base_offset, Vec::new()))
     }
 
@@ -506,9 +519,9 @@ impl OffsetIndex {
     }
 
     /// The segment was sealed at `log_size` bytes: leave the entries on disk.
-    pub fn offload(&mut self, log_size: u64) {
+    pub fn offload(&mut self, log_size: u64) -> io::Result<()> {
         self.file
-            .offload(i64::try_from(log_size).unwrap_or(i64::MAX));
+            .offload(i64::try_from(log_size).unwrap_or(i64::MAX))
     }
 
     /// Position to start scanning from for `offset`: that of the largest entry whose
@@ -605,9 +618,9 @@ impl TimeIndex {
     }
 
     /// The segment was sealed with offsets below `end_offset`: leave the entries on disk.
-    pub fn offload(&mut self, end_offset: i64) {
+    pub fn offload(&mut self, end_offset: i64) -> io::Result<()> {
         self.file
-            .offload(end_offset.saturating_sub(self.base_offset));
+            .offload(end_offset.saturating_sub(self.base_offset))
     }
 
     /// Offset to start searching from for the first record with timestamp >= `timestamp`:
@@ -747,7 +760,7 @@ mod tests {
             .step_by(3001)
             .map(|p| idx.floor_position(p))
             .collect();
-        idx.offload(log_size);
+        idx.offload(log_size).unwrap();
         assert!(!idx.is_resident());
         assert_eq!(
             probes.iter().map(|&o| idx.lookup(o)).collect::<Vec<_>>(),
@@ -820,7 +833,7 @@ mod tests {
         }
         let probes: Vec<i64> = (9_000..16_000).step_by(13).collect();
         let expected: Vec<i64> = probes.iter().map(|&t| idx.lookup(t)).collect();
-        idx.offload(3000);
+        idx.offload(3000).unwrap();
         assert_eq!(
             probes.iter().map(|&t| idx.lookup(t)).collect::<Vec<_>>(),
             expected

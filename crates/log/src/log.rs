@@ -198,7 +198,7 @@ impl Log {
         // disk. No file stays open: a log holds descriptors only while it is used.
         if let Some((_, sealed)) = log.segments.split_last_mut() {
             for segment in sealed {
-                segment.offload_indexes();
+                segment.offload_indexes()?;
             }
         }
         for segment in &log.segments {
@@ -1497,11 +1497,13 @@ impl Log {
             let mut segment = Segment::open(&self.dir, g.base, now_ms())?;
             if !segment.load_indexes(end)? {
                 segment.recover(g.base, Some(end), interval)?;
-                segment.offload_indexes();
+                segment.offload_indexes()?;
             }
             self.segments.insert(first, segment);
         }
         sync_dir(&self.dir)?;
+        self.aborted
+            .retain(|a| !cleaned.removed_aborts.contains(&a.last_offset));
         let first_dirty = self.first_dirty_offset;
         self.first_dirty_offset = self.first_dirty_offset.max(cleaned.end);
         cleaner::log_cleaned(&cleaned.name, &cleaned.stats, first_dirty, cleaned.end);

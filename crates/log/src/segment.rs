@@ -461,7 +461,7 @@ impl Segment {
     /// the next flush of the log syncs the segment, without the log's lock held.
     pub fn seal(&mut self) -> Result<(), LogError> {
         self.append_max_timestamp_entry()?;
-        self.offload_indexes();
+        self.offload_indexes()?;
         Ok(())
     }
 
@@ -476,10 +476,10 @@ impl Segment {
 
     /// Leave the indexes of a segment that is not appended to on disk (see
     /// `crate::index`): sealed segments hold no index entries on the heap.
-    pub fn offload_indexes(&mut self) {
-        self.offset_index.offload(self.size);
+    pub fn offload_indexes(&mut self) -> io::Result<()> {
+        self.offset_index.offload(self.size)?;
         self.time_index
-            .offload(self.next_offset.unwrap_or(i64::MAX));
+            .offload(self.next_offset.unwrap_or(i64::MAX))
     }
 
     /// Close the segment's files now; they reopen when used.

@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use ottla_controller::{ConfigChange, ConfigResource, MetadataImage};
 
 use crate::config::definitions::{broker_config, topic_config, ConfigDef, ConfigType};
-use crate::config::DYNAMIC_BROKER_CONFIGS;
+use crate::config::is_dynamic_broker_config;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -102,7 +102,7 @@ pub fn plan(
                 let read_only: Vec<&str> = changes
                     .iter()
                     .map(|c| c.key.as_str())
-                    .filter(|k| broker_config(k).is_some() && !DYNAMIC_BROKER_CONFIGS.contains(k))
+                    .filter(|k| broker_config(k).is_some() && !is_dynamic_broker_config(k))
                     .collect();
                 if !read_only.is_empty() {
                     return Err(invalid_request(format!(

@@ -54,7 +54,7 @@ impl BrokerMetadataPublisher {
             replicas: p.replicas.clone(),
             isr: p.isr.clone(),
         };
-        let config = broker.config.partition_config(&topic.configs);
+        let config = broker.config.partition_config(&topic.configs, image);
         let opened = broker.replicas.ensure_partition(
             &topic.name,
             topic.topic_id,
@@ -169,12 +169,19 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             for p in &topic.partitions {
                 if let Some(partition) = broker.replicas.get(topic_id, p.partition) {
                     set_throttles(&partition, topic, node_id);
-                    partition.update_config(broker.config.partition_config(&topic.configs));
+                    partition.update_config(broker.config.partition_config(&topic.configs, image));
                 }
             }
         }
         if delta.broker_configs_changed {
             broker.apply_dynamic_configs(image);
+            // A dynamic topic default (`log.retention.ms`, `message.max.bytes`, ...)
+            // may have changed: every hosted partition takes its config again.
+            for partition in broker.replicas.all() {
+                if let Some(topic) = image.topic_by_id(&partition.topic_id) {
+                    partition.update_config(broker.config.partition_config(&topic.configs, image));
+                }
+            }
         }
         if delta.brokers_changed {
             // A leader may have moved to a new endpoint: point its followers there.

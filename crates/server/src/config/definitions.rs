@@ -1657,6 +1657,15 @@ static TOPIC_SYNONYMS: &[(&str, &[BrokerSynonym])] = &[
     ),
 ];
 
+/// Whether `name` is a broker config that sets a topic default at run time: Kafka's
+/// `DynamicLogConfig.ReconfigurableConfigs`, the first broker synonym of each topic
+/// config (`log.retention.ms` is dynamic; `log.retention.hours` is not).
+pub fn is_dynamic_log_config(name: &str) -> bool {
+    TOPIC_SYNONYMS
+        .iter()
+        .any(|(_, chain)| chain.first().is_some_and(|s| s.name == name))
+}
+
 const fn scaled(name: &'static str, multiplier: i64) -> BrokerSynonym {
     BrokerSynonym { name, multiplier }
 }

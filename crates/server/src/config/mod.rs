@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use definitions::{broker_config, topic_config, ConfigDef};
+use ottla_controller::MetadataImage;
 use ottla_log::LogConfig;
 use ottla_replica::PartitionConfig;
 
@@ -91,6 +92,18 @@ impl QuorumVoter {
             port,
         })
     }
+}
+
+/// The broker-level value behind a topic config ([`BrokerConfig::topic_default`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerDefault {
+    /// The value in the topic config's unit (`log.retention.hours` converted to ms).
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    /// The broker key that supplied it (or the one that would).
+    pub key: Option<&'static str>,
+    /// That key's own value, as set (DescribeConfigs shows it as the synonym's value).
+    pub raw: Option<String>,
 }
 
 /// Where a config value came from, with Kafka's DescribeConfigs source ids.
@@ -572,29 +585,49 @@ impl BrokerConfig {
     }
 
     /// The broker value behind a topic config when the topic does not override it,
-    /// with its source. Handles Kafka's multi-key synonyms (retention in ms, minutes
-    /// or hours; roll in ms or hours), where the most precise explicit key wins.
-    pub fn topic_default(
-        &self,
-        def: &ConfigDef,
-    ) -> (Option<String>, ConfigSource, Option<&'static str>) {
+    /// with its source, in Kafka's order: this broker's dynamic config, the
+    /// cluster-wide dynamic default (both from the metadata `image`), the static
+    /// config, Kafka's default. Within a level, Kafka's multi-key synonyms (retention
+    /// in ms, minutes or hours; roll in ms or hours): the most precise key set wins.
+    pub fn topic_default(&self, def: &ConfigDef, image: &MetadataImage) -> BrokerDefault {
         let chain = definitions::topic_config_synonyms(def.name);
-        for synonym in chain {
-            if let Some(v) = self.explicit.get(synonym.name) {
-                let value = match v.trim().parse::<i64>() {
-                    Ok(n) if synonym.multiplier != 1 && n >= 0 => {
-                        n.saturating_mul(synonym.multiplier).to_string()
-                    }
-                    _ => v.clone(),
-                };
-                return (Some(value), ConfigSource::StaticBroker, Some(synonym.name));
+        let levels = [
+            (
+                image.broker_configs.get(&Some(self.node_id)),
+                ConfigSource::DynamicBroker,
+            ),
+            (
+                image.broker_configs.get(&None),
+                ConfigSource::DynamicDefaultBroker,
+            ),
+            (Some(&self.explicit), ConfigSource::StaticBroker),
+        ];
+        for (layer, source) in levels {
+            let Some(layer) = layer else { continue };
+            for synonym in chain {
+                if let Some(v) = layer.get(synonym.name) {
+                    let value = match v.trim().parse::<i64>() {
+                        Ok(n) if synonym.multiplier != 1 && n >= 0 => {
+                            n.saturating_mul(synonym.multiplier).to_string()
+                        }
+                        _ => v.clone(),
+                    };
+                    return BrokerDefault {
+                        value: Some(value),
+                        source,
+                        key: Some(synonym.name),
+                        raw: Some(v.clone()),
+                    };
+                }
             }
         }
-        (
-            def.default.map(String::from),
-            ConfigSource::Default,
-            chain.last().map(|s| s.name).or(def.broker_synonym),
-        )
+        let key = chain.last().map(|s| s.name).or(def.broker_synonym);
+        BrokerDefault {
+            value: def.default.map(String::from),
+            source: ConfigSource::Default,
+            key,
+            raw: key.and_then(|k| self.broker_value(k)),
+        }
     }
 
     /// Effective value and source of topic config `key` given the topic's overrides.
@@ -602,20 +635,28 @@ impl BrokerConfig {
         &self,
         def: &ConfigDef,
         overrides: &BTreeMap<String, String>,
+        image: &MetadataImage,
     ) -> (Option<String>, ConfigSource) {
         if let Some(v) = overrides.get(def.name) {
             return (Some(v.clone()), ConfigSource::DynamicTopic);
         }
-        let (value, source, _) = self.topic_default(def);
-        (value, source)
+        let d = self.topic_default(def, image);
+        (d.value, d.source)
     }
 
-    /// The typed configuration a partition of a topic with `overrides` runs with.
-    pub fn partition_config(&self, overrides: &BTreeMap<String, String>) -> PartitionConfig {
+    /// The typed configuration a partition of a topic with `overrides` runs with, the
+    /// dynamic broker defaults of `image` included.
+    pub fn partition_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        image: &MetadataImage,
+    ) -> PartitionConfig {
         let value = |key: &str| -> String {
             let def = topic_config(key)
                 .unwrap_or_else(|| panic!("topic config {key} missing from definitions"));
-            self.topic_value(def, overrides).0.unwrap_or_default()
+            self.topic_value(def, overrides, image)
+                .0
+                .unwrap_or_default()
         };
         let long = |key: &str, fallback: i64| value(key).trim().parse::<i64>().unwrap_or(fallback);
         let defaults = LogConfig::default();
@@ -723,13 +764,20 @@ fn parse_listeners(
 
 /// Validate a topic config as CreateTopics/AlterConfigs do; Err is Kafka's message for
 /// INVALID_CONFIG.
-/// Broker configs that change at run time (IncrementalAlterConfigs on a BROKER
-/// resource, per broker or cluster-wide); every other broker config is read-only, as
-/// Kafka's non-dynamic ones are.
-pub const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
+/// Broker configs other than the topic defaults that change at run time.
+const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
     "follower.replication.throttled.rate",
     "leader.replication.throttled.rate",
 ];
+
+/// Whether a broker config changes at run time (IncrementalAlterConfigs on a BROKER
+/// resource, per broker or cluster-wide): the replication throttle rates and the
+/// topic defaults Kafka reconfigures (`log.retention.ms`, `log.segment.bytes`,
+/// `message.max.bytes`, `min.insync.replicas`, ...). Every other broker config is
+/// read-only, as Kafka's non-dynamic ones are.
+pub fn is_dynamic_broker_config(name: &str) -> bool {
+    DYNAMIC_BROKER_CONFIGS.contains(&name) || definitions::is_dynamic_log_config(name)
+}
 
 pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
     match topic_config(key) {
@@ -869,27 +917,83 @@ mod tests {
 
     #[test]
     fn retention_synonyms_resolve_like_kafka() {
+        let none = MetadataImage::default();
         let c = config(&[("log.retention.hours", "1")]).unwrap();
         let def = topic_config("retention.ms").unwrap();
-        let (v, source) = c.topic_value(def, &BTreeMap::new());
+        let (v, source) = c.topic_value(def, &BTreeMap::new(), &none);
         assert_eq!(v.as_deref(), Some("3600000"));
         assert_eq!(source, ConfigSource::StaticBroker);
         let c = config(&[("log.retention.hours", "1"), ("log.retention.ms", "5")]).unwrap();
-        assert_eq!(c.topic_value(def, &BTreeMap::new()).0.as_deref(), Some("5"));
+        assert_eq!(
+            c.topic_value(def, &BTreeMap::new(), &none).0.as_deref(),
+            Some("5")
+        );
         let overrides: BTreeMap<_, _> = [("retention.ms".to_string(), "7".to_string())].into();
         assert_eq!(
-            c.topic_value(def, &overrides),
+            c.topic_value(def, &overrides, &none),
             (Some("7".into()), ConfigSource::DynamicTopic)
         );
         let c = config(&[]).unwrap();
         assert_eq!(
-            c.topic_value(def, &BTreeMap::new()),
+            c.topic_value(def, &BTreeMap::new(), &none),
             (Some("604800000".into()), ConfigSource::Default)
         );
     }
 
+    /// Kafka's order for a topic default: this broker's dynamic value, then the
+    /// cluster-wide dynamic default, then the static config (any synonym of it), then
+    /// Kafka's default; a topic override beats them all.
+    #[test]
+    fn dynamic_broker_defaults_come_before_static_ones() {
+        let c = config(&[("node.id", "1"), ("log.retention.hours", "1")]).unwrap();
+        let def = topic_config("retention.ms").unwrap();
+        let mut image = MetadataImage::default();
+        image
+            .broker_configs
+            .entry(None)
+            .or_default()
+            .insert("log.retention.ms".into(), "5000".into());
+        let d = c.topic_default(def, &image);
+        assert_eq!(
+            (d.value.as_deref(), d.source, d.key),
+            (
+                Some("5000"),
+                ConfigSource::DynamicDefaultBroker,
+                Some("log.retention.ms")
+            )
+        );
+        image
+            .broker_configs
+            .entry(Some(1))
+            .or_default()
+            .insert("log.retention.ms".into(), "7000".into());
+        // Another broker's dynamic value does not apply here.
+        image
+            .broker_configs
+            .entry(Some(2))
+            .or_default()
+            .insert("log.retention.ms".into(), "9000".into());
+        assert_eq!(
+            c.topic_value(def, &BTreeMap::new(), &image),
+            (Some("7000".into()), ConfigSource::DynamicBroker)
+        );
+        assert_eq!(
+            c.partition_config(&BTreeMap::new(), &image)
+                .log
+                .retention_ms,
+            7000
+        );
+        let overrides: BTreeMap<_, _> = [("retention.ms".to_string(), "3".to_string())].into();
+        assert_eq!(c.partition_config(&overrides, &image).log.retention_ms, 3);
+        assert!(is_dynamic_broker_config("log.retention.ms"));
+        assert!(is_dynamic_broker_config("message.max.bytes"));
+        assert!(!is_dynamic_broker_config("log.retention.hours"));
+        assert!(!is_dynamic_broker_config("num.partitions"));
+    }
+
     #[test]
     fn compact_only_topics_are_never_deleted_by_retention() {
+        let none = MetadataImage::default();
         let c = config(&[
             ("log.retention.hours", "1"),
             ("log.retention.bytes", "1000"),
@@ -897,9 +1001,9 @@ mod tests {
         .unwrap();
         let overrides: BTreeMap<_, _> =
             [("cleanup.policy".to_string(), "compact".to_string())].into();
-        let p = c.partition_config(&overrides);
+        let p = c.partition_config(&overrides, &none);
         assert_eq!((p.log.retention_ms, p.log.retention_bytes), (-1, -1));
-        let p = c.partition_config(&BTreeMap::new());
+        let p = c.partition_config(&BTreeMap::new(), &none);
         assert_eq!(
             (p.log.retention_ms, p.log.retention_bytes),
             (3_600_000, 1000)
@@ -908,13 +1012,14 @@ mod tests {
 
     #[test]
     fn partition_config_from_overrides() {
+        let none = MetadataImage::default();
         let c = config(&[("message.max.bytes", "2000")]).unwrap();
         let overrides: BTreeMap<_, _> = [
             ("cleanup.policy".to_string(), "compact,delete".to_string()),
             ("segment.bytes".to_string(), "1048576".to_string()),
         ]
         .into();
-        let p = c.partition_config(&overrides);
+        let p = c.partition_config(&overrides, &none);
         assert!(p.compacted);
         assert_eq!(
             p.log.retention_ms, 604_800_000,

@@ -101,11 +101,12 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         match outcome {
             Ok(topic_info) => {
                 if version >= 5 {
+                    let image = broker.controller.image();
                     let configs = TOPIC_CONFIGS
                         .iter()
                         .map(|def| {
                             let (value, source) =
-                                broker.config.topic_value(def, &topic_info.configs);
+                                broker.config.topic_value(def, &topic_info.configs, &image);
                             CreatableTopicConfigs::default()
                                 .with_name(str_bytes(def.name))
                                 .with_value(if def.sensitive {

@@ -13,7 +13,7 @@ use ottla_protocol::frame::Request;
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::config::definitions::{ConfigDef, BROKER_CONFIGS, TOPIC_CONFIGS};
-use crate::config::{ConfigSource, DYNAMIC_BROKER_CONFIGS};
+use crate::config::{is_dynamic_broker_config, ConfigSource};
 
 /// Kafka's `ConfigResource.Type` ids.
 const RESOURCE_TOPIC: i8 = 2;
@@ -118,8 +118,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                         .iter()
                         .filter(|def| wanted(&resource.configuration_keys, def.name))
                         .map(|def| {
-                            let (broker_value, broker_source, broker_key) =
-                                broker.config.topic_default(def);
+                            let default = broker.config.topic_default(def, &image);
                             let mut synonyms = Vec::new();
                             let (value, source) = match topic.configs.get(def.name) {
                                 Some(v) => {
@@ -130,15 +129,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                                     ));
                                     (Some(v.clone()), ConfigSource::DynamicTopic)
                                 }
-                                None => (broker_value.clone(), broker_source),
+                                None => (default.value.clone(), default.source),
                             };
-                            if let Some(key) = broker_key {
-                                let shown = if broker_source == ConfigSource::StaticBroker {
-                                    broker.config.explicit.get(key).cloned()
-                                } else {
-                                    broker.config.broker_value(key).or(broker_value)
-                                };
-                                synonyms.push(synonym(key, shown, broker_source));
+                            if let Some(key) = default.key {
+                                let shown = default.raw.clone().or(default.value.clone());
+                                synonyms.push(synonym(key, shown, default.source));
                             }
                             entry(def, value, source, false, synonyms, &options)
                         })
@@ -186,7 +181,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                                 .iter()
                                 .map(|(v, s)| synonym(def.name, v.clone(), *s))
                                 .collect();
-                            let read_only = !DYNAMIC_BROKER_CONFIGS.contains(&def.name);
+                            let read_only = !is_dynamic_broker_config(def.name);
                             Some(entry(def, value, source, read_only, synonyms, &options))
                         })
                         .collect();
