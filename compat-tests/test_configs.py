@@ -180,3 +180,35 @@ def test_dynamic_broker_defaults_apply_to_running_topics(ottla_factory, java_pro
     c = described(admin, T, plain)["retention.ms"]
     assert (c.value, c.source) == ("604800000", ConfigSource.DEFAULT_CONFIG.value)
     assert described(admin, T, plain)["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_a_config_change_racing_the_deletion_of_its_topic(ottla):
+    """IncrementalAlterConfigs on a topic while it is being deleted: every answer is
+    success (before the deletion) or UNKNOWN_TOPIC_OR_PARTITION (after), never another
+    error, and nothing of the change survives the topic: a topic created again under
+    the same name starts with Kafka's defaults."""
+    import threading
+    admin = AdminClient({"bootstrap.servers": ottla.bootstrap})
+    T, SET = ResourceType.TOPIC, AlterConfigOpType.SET
+    for round_ in range(5):
+        topic = unique_topic(f"race{round_}")
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+        answers = []
+
+        def alter():
+            for i in range(40):
+                answers.append(incremental(admin, T, topic, [("retention.ms", SET, str(60_000 + i))]))
+
+        racer = threading.Thread(target=alter)
+        racer.start()
+        admin.delete_topics([topic])[topic].result(timeout=30)
+        racer.join(60)
+        assert not racer.is_alive()
+        codes = {a.code() if a else None for a in answers}
+        assert codes <= {None, KafkaError.UNKNOWN_TOPIC_OR_PART}, codes
+        err = incremental(admin, T, topic, [("retention.ms", SET, "1")])
+        assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        wait_for(lambda: topic not in admin.list_topics(timeout=10).topics, 30, f"{topic} gone")
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+        c = described(admin, T, topic)["retention.ms"]
+        assert (c.value, c.source) == ("604800000", ConfigSource.DEFAULT_CONFIG.value), round_

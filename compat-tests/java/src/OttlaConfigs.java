@@ -6,6 +6,7 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.DescribeConfigsOptions;
 import org.apache.kafka.common.config.ConfigResource;
 
 /**
@@ -32,9 +33,23 @@ public final class OttlaConfigs extends Harness {
      * {@code --delete-config}) of one key. */
     static void alterDefault(String key, String value, AlterConfigOp.OpType op) throws Exception {
         ConfigResource cluster = new ConfigResource(ConfigResource.Type.BROKER, "");
+        ConfigResource one = new ConfigResource(ConfigResource.Type.BROKER, "1");
         try (Admin admin = newAdmin("ottla-configs-admin")) {
             await(admin.incrementalAlterConfigs(Map.of(cluster, List.of(new AlterConfigOp(
                     new ConfigEntry(key, value), op)))).all(), op + " the default " + key);
+            if (value == null) return;
+            // What kafka-configs --describe --all shows: the value, its source and the
+            // synonyms behind it, the cluster-wide default first among them.
+            ConfigEntry e = await(admin.describeConfigs(List.of(one),
+                    new DescribeConfigsOptions().includeSynonyms(true)).all(), "describe broker 1")
+                    .get(one).get(key);
+            checkEq(value, e.value(), "broker 1 runs with the new default of " + key);
+            checkEq(ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, e.source(), "its source");
+            checkEq(false, e.isReadOnly(), key + " is dynamic");
+            ConfigEntry.ConfigSynonym first = e.synonyms().get(0);
+            checkEq(key, first.name(), "the first synonym");
+            checkEq(ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, first.source(), "its source");
+            checkEq(value, first.value(), "its value");
         }
     }
 

@@ -35,10 +35,11 @@
 //! the last already-cleaned segment minus `delete.retention.ms`, and a tombstone goes only
 //! from a segment last modified before it (a cleaned segment keeps its sources' latest
 //! modification time), so it survives at least `delete.retention.ms` after its first
-//! cleaning. Markers follow the same horizon. Not yet as in Kafka: a producer's last
-//! batch is not kept when all its records go (its producer state lives in memory and in
-//! snapshots), and the first dirty offset is not checkpointed (after a restart the first
-//! pass treats the whole log as dirty, which costs a pass, not correctness).
+//! cleaning. Markers follow the same horizon. The first dirty offset survives restarts
+//! through the owner's `cleaner-offset-checkpoint` ([`crate::Log::cleaner_checkpoint`],
+//! [`crate::Log::resume_cleaning_from`]). Not yet as in Kafka: a producer's last batch
+//! is not kept when all its records go (its producer state lives in memory and in
+//! snapshots).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

@@ -435,6 +435,22 @@ impl Log {
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(Segment::size).sum()
     }
+    /// Where the cleaner's next pass starts, for `cleaner-offset-checkpoint`: the first
+    /// offset never cleaned; `None` for a log that is not compacted.
+    pub fn cleaner_checkpoint(&self) -> Option<i64> {
+        self.config
+            .compact
+            .then_some(self.first_dirty_offset.max(self.log_start_offset))
+    }
+
+    /// Resume cleaning from a checkpointed first dirty offset (clamped to the log: a
+    /// truncation or a torn tail since leaves less to trust), so that a restart does not
+    /// treat the whole log as dirty.
+    pub fn resume_cleaning_from(&mut self, first_dirty_offset: i64) {
+        self.first_dirty_offset =
+            first_dirty_offset.clamp(self.log_start_offset, self.log_end_offset);
+    }
+
     /// Close the segment files not used since the previous call (a second-chance sweep,
     /// see `crate::handle`); returns how many were closed. Needs only shared access, so
     /// the owner may sweep under a read lock while fetches go on.

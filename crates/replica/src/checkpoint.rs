@@ -22,6 +22,8 @@ pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
 /// Kafka's per-log-dir file of log start offsets (those DeleteRecords moved).
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+/// Kafka's `cleaner-offset-checkpoint`: where each compacted log's dirty part begins.
+pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 pub const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
 pub const PARTITION_METADATA: &str = "partition.metadata";
 const CHECKPOINT_VERSION: i32 = 0;

@@ -102,7 +102,13 @@ impl LogCleaner {
                         std::process::abort();
                     }
                 }) {
-                    Ok(true) => cleaned += 1,
+                    Ok(true) => {
+                        cleaned += 1;
+                        // As Kafka's `updateCheckpoints`: the next start resumes here.
+                        if let Err(e) = replicas.checkpoint_cleaner_offsets() {
+                            tracing::warn!("Failed to write the cleaner offset checkpoint: {e}");
+                        }
+                    }
                     Ok(false) => {}
                     Err(e) => self.give_up(replicas, &partition, key, &e),
                 },

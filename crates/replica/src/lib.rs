@@ -22,8 +22,8 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use checkpoint::{
-    OffsetCheckpoint, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT,
-    RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
+    OffsetCheckpoint, CLEANER_OFFSET_CHECKPOINT, CLEAN_SHUTDOWN_MARKER,
+    LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
 };
 
 /// Kafka's lock file in each log directory.
@@ -74,6 +74,8 @@ pub struct ReplicaManager {
     high_watermarks: Vec<OffsetCheckpoint>,
     /// Each log dir's `log-start-offset-checkpoint` as read at start-up.
     log_start_offsets: Vec<OffsetCheckpoint>,
+    /// Cleaner offsets (first dirty offsets of compacted logs) read at start-up.
+    cleaner_offsets: Vec<OffsetCheckpoint>,
 }
 
 /// Split `<topic>-<partition>` (the topic itself may contain '-').
@@ -94,6 +96,7 @@ impl ReplicaManager {
         let mut recovery_points = Vec::new();
         let mut high_watermarks = Vec::new();
         let mut log_start_offsets = Vec::new();
+        let mut cleaner_offsets = Vec::new();
         let mut dir_locks = Vec::new();
         for (i, dir) in log_dirs.iter().enumerate() {
             let io = |source| ReplicaError::Io {
@@ -131,6 +134,9 @@ impl ReplicaManager {
             ));
             high_watermarks.push(checkpoint::read_offset_checkpoint(
                 &dir.join(REPLICATION_OFFSET_CHECKPOINT),
+            ));
+            cleaner_offsets.push(checkpoint::read_offset_checkpoint(
+                &dir.join(CLEANER_OFFSET_CHECKPOINT),
             ));
             log_start_offsets.push(checkpoint::read_offset_checkpoint(
                 &dir.join(LOG_START_OFFSET_CHECKPOINT),
@@ -171,6 +177,7 @@ impl ReplicaManager {
             recovery_points,
             high_watermarks,
             log_start_offsets,
+            cleaner_offsets,
         })
     }
 
@@ -212,7 +219,7 @@ impl ReplicaManager {
             return Ok(p); // opened by a concurrent caller while we waited
         }
         let found = self.on_disk.lock().remove(&(topic.to_string(), index));
-        let (dir, recovery_point, high_watermark, log_start_offset) = match found {
+        let (dir, recovery_point, high_watermark, log_start_offset, cleaner_offset) = match found {
             Some(d) if d.topic_id == Some(topic_id) || d.topic_id.is_none() => {
                 let key = (topic.to_string(), index);
                 let recovery_point = self.recovery_points[d.log_dir]
@@ -235,7 +242,14 @@ impl ReplicaManager {
                     })?;
                 }
                 let log_start_offset = self.log_start_offsets[d.log_dir].get(&key).copied();
-                (d.dir, recovery_point, high_watermark, log_start_offset)
+                let cleaner_offset = self.cleaner_offsets[d.log_dir].get(&key).copied();
+                (
+                    d.dir,
+                    recovery_point,
+                    high_watermark,
+                    log_start_offset,
+                    cleaner_offset,
+                )
             }
             stale => {
                 if let Some(d) = stale {
@@ -256,7 +270,7 @@ impl ReplicaManager {
                         source,
                     }
                 })?;
-                (dir, 0, 0, None)
+                (dir, 0, 0, None, None)
             }
         };
         let log_error = |source| ReplicaError::Log {
@@ -267,6 +281,9 @@ impl ReplicaManager {
         if let Some(offset) = log_start_offset {
             log.increment_log_start_offset(offset, "its log start offset checkpoint")
                 .map_err(log_error)?;
+        }
+        if let Some(offset) = cleaner_offset {
+            log.resume_cleaning_from(offset);
         }
         let partition = Arc::new(Partition::new(
             topic.to_string(),
@@ -404,6 +421,7 @@ impl ReplicaManager {
             }
         }
         self.checkpoint_log_start_offsets()?;
+        self.checkpoint_cleaner_offsets()?;
         if clean {
             self.checkpoint_high_watermarks()?;
         }
@@ -418,35 +436,50 @@ impl ReplicaManager {
     /// could be deleted. Partitions found on disk but not opened yet keep the entry
     /// read at start-up.
     pub fn checkpoint_log_start_offsets(&self) -> Result<(), ReplicaError> {
+        let per_dir = self.unclaimed_entries(&self.log_start_offsets);
+        self.write_per_dir(LOG_START_OFFSET_CHECKPOINT, per_dir, |p| {
+            Some(p.log_start_offset())
+        })
+    }
+
+    /// Write each log dir's `cleaner-offset-checkpoint` (Kafka's): the first dirty
+    /// offset of every compacted log, so the cleaner resumes there after a restart
+    /// instead of reading each compacted log whole. Written after every cleaning and
+    /// with the other checkpoints; entries of logs not opened yet are kept.
+    pub fn checkpoint_cleaner_offsets(&self) -> Result<(), ReplicaError> {
+        let per_dir = self.unclaimed_entries(&self.cleaner_offsets);
+        self.write_per_dir(CLEANER_OFFSET_CHECKPOINT, per_dir, |p| {
+            p.cleaner_checkpoint()
+        })
+    }
+
+    /// The entries of a checkpoint read at start-up (per log dir) whose partitions are
+    /// on disk but not opened yet: a rewrite of the file must not lose them.
+    fn unclaimed_entries(&self, read: &[OffsetCheckpoint]) -> Vec<OffsetCheckpoint> {
         let unclaimed = self.on_disk.lock();
-        let per_dir: Vec<OffsetCheckpoint> = self
-            .log_start_offsets
-            .iter()
-            .map(|read| {
-                read.iter()
+        read.iter()
+            .map(|entries| {
+                entries
+                    .iter()
                     .filter(|(key, _)| unclaimed.contains_key(*key))
                     .map(|(key, offset)| (key.clone(), *offset))
                     .collect()
             })
-            .collect();
-        drop(unclaimed);
-        self.write_per_dir(LOG_START_OFFSET_CHECKPOINT, per_dir, |p| {
-            p.log_start_offset()
-        })
+            .collect()
     }
 
-    /// Add `offset_of` each hosted partition to its log dir's entries in `per_dir`, and
-    /// write each dir's `file`.
+    /// Add `offset_of` each hosted partition (those it has one for) to its log dir's
+    /// entries in `per_dir`, and write each dir's `file`.
     fn write_per_dir(
         &self,
         file: &str,
         mut per_dir: Vec<OffsetCheckpoint>,
-        offset_of: impl Fn(&Partition) -> i64,
+        offset_of: impl Fn(&Partition) -> Option<i64>,
     ) -> Result<(), ReplicaError> {
         for p in self.all() {
             let dir = p.dir();
-            if let Some(i) = self.dir_index(&dir) {
-                per_dir[i].insert((p.topic.clone(), p.index), offset_of(&p));
+            if let (Some(i), Some(offset)) = (self.dir_index(&dir), offset_of(&p)) {
+                per_dir[i].insert((p.topic.clone(), p.index), offset);
             }
         }
         for (dir, offsets) in self.log_dirs.iter().zip(per_dir) {
@@ -463,7 +496,7 @@ impl ReplicaManager {
     pub fn checkpoint_high_watermarks(&self) -> Result<(), ReplicaError> {
         let per_dir = vec![OffsetCheckpoint::new(); self.log_dirs.len()];
         self.write_per_dir(REPLICATION_OFFSET_CHECKPOINT, per_dir, |p| {
-            p.high_watermark()
+            Some(p.high_watermark())
         })
     }
 
@@ -615,6 +648,82 @@ mod tests {
         assert!(p.has_follower(2));
         p.update_follower_fetch_state(2, 5, ottla_log::now_ms());
         assert_eq!(p.high_watermark(), 5);
+    }
+
+    /// After a cleaning, `cleaner-offset-checkpoint` holds the compacted log's first
+    /// dirty offset (and no entry for a log that is not compacted); a restart resumes
+    /// cleaning there instead of treating the whole log as dirty.
+    #[test]
+    fn the_cleaner_offset_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::new_v4();
+        let config = PartitionConfig {
+            log: ottla_log::LogConfig {
+                segment_bytes: 600,
+                compact: true,
+                retention_ms: -1,
+                ..ottla_log::LogConfig::default()
+            },
+            compacted: true,
+            ..PartitionConfig::default()
+        };
+        let leader = LeaderAndIsr {
+            local_id: 1,
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        };
+        let open = |replicas: &ReplicaManager| {
+            replicas
+                .ensure_partition("compacted", topic_id, 0, config.clone(), leader.clone())
+                .unwrap()
+        };
+        let end = {
+            let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+            let p = open(&replicas);
+            replicas
+                .ensure_partition(
+                    "plain",
+                    Uuid::new_v4(),
+                    0,
+                    PartitionConfig::default(),
+                    leader.clone(),
+                )
+                .unwrap();
+            for i in 0..60 {
+                let r = Record {
+                    offset: 0,
+                    timestamp: ottla_log::now_ms(),
+                    key: Some(format!("k{}", i % 3).into_bytes()),
+                    value: Some(vec![b'v'; 40]),
+                    headers: vec![],
+                };
+                p.append_as_leader(build_record_batch(&[r], Compression::None, -1, -1, -1), -1)
+                    .unwrap();
+            }
+            let cleaner = cleaner::LogCleaner::new(cleaner::CleanerConfig {
+                threads: 1,
+                dedupe_buffer_bytes: 1 << 20,
+                crash_after_swap_commit: false,
+            });
+            // A forced plan is not needed: 60 updates of 3 keys are far past the ratio.
+            assert!(cleaner.clean_dirty_logs(&replicas, || false) >= 1);
+            let end = p.cleaner_checkpoint().unwrap();
+            assert!(end > 0);
+            let written =
+                std::fs::read_to_string(dir.path().join(CLEANER_OFFSET_CHECKPOINT)).unwrap();
+            assert!(
+                written.contains(&format!("compacted 0 {end}\n")),
+                "{written}"
+            );
+            assert!(!written.contains("plain"), "{written}");
+            replicas.checkpoint(true).unwrap();
+            end
+        };
+        let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
+        assert_eq!(open(&replicas).cleaner_checkpoint(), Some(end));
     }
 
     /// One log failing to flush does not keep the others' recovery points from the

@@ -415,6 +415,10 @@ impl Partition {
     pub fn size_bytes(&self) -> u64 {
         self.log.read().size_bytes()
     }
+    /// The log's first dirty offset if it is compacted (`cleaner-offset-checkpoint`).
+    pub fn cleaner_checkpoint(&self) -> Option<i64> {
+        self.log.read().cleaner_checkpoint()
+    }
     /// Close the segment files not used since the previous sweep (under the read
     /// lock: fetches go on meanwhile); returns how many were closed.
     pub fn close_idle_files(&self) -> usize {
