@@ -61,11 +61,13 @@ command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)
 command -v curl >/dev/null 2>&1 || pkgs+=(curl ca-certificates)
 # the kafkajs group suite (compat-tests/kafkajs) runs on Node.js
 { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || pkgs+=(nodejs npm)
+# compat-tests/test_metrics.py scrapes the broker with a real Prometheus server
+command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
 if [ ${#pkgs[@]} -gt 0 ]; then
     echo "installing: ${pkgs[*]}"
     apt_install "${pkgs[@]}"
 else
-    echo "kcat, java/javac, python3 + venv, cc, curl, node/npm: already installed"
+    echo "kcat, java/javac, python3 + venv, cc, curl, node/npm, prometheus: already installed"
 fi
 if [ -z "${JAVA_HOME:-}" ]; then
     JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")"

@@ -17,6 +17,19 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+/// What clients moved through a partition (Kafka's `BrokerTopicMetrics`): plain atomic
+/// counters, bumped by the produce and fetch handlers without any lock, read when the
+/// metrics are scraped.
+#[derive(Debug, Default)]
+pub struct PartitionTraffic {
+    /// Records appended by producers (`MessagesInPerSec`).
+    pub messages_in: std::sync::atomic::AtomicU64,
+    /// Bytes of record batches appended by producers (`BytesInPerSec`).
+    pub bytes_in: std::sync::atomic::AtomicU64,
+    /// Bytes of records sent to consumers, followers excluded (`BytesOutPerSec`).
+    pub bytes_out: std::sync::atomic::AtomicU64,
+}
+
 /// Topic configs that matter to the leader, already parsed and defaulted by the server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionConfig {
@@ -274,6 +287,8 @@ pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
+    /// Kafka's BrokerTopicMetrics for this partition, summed per topic when scraped.
+    pub traffic: PartitionTraffic,
     /// This broker's node id.
     local_id: i32,
     log: RwLock<Log>,
@@ -325,6 +340,7 @@ impl Partition {
             topic,
             topic_id,
             index,
+            traffic: PartitionTraffic::default(),
             local_id: registration.local_id,
             log: RwLock::new(log),
             state: Mutex::new(ReplicaState {
@@ -645,6 +661,11 @@ impl Partition {
             // Kafka answers a duplicate with the original batch's timestamp as its
             // log-append time (`UnifiedLog.append`), whatever the topic's timestamp type.
             log_append_time = info.max_timestamp;
+        } else if origin == AppendOrigin::Client {
+            use std::sync::atomic::Ordering::Relaxed;
+            let records = (info.last_offset - info.first_offset + 1).max(0) as u64;
+            self.traffic.messages_in.fetch_add(records, Relaxed);
+            self.traffic.bytes_in.fetch_add(batch.len() as u64, Relaxed);
         }
         let (flush, background_flush) = match flush {
             Some((FlushReason::Policy, plan)) => (Some(PolicyFlush { plan, hold }), None),

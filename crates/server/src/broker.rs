@@ -63,6 +63,8 @@ pub struct Broker {
     pub txn_verifier: crate::txn_verification::TxnVerifier,
     producer_ids: Mutex<ProducerIdBlock>,
     pub started_at: Instant,
+    /// Request counts for the metrics endpoint (see [`crate::metrics`]).
+    pub metrics: crate::metrics::BrokerMetrics,
     /// Set once a clean shutdown begins: heartbeats stop, so that the controlled
     /// shutdown's fencing is not undone by one more heartbeat.
     shutting_down: std::sync::atomic::AtomicBool,
@@ -198,6 +200,7 @@ impl Broker {
             groups,
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             started_at,
+            metrics: crate::metrics::BrokerMetrics::default(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
         // The whole image, as one delta: opens every partition led here and loads the

@@ -10,6 +10,7 @@ pub mod dynamic_configs;
 pub mod handlers;
 pub mod leader_hints;
 pub mod metadata_publisher;
+pub mod metrics;
 pub mod network;
 pub mod storage;
 pub mod txn_markers;
@@ -149,6 +150,22 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         tasks.push(tokio::spawn(network::serve(
             broker.clone(),
             socket,
+            shutdown_rx.clone(),
+        )));
+    }
+    if let Some(metrics) = &broker.config.metrics_listener {
+        let socket = TcpListener::bind(&metrics.address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {}", metrics.address))?;
+        tracing::info!(
+            "Serving metrics on http://{}{} and health on /health",
+            socket.local_addr()?,
+            metrics.path
+        );
+        tasks.push(tokio::spawn(metrics::serve(
+            socket,
+            Arc::downgrade(&broker),
+            metrics.path.clone(),
             shutdown_rx.clone(),
         )));
     }

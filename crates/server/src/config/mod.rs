@@ -181,6 +181,8 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// `ottla.segment.file.idle.ms` (see [`SEGMENT_FILE_IDLE_MS`]).
     pub segment_file_idle_ms: u64,
+    /// `metrics.listener` (see [`METRICS_LISTENER`]).
+    pub metrics_listener: Option<MetricsListener>,
     /// `log.cleaner.dedupe.buffer.size`: the offset maps' memory, all threads together.
     pub log_cleaner_dedupe_buffer_size: usize,
     /// `producer.id.expiration.ms`: idle producer ids are forgotten after this.
@@ -283,7 +285,50 @@ const ACCEPTED_EXTRA_KEYS: &[&str] = &["broker.id"];
 /// about this long are closed; they reopen when read or written. Kafka keeps every
 /// segment's `.log` open; with many segments that runs into `ulimit -n`.
 pub const SEGMENT_FILE_IDLE_MS: &str = "ottla.segment.file.idle.ms";
-const OTTLA_KEYS: &[(&str, &str)] = &[(SEGMENT_FILE_IDLE_MS, "60000")];
+/// `metrics.listener` (issue 15's name; Kafka serves JMX instead): where the
+/// Prometheus endpoint listens, e.g. `http://0.0.0.0:9308/metrics`; off when empty.
+pub const METRICS_LISTENER: &str = "metrics.listener";
+const OTTLA_KEYS: &[(&str, &str)] = &[(SEGMENT_FILE_IDLE_MS, "60000"), (METRICS_LISTENER, "")];
+
+/// The parsed `metrics.listener`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsListener {
+    /// `host:port` to bind.
+    pub address: String,
+    /// The metrics path (`/metrics` when the URL has none).
+    pub path: String,
+}
+
+impl MetricsListener {
+    /// `http://host:port[/path]`; `None` for an empty value.
+    pub fn parse(value: &str) -> Result<Option<MetricsListener>, String> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let invalid = || {
+            format!(
+                "Invalid value {value} for configuration {METRICS_LISTENER}: expected http://host:port[/path]"
+            )
+        };
+        let rest = value.strip_prefix("http://").ok_or_else(invalid)?;
+        let (address, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/metrics"),
+        };
+        let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
+        port.parse::<u16>().map_err(|_| invalid())?;
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        Ok(Some(MetricsListener {
+            address: format!("{host}:{port}"),
+            path: if path == "/" {
+                "/metrics".into()
+            } else {
+                path.into()
+            },
+        }))
+    }
+}
 
 impl BrokerConfig {
     /// Build from explicit key/values (file merged with overrides).
@@ -296,6 +341,10 @@ impl BrokerConfig {
                     explicit.insert(key, value);
                 }
                 None if ACCEPTED_EXTRA_KEYS.contains(&key.as_str()) => {
+                    explicit.insert(key, value);
+                }
+                None if key == METRICS_LISTENER => {
+                    MetricsListener::parse(&value)?;
                     explicit.insert(key, value);
                 }
                 None if OTTLA_KEYS.iter().any(|(k, _)| *k == key) => {
@@ -472,6 +521,9 @@ impl BrokerConfig {
             log_cleaner_enable: get("log.cleaner.enable")
                 .is_none_or(|v| v.eq_ignore_ascii_case("true")),
             log_cleaner_threads: positive("log.cleaner.threads")? as usize,
+            metrics_listener: MetricsListener::parse(
+                explicit.get(METRICS_LISTENER).map_or("", String::as_str),
+            )?,
             segment_file_idle_ms: explicit
                 .get(SEGMENT_FILE_IDLE_MS)
                 .map_or(OTTLA_KEYS[0].1, String::as_str)
@@ -938,6 +990,32 @@ mod tests {
             c.topic_value(def, &BTreeMap::new(), &none),
             (Some("604800000".into()), ConfigSource::Default)
         );
+    }
+
+    #[test]
+    fn metrics_listener_urls() {
+        let parse = MetricsListener::parse;
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(
+            parse("http://0.0.0.0:9308/metrics").unwrap(),
+            Some(MetricsListener {
+                address: "0.0.0.0:9308".into(),
+                path: "/metrics".into()
+            })
+        );
+        assert_eq!(
+            parse("http://:9400").unwrap(),
+            Some(MetricsListener {
+                address: "0.0.0.0:9400".into(),
+                path: "/metrics".into()
+            })
+        );
+        assert_eq!(parse("http://127.0.0.1:1/m").unwrap().unwrap().path, "/m");
+        for bad in ["9308", "https://h:1/x", "http://h/x", "http://h:port/x"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("metrics.listener"), "{bad}: {err}");
+        }
+        assert!(config(&[("metrics.listener", "nope")]).is_err());
     }
 
     /// Kafka's order for a topic default: this broker's dynamic value, then the

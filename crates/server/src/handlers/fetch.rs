@@ -426,6 +426,13 @@ fn read_all(plan: &Plan) -> Read {
                         if throttled {
                             throttled_bytes += n;
                         }
+                        if plan.replica_id < 0 {
+                            // BytesOutPerSec counts consumers only, as Kafka's does.
+                            partition
+                                .traffic
+                                .bytes_out
+                                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
                         if n > 0 {
                             min_one_batch = false;
                             remaining = remaining.saturating_sub(n);

@@ -262,6 +262,7 @@ pub fn dispatch(
     request: Request,
     peer: std::net::SocketAddr,
 ) -> Result<Reply, HandlerError> {
+    broker.metrics.count_request(request.api_key);
     if request.api_key == ApiKey::ApiVersions {
         return api_versions::handle(&request);
     }

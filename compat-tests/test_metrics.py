@@ -1,0 +1,159 @@
+"""Prometheus metrics (``metrics.listener``), scraped by a real Prometheus (Debian's
+``prometheus`` package, installed by scripts/test.sh).
+
+* ``test_metrics_endpoint_counts_what_clients_did``: confluent-kafka produces 2,000 records
+  of 100 bytes to a 2-partition topic and reads them back; the endpoint (OpenMetrics text)
+  then shows exactly 2,000 ``kafka_server_brokertopicmetrics_messagesin_total`` for the
+  topic, bytes in and out of at least the records' size, Produce and Fetch request
+  counts, the partition count, each partition's log size equal to its ``.log`` bytes on
+  disk and its log end offset, one active controller, the process's RSS and descriptors;
+  ``/health`` answers 200, other paths 404.
+* ``test_prometheus_scrapes_the_broker``: a Prometheus server scraping every second sees
+  the messages-in counter at the value produced, then after 1,000 more records at the
+  new value with a positive ``rate()``, and the bytes-out counter the consumer caused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from conftest import ck_create_topic, free_port, unique_topic, wait_for
+
+RECORDS = 2000
+SIZE = 100
+
+
+def start_with_metrics(ottla_factory):
+    port = free_port()
+    broker = ottla_factory(overrides={"metrics.listener": f"http://127.0.0.1:{port}/metrics"})
+    return broker, f"http://127.0.0.1:{port}"
+
+
+def produce(bootstrap: str, topic: str, n: int) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(n):
+        p.produce(topic, value=b"m" * SIZE, partition=i % 2)
+    assert p.flush(30) == 0
+
+
+def consume_all(bootstrap: str, topic: str, n: int) -> None:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("metrics-g"),
+                  "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
+    got = 0
+    deadline = time.time() + 60
+    while got < n and time.time() < deadline:
+        for m in c.consume(500, timeout=1.0):
+            assert m.error() is None, m.error()
+            got += 1
+    c.close()
+    assert got == n
+
+
+def scrape(base: str) -> dict[str, float]:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["content-type"].startswith("application/openmetrics-text")
+        text = r.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_endpoint_counts_what_clients_did(ottla_factory):
+    broker, base = start_with_metrics(ottla_factory)
+    topic = unique_topic("metrics")
+    ck_create_topic(broker.bootstrap, topic, partitions=2)
+    produce(broker.bootstrap, topic, RECORDS)
+    consume_all(broker.bootstrap, topic, RECORDS)
+    m = scrape(base)
+    t = f'{{topic="{topic}"}}'
+    assert m[f"kafka_server_brokertopicmetrics_messagesin_total{t}"] == RECORDS
+    assert m[f"kafka_server_brokertopicmetrics_bytesin_total{t}"] >= RECORDS * SIZE
+    assert m[f"kafka_server_brokertopicmetrics_bytesout_total{t}"] >= RECORDS * SIZE
+    assert m['kafka_network_requestmetrics_requests_total{request="Produce"}'] >= 1
+    assert m['kafka_network_requestmetrics_requests_total{request="Fetch"}'] >= 1
+    # Every partition hosted: the topic's and __consumer_offsets' (the group made it).
+    hosted = [d for d in broker.log_dir.iterdir() if (d / "partition.metadata").exists()]
+    assert m["kafka_server_replicamanager_partitioncount"] == len(hosted) >= 2
+    assert m["kafka_server_replicamanager_underreplicatedpartitions"] == 0
+    assert m["kafka_controller_kafkacontroller_activecontrollercount"] == 1
+    for p in (0, 1):
+        labels = f'{{topic="{topic}",partition="{p}"}}'
+        on_disk = sum(f.stat().st_size for f in broker.partition_dir(topic, p).glob("*.log"))
+        assert m[f"kafka_log_log_size{labels}"] == on_disk
+        assert m[f"kafka_log_log_logendoffset{labels}"] == RECORDS // 2
+        assert m[f"kafka_log_log_logstartoffset{labels}"] == 0
+    assert m["process_resident_memory_bytes"] > 1 << 20
+    assert m["process_open_fds"] >= 3
+    with urllib.request.urlopen(base + "/health", timeout=10) as r:
+        assert r.status == 200
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(base + "/nope", timeout=10)
+    assert e.value.code == 404
+
+
+def prometheus_query(api: str, query: str) -> list:
+    url = api + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=10) as r:
+        body = json.loads(r.read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def test_prometheus_scrapes_the_broker(ottla_factory, tmp_path):
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("no prometheus binary (scripts/test.sh installs Debian's prometheus package)")
+    broker, base = start_with_metrics(ottla_factory)
+    topic = unique_topic("prom")
+    ck_create_topic(broker.bootstrap, topic, partitions=2)
+    target = base.removeprefix("http://")
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: ottla\n    static_configs:\n"
+        f"      - targets: ['{target}']\n")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
+    try:
+        produce(broker.bootstrap, topic, RECORDS)
+        consume_all(broker.bootstrap, topic, RECORDS)
+        messages = f'kafka_server_brokertopicmetrics_messagesin_total{{topic="{topic}"}}'
+
+        def value(query):
+            try:
+                result = prometheus_query(api, query)
+            except OSError:
+                return None
+            return float(result[0]["value"][1]) if result else None
+
+        wait_for(lambda: value(messages) == RECORDS, 60, "Prometheus to scrape the produced count")
+        out = value(f'kafka_server_brokertopicmetrics_bytesout_total{{topic="{topic}"}}')
+        assert out is not None and out >= RECORDS * SIZE
+        produce(broker.bootstrap, topic, 1000)
+        wait_for(lambda: value(messages) == RECORDS + 1000, 60, "Prometheus to see 1,000 more")
+        rate = value(f"rate({messages}[30s])")
+        assert rate is not None and rate > 0
+        up = value('up{job="ottla"}')
+        assert up == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if os.environ.get("OTTLA_KEEP_PROMETHEUS_LOG"):
+            print((tmp_path / "prometheus.log").read_text())

@@ -1,0 +1,374 @@
+//! Prometheus metrics (`metrics.listener`): the figures Kafka exposes through JMX, named
+//! as the JMX exporter's common rules name them (`kafka_server_brokertopicmetrics_…`),
+//! served over HTTP with a `/health` endpoint for orchestrators.
+//!
+//! Recording costs no lock: request counts are an array of atomics indexed by API key,
+//! and per-topic traffic lives in each partition's atomic counters
+//! ([`ottla_replica::partition::PartitionTraffic`]). Everything else (partition counts,
+//! log sizes and offsets, the controller, the process) is read when Prometheus scrapes,
+//! by a `prometheus-client` [`Collector`] that walks the broker's state then, and
+//! `prometheus-client` writes the exposition text.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use kafka_protocol::messages::ApiKey;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+
+/// API keys are below this (Kafka's highest is in the 80s).
+const API_KEY_SLOTS: usize = 128;
+
+/// What the broker records as it serves (the rest is read at scrape time).
+#[derive(Debug)]
+pub struct BrokerMetrics {
+    requests: [AtomicU64; API_KEY_SLOTS],
+}
+
+impl Default for BrokerMetrics {
+    fn default() -> Self {
+        BrokerMetrics {
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl BrokerMetrics {
+    /// Count one request (Kafka's `RequestsPerSec`).
+    pub fn count_request(&self, api_key: ApiKey) {
+        if let Some(slot) = self.requests.get(api_key as i16 as usize) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads the broker's state on each scrape.
+#[derive(Debug)]
+struct BrokerCollector {
+    broker: Weak<Broker>,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn counter_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (labels, value) in values {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (Labels, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for (labels, value) in values {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// One gauge without labels.
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    ConstGauge::new(value).encode(metric)
+}
+
+impl Collector for BrokerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(broker) = self.broker.upgrade() else {
+            return Ok(());
+        };
+        let partitions = broker.replicas.all();
+        // Per topic (Kafka's BrokerTopicMetrics carry a topic tag).
+        let mut topics: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
+        for p in &partitions {
+            let t = topics.entry(p.topic.as_str()).or_default();
+            t[0] += p.traffic.messages_in.load(Ordering::Relaxed);
+            t[1] += p.traffic.bytes_in.load(Ordering::Relaxed);
+            t[2] += p.traffic.bytes_out.load(Ordering::Relaxed);
+        }
+        for (i, (name, help)) in [
+            (
+                "kafka_server_brokertopicmetrics_messagesin",
+                "Records appended by producers",
+            ),
+            (
+                "kafka_server_brokertopicmetrics_bytesin",
+                "Bytes appended by producers",
+            ),
+            (
+                "kafka_server_brokertopicmetrics_bytesout",
+                "Bytes sent to consumers",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            counter_family(
+                &mut encoder,
+                name,
+                help,
+                topics
+                    .iter()
+                    .map(|(topic, v)| (vec![("topic", topic.to_string())], v[i])),
+            )?;
+        }
+        let requests = broker
+            .metrics
+            .requests
+            .iter()
+            .enumerate()
+            .filter_map(|(key, n)| {
+                let n = n.load(Ordering::Relaxed);
+                let api = ApiKey::try_from(key as i16).ok()?;
+                (n > 0).then(|| (vec![("request", format!("{api:?}"))], n))
+            });
+        counter_family(
+            &mut encoder,
+            "kafka_network_requestmetrics_requests",
+            "Requests received, per API",
+            requests,
+        )?;
+        let node_id = broker.config.node_id;
+        let image = broker.controller.image();
+        let led: Vec<&ottla_controller::PartitionInfo> = image
+            .topics()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader == node_id)
+            .collect();
+        // Kafka's UnderReplicatedPartitions: led here with an ISR smaller than the
+        // replica set.
+        let under_replicated = led
+            .iter()
+            .filter(|p| p.isr.len() < p.replicas.len())
+            .count();
+        gauge(
+            &mut encoder,
+            "kafka_server_replicamanager_partitioncount",
+            "Partitions hosted by this broker",
+            partitions.len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "kafka_server_replicamanager_leadercount",
+            "Partitions this broker leads",
+            led.len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "kafka_server_replicamanager_underreplicatedpartitions",
+            "Led partitions whose ISR is smaller than their replica set",
+            under_replicated as i64,
+        )?;
+        let per_partition = |f: &dyn Fn(&ottla_replica::Partition) -> i64| {
+            partitions
+                .iter()
+                .map(|p| {
+                    (
+                        vec![
+                            ("topic", p.topic.clone()),
+                            ("partition", p.index.to_string()),
+                        ],
+                        f(p),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        gauge_family(
+            &mut encoder,
+            "kafka_log_log_size",
+            "Bytes of the partition's segments",
+            per_partition(&|p| p.size_bytes() as i64),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "kafka_log_log_logendoffset",
+            "The partition's log end offset",
+            per_partition(&|p| p.log_end_offset()),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "kafka_log_log_logstartoffset",
+            "The partition's log start offset",
+            per_partition(&|p| p.log_start_offset()),
+        )?;
+        gauge(
+            &mut encoder,
+            "kafka_controller_kafkacontroller_activecontrollercount",
+            "1 on the active controller",
+            i64::from(broker.controller.active_controller() == Some(node_id)),
+        )?;
+        let process = ProcessFigures::read();
+        gauge(
+            &mut encoder,
+            "process_resident_memory_bytes",
+            "Resident memory of the broker process",
+            process.rss_bytes,
+        )?;
+        gauge(
+            &mut encoder,
+            "process_open_fds",
+            "Open file descriptors of the broker process",
+            process.open_fds,
+        )?;
+        let cpu = encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time of the broker process",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        ConstCounter::new(process.cpu_seconds).encode(cpu)?;
+        Ok(())
+    }
+}
+
+/// The process's own figures, from `/proc/self`.
+struct ProcessFigures {
+    rss_bytes: i64,
+    cpu_seconds: f64,
+    open_fds: i64,
+}
+
+impl ProcessFigures {
+    fn read() -> ProcessFigures {
+        let rss_bytes = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<i64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024);
+        // utime and stime: fields 14 and 15 of /proc/self/stat, in clock ticks (100 Hz
+        // on Linux: `sysconf(_SC_CLK_TCK)`, fixed by the kernel ABI for /proc).
+        let cpu_seconds = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                let after = &s[s.rfind(')')? + 2..];
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                let ticks: u64 =
+                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                Some(ticks as f64 / 100.0)
+            })
+            .unwrap_or(0.0);
+        let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64);
+        ProcessFigures {
+            rss_bytes,
+            cpu_seconds,
+            open_fds,
+        }
+    }
+}
+
+/// Serve `/metrics` and `/health` on `listener` until `stop` flips (a scrape in
+/// progress finishes on its own task).
+pub async fn serve(
+    listener: TcpListener,
+    broker: Weak<Broker>,
+    path: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(BrokerCollector {
+        broker: broker.clone(),
+    }));
+    let registry = Arc::new(registry);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let (registry, path) = (registry.clone(), path.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let answer = answer(&registry, &path, &request);
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+fn answer(registry: &Registry, path: &str, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, content_type: &str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    };
+    if request.method() != Method::GET {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
+    }
+    match request.uri().path() {
+        // Ready: the listener opens once the logs are recovered and the broker serves.
+        "/health" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        p if p == path => {
+            let mut text = String::new();
+            match prometheus_client::encoding::text::encode(&mut text, registry) {
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                ),
+                Err(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "encoding failed\n".into(),
+                ),
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
