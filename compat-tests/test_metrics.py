@@ -7,7 +7,8 @@
   topic, bytes in and out of at least the records' size, Produce and Fetch request
   counts, the partition count, each partition's log size equal to its ``.log`` bytes on
   disk and its log end offset, one active controller, the process's RSS and descriptors;
-  ``/health`` answers 200, other paths 404.
+  ``/health`` answers 200, other paths 404; every series docker/grafana-dashboard.json
+  plots is served.
 * ``test_prometheus_scrapes_the_broker``: a Prometheus server scraping every second sees
   the messages-in counter at the value produced, then after 1,000 more records at the
   new value with a positive ``rate()``, and the bytes-out counter the consumer caused.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -26,7 +28,7 @@ import urllib.request
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import ck_create_topic, free_port, unique_topic, wait_for
+from conftest import REPO, ck_create_topic, free_port, unique_topic, wait_for
 
 RECORDS = 2000
 SIZE = 100
@@ -98,6 +100,12 @@ def test_metrics_endpoint_counts_what_clients_did(ottla_factory):
         assert m[f"kafka_log_log_logstartoffset{labels}"] == 0
     assert m["process_resident_memory_bytes"] > 1 << 20
     assert m["process_open_fds"] >= 3
+    # Every series the Grafana dashboard in docker/ plots is one the broker serves.
+    dashboard = (REPO / "docker" / "grafana-dashboard.json").read_text()
+    exprs = [t["expr"] for panel in json.loads(dashboard)["panels"] for t in panel["targets"]]
+    plotted = {n for e in exprs for n in re.findall(r"\b((?:kafka|process)_[a-z_]+)", e)}
+    served = {name.split("{")[0] for name in m}
+    assert plotted and plotted <= served, plotted - served
     with urllib.request.urlopen(base + "/health", timeout=10) as r:
         assert r.status == 200
     with pytest.raises(urllib.error.HTTPError) as e:
