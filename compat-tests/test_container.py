@@ -97,3 +97,9 @@ def test_the_entrypoint_starts_a_broker_configured_by_the_environment(tmp_path):
     text = pathlib.Path(tmp_path / "broker.log").read_text(errors="replace")
     assert "ottla-entrypoint: " in text and "log.retention.hours=5" in text
     assert proc.returncode == 0, text[-2000:]
+
+
+def test_version_names_the_kafka_it_speaks():
+    out = subprocess.run([OTTLA_BIN, "--version"], capture_output=True, text=True,
+                         timeout=10, check=True).stdout
+    assert out.startswith("ottla ") and "Apache Kafka 4.1" in out, out

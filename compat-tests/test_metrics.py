@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -98,6 +99,15 @@ def test_metrics_endpoint_counts_what_clients_did(ottla_factory):
         assert m[f"kafka_log_log_size{labels}"] == on_disk
         assert m[f"kafka_log_log_logendoffset{labels}"] == RECORDS // 2
         assert m[f"kafka_log_log_logstartoffset{labels}"] == 0
+    # Open client connections: three more while three sockets are open, back after.
+    count = "kafka_server_socketservermetrics_connection_count"
+    before = scrape(base)[count]
+    host, port = broker.bootstrap.split(":")
+    sockets = [socket.create_connection((host, int(port))) for _ in range(3)]
+    wait_for(lambda: scrape(base)[count] == before + 3, 10, "3 more connections counted")
+    for s_ in sockets:
+        s_.close()
+    wait_for(lambda: scrape(base)[count] == before, 10, "the closed connections uncounted")
     assert m["process_resident_memory_bytes"] > 1 << 20
     assert m["process_open_fds"] >= 3
     # Every series the Grafana dashboard in docker/ plots is one the broker serves.

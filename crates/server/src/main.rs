@@ -5,8 +5,15 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use ottla::serve;
 
+/// `ottla --version`: the release, and the Kafka whose protocol (API keys and versions,
+/// record format, configs) it speaks.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (Kafka protocol and configs of Apache Kafka 4.1)"
+);
+
 #[derive(Parser)]
-#[command(name = "ottla", version, about = "A Kafka-compatible message broker", long_about = None)]
+#[command(name = "ottla", version = VERSION, about = "A Kafka-compatible message broker", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -35,12 +35,15 @@ const API_KEY_SLOTS: usize = 128;
 #[derive(Debug)]
 pub struct BrokerMetrics {
     requests: [AtomicU64; API_KEY_SLOTS],
+    /// Client connections open now, every listener together.
+    pub connections: std::sync::atomic::AtomicI64,
 }
 
 impl Default for BrokerMetrics {
     fn default() -> Self {
         BrokerMetrics {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            connections: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }
@@ -239,6 +242,12 @@ impl Collector for BrokerCollector {
             "1 on the active controller",
             i64::from(broker.controller.active_controller() == Some(node_id)),
         )?;
+        gauge(
+            &mut encoder,
+            "kafka_server_socketservermetrics_connection_count",
+            "Client connections open now",
+            broker.metrics.connections.load(Ordering::Relaxed),
+        )?;
         let process = ProcessFigures::read();
         gauge(
             &mut encoder,
@@ -320,6 +329,8 @@ pub async fn serve(
             _ = stop.changed() => return,
         };
         let Ok((stream, _)) = accepted else {
+            // Out of descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let (registry, path) = (registry.clone(), path.clone());

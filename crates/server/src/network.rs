@@ -66,11 +66,13 @@ pub async fn serve(
                 }
                 let _ = stream.set_nodelay(true);
                 open.fetch_add(1, Ordering::Relaxed);
+                broker.metrics.connections.fetch_add(1, Ordering::Relaxed);
                 let broker = broker.clone();
                 let open = open.clone();
                 connections.spawn(async move {
-                    handle_connection(broker, stream, peer).await;
+                    handle_connection(broker.clone(), stream, peer).await;
                     open.fetch_sub(1, Ordering::Relaxed);
+                    broker.metrics.connections.fetch_sub(1, Ordering::Relaxed);
                 });
             }
             // Reap finished connections so the set does not grow with churn.
