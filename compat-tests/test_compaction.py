@@ -25,8 +25,10 @@ import subprocess
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from conftest import ck_create_topic, read_batch_headers, segment_files, unique_topic, wait_for
+from conftest import (ck_admin, ck_create_topic, read_batch_headers, segment_files, unique_topic,
+                      wait_for)
 
 KEYS = 1_000
 UPDATES = 100
@@ -127,9 +129,16 @@ def log_bytes(node, topic: str) -> int:
 def test_a_compacted_topic_keeps_the_latest_value_of_each_key(ottla_factory):
     b = ottla_factory(overrides=BROKER)
     topic = unique_topic("compacted")
-    ck_create_topic(b.bootstrap, topic, partitions=1, config=TOPIC_CONFIG)
+    # Nothing is cleanable while the updates are written (a record must be an hour old),
+    # so that what they occupy can be measured; then the lag goes, on the running topic.
+    ck_create_topic(b.bootstrap, topic, partitions=1,
+                    config={**TOPIC_CONFIG, "min.compaction.lag.ms": str(3600 * 1000)})
     produce_updates(b.bootstrap, topic)
     written = log_bytes(b, topic)
+    admin = ck_admin(b.bootstrap)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("min.compaction.lag.ms", "0", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(timeout=30)
 
     problems: list[str] = []
 

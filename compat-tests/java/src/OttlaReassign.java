@@ -98,8 +98,18 @@ public final class OttlaReassign extends Harness {
             }
             checkEq(Set.of(p0), await(admin.listPartitionReassignments(Set.of(p0, p2)).reassignments(),
                     "listPartitionReassignments(p0, p2)").keySet(), "a filtered list names only p0");
+            // Brokers apply committed metadata asynchronously, as Kafka's do: the broker
+            // the Admin asks may be a moment behind the controller that answered above.
+            List<Integer> merged = List.of(3, 4, 1, 2);
+            waitUntil(10_000, () -> {
+                try {
+                    return ids(describe(admin, topic).partitions().get(0).replicas()).equals(merged);
+                } catch (Exception e) {
+                    return false;
+                }
+            });
             TopicDescription during = describe(admin, topic);
-            checkEq(List.of(3, 4, 1, 2), ids(during.partitions().get(0).replicas()),
+            checkEq(merged, ids(during.partitions().get(0).replicas()),
                     "Metadata reports the merged replica list while moving");
 
             await(admin.alterPartitionReassignments(Map.of(p1, Optional.empty())).all(), "cancel partition 1");
