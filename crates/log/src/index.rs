@@ -167,16 +167,7 @@ impl<E: Entry> IndexFile<E> {
         let page = summary.partition_point(&below).checked_sub(1)?;
         let first = page * E::PAGE_ENTRIES;
         let count = E::PAGE_ENTRIES.min(on_disk.len - first);
-        let entries = match self.read_range(first, count) {
-            Ok(entries) => entries,
-            Err(e) => {
-                warn!(
-                    "Reading index {} failed ({e}); scanning the segment instead",
-                    self.path().display()
-                );
-                return None;
-            }
-        };
+        let entries = self.read_range_or_warn(first, count)?;
         let i = entries.partition_point(&below);
         i.checked_sub(1).map(|i| entries[i])
     }
@@ -191,6 +182,19 @@ impl<E: Entry> IndexFile<E> {
         Ok(buf.chunks_exact(E::LEN).map(E::decode).collect())
     }
 
+    /// [`IndexFile::read_range`] for a lookup: a failure is logged and the caller scans
+    /// the segment instead (always correct, only slower).
+    fn read_range_or_warn(&self, first: usize, count: usize) -> Option<Vec<E>> {
+        self.read_range(first, count)
+            .map_err(|e| {
+                warn!(
+                    "Reading index {} failed ({e}); scanning the segment instead",
+                    self.path().display()
+                )
+            })
+            .ok()
+    }
+
     /// Read the whole file once, checking every entry, and keep the first entry of each
     /// page. `None` (with a warning) when the file does not hold what was opened.
     fn build_summary(&self, on_disk: &OnDisk<E>) -> Option<Vec<E>> {
@@ -199,16 +203,7 @@ impl<E: Entry> IndexFile<E> {
         let mut at = 0;
         while at < on_disk.len {
             let count = SUMMARY_READ_ENTRIES.min(on_disk.len - at);
-            let entries = match self.read_range(at, count) {
-                Ok(entries) => entries,
-                Err(e) => {
-                    warn!(
-                        "Reading index {} failed ({e}); scanning the segment instead",
-                        self.path().display()
-                    );
-                    return None;
-                }
-            };
+            let entries = self.read_range_or_warn(at, count)?;
             for (i, entry) in entries.into_iter().enumerate() {
                 if !entry.follows(previous.as_ref(), on_disk.bound) {
                     warn!(
