@@ -8,6 +8,8 @@ the broker's open files bounded by what is in use rather than by how many segmen
   partition. The broker's descriptors (``/proc/<pid>/fd``) stay well below one per
   partition once ``ottla.segment.file.idle.ms`` has passed (30,000 segment files exist),
   and again after a clean restart, after which every partition still holds its record.
+  The clean shutdown says how many logs it flushed; the restart logs its progress
+  ("Loading logs: N of M done") at every tenth of the way.
 
 Times and memory are printed for the record, never asserted (``scripts/bench.sh scale``
 measures them).
@@ -16,6 +18,7 @@ measures them).
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -99,6 +102,12 @@ def test_ten_thousand_partitions_with_bounded_open_files(ottla_factory):
     print(f"idle: {settled_fds(broker.pid)} fds")
 
     broker.restart()
+    shutdown = re.search(r"Flushed (\d+) logs \((\d+) bytes\)", broker.stderr_text())
+    assert shutdown and int(shutdown.group(1)) >= TOPICS * PARTITIONS, "the clean shutdown's summary"
+    progress = [(int(d), int(t)) for d, t in
+                re.findall(r"Loading logs: (\d+) of (\d+) done", broker.stderr_since_start())]
+    assert len(progress) >= 9 and all(t >= TOPICS * PARTITIONS for _d, t in progress), (
+        f"the start-up reports its progress every tenth of the way: {progress}")
     print(f"restarted: {open_fds(broker.pid)} fds, RSS {status_kb(broker.pid)['VmRSS'] // 1024} MiB")
     settled_fds(broker.pid)
     sample = topics[::10]

@@ -26,6 +26,9 @@
 #     records to 1 partition in transactions of 1,000, committed one after another for
 #     20 s: committed records/s and MB/s, transactions/s, commit_transaction latency
 #     (no Kafka 4.1 reference: Kafka could not be run on the machine measured)
+# then, on another fresh broker serving metrics.listener and scraped once a second, the
+# 1 KiB acks=1 produce again: its throughput against the metrics-off figure of the
+# same runs (issue 15's target: under 2 % apart);
 # and, for context, the page-cache write bandwidth of the machine (dd of 1 GiB to a new
 # file, then the same again over the file's resident pages);
 # then the same produce scenarios against `ottla-bench null-broker`, a server that
@@ -55,6 +58,7 @@
 #   BENCH_NULL=1              0 skips the null-broker reference
 #   BENCH_CLUSTER=1           0 skips the replication scenarios (single node RF 1 and
 #                             three nodes RF 3)
+#   BENCH_METRICS=1           0 skips the metrics-on produce scenario
 #   BENCH_BROKER_OVERRIDES    extra broker settings, space-separated KEY=VALUE (every
 #                             broker, the cluster's nodes included)
 #   BENCH_SCENARIO_TIMEOUT=600  seconds before one scenario is abandoned
@@ -86,6 +90,7 @@ RATE="${BENCH_RATE:-20000}"
 LINGER="${BENCH_LATENCY_LINGER_MS:-0}"
 RUN_NULL="${BENCH_NULL:-1}"
 RUN_CLUSTER="${BENCH_CLUSTER:-1}"
+RUN_METRICS="${BENCH_METRICS:-1}"
 SCENARIO_TIMEOUT="${BENCH_SCENARIO_TIMEOUT:-600}"
 read -r -a BROKER_OVERRIDES <<<"${BENCH_BROKER_OVERRIDES:-}"
 
@@ -272,6 +277,22 @@ SET_LAT=(--set "linger.ms=$LINGER")
 
 OVERRIDES=()
 for o in "${BROKER_OVERRIDES[@]}"; do OVERRIDES+=(--override "$o"); done
+
+# scrape_every_second PORT PID OUT: GET /metrics once a second while PID lives (bash's
+# /dev/tcp, no curl needed); one line in OUT per answered scrape.
+scrape_every_second() {
+    local port="$1" pid="$2" out="$3"
+    : >"$out"
+    while kill -0 "$pid" 2>/dev/null; do
+        if exec 3<>"/dev/tcp/127.0.0.1/$port"; then
+            printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+            head -n 1 <&3 >>"$out"
+            cat <&3 >/dev/null
+            exec 3<&-
+        fi
+        sleep 1
+    done
+}
 
 # start_broker RUN DATA LOG: a fresh single broker on a free port; sets BPID and BOOT.
 # Fails (recording why) if it does not answer Metadata.
@@ -507,6 +528,28 @@ for run in $(seq "$RUNS"); do
     log_problems "$run" ottla "$BLOG"
     du -sh "$DATA" 2>/dev/null | awk '{ print "    data written: " $1 }' >&2
     rm -rf "$DATA"
+
+    # --- the cost of metrics (issue 15): the same 1 KiB produce on a fresh broker that
+    # serves metrics.listener, scraped every second meanwhile (as Prometheus would)
+    if [ "$RUN_METRICS" = 1 ]; then
+        DATA="$WORK/data-metrics-run$run"
+        BLOG="$WORK/broker-metrics-run$run.log"
+        MPORT="$("$BENCH" free-port)"
+        saved=("${OVERRIDES[@]}")
+        OVERRIDES+=(--override "metrics.listener=http://127.0.0.1:$MPORT/metrics")
+        if start_broker "$run" "$DATA" "$BLOG"; then
+            scrape_every_second "$MPORT" "$BPID" "$WORK/scrapes-run$run.txt" &
+            SCRAPER=$!
+            scenario "$run" metrics produce_1k_acks1_8p "$BPID" -- produce --bootstrap "$BOOT" \
+                --topic bench-1k-8p --partitions 8 --record-size 1024 --records "$N_1K" --acks 1
+            kill "$SCRAPER" 2>/dev/null; wait "$SCRAPER" 2>/dev/null
+            echo "    $(wc -l <"$WORK/scrapes-run$run.txt") scrapes answered during the scenario" >&2
+            stop_pid "$BPID"; BPID=""
+            log_problems "$run" metrics "$BLOG"
+            rm -rf "$DATA"
+        fi
+        OVERRIDES=("${saved[@]}")
+    fi
 
     # --- the same produce scenarios against the null broker
     if [ "$RUN_NULL" = 1 ]; then

@@ -108,6 +108,8 @@ enum Goal {
     /// At least this, and (when the null broker ran) at least this fraction of it.
     AtLeast(f64, Option<f64>),
     Below(f64),
+    /// At least this fraction of the reference figure (`null`, named by `vs_name`).
+    FractionOf(f64),
 }
 
 struct Row {
@@ -165,6 +167,12 @@ impl Row {
             Goal::Below(max) => {
                 format!("< {}{}", goal_fmt(*max), verdict(med.map(|m| m < *max)))
             }
+            Goal::FractionOf(frac) => format!(
+                "≥ {:.0} % of {}{}",
+                frac * 100.0,
+                self.vs_name,
+                verdict(ratio.map(|r| r >= *frac))
+            ),
         };
         format!(
             "| {} | {} | {} | {} | {} | {} | {} |",
@@ -473,6 +481,21 @@ pub fn run(args: ReportArgs) -> Result<()> {
                 vs_name: "null",
                 reference: "—",
                 goal,
+            });
+        }
+    }
+    if entries.iter().any(|e| e.target == "metrics") {
+        for (path, unit) in [("msgs_per_s", "msg/s"), ("mb_per_s", "MB/s")] {
+            rows.push(Row {
+                label: "produce 1 KiB, acks=1, 8 partitions, metrics on, scraped every second"
+                    .into(),
+                unit,
+                values: values(&entries, "metrics", P1K, path),
+                null: median(&values(&entries, "ottla", P1K, path)),
+                null_as_value: false,
+                vs_name: "metrics off",
+                reference: "—",
+                goal: Goal::FractionOf(0.98),
             });
         }
     }

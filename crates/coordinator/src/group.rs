@@ -623,6 +623,30 @@ impl GroupCoordinatorService {
             (code, groups)
         }
     }
+
+    /// Every committed offset of every group of the shards loaded here (a shard that
+    /// does not answer, say one still loading, contributes nothing): the metrics
+    /// endpoint's consumer lag.
+    pub fn committed_offsets(&self) -> impl Future<Output = Vec<CommittedOffset>> + Send + 'static {
+        let completions: Vec<Completion<Vec<CommittedOffset>>> = self
+            .runtime
+            .partitions()
+            .into_iter()
+            .map(|p| {
+                self.runtime
+                    .read(p, |shard, _| shard.coordinator.committed_offsets())
+            })
+            .collect();
+        async move {
+            let mut offsets = Vec::new();
+            for c in completions {
+                if let Ok(found) = c.wait().await {
+                    offsets.extend(found);
+                }
+            }
+            offsets
+        }
+    }
 }
 
 /// The reply, or `fallback` if the state machine dropped the parked request or did not

@@ -415,6 +415,11 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         }
     }
 
+    /// How many shards are loading now.
+    pub fn loading_count(&self) -> usize {
+        *self.loading.borrow()
+    }
+
     /// How many shards are here, loaded or loading.
     pub fn shard_count(&self) -> usize {
         self.slots.read().len()

@@ -1327,6 +1327,24 @@ impl GroupCoordinator {
         }
     }
 
+    /// Every committed offset of every group, as (group, topic, partition, offset): what
+    /// the metrics endpoint turns into consumer lag.
+    pub fn committed_offsets(&self) -> Vec<CommittedOffset> {
+        self.groups
+            .values()
+            .flat_map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|((topic, partition), v)| CommittedOffset {
+                        group_id: g.group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: v.offset,
+                    })
+            })
+            .collect()
+    }
+
     /// ListGroups, optionally filtered by state names (case-insensitive, as Kafka).
     pub fn list(&self, states: &[String]) -> Vec<GroupListing> {
         let mut out: Vec<GroupListing> = self

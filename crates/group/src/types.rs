@@ -214,6 +214,15 @@ pub struct GroupListing {
     pub state: &'static str,
 }
 
+/// One committed offset of one group (see `GroupCoordinator::committed_offsets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub group_id: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// Everything a call produces besides its immediate answer: records to append to
 /// `__consumer_offsets` (before any reply is sent) and replies to earlier requests.
 #[derive(Debug, Default)]

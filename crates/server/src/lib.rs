@@ -35,12 +35,24 @@ const RECOVERY_POINT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 /// `replica.high.watermark.checkpoint.interval.ms` default).
 const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often a long coordinator load at start-up reports its progress.
+const LOAD_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long a clean shutdown waits for the controller to move this broker's partitions
 /// away before it stops anyway (with no quorum left, nothing can move them).
 const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Merge a properties file (if any) with `KEY=VALUE` overrides and validate.
 pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<BrokerConfig> {
+    config_from_values(config_values(file, overrides)?)
+}
+
+/// A properties file (if any) merged with `KEY=VALUE` overrides, not yet validated:
+/// `main` reads `ottla.log.format` from it before validation logs anything.
+pub fn config_values(
+    file: Option<PathBuf>,
+    overrides: Vec<String>,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let mut values: BTreeMap<String, String> = match &file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -55,12 +67,16 @@ pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Res
             .with_context(|| format!("--override {o}: expected KEY=VALUE"))?;
         values.insert(key.trim().to_string(), value.to_string());
     }
+    Ok(values)
+}
+
+/// Validate merged config values.
+pub fn config_from_values(values: BTreeMap<String, String>) -> anyhow::Result<BrokerConfig> {
     BrokerConfig::from_values(values).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Run a broker until SIGTERM/SIGINT (the `ottla serve` command).
-pub fn serve(config_file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<()> {
-    let config = load_config(config_file, overrides)?;
+pub fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ottla")
@@ -126,13 +142,30 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     // Coordinator shards load before the listeners open, so a client's first group
     // request finds its group (Kafka answers COORDINATOR_LOAD_IN_PROGRESS meanwhile).
     let loading = std::time::Instant::now();
-    broker.groups.runtime().wait_for_loads().await;
-    broker.txns.runtime().wait_for_loads().await;
-    let shards = broker.groups.runtime().shard_count();
-    let txn_shards = broker.txns.runtime().shard_count();
+    let groups = broker.groups.runtime();
+    let txns = broker.txns.runtime();
+    let (shards, txn_shards) = (groups.shard_count(), txns.shard_count());
+    loop {
+        let both = async {
+            groups.wait_for_loads().await;
+            txns.wait_for_loads().await;
+        };
+        if tokio::time::timeout(LOAD_PROGRESS_INTERVAL, both)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tracing::info!(
+            "Loading coordinators: {} of {shards} offsets partitions and {} of {txn_shards} transaction state partitions loaded in {} ms",
+            shards.saturating_sub(groups.loading_count()),
+            txn_shards.saturating_sub(txns.loading_count()),
+            loading.elapsed().as_millis()
+        );
+    }
     if shards + txn_shards > 0 {
         tracing::info!(
-            "Loaded {shards} group coordinator and {txn_shards} transaction coordinator shards in {} ms",
+            "Loaded {shards} of {shards} offsets partitions and {txn_shards} of {txn_shards} transaction state partitions in {} ms",
             loading.elapsed().as_millis()
         );
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ottla::serve;
+use ottla::config::{LogFormat, LOG_FORMAT};
 
 /// `ottla --version`: the release, and the Kafka whose protocol (API keys and versions,
 /// record format, configs) it speaks.
@@ -42,18 +42,19 @@ const DEFAULT_LOG_FILTER: &str = "info,openraft=off";
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
     let outcome = match cli.command {
-        Command::Serve { config, overrides } => serve(config, overrides),
-        Command::Format(options) => ottla::storage::format(options),
+        Command::Serve { config, overrides } => ottla::config_values(config, overrides)
+            .and_then(|values| {
+                // The format first, so that validation's own warnings use it.
+                let format = values.get(LOG_FORMAT).map_or("", String::as_str);
+                init_logging(LogFormat::parse(format).unwrap_or_default());
+                ottla::config_from_values(values)
+            })
+            .and_then(ottla::serve),
+        Command::Format(options) => {
+            init_logging(LogFormat::Text);
+            ottla::storage::format(options)
+        }
         Command::RandomUuid => {
             println!("{}", ottla::storage::random_uuid());
             Ok(())
@@ -66,5 +67,23 @@ fn main() -> std::process::ExitCode {
             eprintln!("ottla: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Log to stderr as text (colours on a terminal) or as one JSON object per line.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // `flatten_event`: the message and fields at the top level, as log shippers
+        // (Vector, Fluent Bit, Loki) expect, next to `timestamp` and `level`.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

@@ -138,8 +138,29 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             }
             broker.replicas.remove_topic(&topic.topic_id);
         }
+        // At start-up (the whole image as one delta) this opens every hosted log:
+        // long with many partitions, so it says how far it got, once a second.
+        let to_open = changes
+            .leaders
+            .iter()
+            .chain(&changes.followers)
+            .filter(|l| {
+                broker
+                    .replicas
+                    .get(&l.topic.topic_id, l.partition.partition)
+                    .is_none()
+            })
+            .count();
+        let mut progress = LoadProgress::new(to_open);
         for local in changes.leaders.iter().chain(&changes.followers) {
+            let new = broker
+                .replicas
+                .get(&local.topic.topic_id, local.partition.partition)
+                .is_none();
             self.apply_partition(&broker, image, local);
+            if new {
+                progress.one_more(node_id);
+            }
         }
         for local in &changes.not_hosted {
             let (topic, p) = (&local.topic, &local.partition);
@@ -189,6 +210,49 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             for local in &everything.followers {
                 self.apply_partition(&broker, image, local);
             }
+        }
+    }
+}
+
+/// How often opening many logs reports its progress.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// From this many logs opened by one delta (a start-up with many partitions), progress
+/// is also reported at every tenth of the way.
+const PROGRESS_STEPS_FROM_LOGS: usize = 1_000;
+
+/// Counts logs opened by one delta and logs how far it got every [`PROGRESS_INTERVAL`],
+/// and every tenth of the way when there are many.
+struct LoadProgress {
+    total: usize,
+    done: usize,
+    started: std::time::Instant,
+    last_report: std::time::Instant,
+}
+
+impl LoadProgress {
+    fn new(total: usize) -> LoadProgress {
+        let now = std::time::Instant::now();
+        LoadProgress {
+            total,
+            done: 0,
+            started: now,
+            last_report: now,
+        }
+    }
+
+    fn one_more(&mut self, node_id: i32) {
+        self.done += 1;
+        let tenth = self.total / 10;
+        let step_reached =
+            self.total >= PROGRESS_STEPS_FROM_LOGS && self.done.is_multiple_of(tenth);
+        if step_reached || self.last_report.elapsed() >= PROGRESS_INTERVAL {
+            self.last_report = std::time::Instant::now();
+            tracing::info!(
+                "[LogManager id={node_id}] Loading logs: {} of {} done in {} ms",
+                self.done,
+                self.total,
+                self.started.elapsed().as_millis()
+            );
         }
     }
 }

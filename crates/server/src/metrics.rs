@@ -2,14 +2,14 @@
 //! as the JMX exporter's common rules name them (`kafka_server_brokertopicmetrics_…`),
 //! served over HTTP with a `/health` endpoint for orchestrators.
 //!
-//! Recording costs no lock: request counts are an array of atomics indexed by API key,
-//! and per-topic traffic lives in each partition's atomic counters
+//! Recording costs no lock: request counts and latency histograms are arrays of atomics
+//! indexed by API key, and per-topic traffic lives in each partition's atomic counters
 //! ([`ottla_replica::partition::PartitionTraffic`]). Everything else (partition counts,
-//! log sizes and offsets, the controller, the process) is read when Prometheus scrapes,
-//! by a `prometheus-client` [`Collector`] that walks the broker's state then, and
-//! `prometheus-client` writes the exposition text.
+//! log sizes and offsets, consumer lag, the controller, the process) is read when
+//! Prometheus scrapes, by a `prometheus-client` [`Collector`] that walks the broker's
+//! state then, and `prometheus-client` writes the exposition text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -19,6 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use kafka_protocol::messages::ApiKey;
+use ottla_group::types::CommittedOffset;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -31,10 +32,50 @@ use crate::broker::Broker;
 /// API keys are below this (Kafka's highest is in the 80s).
 const API_KEY_SLOTS: usize = 128;
 
+/// Upper bounds, in microseconds, of the request latency buckets (the last bucket,
+/// `+Inf`, takes the rest): from a cached fetch to a long poll.
+const LATENCY_BUCKET_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+const LATENCY_BUCKETS: usize = LATENCY_BUCKET_BOUNDS_US.len() + 1;
+
+/// How long a scrape waits for the group coordinator's shards to list their committed
+/// offsets before it serves without consumer lag.
+const GROUP_OFFSETS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One API's request latency (Kafka's `TotalTimeMs`: from the request read off the
+/// socket to its response written), as Prometheus histogram buckets.
+#[derive(Debug)]
+struct LatencyHistogram {
+    /// Requests per bucket (not cumulative; the encoder sums them).
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    fn record(&self, us: u64) {
+        let bucket = LATENCY_BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+}
+
 /// What the broker records as it serves (the rest is read at scrape time).
 #[derive(Debug)]
 pub struct BrokerMetrics {
     requests: [AtomicU64; API_KEY_SLOTS],
+    /// Boxed: 128 histograms of 17 buckets are 18 KiB.
+    latency: Box<[LatencyHistogram; API_KEY_SLOTS]>,
     /// Client connections open now, every listener together.
     pub connections: std::sync::atomic::AtomicI64,
 }
@@ -43,6 +84,7 @@ impl Default for BrokerMetrics {
     fn default() -> Self {
         BrokerMetrics {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: Box::new(std::array::from_fn(|_| LatencyHistogram::default())),
             connections: std::sync::atomic::AtomicI64::new(0),
         }
     }
@@ -55,12 +97,23 @@ impl BrokerMetrics {
             slot.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Record how long one request took, from read to response written (Kafka's
+    /// `TotalTimeMs`).
+    pub fn record_latency(&self, api_key: ApiKey, took: std::time::Duration) {
+        if let Some(histogram) = self.latency.get(api_key as i16 as usize) {
+            histogram.record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        }
+    }
 }
 
 /// Reads the broker's state on each scrape.
 #[derive(Debug)]
 struct BrokerCollector {
     broker: Weak<Broker>,
+    /// The groups' committed offsets, read from the coordinator's shards just before
+    /// this scrape (their state lives on the shards' own tasks).
+    group_offsets: Vec<CommittedOffset>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -173,6 +226,7 @@ impl Collector for BrokerCollector {
             "Requests received, per API",
             requests,
         )?;
+        encode_latency(&mut encoder, &broker.metrics)?;
         let node_id = broker.config.node_id;
         let image = broker.controller.image();
         let led: Vec<&ottla_controller::PartitionInfo> = image
@@ -236,6 +290,7 @@ impl Collector for BrokerCollector {
             "The partition's log start offset",
             per_partition(&|p| p.log_start_offset()),
         )?;
+        encode_group_lag(&mut encoder, &partitions, &self.group_offsets)?;
         gauge(
             &mut encoder,
             "kafka_controller_kafkacontroller_activecontrollercount",
@@ -270,6 +325,84 @@ impl Collector for BrokerCollector {
         ConstCounter::new(process.cpu_seconds).encode(cpu)?;
         Ok(())
     }
+}
+
+/// `kafka_network_requestmetrics_totaltimems`: one histogram per API that was called.
+fn encode_latency(
+    encoder: &mut DescriptorEncoder,
+    metrics: &BrokerMetrics,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "kafka_network_requestmetrics_totaltimems",
+        "Time from a request read to its response written, in milliseconds, per API",
+        None,
+        prometheus_client::metrics::MetricType::Histogram,
+    )?;
+    for (key, histogram) in metrics.latency.iter().enumerate() {
+        let counts: Vec<u64> = histogram
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let count: u64 = counts.iter().sum();
+        let Ok(api) = ApiKey::try_from(key as i16) else {
+            continue;
+        };
+        if count == 0 {
+            continue;
+        }
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKET_BOUNDS_US
+            .iter()
+            .map(|&us| us as f64 / 1000.0)
+            .chain(std::iter::once(f64::MAX))
+            .zip(counts)
+            .collect();
+        let sum_ms = histogram.sum_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        let labels: Labels = vec![("request", format!("{api:?}"))];
+        family
+            .encode_family(&labels)?
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                sum_ms, count, &buckets, None,
+            )?;
+    }
+    Ok(())
+}
+
+/// Consumer lag as kafka-exporter names it (`kafka_consumergroup_current_offset` and
+/// `kafka_consumergroup_lag`, labelled consumergroup, topic, partition): the high
+/// watermark minus the committed offset, for the groups this broker coordinates and the
+/// partitions it hosts (elsewhere it has no high watermark to subtract from).
+fn encode_group_lag(
+    encoder: &mut DescriptorEncoder,
+    partitions: &[Arc<ottla_replica::Partition>],
+    offsets: &[CommittedOffset],
+) -> Result<(), std::fmt::Error> {
+    let high_watermarks: HashMap<(&str, i32), i64> = partitions
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.index), p.high_watermark()))
+        .collect();
+    let labels = |o: &CommittedOffset| -> Labels {
+        vec![
+            ("consumergroup", o.group_id.clone()),
+            ("topic", o.topic.clone()),
+            ("partition", o.partition.to_string()),
+        ]
+    };
+    gauge_family(
+        encoder,
+        "kafka_consumergroup_current_offset",
+        "The group's committed offset",
+        offsets.iter().map(|o| (labels(o), o.offset)),
+    )?;
+    gauge_family(
+        encoder,
+        "kafka_consumergroup_lag",
+        "High watermark minus the group's committed offset",
+        offsets.iter().filter_map(|o| {
+            let hw = high_watermarks.get(&(o.topic.as_str(), o.partition))?;
+            Some((labels(o), (hw - o.offset).max(0)))
+        }),
+    )
 }
 
 /// The process's own figures, from `/proc/self`.
@@ -318,11 +451,6 @@ pub async fn serve(
     path: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(BrokerCollector {
-        broker: broker.clone(),
-    }));
-    let registry = Arc::new(registry);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -333,11 +461,11 @@ pub async fn serve(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let (registry, path) = (registry.clone(), path.clone());
+        let (broker, path) = (broker.clone(), path.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let answer = answer(&registry, &path, &request);
-                async move { Ok::<_, Infallible>(answer) }
+                let (broker, path) = (broker.clone(), path.clone());
+                async move { Ok::<_, Infallible>(answer(broker, &path, &request).await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
@@ -347,7 +475,32 @@ pub async fn serve(
     }
 }
 
-fn answer(registry: &Registry, path: &str, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// A registry for one scrape: the collector with what must be gathered from other tasks
+/// first (the groups' committed offsets).
+async fn scrape_registry(broker: Weak<Broker>) -> Registry {
+    let group_offsets = match broker.upgrade() {
+        Some(b) => {
+            let offsets = b.groups.committed_offsets();
+            drop(b);
+            tokio::time::timeout(GROUP_OFFSETS_WAIT, offsets)
+                .await
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(BrokerCollector {
+        broker,
+        group_offsets,
+    }));
+    registry
+}
+
+async fn answer(
+    broker: Weak<Broker>,
+    path: &str,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
             .status(status)
@@ -366,8 +519,9 @@ fn answer(registry: &Registry, path: &str, request: &Request<Incoming>) -> Respo
         // Ready: the listener opens once the logs are recovered and the broker serves.
         "/health" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         p if p == path => {
+            let registry = scrape_registry(broker).await;
             let mut text = String::new();
-            match prometheus_client::encoding::text::encode(&mut text, registry) {
+            match prometheus_client::encoding::text::encode(&mut text, &registry) {
                 Ok(()) => reply(
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -381,5 +535,41 @@ fn answer(registry: &Registry, path: &str, request: &Request<Incoming>) -> Respo
             }
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A latency lands in the first bucket whose bound is at least it (Prometheus's
+    /// `le`), and the sum keeps every microsecond.
+    #[test]
+    fn latencies_land_in_their_le_bucket() {
+        let h = LatencyHistogram::default();
+        for us in [0, 100, 101, 999, 1_000, 10_000_001] {
+            h.record(us);
+        }
+        let counts: Vec<u64> = h
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(counts[0], 2, "0 and 100 us: le=0.1 ms");
+        assert_eq!(counts[1], 1, "101 us: le=0.25 ms");
+        assert_eq!(counts[3], 2, "999 and 1000 us: le=1 ms");
+        assert_eq!(counts[LATENCY_BUCKETS - 1], 1, "past 10 s: +Inf");
+        assert_eq!(counts.iter().sum::<u64>(), 6);
+        assert_eq!(h.sum_us.load(Ordering::Relaxed), 10_002_201);
+    }
+
+    #[test]
+    fn request_latency_is_recorded_per_api() {
+        let m = BrokerMetrics::default();
+        m.record_latency(ApiKey::Produce, std::time::Duration::from_millis(3));
+        let produce = &m.latency[ApiKey::Produce as i16 as usize];
+        assert_eq!(produce.buckets[5].load(Ordering::Relaxed), 1, "le=5 ms");
+        let fetch = &m.latency[ApiKey::Fetch as i16 as usize];
+        assert_eq!(fetch.sum_us.load(Ordering::Relaxed), 0);
     }
 }

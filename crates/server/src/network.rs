@@ -9,8 +9,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
 use ottla_log::FileSlice;
 use ottla_protocol::frame::{check_frame_size, decode_request, SIZE_PREFIX_LEN};
 use ottla_protocol::spliced::FramePart;
@@ -131,9 +133,15 @@ impl Drop for ReleaseAllOnDrop {
     }
 }
 
-/// A reply in the connection's queue.
+/// Which API a reply answers and when its request was read off the socket.
+struct RequestTiming {
+    api_key: ApiKey,
+    received: Instant,
+}
+
+/// A reply in the connection's queue, with what its latency is recorded under.
 enum Pending {
-    Reply(Reply),
+    Reply(Reply, RequestTiming),
     /// Close after writing everything before it (bad request).
     Close,
 }
@@ -143,6 +151,7 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
     let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
     let budget = Arc::new(ReplyBudget::default());
     let mut write_task = AbortOnDrop(tokio::spawn(write_replies(
+        broker.clone(),
         writer,
         rx,
         peer,
@@ -183,6 +192,7 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
                 break;
             }
         }
+        let received = Instant::now();
         let request = match decode_request(Bytes::from(frame)) {
             Ok(r) => r,
             Err(e) => {
@@ -202,7 +212,7 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
                 if let Reply::Now(frame) = &reply {
                     budget.add(frame.buffered_len());
                 }
-                Pending::Reply(reply)
+                Pending::Reply(reply, RequestTiming { api_key, received })
             }
             Err(e) => {
                 match e {
@@ -250,6 +260,7 @@ fn dispatch_guarded(
 }
 
 async fn write_replies(
+    broker: Arc<Broker>,
     writer: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
     peer: SocketAddr,
@@ -262,19 +273,22 @@ async fn write_replies(
     let mut scratch = Vec::new();
     while let Some(pending) = rx.recv().await {
         // The frame, and the bytes of it the reply budget counted.
-        let (frame, budgeted): (Option<Frame>, usize) = match pending {
+        let (reply, timing) = match pending {
             Pending::Close => break,
-            Pending::Reply(Reply::Nothing) => (None, 0),
-            Pending::Reply(Reply::Await(_)) => {
+            Pending::Reply(reply, timing) => (reply, timing),
+        };
+        let (frame, budgeted): (Option<Frame>, usize) = match reply {
+            Reply::Nothing => (None, 0),
+            Reply::Await(_) => {
                 // The reader awaits these before queueing; never reached.
                 tracing::error!("Closing connection from {peer}: a reply was queued unfinished");
                 break;
             }
-            Pending::Reply(Reply::Now(frame)) => {
+            Reply::Now(frame) => {
                 let n = frame.buffered_len();
                 (Some(frame), n)
             }
-            Pending::Reply(Reply::Later(fut)) => {
+            Reply::Later(fut) => {
                 // Flush what is buffered before waiting, so earlier replies are not
                 // held back by a long poll.
                 if writer.flush().await.is_err() {
@@ -297,6 +311,9 @@ async fn write_replies(
                 return;
             }
         }
+        broker
+            .metrics
+            .record_latency(timing.api_key, timing.received.elapsed());
         // Coalesce: only flush when nothing else is ready to go out.
         if rx.is_empty() && writer.flush().await.is_err() {
             return;

@@ -183,6 +183,8 @@ pub struct BrokerConfig {
     pub segment_file_idle_ms: u64,
     /// `metrics.listener` (see [`METRICS_LISTENER`]).
     pub metrics_listener: Option<MetricsListener>,
+    /// `ottla.log.format` (see [`LOG_FORMAT`]).
+    pub log_format: LogFormat,
     /// `log.cleaner.dedupe.buffer.size`: the offset maps' memory, all threads together.
     pub log_cleaner_dedupe_buffer_size: usize,
     /// `producer.id.expiration.ms`: idle producer ids are forgotten after this.
@@ -288,7 +290,34 @@ pub const SEGMENT_FILE_IDLE_MS: &str = "ottla.segment.file.idle.ms";
 /// `metrics.listener` (issue 15's name; Kafka serves JMX instead): where the
 /// Prometheus endpoint listens, e.g. `http://0.0.0.0:9308/metrics`; off when empty.
 pub const METRICS_LISTENER: &str = "metrics.listener";
-const OTTLA_KEYS: &[(&str, &str)] = &[(SEGMENT_FILE_IDLE_MS, "60000"), (METRICS_LISTENER, "")];
+/// `ottla.log.format`: `text` (the default, one line per event) or `json` (one JSON
+/// object per line, for log shippers). Kafka configures this through log4j instead.
+pub const LOG_FORMAT: &str = "ottla.log.format";
+const OTTLA_KEYS: &[(&str, &str)] = &[
+    (SEGMENT_FILE_IDLE_MS, "60000"),
+    (METRICS_LISTENER, ""),
+    (LOG_FORMAT, "text"),
+];
+
+/// How the broker writes its log lines (`ottla.log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(value: &str) -> Result<LogFormat, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "Invalid value {value} for configuration {LOG_FORMAT}: String must be one of: text, json"
+            )),
+        }
+    }
+}
 
 /// The parsed `metrics.listener`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,6 +374,10 @@ impl BrokerConfig {
                 }
                 None if key == METRICS_LISTENER => {
                     MetricsListener::parse(&value)?;
+                    explicit.insert(key, value);
+                }
+                None if key == LOG_FORMAT => {
+                    LogFormat::parse(&value)?;
                     explicit.insert(key, value);
                 }
                 None if OTTLA_KEYS.iter().any(|(k, _)| *k == key) => {
@@ -524,6 +557,7 @@ impl BrokerConfig {
             metrics_listener: MetricsListener::parse(
                 explicit.get(METRICS_LISTENER).map_or("", String::as_str),
             )?,
+            log_format: LogFormat::parse(explicit.get(LOG_FORMAT).map_or("", String::as_str))?,
             segment_file_idle_ms: explicit
                 .get(SEGMENT_FILE_IDLE_MS)
                 .map_or(OTTLA_KEYS[0].1, String::as_str)
@@ -1016,6 +1050,15 @@ mod tests {
             assert!(err.contains("metrics.listener"), "{bad}: {err}");
         }
         assert!(config(&[("metrics.listener", "nope")]).is_err());
+    }
+
+    #[test]
+    fn log_format_is_text_unless_json_is_asked() {
+        assert_eq!(config(&[]).unwrap().log_format, LogFormat::Text);
+        let json = config(&[("ottla.log.format", "JSON")]).unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        let err = config(&[("ottla.log.format", "xml")]).unwrap_err();
+        assert!(err.contains("ottla.log.format"), "{err}");
     }
 
     /// Kafka's order for a topic default: this broker's dynamic value, then the
