@@ -66,6 +66,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // v6 adds an error message (KIP-1043) only.
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::ListGroups, 0, 5),
+    // v1: tokens in SaslAuthenticate requests; v0: raw tokens after the handshake.
+    api(ApiKey::SaslHandshake, 0, 1),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
@@ -88,6 +90,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::AlterConfigs, 0, 2),
     // v4 adds the file system's total and usable bytes.
     api(ApiKey::DescribeLogDirs, 1, 4),
+    // v1 adds the session lifetime (KIP-368), v2 is the flexible encoding.
+    api(ApiKey::SaslAuthenticate, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),
     // v1 adds the election type (preferred or unclean), v2 is the flexible encoding.

@@ -126,7 +126,7 @@ impl Broker {
         let replicas =
             ReplicaManager::open(config.log_dirs.clone()).context("cannot open log dirs")?;
         let controller = open_controller(&config, &first_dir)?;
-        let advertised = &config.advertised_listeners[0];
+        let advertised = config.inter_broker_advertised();
         let registration = BrokerInfo {
             node_id: config.node_id,
             host: advertised.host.clone(),

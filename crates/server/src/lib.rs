@@ -12,6 +12,7 @@ pub mod leader_hints;
 pub mod metadata_publisher;
 pub mod metrics;
 pub mod network;
+pub mod security;
 pub mod storage;
 pub mod txn_markers;
 pub mod txn_verification;
@@ -178,11 +179,18 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = socket.local_addr()?;
-        tracing::info!("Awaiting socket connections on {local}");
+        let security = security::ListenerSecurity::resolve(&broker.config, listener, local.port())
+            .with_context(|| format!("cannot secure listener {}", listener.name))?;
+        tracing::info!(
+            "Awaiting socket connections on {local} (listener {}, {})",
+            listener.name,
+            listener.security_protocol.name()
+        );
         addresses.push(local);
         tasks.push(tokio::spawn(network::serve(
             broker.clone(),
             socket,
+            Arc::new(security),
             shutdown_rx.clone(),
         )));
     }
@@ -205,7 +213,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     // An advertised port of 0 (tests bind ephemeral ports) becomes the bound port, as
     // Kafka registers with its bound ports: other brokers, and this broker's own
     // transaction marker channel, connect to what the registration says.
-    let advertised = &broker.config.advertised_listeners[0];
+    let advertised = broker.config.inter_broker_advertised();
     if advertised.port == 0 {
         let bound = broker
             .config

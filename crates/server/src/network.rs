@@ -16,12 +16,13 @@ use kafka_protocol::messages::ApiKey;
 use ottla_log::FileSlice;
 use ottla_protocol::frame::{check_frame_size, decode_request, SIZE_PREFIX_LEN};
 use ottla_protocol::spliced::FramePart;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::{dispatch, Frame, HandlerError, Reply};
+use crate::handlers::{dispatch, sasl_authenticate, sasl_handshake, Frame, HandlerError, Reply};
+use crate::security::{ListenerSecurity, Session, ANONYMOUS};
 
 /// Replies queued per connection before the reader pauses (Kafka itself allows one).
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
@@ -33,6 +34,13 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// records are sent from the segment files and count nothing here, so this bounds the
 /// other large replies (Metadata, DescribeConfigs, ...) of a client that never reads.
 pub const MAX_QUEUED_REPLY_BYTES_PER_CONNECTION: usize = 64 * 1024 * 1024;
+/// The largest frame a connection may send before it has authenticated (Kafka's
+/// `sasl.server.max.receive.size` default).
+const MAX_UNAUTHENTICATED_FRAME_BYTES: usize = 512 * 1024;
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Chunks in which file slices are read into memory on TLS connections.
+const COPY_CHUNK_BYTES: usize = 256 * 1024;
 /// First allocation for an incoming frame; larger frames grow as their bytes arrive.
 const INITIAL_FRAME_BUFFER_BYTES: usize = 64 * 1024;
 /// File slices at least this long are sent with `sendfile`; shorter ones are read into
@@ -44,6 +52,7 @@ const SENDFILE_MIN_BYTES: usize = 16 * 1024;
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
+    security: Arc<ListenerSecurity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
@@ -71,8 +80,9 @@ pub async fn serve(
                 broker.metrics.connections.fetch_add(1, Ordering::Relaxed);
                 let broker = broker.clone();
                 let open = open.clone();
+                let security = security.clone();
                 connections.spawn(async move {
-                    handle_connection(broker.clone(), stream, peer).await;
+                    handle_connection(broker.clone(), stream, peer, security).await;
                     open.fetch_sub(1, Ordering::Relaxed);
                     broker.metrics.connections.fetch_sub(1, Ordering::Relaxed);
                 });
@@ -146,8 +156,108 @@ enum Pending {
     Close,
 }
 
-async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
-    let (mut reader, writer) = stream.into_split();
+/// Secure a new connection as its listener asks (the TLS handshake, the principal of a
+/// client certificate), then serve it.
+async fn handle_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    security: Arc<ListenerSecurity>,
+) {
+    let Some(acceptor) = security.tls.clone() else {
+        let session = Session::new(peer, security, ANONYMOUS.to_string());
+        let (reader, writer) = stream.into_split();
+        serve_connection(broker, reader, writer, session).await;
+        return;
+    };
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(
+                "[SocketServer listenerType=BROKER, listener={}] Failed authentication with /{} (SSL handshake failed: {e})",
+                security.name,
+                peer.ip()
+            );
+            return;
+        }
+        Err(_) => {
+            tracing::info!(
+                "[SocketServer listenerType=BROKER, listener={}] Failed authentication with /{} (SSL handshake did not finish within {TLS_HANDSHAKE_TIMEOUT:?})",
+                security.name,
+                peer.ip()
+            );
+            return;
+        }
+    };
+    let subject = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(crate::security::tls::certificate_subject);
+    let principal = match security.tls_principal(subject) {
+        Ok(principal) => principal,
+        Err(why) => {
+            tracing::info!(
+                "[SocketServer listenerType=BROKER, listener={}] Failed authentication with /{} ({why})",
+                security.name,
+                peer.ip()
+            );
+            return;
+        }
+    };
+    let session = Session::new(peer, security, principal);
+    let (reader, writer) = tokio::io::split(tls);
+    serve_connection(broker, reader, writer, session).await;
+}
+
+/// What to do with a request on a connection that has not finished SASL yet.
+enum Admission {
+    /// Serve it as any other (ApiVersions; everything once authenticated).
+    Serve,
+    /// A SASL request: its handler changes the session.
+    Sasl,
+    /// Anything else before authentication: Kafka's IllegalSaslStateException, which
+    /// closes the connection without a reply.
+    Refuse,
+}
+
+fn admission(session: &Session, api_key: ApiKey) -> Admission {
+    match api_key {
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => Admission::Sasl,
+        _ if session.is_authenticated() => Admission::Serve,
+        ApiKey::ApiVersions => Admission::Serve,
+        _ => Admission::Refuse,
+    }
+}
+
+/// A raw SASL token after a v0 SaslHandshake: the reply, a size-prefixed raw token, or
+/// None (a failure closes the connection: v0 has no way to carry an error).
+fn raw_sasl_token(session: &mut Session, token: &[u8]) -> Option<Frame> {
+    let sasl = session.sasl.as_mut()?;
+    match sasl.authenticate(token) {
+        crate::security::sasl::TokenOutcome::Complete { principal, reply } => {
+            session.principal = principal;
+            let mut frame = Vec::with_capacity(SIZE_PREFIX_LEN + reply.len());
+            frame.extend_from_slice(&(reply.len() as i32).to_be_bytes());
+            frame.extend_from_slice(&reply);
+            Some(Frame::Bytes(Bytes::from(frame)))
+        }
+        crate::security::sasl::TokenOutcome::Failed(message) => {
+            crate::handlers::sasl_authenticate::log_failure(session, &message);
+            None
+        }
+        crate::security::sasl::TokenOutcome::IllegalState => None,
+    }
+}
+
+/// Read requests off `reader` and queue their replies for `writer`, in order.
+async fn serve_connection<R, W>(broker: Arc<Broker>, mut reader: R, writer: W, mut session: Session)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: ReplySink,
+{
+    let peer = session.peer;
     let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT_PER_CONNECTION);
     let budget = Arc::new(ReplyBudget::default());
     let mut write_task = AbortOnDrop(tokio::spawn(write_replies(
@@ -157,9 +267,15 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         peer,
         budget.clone(),
     )));
-    let limit = broker.config.socket_request_max_bytes;
     loop {
         budget.wait_for_room().await;
+        // Before authentication a frame may be no larger than Kafka's
+        // `sasl.server.max.receive.size` default: an anonymous peer costs little.
+        let limit = if session.is_authenticated() {
+            broker.config.socket_request_max_bytes
+        } else {
+            MAX_UNAUTHENTICATED_FRAME_BYTES.min(broker.config.socket_request_max_bytes)
+        };
         let mut size_prefix = [0u8; SIZE_PREFIX_LEN];
         match reader.read_exact(&mut size_prefix).await {
             Ok(_) => {}
@@ -193,6 +309,24 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
             }
         }
         let received = Instant::now();
+        if session.sasl.as_ref().is_some_and(|s| s.expects_raw_token()) {
+            broker.metrics.count_request(ApiKey::SaslAuthenticate);
+            let Some(reply) = raw_sasl_token(&mut session, &frame) else {
+                break;
+            };
+            let timing = RequestTiming {
+                api_key: ApiKey::SaslAuthenticate,
+                received,
+            };
+            if tx
+                .send(Pending::Reply(Reply::Now(reply), timing))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
+        }
         let request = match decode_request(Bytes::from(frame)) {
             Ok(r) => r,
             Err(e) => {
@@ -202,7 +336,28 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
             }
         };
         let api_key = request.api_key;
-        let mut outcome = dispatch_guarded(&broker, request, peer);
+        let mut close_after = false;
+        let mut outcome = match admission(&session, api_key) {
+            Admission::Serve => dispatch_guarded(&broker, request, &session),
+            Admission::Sasl => {
+                broker.metrics.count_request(api_key);
+                let handled = if api_key == ApiKey::SaslHandshake {
+                    sasl_handshake::handle(&mut session, &request)
+                } else {
+                    sasl_authenticate::handle(&mut session, &request)
+                };
+                handled.map(|(reply, close)| {
+                    close_after = close;
+                    reply
+                })
+            }
+            Admission::Refuse => {
+                tracing::info!(
+                    "Closing connection from {peer}: Unexpected Kafka request of type {api_key:?} during SASL handshake."
+                );
+                break;
+            }
+        };
         // Done before the next request is read (see `Reply::Await`).
         while let Ok(Reply::Await(work)) = outcome {
             outcome = work.await;
@@ -230,6 +385,10 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         if tx.send(pending).await.is_err() {
             break; // the writer failed: the peer is gone
         }
+        if close_after {
+            let _ = tx.send(Pending::Close).await;
+            break;
+        }
     }
     drop(tx);
     let _ = (&mut write_task.0).await;
@@ -240,12 +399,12 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
 fn dispatch_guarded(
     broker: &Arc<Broker>,
     request: ottla_protocol::frame::Request,
-    peer: SocketAddr,
+    session: &Session,
 ) -> Result<Reply, HandlerError> {
     let api_key = request.api_key;
     let version = request.version();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatch(broker, request, peer)
+        dispatch(broker, request, session)
     })) {
         Ok(r) => r,
         Err(_) => {
@@ -259,9 +418,9 @@ fn dispatch_guarded(
     }
 }
 
-async fn write_replies(
+async fn write_replies<W: ReplySink>(
     broker: Arc<Broker>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: W,
     mut rx: mpsc::Receiver<Pending>,
     peer: SocketAddr,
     budget: Arc<ReplyBudget>,
@@ -323,7 +482,24 @@ async fn write_replies(
     let _ = writer.shutdown().await;
 }
 
-type ConnectionWriter = BufWriter<tokio::net::tcp::OwnedWriteHalf>;
+/// Where a connection's replies go: the socket itself (plaintext, where file slices
+/// can be sent with `sendfile`), or a TLS stream (everything is encrypted on the way).
+pub trait ReplySink: AsyncWrite + Unpin + Send + 'static {
+    /// The socket, when bytes written to it reach the peer unchanged.
+    fn plain_socket(&self) -> Option<&TcpStream>;
+}
+
+impl ReplySink for tokio::net::tcp::OwnedWriteHalf {
+    fn plain_socket(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
+}
+
+impl ReplySink for tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>> {
+    fn plain_socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
 
 fn log_write_error(peer: SocketAddr, e: &std::io::Error) {
     // A peer that went away is routine; anything else (a segment file that shrank under
@@ -338,8 +514,8 @@ fn log_write_error(peer: SocketAddr, e: &std::io::Error) {
 
 /// Write one frame: bytes through the buffer, file slices from the file (`scratch`
 /// holds a small slice on its way into the buffer).
-async fn write_frame(
-    writer: &mut ConnectionWriter,
+async fn write_frame<W: ReplySink>(
+    writer: &mut BufWriter<W>,
     frame: Frame,
     scratch: &mut Vec<u8>,
 ) -> std::io::Result<()> {
@@ -361,8 +537,8 @@ async fn write_frame(
     }
 }
 
-async fn write_file_slice(
-    writer: &mut ConnectionWriter,
+async fn write_file_slice<W: ReplySink>(
+    writer: &mut BufWriter<W>,
     slice: &FileSlice,
     scratch: &mut Vec<u8>,
 ) -> std::io::Result<()> {
@@ -371,8 +547,48 @@ async fn write_file_slice(
         slice.read_into(scratch)?;
         return writer.write_all(scratch).await;
     }
+    if writer.get_ref().plain_socket().is_none() {
+        return copy_file_slice(writer, slice, scratch).await;
+    }
     writer.flush().await?;
-    send_file(writer.get_ref().as_ref(), slice).await
+    match writer.get_ref().plain_socket() {
+        Some(socket) => send_file(socket, slice).await,
+        None => Ok(()),
+    }
+}
+
+/// A slice through user space, in bounded chunks (TLS encrypts what it sends).
+async fn copy_file_slice<W: ReplySink>(
+    writer: &mut BufWriter<W>,
+    slice: &FileSlice,
+    scratch: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0usize;
+    while done < slice.len() {
+        let n = COPY_CHUNK_BYTES.min(slice.len() - done);
+        scratch.clear();
+        scratch.resize(n, 0);
+        slice
+            .file()
+            .read_exact_at(scratch, slice.position() + done as u64)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "segment file shrank under a fetch response ({done} of {} bytes sent)",
+                            slice.len()
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
+        writer.write_all(scratch).await?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// `sendfile` the slice to the socket: the kernel moves the page-cache pages to the

@@ -16,12 +16,16 @@ use ottla_controller::MetadataImage;
 use ottla_log::LogConfig;
 use ottla_replica::PartitionConfig;
 
-/// A `listeners` entry: `NAME://host:port`.
+use crate::security::SecurityProtocol;
+
+/// A `listeners` entry: `NAME://host:port`, and the security protocol
+/// `listener.security.protocol.map` gives its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub name: String,
     pub host: String,
     pub port: u16,
+    pub security_protocol: SecurityProtocol,
 }
 
 impl Listener {
@@ -53,6 +57,7 @@ impl Listener {
             name: name.to_string(),
             host,
             port,
+            security_protocol: SecurityProtocol::Plaintext,
         })
     }
 }
@@ -158,6 +163,8 @@ pub struct BrokerConfig {
     /// `controller.listener.names`).
     pub listeners: Vec<Listener>,
     pub advertised_listeners: Vec<Listener>,
+    /// The listener this broker registers with (what other brokers connect to).
+    pub inter_broker_listener: String,
     /// `controller.quorum.voters`: the Raft voters of the metadata quorum. Empty: the
     /// embedded single-node controller, which needs no quorum and no format step.
     pub quorum_voters: Vec<QuorumVoter>,
@@ -282,6 +289,29 @@ pub const SINGLE_NODE_DEFAULTS: &[(&str, &str)] = &[
 /// these are Kafka keys we accept but whose definition is not in our table).
 const ACCEPTED_EXTRA_KEYS: &[&str] = &["broker.id"];
 
+/// Per-listener security settings: `listener.name.<name in lower case>.<key>`.
+const LISTENER_PREFIX: &str = "listener.name.";
+
+/// A `listener.name.<l>.<key>` setting: `<key>` is an `ssl.*` or `sasl.*` broker config
+/// (validated as that config) or `<mechanism>.sasl.jaas.config`.
+fn validate_listener_key(key: &str, value: &str) -> Result<(), String> {
+    let rest = key.strip_prefix(LISTENER_PREFIX).unwrap_or(key);
+    let Some((_listener, setting)) = rest.split_once('.') else {
+        return Err(format!(
+            "Invalid configuration {key}: expected listener.name.<listener>.<config>"
+        ));
+    };
+    if let Some(def) = broker_config(setting) {
+        return def.validate(value);
+    }
+    if setting.ends_with(".sasl.jaas.config") {
+        return Ok(());
+    }
+    Err(format!(
+        "Invalid configuration {key}: {setting} is not a listener security config"
+    ))
+}
+
 /// Ottla's own settings, for what Kafka has no key for (documented in the README).
 /// `ottla.segment.file.idle.ms`: segment files (`.log` and index writers) not used for
 /// about this long are closed; they reopen when read or written. Kafka keeps every
@@ -360,6 +390,24 @@ impl MetricsListener {
 }
 
 impl BrokerConfig {
+    /// A security setting of one listener: `listener.name.<listener lower case>.<key>`
+    /// if set, else the broker-wide `<key>` (set or defaulted), as Kafka resolves them.
+    pub fn listener_value(&self, listener: &str, key: &str) -> Option<String> {
+        let prefixed = format!("{LISTENER_PREFIX}{}.{key}", listener.to_ascii_lowercase());
+        self.explicit
+            .get(&prefixed)
+            .cloned()
+            .or_else(|| resolve_broker_value(&self.explicit, key))
+    }
+
+    /// The advertised address of the inter-broker listener: what this broker registers.
+    pub fn inter_broker_advertised(&self) -> &Listener {
+        self.advertised_listeners
+            .iter()
+            .find(|l| l.name == self.inter_broker_listener)
+            .unwrap_or(&self.advertised_listeners[0])
+    }
+
     /// Build from explicit key/values (file merged with overrides).
     pub fn from_values(values: BTreeMap<String, String>) -> Result<BrokerConfig, String> {
         let mut explicit = BTreeMap::new();
@@ -367,6 +415,10 @@ impl BrokerConfig {
             match broker_config(&key) {
                 Some(def) => {
                     def.validate(&value)?;
+                    explicit.insert(key, value);
+                }
+                None if key.starts_with(LISTENER_PREFIX) => {
+                    validate_listener_key(&key, &value)?;
                     explicit.insert(key, value);
                 }
                 None if ACCEPTED_EXTRA_KEYS.contains(&key.as_str()) => {
@@ -435,10 +487,16 @@ impl BrokerConfig {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        let (controller_listeners, listeners): (Vec<Listener>, Vec<Listener>) =
-            parse_listeners("listeners", &listeners_text, &controller_names)?
-                .into_iter()
-                .partition(|l| controller_names.contains(&l.name));
+        let protocol_map =
+            parse_protocol_map(&get("listener.security.protocol.map").unwrap_or_default())?;
+        let (controller_listeners, listeners): (Vec<Listener>, Vec<Listener>) = parse_listeners(
+            "listeners",
+            &listeners_text,
+            &controller_names,
+            &protocol_map,
+        )?
+        .into_iter()
+        .partition(|l| controller_names.contains(&l.name));
         if roles.broker && listeners.is_empty() {
             return Err(format!(
                 "Invalid value {listeners_text} for configuration listeners: no listener for clients (all are named in controller.listener.names)"
@@ -493,7 +551,7 @@ impl BrokerConfig {
         }
         let advertised_listeners = match explicit.get("advertised.listeners") {
             _ if !roles.broker => Vec::new(),
-            Some(text) => parse_listeners("advertised.listeners", text, &[])?,
+            Some(text) => parse_listeners("advertised.listeners", text, &[], &protocol_map)?,
             None => listeners
                 .iter()
                 .map(|l| Listener {
@@ -507,6 +565,39 @@ impl BrokerConfig {
                 })
                 .collect(),
         };
+        // The listener brokers register and reach each other on: Kafka's
+        // `inter.broker.listener.name`, else the one named PLAINTEXT
+        // (`security.inter.broker.protocol`'s default), else the first.
+        let inter_broker_listener = match get("inter.broker.listener.name") {
+            Some(name) if !name.trim().is_empty() => {
+                let name = name.trim().to_string();
+                if roles.broker && !advertised_listeners.iter().any(|l| l.name == name) {
+                    return Err(format!(
+                        "inter.broker.listener.name must be a listener name defined in advertised.listeners. The valid options based on currently configured listeners are {}",
+                        advertised_listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(",")
+                    ));
+                }
+                name
+            }
+            _ => advertised_listeners
+                .iter()
+                .find(|l| l.name == "PLAINTEXT")
+                .or(advertised_listeners.first())
+                .map(|l| l.name.clone())
+                .unwrap_or_default(),
+        };
+        if !quorum_voters.is_empty() {
+            let inter = advertised_listeners
+                .iter()
+                .find(|l| l.name == inter_broker_listener);
+            if let Some(l) = inter.filter(|l| l.security_protocol != SecurityProtocol::Plaintext) {
+                return Err(format!(
+                    "Invalid configuration: the inter-broker listener {} uses {}; brokers reach each other over PLAINTEXT only so far",
+                    l.name,
+                    l.security_protocol.name()
+                ));
+            }
+        }
         let log_dirs_text = explicit
             .get("log.dirs")
             .or_else(|| explicit.get("log.dir"))
@@ -538,6 +629,7 @@ impl BrokerConfig {
             roles,
             listeners,
             advertised_listeners,
+            inter_broker_listener,
             quorum_voters,
             controller_listener,
             log_dirs,
@@ -824,8 +916,9 @@ fn parse_listeners(
     key: &str,
     text: &str,
     controller_names: &[String],
+    protocol_map: &BTreeMap<String, SecurityProtocol>,
 ) -> Result<Vec<Listener>, String> {
-    let listeners: Vec<Listener> = text
+    let mut listeners: Vec<Listener> = text
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -837,15 +930,46 @@ fn parse_listeners(
             "Invalid value {text} for configuration {key}: no listener"
         ));
     }
-    for l in &listeners {
-        if l.name != "PLAINTEXT" && !controller_names.contains(&l.name) {
+    for l in &mut listeners {
+        let is_controller = controller_names.contains(&l.name);
+        l.security_protocol = match protocol_map.get(&l.name) {
+            Some(p) => *p,
+            // KRaft assumes PLAINTEXT for a controller listener missing from the map.
+            None if is_controller => SecurityProtocol::Plaintext,
+            None => {
+                return Err(format!(
+                    "Invalid value {text} for configuration {key}: No security protocol defined for listener {}",
+                    l.name
+                ))
+            }
+        };
+        if is_controller && l.security_protocol != SecurityProtocol::Plaintext {
             return Err(format!(
-                "Invalid value {text} for configuration {key}: listener {} uses a security protocol other than PLAINTEXT, which is not supported yet",
-                l.name
+                "Invalid value {text} for configuration {key}: controller listener {} uses {}; the quorum's listener supports PLAINTEXT only so far",
+                l.name,
+                l.security_protocol.name()
             ));
         }
     }
     Ok(listeners)
+}
+
+/// `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
+fn parse_protocol_map(text: &str) -> Result<BTreeMap<String, SecurityProtocol>, String> {
+    let mut map = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let invalid = |why: String| {
+            format!("Invalid value {text} for configuration listener.security.protocol.map: {why}")
+        };
+        let (name, protocol) = entry
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("{entry} is not NAME:PROTOCOL")))?;
+        let protocol = SecurityProtocol::parse(protocol.trim()).map_err(invalid)?;
+        if map.insert(name.trim().to_string(), protocol).is_some() {
+            return Err(invalid(format!("listener {name} appears more than once")));
+        }
+    }
+    Ok(map)
 }
 
 /// Validate a topic config as CreateTopics/AlterConfigs do; Err is Kafka's message for
@@ -979,7 +1103,8 @@ mod tests {
             vec![Listener {
                 name: "PLAINTEXT".into(),
                 host: "127.0.0.1".into(),
-                port: 9092
+                port: 9092,
+                security_protocol: SecurityProtocol::Plaintext,
             }]
         );
         assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
@@ -1050,6 +1175,66 @@ mod tests {
             assert!(err.contains("metrics.listener"), "{bad}: {err}");
         }
         assert!(config(&[("metrics.listener", "nope")]).is_err());
+    }
+
+    #[test]
+    fn listeners_take_their_security_protocol_from_the_map() {
+        let c = config(&[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093,EXTERNAL://127.0.0.1:9094",
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,SSL:SSL,EXTERNAL:SASL_SSL",
+            ),
+            (
+                "listener.name.external.plain.sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required user_a=\"b\";",
+            ),
+            ("listener.name.ssl.ssl.client.auth", "required"),
+        ])
+        .unwrap();
+        let protocols: Vec<(&str, SecurityProtocol)> = c
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.security_protocol))
+            .collect();
+        assert_eq!(
+            protocols,
+            vec![
+                ("PLAINTEXT", SecurityProtocol::Plaintext),
+                ("SSL", SecurityProtocol::Ssl),
+                ("EXTERNAL", SecurityProtocol::SaslSsl),
+            ]
+        );
+        assert_eq!(c.inter_broker_listener, "PLAINTEXT");
+        assert_eq!(
+            c.listener_value("SSL", "ssl.client.auth").as_deref(),
+            Some("required")
+        );
+        assert_eq!(
+            c.listener_value("EXTERNAL", "ssl.client.auth").as_deref(),
+            Some("none")
+        );
+        let err = config(&[("listeners", "OTHER://127.0.0.1:9092")]).unwrap_err();
+        assert!(
+            err.contains("No security protocol defined for listener OTHER"),
+            "{err}"
+        );
+        let err = config(&[("listener.name.ssl.ssl.client.auth", "sometimes")]).unwrap_err();
+        assert!(err.contains("ssl.client.auth"), "{err}");
+        let err = config(&[("listener.name.ssl.no.such.thing", "1")]).unwrap_err();
+        assert!(err.contains("not a listener security config"), "{err}");
+        let err = config(&[
+            ("listeners", "SSL://127.0.0.1:9093"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("inter.broker.listener.name must be a listener name"),
+            "{err}"
+        );
     }
 
     #[test]

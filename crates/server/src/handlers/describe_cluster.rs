@@ -5,7 +5,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::ResponseError;
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, str_bytes, HandlerError, Reply};
+use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
 
 /// `endpoint_type` 1 = brokers; 2 = controllers (KIP-919), which we do not list separately.
@@ -13,7 +13,11 @@ const ENDPOINT_TYPE_BROKERS: i8 = 1;
 /// Kafka's "authorized operations were not requested" sentinel.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-pub fn handle(broker: &Broker, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Broker,
+    request: &Request,
+    here: &AdvertisedEndpoint,
+) -> Result<Reply, HandlerError> {
     let req: DescribeClusterRequest = decode(request)?;
     let image = broker.controller.image();
     let mut response = DescribeClusterResponse::default()
@@ -38,10 +42,11 @@ pub fn handle(broker: &Broker, request: &Request) -> Result<Reply, HandlerError>
         .brokers
         .values()
         .map(|b| {
+            let (host, port) = here.host_port(b);
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port)
+                .with_host(str_bytes(host))
+                .with_port(port)
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use ottla_group::records::partition_for;
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, str_bytes, HandlerError, Reply};
+use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
 
 /// `key_type` values.
@@ -21,7 +21,12 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 /// Where a group's (transactional id's) coordinator is: the broker that leads its
 /// partition of `__consumer_offsets` (`__transaction_state`), the topic being created
 /// here on the first lookup; or (error code, message).
-fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32), (i16, String)> {
+fn lookup(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+    here: &AdvertisedEndpoint,
+) -> Result<(i32, String, i32), (i16, String)> {
     let unavailable = || {
         (
             ResponseError::CoordinatorNotAvailable.code(),
@@ -50,10 +55,15 @@ fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32)
         .ok_or_else(unavailable)?;
     let image = broker.controller.image();
     let node = image.brokers.get(&leader).ok_or_else(unavailable)?;
-    Ok((leader, node.host.clone(), node.port))
+    let (host, port) = here.host_port(node);
+    Ok((leader, host, port))
 }
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    here: &AdvertisedEndpoint,
+) -> Result<Reply, HandlerError> {
     let req: FindCoordinatorRequest = decode(request)?;
     let version = request.version();
     if version >= 4 {
@@ -62,7 +72,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match lookup(broker, req.key_type, key.as_str()) {
+                match lookup(broker, req.key_type, key.as_str(), here) {
                     Ok((node_id, host, port)) => c
                         .with_node_id(BrokerId(node_id))
                         .with_host(str_bytes(host))
@@ -85,7 +95,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     } else {
         KEY_TYPE_GROUP
     };
-    let response = match lookup(broker, key_type, req.key.as_str()) {
+    let response = match lookup(broker, key_type, req.key.as_str(), here) {
         Ok((node_id, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node_id))
             .with_host(str_bytes(host))

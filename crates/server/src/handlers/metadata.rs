@@ -18,7 +18,7 @@ use ottla_protocol::frame::Request;
 use uuid::Uuid;
 
 use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
-use super::{decode, respond, str_bytes, HandlerError, Reply};
+use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
 
 /// Topics one Metadata request may auto-create; each costs an fsynced metadata record and
@@ -47,7 +47,11 @@ pub fn may_create_topics(broker: &Broker, request: &Request) -> bool {
     })
 }
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    here: &AdvertisedEndpoint,
+) -> Result<Reply, HandlerError> {
     let req: MetadataRequest = decode(request)?;
     let version = request.version();
     let image = broker.controller.image();
@@ -141,10 +145,11 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         .values()
         .filter(|b| !image.fenced_brokers.contains(&b.node_id))
         .map(|b| {
+            let (host, port) = here.host_port(b);
             let mut m = MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port);
+                .with_host(str_bytes(host))
+                .with_port(port);
             if version >= 1 {
                 m = m.with_rack(b.rack.clone().map(str_bytes));
             }

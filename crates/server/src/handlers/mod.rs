@@ -49,6 +49,8 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 mod sync_group;
 mod txn_offset_commit;
 mod write_txn_markers;
@@ -67,6 +69,7 @@ use ottla_protocol::frame::{encode_response, Request};
 use ottla_protocol::spliced::{FramePart, SplicedFrame};
 
 use crate::broker::Broker;
+use crate::security::Session;
 
 /// What the connection sends back for one request.
 pub enum Reply {
@@ -234,10 +237,40 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 }
 
 /// Run `handler` on the blocking pool; the connection awaits it ([`Reply::Await`]).
+/// This broker's address on the listener a request came in on: Metadata,
+/// FindCoordinator and DescribeCluster answer it for this broker, so that a client stays
+/// on the listener (and security protocol) it chose. Other brokers are listed as they
+/// registered.
+#[derive(Debug, Clone)]
+pub struct AdvertisedEndpoint {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+impl AdvertisedEndpoint {
+    fn of(session: &Session) -> AdvertisedEndpoint {
+        AdvertisedEndpoint {
+            node_id: session.listener.node_id,
+            host: session.listener.advertised_host.clone(),
+            port: i32::from(session.listener.advertised_port),
+        }
+    }
+
+    /// `info`'s host and port, as a client on this listener should reach it.
+    pub fn host_port(&self, info: &ottla_controller::BrokerInfo) -> (String, i32) {
+        if info.node_id == self.node_id {
+            (self.host.clone(), self.port)
+        } else {
+            (info.host.clone(), info.port)
+        }
+    }
+}
+
 fn on_blocking_pool(
     broker: &Arc<Broker>,
     request: Request,
-    handler: fn(&Arc<Broker>, &Request) -> Result<Reply, HandlerError>,
+    handler: impl FnOnce(&Arc<Broker>, &Request) -> Result<Reply, HandlerError> + Send + 'static,
 ) -> Result<Reply, HandlerError> {
     let broker = broker.clone();
     let (api_key, version) = (request.api_key, request.version());
@@ -260,8 +293,10 @@ fn on_blocking_pool(
 pub fn dispatch(
     broker: &Arc<Broker>,
     request: Request,
-    peer: std::net::SocketAddr,
+    session: &Session,
 ) -> Result<Reply, HandlerError> {
+    let peer = session.peer;
+    let here = AdvertisedEndpoint::of(session);
     broker.metrics.count_request(request.api_key);
     if request.api_key == ApiKey::ApiVersions {
         return api_versions::handle(&request);
@@ -277,15 +312,15 @@ pub fn dispatch(
         ApiKey::Fetch => fetch::handle(broker, &request),
         ApiKey::ListOffsets => list_offsets::handle(broker, &request),
         ApiKey::Metadata if metadata::may_create_topics(broker, &request) => {
-            on_blocking_pool(broker, request, metadata::handle)
+            on_blocking_pool(broker, request, move |b, r| metadata::handle(b, r, &here))
         }
-        ApiKey::Metadata => metadata::handle(broker, &request),
+        ApiKey::Metadata => metadata::handle(broker, &request, &here),
         ApiKey::CreateTopics => on_blocking_pool(broker, request, create_topics::handle),
         ApiKey::DeleteTopics => on_blocking_pool(broker, request, delete_topics::handle),
         ApiKey::InitProducerId => on_blocking_pool(broker, request, init_producer_id::handle),
         ApiKey::DescribeConfigs => describe_configs::handle(broker, &request),
         ApiKey::CreatePartitions => on_blocking_pool(broker, request, create_partitions::handle),
-        ApiKey::DescribeCluster => describe_cluster::handle(broker, &request),
+        ApiKey::DescribeCluster => describe_cluster::handle(broker, &request, &here),
         // May ask the active controller over the network.
         ApiKey::DescribeQuorum => on_blocking_pool(broker, request, describe_quorum::handle),
         ApiKey::ElectLeaders => on_blocking_pool(broker, request, elect_leaders::handle),
@@ -311,9 +346,11 @@ pub fn dispatch(
                     .topic(TRANSACTION_STATE_TOPIC)
                     .is_none() =>
         {
-            on_blocking_pool(broker, request, find_coordinator::handle)
+            on_blocking_pool(broker, request, move |b, r| {
+                find_coordinator::handle(b, r, &here)
+            })
         }
-        ApiKey::FindCoordinator => find_coordinator::handle(broker, &request),
+        ApiKey::FindCoordinator => find_coordinator::handle(broker, &request, &here),
         // Kafka reports the client's address as "/ip".
         ApiKey::JoinGroup => join_group::handle(broker, &request, format!("/{}", peer.ip())),
         ApiKey::Heartbeat => heartbeat::handle(broker, &request),

@@ -1,0 +1,181 @@
+//! Kafka's security model on the client listeners: each listener's security protocol
+//! (`listener.security.protocol.map`), TLS through rustls ([`tls`]) and SASL
+//! ([`sasl`]), resolved once at start-up into a [`ListenerSecurity`] per listener, and
+//! the [`Session`] each connection carries: who the client is, once it has said so.
+
+pub mod principal;
+pub mod sasl;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{BrokerConfig, Listener};
+
+/// Kafka's `SecurityProtocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn parse(name: &str) -> Result<SecurityProtocol, String> {
+        match name.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Ok(SecurityProtocol::Plaintext),
+            "SSL" => Ok(SecurityProtocol::Ssl),
+            "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
+            _ => Err(format!("No enum constant SecurityProtocol.{name}")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// Kafka's principal for a client that did not authenticate (PLAINTEXT, or SSL
+/// without a client certificate).
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// What one client listener needs to secure its connections.
+pub struct ListenerSecurity {
+    /// The listener's name (`SSL`, `EXTERNAL`, ...).
+    pub name: String,
+    /// This broker's node id (the endpoint below is this broker's).
+    pub node_id: i32,
+    pub protocol: SecurityProtocol,
+    /// How this broker is advertised on this listener: Metadata and FindCoordinator
+    /// answered here name this address, so a client stays on the listener it chose.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// Set on SSL and SASL_SSL listeners.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Set on SASL_PLAINTEXT and SASL_SSL listeners.
+    pub sasl: Option<Arc<sasl::SaslConfig>>,
+    /// `ssl.principal.mapping.rules`, on SSL listeners (SASL_SSL's principal is the
+    /// SASL user).
+    pub principal_mapper: Option<principal::PrincipalMapper>,
+}
+
+impl ListenerSecurity {
+    /// The principal of a TLS client: `User:ANONYMOUS` without a certificate, else its
+    /// subject through `ssl.principal.mapping.rules` (Err: no rule applies).
+    pub fn tls_principal(&self, subject: Option<String>) -> Result<String, String> {
+        match (subject, &self.principal_mapper) {
+            (None, _) | (Some(_), None) => Ok(ANONYMOUS.to_string()),
+            (Some(dn), Some(mapper)) => mapper
+                .name(&dn)
+                .map(|name| format!("User:{name}"))
+                .ok_or_else(|| format!("No rules apply to {dn}")),
+        }
+    }
+
+    /// Resolve `listener`'s settings (`listener.name.<l>.*` first, then the broker-wide
+    /// keys), reading key and certificate files. `bound_port` replaces an advertised
+    /// port of 0 (tests bind ephemeral ports).
+    pub fn resolve(
+        config: &BrokerConfig,
+        listener: &Listener,
+        bound_port: u16,
+    ) -> anyhow::Result<ListenerSecurity> {
+        let advertised = config
+            .advertised_listeners
+            .iter()
+            .find(|a| a.name == listener.name);
+        let advertised_host = advertised.map_or_else(
+            || match listener.host.as_str() {
+                "" | "0.0.0.0" => "localhost".to_string(),
+                h => h.to_string(),
+            },
+            |a| a.host.clone(),
+        );
+        let advertised_port = match advertised.map(|a| a.port) {
+            Some(0) | None => bound_port,
+            Some(p) => p,
+        };
+        let protocol = listener.security_protocol;
+        let tls = if protocol.uses_tls() {
+            Some(tls::acceptor(config, &listener.name)?)
+        } else {
+            None
+        };
+        let sasl = if protocol.uses_sasl() {
+            Some(Arc::new(sasl::SaslConfig::resolve(config, &listener.name)?))
+        } else {
+            None
+        };
+        let principal_mapper = if protocol == SecurityProtocol::Ssl {
+            let rules = config
+                .listener_value(&listener.name, "ssl.principal.mapping.rules")
+                .unwrap_or_default();
+            Some(principal::PrincipalMapper::parse(&rules).map_err(|e| {
+                anyhow::anyhow!(
+                    "listener {}: ssl.principal.mapping.rules: {e}",
+                    listener.name
+                )
+            })?)
+        } else {
+            None
+        };
+        Ok(ListenerSecurity {
+            principal_mapper,
+            name: listener.name.clone(),
+            node_id: config.node_id,
+            protocol,
+            advertised_host,
+            advertised_port,
+            tls,
+            sasl,
+        })
+    }
+}
+
+/// One connection's security state: where it came from, on which listener, and the
+/// principal it authenticated as (Kafka's `RequestContext` principal).
+pub struct Session {
+    pub peer: SocketAddr,
+    pub listener: Arc<ListenerSecurity>,
+    /// `User:ANONYMOUS` until SASL succeeds; on TLS with a client certificate, the
+    /// certificate's subject.
+    pub principal: String,
+    /// On a SASL listener: the handshake's progress (requests other than ApiVersions
+    /// and the SASL ones are refused until it is done).
+    pub sasl: Option<sasl::SaslServer>,
+}
+
+impl Session {
+    pub fn new(peer: SocketAddr, listener: Arc<ListenerSecurity>, principal: String) -> Session {
+        let sasl = listener.sasl.clone().map(sasl::SaslServer::new);
+        Session {
+            peer,
+            listener,
+            principal,
+            sasl,
+        }
+    }
+
+    /// Whether requests other than ApiVersions and the SASL ones may be served.
+    pub fn is_authenticated(&self) -> bool {
+        self.sasl.as_ref().is_none_or(sasl::SaslServer::is_complete)
+    }
+}

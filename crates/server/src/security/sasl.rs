@@ -1,0 +1,362 @@
+//! SASL on SASL_PLAINTEXT and SASL_SSL listeners: the server side of Kafka's
+//! `SaslServerAuthenticator`. A connection first says which mechanism it wants
+//! (SaslHandshake), then sends its tokens (SaslAuthenticate, or raw size-prefixed
+//! tokens after a v0 handshake); until that succeeds nothing but ApiVersions is
+//! served.
+//!
+//! Mechanisms: PLAIN (RFC 4616) with the users of Kafka's `PlainLoginModule` options in
+//! `listener.name.<l>.plain.sasl.jaas.config` (`user_<name>="<password>"`).
+
+use std::collections::HashMap;
+
+use anyhow::bail;
+
+use crate::config::BrokerConfig;
+
+/// Kafka's mechanism names.
+pub const PLAIN: &str = "PLAIN";
+/// Mechanisms this broker can serve.
+const IMPLEMENTED: &[&str] = &[PLAIN];
+/// A PLAIN token is three short strings; anything longer is hostile.
+const MAX_PLAIN_TOKEN_BYTES: usize = 4096;
+
+/// One listener's SASL settings.
+#[derive(Debug)]
+pub struct SaslConfig {
+    /// `sasl.enabled.mechanisms`, in the order configured (SaslHandshake lists them).
+    pub enabled: Vec<String>,
+    /// PLAIN's users and passwords.
+    plain_users: HashMap<String, String>,
+}
+
+impl SaslConfig {
+    /// `listener`'s `sasl.enabled.mechanisms` and each enabled mechanism's JAAS config.
+    pub fn resolve(config: &BrokerConfig, listener: &str) -> anyhow::Result<SaslConfig> {
+        let enabled: Vec<String> = config
+            .listener_value(listener, "sasl.enabled.mechanisms")
+            .unwrap_or_default()
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect();
+        if enabled.is_empty() {
+            bail!("listener {listener} uses SASL but sasl.enabled.mechanisms is empty");
+        }
+        for mechanism in &enabled {
+            if !IMPLEMENTED.contains(&mechanism.as_str()) {
+                bail!(
+                    "listener {listener}: SASL mechanism {mechanism} (sasl.enabled.mechanisms) is not supported; supported: {}",
+                    IMPLEMENTED.join(", ")
+                );
+            }
+        }
+        let mut plain_users = HashMap::new();
+        if enabled.iter().any(|m| m == PLAIN) {
+            let key = format!(
+                "listener.name.{}.plain.sasl.jaas.config",
+                listener.to_ascii_lowercase()
+            );
+            let Some(jaas) = config
+                .explicit
+                .get(&key)
+                .cloned()
+                .or_else(|| config.explicit.get("sasl.jaas.config").cloned())
+            else {
+                bail!("listener {listener} enables PLAIN but {key} is not set (org.apache.kafka.common.security.plain.PlainLoginModule required user_<name>=\"<password>\";)");
+            };
+            let options = parse_jaas(&jaas).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            for (name, value) in options {
+                if let Some(user) = name.strip_prefix("user_") {
+                    plain_users.insert(user.to_string(), value);
+                }
+            }
+        }
+        Ok(SaslConfig {
+            enabled,
+            plain_users,
+        })
+    }
+}
+
+/// The options of a one-module JAAS config:
+/// `<LoginModule class> required key="value" key2="value2";`.
+pub fn parse_jaas(text: &str) -> Result<Vec<(String, String)>, String> {
+    let text = text.trim();
+    let body = text
+        .strip_suffix(';')
+        .ok_or("a JAAS config ends with ';'")?
+        .trim();
+    let mut rest = body;
+    // The login module class and its control flag.
+    for _ in 0..2 {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if end == 0 {
+            return Err("expected '<LoginModule> required ...'".into());
+        }
+        rest = rest[end..].trim_start();
+    }
+    let mut options = Vec::new();
+    while !rest.is_empty() {
+        let (name, after) = rest
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value at '{rest}'"))?;
+        let name = name.trim().to_string();
+        let after = after.trim_start();
+        let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            value.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            let end = end.ok_or_else(|| format!("unterminated quote in the value of {name}"))?;
+            (value, &quoted[end..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (after[..end].to_string(), &after[end..])
+        };
+        options.push((name, value));
+        rest = after.trim_start();
+    }
+    Ok(options)
+}
+
+/// Where a connection is in its SASL exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Before SaslHandshake (ApiVersions may come first).
+    Handshake,
+    /// The mechanism is chosen; tokens come in SaslAuthenticate requests (`raw`:
+    /// false) or as raw frames after a v0 handshake (`raw`: true).
+    Authenticate {
+        mechanism: String,
+        raw: bool,
+    },
+    Complete,
+    /// A refused handshake or token: the connection closes after the reply.
+    Failed,
+}
+
+/// The server side of one connection's SASL exchange.
+#[derive(Debug)]
+pub struct SaslServer {
+    config: std::sync::Arc<SaslConfig>,
+    state: State,
+}
+
+/// What a SaslHandshake gets.
+pub enum HandshakeOutcome {
+    Accepted,
+    /// UNSUPPORTED_SASL_MECHANISM: not in `sasl.enabled.mechanisms`.
+    Unsupported,
+    /// ILLEGAL_SASL_STATE: not expected now.
+    IllegalState,
+}
+
+/// What a token gets.
+pub enum TokenOutcome {
+    /// Authenticated as this principal; the bytes go back to the client.
+    Complete { principal: String, reply: Vec<u8> },
+    /// SASL_AUTHENTICATION_FAILED with this message; the connection then closes.
+    Failed(String),
+    /// ILLEGAL_SASL_STATE: no handshake chose a mechanism.
+    IllegalState,
+}
+
+impl SaslServer {
+    pub fn new(config: std::sync::Arc<SaslConfig>) -> SaslServer {
+        SaslServer {
+            config,
+            state: State::Handshake,
+        }
+    }
+
+    pub fn enabled_mechanisms(&self) -> &[String] {
+        &self.config.enabled
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.state == State::Complete
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.state == State::Failed
+    }
+
+    /// Whether the next frame is a raw token (after a v0 handshake), not a request.
+    pub fn expects_raw_token(&self) -> bool {
+        matches!(self.state, State::Authenticate { raw: true, .. })
+    }
+
+    /// SaslHandshake: choose `mechanism`; a v0 handshake (`raw_tokens`) sends its
+    /// tokens without Kafka framing.
+    pub fn handshake(&mut self, mechanism: &str, raw_tokens: bool) -> HandshakeOutcome {
+        if self.state != State::Handshake {
+            return HandshakeOutcome::IllegalState;
+        }
+        if !self.config.enabled.iter().any(|m| m == mechanism) {
+            self.state = State::Failed;
+            return HandshakeOutcome::Unsupported;
+        }
+        self.state = State::Authenticate {
+            mechanism: mechanism.to_string(),
+            raw: raw_tokens,
+        };
+        HandshakeOutcome::Accepted
+    }
+
+    /// One client token of the chosen mechanism.
+    pub fn authenticate(&mut self, token: &[u8]) -> TokenOutcome {
+        let State::Authenticate { mechanism, .. } = &self.state else {
+            return TokenOutcome::IllegalState;
+        };
+        let outcome = match mechanism.as_str() {
+            PLAIN => self.plain(token),
+            other => Err(format!(
+                "Authentication failed: mechanism {other} is not served"
+            )),
+        };
+        match outcome {
+            Ok(user) => {
+                self.state = State::Complete;
+                TokenOutcome::Complete {
+                    principal: format!("User:{user}"),
+                    reply: Vec::new(),
+                }
+            }
+            Err(message) => {
+                self.state = State::Failed;
+                TokenOutcome::Failed(message)
+            }
+        }
+    }
+
+    /// RFC 4616: `[authzid] NUL authcid NUL passwd`, with Kafka's checks and messages
+    /// (`PlainSaslServer`).
+    fn plain(&self, token: &[u8]) -> Result<String, String> {
+        if token.len() > MAX_PLAIN_TOKEN_BYTES {
+            return Err("Authentication failed: token too long".into());
+        }
+        let text = std::str::from_utf8(token)
+            .map_err(|_| "Authentication failed: the token is not UTF-8".to_string())?;
+        let parts: Vec<&str> = text.split('\u{0}').collect();
+        let [authorization_id, username, password] = parts[..] else {
+            return Err(
+                "Invalid SASL/PLAIN response: expected 3 tokens, got ".to_string()
+                    + &parts.len().to_string(),
+            );
+        };
+        if username.is_empty() {
+            return Err("Authentication failed: username not specified".into());
+        }
+        if password.is_empty() {
+            return Err("Authentication failed: password not specified".into());
+        }
+        match self.config.plain_users.get(username) {
+            Some(expected) if constant_time_eq(expected.as_bytes(), password.as_bytes()) => {}
+            _ => return Err("Authentication failed: Invalid username or password".into()),
+        }
+        if !authorization_id.is_empty() && authorization_id != username {
+            return Err(
+                "Authentication failed: Client requested an authorization id that is different from username"
+                    .into(),
+            );
+        }
+        Ok(username.to_string())
+    }
+}
+
+/// Compare secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn server() -> SaslServer {
+        let mut plain_users = HashMap::new();
+        plain_users.insert("alice".to_string(), "alice-secret".to_string());
+        SaslServer::new(Arc::new(SaslConfig {
+            enabled: vec![PLAIN.into()],
+            plain_users,
+        }))
+    }
+
+    #[test]
+    fn jaas_options_are_read_as_kafka_writes_them() {
+        let options = parse_jaas(
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="a s\"ecret" user_alice="alice-secret";"#,
+        )
+        .unwrap();
+        assert_eq!(
+            options,
+            vec![
+                ("username".into(), "admin".into()),
+                ("password".into(), "a s\"ecret".into()),
+                ("user_alice".into(), "alice-secret".into()),
+            ]
+        );
+        assert!(parse_jaas("PlainLoginModule required user_a=\"x\"").is_err());
+        assert!(parse_jaas("PlainLoginModule required user_a=\"x;").is_err());
+    }
+
+    #[test]
+    fn plain_accepts_the_right_password_only() {
+        let mut s = server();
+        assert!(matches!(
+            s.handshake("PLAIN", false),
+            HandshakeOutcome::Accepted
+        ));
+        match s.authenticate(b"\0alice\0alice-secret") {
+            TokenOutcome::Complete { principal, .. } => assert_eq!(principal, "User:alice"),
+            _ => panic!("the right password is accepted"),
+        }
+        assert!(s.is_complete());
+        let mut s = server();
+        s.handshake("PLAIN", false);
+        match s.authenticate(b"\0alice\0wrong") {
+            TokenOutcome::Failed(m) => {
+                assert_eq!(m, "Authentication failed: Invalid username or password")
+            }
+            _ => panic!("a wrong password fails"),
+        }
+        assert!(s.has_failed());
+        let mut s = server();
+        s.handshake("PLAIN", false);
+        assert!(matches!(
+            s.authenticate(b"bob\0alice\0alice-secret"),
+            TokenOutcome::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_mechanisms_and_tokens_out_of_turn_are_refused() {
+        let mut s = server();
+        assert!(matches!(
+            s.authenticate(b"\0alice\0alice-secret"),
+            TokenOutcome::IllegalState
+        ));
+        assert!(matches!(
+            s.handshake("SCRAM-SHA-999", false),
+            HandshakeOutcome::Unsupported
+        ));
+        assert!(s.has_failed());
+    }
+}
