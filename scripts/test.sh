@@ -63,11 +63,13 @@ command -v curl >/dev/null 2>&1 || pkgs+=(curl ca-certificates)
 { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || pkgs+=(nodejs npm)
 # compat-tests/test_metrics.py scrapes the broker with a real Prometheus server
 command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
+# compat-tests/test_security.py makes its certificates with the openssl CLI
+command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 if [ ${#pkgs[@]} -gt 0 ]; then
     echo "installing: ${pkgs[*]}"
     apt_install "${pkgs[@]}"
 else
-    echo "kcat, java/javac, python3 + venv, cc, curl, node/npm, prometheus: already installed"
+    echo "kcat, java/javac, python3 + venv, cc, curl, node/npm, prometheus, openssl: already installed"
 fi
 if [ -z "${JAVA_HOME:-}" ]; then
     JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")"

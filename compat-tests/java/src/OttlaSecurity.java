@@ -16,6 +16,11 @@ import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
+import org.apache.kafka.clients.admin.UserScramCredentialDeletion;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
+import org.apache.kafka.clients.admin.UserScramCredentialsDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -25,7 +30,9 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.ResourceNotFoundException;
 import org.apache.kafka.common.errors.SaslAuthenticationException;
+import org.apache.kafka.common.errors.UnacceptableCredentialException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
@@ -37,7 +44,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * <pre>
  * Usage: OttlaSecurity &lt;bootstrap&gt; &lt;client.properties&gt; data &lt;topic&gt; &lt;records&gt;
- *        OttlaSecurity &lt;bootstrap&gt; &lt;client.properties&gt; bad-login
+ *        OttlaSecurity &lt;bootstrap&gt; &lt;client.properties&gt; bad-login [&lt;expected message&gt;]
+ *        OttlaSecurity &lt;bootstrap&gt; &lt;client.properties&gt; scram-admin &lt;user&gt; &lt;password&gt; &lt;iterations&gt;
  * </pre>
  *
  * {@code data}: describeCluster lists exactly this broker at the bootstrap address (the
@@ -46,15 +54,25 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * KafkaConsumer without a group (assign + seekToBeginning) reads them all back and every field
  * is compared with what was acknowledged at that partition and offset.
  * {@code bad-login}: describeCluster fails with SaslAuthenticationException carrying the
- * broker's message "Authentication failed: Invalid username or password".
- * Exit status as in Harness. Driven by compat-tests/test_security.py.
+ * broker's message: the given one, by default PLAIN's "Authentication failed: Invalid username or
+ * password".
+ * {@code scram-admin}: the Admin client, logged in with the properties' credentials, creates (or
+ * replaces) the user's SCRAM-SHA-512 credential with alterUserScramCredentials;
+ * describeUserScramCredentials then lists exactly [SCRAM-SHA-512 with those iterations] for the
+ * user, describing everyone lists the user too; a user without credentials is described with
+ * ResourceNotFoundException "Attempt to describe a user credential that does not exist...",
+ * 1000 iterations are refused with UnacceptableCredentialException "Iterations 1000 is less than
+ * the minimum 4096 for SCRAM-SHA-512", and deleting a credential that does not exist fails with
+ * ResourceNotFoundException "Attempt to delete a user credential that does not exist".
+ * Exit status as in Harness. Driven by compat-tests/test_security.py and test_scram.py.
  */
 public final class OttlaSecurity extends Harness {
     static final Properties SECURITY = new Properties();
 
     public static void main(String[] args) {
         if (args.length < 3) {
-            System.err.println("usage: OttlaSecurity <bootstrap> <client.properties> data <topic> <records> | bad-login");
+            System.err.println("usage: OttlaSecurity <bootstrap> <client.properties> data <topic> <records>"
+                    + " | bad-login [<expected message>] | scram-admin <user> <password> <iterations>");
             System.exit(64);
         }
         bootstrap = args[0];
@@ -67,7 +85,10 @@ public final class OttlaSecurity extends Harness {
                     data(args[3], Integer.parseInt(args[4]));
                     break;
                 case "bad-login":
-                    badLogin();
+                    badLogin(args.length > 3 ? args[3] : "Authentication failed: Invalid username or password");
+                    break;
+                case "scram-admin":
+                    scramAdmin(args[3], args[4], Integer.parseInt(args[5]));
                     break;
                 default:
                     throw new IllegalArgumentException("unknown mode " + args[2]);
@@ -190,17 +211,79 @@ public final class OttlaSecurity extends Harness {
         info("consumed " + got + " records from " + topic);
     }
 
-    static void badLogin() throws Exception {
+    static void badLogin(String expected) throws Exception {
         try (Admin admin = admin()) {
             Throwable t = failureOf(admin.describeCluster().nodes());
             check(t instanceof SaslAuthenticationException,
                     "describeCluster with a wrong password: expected SaslAuthenticationException, got "
                             + (t == null ? "success" : t.getClass().getName() + ": " + t.getMessage()));
             if (t != null) {
-                check(String.valueOf(t.getMessage()).contains("Authentication failed: Invalid username or password"),
+                check(String.valueOf(t.getMessage()).contains(expected),
                         "the authentication error carries the broker's message, got: " + t.getMessage());
                 info("AUTH ERROR: " + t.getClass().getSimpleName() + ": " + t.getMessage());
             }
         }
+    }
+
+    static String describeInfos(UserScramCredentialsDescription d) {
+        List<String> infos = new ArrayList<>();
+        for (ScramCredentialInfo ci : d.credentialInfos()) infos.add(ci.mechanism().mechanismName() + "=" + ci.iterations());
+        infos.sort(null);
+        return infos.toString();
+    }
+
+    static void scramAdmin(String user, String password, int iterations) throws Exception {
+        String ghost = "java-ghost-" + RUN;
+        try (Admin admin = admin()) {
+            await(admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(user,
+                    new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, iterations), password))).all(),
+                    "alterUserScramCredentials: upsert SCRAM-SHA-512 for " + user);
+            UserScramCredentialsDescription d = await(
+                    admin.describeUserScramCredentials(List.of(user)).description(user),
+                    "describeUserScramCredentials([" + user + "])");
+            checkEq(user, d.name(), "describeUserScramCredentials: the user described");
+            checkEq("[SCRAM-SHA-512=" + iterations + "]", describeInfos(d),
+                    "describeUserScramCredentials: " + user + "'s mechanisms and iterations");
+            info("SCRAM USER " + user + " " + describeInfos(d));
+
+            Map<String, UserScramCredentialsDescription> all = await(admin.describeUserScramCredentials().all(),
+                    "describeUserScramCredentials() (every user)");
+            check(all.containsKey(user), "describeUserScramCredentials() lists " + user + ": " + all.keySet());
+            if (all.containsKey(user)) {
+                checkEq("[SCRAM-SHA-512=" + iterations + "]", describeInfos(all.get(user)),
+                        "describeUserScramCredentials(): " + user + "'s mechanisms and iterations");
+            }
+            check(!all.containsKey(ghost), "describeUserScramCredentials() lists a user never created: " + ghost);
+
+            Throwable t = failureOf(admin.describeUserScramCredentials(List.of(ghost)).description(ghost));
+            check(t instanceof ResourceNotFoundException
+                            && String.valueOf(t.getMessage()).startsWith("Attempt to describe a user credential that does not exist"),
+                    "describeUserScramCredentials of a user without credentials: expected ResourceNotFoundException "
+                            + "\"Attempt to describe a user credential that does not exist...\", got " + describe(t));
+
+            t = failureOf(admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(ghost,
+                    new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 1000), "ghost-password"))).all());
+            check(t instanceof UnacceptableCredentialException
+                            && "Iterations 1000 is less than the minimum 4096 for SCRAM-SHA-512".equals(t.getMessage()),
+                    "alterUserScramCredentials with 1000 iterations: expected UnacceptableCredentialException "
+                            + "\"Iterations 1000 is less than the minimum 4096 for SCRAM-SHA-512\", got " + describe(t));
+
+            t = failureOf(admin.alterUserScramCredentials(List.of(
+                    new UserScramCredentialDeletion(ghost, ScramMechanism.SCRAM_SHA_256))).all());
+            check(t instanceof ResourceNotFoundException
+                            && "Attempt to delete a user credential that does not exist".equals(t.getMessage()),
+                    "alterUserScramCredentials deleting a credential that does not exist: expected "
+                            + "ResourceNotFoundException \"Attempt to delete a user credential that does not exist\", got "
+                            + describe(t));
+
+            // Neither failed alteration created anything.
+            t = failureOf(admin.describeUserScramCredentials(List.of(ghost)).description(ghost));
+            check(t instanceof ResourceNotFoundException,
+                    "after the refused alterations " + ghost + " has no credentials: got " + describe(t));
+        }
+    }
+
+    static String describe(Throwable t) {
+        return t == null ? "success" : t.getClass().getName() + ": " + t.getMessage();
     }
 }

@@ -96,7 +96,9 @@ impl MetadataDelta {
                 MetadataRecord::BrokerConfig { .. } => delta.broker_configs_changed = true,
                 MetadataRecord::ClusterId { .. }
                 | MetadataRecord::Topic { .. }
-                | MetadataRecord::ProducerIds { .. } => {}
+                | MetadataRecord::ProducerIds { .. }
+                | MetadataRecord::UserScramCredential { .. }
+                | MetadataRecord::RemoveUserScramCredential { .. } => {}
             }
         }
         delta

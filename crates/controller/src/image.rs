@@ -19,6 +19,15 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
+/// A SCRAM credential as the controller stores it (RFC 5802's salted keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub partition: i32,
@@ -95,6 +104,8 @@ pub struct MetadataImage {
     /// Dynamic broker configs: by broker id, and the cluster-wide defaults under `None`
     /// (what `kafka-configs --entity-type brokers --alter` sets).
     pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
+    /// SCRAM credentials by (user, mechanism type).
+    pub scram_credentials: BTreeMap<(String, i8), ScramCredential>,
     /// Count of records replayed; a cheap version number for the image.
     pub offset: u64,
 }
@@ -209,6 +220,16 @@ impl MetadataImage {
                     value: Some(value.clone()),
                 });
             }
+        }
+        for ((name, mechanism), c) in &self.scram_credentials {
+            records.push(MetadataRecord::UserScramCredential {
+                name: name.clone(),
+                mechanism: *mechanism,
+                salt: c.salt.clone(),
+                stored_key: c.stored_key.clone(),
+                server_key: c.server_key.clone(),
+                iterations: c.iterations,
+            });
         }
         // Zero is where an empty image starts: no record needed.
         if self.next_producer_id != 0 {
@@ -340,6 +361,27 @@ impl MetadataImage {
                 if configs.is_empty() {
                     self.broker_configs.remove(broker);
                 }
+            }
+            MetadataRecord::UserScramCredential {
+                name,
+                mechanism,
+                salt,
+                stored_key,
+                server_key,
+                iterations,
+            } => {
+                self.scram_credentials.insert(
+                    (name.clone(), *mechanism),
+                    ScramCredential {
+                        salt: salt.clone(),
+                        stored_key: stored_key.clone(),
+                        server_key: server_key.clone(),
+                        iterations: *iterations,
+                    },
+                );
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                self.scram_credentials.remove(&(name.clone(), *mechanism));
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 let topic = self.topics_by_id.remove(topic_id).ok_or_else(|| {

@@ -20,6 +20,7 @@ pub mod reassignment;
 pub mod records;
 pub mod replication;
 pub mod rpc;
+pub mod scram;
 pub mod topic_name;
 
 use std::collections::BTreeMap;
@@ -36,8 +37,8 @@ pub use configs::{ConfigChange, ConfigResource};
 pub use delta::{LocalPartition, LocalReplicaChanges, MetadataDelta, MetadataPublisher};
 pub use election::ElectionType;
 pub use image::{
-    is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, OFFSETS_TOPIC,
-    TRANSACTION_STATE_TOPIC,
+    is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, ScramCredential, TopicInfo,
+    OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
 };
 use metadata_log::{MetadataLog, MetadataLogError};
 pub use reassignment::OngoingReassignment;
@@ -235,6 +236,9 @@ pub enum ControllerOp {
     AlterConfigs {
         changes: Vec<configs::ConfigChange>,
     },
+    AlterScramCredentials {
+        changes: Vec<scram::ScramChange>,
+    },
 }
 
 /// What a change hands back besides its effect on the image, across a forward too.
@@ -250,6 +254,8 @@ pub enum ChangeOutput {
     Reassignments(Vec<PartitionOutcome>),
     /// AlterConfigs' answer per resource: `None` when done, else Kafka's error.
     Configs(Vec<Option<(i16, String)>>),
+    /// AlterUserScramCredentials' answer per change: `None` when done, else Kafka's error.
+    ScramCredentials(Vec<Option<(i16, String)>>),
 }
 
 /// One partition's answer to a change made partition by partition (ElectLeaders,
@@ -993,6 +999,9 @@ impl Controller {
             ControllerOp::AlterConfigs { changes } => {
                 self.alter_configs_here(&changes).map(ChangeOutput::Configs)
             }
+            ControllerOp::AlterScramCredentials { changes } => self
+                .alter_scram_credentials_here(&changes)
+                .map(ChangeOutput::ScramCredentials),
             ControllerOp::AlterPartitionReassignments { requests } => self
                 .alter_partition_reassignments_here(&requests)
                 .map(ChangeOutput::Reassignments),

@@ -75,4 +75,21 @@ pub enum MetadataRecord {
     ProducerIds {
         next_producer_id: i64,
     },
+    /// A user's SCRAM credential for one mechanism, set or replaced (KRaft's
+    /// `UserScramCredentialRecord`): the salted keys only, never the password.
+    UserScramCredential {
+        name: String,
+        /// Kafka's mechanism type: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512.
+        mechanism: i8,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+        iterations: i32,
+    },
+    /// A user's SCRAM credential for one mechanism removed
+    /// (`RemoveUserScramCredentialRecord`).
+    RemoveUserScramCredential {
+        name: String,
+        mechanism: i8,
+    },
 }

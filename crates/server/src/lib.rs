@@ -137,6 +137,24 @@ impl RunningBroker {
     }
 }
 
+/// SCRAM credentials as the controller's latest metadata image holds them (so a
+/// credential altered through the Admin API works at the next login).
+fn scram_lookup(broker: &Arc<Broker>) -> security::sasl::ScramLookup {
+    let broker = Arc::downgrade(broker);
+    Arc::new(move |user, mechanism| {
+        let image = broker.upgrade()?.controller.image();
+        let c = image
+            .scram_credentials
+            .get(&(user.to_string(), mechanism.type_id()))?;
+        Some(security::scram::StoredCredential {
+            salt: c.salt.clone(),
+            stored_key: c.stored_key.clone(),
+            server_key: c.server_key.clone(),
+            iterations: c.iterations,
+        })
+    })
+}
+
 /// Open the broker's state and start its listeners and background tasks.
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let broker = tokio::task::spawn_blocking(move || Broker::start(config)).await??;
@@ -179,8 +197,13 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = socket.local_addr()?;
-        let security = security::ListenerSecurity::resolve(&broker.config, listener, local.port())
-            .with_context(|| format!("cannot secure listener {}", listener.name))?;
+        let security = security::ListenerSecurity::resolve(
+            &broker.config,
+            listener,
+            local.port(),
+            scram_lookup(&broker),
+        )
+        .with_context(|| format!("cannot secure listener {}", listener.name))?;
         tracing::info!(
             "Awaiting socket connections on {local} (listener {}, {})",
             listener.name,

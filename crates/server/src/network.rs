@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
 use crate::handlers::{dispatch, sasl_authenticate, sasl_handshake, Frame, HandlerError, Reply};
+use crate::security::sasl::TokenOutcome;
 use crate::security::{ListenerSecurity, Session, ANONYMOUS};
 
 /// Replies queued per connection before the reader pauses (Kafka itself allows one).
@@ -235,20 +236,22 @@ fn admission(session: &Session, api_key: ApiKey) -> Admission {
 /// None (a failure closes the connection: v0 has no way to carry an error).
 fn raw_sasl_token(session: &mut Session, token: &[u8]) -> Option<Frame> {
     let sasl = session.sasl.as_mut()?;
-    match sasl.authenticate(token) {
-        crate::security::sasl::TokenOutcome::Complete { principal, reply } => {
+    let reply = match sasl.authenticate(token) {
+        TokenOutcome::Complete { principal, reply } => {
             session.principal = principal;
-            let mut frame = Vec::with_capacity(SIZE_PREFIX_LEN + reply.len());
-            frame.extend_from_slice(&(reply.len() as i32).to_be_bytes());
-            frame.extend_from_slice(&reply);
-            Some(Frame::Bytes(Bytes::from(frame)))
+            reply
         }
-        crate::security::sasl::TokenOutcome::Failed(message) => {
-            crate::handlers::sasl_authenticate::log_failure(session, &message);
-            None
+        TokenOutcome::Continue(reply) => reply,
+        TokenOutcome::Failed { reason, .. } => {
+            crate::handlers::sasl_authenticate::log_failure(session, &reason);
+            return None;
         }
-        crate::security::sasl::TokenOutcome::IllegalState => None,
-    }
+        TokenOutcome::IllegalState => return None,
+    };
+    let mut frame = Vec::with_capacity(SIZE_PREFIX_LEN + reply.len());
+    frame.extend_from_slice(&(reply.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&reply);
+    Some(Frame::Bytes(Bytes::from(frame)))
 }
 
 /// Read requests off `reader` and queue their replies for `writer`, in order.

@@ -16,6 +16,7 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -30,6 +31,7 @@ mod describe_producers;
 mod describe_quorum;
 mod describe_topic_partitions;
 mod describe_transactions;
+mod describe_user_scram_credentials;
 mod elect_leaders;
 mod end_txn;
 mod fetch;
@@ -321,6 +323,13 @@ pub fn dispatch(
         ApiKey::DescribeConfigs => describe_configs::handle(broker, &request),
         ApiKey::CreatePartitions => on_blocking_pool(broker, request, create_partitions::handle),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, &request, &here),
+        ApiKey::DescribeUserScramCredentials => {
+            describe_user_scram_credentials::handle(broker, &request)
+        }
+        // A controller write.
+        ApiKey::AlterUserScramCredentials => {
+            on_blocking_pool(broker, request, alter_user_scram_credentials::handle)
+        }
         // May ask the active controller over the network.
         ApiKey::DescribeQuorum => on_blocking_pool(broker, request, describe_quorum::handle),
         ApiKey::ElectLeaders => on_blocking_pool(broker, request, elect_leaders::handle),

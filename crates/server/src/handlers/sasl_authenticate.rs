@@ -31,8 +31,12 @@ pub fn handle(session: &mut Session, request: &Request) -> Result<(Reply, bool),
                 false,
             )
         }
-        TokenOutcome::Failed(message) => {
-            log_failure(session, &message);
+        TokenOutcome::Continue(reply) => (
+            SaslAuthenticateResponse::default().with_auth_bytes(reply.into()),
+            false,
+        ),
+        TokenOutcome::Failed { message, reason } => {
+            log_failure(session, &reason);
             (
                 SaslAuthenticateResponse::default()
                     .with_error_code(ResponseError::SaslAuthenticationFailed.code())

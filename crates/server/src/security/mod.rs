@@ -5,6 +5,7 @@
 
 pub mod principal;
 pub mod sasl;
+pub mod scram;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -97,6 +98,7 @@ impl ListenerSecurity {
         config: &BrokerConfig,
         listener: &Listener,
         bound_port: u16,
+        scram: sasl::ScramLookup,
     ) -> anyhow::Result<ListenerSecurity> {
         let advertised = config
             .advertised_listeners
@@ -120,7 +122,11 @@ impl ListenerSecurity {
             None
         };
         let sasl = if protocol.uses_sasl() {
-            Some(Arc::new(sasl::SaslConfig::resolve(config, &listener.name)?))
+            Some(Arc::new(sasl::SaslConfig::resolve(
+                config,
+                &listener.name,
+                scram,
+            )?))
         } else {
             None
         };

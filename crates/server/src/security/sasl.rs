@@ -5,33 +5,54 @@
 //! served.
 //!
 //! Mechanisms: PLAIN (RFC 4616) with the users of Kafka's `PlainLoginModule` options in
-//! `listener.name.<l>.plain.sasl.jaas.config` (`user_<name>="<password>"`).
+//! `listener.name.<l>.plain.sasl.jaas.config` (`user_<name>="<password>"`), and
+//! SCRAM-SHA-256 / SCRAM-SHA-512 ([`super::scram`]) with the credentials the controller
+//! stores (AlterUserScramCredentials).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::bail;
 
+use super::scram::{failure_message, ScramExchange, ScramMechanism, ScramStep, StoredCredential};
 use crate::config::BrokerConfig;
+
+/// Where SCRAM credentials come from (the controller's metadata image).
+pub type ScramLookup = Arc<dyn Fn(&str, ScramMechanism) -> Option<StoredCredential> + Send + Sync>;
 
 /// Kafka's mechanism names.
 pub const PLAIN: &str = "PLAIN";
 /// Mechanisms this broker can serve.
-const IMPLEMENTED: &[&str] = &[PLAIN];
+const IMPLEMENTED: &[&str] = &[PLAIN, "SCRAM-SHA-256", "SCRAM-SHA-512"];
 /// A PLAIN token is three short strings; anything longer is hostile.
 const MAX_PLAIN_TOKEN_BYTES: usize = 4096;
 
 /// One listener's SASL settings.
-#[derive(Debug)]
 pub struct SaslConfig {
     /// `sasl.enabled.mechanisms`, in the order configured (SaslHandshake lists them).
     pub enabled: Vec<String>,
     /// PLAIN's users and passwords.
     plain_users: HashMap<String, String>,
+    /// SCRAM's credentials.
+    scram: ScramLookup,
+}
+
+impl std::fmt::Debug for SaslConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslConfig")
+            .field("enabled", &self.enabled)
+            .field("plain_users", &self.plain_users.len())
+            .finish()
+    }
 }
 
 impl SaslConfig {
     /// `listener`'s `sasl.enabled.mechanisms` and each enabled mechanism's JAAS config.
-    pub fn resolve(config: &BrokerConfig, listener: &str) -> anyhow::Result<SaslConfig> {
+    pub fn resolve(
+        config: &BrokerConfig,
+        listener: &str,
+        scram: ScramLookup,
+    ) -> anyhow::Result<SaslConfig> {
         let enabled: Vec<String> = config
             .listener_value(listener, "sasl.enabled.mechanisms")
             .unwrap_or_default()
@@ -74,6 +95,7 @@ impl SaslConfig {
         Ok(SaslConfig {
             enabled,
             plain_users,
+            scram,
         })
     }
 }
@@ -138,10 +160,12 @@ enum State {
     /// Before SaslHandshake (ApiVersions may come first).
     Handshake,
     /// The mechanism is chosen; tokens come in SaslAuthenticate requests (`raw`:
-    /// false) or as raw frames after a v0 handshake (`raw`: true).
+    /// false) or as raw frames after a v0 handshake (`raw`: true). SCRAM takes two
+    /// client messages (the server's `scram` exchange holds what lies between).
     Authenticate {
         mechanism: String,
         raw: bool,
+        scram: Option<ScramMechanism>,
     },
     Complete,
     /// A refused handshake or token: the connection closes after the reply.
@@ -153,6 +177,8 @@ enum State {
 pub struct SaslServer {
     config: std::sync::Arc<SaslConfig>,
     state: State,
+    /// A SCRAM exchange between its two client messages.
+    scram: ScramExchange,
 }
 
 /// What a SaslHandshake gets.
@@ -168,8 +194,11 @@ pub enum HandshakeOutcome {
 pub enum TokenOutcome {
     /// Authenticated as this principal; the bytes go back to the client.
     Complete { principal: String, reply: Vec<u8> },
-    /// SASL_AUTHENTICATION_FAILED with this message; the connection then closes.
-    Failed(String),
+    /// The mechanism needs another token; these bytes go back to the client.
+    Continue(Vec<u8>),
+    /// SASL_AUTHENTICATION_FAILED with this message for the client, and the reason for
+    /// the log; the connection then closes.
+    Failed { message: String, reason: String },
     /// ILLEGAL_SASL_STATE: no handshake chose a mechanism.
     IllegalState,
 }
@@ -179,6 +208,7 @@ impl SaslServer {
         SaslServer {
             config,
             state: State::Handshake,
+            scram: ScramExchange::First,
         }
     }
 
@@ -212,15 +242,40 @@ impl SaslServer {
         self.state = State::Authenticate {
             mechanism: mechanism.to_string(),
             raw: raw_tokens,
+            scram: ScramMechanism::from_name(mechanism),
         };
         HandshakeOutcome::Accepted
     }
 
     /// One client token of the chosen mechanism.
     pub fn authenticate(&mut self, token: &[u8]) -> TokenOutcome {
-        let State::Authenticate { mechanism, .. } = &self.state else {
+        let State::Authenticate {
+            mechanism, scram, ..
+        } = &self.state
+        else {
             return TokenOutcome::IllegalState;
         };
+        if let Some(scram) = *scram {
+            let config = self.config.clone();
+            let lookup = |user: &str| (config.scram)(user, scram);
+            return match self.scram.step(scram, token, &lookup) {
+                ScramStep::Continue(reply) => TokenOutcome::Continue(reply),
+                ScramStep::Done { user, reply } => {
+                    self.state = State::Complete;
+                    TokenOutcome::Complete {
+                        principal: format!("User:{user}"),
+                        reply,
+                    }
+                }
+                ScramStep::Failed(reason) => {
+                    self.state = State::Failed;
+                    TokenOutcome::Failed {
+                        message: failure_message(scram),
+                        reason,
+                    }
+                }
+            };
+        }
         let outcome = match mechanism.as_str() {
             PLAIN => self.plain(token),
             other => Err(format!(
@@ -237,7 +292,10 @@ impl SaslServer {
             }
             Err(message) => {
                 self.state = State::Failed;
-                TokenOutcome::Failed(message)
+                TokenOutcome::Failed {
+                    reason: message.clone(),
+                    message,
+                }
             }
         }
     }
@@ -288,7 +346,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn server() -> SaslServer {
         let mut plain_users = HashMap::new();
@@ -296,6 +353,7 @@ mod tests {
         SaslServer::new(Arc::new(SaslConfig {
             enabled: vec![PLAIN.into()],
             plain_users,
+            scram: Arc::new(|_, _| None),
         }))
     }
 
@@ -332,8 +390,11 @@ mod tests {
         let mut s = server();
         s.handshake("PLAIN", false);
         match s.authenticate(b"\0alice\0wrong") {
-            TokenOutcome::Failed(m) => {
-                assert_eq!(m, "Authentication failed: Invalid username or password")
+            TokenOutcome::Failed { message, .. } => {
+                assert_eq!(
+                    message,
+                    "Authentication failed: Invalid username or password"
+                )
             }
             _ => panic!("a wrong password fails"),
         }
@@ -342,7 +403,7 @@ mod tests {
         s.handshake("PLAIN", false);
         assert!(matches!(
             s.authenticate(b"bob\0alice\0alice-secret"),
-            TokenOutcome::Failed(_)
+            TokenOutcome::Failed { .. }
         ));
     }
 
