@@ -884,3 +884,19 @@ def assert_contiguous(offsets_by_partition: dict[int, list[int]], ends: dict[int
             f"partition {p}: offsets not contiguous 0..{n - 1}: "
             f"first mismatch at index {next((i for i, o in enumerate(offs) if o != i), len(offs))}, "
             f"count {len(offs)}")
+
+
+def stop_module_broker(b: "Ottla", label: str) -> None:
+    """Tear down a broker a module fixture started: stop it cleanly, and fail the module if
+    it died on its own, did not stop cleanly or panicked on the way."""
+    problems = []
+    if b.died_unexpectedly():
+        problems.append(f"exited unexpectedly with code {b.proc.returncode}")
+    try:
+        b.stop()
+    except AssertionError as e:
+        problems.append(str(e))
+    if b.panics():
+        problems.append("panicked:\n" + "\n".join(b.panics()[:20]))
+    if problems:
+        pytest.fail(f"{label} broker: " + "\n".join(problems), pytrace=False)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import Ottla, status_kb
+from conftest import Ottla, status_kb, stop_module_broker
 
 MAX_REQUEST = 1_048_576  # socket.request.max.bytes for this module's broker
 MEMORY_BUDGET_KB = 200 * 1024  # allowed VmHWM / VmRSS growth per hostile action, in kB
@@ -630,17 +630,7 @@ def broker(request, tmp_path_factory):
     request.module._ottla_module_brokers = [b]  # conftest attaches its stderr tail to failures
     b.start()
     yield b
-    problems = []
-    if b.died_unexpectedly():
-        problems.append(f"exited unexpectedly with code {b.proc.returncode}")
-    try:
-        b.stop()
-    except AssertionError as e:
-        problems.append(str(e))
-    if b.panics():
-        problems.append("panicked:\n" + "\n".join(b.panics()[:20]))
-    if problems:
-        pytest.fail("ottla-bad-input broker: " + "\n".join(problems), pytrace=False)
+    stop_module_broker(b, "ottla-bad-input")
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,8 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from conftest import NODE_ID, Ottla, make_records, run_java, status_kb, unique_topic, wait_for
+from conftest import (NODE_ID, Ottla, make_records, run_java, status_kb, stop_module_broker,
+                      unique_topic, wait_for)
 from test_groups_kafkajs import JS_DIR, kafkajs_ready  # noqa: F401 - the kafkajs fixture (npm ci once)
 from test_security import (  # noqa: F401 - certs is a fixture
     API_VERSIONS,
@@ -120,6 +121,7 @@ from test_security import (  # noqa: F401 - certs is a fixture
     Reader,
     Secure,
     api_versions_over,
+    assert_kafkajs_round_trip,
     assert_read_back,
     certs,
     ck_admin_conf,
@@ -129,6 +131,7 @@ from test_security import (  # noqa: F401 - certs is a fixture
     ck_read_all,
     ck_roundtrip,
     create_topic,
+    run_security_js,
     distinct_ports,
     failed_auth_lines,
     listeners_value,
@@ -209,17 +212,7 @@ def scram(request, tmp_path_factory, certs) -> Secure:
         b.kill9()
         raise
     yield Secure(b, ports)
-    problems = []
-    if b.died_unexpectedly():
-        problems.append(f"exited unexpectedly with code {b.proc.returncode}")
-    try:
-        b.stop()
-    except AssertionError as e:
-        problems.append(str(e))
-    if b.panics():
-        problems.append("panicked:\n" + "\n".join(b.panics()[:20]))
-    if problems:
-        pytest.fail("ottla-scram broker: " + "\n".join(problems), pytrace=False)
+    stop_module_broker(b, "ottla-scram")
 
 
 # ====================================================================== confluent-kafka helpers
@@ -807,29 +800,10 @@ def test_kafkajs_scram(scram, certs, kafkajs_ready):
                 sasl=dict(mechanism="scram-sha-512", username="js-user", password=PW["js-user"]))
 
     def run(cfg: dict) -> dict:
-        p = subprocess.run([node, str(JS_DIR / "security.js"), json.dumps(cfg)], cwd=JS_DIR,
-                           capture_output=True, text=True, timeout=120)
-        try:
-            return json.loads(p.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            pytest.fail(f"security.js printed no result (exit {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+        return run_security_js(node, cfg)
 
     topic, n = unique_topic("scram-kafkajs"), 200
-    res = run({**base, "mode": "data", "topic": topic, "count": n})
-    assert res["error"] is None, res["error"]
-    assert res["cluster"]["brokers"] == [{"nodeId": NODE_ID, "host": HOST, "port": port}], res["cluster"]
-    assert all(r["errorCode"] == 0 for r in res["produced"]), res["produced"]
-    # security.js sends 50 records per call, record i to partition i % 2.
-    bases = {p: sorted(int(r["baseOffset"]) for r in res["produced"] if r["partition"] == p) for p in (0, 1)}
-    assert bases == {p: list(range(0, n // 2, 25)) for p in (0, 1)}, bases
-    expected = {(i % 2, i // 2): i for i in range(n)}
-    got = {(m["partition"], int(m["offset"])): m for m in res["consumed"]}
-    assert len(res["consumed"]) == n and set(got) == set(expected), \
-        f"consumed {len(res['consumed'])} records at {sorted(set(got) ^ set(expected))[:10]} (symmetric difference)"
-    for pos, i in expected.items():
-        m = got[pos]
-        want = {"key": f"k{i}", "value": f"kafkajs-security-v{i}:" + "x" * (i % 37), "headers": {"h": f"h{i}"}}
-        assert {k: m[k] for k in want} == want, f"{pos}: {m}"
+    assert_kafkajs_round_trip(run({**base, "mode": "data", "topic": topic, "count": n}), n, port)
 
     res = run({**base, "mode": "bad-login", "sasl": {**base["sasl"], "password": "wrong-password"}})
     err = res["loginError"]

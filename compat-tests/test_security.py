@@ -105,8 +105,7 @@ from conftest import (
     run_java,
     status_kb,
     unique_topic,
-    wait_for,
-)
+    wait_for, stop_module_broker)
 from test_groups_kafkajs import JS_DIR, kafkajs_ready  # noqa: F401 - the kafkajs fixture (npm ci once)
 
 OPENSSL = shutil.which("openssl")
@@ -317,17 +316,7 @@ def secure(request, tmp_path_factory, certs) -> Secure:
         b.kill9()
         raise
     yield Secure(b, ports)
-    problems = []
-    if b.died_unexpectedly():
-        problems.append(f"exited unexpectedly with code {b.proc.returncode}")
-    try:
-        b.stop()
-    except AssertionError as e:
-        problems.append(str(e))
-    if b.panics():
-        problems.append("panicked:\n" + "\n".join(b.panics()[:20]))
-    if problems:
-        pytest.fail("ottla-security broker: " + "\n".join(problems), pytrace=False)
+    stop_module_broker(b, "ottla-security")
 
 
 # ====================================================================== confluent-kafka helpers
@@ -1005,26 +994,22 @@ def test_java_sasl_ssl(secure, certs, java_program, tmp_path):
 
 # ====================================================================== kafkajs
 
-def test_kafkajs_sasl_ssl(secure, certs, kafkajs_ready):
-    node = kafkajs_ready
-    bootstrap, port = secure.addr("SASL_SSL"), secure.ports["SASL_SSL"]
-    base = dict(bootstrap=bootstrap, caFile=certs.ca, timeoutMs=60000,
-                sasl=dict(mechanism="plain", username="alice", password=USERS["alice"]))
+def run_security_js(node: str, cfg: dict) -> dict:
+    """Run kafkajs/security.js with `cfg`; its last stdout line is the JSON result."""
+    p = subprocess.run([node, str(JS_DIR / "security.js"), json.dumps(cfg)], cwd=JS_DIR,
+                       capture_output=True, text=True, timeout=120)
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        pytest.fail(f"security.js printed no result (exit {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
 
-    def run(cfg: dict) -> dict:
-        p = subprocess.run([node, str(JS_DIR / "security.js"), json.dumps(cfg)], cwd=JS_DIR,
-                           capture_output=True, text=True, timeout=120)
-        try:
-            return json.loads(p.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            pytest.fail(f"security.js printed no result (exit {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
 
-    topic, n = unique_topic("sec-kafkajs"), 200
-    res = run({**base, "mode": "data", "topic": topic, "count": n})
+def assert_kafkajs_round_trip(res: dict, n: int, port: int) -> None:
+    """security.js's "data" mode result: the cluster seen at `port`, `n` records produced
+    (50 per call, record i to partition i % 2: one base offset per partition per call, 25
+    records apart) and every one consumed back with its key, value and header."""
     assert res["error"] is None, res["error"]
     assert res["cluster"]["brokers"] == [{"nodeId": NODE_ID, "host": HOST, "port": port}], res["cluster"]
-    # security.js sends 50 records per call, record i to partition i % 2: each call is acknowledged
-    # with one base offset per partition, 25 records apart.
     assert all(r["errorCode"] == 0 for r in res["produced"]), res["produced"]
     bases = {p: sorted(int(r["baseOffset"]) for r in res["produced"] if r["partition"] == p) for p in (0, 1)}
     assert bases == {p: list(range(0, n // 2, 25)) for p in (0, 1)}, bases
@@ -1036,6 +1021,19 @@ def test_kafkajs_sasl_ssl(secure, certs, kafkajs_ready):
         m = got[pos]
         want = {"key": f"k{i}", "value": f"kafkajs-security-v{i}:" + "x" * (i % 37), "headers": {"h": f"h{i}"}}
         assert {k: m[k] for k in want} == want, f"{pos}: {m}"
+
+
+def test_kafkajs_sasl_ssl(secure, certs, kafkajs_ready):
+    node = kafkajs_ready
+    bootstrap, port = secure.addr("SASL_SSL"), secure.ports["SASL_SSL"]
+    base = dict(bootstrap=bootstrap, caFile=certs.ca, timeoutMs=60000,
+                sasl=dict(mechanism="plain", username="alice", password=USERS["alice"]))
+
+    def run(cfg: dict) -> dict:
+        return run_security_js(node, cfg)
+
+    topic, n = unique_topic("sec-kafkajs"), 200
+    assert_kafkajs_round_trip(run({**base, "mode": "data", "topic": topic, "count": n}), n, port)
 
     res = run({**base, "mode": "bad-login", "sasl": {**base["sasl"], "password": "wrong-password"}})
     err = res["loginError"]

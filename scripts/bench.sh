@@ -30,6 +30,9 @@
 # serving metrics.listener and scraped once a second, one without, in alternating
 # order: the throughput with metrics on against off (issue 15's target: under 2 %
 # apart);
+# then, on one more fresh broker with PLAINTEXT, SSL and SASL_SSL (PLAIN) listeners
+# (certificates made with openssl for the run), the 1 KiB produce, a fill and the
+# consume over each listener: what TLS and SASL cost next to plaintext;
 # and, for context, the page-cache write bandwidth of the machine (dd of 1 GiB to a new
 # file, then the same again over the file's resident pages);
 # then the same produce scenarios against `ottla-bench null-broker`, a server that
@@ -60,6 +63,7 @@
 #   BENCH_CLUSTER=1           0 skips the replication scenarios (single node RF 1 and
 #                             three nodes RF 3)
 #   BENCH_METRICS=1           0 skips the metrics-on produce scenario
+#   BENCH_SECURITY=1          0 skips the SSL and SASL_SSL scenarios (they need openssl)
 #   BENCH_BROKER_OVERRIDES    extra broker settings, space-separated KEY=VALUE (every
 #                             broker, the cluster's nodes included)
 #   BENCH_SCENARIO_TIMEOUT=600  seconds before one scenario is abandoned
@@ -92,6 +96,9 @@ LINGER="${BENCH_LATENCY_LINGER_MS:-0}"
 RUN_NULL="${BENCH_NULL:-1}"
 RUN_CLUSTER="${BENCH_CLUSTER:-1}"
 RUN_METRICS="${BENCH_METRICS:-1}"
+RUN_SECURITY="${BENCH_SECURITY:-1}"
+EXTRA_LISTENERS=""
+TLS_DIR=""
 SCENARIO_TIMEOUT="${BENCH_SCENARIO_TIMEOUT:-600}"
 read -r -a BROKER_OVERRIDES <<<"${BENCH_BROKER_OVERRIDES:-}"
 
@@ -302,7 +309,7 @@ start_broker() {
     local run="$1" data="$2" log="$3" port
     port="$("$BENCH" free-port)"
     BOOT="127.0.0.1:$port"
-    "$OTTLA" serve --override "log.dirs=$data" --override "listeners=PLAINTEXT://$BOOT" "${OVERRIDES[@]}" 2>"$log" &
+    "$OTTLA" serve --override "log.dirs=$data" --override "listeners=PLAINTEXT://$BOOT${EXTRA_LISTENERS:+,$EXTRA_LISTENERS}" "${OVERRIDES[@]}" 2>"$log" &
     BPID=$!
     say "run $run/$RUNS · broker pid $BPID on $BOOT, data in $data"
     if ! broker_ready "$BOOT"; then
@@ -482,6 +489,29 @@ if [ "$SCALE_ONLY" = 1 ]; then
     exit 0
 fi
 
+# A CA and a server certificate for the SSL and SASL_SSL scenarios (made here, never
+# kept): the broker's key store is the key and the certificate in one PEM file.
+if [ "$RUN_SECURITY" = 1 ]; then
+    if command -v openssl >/dev/null 2>&1; then
+        TLS_DIR="$WORK/tls"
+        mkdir -p "$TLS_DIR"
+        if openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" \
+                -days 2 -subj "/CN=ottla-bench-ca" 2>/dev/null &&
+            openssl req -newkey rsa:2048 -nodes -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" \
+                -subj "/CN=localhost" 2>/dev/null &&
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$TLS_DIR/ext.cnf" &&
+            openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+                -CAcreateserial -out "$TLS_DIR/server.pem" -days 2 -extfile "$TLS_DIR/ext.cnf" 2>/dev/null; then
+            cat "$TLS_DIR/server.key" "$TLS_DIR/server.pem" >"$TLS_DIR/keystore.pem"
+        else
+            echo "    could not make test certificates with openssl: skipping the SSL scenarios" >&2
+            TLS_DIR=""
+        fi
+    else
+        echo "    no openssl: skipping the SSL and SASL_SSL scenarios" >&2
+    fi
+fi
+
 start_time=$(date +%s)
 for run in $(seq "$RUNS"); do
     # --- the machine's page-cache write bandwidth: the ceiling for any broker that
@@ -564,6 +594,47 @@ for run in $(seq "$RUNS"); do
             fi
             OVERRIDES=("${saved[@]}")
         done
+    fi
+
+    # --- the cost of TLS and SASL (issue 13): one fresh broker with PLAINTEXT, SSL and
+    # SASL_SSL (PLAIN) listeners; the 1 KiB produce and the consume over each, on the
+    # same broker, so that the protocols differ and nothing else
+    if [ "$RUN_SECURITY" = 1 ] && [ -n "$TLS_DIR" ]; then
+        DATA="$WORK/data-security-run$run"
+        BLOG="$WORK/broker-security-run$run.log"
+        saved=("${OVERRIDES[@]}")
+        SSL_PORT="$("$BENCH" free-port)"; SASL_PORT="$("$BENCH" free-port)"
+        SEC_LISTENERS="SSL://127.0.0.1:$SSL_PORT,SASL_SSL://127.0.0.1:$SASL_PORT"
+        OVERRIDES+=(--override "ssl.keystore.type=PEM" --override "ssl.keystore.location=$TLS_DIR/keystore.pem"
+            --override "sasl.enabled.mechanisms=PLAIN"
+            --override "listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_bench=\"bench-secret\";")
+        EXTRA_LISTENERS="$SEC_LISTENERS"
+        if start_broker "$run" "$DATA" "$BLOG"; then
+            for proto in plaintext ssl sasl_ssl; do
+                case "$proto" in
+                    plaintext) boot="$BOOT"; sec=() ;;
+                    ssl) boot="127.0.0.1:$SSL_PORT"; sec=(--set security.protocol=SSL --set "ssl.ca.location=$TLS_DIR/ca.pem") ;;
+                    sasl_ssl) boot="127.0.0.1:$SASL_PORT"; sec=(--set security.protocol=SASL_SSL --set "ssl.ca.location=$TLS_DIR/ca.pem"
+                        --set sasl.mechanisms=PLAIN --set sasl.username=bench --set sasl.password=bench-secret) ;;
+                esac
+                for t in "bench-sec-$proto-8p:8" "bench-sec-$proto-consume:1"; do
+                    "$BENCH" create-topic --bootstrap "$BOOT" --topic "${t%%:*}" --partitions "${t##*:}" --replication-factor 1 \
+                        --timeout-s 60 >/dev/null 2> >(sed 's/^/    /' >&2) ||
+                        emit_error "$run" "sec_$proto" create-topic "could not create ${t%%:*}"
+                done
+                broker_alive && scenario "$run" "sec_$proto" produce_1k_acks1_8p "$BPID" -- produce --bootstrap "$boot" \
+                    --topic "bench-sec-$proto-8p" --partitions 8 --record-size 1024 --records "$N_1K" --acks 1 --no-create "${sec[@]}"
+                broker_alive && scenario "$run" "sec_$proto" fill_1k_1p "$BPID" -- produce --bootstrap "$boot" \
+                    --topic "bench-sec-$proto-consume" --partitions 1 --record-size 1024 --records "$N_CONSUME" --acks 1 --no-create "${sec[@]}"
+                broker_alive && scenario "$run" "sec_$proto" consume_1k_1p "$BPID" -- consume --bootstrap "$boot" \
+                    --topic "bench-sec-$proto-consume" --partition 0 --records "$N_CONSUME" "${sec[@]}"
+            done
+            stop_pid "$BPID"; BPID=""
+            log_problems "$run" security "$BLOG"
+            rm -rf "$DATA"
+        fi
+        EXTRA_LISTENERS=""
+        OVERRIDES=("${saved[@]}")
     fi
 
     # --- the same produce scenarios against the null broker

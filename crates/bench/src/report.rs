@@ -511,6 +511,50 @@ pub fn run(args: ReportArgs) -> Result<()> {
             });
         }
     }
+    if entries.iter().any(|e| e.target == "sec_ssl") {
+        for (scenario, what, path, unit) in [
+            (
+                P1K,
+                "produce 1 KiB, acks=1, 8 partitions",
+                "msgs_per_s",
+                "msg/s",
+            ),
+            (
+                P1K,
+                "produce 1 KiB, acks=1, 8 partitions",
+                "mb_per_s",
+                "MB/s",
+            ),
+            (
+                CONSUME,
+                "consume 1 KiB, 1 partition, from offset 0",
+                "mb_per_s",
+                "MB/s",
+            ),
+        ] {
+            let plaintext = median(&values(&entries, "sec_plaintext", scenario, path));
+            for (target, protocol) in [
+                ("sec_plaintext", "PLAINTEXT"),
+                ("sec_ssl", "SSL"),
+                ("sec_sasl_ssl", "SASL_SSL (PLAIN)"),
+            ] {
+                rows.push(Row {
+                    label: format!("{what}, {protocol} listener (one broker, three listeners)"),
+                    unit,
+                    values: values(&entries, target, scenario, path),
+                    null: if target == "sec_plaintext" {
+                        None
+                    } else {
+                        plaintext
+                    },
+                    null_as_value: false,
+                    vs_name: "plaintext",
+                    reference: "—",
+                    goal: Goal::None,
+                });
+            }
+        }
+    }
     if entries.iter().any(|e| e.scenario == TXN) {
         txn_rows(&entries, &mut rows);
     }

@@ -368,23 +368,23 @@ mod tests {
             exchange.step(m, b"n,,n=bob,r=abc", &lookup),
             ScramStep::Failed(_)
         ));
-        let mut exchange = ScramExchange::First;
-        let ScramStep::Continue(first) = exchange.step(m, b"n,,n=alice,r=abc", &lookup) else {
-            panic!("alice exists")
+        // alice's exchange after the server's first message, and the combined nonce.
+        let started = || {
+            let mut exchange = ScramExchange::First;
+            let ScramStep::Continue(first) = exchange.step(m, b"n,,n=alice,r=abc", &lookup) else {
+                panic!("alice exists")
+            };
+            let first = String::from_utf8(first).unwrap();
+            let nonce = first.split(',').next().unwrap().strip_prefix("r=").unwrap();
+            (exchange, nonce.to_string())
         };
-        let first = String::from_utf8(first).unwrap();
-        let nonce = first.split(',').next().unwrap().strip_prefix("r=").unwrap();
+        let (mut exchange, nonce) = started();
         let bad_nonce = format!("c=biws,r={nonce}x,p={}", BASE64.encode([0u8; 64]));
         match exchange.step(m, bad_nonce.as_bytes(), &lookup) {
             ScramStep::Failed(why) => assert!(why.contains("nonce"), "{why}"),
             _ => panic!("a changed nonce fails"),
         }
-        let mut exchange = ScramExchange::First;
-        let ScramStep::Continue(first) = exchange.step(m, b"n,,n=alice,r=abc", &lookup) else {
-            panic!("alice exists")
-        };
-        let first = String::from_utf8(first).unwrap();
-        let nonce = first.split(',').next().unwrap().strip_prefix("r=").unwrap();
+        let (mut exchange, nonce) = started();
         let bad_proof = format!("c=biws,r={nonce},p={}", BASE64.encode([7u8; 64]));
         assert!(matches!(
             exchange.step(m, bad_proof.as_bytes(), &lookup),
