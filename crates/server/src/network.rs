@@ -254,6 +254,16 @@ fn raw_sasl_token(session: &mut Session, token: &[u8]) -> Option<Frame> {
     Some(Frame::Bytes(Bytes::from(frame)))
 }
 
+/// Kafka's `connection.failed.authentication.delay.ms`: a connection whose
+/// authentication failed is closed this much later, so that guessing passwords costs
+/// the guesser time.
+async fn delay_close_after_failed_authentication(broker: &Broker) {
+    let delay = broker.config.failed_authentication_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+}
+
 /// Read requests off `reader` and queue their replies for `writer`, in order.
 async fn serve_connection<R, W>(broker: Arc<Broker>, mut reader: R, writer: W, mut session: Session)
 where
@@ -315,6 +325,7 @@ where
         if session.sasl.as_ref().is_some_and(|s| s.expects_raw_token()) {
             broker.metrics.count_request(ApiKey::SaslAuthenticate);
             let Some(reply) = raw_sasl_token(&mut session, &frame) else {
+                delay_close_after_failed_authentication(&broker).await;
                 break;
             };
             let timing = RequestTiming {
@@ -389,6 +400,8 @@ where
             break; // the writer failed: the peer is gone
         }
         if close_after {
+            // The error reply goes out now; the close follows after Kafka's delay.
+            delay_close_after_failed_authentication(&broker).await;
             let _ = tx.send(Pending::Close).await;
             break;
         }

@@ -557,6 +557,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         r##"The compression level to use if compression.type is set to 'zstd'."##,
     ),
     broker(
+        "connection.failed.authentication.delay.ms",
+        INT,
+        Some("100"),
+        NO_VALIDATOR,
+        r##"Connection close delay on failed authentication: this is the time (in milliseconds) by which connection close will be delayed on authentication failure. This must be configured to be less than connections.max.idle.ms to prevent connection timeout."##,
+    ),
+    broker(
         "connections.max.idle.ms",
         LONG,
         Some("600000"),

@@ -192,6 +192,9 @@ pub struct BrokerConfig {
     pub metrics_listener: Option<MetricsListener>,
     /// `ottla.log.format` (see [`LOG_FORMAT`]).
     pub log_format: LogFormat,
+    /// `connection.failed.authentication.delay.ms`: how long a connection whose
+    /// authentication failed stays open after its error reply (slows password guessing).
+    pub failed_authentication_delay_ms: u64,
     /// `log.cleaner.dedupe.buffer.size`: the offset maps' memory, all threads together.
     pub log_cleaner_dedupe_buffer_size: usize,
     /// `producer.id.expiration.ms`: idle producer ids are forgotten after this.
@@ -650,6 +653,8 @@ impl BrokerConfig {
                 explicit.get(METRICS_LISTENER).map_or("", String::as_str),
             )?,
             log_format: LogFormat::parse(explicit.get(LOG_FORMAT).map_or("", String::as_str))?,
+            failed_authentication_delay_ms: parse_num("connection.failed.authentication.delay.ms")?
+                .max(0) as u64,
             segment_file_idle_ms: explicit
                 .get(SEGMENT_FILE_IDLE_MS)
                 .map_or(OTTLA_KEYS[0].1, String::as_str)
