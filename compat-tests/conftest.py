@@ -410,18 +410,7 @@ def ottla_module(request, tmp_path_factory) -> Iterator[Ottla]:
     request.module._ottla_module_brokers = [b]
     b.start()
     yield b
-    problems = []
-    if b.died_unexpectedly():
-        problems.append(f"{b.name} exited unexpectedly with code {b.proc.returncode}")
-    try:
-        b.stop()
-    except AssertionError as e:
-        problems.append(str(e))
-    p = b.panics()
-    if p:
-        problems.append(f"{b.name} panicked:\n" + "\n".join(p[:20]))
-    if problems:
-        pytest.fail("broker problems at teardown:\n" + "\n".join(problems), pytrace=False)
+    stop_module_broker(b, b.name)
 
 
 @pytest.fixture
@@ -787,7 +776,8 @@ def ck_topic_configs(bootstrap: str, topic: str) -> dict:
 
 
 def ck_produce(bootstrap: str, topic: str, records: list[Rec], conf: dict | None = None,
-               partition: int | None = None, flush_timeout: float = 120) -> dict:
+               partition: int | None = None, flush_timeout: float = 120,
+               partition_of: Callable[[int], int] | None = None) -> dict:
     """Produce records; return {index: (partition, offset)} from delivery reports.
     Raises if any delivery failed or did not complete."""
     from confluent_kafka import Producer
@@ -806,7 +796,9 @@ def ck_produce(bootstrap: str, topic: str, records: list[Rec], conf: dict | None
     for i, r in enumerate(records):
         kw = dict(key=r.key, value=r.value, headers=r.header_list(), timestamp=r.ts,
                   on_delivery=cb_for(i))
-        if partition is not None:
+        if partition_of is not None:
+            kw["partition"] = partition_of(i)
+        elif partition is not None:
             kw["partition"] = partition
         while True:
             try:

@@ -84,13 +84,11 @@ import concurrent.futures
 import functools
 import hashlib
 import hmac
-import json
 import os
 import pathlib
 import secrets
 import socket
 import struct
-import subprocess
 import time
 import types
 
@@ -131,6 +129,7 @@ from test_security import (  # noqa: F401 - certs is a fixture
     ck_read_all,
     ck_roundtrip,
     create_topic,
+    kp_round_trip,
     run_security_js,
     distinct_ports,
     failed_auth_lines,
@@ -692,7 +691,7 @@ def test_credentials_survive_restart(ottla_factory, certs):
 # ====================================================================== kafka-python
 
 def test_kafka_python_scram_sha_256(scram, certs):
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaAdminClient
     from kafka.admin import ScramMechanism as KpMechanism
     from kafka.admin import UserScramCredentialUpsertion as KpUpsertion
 
@@ -723,35 +722,7 @@ def test_kafka_python_scram_sha_256(scram, certs):
     finally:
         admin.close()
 
-    recs = make_records(300, "scram-kp")
-    prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", **conf)
-    try:
-        futs = [prod.send(topic, key=r.key, value=r.value, headers=r.header_list(), timestamp_ms=r.ts,
-                          partition=i % 2) for i, r in enumerate(recs)]
-        prod.flush(timeout=60)
-        acked = {}
-        for i, f in enumerate(futs):
-            md = f.get(timeout=60)
-            acked[i] = (md.partition, md.offset)
-    finally:
-        prod.close(timeout=30)
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="none", fetch_max_wait_ms=200, client_id="compat-scram", **conf)
-    got = {}
-    try:
-        tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        deadline = time.monotonic() + 60
-        while len(got) < len(recs):
-            assert time.monotonic() < deadline, f"kafka-python read {len(got)} of {len(recs)} records in 60 s"
-            for tp, crs in c.poll(timeout_ms=1000).items():
-                for cr in crs:
-                    got[(tp.partition, cr.offset)] = (cr.key, cr.value, list(cr.headers or []), cr.timestamp)
-    finally:
-        c.close()
-    assert_read_back(recs, acked, got)
+    kp_round_trip(bootstrap, topic, conf, "scram-kp", "compat-scram")
 
 
 # ====================================================================== Java

@@ -96,6 +96,7 @@ import types
 
 import pytest
 
+import conftest
 from conftest import (
     NODE_ID,
     Ottla,
@@ -361,28 +362,10 @@ def create_topic(bootstrap: str, conf: dict, topic: str, partitions: int = 2) ->
 
 
 def ck_produce(bootstrap: str, conf: dict, topic: str, recs) -> dict[int, tuple[int, int]]:
-    """Produce (acks=all); {record index: (partition, offset)}. Fails on any delivery error."""
-    from confluent_kafka import Producer
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", **conf})
-    acked: dict[int, tuple[int, int]] = {}
-    errors: list[str] = []
-
-    def cb_for(i):
-        def cb(err, msg):
-            if err is not None:
-                errors.append(f"record {i}: {err}")
-            else:
-                acked[i] = (msg.partition(), msg.offset())
-        return cb
-
-    for i, r in enumerate(recs):
-        p.produce(topic, key=r.key, value=r.value, headers=r.header_list(), timestamp=r.ts,
-                  partition=i % 2, on_delivery=cb_for(i))
-        p.poll(0)
-    left = p.flush(60)
-    assert not errors, f"{len(errors)} deliveries failed, first: {errors[:5]}"
-    assert left == 0 and len(acked) == len(recs), f"{left} records undelivered after 60 s"
-    return acked
+    """Produce (acks=all), record i to partition i % 2; {record index: (partition, offset)}.
+    Fails on any delivery error."""
+    return conftest.ck_produce(bootstrap, topic, recs, conf={"acks": "all", **conf},
+                               flush_timeout=60, partition_of=lambda i: i % 2)
 
 
 def ck_read_all(bootstrap: str, conf: dict, topic: str, partitions: int = 2) -> dict[tuple[int, int], tuple]:
@@ -922,23 +905,11 @@ def kp_security(certs: Certs, listener: str) -> dict:
     return conf
 
 
-@pytest.mark.parametrize("listener", ["SSL", "SASL_PLAINTEXT", "SASL_SSL"])
-def test_kafka_python(secure, certs, listener):
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-    bootstrap, conf = secure.addr(listener), kp_security(certs, listener)
-    topic = unique_topic(f"sec-kp-{listener.lower()}")
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="compat-security", request_timeout_ms=30000,
-                             **conf)
-    try:
-        admin.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}},
-                            timeout_ms=30000, wait_for_metadata=True)
-        cl = admin.describe_cluster()
-        assert [(b["broker_id"], b["host"], b["port"]) for b in cl["brokers"]] == \
-            [(NODE_ID, HOST, secure.ports[listener])], cl
-    finally:
-        admin.close()
-
-    recs = make_records(300, f"sec-kp-{listener}")
+def kp_round_trip(bootstrap: str, topic: str, conf: dict, prefix: str, client_id: str) -> None:
+    """kafka-python with `conf`: 300 records produced to partitions 0 and 1 of `topic`, then
+    read back by assignment from the beginning, every field compared."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    recs = make_records(300, prefix)
     prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", **conf)
     try:
         futs = [prod.send(topic, key=r.key, value=r.value, headers=r.header_list(), timestamp_ms=r.ts,
@@ -952,7 +923,7 @@ def test_kafka_python(secure, certs, listener):
         prod.close(timeout=30)
 
     c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="none", fetch_max_wait_ms=200, client_id="compat-security", **conf)
+                      auto_offset_reset="none", fetch_max_wait_ms=200, client_id=client_id, **conf)
     got = {}
     try:
         tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
@@ -967,6 +938,25 @@ def test_kafka_python(secure, certs, listener):
     finally:
         c.close()
     assert_read_back(recs, acked, got)
+
+
+@pytest.mark.parametrize("listener", ["SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+def test_kafka_python(secure, certs, listener):
+    from kafka import KafkaAdminClient
+    bootstrap, conf = secure.addr(listener), kp_security(certs, listener)
+    topic = unique_topic(f"sec-kp-{listener.lower()}")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="compat-security", request_timeout_ms=30000,
+                             **conf)
+    try:
+        admin.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}},
+                            timeout_ms=30000, wait_for_metadata=True)
+        cl = admin.describe_cluster()
+        assert [(b["broker_id"], b["host"], b["port"]) for b in cl["brokers"]] == \
+            [(NODE_ID, HOST, secure.ports[listener])], cl
+    finally:
+        admin.close()
+
+    kp_round_trip(bootstrap, topic, conf, f"sec-kp-{listener}", "compat-security")
 
 
 # ====================================================================== Java

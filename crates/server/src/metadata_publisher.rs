@@ -140,23 +140,20 @@ impl MetadataPublisher for BrokerMetadataPublisher {
         }
         // At start-up (the whole image as one delta) this opens every hosted log:
         // long with many partitions, so it says how far it got, once a second.
-        let to_open = changes
+        let hosted: Vec<(&LocalPartition, bool)> = changes
             .leaders
             .iter()
             .chain(&changes.followers)
-            .filter(|l| {
-                broker
+            .map(|l| {
+                let new = broker
                     .replicas
                     .get(&l.topic.topic_id, l.partition.partition)
-                    .is_none()
+                    .is_none();
+                (l, new)
             })
-            .count();
-        let mut progress = LoadProgress::new(to_open);
-        for local in changes.leaders.iter().chain(&changes.followers) {
-            let new = broker
-                .replicas
-                .get(&local.topic.topic_id, local.partition.partition)
-                .is_none();
+            .collect();
+        let mut progress = LoadProgress::new(hosted.iter().filter(|(_, new)| *new).count());
+        for (local, new) in hosted {
             self.apply_partition(&broker, image, local);
             if new {
                 progress.one_more(node_id);

@@ -567,10 +567,11 @@ async fn write_file_slice<W: ReplySink>(
         return copy_file_slice(writer, slice, scratch).await;
     }
     writer.flush().await?;
-    match writer.get_ref().plain_socket() {
-        Some(socket) => send_file(socket, slice).await,
-        None => Ok(()),
-    }
+    let socket = writer
+        .get_ref()
+        .plain_socket()
+        .expect("checked above: the sink is a plaintext socket");
+    send_file(socket, slice).await
 }
 
 /// A slice through user space, in bounded chunks (TLS encrypts what it sends).

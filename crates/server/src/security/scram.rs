@@ -193,11 +193,7 @@ impl ScramExchange {
                 if proof.len() != client_signature.len() {
                     return ScramStep::Failed("Invalid client credentials".into());
                 }
-                let client_key: Vec<u8> = proof
-                    .iter()
-                    .zip(&client_signature)
-                    .map(|(a, b)| a ^ b)
-                    .collect();
+                let client_key = xor(&proof, &client_signature);
                 if !constant_time_eq(&mechanism.hash(&client_key), &credential.stored_key) {
                     return ScramStep::Failed("Invalid client credentials".into());
                 }
@@ -278,6 +274,11 @@ fn attributes(text: &str) -> Result<std::collections::HashMap<&str, &str>, Strin
         .collect()
 }
 
+/// RFC 5802's XOR of a key and a signature of the same length.
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -302,11 +303,7 @@ mod tests {
         let auth = format!("{client_first_bare},{server_first},{client_final_without_proof}");
         let client_key = m.hmac(&salted, b"Client Key");
         let signature = m.hmac(&stored_key, auth.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
+        let proof = xor(&client_key, &signature);
         assert_eq!(
             BASE64.encode(&proof),
             "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
@@ -336,11 +333,7 @@ mod tests {
         let without_proof = format!("c=biws,r={nonce}");
         let auth = format!("{client_first_bare},{first},{without_proof}");
         let signature = m.hmac(&stored_key, auth.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
+        let proof = xor(&client_key, &signature);
         let final_message = format!("{without_proof},p={}", BASE64.encode(&proof));
         match exchange.step(m, final_message.as_bytes(), &lookup) {
             ScramStep::Done { user, reply } => {
