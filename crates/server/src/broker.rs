@@ -68,6 +68,8 @@ pub struct Broker {
     /// Set once a clean shutdown begins: heartbeats stop, so that the controlled
     /// shutdown's fencing is not undone by one more heartbeat.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// Applies committed metadata here; closed first when the broker stops.
+    publisher: std::sync::OnceLock<Arc<BrokerMetadataPublisher>>,
 }
 
 /// Open this node's part of the metadata: the embedded single-node controller, a voter
@@ -202,10 +204,12 @@ impl Broker {
             started_at,
             metrics: crate::metrics::BrokerMetrics::default(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            publisher: std::sync::OnceLock::new(),
         });
         // The whole image, as one delta: opens every partition led here and loads the
         // coordinator shards of the internal ones, as any later change would.
         let publisher = Arc::new(BrokerMetadataPublisher::new(Arc::downgrade(&broker)));
+        let _ = broker.publisher.set(publisher.clone());
         broker.controller.register_publisher(publisher.clone());
         let failures = publisher.take_failures();
         if !failures.is_empty() {
@@ -396,6 +400,14 @@ impl Broker {
             Err(e) => tracing::warn!(
                 "[BrokerLifecycleManager id={node_id}] Controlled shutdown failed, shutting down anyway: {e}"
             ),
+        }
+    }
+
+    /// Stop applying metadata changes to this broker (the first step of stopping it):
+    /// returns once no change is being applied.
+    pub fn stop_metadata_publishing(&self) {
+        if let Some(publisher) = self.publisher.get() {
+            publisher.close();
         }
     }
 

@@ -129,6 +129,10 @@ impl RunningBroker {
         for t in self.tasks {
             let _ = t.await;
         }
+        // A request still in flight (a topic created on the blocking pool) or a change
+        // from the quorum must not open logs or load shards from here on.
+        let broker = self.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.stop_metadata_publishing()).await;
         // No follower or coordinator may append once the logs are being closed.
         self.broker.fetchers.shutdown();
         self.broker.groups.runtime().shutdown().await;

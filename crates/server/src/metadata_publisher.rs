@@ -24,6 +24,11 @@ pub struct BrokerMetadataPublisher {
     broker: Weak<Broker>,
     /// Partitions that could not be opened, for start-up to refuse to go on with.
     failures: Mutex<Vec<String>>,
+    /// Held for the whole of each `publish`; `true` once [`Self::close`] ran. A clean
+    /// shutdown closes the publisher before it unloads the coordinators and flushes the
+    /// logs, so that no partition is opened or shard loaded behind its back (a topic
+    /// created by a request still in flight, or a change fetched from the quorum).
+    closed: Mutex<bool>,
 }
 
 impl BrokerMetadataPublisher {
@@ -31,7 +36,14 @@ impl BrokerMetadataPublisher {
         BrokerMetadataPublisher {
             broker,
             failures: Mutex::new(Vec::new()),
+            closed: Mutex::new(false),
         }
+    }
+
+    /// Apply no more changes: waits for a `publish` in progress to finish. What is
+    /// committed but not applied here is applied at the next start, from the image.
+    pub fn close(&self) {
+        *self.closed.lock() = true;
     }
 
     /// The partitions that failed to open since the last call.
@@ -124,6 +136,10 @@ impl MetadataPublisher for BrokerMetadataPublisher {
     }
 
     fn publish(&self, delta: &MetadataDelta, image: &Arc<MetadataImage>) {
+        let closed = self.closed.lock();
+        if *closed {
+            return;
+        }
         let Some(broker) = self.broker.upgrade() else {
             return;
         };
