@@ -98,7 +98,9 @@ impl MetadataDelta {
                 | MetadataRecord::Topic { .. }
                 | MetadataRecord::ProducerIds { .. }
                 | MetadataRecord::UserScramCredential { .. }
-                | MetadataRecord::RemoveUserScramCredential { .. } => {}
+                | MetadataRecord::RemoveUserScramCredential { .. }
+                | MetadataRecord::AccessControlEntry { .. }
+                | MetadataRecord::RemoveAccessControlEntry { .. } => {}
             }
         }
         delta

@@ -106,6 +106,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     /// SCRAM credentials by (user, mechanism type).
     pub scram_credentials: BTreeMap<(String, i8), ScramCredential>,
+    /// ACLs by id. Shared, so that a new image is cheap to make and the authorizer can
+    /// tell by identity whether they changed.
+    pub acls: Arc<BTreeMap<Uuid, crate::acls::AclBinding>>,
     /// Count of records replayed; a cheap version number for the image.
     pub offset: u64,
 }
@@ -229,6 +232,12 @@ impl MetadataImage {
                 stored_key: c.stored_key.clone(),
                 server_key: c.server_key.clone(),
                 iterations: c.iterations,
+            });
+        }
+        for (id, acl) in self.acls.iter() {
+            records.push(MetadataRecord::AccessControlEntry {
+                id: *id,
+                acl: acl.clone(),
             });
         }
         // Zero is where an empty image starts: no record needed.
@@ -382,6 +391,14 @@ impl MetadataImage {
             }
             MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
                 self.scram_credentials.remove(&(name.clone(), *mechanism));
+            }
+            MetadataRecord::AccessControlEntry { id, acl } => {
+                Arc::make_mut(&mut self.acls).insert(*id, acl.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                if Arc::make_mut(&mut self.acls).remove(id).is_none() {
+                    return Err(ReplayError(format!("removal of unknown ACL {id}")));
+                }
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 let topic = self.topics_by_id.remove(topic_id).ok_or_else(|| {

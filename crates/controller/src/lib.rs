@@ -6,6 +6,7 @@
 //! voter (this node) and the log is a local fsynced file; the multi-node issue replaces
 //! the file with a Raft-replicated log without changing this shape.
 
+pub mod acls;
 pub mod configs;
 pub mod delta;
 pub mod election;
@@ -239,6 +240,12 @@ pub enum ControllerOp {
     AlterScramCredentials {
         changes: Vec<scram::ScramChange>,
     },
+    CreateAcls {
+        acls: Vec<acls::AclBinding>,
+    },
+    DeleteAcls {
+        filters: Vec<acls::AclFilter>,
+    },
 }
 
 /// What a change hands back besides its effect on the image, across a forward too.
@@ -256,6 +263,10 @@ pub enum ChangeOutput {
     Configs(Vec<Option<(i16, String)>>),
     /// AlterUserScramCredentials' answer per change: `None` when done, else Kafka's error.
     ScramCredentials(Vec<Option<(i16, String)>>),
+    /// CreateAcls' answer per ACL: `None` when done, else Kafka's error.
+    CreatedAcls(Vec<Option<(i16, String)>>),
+    /// DeleteAcls' answer per filter.
+    DeletedAcls(Vec<acls::DeleteOutcome>),
 }
 
 /// One partition's answer to a change made partition by partition (ElectLeaders,
@@ -1002,6 +1013,12 @@ impl Controller {
             ControllerOp::AlterScramCredentials { changes } => self
                 .alter_scram_credentials_here(&changes)
                 .map(ChangeOutput::ScramCredentials),
+            ControllerOp::CreateAcls { acls } => {
+                self.create_acls_here(&acls).map(ChangeOutput::CreatedAcls)
+            }
+            ControllerOp::DeleteAcls { filters } => self
+                .delete_acls_here(&filters)
+                .map(ChangeOutput::DeletedAcls),
             ControllerOp::AlterPartitionReassignments { requests } => self
                 .alter_partition_reassignments_here(&requests)
                 .map(ChangeOutput::Reassignments),

@@ -92,4 +92,14 @@ pub enum MetadataRecord {
         name: String,
         mechanism: i8,
     },
+    /// An ACL created (KRaft's `AccessControlEntryRecord`), under an id the controller
+    /// chose, by which it is removed.
+    AccessControlEntry {
+        id: uuid::Uuid,
+        acl: crate::acls::AclBinding,
+    },
+    /// An ACL deleted (`RemoveAccessControlEntryRecord`).
+    RemoveAccessControlEntry {
+        id: uuid::Uuid,
+    },
 }

@@ -86,6 +86,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::WriteTxnMarkers, 1, 1),
     // v5: the group coordinator adds its partition to the transaction (transactions v2).
     api(ApiKey::TxnOffsetCommit, 0, 5),
+    // Kafka 4 serves v1-3 (v0, without pattern types, was removed with KIP-896).
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     // v4 adds the file system's total and usable bytes.

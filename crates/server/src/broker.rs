@@ -68,6 +68,8 @@ pub struct Broker {
     /// Set once a clean shutdown begins: heartbeats stop, so that the controlled
     /// shutdown's fencing is not undone by one more heartbeat.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// `authorizer.class.name`'s authorizer, fed the ACLs by the metadata publisher.
+    pub authorizer: Option<Arc<crate::security::authorizer::Authorizer>>,
     /// Applies committed metadata here; closed first when the broker stops.
     publisher: std::sync::OnceLock<Arc<BrokerMetadataPublisher>>,
 }
@@ -181,6 +183,10 @@ impl Broker {
         let txn_write_timeout_ms = config.offsets_commit_timeout_ms;
         let marker_client = config.replica_fetcher.client.clone();
         let txn_verifier = crate::txn_verification::TxnVerifier::new(marker_client.clone());
+        let config_authorizer = config
+            .authorizer
+            .clone()
+            .map(|c| Arc::new(crate::security::authorizer::Authorizer::new(c)));
         let broker = Arc::new_cyclic(|weak| Broker {
             txn_verifier,
             txns: TxnCoordinatorService::new(
@@ -205,6 +211,7 @@ impl Broker {
             metrics: crate::metrics::BrokerMetrics::default(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             publisher: std::sync::OnceLock::new(),
+            authorizer: config_authorizer,
         });
         // The whole image, as one delta: opens every partition led here and loads the
         // coordinator shards of the internal ones, as any later change would.

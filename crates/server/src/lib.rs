@@ -206,6 +206,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             listener,
             local.port(),
             scram_lookup(&broker),
+            broker.authorizer.clone(),
         )
         .with_context(|| format!("cannot secure listener {}", listener.name))?;
         tracing::info!(

@@ -144,6 +144,9 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             return;
         };
         let node_id = broker.config.node_id;
+        if let Some(authorizer) = &broker.authorizer {
+            authorizer.update(&image.acls);
+        }
         let changes = delta.local_changes(node_id, image);
         for topic in &changes.deleted_topics {
             for p in &topic.partitions {

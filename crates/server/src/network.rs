@@ -238,7 +238,7 @@ fn raw_sasl_token(session: &mut Session, token: &[u8]) -> Option<Frame> {
     let sasl = session.sasl.as_mut()?;
     let reply = match sasl.authenticate(token) {
         TokenOutcome::Complete { principal, reply } => {
-            session.principal = principal;
+            session.set_principal(principal);
             reply
         }
         TokenOutcome::Continue(reply) => reply,

@@ -192,6 +192,8 @@ pub struct BrokerConfig {
     pub metrics_listener: Option<MetricsListener>,
     /// `ottla.log.format` (see [`LOG_FORMAT`]).
     pub log_format: LogFormat,
+    /// `authorizer.class.name` and its settings; `None`: every request is allowed.
+    pub authorizer: Option<AuthorizerConfig>,
     /// `connection.failed.authentication.delay.ms`: how long a connection whose
     /// authentication failed stays open after its error reply (slows password guessing).
     pub failed_authentication_delay_ms: u64,
@@ -290,7 +292,69 @@ pub const SINGLE_NODE_DEFAULTS: &[(&str, &str)] = &[
 
 /// Keys Ottla reads that Kafka's broker definitions do not list (none are invented:
 /// these are Kafka keys we accept but whose definition is not in our table).
-const ACCEPTED_EXTRA_KEYS: &[&str] = &["broker.id"];
+const ACCEPTED_EXTRA_KEYS: &[&str] = &[
+    "broker.id",
+    // StandardAuthorizer's own settings (not KafkaConfig keys, so not in the definitions).
+    SUPER_USERS,
+    ALLOW_EVERYONE_IF_NO_ACL_FOUND,
+];
+
+/// `authorizer.class.name`'s one supported value: Kafka's KRaft authorizer, whose ACLs
+/// the controller stores.
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+/// `super.users`: principals every check allows, `;`-separated (`User:admin;User:broker`).
+pub const SUPER_USERS: &str = "super.users";
+/// `allow.everyone.if.no.acl.found`: what a resource without any ACL allows (default
+/// false: nothing, deny by default).
+pub const ALLOW_EVERYONE_IF_NO_ACL_FOUND: &str = "allow.everyone.if.no.acl.found";
+
+/// The authorizer's settings, when `authorizer.class.name` turns it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerConfig {
+    pub super_users: Vec<String>,
+    pub allow_everyone_if_no_acl_found: bool,
+}
+
+impl AuthorizerConfig {
+    fn parse(get: impl Fn(&str) -> Option<String>) -> Result<Option<AuthorizerConfig>, String> {
+        let class = get("authorizer.class.name").unwrap_or_default();
+        match class.trim() {
+            "" => return Ok(None),
+            STANDARD_AUTHORIZER => {}
+            other => {
+                return Err(format!(
+                    "Invalid value {other} for configuration authorizer.class.name: Ottla provides {STANDARD_AUTHORIZER} only"
+                ))
+            }
+        }
+        let super_users = get(SUPER_USERS)
+            .unwrap_or_default()
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once(':') {
+                Some((kind, name)) if !kind.is_empty() && !name.is_empty() => Ok(p.to_string()),
+                _ => Err(format!(
+                    "Invalid value {p} for configuration {SUPER_USERS}: a principal is <type>:<name>, e.g. User:admin"
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allow = get(ALLOW_EVERYONE_IF_NO_ACL_FOUND).unwrap_or_default();
+        let allow_everyone_if_no_acl_found = match allow.trim().to_ascii_lowercase().as_str() {
+            "" | "false" => false,
+            "true" => true,
+            other => {
+                return Err(format!(
+                    "Invalid value {other} for configuration {ALLOW_EVERYONE_IF_NO_ACL_FOUND}: Expected value to be either true or false"
+                ))
+            }
+        };
+        Ok(Some(AuthorizerConfig {
+            super_users,
+            allow_everyone_if_no_acl_found,
+        }))
+    }
+}
 
 /// Per-listener security settings: `listener.name.<name in lower case>.<key>`.
 const LISTENER_PREFIX: &str = "listener.name.";
@@ -653,6 +717,7 @@ impl BrokerConfig {
                 explicit.get(METRICS_LISTENER).map_or("", String::as_str),
             )?,
             log_format: LogFormat::parse(explicit.get(LOG_FORMAT).map_or("", String::as_str))?,
+            authorizer: AuthorizerConfig::parse(|k| explicit.get(k).cloned())?,
             failed_authentication_delay_ms: parse_num("connection.failed.authentication.delay.ms")?
                 .max(0) as u64,
             segment_file_idle_ms: explicit

@@ -11,12 +11,31 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond_later, txn_error_code, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// First version that knows PRODUCER_FENCED (KIP-588).
 const PRODUCER_FENCED_SINCE: i16 = 2;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: AddOffsetsToTxnRequest = decode(request)?;
+    // KafkaApis: WRITE on the transactional id, READ on the group.
+    let refused = if !caller.allowed_on_transactional_id(op::WRITE, req.transactional_id.as_str()) {
+        Some(kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !caller.allowed_on_group(op::READ, req.group_id.as_str()) {
+        Some(kafka_protocol::ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(error) = refused {
+        return super::respond(
+            request,
+            &AddOffsetsToTxnResponse::default().with_error_code(error.code()),
+        );
+    }
     let knows_fenced = request.version() >= PRODUCER_FENCED_SINCE;
     // Kafka's `partitionFor(groupId)`: the topic's partition count once it exists, the
     // configured count before.

@@ -19,12 +19,17 @@ use ottla_txn::TRANSACTION_VERSION_2;
 
 use super::{decode, respond_later, txn_error_code, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// First version that knows PRODUCER_FENCED (KIP-588); older ones get
 /// INVALID_PRODUCER_EPOCH instead.
 const PRODUCER_FENCED_SINCE: i16 = 2;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: AddPartitionsToTxnRequest = decode(request)?;
     let version = request.version();
     let image = broker.controller.image();
@@ -39,6 +44,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             req.v3_and_below_topics,
             version >= PRODUCER_FENCED_SINCE,
             false,
+            caller,
         );
         return respond_later(request, async move {
             AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(answer.await)
@@ -59,6 +65,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 t.topics,
                 true,
                 true,
+                caller,
             );
             (id, answer)
         })
@@ -90,6 +97,7 @@ fn add_one(
     topics: Vec<AddPartitionsToTxnTopic>,
     knows_fenced: bool,
     knows_batches: bool,
+    caller: &Caller,
 ) -> impl std::future::Future<Output = Vec<AddPartitionsToTxnTopicResult>> + Send + 'static {
     let mut partitions: Vec<(String, i32)> = Vec::new();
     let mut unknown = false;
@@ -109,6 +117,18 @@ fn add_one(
         }
         shape.push((t.name, ps));
     }
+    // KafkaApis: WRITE on the transactional id, then on each topic (v4+ batches come
+    // from brokers, which need CLUSTER_ACTION).
+    let txn_denied = if knows_batches {
+        !caller.allowed_on_cluster(op::CLUSTER_ACTION)
+    } else {
+        !caller.allowed_on_transactional_id(op::WRITE, &transactional_id)
+    };
+    let denied_topics: std::collections::HashSet<String> = shape
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .filter(|name| !knows_batches && !caller.allowed_on_topic(op::WRITE, name))
+        .collect();
     let fill = move |codes: &dyn Fn(&str, i32, bool) -> i16| -> Vec<AddPartitionsToTxnTopicResult> {
         shape
             .iter()
@@ -128,11 +148,14 @@ fn add_one(
             .collect()
     };
     enum Pending<A, V> {
+        Denied,
         Unknown,
         Add(A),
         Verify(V),
     }
-    let pending = if unknown {
+    let pending = if txn_denied || !denied_topics.is_empty() {
+        Pending::Denied
+    } else if unknown {
         Pending::Unknown
     } else if verify_only {
         Pending::Verify(broker.txns.verify_partitions(
@@ -158,6 +181,17 @@ fn add_one(
     };
     async move {
         match pending {
+            Pending::Denied => fill(&|t, _, _| {
+                if txn_denied && knows_batches {
+                    ResponseError::ClusterAuthorizationFailed.code()
+                } else if txn_denied {
+                    ResponseError::TransactionalIdAuthorizationFailed.code()
+                } else if denied_topics.contains(t) {
+                    ResponseError::TopicAuthorizationFailed.code()
+                } else {
+                    ResponseError::OperationNotAttempted.code()
+                }
+            }),
             Pending::Unknown => fill(&|_, _, known| {
                 if known {
                     ResponseError::OperationNotAttempted.code()

@@ -16,13 +16,20 @@ use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::config::definitions::TOPIC_CONFIGS;
 use crate::config::validate_topic_config;
+use crate::security::authorizer::{op, Caller};
 
 /// Longest topic config value accepted. Kafka has no such limit; real values are a few
 /// bytes, and every value is stored in the metadata log and replayed at each start.
 pub const MAX_TOPIC_CONFIG_VALUE_BYTES: usize = 16 * 1024;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: CreateTopicsRequest = decode(request)?;
+    // KafkaApis: CREATE on the cluster, else on each topic.
+    let on_cluster = caller.allowed_on_cluster(op::CREATE);
     let version = request.version();
     let mut name_counts: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
@@ -38,6 +45,12 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                 return Err(error(
                     ResponseError::InvalidRequest.code(),
                     format!("Found multiple entries for topic {name}."),
+                ));
+            }
+            if !on_cluster && !caller.allowed_on_topic(op::CREATE, &name) {
+                return Err(error(
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    "Authorization failed.".to_string(),
                 ));
             }
             if ottla_controller::is_internal_topic(&name) {

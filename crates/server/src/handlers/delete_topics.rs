@@ -10,8 +10,13 @@ use uuid::Uuid;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: DeleteTopicsRequest = decode(request)?;
     let version = request.version();
     // Normalise both request shapes to (name, id).
@@ -40,7 +45,20 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             result = result.with_topic_id(id);
         }
         result = result.with_name(name.clone());
+        // KafkaApis: DELETE on the topic (by name; a topic id resolves first). A topic
+        // the caller may not delete is refused whether it exists or not.
+        let target = found
+            .as_ref()
+            .map(|t| t.name.clone())
+            .or_else(|| name.as_ref().map(|n| n.to_string()));
+        let denied = target
+            .as_deref()
+            .is_some_and(|t| !caller.allowed_on_topic(op::DELETE, t));
         let outcome = match found {
+            _ if denied => Err((
+                ResponseError::TopicAuthorizationFailed.code(),
+                "Authorization failed.".to_string(),
+            )),
             _ if !broker.config.delete_topic_enable => Err((
                 ResponseError::TopicDeletionDisabled.code(),
                 "Topic deletion is disabled.".to_string(),

@@ -14,6 +14,7 @@ use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::config::definitions::{ConfigDef, BROKER_CONFIGS, TOPIC_CONFIGS};
 use crate::config::{is_dynamic_broker_config, ConfigSource};
+use crate::security::authorizer::{op, Caller};
 
 /// Kafka's `ConfigResource.Type` ids.
 const RESOURCE_TOPIC: i8 = 2;
@@ -67,7 +68,11 @@ fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) ->
         .is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == name))
 }
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: DescribeConfigsRequest = decode(request)?;
     let options = Options {
         version: request.version(),
@@ -101,6 +106,25 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     .with_error_message(Some(str_bytes(format!(
                         "Duplicate resource {name} in the request"
                     )))),
+            );
+            continue;
+        }
+        // KafkaApis: DESCRIBE_CONFIGS on the topic, or on the cluster for brokers.
+        let (authorized, refusal) = match resource.resource_type {
+            RESOURCE_TOPIC => (
+                caller.allowed_on_topic(op::DESCRIBE_CONFIGS, &name),
+                ResponseError::TopicAuthorizationFailed,
+            ),
+            _ => (
+                caller.allowed_on_cluster(op::DESCRIBE_CONFIGS),
+                ResponseError::ClusterAuthorizationFailed,
+            ),
+        };
+        if !authorized {
+            results.push(
+                result
+                    .with_error_code(refusal.code())
+                    .with_error_message(Some(str_bytes("Authorization failed."))),
             );
             continue;
         }

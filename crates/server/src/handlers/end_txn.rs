@@ -16,14 +16,27 @@ use ottla_txn::{EndTxn, EndTxnAnswer, TRANSACTION_VERSION_2};
 
 use super::{decode, respond_later, txn_error_code, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// First version that knows PRODUCER_FENCED (KIP-588).
 const PRODUCER_FENCED_SINCE: i16 = 2;
 /// First version of transactions v2 (KIP-890 part 2).
 const TRANSACTIONS_V2_SINCE: i16 = 5;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: EndTxnRequest = decode(request)?;
+    if !caller.allowed_on_transactional_id(op::WRITE, req.transactional_id.as_str()) {
+        return super::respond(
+            request,
+            &EndTxnResponse::default().with_error_code(
+                kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code(),
+            ),
+        );
+    }
     let knows_fenced = request.version() >= PRODUCER_FENCED_SINCE;
     let mut end = EndTxn {
         transactional_id: req.transactional_id.to_string(),

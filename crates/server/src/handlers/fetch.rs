@@ -30,6 +30,7 @@ use uuid::Uuid;
 use super::{check_leader_epoch, decode, respond, Frame, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::leader_hints::{self, LeaderHints};
+use crate::security::authorizer::{op, Caller};
 
 /// Longest wait honoured, whatever the client asks: bounds how long a delayed fetch
 /// holds its request in memory (Kafka relies on the client's request timeout).
@@ -65,7 +66,11 @@ struct Plan {
     client_rack: Option<String>,
 }
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: FetchRequest = decode(request)?;
     let version = request.version();
     let replica_id = if version >= 15 {
@@ -87,8 +92,16 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         } else {
             image.topic(topic.topic.as_str())
         };
+        // KafkaApis: a follower needs CLUSTER_ACTION, a consumer READ on the topic.
+        let authorized = if replica_id >= 0 {
+            caller.allowed_on_cluster(op::CLUSTER_ACTION)
+        } else {
+            let name = info.map_or(topic.topic.as_str(), |t| t.name.as_str());
+            info.is_none() && version >= 13 || caller.allowed_on_topic(op::READ, name)
+        };
         for p in &topic.partitions {
             let partition = match info {
+                _ if !authorized => Err(ResponseError::TopicAuthorizationFailed.code()),
                 None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
                 Some(t) => {

@@ -13,6 +13,7 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// `key_type` values.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -26,7 +27,24 @@ fn lookup(
     key_type: i8,
     key: &str,
     here: &AdvertisedEndpoint,
+    caller: &Caller,
 ) -> Result<(i32, String, i32), (i16, String)> {
+    // KafkaApis: DESCRIBE on the group or transactional id, before anything is created.
+    match key_type {
+        KEY_TYPE_GROUP if !caller.allowed_on_group(op::DESCRIBE, key) => {
+            return Err((
+                ResponseError::GroupAuthorizationFailed.code(),
+                "Not authorized to access group".to_string(),
+            ))
+        }
+        KEY_TYPE_TRANSACTION if !caller.allowed_on_transactional_id(op::DESCRIBE, key) => {
+            return Err((
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                "Transactional Id authorization failed.".to_string(),
+            ))
+        }
+        _ => {}
+    }
     let unavailable = || {
         (
             ResponseError::CoordinatorNotAvailable.code(),
@@ -63,6 +81,7 @@ pub fn handle(
     broker: &Arc<Broker>,
     request: &Request,
     here: &AdvertisedEndpoint,
+    caller: &Caller,
 ) -> Result<Reply, HandlerError> {
     let req: FindCoordinatorRequest = decode(request)?;
     let version = request.version();
@@ -72,7 +91,7 @@ pub fn handle(
             .iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match lookup(broker, req.key_type, key.as_str(), here) {
+                match lookup(broker, req.key_type, key.as_str(), here, caller) {
                     Ok((node_id, host, port)) => c
                         .with_node_id(BrokerId(node_id))
                         .with_host(str_bytes(host))
@@ -95,7 +114,7 @@ pub fn handle(
     } else {
         KEY_TYPE_GROUP
     };
-    let response = match lookup(broker, key_type, req.key.as_str(), here) {
+    let response = match lookup(broker, key_type, req.key.as_str(), here, caller) {
         Ok((node_id, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node_id))
             .with_host(str_bytes(host))

@@ -20,15 +20,36 @@ use ottla_txn::InitProducerId;
 
 use super::{decode, respond, respond_later, txn_error_code, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// First version that knows PRODUCER_FENCED (KIP-588).
 const PRODUCER_FENCED_SINCE: i16 = 4;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: InitProducerIdRequest = decode(request)?;
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    // KafkaApis: WRITE on the transactional id; an idempotent producer needs
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679).
+    let refused = match req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        Some(id) if !caller.allowed_on_transactional_id(op::WRITE, id) => {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        }
+        None if !caller.allowed_on_cluster(op::IDEMPOTENT_WRITE)
+            && !caller.may_write_some_topic() =>
+        {
+            Some(ResponseError::ClusterAuthorizationFailed)
+        }
+        _ => None,
+    };
+    if let Some(error) = refused {
+        return respond(request, &response.with_error_code(error.code()));
+    }
     let fresh = match broker.next_producer_id() {
         Ok(id) => id,
         Err(e) => {

@@ -12,13 +12,22 @@ use ottla_coordinator::group::PARKED_REPLY_GRACE;
 
 use super::{decode, encode, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 pub fn handle(
     broker: &Arc<Broker>,
     request: &Request,
     client_host: String,
+    caller: &Caller,
 ) -> Result<Reply, HandlerError> {
     let req: JoinGroupRequest = decode(request)?;
+    if !caller.allowed_on_group(op::READ, req.group_id.as_str()) {
+        return super::respond(
+            request,
+            &JoinGroupResponse::default()
+                .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
     let version = request.version();
     let join = JoinRequest {
         group_id: req.group_id.to_string(),

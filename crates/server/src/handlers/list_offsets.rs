@@ -15,6 +15,7 @@ use ottla_replica::FetchIsolation;
 
 use super::{check_leader_epoch, decode, respond, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// Lowest request version that may ask for each special timestamp (Kafka's rule).
 fn min_version_for(timestamp: i64) -> i16 {
@@ -26,7 +27,11 @@ fn min_version_for(timestamp: i64) -> i16 {
     }
 }
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: ListOffsetsRequest = decode(request)?;
     let version = request.version();
     let image = broker.controller.image();
@@ -43,6 +48,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let info = image.topic(topic.name.as_str());
+        let authorized = caller.allowed_on_topic(op::DESCRIBE, topic.name.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let mut r =
@@ -50,6 +56,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             let partition =
                 info.and_then(|t| broker.replicas.leader(&t.topic_id, p.partition_index));
             let outcome = match partition {
+                _ if !authorized => Err(ResponseError::TopicAuthorizationFailed.code()),
                 None => Err(super::not_hosted_error(
                     info.map(|t| &**t),
                     p.partition_index,

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// Topics one Metadata request may auto-create; each costs an fsynced metadata record and
 /// directories, so a single request naming a million new topics is answered in rounds
@@ -51,8 +52,20 @@ pub fn handle(
     broker: &Arc<Broker>,
     request: &Request,
     here: &AdvertisedEndpoint,
+    caller: &Caller,
 ) -> Result<Reply, HandlerError> {
     let req: MetadataRequest = decode(request)?;
+    // KafkaApis: topics the caller may not DESCRIBE are left out of "all topics" and
+    // answered TOPIC_AUTHORIZATION_FAILED when named, existing or not.
+    let describable = |name: &str| caller.allowed_on_topic(op::DESCRIBE, name);
+    let denied = |name: Option<String>| {
+        error_topic(
+            request.version(),
+            name,
+            Uuid::nil(),
+            ResponseError::TopicAuthorizationFailed.code(),
+        )
+    };
     let version = request.version();
     let image = broker.controller.image();
     // v0: an empty list means all topics; v1+: null means all, empty means none.
@@ -64,7 +77,7 @@ pub fn handle(
     let mut created = 0usize;
     let mut topics = Vec::new();
     if all_topics {
-        for topic in image.topics() {
+        for topic in image.topics().filter(|t| describable(&t.name)) {
             topics.push(topic_metadata(version, &image, topic));
         }
     } else {
@@ -87,6 +100,7 @@ pub fn handle(
             // Lookup by id exists from v12 (Kafka ignores ids in older requests).
             if version >= 12 && !wanted.topic_id.is_nil() {
                 match image.topic_by_id(&wanted.topic_id) {
+                    Some(topic) if !describable(&topic.name) => topics.push(denied(None)),
                     Some(topic) => topics.push(topic_metadata(version, &image, topic)),
                     None => topics.push(error_topic(
                         version,
@@ -95,6 +109,10 @@ pub fn handle(
                         ResponseError::UnknownTopicId.code(),
                     )),
                 }
+                continue;
+            }
+            if let Some(name) = wanted.name.as_ref().filter(|n| !describable(n.as_str())) {
+                topics.push(denied(Some(name.to_string())));
                 continue;
             }
             if let Some(topic) = wanted
@@ -114,7 +132,11 @@ pub fn handle(
                 ));
                 continue;
             };
-            if allow_auto_create && broker.config.auto_create_topics_enable {
+            let may_create =
+                caller.allowed_on_cluster(op::CREATE) || caller.allowed_on_topic(op::CREATE, &name);
+            if allow_auto_create && broker.config.auto_create_topics_enable && !may_create {
+                topics.push(denied(Some(name)));
+            } else if allow_auto_create && broker.config.auto_create_topics_enable {
                 if created >= MAX_AUTO_CREATED_TOPICS_PER_REQUEST {
                     // Retriable: the client asks again and the rest are created then.
                     topics.push(error_topic(

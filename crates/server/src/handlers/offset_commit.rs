@@ -18,9 +18,39 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond_later, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: OffsetCommitRequest = decode(request)?;
+    // KafkaApis: READ on the group, then READ on each topic.
+    let group_denied = !caller.allowed_on_group(op::READ, req.group_id.as_str());
+    let denied: HashMap<usize, i16> = req
+        .topics
+        .iter()
+        .enumerate()
+        .filter_map(|(ti, t)| {
+            if group_denied {
+                Some((
+                    ti,
+                    kafka_protocol::ResponseError::GroupAuthorizationFailed.code(),
+                ))
+            } else if !caller.allowed_on_topic(op::READ, t.name.as_str()) {
+                Some((
+                    ti,
+                    kafka_protocol::ResponseError::TopicAuthorizationFailed.code(),
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if group_denied {
+        return super::respond(request, &to_wire(req.topics, &[], Vec::new(), &denied));
+    }
     let version = request.version();
     let image = broker.controller.image();
     // (topic index in the request, partition) → index into `offsets`.
@@ -28,6 +58,9 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     let mut offsets: Vec<PartitionOffsetCommit> = Vec::new();
     let mut topic_of_offset: Vec<usize> = Vec::new();
     for (ti, topic) in req.topics.iter().enumerate() {
+        if denied.contains_key(&ti) {
+            continue;
+        }
         let Some(info) = image.topic(topic.name.as_str()) else {
             continue;
         };
@@ -68,7 +101,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         });
     respond_later(request, async move {
         let results = committed.await;
-        to_wire(req.topics, &topic_of_offset, results)
+        to_wire(req.topics, &topic_of_offset, results, &denied)
     })
 }
 
@@ -76,6 +109,7 @@ fn to_wire(
     topics: Vec<OffsetCommitRequestTopic>,
     topic_of_offset: &[usize],
     results: Vec<ottla_group::types::PartitionResult>,
+    denied: &HashMap<usize, i16>,
 ) -> OffsetCommitResponse {
     // The coordinator answers in the order it was asked.
     let mut errors: HashMap<(usize, i32), i16> = HashMap::new();
@@ -92,8 +126,9 @@ fn to_wire(
                 .iter()
                 .filter(|p| answered.insert(p.partition_index))
                 .map(|p| {
-                    let code = errors
-                        .get(&(ti, p.partition_index))
+                    let code = denied
+                        .get(&ti)
+                        .or_else(|| errors.get(&(ti, p.partition_index)))
                         .copied()
                         .unwrap_or(error::UNKNOWN_TOPIC_OR_PARTITION);
                     OffsetCommitResponsePartition::default()

@@ -22,6 +22,7 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond_later, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// One partition's answer.
 struct Fetched {
@@ -68,7 +69,16 @@ fn fetch_group(
     group_id: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
     require_stable: bool,
+    caller: &Caller,
 ) -> Pin<Box<dyn Future<Output = Result<GroupAnswer, i16>> + Send>> {
+    // KafkaApis: DESCRIBE on the group, then DESCRIBE on each topic (topics the caller
+    // may not describe are left out of "every topic", and refused when named).
+    if !caller.allowed_on_group(op::DESCRIBE, group_id) {
+        return Box::pin(std::future::ready(Err(
+            kafka_protocol::ResponseError::GroupAuthorizationFailed.code(),
+        )));
+    }
+    let caller = caller.clone();
     let Some(topics) = topics else {
         let fetched = broker
             .groups
@@ -77,6 +87,9 @@ fn fetch_group(
             // The coordinator lists a group's offsets sorted by topic.
             let mut out: GroupAnswer = Vec::new();
             for o in fetched.await? {
+                if !caller.allowed_on_topic(op::DESCRIBE, &o.topic) {
+                    continue;
+                }
                 match out.last_mut() {
                     Some((name, list)) if name.as_str() == o.topic => list.push(o.into()),
                     _ => out.push((TopicName(str_bytes(o.topic.clone())), vec![o.into()])),
@@ -89,8 +102,16 @@ fn fetch_group(
     let mut seen_topics = HashSet::new();
     let mut asked: Vec<(TopicName, Vec<i32>)> = Vec::new();
     let mut query: Vec<(String, Vec<i32>)> = Vec::new();
+    let mut denied: HashSet<String> = HashSet::new();
     for (name, partitions) in topics {
         if !seen_topics.insert(name.to_string()) {
+            continue;
+        }
+        if !caller.allowed_on_topic(op::DESCRIBE, name.as_str()) {
+            denied.insert(name.to_string());
+            let mut seen = HashSet::new();
+            let partitions = partitions.into_iter().filter(|p| seen.insert(*p)).collect();
+            asked.push((name, partitions));
             continue;
         }
         let mut seen = HashSet::new();
@@ -123,6 +144,13 @@ fn fetch_group(
                 let answers = partitions
                     .into_iter()
                     .map(|p| {
+                        if denied.contains(name.as_str()) {
+                            return Fetched {
+                                error: kafka_protocol::ResponseError::TopicAuthorizationFailed
+                                    .code(),
+                                ..Fetched::none(p)
+                            };
+                        }
                         committed
                             .remove(&(name.to_string(), p))
                             .unwrap_or_else(|| Fetched::none(p))
@@ -134,7 +162,11 @@ fn fetch_group(
     })
 }
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: OffsetFetchRequest = decode(request)?;
     let version = request.version();
     let image = broker.controller.image();
@@ -156,6 +188,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     g.group_id.as_str(),
                     topics,
                     req.require_stable,
+                    caller,
                 );
                 (g.group_id, answer)
             })
@@ -183,6 +216,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         req.group_id.as_str(),
         topics,
         req.require_stable,
+        caller,
     );
     respond_later(request, async move {
         match answer.await {

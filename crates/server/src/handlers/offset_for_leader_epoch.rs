@@ -15,15 +15,28 @@ use ottla_protocol::frame::Request;
 
 use super::{check_leader_epoch, decode, respond, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: OffsetForLeaderEpochRequest = decode(request)?;
+    // KafkaApis: a follower (replica id >= 0, v3+) needs CLUSTER_ACTION, a consumer
+    // DESCRIBE on each topic.
+    let from_follower = request.version() >= 3 && req.replica_id.0 >= 0;
     let image = broker.controller.image();
     let topics = req
         .topics
         .into_iter()
         .map(|topic| {
             let info = image.topic(topic.topic.as_str());
+            let authorized = if from_follower {
+                caller.allowed_on_cluster(op::CLUSTER_ACTION)
+            } else {
+                caller.allowed_on_topic(op::DESCRIBE, topic.topic.as_str())
+            };
             let partitions = topic
                 .partitions
                 .iter()
@@ -32,6 +45,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     let hosted =
                         info.and_then(|t| broker.replicas.leader(&t.topic_id, p.partition));
                     let found = match (info, hosted) {
+                        _ if !authorized => Err(ResponseError::TopicAuthorizationFailed.code()),
                         (None, _) => Err(ResponseError::UnknownTopicOrPartition.code()),
                         (Some(t), None)
                             if p.partition >= 0 && (p.partition as usize) < t.partitions.len() =>

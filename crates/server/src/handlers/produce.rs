@@ -39,6 +39,7 @@ use ottla_replica::{Appended, Partition, PolicyFlush};
 use super::{decode, encode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::leader_hints::{self, LeaderHints};
+use crate::security::authorizer::{op, Caller};
 use crate::txn_verification::{self, VerifyRequest};
 
 /// The first Produce version sent by transactions-v2 producers (KIP-890 part 2).
@@ -62,18 +63,49 @@ fn partition_error(
     r
 }
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+/// The partitions this caller may not write, with Kafka's error (KafkaApis'
+/// `handleProduceRequest`: WRITE on the transactional id, then on each topic).
+fn unauthorized(req: &ProduceRequest, caller: &Caller) -> HashMap<(String, i32), i16> {
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .filter(|t| !t.is_empty())
+        .is_some_and(|t| !caller.allowed_on_transactional_id(op::WRITE, t));
+    let mut denied = HashMap::new();
+    for topic in &req.topic_data {
+        let code = if txn_denied {
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        } else if !caller.allowed_on_topic(op::WRITE, topic.name.as_str()) {
+            ResponseError::TopicAuthorizationFailed.code()
+        } else {
+            continue;
+        };
+        for p in &topic.partition_data {
+            denied.insert((topic.name.to_string(), p.index), code);
+        }
+    }
+    denied
+}
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: ProduceRequest = decode(request)?;
+    let denied = unauthorized(&req, caller);
     // v12+ comes from transactions-v2 producers, which leave adding the partition to
     // their transaction to the leader: that happens whatever the verification setting.
     let add = request.version() >= FIRST_TRANSACTIONS_V2_VERSION;
-    let to_verify = if add || broker.config.transaction_partition_verification {
-        transaction_to_verify(broker, &req, add)
-    } else {
-        None
-    };
+    let to_verify =
+        if denied.is_empty() && (add || broker.config.transaction_partition_verification) {
+            transaction_to_verify(broker, &req, add)
+        } else {
+            None
+        };
     let Some(to_verify) = to_verify else {
-        return handle_decoded(broker, request, req, &HashMap::new());
+        // Unauthorized partitions are answered with their error, never appended.
+        return handle_decoded(broker, request, req, &denied);
     };
     // The first batch of a transaction in a partition: ask the coordinator first. The
     // connection awaits this, so the appends still happen in request order.
@@ -167,7 +199,13 @@ fn handle_decoded(
             let index = data.index;
             if let Some(&code) = refused.get(&(name.clone(), index)) {
                 any_error = true;
-                let message = "the partition is not part of the producer's transaction";
+                let message = if code == ResponseError::TopicAuthorizationFailed.code()
+                    || code == ResponseError::TransactionalIdAuthorizationFailed.code()
+                {
+                    "Not authorized to write"
+                } else {
+                    "the partition is not part of the producer's transaction"
+                };
                 partitions.push(partition_error(index, code, Some(message.into()), version));
                 continue;
             }

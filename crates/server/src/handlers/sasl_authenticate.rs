@@ -25,7 +25,7 @@ pub fn handle(session: &mut Session, request: &Request) -> Result<(Reply, bool),
     let (response, close) = match sasl.authenticate(&body.auth_bytes) {
         TokenOutcome::Complete { principal, reply } => {
             tracing::debug!("{} authenticated as {principal}", session.peer);
-            session.principal = principal;
+            session.set_principal(principal);
             (
                 SaslAuthenticateResponse::default().with_auth_bytes(reply.into()),
                 false,

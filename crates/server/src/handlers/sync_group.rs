@@ -9,9 +9,21 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, encode, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: SyncGroupRequest = decode(request)?;
+    if !caller.allowed_on_group(op::READ, req.group_id.as_str()) {
+        return super::respond(
+            request,
+            &SyncGroupResponse::default()
+                .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
     let version = request.version();
     let sync = SyncRequest {
         group_id: req.group_id.to_string(),

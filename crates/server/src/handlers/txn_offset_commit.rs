@@ -24,6 +24,7 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond_later, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 use crate::txn_verification::{self, VerifyRequest};
 
 /// First version that carries the group's generation and member (KIP-447).
@@ -31,8 +32,61 @@ const GROUP_METADATA_SINCE: i16 = 3;
 /// First version of transactions v2 (KIP-890 part 2).
 const TRANSACTIONS_V2_SINCE: i16 = 5;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: TxnOffsetCommitRequest = decode(request)?;
+    // KafkaApis: WRITE on the transactional id, READ on the group, READ on each topic.
+    let refused_all =
+        if !caller.allowed_on_transactional_id(op::WRITE, req.transactional_id.as_str()) {
+            Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+        } else if !caller.allowed_on_group(op::READ, req.group_id.as_str()) {
+            Some(ResponseError::GroupAuthorizationFailed.code())
+        } else {
+            None
+        };
+    let refused: HashMap<String, i16> = req
+        .topics
+        .iter()
+        .filter_map(|t| match refused_all {
+            Some(code) => Some((t.name.to_string(), code)),
+            None if !caller.allowed_on_topic(op::READ, t.name.as_str()) => Some((
+                t.name.to_string(),
+                ResponseError::TopicAuthorizationFailed.code(),
+            )),
+            None => None,
+        })
+        .collect();
+    if !refused.is_empty() {
+        let topics = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                let code = refused
+                    .get(t.name.as_str())
+                    .copied()
+                    .unwrap_or(ResponseError::OperationNotAttempted.code());
+                TxnOffsetCommitResponseTopic::default()
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+                    .with_name(t.name)
+            })
+            .collect();
+        return super::respond(
+            request,
+            &TxnOffsetCommitResponse::default().with_topics(topics),
+        );
+    }
     let version = request.version();
     let image = broker.controller.image();
     let mut offsets: Vec<PartitionOffsetCommit> = Vec::new();

@@ -3,6 +3,7 @@
 //! ([`sasl`]), resolved once at start-up into a [`ListenerSecurity`] per listener, and
 //! the [`Session`] each connection carries: who the client is, once it has said so.
 
+pub mod authorizer;
 pub mod principal;
 pub mod sasl;
 pub mod scram;
@@ -76,6 +77,8 @@ pub struct ListenerSecurity {
     /// `ssl.principal.mapping.rules`, on SSL listeners (SASL_SSL's principal is the
     /// SASL user).
     pub principal_mapper: Option<principal::PrincipalMapper>,
+    /// The broker's authorizer, when `authorizer.class.name` configures one.
+    pub authorizer: Option<Arc<authorizer::Authorizer>>,
 }
 
 impl ListenerSecurity {
@@ -99,6 +102,7 @@ impl ListenerSecurity {
         listener: &Listener,
         bound_port: u16,
         scram: sasl::ScramLookup,
+        authorizer: Option<Arc<authorizer::Authorizer>>,
     ) -> anyhow::Result<ListenerSecurity> {
         let advertised = config
             .advertised_listeners
@@ -152,6 +156,7 @@ impl ListenerSecurity {
             advertised_port,
             tls,
             sasl,
+            authorizer,
         })
     }
 }
@@ -162,8 +167,10 @@ pub struct Session {
     pub peer: SocketAddr,
     pub listener: Arc<ListenerSecurity>,
     /// `User:ANONYMOUS` until SASL succeeds; on TLS with a client certificate, the
-    /// certificate's subject.
+    /// certificate's subject. Changed through [`Session::set_principal`].
     pub principal: String,
+    /// The principal and host as the authorizer checks them.
+    pub caller: authorizer::Caller,
     /// On a SASL listener: the handshake's progress (requests other than ApiVersions
     /// and the SASL ones are refused until it is done).
     pub sasl: Option<sasl::SaslServer>,
@@ -172,12 +179,21 @@ pub struct Session {
 impl Session {
     pub fn new(peer: SocketAddr, listener: Arc<ListenerSecurity>, principal: String) -> Session {
         let sasl = listener.sasl.clone().map(sasl::SaslServer::new);
+        let caller = authorizer::Caller::new(&principal, peer.ip(), listener.authorizer.clone());
         Session {
             peer,
             listener,
             principal,
+            caller,
             sasl,
         }
+    }
+
+    /// The connection authenticated as `principal`.
+    pub fn set_principal(&mut self, principal: String) {
+        self.caller =
+            authorizer::Caller::new(&principal, self.peer.ip(), self.listener.authorizer.clone());
+        self.principal = principal;
     }
 
     /// Whether requests other than ApiVersions and the SASL ones may be served.
