@@ -74,7 +74,8 @@ import pytest
 from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException,
                              Producer, TopicPartition)
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
-                                   AdminClient, ConfigResource, NewTopic, ResourcePatternType,
+                                   AdminClient, ConfigResource, NewPartitions, NewTopic,
+                                   ResourcePatternType,
                                    ResourceType)
 
 from conftest import NODE_ID, Ottla, make_records, raw_request, run_java, stop_module_broker, wait_for
@@ -743,6 +744,14 @@ def test_describe_configs_needs_describe_configs(acl):
     entries, exc = outcome(a.describe_configs([res], request_timeout=30)[res])
     assert exc is None, f"describe_configs with DESCRIBE_CONFIGS: {exc!r}"
     assert "retention.ms" in entries and "cleanup.policy" in entries, sorted(entries)[:10]
+
+
+def read_watermarks(env: AclBroker, topic: str) -> tuple[int, int]:
+    c = Consumer({**sasl_conf("admin"), "bootstrap.servers": env.sasl, "group.id": f"wm-{run_id()}"})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=15)
+    finally:
+        c.close()
 
 
 def test_describe_delete_and_restart(ottla_factory):

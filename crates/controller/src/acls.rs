@@ -135,13 +135,14 @@ impl AclFilter {
     /// Kafka's `AclBindingFilter.findIndefiniteField`: why a filter cannot be used
     /// (UNKNOWN codes), for DescribeAcls and DeleteAcls to refuse it.
     pub fn invalid_field(&self) -> Option<&'static str> {
-        if self.resource_type <= 0 {
+        // Codes Kafka does not know read as UNKNOWN there (`fromCode`).
+        if !(resource_type::ANY..=resource_type::USER).contains(&self.resource_type) {
             Some("Resource type is UNKNOWN.")
-        } else if self.pattern_type <= 0 {
+        } else if !(pattern_type::ANY..=pattern_type::PREFIXED).contains(&self.pattern_type) {
             Some("Resource pattern type is UNKNOWN.")
-        } else if self.operation <= 0 {
+        } else if !(operation::ANY..=operation::DESCRIBE_TOKENS).contains(&self.operation) {
             Some("Operation is UNKNOWN.")
-        } else if self.permission <= 0 {
+        } else if !(permission::ANY..=permission::ALLOW).contains(&self.permission) {
             Some("Permission type is UNKNOWN.")
         } else {
             None

@@ -55,13 +55,13 @@ pub fn handle(
             .as_deref()
             .is_some_and(|t| !caller.allowed_on_topic(op::DELETE, t));
         let outcome = match found {
-            _ if denied => Err((
-                ResponseError::TopicAuthorizationFailed.code(),
-                "Authorization failed.".to_string(),
-            )),
             _ if !broker.config.delete_topic_enable => Err((
                 ResponseError::TopicDeletionDisabled.code(),
                 "Topic deletion is disabled.".to_string(),
+            )),
+            _ if denied => Err((
+                ResponseError::TopicAuthorizationFailed.code(),
+                "Authorization failed.".to_string(),
             )),
             None if by_id => Err((
                 ResponseError::UnknownTopicId.code(),

@@ -100,7 +100,12 @@ pub fn handle(
             // Lookup by id exists from v12 (Kafka ignores ids in older requests).
             if version >= 12 && !wanted.topic_id.is_nil() {
                 match image.topic_by_id(&wanted.topic_id) {
-                    Some(topic) if !describable(&topic.name) => topics.push(denied(None)),
+                    Some(topic) if !describable(&topic.name) => topics.push(error_topic(
+                        version,
+                        None,
+                        wanted.topic_id,
+                        ResponseError::TopicAuthorizationFailed.code(),
+                    )),
                     Some(topic) => topics.push(topic_metadata(version, &image, topic)),
                     None => topics.push(error_topic(
                         version,

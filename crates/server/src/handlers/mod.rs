@@ -74,7 +74,6 @@ use ottla_protocol::frame::{encode_response, Request};
 use ottla_protocol::spliced::{FramePart, SplicedFrame};
 
 use crate::broker::Broker;
-use crate::security::authorizer::op;
 use crate::security::Session;
 
 /// What the connection sends back for one request.
@@ -133,12 +132,8 @@ pub enum HandlerError {
         version: i16,
         reason: String,
     },
-    #[error("{principal} may not send {api_key:?}: while the authorizer is on, this API needs {operation} on the cluster (its per-resource checks are not implemented yet)")]
-    NotAuthorizedYet {
-        api_key: ApiKey,
-        principal: String,
-        operation: &'static str,
-    },
+    #[error("{principal} may not send {api_key:?}: while the authorizer is on, this API is served to super.users only (its per-resource checks are not implemented yet)")]
+    NotAuthorizedYet { api_key: ApiKey, principal: String },
     #[error("produce with acks=0 failed; closing the connection so the producer notices")]
     AcksZeroError,
     #[error("cannot encode {api_key:?} v{version} response: {reason}")]
@@ -301,32 +296,32 @@ fn on_blocking_pool(
 }
 
 /// With the authorizer on, the APIs whose per-resource checks (Kafka's `KafkaApis`) are
-/// not implemented yet need this operation on the cluster: stricter than Kafka (a
-/// principal allowed one topic's configs may not alter them yet), never looser.
-fn coarse_cluster_check(api_key: ApiKey) -> Option<i8> {
-    match api_key {
+/// not implemented yet are served to `super.users` only: stricter than Kafka, never
+/// looser (no cluster-wide permission stands in for a topic's or a group's).
+fn coarse_cluster_check(api_key: ApiKey) -> bool {
+    matches!(
+        api_key,
         ApiKey::CreatePartitions
-        | ApiKey::DeleteRecords
-        | ApiKey::DeleteGroups
-        | ApiKey::OffsetDelete
-        | ApiKey::AlterConfigs
-        | ApiKey::IncrementalAlterConfigs
-        | ApiKey::AlterPartitionReassignments
-        | ApiKey::ElectLeaders
-        | ApiKey::AlterUserScramCredentials => Some(op::ALTER),
-        ApiKey::DescribeGroups
-        | ApiKey::ListGroups
-        | ApiKey::DescribeTopicPartitions
-        | ApiKey::DescribeLogDirs
-        | ApiKey::DescribeQuorum
-        | ApiKey::ListPartitionReassignments
-        | ApiKey::DescribeUserScramCredentials
-        | ApiKey::DescribeProducers
-        | ApiKey::DescribeTransactions
-        | ApiKey::ListTransactions => Some(op::DESCRIBE),
-        ApiKey::WriteTxnMarkers => Some(op::CLUSTER_ACTION),
-        _ => None,
-    }
+            | ApiKey::DeleteRecords
+            | ApiKey::DeleteGroups
+            | ApiKey::OffsetDelete
+            | ApiKey::AlterConfigs
+            | ApiKey::IncrementalAlterConfigs
+            | ApiKey::AlterPartitionReassignments
+            | ApiKey::ElectLeaders
+            | ApiKey::AlterUserScramCredentials
+            | ApiKey::DescribeGroups
+            | ApiKey::ListGroups
+            | ApiKey::DescribeTopicPartitions
+            | ApiKey::DescribeLogDirs
+            | ApiKey::DescribeQuorum
+            | ApiKey::ListPartitionReassignments
+            | ApiKey::DescribeUserScramCredentials
+            | ApiKey::DescribeProducers
+            | ApiKey::DescribeTransactions
+            | ApiKey::ListTransactions
+            | ApiKey::WriteTxnMarkers
+    )
 }
 
 /// Route one request. ApiVersions answers every version (with the documented v0
@@ -349,18 +344,11 @@ pub fn dispatch(
             version: request.version(),
         });
     }
-    if let Some(operation) = coarse_cluster_check(request.api_key) {
-        if !caller.allowed_on_cluster(operation) {
-            return Err(HandlerError::NotAuthorizedYet {
-                api_key: request.api_key,
-                principal: caller.principal().to_string(),
-                operation: match operation {
-                    op::ALTER => "ALTER",
-                    op::DESCRIBE => "DESCRIBE",
-                    _ => "CLUSTER_ACTION",
-                },
-            });
-        }
+    if coarse_cluster_check(request.api_key) && !caller.is_super_user() {
+        return Err(HandlerError::NotAuthorizedYet {
+            api_key: request.api_key,
+            principal: caller.principal().to_string(),
+        });
     }
     match request.api_key {
         ApiKey::Produce => produce::handle(broker, &request, &caller),

@@ -23,20 +23,15 @@ pub fn handle(
     caller: &Caller,
 ) -> Result<Reply, HandlerError> {
     let req: OffsetForLeaderEpochRequest = decode(request)?;
-    // KafkaApis: a follower (replica id >= 0, v3+) needs CLUSTER_ACTION, a consumer
-    // DESCRIBE on each topic.
-    let from_follower = request.version() >= 3 && req.replica_id.0 >= 0;
+    // KafkaApis: CLUSTER_ACTION (a follower) or DESCRIBE on each topic.
     let image = broker.controller.image();
     let topics = req
         .topics
         .into_iter()
         .map(|topic| {
             let info = image.topic(topic.topic.as_str());
-            let authorized = if from_follower {
-                caller.allowed_on_cluster(op::CLUSTER_ACTION)
-            } else {
-                caller.allowed_on_topic(op::DESCRIBE, topic.topic.as_str())
-            };
+            let authorized = caller.allowed_on_cluster(op::CLUSTER_ACTION)
+                || caller.allowed_on_topic(op::DESCRIBE, topic.topic.as_str());
             let partitions = topic
                 .partitions
                 .iter()

@@ -66,11 +66,20 @@ fn partition_error(
 /// The partitions this caller may not write, with Kafka's error (KafkaApis'
 /// `handleProduceRequest`: WRITE on the transactional id, then on each topic).
 fn unauthorized(req: &ProduceRequest, caller: &Caller) -> HashMap<(String, i32), i16> {
-    let txn_denied = req
-        .transactional_id
-        .as_ref()
-        .filter(|t| !t.is_empty())
-        .is_some_and(|t| !caller.allowed_on_transactional_id(op::WRITE, t));
+    // Transactional batches need WRITE on the transactional id, which they must then
+    // name (Kafka refuses them without one).
+    let transactional = req.topic_data.iter().any(|t| {
+        t.partition_data.iter().any(|p| {
+            p.records
+                .as_ref()
+                .and_then(|r| BatchHeaderView::parse(r).ok())
+                .is_some_and(|h| h.is_transactional())
+        })
+    });
+    let txn_denied = match req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
+        Some(id) => !caller.allowed_on_transactional_id(op::WRITE, id),
+        None => transactional && caller.has_authorizer(),
+    };
     let mut denied = HashMap::new();
     for topic in &req.topic_data {
         let code = if txn_denied {
@@ -97,12 +106,11 @@ pub fn handle(
     // v12+ comes from transactions-v2 producers, which leave adding the partition to
     // their transaction to the leader: that happens whatever the verification setting.
     let add = request.version() >= FIRST_TRANSACTIONS_V2_VERSION;
-    let to_verify =
-        if denied.is_empty() && (add || broker.config.transaction_partition_verification) {
-            transaction_to_verify(broker, &req, add)
-        } else {
-            None
-        };
+    let to_verify = if add || broker.config.transaction_partition_verification {
+        transaction_to_verify(broker, &req, add, &denied)
+    } else {
+        None
+    };
     let Some(to_verify) = to_verify else {
         // Unauthorized partitions are answered with their error, never appended.
         return handle_decoded(broker, request, req, &denied);
@@ -112,7 +120,7 @@ pub fn handle(
     let broker = broker.clone();
     let request = request.clone();
     Ok(Reply::Await(Box::pin(async move {
-        let refused: HashMap<(String, i32), i16> = txn_verification::verify(&broker, to_verify)
+        let mut refused: HashMap<(String, i32), i16> = txn_verification::verify(&broker, to_verify)
             .await
             .into_iter()
             .filter(|(_, code)| *code != 0)
@@ -122,6 +130,7 @@ pub fn handle(
                 "Refused transactional produce to {topic}-{p}: transaction verification answered {code}"
             );
         }
+        refused.extend(denied);
         handle_decoded(&broker, &request, req, &refused)
     })))
 }
@@ -133,6 +142,7 @@ fn transaction_to_verify(
     broker: &Broker,
     req: &ProduceRequest,
     add: bool,
+    denied: &HashMap<(String, i32), i16>,
 ) -> Option<VerifyRequest> {
     let transactional_id = req.transactional_id.as_ref().filter(|t| !t.is_empty())?;
     let image = broker.controller.image();
@@ -143,6 +153,9 @@ fn transaction_to_verify(
             continue;
         };
         for data in &topic_data.partition_data {
+            if denied.contains_key(&(topic_data.name.to_string(), data.index)) {
+                continue;
+            }
             let Some(header) = data
                 .records
                 .as_ref()

@@ -59,7 +59,13 @@ pub fn handle(
             None => None,
         })
         .collect();
-    if !refused.is_empty() {
+    // Nothing to commit when every topic is refused: no coordinator call at all.
+    let nothing_allowed = !req.topics.is_empty()
+        && req
+            .topics
+            .iter()
+            .all(|t| refused.contains_key(t.name.as_str()));
+    if refused_all.is_some() || nothing_allowed {
         let topics = req
             .topics
             .into_iter()
@@ -92,6 +98,11 @@ pub fn handle(
     let mut offsets: Vec<PartitionOffsetCommit> = Vec::new();
     let mut seen: HashMap<(String, i32), usize> = HashMap::new();
     for topic in &req.topics {
+        // A topic the caller may not read is answered TOPIC_AUTHORIZATION_FAILED; the
+        // others are committed.
+        if refused.contains_key(topic.name.as_str()) {
+            continue;
+        }
         let Some(info) = image.topic(topic.name.as_str()) else {
             continue;
         };
@@ -164,8 +175,9 @@ pub fn handle(
                     .partitions
                     .iter()
                     .map(|p| {
-                        let code = results
-                            .get(&(t.name.to_string(), p.partition_index))
+                        let code = refused
+                            .get(t.name.as_str())
+                            .or_else(|| results.get(&(t.name.to_string(), p.partition_index)))
                             .copied()
                             .unwrap_or(ResponseError::UnknownTopicOrPartition.code());
                         TxnOffsetCommitResponsePartition::default()

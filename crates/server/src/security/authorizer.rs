@@ -30,6 +30,9 @@ use crate::config::AuthorizerConfig;
 /// Decisions one connection remembers; past this many the cache starts over (a client
 /// touching more resources than this pays a lookup per new one).
 const MAX_CACHED_DECISIONS_PER_CONNECTION: usize = 4_096;
+/// Longer resource names (group ids and transactional ids are unbounded) are decided
+/// every time rather than kept: the cache stays under 4,096 × 256 bytes a connection.
+const MAX_CACHED_NAME_BYTES: usize = 256;
 
 /// The image's ACLs.
 type AclsById = BTreeMap<Uuid, AclBinding>;
@@ -213,6 +216,21 @@ fn operation_name(o: i8) -> &'static str {
     }
 }
 
+/// The client's address as Kafka compares it with an ACL's host (Java's
+/// `InetAddress.getHostAddress`): IPv4-mapped IPv6 as plain IPv4, IPv6 in full
+/// uncompressed groups (`0:0:0:0:0:0:0:1`).
+fn kafka_host_address(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => v6
+            .segments()
+            .iter()
+            .map(|s| format!("{s:x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    }
+}
+
 /// Who sent a request, as the authorizer sees it: cheap to clone into work that runs
 /// elsewhere (the blocking pool). With no authorizer configured every check passes.
 #[derive(Clone)]
@@ -233,7 +251,7 @@ impl Caller {
         Caller {
             inner: Arc::new(CallerInner {
                 principal: principal.to_string(),
-                host: host.to_string(),
+                host: kafka_host_address(host),
                 authorizer,
                 cache: Mutex::new((0, HashMap::new())),
             }),
@@ -242,6 +260,16 @@ impl Caller {
 
     pub fn principal(&self) -> &str {
         &self.inner.principal
+    }
+
+    /// A `super.users` principal, or no authorizer at all: everything is allowed.
+    pub fn is_super_user(&self) -> bool {
+        self.inner.authorizer.as_ref().is_none_or(|a| {
+            a.config
+                .super_users
+                .iter()
+                .any(|s| *s == self.inner.principal)
+        })
     }
 
     /// Whether an authorizer is configured (CreateAcls and friends answer
@@ -287,7 +315,7 @@ impl Caller {
             );
         }
         let mut cache = self.inner.cache.lock();
-        if cache.0 == generation {
+        if cache.0 == generation && name.len() <= MAX_CACHED_NAME_BYTES {
             if cache.1.len() >= MAX_CACHED_DECISIONS_PER_CONNECTION {
                 cache.1.clear();
             }
@@ -310,11 +338,34 @@ impl Caller {
             .super_users
             .iter()
             .any(|s| *s == self.inner.principal)
-            || authorizer.config.allow_everyone_if_no_acl_found
         {
             return true;
         }
         let index = authorizer.index.read().1.clone();
+        let mine = |e: &Entry| e.applies_to(&self.inner.principal, &self.inner.host);
+        // A DENY of WRITE on every topic for this principal ends it (Kafka's
+        // `authorizeByResourceType` refuses on a wildcard deny).
+        let wildcard_deny = index
+            .literal
+            .get(&(resource::TOPIC, WILDCARD.to_string()))
+            .is_some_and(|entries| {
+                entries.iter().any(|e| {
+                    mine(e)
+                        && e.permission == permission::DENY
+                        && matches!(e.operation, operation::WRITE | operation::ALL)
+                })
+            });
+        if wildcard_deny {
+            return false;
+        }
+        let no_topic_acls = !index.literal.keys().any(|(t, _)| *t == resource::TOPIC)
+            && index
+                .prefixed
+                .get(&resource::TOPIC)
+                .is_none_or(|m| m.is_empty());
+        if authorizer.config.allow_everyone_if_no_acl_found && no_topic_acls {
+            return true;
+        }
         let grants = |e: &Entry| {
             e.permission == permission::ALLOW
                 && matches!(e.operation, operation::WRITE | operation::ALL)
@@ -555,6 +606,84 @@ mod tests {
             ),
         )])));
         assert!(alice.allowed_on_topic(op::WRITE, "t"));
+    }
+
+    #[test]
+    fn hosts_are_compared_as_java_writes_them() {
+        assert_eq!(
+            kafka_host_address("::ffff:10.0.0.5".parse().unwrap()),
+            "10.0.0.5"
+        );
+        assert_eq!(
+            kafka_host_address("::1".parse().unwrap()),
+            "0:0:0:0:0:0:0:1"
+        );
+        assert_eq!(
+            kafka_host_address("fe80::1:2".parse().unwrap()),
+            "fe80:0:0:0:0:0:1:2"
+        );
+        let mut on_host = binding(
+            "t",
+            pattern_type::LITERAL,
+            "User:a",
+            op::READ,
+            permission::DENY,
+        );
+        on_host.host = "10.0.0.5".into();
+        let mut allow = on_host.clone();
+        allow.permission = permission::ALLOW;
+        allow.host = "*".into();
+        let a = authorizer(vec![on_host, allow], false);
+        let mapped = Caller::new(
+            "User:a",
+            "::ffff:10.0.0.5".parse().unwrap(),
+            Some(a.clone()),
+        );
+        assert!(
+            !mapped.allowed_on_topic(op::READ, "t"),
+            "the host DENY applies to a mapped address"
+        );
+    }
+
+    #[test]
+    fn idempotent_producers_need_some_topic_write() {
+        let a = authorizer(
+            vec![binding(
+                "p-",
+                pattern_type::PREFIXED,
+                "User:alice",
+                op::WRITE,
+                permission::ALLOW,
+            )],
+            true,
+        );
+        assert!(caller("User:alice", &a).may_write_some_topic());
+        assert!(
+            !caller("User:bob", &a).may_write_some_topic(),
+            "topic ACLs exist: allow.everyone.if.no.acl.found no longer grants it"
+        );
+        assert!(caller("User:bob", &authorizer(vec![], true)).may_write_some_topic());
+        let denied = authorizer(
+            vec![
+                binding(
+                    "p-",
+                    pattern_type::PREFIXED,
+                    "User:alice",
+                    op::WRITE,
+                    permission::ALLOW,
+                ),
+                binding(
+                    "*",
+                    pattern_type::LITERAL,
+                    "User:alice",
+                    op::WRITE,
+                    permission::DENY,
+                ),
+            ],
+            false,
+        );
+        assert!(!caller("User:alice", &denied).may_write_some_topic());
+        assert!(caller("User:admin", &denied).is_super_user());
     }
 
     #[test]
