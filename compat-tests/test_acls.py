@@ -74,11 +74,10 @@ import pytest
 from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException,
                              Producer, TopicPartition)
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
-                                   AdminClient, ConfigResource, NewPartitions, NewTopic,
-                                   ResourcePatternType,
+                                   ConfigResource, NewTopic, ResourcePatternType,
                                    ResourceType)
 
-from conftest import NODE_ID, Ottla, make_records, raw_request, run_java, stop_module_broker, wait_for
+from conftest import Ottla, make_records, raw_request, run_java, stop_module_broker, wait_for
 from test_security import (  # noqa: F401 - certs is a fixture
     HOST,
     IO_TIMEOUT,
@@ -86,12 +85,15 @@ from test_security import (  # noqa: F401 - certs is a fixture
     Reader,
     _openssl,
     certs,
+    ck_admin_conf as admin_for,
+    create_topic as create_secure_topic,
     distinct_ports,
     listeners_value,
     plain_token,
     roundtrip,
     sasl_authenticate,
     sasl_handshake,
+    start_module_secure,
     string,
     wait_listening,
 )
@@ -165,24 +167,12 @@ def start_acl_broker(ottla_factory, name: str, **extra) -> AclBroker:
 @pytest.fixture(scope="module")
 def acl(request, tmp_path_factory) -> AclBroker:
     ports = dict(zip(("PLAINTEXT", "SASL_PLAINTEXT"), distinct_ports(2)))
-    b = Ottla(tmp_path_factory.mktemp("ottla-acls"), name="ottla-acls", port=ports["PLAINTEXT"],
-              overrides=acl_overrides(ports))
-    request.module._ottla_module_brokers = [b]  # conftest attaches its stderr tail to failures
-    b.start()
-    try:
-        wait_listening(b, ports)
-    except BaseException:
-        b.kill9()
-        raise
+    b = start_module_secure(request, tmp_path_factory, "ottla-acls", ports, acl_overrides(ports))
     yield AclBroker(b, ports)
     stop_module_broker(b, "ottla-acls")
 
 
 # ====================================================================== admin helpers
-
-def admin_for(bootstrap: str, conf: dict) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **conf})
-
 
 def err_of(exc: BaseException) -> KafkaError | None:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
@@ -251,16 +241,7 @@ def revoke(env: AclBroker, *bindings: AclBinding) -> None:
 
 def create_topic(bootstrap: str, conf: dict, topic: str, partitions: int = 1) -> None:
     """Create ``topic`` (as a principal that may describe it) and wait until it has leaders."""
-    admin = admin_for(bootstrap, conf)
-    fs = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
-                             operation_timeout=30, request_timeout=30)
-    fs[topic].result(timeout=60)
-
-    def ready():
-        t = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
-        return (t is not None and t.error is None and len(t.partitions) == partitions
-                and all(p.leader == NODE_ID for p in t.partitions.values()))
-    wait_for(ready, 30, f"topic {topic} in metadata")
+    create_secure_topic(bootstrap, conf, topic, partitions)
 
 
 def try_create_topic(bootstrap: str, conf: dict, topic: str, partitions: int = 1) -> BaseException | None:
@@ -744,14 +725,6 @@ def test_describe_configs_needs_describe_configs(acl):
     entries, exc = outcome(a.describe_configs([res], request_timeout=30)[res])
     assert exc is None, f"describe_configs with DESCRIBE_CONFIGS: {exc!r}"
     assert "retention.ms" in entries and "cleanup.policy" in entries, sorted(entries)[:10]
-
-
-def read_watermarks(env: AclBroker, topic: str) -> tuple[int, int]:
-    c = Consumer({**sasl_conf("admin"), "bootstrap.servers": env.sasl, "group.id": f"wm-{run_id()}"})
-    try:
-        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=15)
-    finally:
-        c.close()
 
 
 def test_describe_delete_and_restart(ottla_factory):

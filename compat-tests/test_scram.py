@@ -101,7 +101,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from conftest import (NODE_ID, Ottla, make_records, run_java, status_kb, stop_module_broker,
+from conftest import (NODE_ID, make_records, run_java, status_kb, stop_module_broker,
                       unique_topic, wait_for)
 from test_groups_kafkajs import JS_DIR, kafkajs_ready  # noqa: F401 - the kafkajs fixture (npm ci once)
 from test_security import (  # noqa: F401 - certs is a fixture
@@ -143,6 +143,7 @@ from test_security import (  # noqa: F401 - certs is a fixture
     tls_context,
     uvarint,
     wait_closed,
+    start_module_secure,
     wait_listening,
 )
 
@@ -201,15 +202,8 @@ def scram_overrides(certs: Certs, ports: dict[str, int]) -> dict:
 @pytest.fixture(scope="module")
 def scram(request, tmp_path_factory, certs) -> Secure:
     ports = dict(zip(("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"), distinct_ports(3)))
-    b = Ottla(tmp_path_factory.mktemp("ottla-scram"), name="ottla-scram", port=ports["PLAINTEXT"],
-              overrides=scram_overrides(certs, ports))
-    request.module._ottla_module_brokers = [b]  # conftest attaches its stderr tail to failures
-    b.start()
-    try:
-        wait_listening(b, ports)
-    except BaseException:
-        b.kill9()
-        raise
+    b = start_module_secure(request, tmp_path_factory, "ottla-scram", ports,
+                            scram_overrides(certs, ports))
     yield Secure(b, ports)
     stop_module_broker(b, "ottla-scram")
 

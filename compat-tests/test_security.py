@@ -304,11 +304,11 @@ def start_secure(ottla_factory, ports: dict[str, int], overrides: dict, name: st
     return Secure(b, ports)
 
 
-@pytest.fixture(scope="module")
-def secure(request, tmp_path_factory, certs) -> Secure:
-    ports = dict(zip(ALL_LISTENERS, distinct_ports(len(ALL_LISTENERS))))
-    b = Ottla(tmp_path_factory.mktemp("ottla-security"), name="ottla-security", port=ports["PLAINTEXT"],
-              overrides=all_listener_overrides(certs, ports))
+def start_module_secure(request, tmp_path_factory, name: str, ports: dict[str, int],
+                        overrides: dict) -> Ottla:
+    """Start a module fixture's broker on ``ports`` (PLAINTEXT among them) and wait until
+    every listener accepts; the fixture tears it down with ``stop_module_broker``."""
+    b = Ottla(tmp_path_factory.mktemp(name), name=name, port=ports["PLAINTEXT"], overrides=overrides)
     request.module._ottla_module_brokers = [b]  # conftest attaches its stderr tail to failures
     b.start()
     try:
@@ -316,6 +316,14 @@ def secure(request, tmp_path_factory, certs) -> Secure:
     except BaseException:
         b.kill9()
         raise
+    return b
+
+
+@pytest.fixture(scope="module")
+def secure(request, tmp_path_factory, certs) -> Secure:
+    ports = dict(zip(ALL_LISTENERS, distinct_ports(len(ALL_LISTENERS))))
+    b = start_module_secure(request, tmp_path_factory, "ottla-security", ports,
+                            all_listener_overrides(certs, ports))
     yield Secure(b, ports)
     stop_module_broker(b, "ottla-security")
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
-use kafka_protocol::ResponseError;
 use ottla_controller::acls::AclBinding;
 use ottla_protocol::frame::Request;
 
@@ -36,17 +35,8 @@ pub fn handle(
             &CreateAclsResponse::default().with_results(results),
         )
     };
-    if !caller.has_authorizer() {
-        return everyone(
-            ResponseError::SecurityDisabled.code(),
-            "No Authorizer is configured on the broker",
-        );
-    }
-    if !caller.allowed_on_cluster(op::ALTER) {
-        return everyone(
-            ResponseError::ClusterAuthorizationFailed.code(),
-            "Cluster authorization failed.",
-        );
+    if let Some((error, message)) = super::acl_api_refusal(caller, op::ALTER) {
+        return everyone(error.code(), message);
     }
     let acls: Vec<AclBinding> = req
         .creations

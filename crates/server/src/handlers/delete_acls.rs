@@ -8,7 +8,6 @@ use kafka_protocol::messages::delete_acls_response::{
     DeleteAclsFilterResult, DeleteAclsMatchingAcl,
 };
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
-use kafka_protocol::ResponseError;
 use ottla_controller::acls::AclFilter;
 use ottla_protocol::frame::Request;
 
@@ -37,17 +36,8 @@ pub fn handle(
             &DeleteAclsResponse::default().with_filter_results(results),
         )
     };
-    if !caller.has_authorizer() {
-        return everyone(
-            ResponseError::SecurityDisabled.code(),
-            "No Authorizer is configured on the broker",
-        );
-    }
-    if !caller.allowed_on_cluster(op::ALTER) {
-        return everyone(
-            ResponseError::ClusterAuthorizationFailed.code(),
-            "Cluster authorization failed.",
-        );
+    if let Some((error, message)) = super::acl_api_refusal(caller, op::ALTER) {
+        return everyone(error.code(), message);
     }
     let filters: Vec<AclFilter> = req
         .filters

@@ -23,17 +23,8 @@ pub fn handle(broker: &Broker, request: &Request, caller: &Caller) -> Result<Rep
                 .with_error_message(Some(str_bytes(message))),
         )
     };
-    if !caller.has_authorizer() {
-        return error(
-            ResponseError::SecurityDisabled,
-            "No Authorizer is configured on the broker",
-        );
-    }
-    if !caller.allowed_on_cluster(op::DESCRIBE) {
-        return error(
-            ResponseError::ClusterAuthorizationFailed,
-            "Cluster authorization failed.",
-        );
+    if let Some((refusal, message)) = super::acl_api_refusal(caller, op::DESCRIBE) {
+        return error(refusal, message);
     }
     let filter = AclFilter {
         resource_type: req.resource_type_filter,

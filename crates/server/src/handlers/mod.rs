@@ -238,6 +238,27 @@ pub(crate) fn txn_error_code(
     }
 }
 
+/// Why CreateAcls, DescribeAcls or DeleteAcls (needing `operation` on the cluster) are
+/// refused as a whole: SECURITY_DISABLED without an authorizer, as Kafka answers.
+pub(crate) fn acl_api_refusal(
+    caller: &crate::security::authorizer::Caller,
+    operation: i8,
+) -> Option<(kafka_protocol::ResponseError, &'static str)> {
+    if !caller.has_authorizer() {
+        Some((
+            kafka_protocol::ResponseError::SecurityDisabled,
+            "No Authorizer is configured on the broker",
+        ))
+    } else if !caller.allowed_on_cluster(operation) {
+        Some((
+            kafka_protocol::ResponseError::ClusterAuthorizationFailed,
+            "Cluster authorization failed.",
+        ))
+    } else {
+        None
+    }
+}
+
 /// Shorthand for the many optional strings in responses.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())

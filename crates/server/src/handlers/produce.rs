@@ -66,6 +66,9 @@ fn partition_error(
 /// The partitions this caller may not write, with Kafka's error (KafkaApis'
 /// `handleProduceRequest`: WRITE on the transactional id, then on each topic).
 fn unauthorized(req: &ProduceRequest, caller: &Caller) -> HashMap<(String, i32), i16> {
+    if !caller.has_authorizer() {
+        return HashMap::new();
+    }
     // Transactional batches need WRITE on the transactional id, which they must then
     // name (Kafka refuses them without one).
     let transactional = req.topic_data.iter().any(|t| {
@@ -78,7 +81,7 @@ fn unauthorized(req: &ProduceRequest, caller: &Caller) -> HashMap<(String, i32),
     });
     let txn_denied = match req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
         Some(id) => !caller.allowed_on_transactional_id(op::WRITE, id),
-        None => transactional && caller.has_authorizer(),
+        None => transactional,
     };
     let mut denied = HashMap::new();
     for topic in &req.topic_data {
@@ -153,7 +156,8 @@ fn transaction_to_verify(
             continue;
         };
         for data in &topic_data.partition_data {
-            if denied.contains_key(&(topic_data.name.to_string(), data.index)) {
+            if !denied.is_empty() && denied.contains_key(&(topic_data.name.to_string(), data.index))
+            {
                 continue;
             }
             let Some(header) = data

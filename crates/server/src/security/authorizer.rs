@@ -36,8 +36,9 @@ const MAX_CACHED_NAME_BYTES: usize = 256;
 
 /// The image's ACLs.
 type AclsById = BTreeMap<Uuid, AclBinding>;
-/// Allowed or not, by (operation, resource type, resource name).
-type Decisions = HashMap<(i8, i8, String), bool>;
+/// Allowed or not, by (operation, resource type), then resource name (looked up by
+/// `&str`, so a cached decision costs no allocation).
+type Decisions = HashMap<(i8, i8), HashMap<String, bool>>;
 
 /// One ACL as the index keeps it (the resource part is the index's key).
 #[derive(Debug, Clone)]
@@ -231,6 +232,24 @@ fn kafka_host_address(ip: IpAddr) -> String {
     }
 }
 
+/// One connection's decisions, valid for one ACL generation.
+struct DecisionCache {
+    generation: u64,
+    decisions: Decisions,
+    /// Decisions held, over every operation and resource type.
+    len: usize,
+}
+
+impl DecisionCache {
+    fn new(generation: u64) -> DecisionCache {
+        DecisionCache {
+            generation,
+            decisions: HashMap::new(),
+            len: 0,
+        }
+    }
+}
+
 /// Who sent a request, as the authorizer sees it: cheap to clone into work that runs
 /// elsewhere (the blocking pool). With no authorizer configured every check passes.
 #[derive(Clone)]
@@ -242,8 +261,7 @@ struct CallerInner {
     principal: String,
     host: String,
     authorizer: Option<Arc<Authorizer>>,
-    /// (generation, decisions by (operation, resource type, name)).
-    cache: Mutex<(u64, Decisions)>,
+    cache: Mutex<DecisionCache>,
 }
 
 impl Caller {
@@ -253,7 +271,7 @@ impl Caller {
                 principal: principal.to_string(),
                 host: kafka_host_address(host),
                 authorizer,
-                cache: Mutex::new((0, HashMap::new())),
+                cache: Mutex::new(DecisionCache::new(0)),
             }),
         }
     }
@@ -286,9 +304,13 @@ impl Caller {
         let generation = authorizer.generation.load(Ordering::Acquire);
         {
             let mut cache = self.inner.cache.lock();
-            if cache.0 != generation {
-                *cache = (generation, HashMap::new());
-            } else if let Some(&allowed) = cache.1.get(&(op, resource_type, name.to_string())) {
+            if cache.generation != generation {
+                *cache = DecisionCache::new(generation);
+            } else if let Some(&allowed) = cache
+                .decisions
+                .get(&(op, resource_type))
+                .and_then(|by_name| by_name.get(name))
+            {
                 return allowed;
             }
         }
@@ -315,13 +337,16 @@ impl Caller {
             );
         }
         let mut cache = self.inner.cache.lock();
-        if cache.0 == generation && name.len() <= MAX_CACHED_NAME_BYTES {
-            if cache.1.len() >= MAX_CACHED_DECISIONS_PER_CONNECTION {
-                cache.1.clear();
+        if cache.generation == generation && name.len() <= MAX_CACHED_NAME_BYTES {
+            if cache.len >= MAX_CACHED_DECISIONS_PER_CONNECTION {
+                *cache = DecisionCache::new(generation);
             }
             cache
-                .1
-                .insert((op, resource_type, name.to_string()), allowed);
+                .decisions
+                .entry((op, resource_type))
+                .or_default()
+                .insert(name.to_string(), allowed);
+            cache.len += 1;
         }
         allowed
     }
