@@ -7,6 +7,7 @@
 //! the file with a Raft-replicated log without changing this shape.
 
 pub mod acls;
+mod campaign;
 pub mod configs;
 pub mod delta;
 pub mod election;
@@ -474,6 +475,8 @@ impl Controller {
         }
         .validate()
         .map_err(|e| unavailable("invalid quorum settings", &e))?;
+        let election_timeout_max =
+            std::time::Duration::from_millis(raft_config.election_timeout_max);
         let node_id = config.node_id as u64;
         let raft = runtime
             .block_on(MetadataRaft::new(
@@ -516,6 +519,11 @@ impl Controller {
         let target: Arc<dyn rpc::ForwardTarget> =
             Arc::new(LocalController(Arc::downgrade(&controller)));
         runtime.spawn(log_transitions(raft.clone(), controller.config.node_id));
+        runtime.spawn(back_off_failed_campaigns(
+            raft.clone(),
+            controller.config.node_id,
+            election_timeout_max,
+        ));
         runtime.spawn(rpc::serve(listener, raft, target, stopped));
         liveness::spawn_session_checker(
             Arc::downgrade(&controller),
@@ -1517,6 +1525,38 @@ async fn log_transitions(raft: MetadataRaft, node_id: i32) {
                     "[RaftManager id={node_id}] Completed transition to Unattached(epoch={term}): no leader"
                 ),
             }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Pauses this node's elections after a failed campaign, as KRaft backs off (see
+/// [`campaign`]): openraft alone can leave two survivors tied forever.
+pub(crate) async fn back_off_failed_campaigns(
+    raft: MetadataRaft,
+    node_id: i32,
+    election_timeout_max: std::time::Duration,
+) {
+    let mut metrics = raft.metrics();
+    let mut backoff = campaign::Backoff::default();
+    loop {
+        let (state, term, leader) = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_term, m.current_leader)
+        };
+        if backoff.observe(state, term, leader) {
+            let pause = campaign::Backoff::pause(election_timeout_max, rand::random::<f64>());
+            tracing::info!(
+                "[RaftManager id={node_id}] Election in epoch {} did not elect a leader. \
+                 We will backoff {} ms before retrying election again",
+                term.saturating_sub(1),
+                pause.as_millis()
+            );
+            raft.runtime_config().elect(false);
+            tokio::time::sleep(pause).await;
+            raft.runtime_config().elect(true);
         }
         if metrics.changed().await.is_err() {
             return;
