@@ -57,6 +57,26 @@ that need other settings, a restart or an exact ACL listing start their own.
   expected bindings; invalid creations fail with InvalidRequestException (a valid one in the same
   call succeeds); alice gets ClusterAuthorizationException from create/describe/deleteAcls;
   deleteAcls returns the deleted bindings and describeAcls shows the rest, then none.
+* ``test_group_admin_apis_follow_group_acls``: bob without ACLs on a group with committed offsets:
+  describe_consumer_groups and delete_consumer_groups fail with GROUP_AUTHORIZATION_FAILED,
+  list_consumer_groups leaves the group out; raw DescribeGroups / DeleteGroups answer the group
+  GROUP_AUTHORIZATION_FAILED, ListGroups omits it, OffsetDelete answers it top-level. With group
+  DESCRIBE: described (Empty, protocol consumer) and listed, still not deletable; with group DELETE
+  OffsetDelete answers TOPIC_AUTHORIZATION_FAILED for the partition until topic READ, then deletes
+  the offsets, and delete_consumer_groups removes the group.
+* ``test_topic_admin_apis_follow_topic_acls``: bob without ACLs (then with topic DESCRIBE only):
+  create_partitions, delete_records, incremental_alter_configs of the topic fail with
+  TOPIC_AUTHORIZATION_FAILED, of the broker with CLUSTER_AUTHORIZATION_FAILED, raw DeleteRecords and
+  DescribeProducers answer TOPIC_AUTHORIZATION_FAILED; with topic ALTER, DELETE, ALTER_CONFIGS and
+  READ each works and admin sees the effect (3 partitions, low watermark 4, retention.ms); the broker
+  config needs CLUSTER ALTER_CONFIGS.
+* ``test_cluster_admin_apis_need_cluster_acls``: Java Admin (``java/src/OttlaAdminAcls.java``) as
+  bob: describeLogDirs, describeMetadataQuorum, listPartitionReassignments,
+  describeUserScramCredentials, electLeaders, alterPartitionReassignments and
+  alterUserScramCredentials fail with ClusterAuthorizationException, describeTransactions with
+  TransactionalIdAuthorizationException (a raw DescribeTransactions too), listTransactions omits the
+  transaction; with CLUSTER DESCRIBE (and TRANSACTIONAL_ID DESCRIBE) the describes work and the
+  alterations still fail; with CLUSTER ALTER they work.
 """
 
 from __future__ import annotations
@@ -960,3 +980,359 @@ def test_java_admin_acls(ottla_factory, java_program, tmp_path):
     assert section("DELETED-REST") == (2, sorted([acls["bob-deny"], acls["cluster"]]))
     assert section("FINAL") == (0, [])
     assert describe_acls(env.sasl, sasl_conf("admin")) == set(), "confluent-kafka still sees ACLs after Java deleted all"
+
+
+# ---------------------------------------------------------------------- admin APIs, per resource
+# Group, topic and cluster admin APIs as a principal that is no super user: Kafka checks each
+# group / topic / transactional id (or the cluster) and answers its own error codes.
+# librdkafka and the Java Admin look up a group's or a transactional id's coordinator first,
+# and FindCoordinator already refuses without DESCRIBE on the key; so each refusal is also
+# checked with a raw request sent straight to the broker (one broker: it is every coordinator),
+# where the handler under test answers it.
+
+from confluent_kafka import ConsumerGroupState  # noqa: E402
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, NewPartitions  # noqa: E402
+
+from test_security import uvarint  # noqa: E402
+
+DELETE_RECORDS, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS, OFFSET_DELETE = 21, 15, 16, 42, 47
+DESCRIBE_PRODUCERS, DESCRIBE_TRANSACTIONS = 61, 65
+
+
+def raw_as(env: AclBroker, user: str, api_key: int, version: int, body: bytes, flexible: bool = False) -> bytes:
+    """One request on a fresh connection authenticated as ``user``: the response body."""
+    with sasl_socket(env.ports["SASL_PLAINTEXT"], user) as s:
+        return roundtrip(s, api_key, version, 3, body, flexible)
+
+
+def compact_string(s: str) -> bytes:
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def raw_describe_groups(env: AclBroker, user: str, group: str) -> tuple[int, str, str, str, int]:
+    """DescribeGroups v1 of one group: (error, group id, state, protocol type, members)."""
+    r = Reader(raw_as(env, user, DESCRIBE_GROUPS, 1, struct.pack(">i", 1) + string(group)))
+    r.i32()  # throttle_time_ms
+    assert r.i32() == 1, "DescribeGroups v1: expected one group in the response"
+    err, gid, state, ptype = r.i16(), r.string(), r.string(), r.string()
+    r.string()  # protocol_data
+    members = r.i32()
+    for _ in range(max(members, 0)):
+        r.string(), r.string(), r.string(), r.bytes_(), r.bytes_()
+    r.end()
+    return err, gid, state, ptype, members
+
+
+def raw_list_groups(env: AclBroker, user: str) -> tuple[int, set[str]]:
+    """ListGroups v1: (error, group ids)."""
+    r = Reader(raw_as(env, user, LIST_GROUPS, 1, b""))
+    r.i32()  # throttle_time_ms
+    err, ids = r.i16(), set()
+    for _ in range(r.i32()):
+        ids.add(r.string())
+        r.string()  # protocol_type
+    r.end()
+    return err, ids
+
+
+def raw_delete_groups(env: AclBroker, user: str, group: str) -> dict[str, int]:
+    """DeleteGroups v0 of one group: {group id: error}."""
+    r = Reader(raw_as(env, user, DELETE_GROUPS, 0, struct.pack(">i", 1) + string(group)))
+    r.i32()  # throttle_time_ms
+    out = {}
+    for _ in range(r.i32()):
+        gid = r.string()
+        out[gid] = r.i16()
+    r.end()
+    return out
+
+
+def raw_offset_delete(env: AclBroker, user: str, group: str, topic: str, partition: int = 0) -> tuple[int, dict]:
+    """OffsetDelete v0 of one partition: (top-level error, {(topic, partition): error})."""
+    body = string(group) + struct.pack(">i", 1) + string(topic) + struct.pack(">ii", 1, partition)
+    r = Reader(raw_as(env, user, OFFSET_DELETE, 0, body))
+    err = r.i16()
+    r.i32()  # throttle_time_ms
+    out = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            out[(name, p)] = r.i16()
+    r.end()
+    return err, out
+
+
+def raw_delete_records(env: AclBroker, user: str, topic: str, offset: int, partition: int = 0) -> dict:
+    """DeleteRecords v0 of one partition: {(topic, partition): (error, low watermark)}."""
+    body = struct.pack(">i", 1) + string(topic) + struct.pack(">iiq", 1, partition, offset) + struct.pack(">i", 30000)
+    r = Reader(raw_as(env, user, DELETE_RECORDS, 0, body))
+    r.i32()  # throttle_time_ms
+    out = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            p, low, err = r.i32(), r.i64(), r.i16()
+            out[(name, p)] = (err, low)
+    r.end()
+    return out
+
+
+def raw_describe_producers(env: AclBroker, user: str, topic: str, partition: int = 0) -> dict:
+    """DescribeProducers v0 (flexible) of one partition: {(topic, partition): (error, active producers)}."""
+    body = uvarint(2) + compact_string(topic) + uvarint(2) + struct.pack(">i", partition) + b"\x00" + b"\x00"
+    r = Reader(raw_as(env, user, DESCRIBE_PRODUCERS, 0, body, flexible=True))
+    r.i32()  # throttle_time_ms
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        name = r.compact_string()
+        for _ in range(r.uvarint() - 1):
+            p, err = r.i32(), r.i16()
+            r.compact_string()  # error_message
+            producers = r.uvarint() - 1
+            for _ in range(producers):
+                r.i64(), r.i32(), r.i32(), r.i64(), r.i32(), r.i64()
+                r.tags()
+            r.tags()
+            out[(name, p)] = (err, producers)
+        r.tags()
+    r.tags()
+    r.end()
+    return out
+
+
+def raw_describe_transactions(env: AclBroker, user: str, txn_id: str) -> tuple[int, str, str]:
+    """DescribeTransactions v0 (flexible) of one id: (error, transactional id, state)."""
+    body = uvarint(2) + compact_string(txn_id) + b"\x00"
+    r = Reader(raw_as(env, user, DESCRIBE_TRANSACTIONS, 0, body, flexible=True))
+    r.i32()  # throttle_time_ms
+    assert r.uvarint() - 1 == 1, "DescribeTransactions v0: expected one transaction state"
+    err, tid, state = r.i16(), r.compact_string(), r.compact_string()
+    r.i32(), r.i64(), r.i64(), r.i16()  # timeout, start time, producer id, producer epoch
+    for _ in range(r.uvarint() - 1):
+        r.compact_string()
+        r.take(4 * (r.uvarint() - 1))
+        r.tags()
+    r.tags()
+    r.tags()
+    r.end()
+    return err, tid, state
+
+
+def consumer_group_ids(admin) -> tuple[set[str], list]:
+    res = admin.list_consumer_groups(request_timeout=30).result(timeout=60)
+    return {g.group_id for g in res.valid}, list(res.errors)
+
+
+def test_group_admin_apis_follow_group_acls(acl):
+    r = run_id()
+    topic, group = f"acl-gadmin-{r}", f"acl-gadmin-g-{r}"
+    admin = sasl_conf("admin")
+    create_topic(acl.sasl, admin, topic)
+    must_produce(acl.sasl, admin, topic, 10, f"admin-{r}")
+    got = try_consume(acl.sasl, admin, topic, group=group, subscribe=True, want=10, timeout=45, commit=True)
+    assert got.committed == {0: 10}, f"admin's group consumer: {len(got.messages)} records, {got.errors[:3]}"
+    assert group_offsets(acl, group) == {0: 10}
+    bob = admin_for(acl.sasl, sasl_conf("bob"))  # kept referenced: the handle must outlive its futures
+
+    # No ACL: every group API refuses the group (and ListGroups leaves it out).
+    _, exc = outcome(bob.describe_consumer_groups([group], request_timeout=30)[group])
+    assert code_of(exc) == GROUP_AUTH, f"describe_consumer_groups as bob without ACLs: {exc!r}"
+    assert raw_describe_groups(acl, "bob", group) == (GROUP_AUTH, group, "", "", 0), \
+        "DescribeGroups v1 as bob without ACLs: Kafka answers the group with GROUP_AUTHORIZATION_FAILED only"
+    ids, errors = consumer_group_ids(bob)
+    assert group not in ids and not errors, f"list_consumer_groups as bob without ACLs: {sorted(ids)}, errors {errors}"
+    err, ids = raw_list_groups(acl, "bob")
+    assert err == 0 and group not in ids, f"ListGroups v1 as bob without ACLs: error {err}, groups {sorted(ids)}"
+    _, exc = outcome(bob.delete_consumer_groups([group], request_timeout=30)[group])
+    assert code_of(exc) == GROUP_AUTH, f"delete_consumer_groups as bob without ACLs: {exc!r}"
+    assert raw_delete_groups(acl, "bob", group) == {group: GROUP_AUTH}
+    assert raw_offset_delete(acl, "bob", group, topic) == (GROUP_AUTH, {}), \
+        "OffsetDelete v0 without group DELETE: Kafka answers the top-level GROUP_AUTHORIZATION_FAILED, no topics"
+    assert group_offsets(acl, group) == {0: 10}, "a refused request changed the group"
+
+    # Group DESCRIBE: describe and list; still no delete.
+    grant(acl, binding(ResourceType.GROUP, group, AclOperation.DESCRIBE, principal=BOB))
+    desc, exc = outcome(bob.describe_consumer_groups([group], request_timeout=30)[group])
+    assert exc is None, f"describe_consumer_groups as bob with group DESCRIBE: {exc!r}"
+    assert (desc.group_id, desc.state, len(desc.members)) == (group, ConsumerGroupState.EMPTY, 0), \
+        f"describe_consumer_groups: {desc.group_id} {desc.state} {desc.members}"
+    assert raw_describe_groups(acl, "bob", group) == (0, group, "Empty", "consumer", 0)
+    ids, errors = consumer_group_ids(bob)
+    assert group in ids and not errors, f"list_consumer_groups as bob with group DESCRIBE: {sorted(ids)}, errors {errors}"
+    err, ids = raw_list_groups(acl, "bob")
+    assert err == 0 and group in ids, f"ListGroups v1 as bob with group DESCRIBE: error {err}, groups {sorted(ids)}"
+    _, exc = outcome(bob.delete_consumer_groups([group], request_timeout=30)[group])
+    assert code_of(exc) == GROUP_AUTH, f"delete_consumer_groups as bob with DESCRIBE only: {exc!r}"
+    assert raw_delete_groups(acl, "bob", group) == {group: GROUP_AUTH}
+    assert raw_offset_delete(acl, "bob", group, topic) == (GROUP_AUTH, {})
+
+    # Group DELETE without topic READ: OffsetDelete refuses the partition.
+    grant(acl, binding(ResourceType.GROUP, group, AclOperation.DELETE, principal=BOB))
+    assert raw_offset_delete(acl, "bob", group, topic) == (0, {(topic, 0): TOPIC_AUTH}), \
+        "OffsetDelete v0 with group DELETE but no topic READ: Kafka answers TOPIC_AUTHORIZATION_FAILED for the partition"
+    assert group_offsets(acl, group) == {0: 10}
+
+    # ... and with topic READ the offsets go, then the group.
+    grant(acl, binding(ResourceType.TOPIC, topic, AclOperation.READ, principal=BOB))
+    assert raw_offset_delete(acl, "bob", group, topic) == (0, {(topic, 0): 0})
+    assert group_offsets(acl, group) == {}, "the deleted offsets are still committed"
+    _, exc = outcome(bob.delete_consumer_groups([group], request_timeout=30)[group])
+    assert exc is None, f"delete_consumer_groups as bob with group DELETE: {exc!r}"
+    wait_for(lambda: group not in consumer_group_ids(admin_for(acl.sasl, admin))[0], 30,
+             f"{group} to disappear from admin's list_consumer_groups")
+
+
+def test_topic_admin_apis_follow_topic_acls(acl):
+    r = run_id()
+    topic = f"acl-tadmin-{r}"
+    admin_conf = sasl_conf("admin")
+    create_topic(acl.sasl, admin_conf, topic)
+    must_produce(acl.sasl, admin_conf, topic, 10, f"admin-{r}")
+    admin = admin_for(acl.sasl, admin_conf)
+    bob = admin_for(acl.sasl, sasl_conf("bob"))
+    SET = AlterConfigOpType.SET
+    broker_key, topic_key = "leader.replication.throttled.rate", "retention.ms"
+
+    def create_partitions():
+        return outcome(bob.create_partitions([NewPartitions(topic, 3)], request_timeout=30)[topic])[1]
+
+    def alter_topic():
+        res = ConfigResource(ResourceType.TOPIC, topic,
+                             incremental_configs=[ConfigEntry(topic_key, "3600000", incremental_operation=SET)])
+        return outcome(bob.incremental_alter_configs([res], request_timeout=30)[res])[1]
+
+    def alter_broker():
+        res = ConfigResource(ResourceType.BROKER, "1",
+                             incremental_configs=[ConfigEntry(broker_key, "2000000", incremental_operation=SET)])
+        return outcome(bob.incremental_alter_configs([res], request_timeout=30)[res])[1]
+
+    def delete_records():
+        tp = TopicPartition(topic, 0, 4)
+        return outcome(bob.delete_records([tp], request_timeout=30, operation_timeout=30)[tp])
+
+    def partitions_seen_by_admin() -> int:
+        return len(admin.list_topics(topic=topic, timeout=15).topics[topic].partitions)
+
+    def low_watermark() -> int:
+        c = Consumer({"bootstrap.servers": acl.sasl, "group.id": f"acl-wm-{run_id()}", **admin_conf})
+        try:
+            return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=15)[0]
+        finally:
+            c.close()
+
+    def config_value(restype, name, key) -> str:
+        res = ConfigResource(restype, name)
+        return admin.describe_configs([res], request_timeout=30)[res].result(timeout=60)[key].value
+
+    # No ACL.
+    assert code_of(create_partitions()) == TOPIC_AUTH, "create_partitions as bob without ALTER"
+    assert code_of(alter_topic()) == TOPIC_AUTH, "incremental_alter_configs (topic) as bob without ALTER_CONFIGS"
+    assert code_of(alter_broker()) == CLUSTER_AUTH, "incremental_alter_configs (broker) as bob without CLUSTER ALTER_CONFIGS"
+    assert raw_delete_records(acl, "bob", topic, 4) == {(topic, 0): (TOPIC_AUTH, -1)}, \
+        "DeleteRecords v0 without DELETE: Kafka answers TOPIC_AUTHORIZATION_FAILED, low watermark -1"
+    assert raw_describe_producers(acl, "bob", topic) == {(topic, 0): (TOPIC_AUTH, 0)}
+
+    # Topic DESCRIBE (clients can find the leader now): still refused by each API.
+    grant(acl, binding(ResourceType.TOPIC, topic, AclOperation.DESCRIBE, principal=BOB))
+    _, exc = delete_records()
+    assert code_of(exc) == TOPIC_AUTH, f"delete_records as bob with DESCRIBE only: {exc!r}"
+    assert code_of(create_partitions()) == TOPIC_AUTH, "create_partitions as bob with DESCRIBE only"
+    assert code_of(alter_topic()) == TOPIC_AUTH, "incremental_alter_configs (topic) as bob with DESCRIBE only"
+    assert raw_describe_producers(acl, "bob", topic) == {(topic, 0): (TOPIC_AUTH, 0)}, \
+        "DescribeProducers needs topic READ"
+    assert partitions_seen_by_admin() == 1 and low_watermark() == 0
+    assert config_value(ResourceType.TOPIC, topic, topic_key) != "3600000"
+
+    # ALTER, DELETE, ALTER_CONFIGS (and READ) on the topic.
+    grant(acl, *(binding(ResourceType.TOPIC, topic, op, principal=BOB) for op in
+                 (AclOperation.ALTER, AclOperation.DELETE, AclOperation.ALTER_CONFIGS, AclOperation.READ)))
+    exc = create_partitions()
+    assert exc is None, f"create_partitions as bob with ALTER: {exc!r}"
+    wait_for(lambda: partitions_seen_by_admin() == 3, 30, f"{topic} to have 3 partitions")
+    deleted, exc = delete_records()
+    assert exc is None and deleted.low_watermark == 4, f"delete_records as bob with DELETE: {deleted!r} {exc!r}"
+    assert low_watermark() == 4
+    exc = alter_topic()
+    assert exc is None, f"incremental_alter_configs (topic) as bob with ALTER_CONFIGS: {exc!r}"
+    wait_for(lambda: config_value(ResourceType.TOPIC, topic, topic_key) == "3600000", 30, f"{topic_key} of {topic}")
+    assert raw_describe_producers(acl, "bob", topic) == {(topic, 0): (0, 0)}
+    assert code_of(alter_broker()) == CLUSTER_AUTH, "topic ALTER_CONFIGS does not cover a broker"
+    assert config_value(ResourceType.BROKER, "1", broker_key) != "2000000"
+
+    # CLUSTER ALTER_CONFIGS covers brokers (undone afterwards: the broker is shared).
+    cluster_alter_configs = binding(ResourceType.BROKER, CLUSTER, AclOperation.ALTER_CONFIGS, principal=BOB)
+    grant(acl, cluster_alter_configs)
+    try:
+        exc = alter_broker()
+        assert exc is None, f"incremental_alter_configs (broker) as bob with CLUSTER ALTER_CONFIGS: {exc!r}"
+        wait_for(lambda: config_value(ResourceType.BROKER, "1", broker_key) == "2000000", 30, f"{broker_key} of broker 1")
+    finally:
+        revoke(acl, cluster_alter_configs)
+        res = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+            ConfigEntry(broker_key, None, incremental_operation=AlterConfigOpType.DELETE)])
+        admin.incremental_alter_configs([res], request_timeout=30)[res].result(timeout=60)
+
+
+def test_cluster_admin_apis_need_cluster_acls(ottla_factory, java_program, tmp_path):
+    env = start_acl_broker(ottla_factory, "ottla-acl-cluster-apis")
+    r = run_id()
+    topic, txn_id, scram_user = f"acl-capi-{r}", f"acl-capi-txn-{r}", f"carol-{r}"
+    admin = sasl_conf("admin")
+    create_topic(env.sasl, admin, topic)
+    p = Producer({"bootstrap.servers": env.sasl, "transactional.id": txn_id, "linger.ms": 5, **admin})
+    p.init_transactions(60)
+    p.begin_transaction()
+    p.produce(topic, key=b"k", value=b"v", partition=0)
+    p.commit_transaction(60)
+    del p
+    bob_props = java_sasl_properties(tmp_path / "bob.properties", "bob")
+    target = types.SimpleNamespace(bootstrap=env.sasl)
+
+    def java(*calls: str) -> dict[str, str]:
+        """Run OttlaAdminAcls as bob: {call: what its line reported after '='}."""
+        out = run_java(java_program, "OttlaAdminAcls", target, bob_props, topic, txn_id, scram_user,
+                       ",".join(calls), timeout=120, heap="256m")
+        got = {}
+        for line in out.splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name in calls:
+                got[name] = value
+        assert set(got) == set(calls), f"OttlaAdminAcls output lacks calls:\n{out}"
+        return got
+
+    describe_calls = ("describeLogDirs", "describeMetadataQuorum", "listPartitionReassignments",
+                      "describeUserScramCredentials")
+    alter_calls = ("electLeaders", "alterPartitionReassignments", "alterUserScramCredentials")
+    cae = "ClusterAuthorizationException"
+
+    # No ACL.
+    got = java(*describe_calls, *alter_calls, "listTransactions", "describeTransactions")
+    want = {**{c: cae for c in describe_calls + alter_calls},
+            "listTransactions": "ok ids=[]", "describeTransactions": "TransactionalIdAuthorizationException"}
+    assert got == want, f"as bob without ACLs: {got}"
+    assert raw_describe_transactions(env, "bob", txn_id) == (TXN_AUTH, txn_id, ""), \
+        "DescribeTransactions v0 without DESCRIBE: TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+
+    # CLUSTER DESCRIBE and TRANSACTIONAL_ID DESCRIBE: the describes work, the alterations do not.
+    grant(env, binding(ResourceType.BROKER, CLUSTER, AclOperation.DESCRIBE, principal=BOB),
+          binding(ResourceType.TRANSACTIONAL_ID, txn_id, AclOperation.DESCRIBE, principal=BOB))
+    got = java(*describe_calls, *alter_calls, "listTransactions", "describeTransactions")
+    assert got["describeLogDirs"].startswith("ok brokers=1 dirs=") and not got["describeLogDirs"].endswith("dirs=0"), got
+    assert got["describeMetadataQuorum"].startswith("ok leader=1 "), got
+    assert got["listPartitionReassignments"] == "ok count=0", got
+    assert got["describeUserScramCredentials"] == "ok users=[]", got
+    assert {c: got[c] for c in alter_calls} == {c: cae for c in alter_calls}, f"CLUSTER DESCRIBE is not ALTER: {got}"
+    assert got["listTransactions"] == f"ok ids=[{txn_id}]", got
+    assert got["describeTransactions"] == "ok state=CompleteCommit", got
+    assert raw_describe_transactions(env, "bob", txn_id) == (0, txn_id, "CompleteCommit")
+
+    # CLUSTER ALTER.
+    grant(env, binding(ResourceType.BROKER, CLUSTER, AclOperation.ALTER, principal=BOB))
+    got = java(*alter_calls, "describeUserScramCredentials", "listPartitionReassignments")
+    assert got == {"electLeaders": "ok partition=ElectionNotNeededException",  # one replica: already preferred
+                   "alterPartitionReassignments": "ok",  # onto its current replica
+                   "alterUserScramCredentials": "ok",
+                   "describeUserScramCredentials": f"ok users=[{scram_user}]",
+                   "listPartitionReassignments": "ok count=0"}, f"as bob with CLUSTER ALTER: {got}"

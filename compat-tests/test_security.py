@@ -84,9 +84,11 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import os
 import pathlib
 import random
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -125,6 +127,7 @@ NONE = 0
 UNSUPPORTED_SASL_MECHANISM = 33
 ILLEGAL_SASL_STATE = 34
 SASL_AUTHENTICATION_FAILED = 58
+INVALID_CONFIG = 40
 
 # API keys
 METADATA, FIND_COORDINATOR, API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 3, 10, 18, 17, 36
@@ -847,6 +850,106 @@ def test_server_key_forms(ottla_factory, certs, form):
     assert peer == certs.der(served), f"{form}: the broker presented another certificate than configured"
     assert API_VERSIONS in keys
     assert ck_brokers(sec.addr("SSL"), ck_conf(certs, "SSL")) == {NODE_ID: sec.addr("SSL")}
+
+
+def test_sighup_reloads_the_key_store(ottla_factory, certs, tmp_path):
+    """A rotated certificate is served after SIGHUP without a restart: new connections get
+    it, an open connection keeps working, and a key store that does not load is refused
+    with a log line while the current certificate stays."""
+    keystore = tmp_path / "rotating-keystore.pem"
+    shutil.copyfile(certs.server_keystore, keystore)
+    ports = dict(zip(("PLAINTEXT", "SSL"), distinct_ports(2)))
+    sec = start_secure(ottla_factory, ports, {
+        "listeners": listeners_value(ports),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+    }, name="ottla-sighup")
+    ctx = tls_context(certs)
+
+    def served() -> bytes:
+        with tls_connect(sec.ports["SSL"], ctx) as s:
+            return s.getpeercert(binary_form=True)
+
+    before = tls_connect(sec.ports["SSL"], ctx)
+    try:
+        assert before.getpeercert(binary_form=True) == certs.der(certs.server_cert)
+        # Rotate: the EC certificate replaces the RSA one in the same file.
+        shutil.copyfile(certs.server_ec_keystore, keystore)
+        os.kill(sec.broker.pid, signal.SIGHUP)
+        wait_for(lambda: served() == certs.der(certs.server_ec_cert), 15,
+                 "new connections to get the rotated certificate")
+        assert "Reloaded the SSL key and trust stores of listener SSL" in sec.broker.stderr_text()
+        # The connection opened before the rotation goes on with its own session.
+        assert API_VERSIONS in api_versions_over(before, corr=7)
+    finally:
+        before.close()
+    ck_roundtrip(sec.addr("SSL"), ck_conf(certs, "SSL"), "sec-sighup", n=100)
+
+    # A half-written key store: refused, the rotated certificate stays.
+    keystore.write_text("-----BEGIN PRIVATE KEY-----\ntruncated\n")
+    os.kill(sec.broker.pid, signal.SIGHUP)
+    wait_for(lambda: "Cannot reload the SSL key store of listener SSL" in sec.broker.stderr_text(), 15,
+             "the failed reload to be logged")
+    assert sec.broker.is_running()
+    assert served() == certs.der(certs.server_ec_cert)
+
+
+def test_dynamic_key_store_config_reloads_the_listener(ottla_factory, certs):
+    """`kafka-configs --alter --entity-type brokers --entity-name 1 --add-config
+    listener.name.ssl.ssl.keystore.location=...` (IncrementalAlterConfigs on this
+    broker): the listener serves the new key store at once and after a restart; the
+    cluster-wide default is refused, as Kafka refuses per-broker key stores there."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    ports = dict(zip(("PLAINTEXT", "SSL"), distinct_ports(2)))
+    sec = start_secure(ottla_factory, ports, {
+        "listeners": listeners_value(ports),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": certs.server_keystore,
+    }, name="ottla-dynamic-keystore")
+    ctx = tls_context(certs)
+
+    def served() -> bytes:
+        with tls_connect(sec.ports["SSL"], ctx) as s:
+            return s.getpeercert(binary_form=True)
+
+    def alter(name: str) -> KafkaException | None:
+        admin = AdminClient({"bootstrap.servers": sec.addr("PLAINTEXT")})
+        res = ConfigResource(ConfigResource.Type.BROKER, name, incremental_configs=[ConfigEntry(
+            "listener.name.ssl.ssl.keystore.location", certs.server_ec_keystore,
+            incremental_operation=AlterConfigOpType.SET)])
+        try:
+            admin.incremental_alter_configs([res])[res].result(timeout=30)
+            return None
+        except KafkaException as e:
+            return e
+
+    assert served() == certs.der(certs.server_cert)
+    # The cluster-wide default (resource name ""): refused. The Admin clients will not
+    # send an empty broker name, so IncrementalAlterConfigs v0 by hand.
+    key = b"listener.name.ssl.ssl.keystore.location"
+    body = (struct.pack(">i", 1) + struct.pack(">b", 4) + string("")
+            + struct.pack(">i", 1) + string(key.decode()) + struct.pack(">b", 0)
+            + string(certs.server_ec_keystore) + b"\x00")
+    with socket.create_connection((HOST, ports["PLAINTEXT"]), timeout=IO_TIMEOUT) as s:
+        r = Reader(roundtrip(s, 44, 0, 5, body))
+    r.i32()  # throttle
+    assert r.i32() == 1
+    code, message, rtype, rname = r.i16(), r.string(), r.i8(), r.string()
+    assert (code, rtype, rname) == (INVALID_CONFIG, 4, ""), (code, message)
+    assert "broker id must be specified" in (message or ""), message
+    assert served() == certs.der(certs.server_cert)
+
+    assert alter(str(NODE_ID)) is None
+    wait_for(lambda: served() == certs.der(certs.server_ec_cert), 15,
+             "the listener to serve the key store set through the dynamic config")
+    ck_roundtrip(sec.addr("SSL"), ck_conf(certs, "SSL"), "sec-dynamic-keystore", n=100)
+
+    sec.broker.stop()
+    sec.broker.start()
+    wait_listening(sec.broker, ports)
+    assert served() == certs.der(certs.server_ec_cert), "the dynamic key store was not applied at start-up"
 
 
 def test_encrypted_key_refused(ottla_factory, certs):

@@ -72,6 +72,9 @@ pub struct Broker {
     pub authorizer: Option<Arc<crate::security::authorizer::Authorizer>>,
     /// Applies committed metadata here; closed first when the broker stops.
     publisher: std::sync::OnceLock<Arc<BrokerMetadataPublisher>>,
+    /// The SSL and SASL_SSL listeners' TLS settings (set once the listeners are up),
+    /// reloaded on SIGHUP and when this broker's dynamic key store configs change.
+    pub tls_listeners: std::sync::OnceLock<Vec<Arc<crate::security::tls::ListenerTls>>>,
 }
 
 /// Open this node's part of the metadata: the embedded single-node controller, a voter
@@ -211,6 +214,7 @@ impl Broker {
             metrics: crate::metrics::BrokerMetrics::default(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             publisher: std::sync::OnceLock::new(),
+            tls_listeners: std::sync::OnceLock::new(),
             authorizer: config_authorizer,
         });
         // The whole image, as one delta: opens every partition led here and loads the
@@ -236,7 +240,37 @@ impl Broker {
     /// Apply the dynamic broker configs in `image` that concern this broker (its own,
     /// else the cluster-wide default, else the static value): the replication throttle
     /// rates.
+    /// Rebuild each TLS listener whose settings or key and trust store files changed
+    /// (`why` says what asked: SIGHUP, a dynamic config). A listener whose new files do
+    /// not load keeps its current certificate, and the error is logged.
+    pub fn reload_tls(&self, image: &ottla_controller::MetadataImage, why: &str) {
+        let Some(listeners) = self.tls_listeners.get() else {
+            return;
+        };
+        let settings = crate::security::tls::SslSettings {
+            config: &self.config,
+            dynamic: image.broker_configs.get(&Some(self.config.node_id)),
+        };
+        for tls in listeners {
+            match tls.reload(&settings) {
+                Ok(true) => tracing::info!(
+                    "Reloaded the SSL key and trust stores of listener {} ({why})",
+                    tls.listener()
+                ),
+                Ok(false) => tracing::debug!(
+                    "The SSL key and trust stores of listener {} are unchanged ({why})",
+                    tls.listener()
+                ),
+                Err(e) => tracing::error!(
+                    "Cannot reload the SSL key store of listener {} ({why}), keeping the current one: {e:#}",
+                    tls.listener()
+                ),
+            }
+        }
+    }
+
     pub fn apply_dynamic_configs(&self, image: &ottla_controller::MetadataImage) {
+        self.reload_tls(image, "dynamic broker config");
         let id = self.config.node_id;
         let rate = |key: &str, fallback: u64| {
             image

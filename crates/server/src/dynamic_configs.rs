@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use ottla_controller::{ConfigChange, ConfigResource, MetadataImage};
 
 use crate::config::definitions::{broker_config, topic_config, ConfigDef, ConfigType};
-use crate::config::is_dynamic_broker_config;
+use crate::config::{is_dynamic_broker_config, reloadable_ssl_config};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -57,6 +57,12 @@ fn invalid_request(message: String) -> Refusal {
 
 fn invalid_config(message: String) -> Refusal {
     (ResponseError::InvalidConfig.code(), message)
+}
+
+/// A broker config, or a listener's reloadable key store setting
+/// (`listener.name.<l>.ssl.keystore.location`), checked as its unprefixed key.
+fn broker_or_listener_config(name: &str) -> Option<&'static ConfigDef> {
+    broker_config(name).or_else(|| reloadable_ssl_config(name).and_then(broker_config))
 }
 
 /// The change `changes` makes to resource (`resource_type`, `name`). With
@@ -110,12 +116,29 @@ pub fn plan(
                         read_only.join(", ")
                     )));
                 }
+                if broker.is_none() {
+                    let per_broker: Vec<&str> = changes
+                        .iter()
+                        .map(|c| c.key.as_str())
+                        .filter(|k| reloadable_ssl_config(k).is_some())
+                        .collect();
+                    if !per_broker.is_empty() {
+                        return Err(invalid_config(format!(
+                            "Cannot update these configs at default cluster level, broker id must be specified: {}",
+                            per_broker.join(", ")
+                        )));
+                    }
+                }
                 let current = image
                     .broker_configs
                     .get(&broker)
                     .cloned()
                     .unwrap_or_default();
-                (ConfigResource::Broker(broker), current, broker_config)
+                (
+                    ConfigResource::Broker(broker),
+                    current,
+                    broker_or_listener_config,
+                )
             }
             other => {
                 return Err(invalid_request(format!(
@@ -264,6 +287,36 @@ mod tests {
             op,
             value: value.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn key_stores_are_set_per_broker_only() {
+        let set = |key: &str| vec![change(key, ConfigOp::Set, Some("/etc/ottla/new.pem"))];
+        for key in [
+            "listener.name.ssl.ssl.keystore.location",
+            "ssl.keystore.location",
+        ] {
+            let (code, message) = plan(&image(), RESOURCE_BROKER, "", &set(key), false)
+                .expect_err("a cluster-wide key store");
+            assert_eq!(code, ResponseError::InvalidConfig.code());
+            assert!(message.contains("broker id must be specified"), "{message}");
+            let planned = plan(&image(), RESOURCE_BROKER, "1", &set(key), false).unwrap();
+            assert_eq!(planned.resource, ConfigResource::Broker(Some(1)));
+            assert_eq!(
+                planned.values,
+                vec![(key.to_string(), Some("/etc/ottla/new.pem".to_string()))]
+            );
+        }
+        // Only the reloadable key store settings, on a listener, are dynamic.
+        let (code, _) = plan(
+            &image(),
+            RESOURCE_BROKER,
+            "1",
+            &set("listener.name.ssl.ssl.client.auth"),
+            false,
+        )
+        .expect_err("not reloadable");
+        assert_ne!(code, 0);
     }
 
     #[test]

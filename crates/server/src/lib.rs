@@ -195,6 +195,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     let mut addresses = Vec::new();
+    let mut tls = Vec::new();
     for listener in &broker.config.listeners {
         let addr = listener.bind_address();
         let socket = TcpListener::bind(&addr)
@@ -215,6 +216,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             listener.security_protocol.name()
         );
         addresses.push(local);
+        tls.extend(security.tls.clone());
         tasks.push(tokio::spawn(network::serve(
             broker.clone(),
             socket,
@@ -222,6 +224,9 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             shutdown_rx.clone(),
         )));
     }
+    let _ = broker.tls_listeners.set(tls);
+    // Key stores set through dynamic configs before this start.
+    broker.reload_tls(&broker.controller.image(), "dynamic broker config");
     if let Some(metrics) = &broker.config.metrics_listener {
         let socket = TcpListener::bind(&metrics.address)
             .await
@@ -287,7 +292,24 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         return run_controller_only(config).await;
     }
     let running = start(config).await?;
-    wait_for_signal().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the SSL key and trust stores");
+                let broker = running.broker.clone();
+                // File reads: off the async workers.
+                let _ = tokio::task::spawn_blocking(move || {
+                    broker.reload_tls(&broker.controller.image(), "SIGHUP")
+                })
+                .await;
+            }
+        }
+    }
     running.stop().await
 }
 

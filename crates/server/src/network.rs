@@ -165,7 +165,7 @@ async fn handle_connection(
     peer: SocketAddr,
     security: Arc<ListenerSecurity>,
 ) {
-    let Some(acceptor) = security.tls.clone() else {
+    let Some(acceptor) = security.tls.as_ref().map(|t| t.acceptor()) else {
         let session = Session::new(peer, security, ANONYMOUS.to_string());
         let (reader, writer) = stream.into_split();
         serve_connection(broker, reader, writer, session).await;

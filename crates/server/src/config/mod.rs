@@ -1056,7 +1056,36 @@ const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
 /// `message.max.bytes`, `min.insync.replicas`, ...). Every other broker config is
 /// read-only, as Kafka's non-dynamic ones are.
 pub fn is_dynamic_broker_config(name: &str) -> bool {
-    DYNAMIC_BROKER_CONFIGS.contains(&name) || definitions::is_dynamic_log_config(name)
+    DYNAMIC_BROKER_CONFIGS.contains(&name)
+        || definitions::is_dynamic_log_config(name)
+        || reloadable_ssl_config(name).is_some()
+}
+
+/// The key and trust store settings a TLS listener reloads when they change through
+/// IncrementalAlterConfigs on this broker (Kafka's `SslConfigs.RECONFIGURABLE_CONFIGS`
+/// in PEM form; Ottla reads no passwords).
+pub const RELOADABLE_SSL_CONFIGS: &[&str] = &[
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.truststore.certificates",
+];
+
+/// For `ssl.keystore.location` or `listener.name.<l>.ssl.keystore.location` (and the
+/// other [`RELOADABLE_SSL_CONFIGS`]), the unprefixed key. Such keys are per broker only,
+/// as in Kafka (a key store belongs to one broker).
+pub fn reloadable_ssl_config(name: &str) -> Option<&'static str> {
+    let setting = match name.strip_prefix(LISTENER_PREFIX) {
+        Some(rest) => rest.split_once('.')?.1,
+        None => name,
+    };
+    RELOADABLE_SSL_CONFIGS
+        .iter()
+        .copied()
+        .find(|key| *key == setting)
 }
 
 pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {

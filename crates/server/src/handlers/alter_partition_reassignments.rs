@@ -6,6 +6,11 @@
 //! INVALID_REPLICATION_FACTOR, NO_REASSIGNMENT_IN_PROGRESS, UNKNOWN_TOPIC_OR_PARTITION.
 //! The data moves afterwards, through ordinary follower fetching (see
 //! `ottla_controller::reassignment`).
+//!
+//! Needs ALTER on the cluster (Kafka's `ControllerApis.handleAlterPartitionReassignments`,
+//! `authorizeClusterOperation(request, ALTER)`). Without it nothing moves and the answer
+//! is `AlterPartitionReassignmentsRequest.getErrorResponse`: CLUSTER_AUTHORIZATION_FAILED
+//! at the top level and for every partition asked for.
 
 use std::sync::Arc;
 
@@ -15,14 +20,50 @@ use kafka_protocol::messages::alter_partition_reassignments_response::{
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
 };
+use kafka_protocol::ResponseError;
 use ottla_controller::ReassignmentRequest;
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: AlterPartitionReassignmentsRequest = decode(request)?;
+    if !caller.allowed_on_cluster(op::ALTER) {
+        // As Kafka's error response: `allow_replication_factor_change` stays at its
+        // default (true). Kafka's message there is a dump of its internal request
+        // object; none is sent here (clients fall back to the code's own text).
+        let code = ResponseError::ClusterAuthorizationFailed.code();
+        let responses = req
+            .topics
+            .iter()
+            .map(|t| {
+                ReassignableTopicResponse::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                ReassignablePartitionResponse::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                                    .with_error_message(None)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        let response = AlterPartitionReassignmentsResponse::default()
+            .with_error_code(code)
+            .with_error_message(None)
+            .with_responses(responses);
+        return respond(request, &response);
+    }
     // v0 has no such field: the replication factor may change, as before KIP-860.
     let allow_rf_change = request.version() == 0 || req.allow_replication_factor_change;
     let requests: Vec<ReassignmentRequest> = req

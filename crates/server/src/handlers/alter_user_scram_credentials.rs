@@ -5,8 +5,13 @@
 //! controller stores only those. One result per user, as Kafka answers: a user whose
 //! request is malformed (or who is named twice) gets the error and none of its changes
 //! is made.
+//!
+//! Needs ALTER on the cluster (Kafka's `ControllerApis.handleAlterUserScramCredentials`,
+//! `authorizeClusterOperation(request, ALTER)`). Without it nothing changes and the
+//! answer is `AlterUserScramCredentialsRequest.getErrorResponse`: one result per user
+//! named (each once, sorted by name) with CLUSTER_AUTHORIZATION_FAILED.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
@@ -19,12 +24,40 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 use crate::security::scram::{ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
 type Refusal = (ResponseError, String);
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: AlterUserScramCredentialsRequest = decode(request)?;
+    if !caller.allowed_on_cluster(op::ALTER) {
+        // Kafka's message there is a dump of its internal request object; none is
+        // sent here (clients fall back to the code's own text).
+        let users: BTreeSet<&str> = req
+            .deletions
+            .iter()
+            .map(|d| d.name.as_str())
+            .chain(req.upsertions.iter().map(|u| u.name.as_str()))
+            .collect();
+        let results = users
+            .into_iter()
+            .map(|user| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(str_bytes(user))
+                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                    .with_error_message(None)
+            })
+            .collect();
+        return respond(
+            request,
+            &AlterUserScramCredentialsResponse::default().with_results(results),
+        );
+    }
     // Users in order of first appearance, each with its changes or its refusal.
     let mut users: Vec<String> = Vec::new();
     let mut planned: BTreeMap<String, Result<Vec<ScramChange>, Refusal>> = BTreeMap::new();

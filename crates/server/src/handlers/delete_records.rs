@@ -3,7 +3,12 @@
 //! whole segments below the new start are deleted and the start is checkpointed
 //! (`log-start-offset-checkpoint`) before the answer, so the deletion survives a crash.
 //!
-//! Errors are Kafka's: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER,
+//! Needs DELETE on each topic (Kafka's `KafkaApis.handleDeleteRecordsRequest`): every
+//! requested partition of a topic the caller may not delete from gets
+//! TOPIC_AUTHORIZATION_FAILED (low watermark -1), whether the topic exists or not, and
+//! is not trimmed.
+//!
+//! Other errors are Kafka's: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER,
 //! OFFSET_OUT_OF_RANGE (an offset above the high watermark, or negative other than -1,
 //! which means the high watermark), POLICY_VIOLATION for a topic without the `delete`
 //! cleanup policy. The low watermark answered is the leader's new log start offset;
@@ -21,8 +26,13 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: DeleteRecordsRequest = decode(request)?;
     let image = broker.controller.image();
     let mut moved = false;
@@ -30,6 +40,8 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         .topics
         .into_iter()
         .map(|topic| {
+            // Authorization before existence, as Kafka checks it.
+            let allowed = caller.allowed_on_topic(op::DELETE, topic.name.as_str());
             let info = image.topic(topic.name.as_str());
             let partitions = topic
                 .partitions
@@ -43,6 +55,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
                     let hosted =
                         info.and_then(|t| broker.replicas.get(&t.topic_id, p.partition_index));
                     let result = match (exists, hosted) {
+                        _ if !allowed => Err(ResponseError::TopicAuthorizationFailed.code()),
                         (false, _) => Err(ResponseError::UnknownTopicOrPartition.code()),
                         (true, None) => Err(ResponseError::NotLeaderOrFollower.code()),
                         (true, Some(partition)) => {

@@ -7,24 +7,33 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{resource, Caller, CLUSTER_NAME};
 
 /// `endpoint_type` 1 = brokers; 2 = controllers (KIP-919), which we do not list separately.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 /// Kafka's "authorized operations were not requested" sentinel.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
+/// No permission is needed (as in Kafka); with `include_cluster_authorized_operations`
+/// the answer says what the caller may do with the cluster (KIP-430).
 pub fn handle(
     broker: &Broker,
     request: &Request,
     here: &AdvertisedEndpoint,
+    caller: &Caller,
 ) -> Result<Reply, HandlerError> {
     let req: DescribeClusterRequest = decode(request)?;
     let image = broker.controller.image();
+    let authorized_operations = if req.include_cluster_authorized_operations {
+        caller.authorized_operations(resource::CLUSTER, CLUSTER_NAME)
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(image.cluster_id.clone().unwrap_or_default()))
         // A live broker, as KRaft brokers answer (see Metadata).
         .with_controller_id(BrokerId(broker.config.node_id))
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        .with_cluster_authorized_operations(authorized_operations);
     if request.version() >= 1 {
         response = response.with_endpoint_type(req.endpoint_type);
         if req.endpoint_type != ENDPOINT_TYPE_BROKERS {

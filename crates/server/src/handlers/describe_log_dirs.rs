@@ -2,6 +2,10 @@
 //! holds, their sizes and how far each lags behind the high watermark, and (v4) the
 //! file system's total and usable bytes: what `kafka-log-dirs --describe` and Admin
 //! `describeLogDirs` show. A null topic list means every partition.
+//!
+//! Needs DESCRIBE on the cluster, as Kafka's `KafkaApis.handleDescribeLogDirsRequest`:
+//! without it the answer lists no log directory, with CLUSTER_AUTHORIZATION_FAILED as
+//! the top-level error (v3+; v0-2 have no error field and just list nothing).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -10,13 +14,27 @@ use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+use kafka_protocol::ResponseError;
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: DescribeLogDirsRequest = decode(request)?;
+    if !caller.allowed_on_cluster(op::DESCRIBE) {
+        // The encoder drops the error code below v3, leaving just the empty list.
+        return respond(
+            request,
+            &DescribeLogDirsResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let wanted: Option<HashSet<(String, i32)>> = req.topics.map(|topics| {
         topics
             .iter()

@@ -1,6 +1,10 @@
 //! DescribeProducers (key 61): the producer state of partitions this broker leads
 //! (`kafka-transactions describe-producers`, Admin `describeProducers`): each active
 //! producer's epoch, last sequence and the first offset of its open transaction.
+//!
+//! Needs READ on each topic (Kafka's `KafkaApis.handleDescribeProducersRequest`): every
+//! requested partition of a topic the caller may not read gets TOPIC_AUTHORIZATION_FAILED
+//! ("Topic authorization failed."), whether the topic exists or not.
 
 use std::sync::Arc;
 
@@ -8,24 +12,37 @@ use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+use kafka_protocol::ResponseError;
 use ottla_protocol::frame::Request;
 
-use super::{decode, not_hosted_error, respond, HandlerError, Reply};
+use super::{decode, not_hosted_error, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: DescribeProducersRequest = decode(request)?;
     let image = broker.controller.image();
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            // Authorization before existence, as Kafka checks it.
+            let allowed = caller.allowed_on_topic(op::READ, t.name.as_str());
             let info = image.topic(t.name.as_str());
             let partitions = t
                 .partition_indexes
                 .iter()
                 .map(|&index| {
                     let r = PartitionResponse::default().with_partition_index(index);
+                    if !allowed {
+                        return r
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                            .with_error_message(Some(str_bytes("Topic authorization failed.")));
+                    }
                     match info.and_then(|i| broker.replicas.leader(&i.topic_id, index)) {
                         None => r.with_error_code(not_hosted_error(info.map(|t| &**t), index)),
                         Some(partition) => {

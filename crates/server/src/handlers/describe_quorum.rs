@@ -2,6 +2,11 @@
 //! voter's progress, what `kafka-metadata-quorum describe --status/--replication` and
 //! `Admin.describeMetadataQuorum` show. Any broker answers: a voter that is not the
 //! active controller asks the active one, as Kafka's brokers forward it.
+//!
+//! Needs DESCRIBE on the cluster (Kafka's `ControllerApis.handleDescribeQuorum`,
+//! `authorizeClusterOperation(request, DESCRIBE)`): without it the answer is
+//! `DescribeQuorumRequest.getErrorResponse`, a top-level CLUSTER_AUTHORIZATION_FAILED
+//! (with its message from v2) and no topics.
 
 use std::sync::Arc;
 
@@ -17,13 +22,27 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
 /// KRaft's metadata topic, the only partition a quorum describes.
 const METADATA_TOPIC: &str = "__cluster_metadata";
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: DescribeQuorumRequest = decode(request)?;
     let version = request.version();
+    if !caller.allowed_on_cluster(op::DESCRIBE) {
+        let mut response = DescribeQuorumResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        if version >= 2 {
+            response =
+                response.with_error_message(Some(str_bytes("Cluster authorization failed.")));
+        }
+        return respond(request, &response);
+    }
     let asks_metadata_partition = req.topics.len() == 1
         && req.topics[0].topic_name.as_str() == METADATA_TOPIC
         && req.topics[0].partitions.len() == 1

@@ -10,6 +10,13 @@
 //! a partition without a leader LEADER_NOT_AVAILABLE; replicas on fenced brokers are
 //! offline. Ottla has no eligible leader replicas (KIP-966's ELR), so those lists are
 //! empty.
+//!
+//! Needs DESCRIBE on each topic, as Kafka's handler checks it: a named topic the caller
+//! may not describe is answered, after the others, with TOPIC_AUTHORIZATION_FAILED, its
+//! name, a zero topic id and no partitions, whether it exists or not; when every topic
+//! is asked for, those are left out. Every topic answered otherwise (an unknown one
+//! too) carries what the caller may do with it (`topic_authorized_operations`, KIP-430),
+//! which Kafka always fills in since the request has no flag for it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,16 +30,22 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use ottla_controller::{MetadataImage, TopicInfo};
 use ottla_protocol::frame::Request;
+use uuid::Uuid;
 
 use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, resource, Caller};
 
 /// Kafka's `max.request.partition.size.limit` default: the most partitions one answer
 /// holds, whatever the request asks.
 const MAX_PARTITIONS_PER_RESPONSE: i32 = 2000;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: DescribeTopicPartitionsRequest = decode(request)?;
     let image = broker.controller.image();
     let limit = req
@@ -42,7 +55,8 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         (c.topic_name.to_string(), c.partition_index.max(0))
     });
     // Sorted, each once; every topic when none is named.
-    let names: Vec<String> = if req.topics.is_empty() {
+    let fetch_all = req.topics.is_empty();
+    let names: Vec<String> = if fetch_all {
         image.topics().map(|t| t.name.clone()).collect()
     } else {
         req.topics
@@ -52,10 +66,33 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .into_iter()
             .collect()
     };
+    // As Kafka's handler: every topic from the cursor on is authorized before any is
+    // described (so a refused one is answered even past the page's end); a denial is
+    // logged whether the topic was named or not (Kafka's `logIfDenied = true`).
+    let mut refused = Vec::new();
+    let allowed: Vec<String> = names
+        .into_iter()
+        .filter(|n| *n >= cursor_topic)
+        .filter(|name| {
+            let allowed = caller.allowed_on_topic(op::DESCRIBE, name);
+            if !allowed && !fetch_all {
+                refused.push(
+                    DescribeTopicPartitionsResponseTopic::default()
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_name(Some(TopicName(str_bytes(name.clone()))))
+                        .with_topic_id(Uuid::nil())
+                        .with_is_internal(false)
+                        .with_partitions(Vec::new())
+                        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                );
+            }
+            allowed
+        })
+        .collect();
     let mut topics = Vec::new();
     let mut room = limit;
     let mut next_cursor = None;
-    for name in names.into_iter().filter(|n| *n >= cursor_topic) {
+    for name in allowed {
         let first = if name == cursor_topic {
             cursor_partition
         } else {
@@ -65,8 +102,10 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             topics.push(
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                    .with_name(Some(TopicName(str_bytes(name))))
-                    .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                    .with_topic_authorized_operations(
+                        caller.authorized_operations(resource::TOPIC, &name),
+                    )
+                    .with_name(Some(TopicName(str_bytes(name)))),
             );
             continue;
         };
@@ -76,13 +115,18 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         }
         let available = topic.partitions.len().saturating_sub(first as usize);
         let taken = available.min(room);
-        topics.push(describe(&image, topic, first as usize, taken));
+        topics.push(
+            describe(&image, topic, first as usize, taken).with_topic_authorized_operations(
+                caller.authorized_operations(resource::TOPIC, &name),
+            ),
+        );
         room -= taken;
         if taken < available {
             next_cursor = Some(cursor(&name, first + taken as i32));
             break;
         }
     }
+    topics.extend(refused);
     respond(
         request,
         &DescribeTopicPartitionsResponse::default()
@@ -136,5 +180,4 @@ fn describe(
         .with_topic_id(topic.topic_id)
         .with_is_internal(topic.is_internal())
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

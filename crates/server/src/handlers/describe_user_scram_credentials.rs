@@ -1,6 +1,11 @@
 //! DescribeUserScramCredentials (key 50): each user's SCRAM mechanisms and iteration
 //! counts (never salts or keys), what `kafka-configs --entity-type users --describe`
 //! shows. No user list (or an empty one) means every user with a credential.
+//!
+//! Needs DESCRIBE on the cluster (Kafka's `KafkaApis.handleDescribeUserScramCredentialsRequest`).
+//! Without it the answer is `DescribeUserScramCredentialsRequest.getErrorResponse`:
+//! CLUSTER_AUTHORIZATION_FAILED at the top level and one result with that code for each
+//! user asked for (Kafka leaves those results' user name empty), no credential shown.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,9 +20,32 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Broker, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(broker: &Broker, request: &Request, caller: &Caller) -> Result<Reply, HandlerError> {
     let req: DescribeUserScramCredentialsRequest = decode(request)?;
+    if !caller.allowed_on_cluster(op::DESCRIBE) {
+        // Kafka builds this from `Errors.CLUSTER_AUTHORIZATION_FAILED.exception`, whose
+        // message is the code's default, so `ApiError` drops it: no message anywhere.
+        let code = ResponseError::ClusterAuthorizationFailed.code();
+        let results = req
+            .users
+            .iter()
+            .flatten()
+            .map(|_| {
+                DescribeUserScramCredentialsResult::default()
+                    .with_error_code(code)
+                    .with_error_message(None)
+            })
+            .collect();
+        return respond(
+            request,
+            &DescribeUserScramCredentialsResponse::default()
+                .with_error_code(code)
+                .with_error_message(None)
+                .with_results(results),
+        );
+    }
     let image = broker.controller.image();
     let mut by_user: BTreeMap<&str, Vec<CredentialInfo>> = BTreeMap::new();
     for ((user, mechanism), credential) in &image.scram_credentials {

@@ -4,6 +4,11 @@
 //! ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE, ELIGIBLE_LEADERS_NOT_AVAILABLE
 //! or UNKNOWN_TOPIC_OR_PARTITION where no election took place. Without a partition
 //! list every partition is tried and only those that changed or failed are listed.
+//!
+//! Needs ALTER on the cluster (Kafka's `ControllerApis.handleElectLeaders`,
+//! `authorizeClusterOperation(request, ALTER)`). Without it nothing is elected and the
+//! answer is `ElectLeadersRequest.getErrorResponse`: CLUSTER_AUTHORIZATION_FAILED at the
+//! top level (v1+; v0 has no such field) and for every partition asked for.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,9 +21,44 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: ElectLeadersRequest = decode(request)?;
+    if !caller.allowed_on_cluster(op::ALTER) {
+        let code = ResponseError::ClusterAuthorizationFailed.code();
+        // Each topic as asked, in request order (Kafka's message is a dump of its
+        // internal request object; none is sent here).
+        let results = req
+            .topic_partitions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                ReplicaElectionResult::default()
+                    .with_topic(t.topic)
+                    .with_partition_result(
+                        t.partitions
+                            .into_iter()
+                            .map(|p| {
+                                PartitionResult::default()
+                                    .with_partition_id(p)
+                                    .with_error_code(code)
+                                    .with_error_message(None)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        let mut response = ElectLeadersResponse::default().with_replica_election_results(results);
+        if request.version() >= 1 {
+            response = response.with_error_code(code);
+        }
+        return respond(request, &response);
+    }
     // v0 has no election type: preferred only.
     let Some(election) = ElectionType::from_wire(req.election_type) else {
         let response =

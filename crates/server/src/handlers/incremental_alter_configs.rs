@@ -4,6 +4,12 @@
 //! configs (one broker's, or the cluster-wide default under an empty name) are checked
 //! here ([`crate::dynamic_configs`]), committed by the active controller, and applied
 //! by every broker from the metadata, with no restart.
+//!
+//! Needs ALTER_CONFIGS per resource, as Kafka's `ControllerApis.authorizeAlterResource`
+//! and `ConfigAdminManager.preprocess`: on the cluster for a BROKER or BROKER_LOGGER
+//! resource (denied: CLUSTER_AUTHORIZATION_FAILED), on the topic for a TOPIC resource
+//! (denied: TOPIC_AUTHORIZATION_FAILED). A denied resource is neither checked nor
+//! changed, `validate_only` or not.
 
 use std::sync::Arc;
 
@@ -11,17 +17,36 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use ottla_protocol::frame::Request;
 
+use super::alter_configs::{authorize_alter, authorize_alter_logger, code_and_message, Denial};
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::dynamic_configs::{commit, plan, ConfigOp, KeyChange};
+use crate::security::authorizer::Caller;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: IncrementalAlterConfigsRequest = decode(request)?;
     let image = broker.controller.image();
-    let planned = req
+    let denials: Vec<Option<Denial>> = req
         .resources
         .iter()
         .map(|r| {
+            authorize_alter_logger(caller, r.resource_type)
+                .or_else(|| authorize_alter(caller, r.resource_type, r.resource_name.as_str()))
+        })
+        .collect();
+    let planned = req
+        .resources
+        .iter()
+        .zip(&denials)
+        .map(|(r, denial)| {
+            if let Some((code, _)) = denial {
+                // Not checked, and left out of the commit.
+                return Err((*code, String::new()));
+            }
             let changes = r
                 .configs
                 .iter()
@@ -53,13 +78,14 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
         .resources
         .iter()
         .zip(outcomes)
-        .map(|(r, outcome)| {
-            let (code, message) = outcome.err().unwrap_or((0, String::new()));
+        .zip(denials)
+        .map(|((r, outcome), denial)| {
+            let (code, message) = code_and_message(denial, outcome);
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone())
                 .with_error_code(code)
-                .with_error_message((code != 0).then(|| str_bytes(message)))
+                .with_error_message(message.map(str_bytes))
         })
         .collect();
     respond(

@@ -1,4 +1,8 @@
 //! ListGroups (key 16): every group, optionally filtered by state (v4+) and type (v5+).
+//!
+//! ACLs, as Kafka's `KafkaApis.handleListGroupsRequest`: a caller with DESCRIBE on the
+//! CLUSTER sees every group; any other caller sees only the groups it may DESCRIBE (both
+//! checked without logging a denial). Never an authorization error.
 
 use std::sync::Arc;
 
@@ -9,11 +13,16 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, respond_later, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, resource, Caller, CLUSTER_NAME};
 
 /// Every group here uses the classic protocol (KIP-848 groups are a later issue).
 const GROUP_TYPE: &str = "classic";
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: ListGroupsRequest = decode(request)?;
     let version = request.version();
     let states: Vec<String> = if version >= 4 {
@@ -30,9 +39,16 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     if !type_ok {
         return respond(request, &ListGroupsResponse::default());
     }
+    // Kafka: `authorize(DESCRIBE, CLUSTER, logIfDenied = false)`, then, without it, each
+    // listed group filtered by DESCRIBE on it (`logIfDenied = false`).
+    let every_group = caller.allowed_quietly(op::DESCRIBE, resource::CLUSTER, CLUSTER_NAME);
+    let caller = caller.clone();
     let listed = broker.groups.list(states);
     respond_later(request, async move {
-        let (code, groups) = listed.await;
+        let (code, mut groups) = listed.await;
+        if !every_group {
+            groups.retain(|g| caller.allowed_quietly(op::DESCRIBE, resource::GROUP, &g.group_id));
+        }
         to_wire(version, code, groups)
     })
 }

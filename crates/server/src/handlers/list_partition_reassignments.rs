@@ -4,6 +4,11 @@
 //! `Admin.listPartitionReassignments` ask. Answered from this broker's metadata image
 //! (every broker replays the controller's log); partitions not reassigning, and unknown
 //! topics, are left out as Kafka does.
+//!
+//! Needs DESCRIBE on the cluster (Kafka's `ControllerApis.handleListPartitionReassignments`,
+//! `authorizeClusterOperation(request, DESCRIBE)`). Without it the answer is
+//! `ListPartitionReassignmentsRequest.getErrorResponse`: CLUSTER_AUTHORIZATION_FAILED at
+//! the top level, and each topic and partition asked for echoed with no replicas.
 
 use std::collections::BTreeMap;
 
@@ -13,13 +18,43 @@ use kafka_protocol::messages::list_partition_reassignments_response::{
 use kafka_protocol::messages::{
     BrokerId, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
+use kafka_protocol::ResponseError;
 use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, Caller};
 
-pub fn handle(broker: &Broker, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(broker: &Broker, request: &Request, caller: &Caller) -> Result<Reply, HandlerError> {
     let req: ListPartitionReassignmentsRequest = decode(request)?;
+    if !caller.allowed_on_cluster(op::DESCRIBE) {
+        // Kafka's message there is a dump of its internal request object; none is
+        // sent here (clients fall back to the code's own text).
+        let topics = req
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                OngoingTopicReassignment::default()
+                    .with_name(t.name)
+                    .with_partitions(
+                        t.partition_indexes
+                            .into_iter()
+                            .map(|p| {
+                                OngoingPartitionReassignment::default().with_partition_index(p)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return respond(
+            request,
+            &ListPartitionReassignmentsResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                .with_error_message(None)
+                .with_topics(topics),
+        );
+    }
     let only: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|topics| {
         topics
             .into_iter()

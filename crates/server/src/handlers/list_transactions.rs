@@ -2,6 +2,9 @@
 //! (`kafka-transactions list`, Admin `listTransactions`), filtered by state, producer
 //! id and (v1, KIP-994) by how long the transaction has been open. v2's id pattern is
 //! not advertised.
+//!
+//! As Kafka's `KafkaApis.handleListTransactionsRequest`: only the transactional ids the
+//! caller may DESCRIBE are listed; the others are left out without an error.
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use ottla_txn::records::TransactionState as State;
 
 use super::{decode, respond_later, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, resource, Caller};
 
 const STATES: [State; 8] = [
     State::Empty,
@@ -26,7 +30,11 @@ const STATES: [State; 8] = [
     State::PrepareEpochFence,
 ];
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: ListTransactionsRequest = decode(request)?;
     let version = request.version();
     let mut wanted_states = Vec::new();
@@ -45,6 +53,7 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
     };
     let listed = broker.txns.list();
     let now = ottla_replica::partition::now_ms();
+    let caller = caller.clone();
     respond_later(request, async move {
         let states = listed
             .await
@@ -53,6 +62,14 @@ pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerE
             .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
             // Kafka: only transactions open at least `duration` ms (start time known).
             .filter(|m| duration < 0 || (m.start_ms >= 0 && now - m.start_ms >= duration))
+            // Kafka: `logIfDenied = false`, a filter and not a refusal.
+            .filter(|m| {
+                caller.allowed_quietly(
+                    op::DESCRIBE,
+                    resource::TRANSACTIONAL_ID,
+                    &m.transactional_id,
+                )
+            })
             .map(|m| {
                 TransactionState::default()
                     .with_transactional_id(TransactionalId(str_bytes(m.transactional_id)))

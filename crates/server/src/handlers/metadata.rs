@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
-use crate::security::authorizer::{op, Caller};
+use crate::security::authorizer::{op, resource, Caller, CLUSTER_NAME};
 
 /// Topics one Metadata request may auto-create; each costs an fsynced metadata record and
 /// directories, so a single request naming a million new topics is answered in rounds
@@ -77,7 +77,10 @@ pub fn handle(
     let mut created = 0usize;
     let mut topics = Vec::new();
     if all_topics {
-        for topic in image.topics().filter(|t| describable(&t.name)) {
+        // Leaving a topic out of a listing is not an event: no denial log (Kafka's
+        // logIfDenied = false).
+        let listable = |name: &str| caller.allowed_quietly(op::DESCRIBE, resource::TOPIC, name);
+        for topic in image.topics().filter(|t| listable(&t.name)) {
             topics.push(topic_metadata(version, &image, topic));
         }
     } else {
@@ -183,6 +186,23 @@ pub fn handle(
             m
         })
         .collect();
+    // KIP-430: what the caller may do with each topic it may see (not with the ones it
+    // was refused or whose id is unknown), and with the cluster, when asked.
+    if version >= 8 && req.include_topic_authorized_operations {
+        let refused = [
+            ResponseError::TopicAuthorizationFailed.code(),
+            ResponseError::UnknownTopicId.code(),
+        ];
+        for t in topics
+            .iter_mut()
+            .filter(|t| !refused.contains(&t.error_code))
+        {
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations =
+                    caller.authorized_operations(resource::TOPIC, name.as_str());
+            }
+        }
+    }
     let mut response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_topics(topics);
@@ -196,7 +216,13 @@ pub fn handle(
         response = response.with_cluster_id(image.cluster_id.clone().map(str_bytes));
     }
     if (8..=10).contains(&version) {
-        response = response.with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        response = response.with_cluster_authorized_operations(
+            if req.include_cluster_authorized_operations {
+                caller.authorized_operations(resource::CLUSTER, CLUSTER_NAME)
+            } else {
+                AUTHORIZED_OPERATIONS_OMITTED
+            },
+        );
     }
     respond(request, &response)
 }

@@ -132,8 +132,6 @@ pub enum HandlerError {
         version: i16,
         reason: String,
     },
-    #[error("{principal} may not send {api_key:?}: while the authorizer is on, this API is served to super.users only (its per-resource checks are not implemented yet)")]
-    NotAuthorizedYet { api_key: ApiKey, principal: String },
     #[error("produce with acks=0 failed; closing the connection so the producer notices")]
     AcksZeroError,
     #[error("cannot encode {api_key:?} v{version} response: {reason}")]
@@ -316,35 +314,6 @@ fn on_blocking_pool(
     })))
 }
 
-/// With the authorizer on, the APIs whose per-resource checks (Kafka's `KafkaApis`) are
-/// not implemented yet are served to `super.users` only: stricter than Kafka, never
-/// looser (no cluster-wide permission stands in for a topic's or a group's).
-fn coarse_cluster_check(api_key: ApiKey) -> bool {
-    matches!(
-        api_key,
-        ApiKey::CreatePartitions
-            | ApiKey::DeleteRecords
-            | ApiKey::DeleteGroups
-            | ApiKey::OffsetDelete
-            | ApiKey::AlterConfigs
-            | ApiKey::IncrementalAlterConfigs
-            | ApiKey::AlterPartitionReassignments
-            | ApiKey::ElectLeaders
-            | ApiKey::AlterUserScramCredentials
-            | ApiKey::DescribeGroups
-            | ApiKey::ListGroups
-            | ApiKey::DescribeTopicPartitions
-            | ApiKey::DescribeLogDirs
-            | ApiKey::DescribeQuorum
-            | ApiKey::ListPartitionReassignments
-            | ApiKey::DescribeUserScramCredentials
-            | ApiKey::DescribeProducers
-            | ApiKey::DescribeTransactions
-            | ApiKey::ListTransactions
-            | ApiKey::WriteTxnMarkers
-    )
-}
-
 /// Route one request. ApiVersions answers every version (with the documented v0
 /// fallback); any other unsupported version closes the connection, as in Kafka.
 pub fn dispatch(
@@ -363,12 +332,6 @@ pub fn dispatch(
         return Err(HandlerError::UnsupportedVersion {
             api_key: request.api_key,
             version: request.version(),
-        });
-    }
-    if coarse_cluster_check(request.api_key) && !caller.is_super_user() {
-        return Err(HandlerError::NotAuthorizedYet {
-            api_key: request.api_key,
-            principal: caller.principal().to_string(),
         });
     }
     match request.api_key {
@@ -398,27 +361,35 @@ pub fn dispatch(
         }),
         ApiKey::DescribeAcls => describe_acls::handle(broker, &request, &caller),
         ApiKey::DescribeConfigs => describe_configs::handle(broker, &request, &caller),
-        ApiKey::CreatePartitions => on_blocking_pool(broker, request, create_partitions::handle),
-        ApiKey::DescribeCluster => describe_cluster::handle(broker, &request, &here),
+        ApiKey::CreatePartitions => on_blocking_pool(broker, request, move |b, r| {
+            create_partitions::handle(b, r, &caller)
+        }),
+        ApiKey::DescribeCluster => describe_cluster::handle(broker, &request, &here, &caller),
         ApiKey::DescribeUserScramCredentials => {
-            describe_user_scram_credentials::handle(broker, &request)
+            describe_user_scram_credentials::handle(broker, &request, &caller)
         }
         // A controller write.
-        ApiKey::AlterUserScramCredentials => {
-            on_blocking_pool(broker, request, alter_user_scram_credentials::handle)
-        }
+        ApiKey::AlterUserScramCredentials => on_blocking_pool(broker, request, move |b, r| {
+            alter_user_scram_credentials::handle(b, r, &caller)
+        }),
         // May ask the active controller over the network.
-        ApiKey::DescribeQuorum => on_blocking_pool(broker, request, describe_quorum::handle),
-        ApiKey::ElectLeaders => on_blocking_pool(broker, request, elect_leaders::handle),
-        ApiKey::AlterConfigs => on_blocking_pool(broker, request, alter_configs::handle),
-        ApiKey::IncrementalAlterConfigs => {
-            on_blocking_pool(broker, request, incremental_alter_configs::handle)
-        }
-        ApiKey::AlterPartitionReassignments => {
-            on_blocking_pool(broker, request, alter_partition_reassignments::handle)
-        }
+        ApiKey::DescribeQuorum => on_blocking_pool(broker, request, move |b, r| {
+            describe_quorum::handle(b, r, &caller)
+        }),
+        ApiKey::ElectLeaders => on_blocking_pool(broker, request, move |b, r| {
+            elect_leaders::handle(b, r, &caller)
+        }),
+        ApiKey::AlterConfigs => on_blocking_pool(broker, request, move |b, r| {
+            alter_configs::handle(b, r, &caller)
+        }),
+        ApiKey::IncrementalAlterConfigs => on_blocking_pool(broker, request, move |b, r| {
+            incremental_alter_configs::handle(b, r, &caller)
+        }),
+        ApiKey::AlterPartitionReassignments => on_blocking_pool(broker, request, move |b, r| {
+            alter_partition_reassignments::handle(b, r, &caller)
+        }),
         ApiKey::ListPartitionReassignments => {
-            list_partition_reassignments::handle(broker, &request)
+            list_partition_reassignments::handle(broker, &request, &caller)
         }
         ApiKey::OffsetCommit => offset_commit::handle(broker, &request, &caller),
         ApiKey::OffsetFetch => offset_fetch::handle(broker, &request, &caller),
@@ -444,22 +415,28 @@ pub fn dispatch(
         ApiKey::Heartbeat => heartbeat::handle(broker, &request, &caller),
         ApiKey::LeaveGroup => leave_group::handle(broker, &request, &caller),
         ApiKey::SyncGroup => sync_group::handle(broker, &request, &caller),
-        ApiKey::DescribeGroups => describe_groups::handle(broker, &request),
-        ApiKey::ListGroups => list_groups::handle(broker, &request),
-        ApiKey::DeleteGroups => delete_groups::handle(broker, &request),
-        ApiKey::OffsetDelete => offset_delete::handle(broker, &request),
-        ApiKey::DescribeTopicPartitions => describe_topic_partitions::handle(broker, &request),
-        ApiKey::DescribeLogDirs => on_blocking_pool(broker, request, describe_log_dirs::handle),
-        ApiKey::DeleteRecords => on_blocking_pool(broker, request, delete_records::handle),
+        ApiKey::DescribeGroups => describe_groups::handle(broker, &request, &caller),
+        ApiKey::ListGroups => list_groups::handle(broker, &request, &caller),
+        ApiKey::DeleteGroups => delete_groups::handle(broker, &request, &caller),
+        ApiKey::OffsetDelete => offset_delete::handle(broker, &request, &caller),
+        ApiKey::DescribeTopicPartitions => {
+            describe_topic_partitions::handle(broker, &request, &caller)
+        }
+        ApiKey::DescribeLogDirs => on_blocking_pool(broker, request, move |b, r| {
+            describe_log_dirs::handle(b, r, &caller)
+        }),
+        ApiKey::DeleteRecords => on_blocking_pool(broker, request, move |b, r| {
+            delete_records::handle(b, r, &caller)
+        }),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, &request, &caller),
         ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(broker, &request, &caller),
         ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(broker, &request, &caller),
         ApiKey::EndTxn => end_txn::handle(broker, &request, &caller),
-        ApiKey::WriteTxnMarkers => write_txn_markers::handle(broker, &request),
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(broker, &request, &caller),
         ApiKey::TxnOffsetCommit => txn_offset_commit::handle(broker, &request, &caller),
-        ApiKey::DescribeProducers => describe_producers::handle(broker, &request),
-        ApiKey::DescribeTransactions => describe_transactions::handle(broker, &request),
-        ApiKey::ListTransactions => list_transactions::handle(broker, &request),
+        ApiKey::DescribeProducers => describe_producers::handle(broker, &request, &caller),
+        ApiKey::DescribeTransactions => describe_transactions::handle(broker, &request, &caller),
+        ApiKey::ListTransactions => list_transactions::handle(broker, &request, &caller),
         other => Err(HandlerError::UnsupportedVersion {
             api_key: other,
             version: request.version(),

@@ -4,6 +4,11 @@
 //! in-sync replicas (Kafka appends them with acks=all). For `__consumer_offsets`
 //! partitions the group coordinator writes the marker, which also makes the
 //! transaction's offsets committed (or drops them).
+//!
+//! Needs CLUSTER_ACTION on the cluster, or ALTER on it (KIP-1037, Kafka 3.8+), as Kafka's
+//! `KafkaApis.handleWriteTxnMarkersRequest` checks them (ALTER first, without logging its
+//! denial). Without either nothing is written and every partition of every marker
+//! answers CLUSTER_AUTHORIZATION_FAILED (Kafka's `WriteTxnMarkersRequest.getErrorResponse`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,16 +24,57 @@ use ottla_protocol::control::ControlRecordType;
 use ottla_protocol::frame::Request;
 use ottla_replica::Partition;
 
-use super::{decode, not_hosted_error, respond_later, HandlerError, Reply};
+use super::{decode, not_hosted_error, respond, respond_later, HandlerError, Reply};
 use crate::broker::Broker;
+use crate::security::authorizer::{op, resource, Caller, CLUSTER_NAME};
 
 /// How long a marker waits for the in-sync replicas (Kafka's `request.timeout.ms`).
 const MARKER_REPLICATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 type MarkerFuture = std::pin::Pin<Box<dyn std::future::Future<Output = i16> + Send>>;
 
-pub fn handle(broker: &Arc<Broker>, request: &Request) -> Result<Reply, HandlerError> {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: &Request,
+    caller: &Caller,
+) -> Result<Reply, HandlerError> {
     let req: WriteTxnMarkersRequest = decode(request)?;
+    let allowed = caller.allowed_quietly(op::ALTER, resource::CLUSTER, CLUSTER_NAME)
+        || caller.allowed_on_cluster(op::CLUSTER_ACTION);
+    if !allowed {
+        let code = ResponseError::ClusterAuthorizationFailed.code();
+        let results = req
+            .markers
+            .into_iter()
+            .map(|marker| {
+                let topics = marker
+                    .topics
+                    .into_iter()
+                    .map(|topic| {
+                        let partitions = topic
+                            .partition_indexes
+                            .into_iter()
+                            .map(|index| {
+                                WritableTxnMarkerPartitionResult::default()
+                                    .with_partition_index(index)
+                                    .with_error_code(code)
+                            })
+                            .collect();
+                        WritableTxnMarkerTopicResult::default()
+                            .with_name(topic.name)
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                WritableTxnMarkerResult::default()
+                    .with_producer_id(marker.producer_id)
+                    .with_topics(topics)
+            })
+            .collect();
+        return respond(
+            request,
+            &WriteTxnMarkersResponse::default().with_markers(results),
+        );
+    }
     let image = broker.controller.image();
     // Every append starts now, in request order; the answers are awaited below.
     let mut markers = Vec::with_capacity(req.markers.len());

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ottla_controller::acls::{
-    operation, pattern_type, permission, AclBinding, CLUSTER_NAME, WILDCARD, WILDCARD_PRINCIPAL,
+    operation, pattern_type, permission, AclBinding, WILDCARD, WILDCARD_PRINCIPAL,
 };
-pub use ottla_controller::acls::{operation as op, resource_type as resource};
+pub use ottla_controller::acls::{operation as op, resource_type as resource, CLUSTER_NAME};
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
@@ -296,8 +296,19 @@ impl Caller {
         self.inner.authorizer.is_some()
     }
 
-    /// May this caller perform `op` on the resource `name` of `resource_type`?
+    /// May this caller perform `op` on the resource `name` of `resource_type`? A denial
+    /// is logged (once per connection and resource).
     pub fn allowed(&self, op: i8, resource_type: i8, name: &str) -> bool {
+        self.check(op, resource_type, name, true)
+    }
+
+    /// As [`Caller::allowed`], without logging a denial: for filtering what a listing
+    /// shows (Kafka's `logIfDenied = false`), where a refusal is not an event.
+    pub fn allowed_quietly(&self, op: i8, resource_type: i8, name: &str) -> bool {
+        self.check(op, resource_type, name, false)
+    }
+
+    fn check(&self, op: i8, resource_type: i8, name: &str, log_denial: bool) -> bool {
         let Some(authorizer) = &self.inner.authorizer else {
             return true;
         };
@@ -322,7 +333,7 @@ impl Caller {
             name,
         );
         let allowed = matches!(rule, Rule::SuperUser | Rule::NoAclFound | Rule::Allow);
-        if !allowed {
+        if !allowed && log_denial {
             // Kafka's `kafka.authorizer.logger` line, once per connection and resource.
             tracing::info!(
                 target: "kafka.authorizer.logger",
@@ -429,7 +440,9 @@ impl Caller {
     }
 
     /// Kafka's authorized-operations bit field for a resource (KIP-430): bit `n` set
-    /// when operation `n` is allowed. `None` when not requested.
+    /// when operation `n` is allowed, among the operations the resource type supports
+    /// (all of them without an authorizer, as Kafka answers). Callers send
+    /// `AUTHORIZED_OPERATIONS_OMITTED` instead when the request did not ask.
     pub fn authorized_operations(&self, resource_type: i8, name: &str) -> i32 {
         let candidates: &[i8] = match resource_type {
             resource::TOPIC => &[
@@ -456,7 +469,7 @@ impl Caller {
         };
         candidates
             .iter()
-            .filter(|&&o| self.allowed(o, resource_type, name))
+            .filter(|&&o| self.allowed_quietly(o, resource_type, name))
             .fold(0, |bits, &o| bits | (1 << o))
     }
 }

@@ -70,8 +70,8 @@ pub struct ListenerSecurity {
     /// answered here name this address, so a client stays on the listener it chose.
     pub advertised_host: String,
     pub advertised_port: u16,
-    /// Set on SSL and SASL_SSL listeners.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Set on SSL and SASL_SSL listeners; reloadable (SIGHUP), so shared.
+    pub tls: Option<Arc<tls::ListenerTls>>,
     /// Set on SASL_PLAINTEXT and SASL_SSL listeners.
     pub sasl: Option<Arc<sasl::SaslConfig>>,
     /// `ssl.principal.mapping.rules`, on SSL listeners (SASL_SSL's principal is the
@@ -121,7 +121,12 @@ impl ListenerSecurity {
         };
         let protocol = listener.security_protocol;
         let tls = if protocol.uses_tls() {
-            Some(tls::acceptor(config, &listener.name)?)
+            // Static settings first; the broker applies its dynamic ones right after.
+            let settings = tls::SslSettings {
+                config,
+                dynamic: None,
+            };
+            Some(Arc::new(tls::ListenerTls::new(&settings, &listener.name)?))
         } else {
             None
         };

@@ -12,6 +12,98 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::BrokerConfig;
 
+/// A listener's TLS settings, rebuilt from its key and trust stores when they change:
+/// on SIGHUP (the files were replaced) and when a per-broker dynamic config names new
+/// ones (`kafka-configs --alter --entity-type brokers --entity-name 1 --add-config
+/// listener.name.ssl.ssl.keystore.location=...`). A rotated certificate is served to new
+/// connections without a restart; connections already open keep their session.
+pub struct ListenerTls {
+    listener: String,
+    current: parking_lot::RwLock<Loaded>,
+}
+
+struct Loaded {
+    acceptor: TlsAcceptor,
+    /// What the acceptor was built from: the settings and the files' bytes. A reload
+    /// that would read the same is skipped (and logs nothing).
+    inputs: Vec<u8>,
+}
+
+/// Where a listener's `ssl.*` values come from, as Kafka resolves a reconfigurable
+/// listener config: the dynamic per-broker configs override the static ones key by
+/// key, then `listener.name.<l>.<key>` wins over `<key>`.
+pub struct SslSettings<'a> {
+    pub config: &'a BrokerConfig,
+    pub dynamic: Option<&'a std::collections::BTreeMap<String, String>>,
+}
+
+impl SslSettings<'_> {
+    fn value(&self, listener: &str, key: &str) -> Option<String> {
+        let prefixed = format!("listener.name.{}.{key}", listener.to_ascii_lowercase());
+        let dynamic = |k: &str| self.dynamic.and_then(|d| d.get(k)).cloned();
+        dynamic(&prefixed)
+            .or_else(|| self.config.explicit.get(&prefixed).cloned())
+            .or_else(|| dynamic(key))
+            .or_else(|| self.config.listener_value(listener, key))
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl ListenerTls {
+    pub fn new(settings: &SslSettings<'_>, listener: &str) -> anyhow::Result<ListenerTls> {
+        let value = |key: &str| settings.value(listener, key);
+        Ok(ListenerTls {
+            listener: listener.to_string(),
+            current: parking_lot::RwLock::new(Loaded {
+                acceptor: acceptor(&value, listener)?,
+                inputs: inputs(&value),
+            }),
+        })
+    }
+
+    /// The acceptor for the next connection (a cheap clone of an `Arc`).
+    pub fn acceptor(&self) -> TlsAcceptor {
+        self.current.read().acceptor.clone()
+    }
+
+    /// Read the settings and the key and trust stores again; rebuild when any differs
+    /// from what the current acceptor was built from. Ok(true) when rebuilt. On any
+    /// error the current settings stay and the error says why: a half-written file
+    /// must not take the listener down.
+    pub fn reload(&self, settings: &SslSettings<'_>) -> anyhow::Result<bool> {
+        let value = |key: &str| settings.value(&self.listener, key);
+        let inputs = inputs(&value);
+        if self.current.read().inputs == inputs {
+            return Ok(false);
+        }
+        let acceptor = acceptor(&value, &self.listener)?;
+        *self.current.write() = Loaded { acceptor, inputs };
+        Ok(true)
+    }
+
+    pub fn listener(&self) -> &str {
+        &self.listener
+    }
+}
+
+/// The reloadable settings and the bytes of the files they name.
+fn inputs(value: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for key in crate::config::RELOADABLE_SSL_CONFIGS {
+        let v = value(key);
+        out.extend_from_slice(format!("{key}={v:?}\n").as_bytes());
+        if key.ends_with(".location") {
+            if let Some(path) = v {
+                match std::fs::read(&path) {
+                    Ok(bytes) => out.extend_from_slice(&bytes),
+                    Err(e) => out.extend_from_slice(format!("unreadable: {e}").as_bytes()),
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Build the TLS acceptor of `listener` from its `ssl.*` settings
 /// (`listener.name.<l>.ssl.*` first):
 /// - the key store, PEM only (`ssl.keystore.type=PEM`): `ssl.keystore.location`, one file
@@ -20,12 +112,7 @@ use crate::config::BrokerConfig;
 /// - `ssl.client.auth` (`none`, `requested`, `required`) with the CAs of the trust store
 ///   (`ssl.truststore.location` or `ssl.truststore.certificates`, PEM);
 /// - `ssl.enabled.protocols` (TLSv1.2, TLSv1.3).
-pub fn acceptor(config: &BrokerConfig, listener: &str) -> anyhow::Result<TlsAcceptor> {
-    let value = |key: &str| {
-        config
-            .listener_value(listener, key)
-            .filter(|v| !v.trim().is_empty())
-    };
+fn acceptor(value: &dyn Fn(&str) -> Option<String>, listener: &str) -> anyhow::Result<TlsAcceptor> {
     let context = |what: &str| format!("listener {listener}: {what}");
     let (chain, key) = match (
         value("ssl.keystore.certificate.chain"),
@@ -66,7 +153,7 @@ pub fn acceptor(config: &BrokerConfig, listener: &str) -> anyhow::Result<TlsAcce
     let builder = match client_auth.to_ascii_lowercase().as_str() {
         "none" => builder.with_no_client_auth(),
         mode @ ("requested" | "required") => {
-            let roots = trust_store(&value)
+            let roots = trust_store(value)
                 .with_context(|| context(&format!("ssl.client.auth={mode} needs a trust store")))?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if mode == "requested" {
