@@ -44,6 +44,21 @@ users admin and alice from ``listener.name.sasl_plaintext.plain.sasl.jaas.config
 * ``test_server_key_forms``: the server key as PKCS#8, as traditional RSA PEM, as SEC1 EC PEM (EC
   certificate), and inline (``ssl.keystore.key`` + ``ssl.keystore.certificate.chain``): the
   broker serves TLS with exactly the configured certificate and librdkafka gets metadata.
+* ``test_sighup_reloads_the_key_store``: the key store file is replaced (RSA certificate → EC
+  certificate) and the broker gets SIGHUP: new TLS connections get the new certificate, one
+  opened before keeps answering, confluent-kafka works; a truncated key store is then refused
+  with a log line and the rotated certificate stays.
+* ``test_dynamic_key_store_config_reloads_the_listener``: IncrementalAlterConfigs on broker 1
+  sets ``listener.name.ssl.ssl.keystore.location`` (what ``kafka-configs`` sends): the listener
+  serves it at once and after a restart; on the cluster-wide default (raw request, name "") it
+  is refused INVALID_CONFIG ("broker id must be specified").
+* ``test_raw_reauthentication``: with ``connections.max.reauth.ms=1500``, SaslAuthenticate v1
+  answers session_lifetime_ms 1500; a request after the lifetime closes the connection; a
+  re-authentication (handshake + authenticate on the same connection) renews it; re-authenticating
+  as another user fails with Kafka's "Cannot change principals during re-authentication" message.
+* ``test_clients_reauthenticate_and_keep_their_connections``: confluent-kafka produces for four
+  session lifetimes: every message is delivered and the broker never closes a connection for an
+  expired session (librdkafka re-authenticates).
 * ``test_encrypted_key_refused``: an encrypted PKCS#8 key makes the broker exit non-zero at
   start-up with an error naming the problem.
 * ``test_kcat``: kcat (librdkafka 2.0.2) over SSL and SASL_PLAINTEXT/PLAIN: ``-L`` lists the
@@ -950,6 +965,93 @@ def test_dynamic_key_store_config_reloads_the_listener(ottla_factory, certs):
     sec.broker.start()
     wait_listening(sec.broker, ports)
     assert served() == certs.der(certs.server_ec_cert), "the dynamic key store was not applied at start-up"
+
+
+REAUTH_MS = 1500
+
+
+def start_reauth_broker(ottla_factory, certs) -> Secure:
+    ports = dict(zip(("PLAINTEXT", "SASL_PLAINTEXT"), distinct_ports(2)))
+    return start_secure(ottla_factory, ports, {
+        "listeners": listeners_value(ports),
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+        "connections.max.reauth.ms": str(REAUTH_MS),
+    }, name="ottla-reauth")
+
+
+def login_v1(sock, user: str, corr: int) -> int:
+    """SaslHandshake v1 + SaslAuthenticate v1 with PLAIN; returns session_lifetime_ms."""
+    assert sasl_handshake(sock, "PLAIN", corr=corr)[0] == NONE
+    token = plain_token(user, USERS[user])
+    r = Reader(roundtrip(sock, SASL_AUTHENTICATE, 1, corr + 1, struct.pack(">i", len(token)) + token))
+    err, msg = r.i16(), r.string()
+    r.bytes_()
+    lifetime = r.i64()
+    r.end()
+    assert err == NONE, msg
+    return lifetime
+
+
+def test_raw_reauthentication(ottla_factory, certs):
+    """KIP-368 as Kafka serves it: SaslAuthenticate v1 tells the session lifetime
+    (`connections.max.reauth.ms`); past it, anything but a re-authentication closes the
+    connection; a re-authentication on the same connection renews the session, with the
+    same principal only."""
+    sec = start_reauth_broker(ottla_factory, certs)
+    port = sec.ports["SASL_PLAINTEXT"]
+
+    # Not re-authenticated: the first request after the lifetime closes the connection.
+    with socket.create_connection((HOST, port), timeout=IO_TIMEOUT) as s:
+        assert login_v1(s, "alice", 1) == REAUTH_MS
+        assert metadata_v1_brokers(s, 3)
+        time.sleep(REAUTH_MS / 1000 + 0.4)
+        with pytest.raises(Closed):
+            metadata_v1_brokers(s, 4)
+
+    # Re-authenticated before the end: the connection goes on past the first lifetime.
+    with socket.create_connection((HOST, port), timeout=IO_TIMEOUT) as s:
+        assert login_v1(s, "alice", 1) == REAUTH_MS
+        time.sleep(REAUTH_MS / 1000 * 0.6)
+        assert login_v1(s, "alice", 3) == REAUTH_MS
+        time.sleep(REAUTH_MS / 1000 * 0.6)
+        assert metadata_v1_brokers(s, 5), "the renewed session was refused"
+
+    # Re-authenticating as someone else: Kafka's refusal, then the connection closes.
+    with socket.create_connection((HOST, port), timeout=IO_TIMEOUT) as s:
+        login_v1(s, "alice", 1)
+        assert sasl_handshake(s, "PLAIN", corr=3)[0] == NONE
+        err, msg, _ = sasl_authenticate(s, plain_token("admin", USERS["admin"]), corr=4)
+        assert err == SASL_AUTHENTICATION_FAILED
+        assert msg == "Cannot change principals during re-authentication from User.alice: User.admin", msg
+        wait_closed(s)
+    assert sec.broker.is_running()
+
+
+def test_clients_reauthenticate_and_keep_their_connections(ottla_factory, certs):
+    """confluent-kafka (librdkafka, KIP-368 since 2.2) produces for several session
+    lifetimes: it re-authenticates on its connections, so the broker never has to close
+    one for an expired session, and every message is delivered."""
+    from confluent_kafka import Producer
+
+    sec = start_reauth_broker(ottla_factory, certs)
+    conf = ck_conf(certs, "SASL_PLAINTEXT")
+    topic = unique_topic("sec-reauth")
+    create_topic(sec.addr("SASL_PLAINTEXT"), conf, topic)
+    delivered, failed = [], []
+    p = Producer({**conf, "bootstrap.servers": sec.addr("SASL_PLAINTEXT"), "linger.ms": 0})
+    deadline = time.monotonic() + 4 * REAUTH_MS / 1000
+    n = 0
+    while time.monotonic() < deadline:
+        p.produce(topic, value=b"%d" % n,
+                  on_delivery=lambda err, msg: (failed if err else delivered).append(err or msg.offset()))
+        n += 1
+        p.poll(0.1)
+    assert p.flush(30) == 0
+    assert not failed, failed[:3]
+    assert len(delivered) == n
+    expired = [line for line in sec.broker.stderr_text().splitlines() if "did not re-authenticate" in line]
+    assert not expired, expired[:3]
 
 
 def test_encrypted_key_refused(ottla_factory, certs):

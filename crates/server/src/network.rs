@@ -236,8 +236,10 @@ fn admission(session: &Session, api_key: ApiKey) -> Admission {
 /// None (a failure closes the connection: v0 has no way to carry an error).
 fn raw_sasl_token(session: &mut Session, token: &[u8]) -> Option<Frame> {
     let sasl = session.sasl.as_mut()?;
-    let reply = match sasl.authenticate(token) {
-        TokenOutcome::Complete { principal, reply } => {
+    let reply = match sasl.authenticate(token, Instant::now(), false) {
+        TokenOutcome::Complete {
+            principal, reply, ..
+        } => {
             session.set_principal(principal);
             reply
         }
@@ -350,6 +352,20 @@ where
             }
         };
         let api_key = request.api_key;
+        // KIP-368: past its session lifetime a connection may only re-authenticate.
+        let reauthenticating = matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+        if !reauthenticating
+            && session
+                .sasl
+                .as_ref()
+                .is_some_and(|s| s.session_expired(received))
+        {
+            tracing::info!(
+                "Closing connection from {peer}: its authentication session expired (connections.max.reauth.ms) and it did not re-authenticate"
+            );
+            let _ = tx.send(Pending::Close).await;
+            break;
+        }
         let mut close_after = false;
         let mut outcome = match admission(&session, api_key) {
             Admission::Serve => dispatch_guarded(&broker, request, &session),

@@ -374,6 +374,12 @@ fn validate_listener_key(key: &str, value: &str) -> Result<(), String> {
     if setting.ends_with(".sasl.jaas.config") {
         return Ok(());
     }
+    // `<mechanism>.connections.max.reauth.ms` (KIP-368, per listener and mechanism).
+    if let Some((_mechanism, key)) = setting.split_once('.') {
+        if key == "connections.max.reauth.ms" {
+            return broker_config(key).map_or(Ok(()), |def| def.validate(value));
+        }
+    }
     Err(format!(
         "Invalid configuration {key}: {setting} is not a listener security config"
     ))

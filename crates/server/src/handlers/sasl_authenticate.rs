@@ -3,6 +3,8 @@
 //! SASL_AUTHENTICATION_FAILED with Kafka's message, is logged with the client's
 //! address, and closes the connection after the reply.
 
+use std::time::Instant;
+
 use kafka_protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
 use kafka_protocol::ResponseError;
 use ottla_protocol::frame::Request;
@@ -22,14 +24,24 @@ pub fn handle(session: &mut Session, request: &Request) -> Result<(Reply, bool),
             )));
         return Ok((respond(request, &response)?, false));
     };
-    let (response, close) = match sasl.authenticate(&body.auth_bytes) {
-        TokenOutcome::Complete { principal, reply } => {
+    let version = request.version();
+    // KIP-368: v1+ clients learn the session lifetime and can re-authenticate.
+    let outcome = sasl.authenticate(&body.auth_bytes, Instant::now(), version >= 1);
+    let (response, close) = match outcome {
+        TokenOutcome::Complete {
+            principal,
+            reply,
+            session_lifetime_ms,
+        } => {
             tracing::debug!("{} authenticated as {principal}", session.peer);
-            session.set_principal(principal);
-            (
-                SaslAuthenticateResponse::default().with_auth_bytes(reply.into()),
-                false,
-            )
+            if principal != session.principal {
+                session.set_principal(principal);
+            }
+            let mut response = SaslAuthenticateResponse::default().with_auth_bytes(reply.into());
+            if version >= 1 {
+                response = response.with_session_lifetime_ms(session_lifetime_ms);
+            }
+            (response, false)
         }
         TokenOutcome::Continue(reply) => (
             SaslAuthenticateResponse::default().with_auth_bytes(reply.into()),

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
@@ -35,6 +36,9 @@ pub struct SaslConfig {
     plain_users: HashMap<String, String>,
     /// SCRAM's credentials.
     scram: ScramLookup,
+    /// Each enabled mechanism's session lifetime (KIP-368, `connections.max.reauth.ms`,
+    /// or `listener.name.<l>.<mechanism>.connections.max.reauth.ms`); absent when 0.
+    max_reauth: HashMap<String, Duration>,
 }
 
 impl std::fmt::Debug for SaslConfig {
@@ -92,10 +96,33 @@ impl SaslConfig {
                 }
             }
         }
+        let mut max_reauth = HashMap::new();
+        for mechanism in &enabled {
+            let key = format!(
+                "listener.name.{}.{}.{CONNECTIONS_MAX_REAUTH_MS}",
+                listener.to_ascii_lowercase(),
+                mechanism.to_ascii_lowercase()
+            );
+            let value = config
+                .explicit
+                .get(&key)
+                .or_else(|| config.explicit.get(CONNECTIONS_MAX_REAUTH_MS));
+            let ms = match value {
+                None => 0,
+                Some(v) => v
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| anyhow::anyhow!("{key}: {v} is not a number of milliseconds"))?,
+            };
+            if ms > 0 {
+                max_reauth.insert(mechanism.clone(), Duration::from_millis(ms as u64));
+            }
+        }
         Ok(SaslConfig {
             enabled,
             plain_users,
             scram,
+            max_reauth,
         })
     }
 }
@@ -168,9 +195,28 @@ enum State {
         scram: Option<ScramMechanism>,
     },
     Complete,
+    /// A re-authentication's handshake named another mechanism than the session's:
+    /// Kafka accepts the handshake and fails the token that follows with this message.
+    BadReauthMechanism(String),
     /// A refused handshake or token: the connection closes after the reply.
     Failed,
 }
+
+/// The session an authentication (or the latest re-authentication) established.
+#[derive(Debug, Clone)]
+struct Authenticated {
+    mechanism: String,
+    principal: String,
+    /// When the session lifetime ends (KIP-368): after it, only a re-authentication
+    /// may use the connection.
+    expires_at: Option<Instant>,
+    /// Authenticated through SaslAuthenticate v1+ (not raw v0 tokens): the client can
+    /// re-authenticate, as Kafka's `connectedClientSupportsReauthentication`.
+    can_reauthenticate: bool,
+}
+
+/// KIP-368's session lifetime setting.
+const CONNECTIONS_MAX_REAUTH_MS: &str = "connections.max.reauth.ms";
 
 /// The server side of one connection's SASL exchange.
 #[derive(Debug)]
@@ -179,6 +225,8 @@ pub struct SaslServer {
     state: State,
     /// A SCRAM exchange between its two client messages.
     scram: ScramExchange,
+    /// Set once authenticated; a re-authentication keeps it until it completes.
+    session: Option<Authenticated>,
 }
 
 /// What a SaslHandshake gets.
@@ -192,8 +240,13 @@ pub enum HandshakeOutcome {
 
 /// What a token gets.
 pub enum TokenOutcome {
-    /// Authenticated as this principal; the bytes go back to the client.
-    Complete { principal: String, reply: Vec<u8> },
+    /// Authenticated as this principal; the bytes go back to the client, with the
+    /// session lifetime in milliseconds (0: none) for SaslAuthenticate v1+.
+    Complete {
+        principal: String,
+        reply: Vec<u8>,
+        session_lifetime_ms: i64,
+    },
     /// The mechanism needs another token; these bytes go back to the client.
     Continue(Vec<u8>),
     /// SASL_AUTHENTICATION_FAILED with this message for the client, and the reason for
@@ -209,6 +262,7 @@ impl SaslServer {
             config,
             state: State::Handshake,
             scram: ScramExchange::First,
+            session: None,
         }
     }
 
@@ -216,8 +270,18 @@ impl SaslServer {
         &self.config.enabled
     }
 
+    /// Authenticated (possibly re-authenticating now) and not failed since.
     pub fn is_complete(&self) -> bool {
-        self.state == State::Complete
+        self.session.is_some() && self.state != State::Failed
+    }
+
+    /// Whether the session lifetime has passed: the connection may then only
+    /// re-authenticate (KIP-368), anything else closes it.
+    pub fn session_expired(&self, now: Instant) -> bool {
+        self.session
+            .as_ref()
+            .and_then(|s| s.expires_at)
+            .is_some_and(|at| now >= at)
     }
 
     pub fn has_failed(&self) -> bool {
@@ -231,13 +295,29 @@ impl SaslServer {
 
     /// SaslHandshake: choose `mechanism`; a v0 handshake (`raw_tokens`) sends its
     /// tokens without Kafka framing.
+    ///
+    /// On an authenticated connection whose client can re-authenticate (KIP-368), a
+    /// SaslHandshake v1+ begins a re-authentication with the session's mechanism; any
+    /// other mechanism fails the token that follows, as in Kafka.
     pub fn handshake(&mut self, mechanism: &str, raw_tokens: bool) -> HandshakeOutcome {
-        if self.state != State::Handshake {
-            return HandshakeOutcome::IllegalState;
-        }
+        let reauthenticating = match (&self.state, &self.session) {
+            (State::Handshake, None) => false,
+            (State::Complete, Some(session)) if session.can_reauthenticate && !raw_tokens => true,
+            _ => return HandshakeOutcome::IllegalState,
+        };
         if !self.config.enabled.iter().any(|m| m == mechanism) {
             self.state = State::Failed;
             return HandshakeOutcome::Unsupported;
+        }
+        if reauthenticating {
+            self.scram = ScramExchange::First;
+            let previous = self.session.as_ref().map_or("", |s| s.mechanism.as_str());
+            if previous != mechanism {
+                self.state = State::BadReauthMechanism(format!(
+                    "SASL mechanism '{mechanism}' requested by client is not supported for re-authentication of mechanism '{previous}'"
+                ));
+                return HandshakeOutcome::Accepted;
+            }
         }
         self.state = State::Authenticate {
             mechanism: mechanism.to_string(),
@@ -247,26 +327,44 @@ impl SaslServer {
         HandshakeOutcome::Accepted
     }
 
-    /// One client token of the chosen mechanism.
-    pub fn authenticate(&mut self, token: &[u8]) -> TokenOutcome {
+    /// One client token of the chosen mechanism, at `now`. `can_reauthenticate`: the
+    /// token came in a SaslAuthenticate v1+ request (not raw, not v0).
+    pub fn authenticate(
+        &mut self,
+        token: &[u8],
+        now: Instant,
+        can_reauthenticate: bool,
+    ) -> TokenOutcome {
+        if let State::BadReauthMechanism(message) = &self.state {
+            let message = message.clone();
+            self.state = State::Failed;
+            return TokenOutcome::Failed {
+                reason: message.clone(),
+                message,
+            };
+        }
         let State::Authenticate {
-            mechanism, scram, ..
+            mechanism,
+            scram,
+            raw,
         } = &self.state
         else {
             return TokenOutcome::IllegalState;
         };
+        let mechanism = mechanism.clone();
+        let can_reauthenticate = can_reauthenticate && !raw;
         if let Some(scram) = *scram {
             let config = self.config.clone();
             let lookup = |user: &str| (config.scram)(user, scram);
             return match self.scram.step(scram, token, &lookup) {
                 ScramStep::Continue(reply) => TokenOutcome::Continue(reply),
-                ScramStep::Done { user, reply } => {
-                    self.state = State::Complete;
-                    TokenOutcome::Complete {
-                        principal: format!("User:{user}"),
-                        reply,
-                    }
-                }
+                ScramStep::Done { user, reply } => self.complete(
+                    &mechanism,
+                    format!("User:{user}"),
+                    reply,
+                    now,
+                    can_reauthenticate,
+                ),
                 ScramStep::Failed(reason) => {
                     self.state = State::Failed;
                     TokenOutcome::Failed {
@@ -283,13 +381,13 @@ impl SaslServer {
             )),
         };
         match outcome {
-            Ok(user) => {
-                self.state = State::Complete;
-                TokenOutcome::Complete {
-                    principal: format!("User:{user}"),
-                    reply: Vec::new(),
-                }
-            }
+            Ok(user) => self.complete(
+                &mechanism,
+                format!("User:{user}"),
+                Vec::new(),
+                now,
+                can_reauthenticate,
+            ),
             Err(message) => {
                 self.state = State::Failed;
                 TokenOutcome::Failed {
@@ -297,6 +395,46 @@ impl SaslServer {
                     message,
                 }
             }
+        }
+    }
+
+    /// A successful (re-)authentication: the session starts, or, when re-authenticating,
+    /// goes on with a new lifetime if the principal is the same (Kafka refuses a change).
+    fn complete(
+        &mut self,
+        mechanism: &str,
+        principal: String,
+        reply: Vec<u8>,
+        now: Instant,
+        can_reauthenticate: bool,
+    ) -> TokenOutcome {
+        if let Some(previous) = &self.session {
+            if previous.principal != principal {
+                let dotted = |p: &str| p.replacen(':', ".", 1);
+                let message = format!(
+                    "Cannot change principals during re-authentication from {}: {}",
+                    dotted(&previous.principal),
+                    dotted(&principal)
+                );
+                self.state = State::Failed;
+                return TokenOutcome::Failed {
+                    reason: message.clone(),
+                    message,
+                };
+            }
+        }
+        let lifetime = self.config.max_reauth.get(mechanism).copied();
+        self.session = Some(Authenticated {
+            mechanism: mechanism.to_string(),
+            principal: principal.clone(),
+            expires_at: lifetime.map(|l| now + l),
+            can_reauthenticate,
+        });
+        self.state = State::Complete;
+        TokenOutcome::Complete {
+            principal,
+            reply,
+            session_lifetime_ms: lifetime.map_or(0, |l| l.as_millis() as i64),
         }
     }
 
@@ -344,17 +482,31 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn server() -> SaslServer {
+        server_with_lifetime(None)
+    }
+
+    pub(super) fn server_with_lifetime(lifetime: Option<Duration>) -> SaslServer {
         let mut plain_users = HashMap::new();
         plain_users.insert("alice".to_string(), "alice-secret".to_string());
+        plain_users.insert("bob".to_string(), "bob-secret".to_string());
+        let mut max_reauth = HashMap::new();
+        if let Some(l) = lifetime {
+            max_reauth.insert(PLAIN.to_string(), l);
+        }
         SaslServer::new(Arc::new(SaslConfig {
-            enabled: vec![PLAIN.into()],
+            enabled: vec![PLAIN.into(), "SCRAM-SHA-256".into()],
             plain_users,
             scram: Arc::new(|_, _| None),
+            max_reauth,
         }))
+    }
+
+    fn login(s: &mut SaslServer, token: &[u8], now: Instant) -> TokenOutcome {
+        s.authenticate(token, now, true)
     }
 
     #[test]
@@ -382,14 +534,14 @@ mod tests {
             s.handshake("PLAIN", false),
             HandshakeOutcome::Accepted
         ));
-        match s.authenticate(b"\0alice\0alice-secret") {
+        match login(&mut s, b"\0alice\0alice-secret", Instant::now()) {
             TokenOutcome::Complete { principal, .. } => assert_eq!(principal, "User:alice"),
             _ => panic!("the right password is accepted"),
         }
         assert!(s.is_complete());
         let mut s = server();
         s.handshake("PLAIN", false);
-        match s.authenticate(b"\0alice\0wrong") {
+        match login(&mut s, b"\0alice\0wrong", Instant::now()) {
             TokenOutcome::Failed { message, .. } => {
                 assert_eq!(
                     message,
@@ -402,7 +554,7 @@ mod tests {
         let mut s = server();
         s.handshake("PLAIN", false);
         assert!(matches!(
-            s.authenticate(b"bob\0alice\0alice-secret"),
+            login(&mut s, b"bob\0alice\0alice-secret", Instant::now()),
             TokenOutcome::Failed { .. }
         ));
     }
@@ -411,7 +563,7 @@ mod tests {
     fn unknown_mechanisms_and_tokens_out_of_turn_are_refused() {
         let mut s = server();
         assert!(matches!(
-            s.authenticate(b"\0alice\0alice-secret"),
+            login(&mut s, b"\0alice\0alice-secret", Instant::now()),
             TokenOutcome::IllegalState
         ));
         assert!(matches!(
@@ -419,5 +571,116 @@ mod tests {
             HandshakeOutcome::Unsupported
         ));
         assert!(s.has_failed());
+    }
+}
+
+#[cfg(test)]
+mod reauthentication_tests {
+    use super::*;
+
+    fn server(lifetime: Option<Duration>) -> SaslServer {
+        super::tests::server_with_lifetime(lifetime)
+    }
+
+    const ALICE: &[u8] = b"\0alice\0alice-secret";
+    const LIFETIME: Duration = Duration::from_secs(60);
+
+    fn lifetime_of(outcome: TokenOutcome) -> i64 {
+        match outcome {
+            TokenOutcome::Complete {
+                session_lifetime_ms,
+                ..
+            } => session_lifetime_ms,
+            _ => panic!("not authenticated"),
+        }
+    }
+
+    #[test]
+    fn a_session_lifetime_is_sent_and_enforced() {
+        let t0 = Instant::now();
+        let mut s = server(Some(LIFETIME));
+        s.handshake(PLAIN, false);
+        assert_eq!(lifetime_of(s.authenticate(ALICE, t0, true)), 60_000);
+        assert!(!s.session_expired(t0 + LIFETIME - Duration::from_millis(1)));
+        assert!(s.session_expired(t0 + LIFETIME));
+        // Without connections.max.reauth.ms: no lifetime, never expires.
+        let mut s = server(None);
+        s.handshake(PLAIN, false);
+        assert_eq!(lifetime_of(s.authenticate(ALICE, t0, true)), 0);
+        assert!(!s.session_expired(t0 + Duration::from_secs(1 << 30)));
+    }
+
+    #[test]
+    fn re_authentication_renews_the_session() {
+        let t0 = Instant::now();
+        let mut s = server(Some(LIFETIME));
+        s.handshake(PLAIN, false);
+        s.authenticate(ALICE, t0, true);
+        let later = t0 + LIFETIME + Duration::from_secs(5);
+        assert!(s.session_expired(later));
+        // Re-authenticating after expiry is allowed; requests in between still pass.
+        assert!(matches!(
+            s.handshake(PLAIN, false),
+            HandshakeOutcome::Accepted
+        ));
+        assert!(s.is_complete());
+        assert_eq!(lifetime_of(s.authenticate(ALICE, later, true)), 60_000);
+        assert!(!s.session_expired(later + Duration::from_secs(59)));
+        assert!(s.session_expired(later + LIFETIME));
+    }
+
+    #[test]
+    fn re_authentication_keeps_the_principal_and_the_mechanism() {
+        let t0 = Instant::now();
+        let mut s = server(Some(LIFETIME));
+        s.handshake(PLAIN, false);
+        s.authenticate(ALICE, t0, true);
+        s.handshake(PLAIN, false);
+        match s.authenticate(b"\0bob\0bob-secret", t0, true) {
+            TokenOutcome::Failed { message, .. } => assert_eq!(
+                message,
+                "Cannot change principals during re-authentication from User.alice: User.bob"
+            ),
+            _ => panic!("a principal change is refused"),
+        }
+        assert!(s.has_failed() && !s.is_complete());
+
+        let mut s = server(Some(LIFETIME));
+        s.handshake(PLAIN, false);
+        s.authenticate(ALICE, t0, true);
+        // Kafka accepts the handshake and fails the token that follows.
+        assert!(matches!(
+            s.handshake("SCRAM-SHA-256", false),
+            HandshakeOutcome::Accepted
+        ));
+        match s.authenticate(b"n,,n=alice,r=abc", t0, true) {
+            TokenOutcome::Failed { message, .. } => assert_eq!(
+                message,
+                "SASL mechanism 'SCRAM-SHA-256' requested by client is not supported for re-authentication of mechanism 'PLAIN'"
+            ),
+            _ => panic!("another mechanism is refused"),
+        }
+    }
+
+    #[test]
+    fn clients_that_cannot_re_authenticate_are_refused_a_second_handshake() {
+        let t0 = Instant::now();
+        // SaslAuthenticate v0: no re-authentication (the session still expires).
+        let mut s = server(Some(LIFETIME));
+        s.handshake(PLAIN, false);
+        s.authenticate(ALICE, t0, false);
+        assert!(matches!(
+            s.handshake(PLAIN, false),
+            HandshakeOutcome::IllegalState
+        ));
+        assert!(s.session_expired(t0 + LIFETIME));
+        // Raw tokens after a v0 handshake: the same.
+        let mut s = server(Some(LIFETIME));
+        s.handshake(PLAIN, true);
+        s.authenticate(ALICE, t0, true);
+        assert!(matches!(
+            s.handshake(PLAIN, false),
+            HandshakeOutcome::IllegalState
+        ));
     }
 }
