@@ -51,7 +51,7 @@ users admin and alice from ``listener.name.sasl_plaintext.plain.sasl.jaas.config
 * ``test_dynamic_key_store_config_reloads_the_listener``: IncrementalAlterConfigs on broker 1
   sets ``listener.name.ssl.ssl.keystore.location`` (what ``kafka-configs`` sends): the listener
   serves it at once and after a restart; on the cluster-wide default (raw request, name "") it
-  is refused INVALID_CONFIG ("broker id must be specified").
+  is refused INVALID_REQUEST ("broker id must be specified"), as Kafka refuses it.
 * ``test_raw_reauthentication``: with ``connections.max.reauth.ms=1500``, SaslAuthenticate v1
   answers session_lifetime_ms 1500; a request after the lifetime closes the connection; a
   re-authentication (handshake + authenticate on the same connection) renews it; re-authenticating
@@ -142,7 +142,7 @@ NONE = 0
 UNSUPPORTED_SASL_MECHANISM = 33
 ILLEGAL_SASL_STATE = 34
 SASL_AUTHENTICATION_FAILED = 58
-INVALID_CONFIG = 40
+INVALID_REQUEST = 42
 
 # API keys
 METADATA, FIND_COORDINATOR, API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 3, 10, 18, 17, 36
@@ -952,7 +952,7 @@ def test_dynamic_key_store_config_reloads_the_listener(ottla_factory, certs):
     r.i32()  # throttle
     assert r.i32() == 1
     code, message, rtype, rname = r.i16(), r.string(), r.i8(), r.string()
-    assert (code, rtype, rname) == (INVALID_CONFIG, 4, ""), (code, message)
+    assert (code, rtype, rname) == (INVALID_REQUEST, 4, ""), (code, message)
     assert "broker id must be specified" in (message or ""), message
     assert served() == certs.der(certs.server_cert)
 

@@ -15,8 +15,8 @@
 //! and its next one (if this one fails too) waits for a fresh random delay, past any
 //! timeout openraft can have drawn ([`Backoff::pause`]). Two tied survivors draw
 //! different delays, so one of them campaigns first and wins. A campaign that succeeds
-//! is not slowed: a leader never campaigns, and the pause has ended before it could
-//! matter again.
+//! is not slowed: a leader never campaigns, and a pause ends as soon as a leader is
+//! known (should that leader fail at once, this node campaigns on its normal timer).
 
 use std::time::Duration;
 
@@ -44,10 +44,11 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Feed one look at the metrics. True when this node has just started a campaign
-    /// while its previous one (in an earlier term, with no leader seen since) failed:
-    /// the caller then pauses elections for [`Backoff::pause`].
-    pub fn observe(&mut self, state: ServerState, term: u64, leader: Option<u64>) -> bool {
+    /// Feed one look at the metrics. `Some(term of the failed campaign)` when this node
+    /// has just started a campaign while its previous one (in an earlier term, with no
+    /// leader seen since) failed: the caller then pauses elections for
+    /// [`Backoff::pause`], or until a leader is known.
+    pub fn observe(&mut self, state: ServerState, term: u64, leader: Option<u64>) -> Option<u64> {
         let now = if leader.is_some() {
             Seen::Led
         } else if state == ServerState::Candidate {
@@ -55,10 +56,12 @@ impl Backoff {
         } else {
             Seen::Leaderless
         };
-        let failed_before = matches!(
-            (self.last, now),
-            (Some(Seen::Campaigning(before)), Seen::Campaigning(term)) if term > before
-        );
+        let failed_before = match (self.last, now) {
+            (Some(Seen::Campaigning(before)), Seen::Campaigning(term)) if term > before => {
+                Some(before)
+            }
+            _ => None,
+        };
         // A leaderless term seen between two of our campaigns (a peer's request moved
         // our term) does not erase that our own campaign failed.
         if now != Seen::Leaderless || self.last.is_none() {
@@ -87,51 +90,51 @@ mod tests {
     #[test]
     fn a_first_campaign_after_a_leader_is_not_delayed() {
         let mut b = Backoff::default();
-        assert!(!b.observe(FOLLOWER, 2, Some(1)));
-        assert!(!b.observe(CANDIDATE, 3, None));
+        assert_eq!(b.observe(FOLLOWER, 2, Some(1)), None);
+        assert_eq!(b.observe(CANDIDATE, 3, None), None);
         // it won
-        assert!(!b.observe(ServerState::Leader, 3, Some(2)));
+        assert_eq!(b.observe(ServerState::Leader, 3, Some(2)), None);
         // the leader died later: a fresh first campaign
-        assert!(!b.observe(CANDIDATE, 4, None));
+        assert_eq!(b.observe(CANDIDATE, 4, None), None);
     }
 
     #[test]
     fn a_second_campaign_in_a_row_backs_off() {
         let mut b = Backoff::default();
-        assert!(!b.observe(FOLLOWER, 2, Some(1)));
-        assert!(!b.observe(CANDIDATE, 3, None));
-        assert!(b.observe(CANDIDATE, 4, None));
+        assert_eq!(b.observe(FOLLOWER, 2, Some(1)), None);
+        assert_eq!(b.observe(CANDIDATE, 3, None), None);
+        assert_eq!(b.observe(CANDIDATE, 4, None), Some(3));
         // and again for each further failed one
-        assert!(b.observe(CANDIDATE, 5, None));
+        assert_eq!(b.observe(CANDIDATE, 5, None), Some(4));
         // the same term seen twice is the same campaign
-        assert!(!b.observe(CANDIDATE, 5, None));
+        assert_eq!(b.observe(CANDIDATE, 5, None), None);
     }
 
     #[test]
     fn a_peer_moving_the_term_between_two_failed_campaigns_still_counts() {
         let mut b = Backoff::default();
-        assert!(!b.observe(CANDIDATE, 3, None));
+        assert_eq!(b.observe(CANDIDATE, 3, None), None);
         // a peer's vote request in term 4 that this node granted or refused
-        assert!(!b.observe(FOLLOWER, 4, None));
-        assert!(b.observe(CANDIDATE, 5, None));
+        assert_eq!(b.observe(FOLLOWER, 4, None), None);
+        assert_eq!(b.observe(CANDIDATE, 5, None), Some(3));
     }
 
     #[test]
     fn a_leader_between_two_campaigns_resets() {
         let mut b = Backoff::default();
-        assert!(!b.observe(CANDIDATE, 1, None));
-        assert!(!b.observe(FOLLOWER, 2, Some(3)));
-        assert!(!b.observe(CANDIDATE, 3, None));
+        assert_eq!(b.observe(CANDIDATE, 1, None), None);
+        assert_eq!(b.observe(FOLLOWER, 2, Some(3)), None);
+        assert_eq!(b.observe(CANDIDATE, 3, None), None);
     }
 
     #[test]
     fn the_startup_split_of_a_new_quorum_backs_off_only_its_next_round() {
         // A new quorum: every voter campaigns in term 1 and they split.
         let mut b = Backoff::default();
-        assert!(!b.observe(FOLLOWER, 0, None));
-        assert!(!b.observe(CANDIDATE, 1, None));
+        assert_eq!(b.observe(FOLLOWER, 0, None), None);
+        assert_eq!(b.observe(CANDIDATE, 1, None), None);
         // term 2 is the second campaign in a row: if it fails, term 3 waits
-        assert!(b.observe(CANDIDATE, 2, None));
+        assert_eq!(b.observe(CANDIDATE, 2, None), Some(1));
     }
 
     #[test]

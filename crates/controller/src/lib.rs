@@ -1546,16 +1546,27 @@ pub(crate) async fn back_off_failed_campaigns(
             let m = metrics.borrow_and_update();
             (m.state, m.current_term, m.current_leader)
         };
-        if backoff.observe(state, term, leader) {
+        if let Some(failed) = backoff.observe(state, term, leader) {
             let pause = campaign::Backoff::pause(election_timeout_max, rand::random::<f64>());
             tracing::info!(
-                "[RaftManager id={node_id}] Election in epoch {} did not elect a leader. \
+                "[RaftManager id={node_id}] Election in epoch {failed} did not elect a leader. \
                  We will backoff {} ms before retrying election again",
-                term.saturating_sub(1),
                 pause.as_millis()
             );
             raft.runtime_config().elect(false);
-            tokio::time::sleep(pause).await;
+            // The pause ends early once a leader is known: then there is nothing to tie.
+            let sleep = tokio::time::sleep(pause);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    changed = metrics.changed() => {
+                        if changed.is_err() || metrics.borrow().current_leader.is_some() {
+                            break;
+                        }
+                    }
+                }
+            }
             raft.runtime_config().elect(true);
         }
         if metrics.changed().await.is_err() {

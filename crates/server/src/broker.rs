@@ -75,6 +75,10 @@ pub struct Broker {
     /// The SSL and SASL_SSL listeners' TLS settings (set once the listeners are up),
     /// reloaded on SIGHUP and when this broker's dynamic key store configs change.
     pub tls_listeners: std::sync::OnceLock<Vec<Arc<crate::security::tls::ListenerTls>>>,
+    /// This broker's dynamic configs as the metadata publisher last applied them (None
+    /// before the first publication), held through a TLS reload: reloads are
+    /// serialised, and a SIGHUP uses what the publisher applied, never an older image.
+    tls_dynamic: parking_lot::Mutex<Option<std::collections::BTreeMap<String, String>>>,
 }
 
 /// Open this node's part of the metadata: the embedded single-node controller, a voter
@@ -215,6 +219,7 @@ impl Broker {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             publisher: std::sync::OnceLock::new(),
             tls_listeners: std::sync::OnceLock::new(),
+            tls_dynamic: parking_lot::Mutex::new(None),
             authorizer: config_authorizer,
         });
         // The whole image, as one delta: opens every partition led here and loads the
@@ -237,19 +242,30 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Apply the dynamic broker configs in `image` that concern this broker (its own,
-    /// else the cluster-wide default, else the static value): the replication throttle
-    /// rates.
     /// Rebuild each TLS listener whose settings or key and trust store files changed
-    /// (`why` says what asked: SIGHUP, a dynamic config). A listener whose new files do
-    /// not load keeps its current certificate, and the error is logged.
-    pub fn reload_tls(&self, image: &ottla_controller::MetadataImage, why: &str) {
+    /// (`why` says what asked: SIGHUP, a dynamic config). `published`: the image the
+    /// metadata publisher is applying (it is not the controller's current image yet);
+    /// None (SIGHUP) reuses the dynamic configs it last applied. A listener whose new
+    /// files do not load keeps its current certificate, and the error is logged.
+    pub fn reload_tls(&self, published: Option<&ottla_controller::MetadataImage>, why: &str) {
         let Some(listeners) = self.tls_listeners.get() else {
             return;
         };
+        let mut dynamic = self.tls_dynamic.lock();
+        let id = Some(self.config.node_id);
+        match published {
+            Some(image) => {
+                *dynamic = Some(image.broker_configs.get(&id).cloned().unwrap_or_default())
+            }
+            None if dynamic.is_none() => {
+                let image = self.controller.image();
+                *dynamic = Some(image.broker_configs.get(&id).cloned().unwrap_or_default());
+            }
+            None => {}
+        }
         let settings = crate::security::tls::SslSettings {
             config: &self.config,
-            dynamic: image.broker_configs.get(&Some(self.config.node_id)),
+            dynamic: dynamic.as_ref(),
         };
         for tls in listeners {
             match tls.reload(&settings) {
@@ -269,8 +285,11 @@ impl Broker {
         }
     }
 
+    /// Apply the dynamic broker configs in `image` that concern this broker (its own,
+    /// else the cluster-wide default, else the static value): the TLS listeners' key
+    /// stores (per broker only) and the replication throttle rates.
     pub fn apply_dynamic_configs(&self, image: &ottla_controller::MetadataImage) {
-        self.reload_tls(image, "dynamic broker config");
+        self.reload_tls(Some(image), "dynamic broker config");
         let id = self.config.node_id;
         let rate = |key: &str, fallback: u64| {
             image

@@ -116,18 +116,28 @@ pub fn plan(
                         read_only.join(", ")
                     )));
                 }
-                if broker.is_none() {
-                    let per_broker: Vec<&str> = changes
-                        .iter()
-                        .map(|c| c.key.as_str())
-                        .filter(|k| reloadable_ssl_config(k).is_some())
-                        .collect();
-                    if !per_broker.is_empty() {
-                        return Err(invalid_config(format!(
-                            "Cannot update these configs at default cluster level, broker id must be specified: {}",
-                            per_broker.join(", ")
-                        )));
-                    }
+                // Kafka's `DynamicBrokerConfig.validateConfigs`, in its order.
+                let security: Vec<&str> = changes
+                    .iter()
+                    .map(|c| c.key.as_str())
+                    .filter(|k| reloadable_ssl_config(k).is_some())
+                    .collect();
+                let unprefixed: Vec<&str> = security
+                    .iter()
+                    .copied()
+                    .filter(|k| !k.starts_with("listener.name."))
+                    .collect();
+                if !unprefixed.is_empty() {
+                    return Err(invalid_request(format!(
+                        "These security configs can be dynamically updated only per-listener using the listener prefix: Set({})",
+                        unprefixed.join(", ")
+                    )));
+                }
+                if broker.is_none() && !security.is_empty() {
+                    return Err(invalid_request(format!(
+                        "Cannot update these configs at default cluster level, broker id must be specified: Set({})",
+                        security.join(", ")
+                    )));
                 }
                 let current = image
                     .broker_configs
@@ -290,21 +300,35 @@ mod tests {
     }
 
     #[test]
-    fn key_stores_are_set_per_broker_only() {
+    fn key_stores_are_set_per_broker_and_listener_only() {
         let set = |key: &str| vec![change(key, ConfigOp::Set, Some("/etc/ottla/new.pem"))];
-        for key in [
-            "listener.name.ssl.ssl.keystore.location",
-            "ssl.keystore.location",
-        ] {
-            let (code, message) = plan(&image(), RESOURCE_BROKER, "", &set(key), false)
-                .expect_err("a cluster-wide key store");
-            assert_eq!(code, ResponseError::InvalidConfig.code());
-            assert!(message.contains("broker id must be specified"), "{message}");
-            let planned = plan(&image(), RESOURCE_BROKER, "1", &set(key), false).unwrap();
-            assert_eq!(planned.resource, ConfigResource::Broker(Some(1)));
+        let key = "listener.name.ssl.ssl.keystore.location";
+        let (code, message) = plan(&image(), RESOURCE_BROKER, "", &set(key), false)
+            .expect_err("a cluster-wide key store");
+        assert_eq!(code, ResponseError::InvalidRequest.code());
+        assert_eq!(
+            message,
+            "Cannot update these configs at default cluster level, broker id must be specified: Set(listener.name.ssl.ssl.keystore.location)"
+        );
+        let planned = plan(&image(), RESOURCE_BROKER, "1", &set(key), false).unwrap();
+        assert_eq!(planned.resource, ConfigResource::Broker(Some(1)));
+        assert_eq!(
+            planned.values,
+            vec![(key.to_string(), Some("/etc/ottla/new.pem".to_string()))]
+        );
+        for broker in ["", "1"] {
+            let (code, message) = plan(
+                &image(),
+                RESOURCE_BROKER,
+                broker,
+                &set("ssl.keystore.location"),
+                false,
+            )
+            .expect_err("without the listener prefix");
+            assert_eq!(code, ResponseError::InvalidRequest.code());
             assert_eq!(
-                planned.values,
-                vec![(key.to_string(), Some("/etc/ottla/new.pem".to_string()))]
+                message,
+                "These security configs can be dynamically updated only per-listener using the listener prefix: Set(ssl.keystore.location)"
             );
         }
         // Only the reloadable key store settings, on a listener, are dynamic.

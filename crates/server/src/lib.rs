@@ -202,8 +202,12 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = socket.local_addr()?;
+        // Key stores set through dynamic configs before this start apply from the first
+        // connection on (the static ones may be gone since).
+        let image = broker.controller.image();
         let security = security::ListenerSecurity::resolve(
             &broker.config,
+            image.broker_configs.get(&Some(broker.config.node_id)),
             listener,
             local.port(),
             scram_lookup(&broker),
@@ -225,8 +229,6 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         )));
     }
     let _ = broker.tls_listeners.set(tls);
-    // Key stores set through dynamic configs before this start.
-    broker.reload_tls(&broker.controller.image(), "dynamic broker config");
     if let Some(metrics) = &broker.config.metrics_listener {
         let socket = TcpListener::bind(&metrics.address)
             .await
@@ -303,10 +305,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
                 tracing::info!("SIGHUP: reloading the SSL key and trust stores");
                 let broker = running.broker.clone();
                 // File reads: off the async workers.
-                let _ = tokio::task::spawn_blocking(move || {
-                    broker.reload_tls(&broker.controller.image(), "SIGHUP")
-                })
-                .await;
+                let _ = tokio::task::spawn_blocking(move || broker.reload_tls(None, "SIGHUP")).await;
             }
         }
     }

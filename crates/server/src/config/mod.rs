@@ -1081,8 +1081,9 @@ pub const RELOADABLE_SSL_CONFIGS: &[&str] = &[
 ];
 
 /// For `ssl.keystore.location` or `listener.name.<l>.ssl.keystore.location` (and the
-/// other [`RELOADABLE_SSL_CONFIGS`]), the unprefixed key. Such keys are per broker only,
-/// as in Kafka (a key store belongs to one broker).
+/// other [`RELOADABLE_SSL_CONFIGS`]), the unprefixed key. As in Kafka, only the
+/// listener-prefixed form may be set dynamically, and per broker only (a key store
+/// belongs to one broker's listener).
 pub fn reloadable_ssl_config(name: &str) -> Option<&'static str> {
     let setting = match name.strip_prefix(LISTENER_PREFIX) {
         Some(rest) => rest.split_once('.')?.1,

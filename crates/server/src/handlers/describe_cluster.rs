@@ -7,7 +7,7 @@ use ottla_protocol::frame::Request;
 
 use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
-use crate::security::authorizer::{resource, Caller, CLUSTER_NAME};
+use crate::security::authorizer::{op, resource, Caller, CLUSTER_NAME};
 
 /// `endpoint_type` 1 = brokers; 2 = controllers (KIP-919), which we do not list separately.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
@@ -25,7 +25,7 @@ pub fn handle(
     let req: DescribeClusterRequest = decode(request)?;
     let image = broker.controller.image();
     let authorized_operations = if req.include_cluster_authorized_operations {
-        caller.authorized_operations(resource::CLUSTER, CLUSTER_NAME)
+        cluster_authorized_operations(caller)
     } else {
         AUTHORIZED_OPERATIONS_OMITTED
     };
@@ -60,4 +60,14 @@ pub fn handle(
         })
         .collect();
     respond(request, &response.with_brokers(brokers))
+}
+
+/// What the caller may do with the cluster (KIP-430), as Kafka's `AuthHelper` computes
+/// it: 0 for a caller that may not DESCRIBE the cluster.
+pub fn cluster_authorized_operations(caller: &Caller) -> i32 {
+    if caller.allowed_on_cluster(op::DESCRIBE) {
+        caller.authorized_operations(resource::CLUSTER, CLUSTER_NAME)
+    } else {
+        0
+    }
 }

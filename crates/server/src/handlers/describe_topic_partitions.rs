@@ -11,10 +11,10 @@
 //! offline. Ottla has no eligible leader replicas (KIP-966's ELR), so those lists are
 //! empty.
 //!
-//! Needs DESCRIBE on each topic, as Kafka's handler checks it: a named topic the caller
-//! may not describe is answered, after the others, with TOPIC_AUTHORIZATION_FAILED, its
-//! name, a zero topic id and no partitions, whether it exists or not; when every topic
-//! is asked for, those are left out. Every topic answered otherwise (an unknown one
+//! Needs DESCRIBE on each topic, as Kafka's handler checks it (in order, as the page
+//! fills): a named topic the caller may not describe is answered, after the others, with
+//! TOPIC_AUTHORIZATION_FAILED, its name, a zero topic id and no partitions, whether it
+//! exists or not; when every topic is asked for, those are left out. Every topic answered otherwise (an unknown one
 //! too) carries what the caller may do with it (`topic_authorized_operations`, KIP-430),
 //! which Kafka always fills in since the request has no flag for it.
 
@@ -66,33 +66,29 @@ pub fn handle(
             .into_iter()
             .collect()
     };
-    // As Kafka's handler: every topic from the cursor on is authorized before any is
-    // described (so a refused one is answered even past the page's end); a denial is
-    // logged whether the topic was named or not (Kafka's `logIfDenied = true`).
+    // As Kafka's handler, whose authorizing filter is a lazy stream the page consumes:
+    // topics are authorized in order as the page fills, so the ones past its end are
+    // neither checked nor reported; a denial is logged whether the topic was named or not
+    // (Kafka's `logIfDenied = true`).
     let mut refused = Vec::new();
-    let allowed: Vec<String> = names
-        .into_iter()
-        .filter(|n| *n >= cursor_topic)
-        .filter(|name| {
-            let allowed = caller.allowed_on_topic(op::DESCRIBE, name);
-            if !allowed && !fetch_all {
+    let mut topics = Vec::new();
+    let mut room = limit;
+    let mut next_cursor = None;
+    for name in names.into_iter().filter(|n| *n >= cursor_topic) {
+        if !caller.allowed_on_topic(op::DESCRIBE, &name) {
+            if !fetch_all {
                 refused.push(
                     DescribeTopicPartitionsResponseTopic::default()
                         .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                        .with_name(Some(TopicName(str_bytes(name.clone()))))
+                        .with_name(Some(TopicName(str_bytes(name))))
                         .with_topic_id(Uuid::nil())
                         .with_is_internal(false)
                         .with_partitions(Vec::new())
                         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
                 );
             }
-            allowed
-        })
-        .collect();
-    let mut topics = Vec::new();
-    let mut room = limit;
-    let mut next_cursor = None;
-    for name in allowed {
+            continue;
+        }
         let first = if name == cursor_topic {
             cursor_partition
         } else {

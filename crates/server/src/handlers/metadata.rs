@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::describe_cluster::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{decode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
-use crate::security::authorizer::{op, resource, Caller, CLUSTER_NAME};
+use crate::security::authorizer::{op, resource, Caller};
 
 /// Topics one Metadata request may auto-create; each costs an fsynced metadata record and
 /// directories, so a single request naming a million new topics is answered in rounds
@@ -218,7 +218,7 @@ pub fn handle(
     if (8..=10).contains(&version) {
         response = response.with_cluster_authorized_operations(
             if req.include_cluster_authorized_operations {
-                caller.authorized_operations(resource::CLUSTER, CLUSTER_NAME)
+                super::describe_cluster::cluster_authorized_operations(caller)
             } else {
                 AUTHORIZED_OPERATIONS_OMITTED
             },

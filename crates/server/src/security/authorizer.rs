@@ -347,8 +347,10 @@ impl Caller {
                 rule
             );
         }
+        // A quiet denial is not cached: a later check that logs must still log it once.
+        let cacheable = allowed || log_denial;
         let mut cache = self.inner.cache.lock();
-        if cache.generation == generation && name.len() <= MAX_CACHED_NAME_BYTES {
+        if cacheable && cache.generation == generation && name.len() <= MAX_CACHED_NAME_BYTES {
             if cache.len >= MAX_CACHED_DECISIONS_PER_CONNECTION {
                 *cache = DecisionCache::new(generation);
             }
@@ -455,7 +457,13 @@ impl Caller {
                 operation::DESCRIBE_CONFIGS,
                 operation::ALTER_CONFIGS,
             ],
-            resource::GROUP => &[operation::READ, operation::DELETE, operation::DESCRIBE],
+            resource::GROUP => &[
+                operation::READ,
+                operation::DELETE,
+                operation::DESCRIBE,
+                operation::DESCRIBE_CONFIGS,
+                operation::ALTER_CONFIGS,
+            ],
             resource::CLUSTER => &[
                 operation::CREATE,
                 operation::ALTER,

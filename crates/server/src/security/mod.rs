@@ -95,10 +95,12 @@ impl ListenerSecurity {
     }
 
     /// Resolve `listener`'s settings (`listener.name.<l>.*` first, then the broker-wide
-    /// keys), reading key and certificate files. `bound_port` replaces an advertised
+    /// keys; this broker's `dynamic` configs over the static ones for key stores),
+    /// reading key and certificate files. `bound_port` replaces an advertised
     /// port of 0 (tests bind ephemeral ports).
     pub fn resolve(
         config: &BrokerConfig,
+        dynamic: Option<&std::collections::BTreeMap<String, String>>,
         listener: &Listener,
         bound_port: u16,
         scram: sasl::ScramLookup,
@@ -121,11 +123,7 @@ impl ListenerSecurity {
         };
         let protocol = listener.security_protocol;
         let tls = if protocol.uses_tls() {
-            // Static settings first; the broker applies its dynamic ones right after.
-            let settings = tls::SslSettings {
-                config,
-                dynamic: None,
-            };
+            let settings = tls::SslSettings { config, dynamic };
             Some(Arc::new(tls::ListenerTls::new(&settings, &listener.name)?))
         } else {
             None

@@ -36,8 +36,10 @@ pub struct SaslConfig {
     plain_users: HashMap<String, String>,
     /// SCRAM's credentials.
     scram: ScramLookup,
-    /// Each enabled mechanism's session lifetime (KIP-368, `connections.max.reauth.ms`,
-    /// or `listener.name.<l>.<mechanism>.connections.max.reauth.ms`); absent when 0.
+    /// Each enabled mechanism's session lifetime (KIP-368:
+    /// `listener.name.<l>.<mechanism>.connections.max.reauth.ms`, else
+    /// `listener.name.<l>.connections.max.reauth.ms`, else `connections.max.reauth.ms`);
+    /// absent when 0.
     max_reauth: HashMap<String, Duration>,
 }
 
@@ -103,9 +105,14 @@ impl SaslConfig {
                 listener.to_ascii_lowercase(),
                 mechanism.to_ascii_lowercase()
             );
+            let listener_key = format!(
+                "listener.name.{}.{CONNECTIONS_MAX_REAUTH_MS}",
+                listener.to_ascii_lowercase()
+            );
             let value = config
                 .explicit
                 .get(&key)
+                .or_else(|| config.explicit.get(&listener_key))
                 .or_else(|| config.explicit.get(CONNECTIONS_MAX_REAUTH_MS));
             let ms = match value {
                 None => 0,
@@ -296,13 +303,20 @@ impl SaslServer {
     /// SaslHandshake: choose `mechanism`; a v0 handshake (`raw_tokens`) sends its
     /// tokens without Kafka framing.
     ///
-    /// On an authenticated connection whose client can re-authenticate (KIP-368), a
-    /// SaslHandshake v1+ begins a re-authentication with the session's mechanism; any
-    /// other mechanism fails the token that follows, as in Kafka.
+    /// On an authenticated connection whose session expires and whose client can
+    /// re-authenticate (KIP-368), a SaslHandshake v1+ begins a re-authentication with
+    /// the session's mechanism; any other mechanism fails the token that follows, as in
+    /// Kafka. Without a session lifetime a second handshake is ILLEGAL_SASL_STATE.
     pub fn handshake(&mut self, mechanism: &str, raw_tokens: bool) -> HandshakeOutcome {
         let reauthenticating = match (&self.state, &self.session) {
             (State::Handshake, None) => false,
-            (State::Complete, Some(session)) if session.can_reauthenticate && !raw_tokens => true,
+            // Kafka's `maybeBeginServerReauthentication`: only a session that expires
+            // (connections.max.reauth.ms set) is re-authenticated.
+            (State::Complete, Some(session))
+                if session.can_reauthenticate && session.expires_at.is_some() && !raw_tokens =>
+            {
+                true
+            }
             _ => return HandshakeOutcome::IllegalState,
         };
         if !self.config.enabled.iter().any(|m| m == mechanism) {
@@ -608,6 +622,11 @@ mod reauthentication_tests {
         s.handshake(PLAIN, false);
         assert_eq!(lifetime_of(s.authenticate(ALICE, t0, true)), 0);
         assert!(!s.session_expired(t0 + Duration::from_secs(1 << 30)));
+        // ... and nothing to re-authenticate: a second handshake is out of turn.
+        assert!(matches!(
+            s.handshake(PLAIN, false),
+            HandshakeOutcome::IllegalState
+        ));
     }
 
     #[test]
