@@ -799,6 +799,29 @@ def test_known_key_unsupported_version(broker, versions, api_key, version):
     g.check(f"api key {api_key} v{version}")
 
 
+def assert_api_versions_v0_fallback(c, versions: dict, version: int, client_id: str) -> None:
+    """ApiVersions ``version`` (unsupported) on connection ``c``: the v0-format answer with
+    UNSUPPORTED_VERSION and the advertised ranges, then a retry with a listed version on the
+    same connection, as Java clients and librdkafka do."""
+    body = W(True).string(client_id).string("9.9").tags().done()
+    corr = c.send(API_VERSIONS, version, body, flexible=True)
+    payload = c.recv_frame()
+    (got,) = struct.unpack_from(">i", payload)
+    assert got == corr, f"correlation id {got}, expected {corr}"
+    err, keys = api_versions_v0_body(payload[4:])
+    assert err == UNSUPPORTED_VERSION, f"error_code {err}, expected {UNSUPPORTED_VERSION}"
+    assert API_VERSIONS in keys, f"api_keys must include ApiVersions (18): {keys}"
+    lo, hi = keys[API_VERSIONS]
+    assert (lo, hi) == versions[API_VERSIONS], (
+        f"ApiVersions range in the error response {keys[API_VERSIONS]} differs from the "
+        f"advertised {versions[API_VERSIONS]}")
+    for k, rng in keys.items():
+        assert versions.get(k) == rng, f"api key {k}: {rng} in the error response, {versions.get(k)} advertised"
+    r = c.request(API_VERSIONS, hi if hi < 3 else 3, W(hi >= 3).string(client_id)
+                  .string("9.9").tags().done() if hi >= 3 else b"", flexible=hi >= 3)
+    assert r.i16() == NONE
+
+
 @pytest.mark.parametrize("version", [99, 32767])
 def test_api_versions_unsupported_version_gets_v0_error_response(broker, versions, version):
     """Kafka answers an ApiVersions request of a version it lacks with a response in the v0
@@ -807,24 +830,7 @@ def test_api_versions_unsupported_version_gets_v0_error_response(broker, version
     version from that list on the same connection, so the connection stays open."""
     g = Guard(broker, max_log_lines=10)
     with Conn(broker.bootstrap) as c:
-        body = W(True).string("ottla-bad-input").string("9.9").tags().done()
-        corr = c.send(API_VERSIONS, version, body, flexible=True)
-        payload = c.recv_frame()
-        (got,) = struct.unpack_from(">i", payload)
-        assert got == corr, f"correlation id {got}, expected {corr}"
-        err, keys = api_versions_v0_body(payload[4:])
-        assert err == UNSUPPORTED_VERSION, f"error_code {err}, expected {UNSUPPORTED_VERSION}"
-        assert API_VERSIONS in keys, f"api_keys must include ApiVersions (18): {keys}"
-        lo, hi = keys[API_VERSIONS]
-        assert (lo, hi) == versions[API_VERSIONS], (
-            f"ApiVersions range in the error response {keys[API_VERSIONS]} differs from the "
-            f"advertised {versions[API_VERSIONS]}")
-        for k, rng in keys.items():
-            assert versions.get(k) == rng, f"api key {k}: {rng} in the error response, {versions.get(k)} advertised"
-        # The same connection then serves the retry, as Java clients and librdkafka do.
-        r = c.request(API_VERSIONS, hi if hi < 3 else 3, W(hi >= 3).string("ottla-bad-input")
-                      .string("9.9").tags().done() if hi >= 3 else b"", flexible=hi >= 3)
-        assert r.i16() == NONE
+        assert_api_versions_v0_fallback(c, versions, version, "ottla-bad-input")
     g.check(f"ApiVersions v{version}")
 
 

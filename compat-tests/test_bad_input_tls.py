@@ -73,6 +73,7 @@ import pytest
 from conftest import Ottla, stop_module_broker
 from test_bad_input import (
     API_VERSIONS,
+    assert_api_versions_v0_fallback,
     CREATE_TOPICS,
     FETCH,
     FIRST_FLEXIBLE,
@@ -82,7 +83,6 @@ from test_bad_input import (
     MEMORY_BUDGET_KB,
     NONE,
     PRODUCE,
-    UNSUPPORTED_VERSION,
     Closed,
     Conn,
     Guard,
@@ -465,23 +465,7 @@ def test_api_versions_unsupported_version_gets_v0_error_response(tls_broker, ver
     TLS connection then serves the retry."""
     g = TlsGuard(tls_broker, max_log_lines=10)
     with TlsConn(tls_broker) as c:
-        body = W(True).string("ottla-bad-input-tls").string("9.9").tags().done()
-        corr = c.send(API_VERSIONS, version, body, flexible=True)
-        payload = c.recv_frame()
-        (got,) = struct.unpack_from(">i", payload)
-        assert got == corr, f"correlation id {got}, expected {corr}"
-        err, keys = api_versions_v0_body(payload[4:])
-        assert err == UNSUPPORTED_VERSION, f"error_code {err}, expected {UNSUPPORTED_VERSION}"
-        assert API_VERSIONS in keys, f"api_keys must include ApiVersions (18): {keys}"
-        lo, hi = keys[API_VERSIONS]
-        assert (lo, hi) == versions[API_VERSIONS], (
-            f"ApiVersions range in the error response {keys[API_VERSIONS]} differs from the "
-            f"advertised {versions[API_VERSIONS]}")
-        for k, rng in keys.items():
-            assert versions.get(k) == rng, f"api key {k}: {rng} in the error response, {versions.get(k)} advertised"
-        r = c.request(API_VERSIONS, hi if hi < 3 else 3, W(hi >= 3).string("ottla-bad-input-tls")
-                      .string("9.9").tags().done() if hi >= 3 else b"", flexible=hi >= 3)
-        assert r.i16() == NONE
+        assert_api_versions_v0_fallback(c, versions, version, "ottla-bad-input-tls")
     g.check(f"ApiVersions v{version} over TLS")
 
 

@@ -252,15 +252,16 @@ impl Broker {
             return;
         };
         let mut dynamic = self.tls_dynamic.lock();
-        let id = Some(self.config.node_id);
+        let own = |image: &ottla_controller::MetadataImage| {
+            image
+                .broker_configs
+                .get(&Some(self.config.node_id))
+                .cloned()
+                .unwrap_or_default()
+        };
         match published {
-            Some(image) => {
-                *dynamic = Some(image.broker_configs.get(&id).cloned().unwrap_or_default())
-            }
-            None if dynamic.is_none() => {
-                let image = self.controller.image();
-                *dynamic = Some(image.broker_configs.get(&id).cloned().unwrap_or_default());
-            }
+            Some(image) => *dynamic = Some(own(image)),
+            None if dynamic.is_none() => *dynamic = Some(own(&self.controller.image())),
             None => {}
         }
         let settings = crate::security::tls::SslSettings {

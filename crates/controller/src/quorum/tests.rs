@@ -1028,6 +1028,19 @@ async fn start_with(
     ControllerUnderTest { raft, image, seen }
 }
 
+/// Form the quorum of nodes 1, 2 and 3 (through node 1).
+async fn initialize_three(nodes: &BTreeMap<u64, ControllerUnderTest>) {
+    nodes[&1]
+        .raft
+        .initialize(BTreeMap::from([
+            (1, node(9001)),
+            (2, node(9002)),
+            (3, node(9003)),
+        ]))
+        .await
+        .unwrap();
+}
+
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 
 async fn leader_of(node: &ControllerUnderTest) -> u64 {
@@ -1056,15 +1069,7 @@ async fn a_three_node_quorum_replicates_snapshots_and_restarts_from_disk() {
     for id in 1..=3 {
         nodes.insert(id, start(tmp.path(), id, &router).await);
     }
-    nodes[&1]
-        .raft
-        .initialize(BTreeMap::from([
-            (1, node(9001)),
-            (2, node(9002)),
-            (3, node(9003)),
-        ]))
-        .await
-        .unwrap();
+    initialize_three(&nodes).await;
     let leader = leader_of(&nodes[&1]).await;
     let write = |records: Vec<MetadataRecord>| {
         let raft = nodes[&leader].raft.clone();
@@ -1194,15 +1199,7 @@ async fn tied_survivors_elect(back_off: bool) -> Result<u64, String> {
             ));
         }
     }
-    nodes[&1]
-        .raft
-        .initialize(BTreeMap::from([
-            (1, node(9001)),
-            (2, node(9002)),
-            (3, node(9003)),
-        ]))
-        .await
-        .unwrap();
+    initialize_three(&nodes).await;
     let leader = leader_of(&nodes[&1]).await;
     // every voter holds the membership before the leader goes
     let last = nodes[&leader]
