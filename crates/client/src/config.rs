@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::security::ClientSecurity;
+
 /// Kafka's `request.timeout.ms` default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(30_000);
 /// Kafka's `socket.connection.setup.timeout.ms` default.
@@ -48,6 +50,9 @@ pub struct ClientConfig {
     /// limit; a broker does, because a peer's size prefix must never decide how much
     /// memory it allocates. A larger frame closes the connection with a protocol error.
     pub max_response_bytes: usize,
+    /// TLS and SASL (Kafka's `security.protocol` and what goes with it); PLAINTEXT by
+    /// default.
+    pub security: ClientSecurity,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +64,7 @@ impl Default for ClientConfig {
             reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
             reconnect_backoff_max: DEFAULT_RECONNECT_BACKOFF_MAX,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            security: ClientSecurity::default(),
         }
     }
 }

@@ -35,8 +35,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Request, StrBytes};
 use ottla_protocol::frame::{check_frame_size, decode_response, encode_request, SIZE_PREFIX_LEN};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
@@ -44,6 +43,12 @@ use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::security::ClientTls;
+
+/// The reading side of a connection: a TCP stream's, or a TLS session's.
+type ReadSide = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing side of a connection.
+type WriteSide = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Requests one connection may have waiting for responses; further `send`s wait for a
 /// slot. Kafka's producer allows 5 (`max.in.flight.requests.per.connection`); broker
@@ -104,22 +109,24 @@ struct Pending {
 
 impl Connection {
     /// Connect to `addr` (`host:port`; resolved on every call, so a node whose address
-    /// now resolves elsewhere is found there) within `connection_setup_timeout`.
+    /// now resolves elsewhere is found there) within `connection_setup_timeout`, with
+    /// the TLS handshake too when the config asks for TLS. (SASL comes after
+    /// ApiVersions: see [`crate::NodeClient`].)
     pub async fn connect(addr: &str, config: &ClientConfig) -> Result<Connection, ClientError> {
-        let stream =
-            match tokio::time::timeout(config.connection_setup_timeout, TcpStream::connect(addr))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Err(ClientError::Io(e)),
-                Err(_) => {
-                    return Err(ClientError::Timeout {
-                        operation: "connection setup",
-                        after: config.connection_setup_timeout,
-                    })
-                }
-            };
-        Connection::from_stream(stream, config)
+        let setup = async {
+            let stream = TcpStream::connect(addr).await?;
+            match &config.security.tls {
+                None => Connection::from_stream(stream, config),
+                Some(tls) => Connection::from_tls(addr, stream, tls, config).await,
+            }
+        };
+        match tokio::time::timeout(config.connection_setup_timeout, setup).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout {
+                operation: "connection setup",
+                after: config.connection_setup_timeout,
+            }),
+        }
     }
 
     /// Wrap an established stream: starts the reader and writer tasks (so this must run
@@ -132,6 +139,45 @@ impl Connection {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let (read, write) = stream.into_split();
+        Ok(Connection::start(
+            peer,
+            Box::new(read),
+            Box::new(write),
+            config,
+        ))
+    }
+
+    /// Run the TLS handshake on `stream` (checking the certificate against the host of
+    /// `addr` unless the config turned that off) and wrap the session.
+    async fn from_tls(
+        addr: &str,
+        stream: TcpStream,
+        tls: &ClientTls,
+        config: &ClientConfig,
+    ) -> Result<Connection, ClientError> {
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let name = ClientTls::server_name(addr).map_err(ClientError::Tls)?;
+        let session = tls
+            .connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| ClientError::Tls(format!("TLS handshake with {addr} failed: {e}")))?;
+        let (read, write) = tokio::io::split(session);
+        Ok(Connection::start(
+            peer,
+            Box::new(read),
+            Box::new(write),
+            config,
+        ))
+    }
+
+    fn start(
+        peer: SocketAddr,
+        read: ReadSide,
+        write: WriteSide,
+        config: &ClientConfig,
+    ) -> Connection {
         let (to_writer, from_senders) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
         let shared = Arc::new(Shared {
             peer,
@@ -161,7 +207,7 @@ impl Connection {
                 }
             }
         }
-        Ok(Connection { shared })
+        Connection { shared }
     }
 
     /// Send `request` at `version` and wait for its response.
@@ -388,7 +434,7 @@ impl Shared {
 }
 
 /// Read response frames until the connection breaks.
-async fn read_responses(shared: Arc<Shared>, read: OwnedReadHalf) {
+async fn read_responses(shared: Arc<Shared>, read: ReadSide) {
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read);
     let error = loop {
         match read_frame(&mut reader, shared.max_response_bytes).await {
@@ -404,10 +450,7 @@ async fn read_responses(shared: Arc<Shared>, read: OwnedReadHalf) {
 }
 
 /// One size-prefixed frame, refusing sizes above `limit` before allocating anything.
-async fn read_frame(
-    reader: &mut BufReader<OwnedReadHalf>,
-    limit: usize,
-) -> Result<Bytes, ClientError> {
+async fn read_frame(reader: &mut BufReader<ReadSide>, limit: usize) -> Result<Bytes, ClientError> {
     let mut prefix = [0u8; SIZE_PREFIX_LEN];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
@@ -431,11 +474,7 @@ async fn read_frame(
 }
 
 /// Write queued frames, coalescing whatever is queued into one flush.
-async fn write_requests(
-    shared: Arc<Shared>,
-    write: OwnedWriteHalf,
-    mut frames: mpsc::Receiver<Bytes>,
-) {
+async fn write_requests(shared: Arc<Shared>, write: WriteSide, mut frames: mpsc::Receiver<Bytes>) {
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write);
     let result: std::io::Result<()> = async {
         while let Some(frame) = frames.recv().await {

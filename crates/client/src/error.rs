@@ -50,6 +50,16 @@ pub enum ClientError {
         /// The node's advertised range, `None` if it does not implement the API.
         theirs: Option<(i16, i16)>,
     },
+    /// The TLS handshake failed: a certificate the trust store does not vouch for or
+    /// that does not name the host, no TLS version in common, a refused client
+    /// certificate.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// SASL authentication failed: the peer does not enable our mechanism, or it
+    /// refused our credentials (its message is kept), or it could not prove it knows
+    /// them (SCRAM's server signature).
+    #[error("SASL authentication failed: {0}")]
+    Authentication(String),
     /// The request cannot be encoded at the requested version (a field set that the
     /// version cannot carry, or a version the message type does not have): a bug in
     /// the caller, reported rather than panicking. Nothing was sent.

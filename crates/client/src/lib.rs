@@ -20,8 +20,11 @@
 //!   broker; it becomes a [`ClientError`] and, where the stream can no longer be
 //!   trusted, a closed connection.
 //!
-//! What it does not do (yet): TLS and SASL on inter-broker listeners, metadata-driven
-//! routing (callers pick the node), retries (callers know which requests are safe to
+//! - TLS and SASL ([`ClientSecurity`]) as the inter-broker listener asks: the TLS
+//!   handshake when connecting, SASL PLAIN or SCRAM right after ApiVersions; a
+//!   connection whose SASL session has a lifetime (KIP-368) is replaced before it ends.
+//!
+//! What it does not do (yet): metadata-driven routing (callers pick the node), retries (callers know which requests are safe to
 //! repeat), and Kafka's growing `socket.connection.setup.timeout.max.ms`.
 
 mod backoff;
@@ -30,6 +33,8 @@ mod connection;
 mod error;
 mod node;
 mod pool;
+pub mod scram;
+mod security;
 mod versions;
 
 pub use backoff::ExponentialBackoff;
@@ -42,4 +47,5 @@ pub use connection::{Connection, MAX_IN_FLIGHT_PER_CONNECTION};
 pub use error::ClientError;
 pub use node::{NodeClient, API_VERSIONS_REQUEST_VERSION};
 pub use pool::NodeClients;
+pub use security::{ClientSecurity, ClientTls, SaslCredentials, SaslMechanism};
 pub use versions::ApiVersionTable;

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
 use tokio::sync::Mutex;
@@ -12,6 +15,8 @@ use crate::backoff::ExponentialBackoff;
 use crate::config::ClientConfig;
 use crate::connection::Connection;
 use crate::error::ClientError;
+use crate::scram::ScramClient;
+use crate::security::{SaslCredentials, SaslMechanism};
 use crate::versions::ApiVersionTable;
 
 /// The ApiVersions version sent on every new connection. v3 (Kafka 2.4, KIP-511) is
@@ -21,6 +26,13 @@ pub const API_VERSIONS_REQUEST_VERSION: i16 = 3;
 /// `client.software.name` sent in ApiVersions (Kafka checks it against
 /// `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`).
 const CLIENT_SOFTWARE_NAME: &str = "ottla";
+/// SaslHandshake v1 (KIP-152): the tokens then travel in SaslAuthenticate requests.
+const SASL_HANDSHAKE_VERSION: i16 = 1;
+/// SaslAuthenticate versions this client speaks (v1 adds the session lifetime).
+const SASL_AUTHENTICATE_VERSIONS: (i16, i16) = (0, 2);
+/// A session with a lifetime (KIP-368) is replaced once this share of it has passed,
+/// before the peer closes it (Kafka's clients re-authenticate at 85–95%).
+const SESSION_RENEW_SHARE: f64 = 0.85;
 
 /// One node's connection, opened on first use and reopened after it breaks.
 ///
@@ -45,6 +57,10 @@ pub struct NodeClient {
 struct NodeState {
     /// The current connection and its node's ApiVersions table.
     connection: Option<(Arc<Connection>, Arc<ApiVersionTable>)>,
+    /// When the current connection's SASL session should be renewed (it has a
+    /// lifetime: KIP-368): a new connection is made for requests after that, while
+    /// requests in flight finish on the old one.
+    renew_at: Option<Instant>,
     /// Consecutive failures since the last established connection.
     failures: u32,
     /// No connection attempt before this instant.
@@ -143,6 +159,11 @@ impl NodeClient {
     /// The open connection, or a new one if the backoff allows.
     async fn ready(&self) -> Result<(Arc<Connection>, Arc<ApiVersionTable>), ClientError> {
         let mut state = self.state.lock().await;
+        if state.renew_at.is_some_and(|at| Instant::now() >= at) {
+            tracing::debug!("Renewing the SASL session with {}", self.address);
+            state.connection = None;
+            state.renew_at = None;
+        }
         if let Some((connection, versions)) = &state.connection {
             match connection.closed_at() {
                 None => return Ok((connection.clone(), versions.clone())),
@@ -166,11 +187,12 @@ impl NodeClient {
             }
         }
         match self.connect().await {
-            Ok((connection, versions)) => {
+            Ok((connection, versions, renew_at)) => {
                 let connection = Arc::new(connection);
                 let versions = Arc::new(versions);
                 state.failures = 0;
                 state.retry_at = None;
+                state.renew_at = renew_at;
                 state.connection = Some((connection.clone(), versions.clone()));
                 Ok((connection, versions))
             }
@@ -187,8 +209,9 @@ impl NodeClient {
         }
     }
 
-    /// Open a connection and exchange ApiVersions on it.
-    async fn connect(&self) -> Result<(Connection, ApiVersionTable), ClientError> {
+    /// Open a connection, exchange ApiVersions on it, and authenticate if SASL is
+    /// configured; with the instant its SASL session should be renewed, if it ends.
+    async fn connect(&self) -> Result<(Connection, ApiVersionTable, Option<Instant>), ClientError> {
         tracing::debug!("Connecting to {}", self.address);
         let connection = Connection::connect(&self.address, &self.config).await?;
         let request = ApiVersionsRequest::default()
@@ -208,12 +231,103 @@ impl NodeClient {
             )));
         }
         let versions = ApiVersionTable::from_response(&response);
+        let renew_at = match &self.config.security.sasl {
+            None => None,
+            Some(credentials) => match authenticate(&connection, &versions, credentials).await {
+                Ok(lifetime) => lifetime.map(|l| Instant::now() + l.mul_f64(SESSION_RENEW_SHARE)),
+                Err(e) => {
+                    connection.close();
+                    return Err(e);
+                }
+            },
+        };
         tracing::info!(
-            "Connected to {} at {} ({} APIs advertised)",
+            "Connected to {} at {} over {} ({} APIs advertised)",
             self.address,
             connection.peer_addr(),
+            self.config.security.protocol_name(),
             versions.iter().count()
         );
-        Ok((connection, versions))
+        Ok((connection, versions, renew_at))
+    }
+}
+
+/// SaslHandshake v1 and SaslAuthenticate round trips for `credentials`, as Kafka's
+/// `SaslClientAuthenticator`; the session's lifetime if the peer set one.
+async fn authenticate(
+    connection: &Connection,
+    versions: &ApiVersionTable,
+    credentials: &SaslCredentials,
+) -> Result<Option<std::time::Duration>, ClientError> {
+    let mechanism = credentials.mechanism.name();
+    versions.require(
+        ApiKey::SaslHandshake,
+        SASL_HANDSHAKE_VERSION,
+        SASL_HANDSHAKE_VERSION,
+    )?;
+    let handshake = connection
+        .send(
+            SASL_HANDSHAKE_VERSION,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+        )
+        .await?;
+    if handshake.error_code != 0 {
+        let enabled: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
+        return Err(ClientError::Authentication(format!(
+            "the peer does not enable SASL mechanism {mechanism} (error {}; it enables {})",
+            handshake.error_code,
+            enabled.join(", ")
+        )));
+    }
+    let version = versions.require(
+        ApiKey::SaslAuthenticate,
+        SASL_AUTHENTICATE_VERSIONS.0,
+        SASL_AUTHENTICATE_VERSIONS.1,
+    )?;
+    let round_trip = |token: Vec<u8>| async move {
+        let response = connection
+            .send(
+                version,
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+            )
+            .await?;
+        if response.error_code != 0 {
+            return Err(ClientError::Authentication(format!(
+                "{} (error {})",
+                response
+                    .error_message
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| format!("{mechanism} refused")),
+                response.error_code
+            )));
+        }
+        let lifetime = (response.session_lifetime_ms > 0)
+            .then(|| std::time::Duration::from_millis(response.session_lifetime_ms as u64));
+        Ok((response.auth_bytes, lifetime))
+    };
+    match credentials.mechanism {
+        SaslMechanism::Plain => {
+            // authzid NUL authcid NUL password, with an empty authzid.
+            let mut token = Vec::new();
+            token.push(0);
+            token.extend_from_slice(credentials.username.as_bytes());
+            token.push(0);
+            token.extend_from_slice(credentials.password.as_bytes());
+            let (_, lifetime) = round_trip(token).await?;
+            Ok(lifetime)
+        }
+        SaslMechanism::Scram(m) => {
+            let mut scram = ScramClient::new(m, &credentials.username, &credentials.password);
+            let (server_first, _) = round_trip(scram.first()).await?;
+            let client_final = scram
+                .answer(&server_first)
+                .map_err(ClientError::Authentication)?;
+            let (server_final, lifetime) = round_trip(client_final).await?;
+            scram
+                .verify(&server_final)
+                .map_err(ClientError::Authentication)?;
+            Ok(lifetime)
+        }
     }
 }

@@ -137,6 +137,18 @@ impl Broker {
         let replicas =
             ReplicaManager::open(config.log_dirs.clone()).context("cannot open log dirs")?;
         let controller = open_controller(&config, &first_dir)?;
+        // Brokers reach each other as the inter-broker listener asks (TLS, SASL), with
+        // the key stores this broker's dynamic configs name, if any (as recorded in the
+        // local metadata log: a misconfiguration stops the start before registering).
+        let mut fetcher_config = config.replica_fetcher.clone();
+        let dynamic = controller
+            .image()
+            .broker_configs
+            .get(&Some(config.node_id))
+            .cloned();
+        fetcher_config.client.security =
+            crate::security::inter_broker_client(&config, dynamic.as_ref())
+                .context("cannot set up the inter-broker client")?;
         let advertised = config.inter_broker_advertised();
         let registration = BrokerInfo {
             node_id: config.node_id,
@@ -181,14 +193,11 @@ impl Broker {
         };
         let leader_quota = quota(config.replication_quota.leader_rate);
         let follower_quota = quota(config.replication_quota.follower_rate);
-        let fetchers = ReplicaFetcherManager::new(
-            config.replica_fetcher.clone(),
-            runtime,
-            follower_quota.clone(),
-        );
+        let fetchers =
+            ReplicaFetcherManager::new(fetcher_config.clone(), runtime, follower_quota.clone());
         let txn_config = config.txn.clone();
         let txn_write_timeout_ms = config.offsets_commit_timeout_ms;
-        let marker_client = config.replica_fetcher.client.clone();
+        let marker_client = fetcher_config.client.clone();
         let txn_verifier = crate::txn_verification::TxnVerifier::new(marker_client.clone());
         let config_authorizer = config
             .authorizer

@@ -659,18 +659,6 @@ impl BrokerConfig {
                 .map(|l| l.name.clone())
                 .unwrap_or_default(),
         };
-        if !quorum_voters.is_empty() {
-            let inter = advertised_listeners
-                .iter()
-                .find(|l| l.name == inter_broker_listener);
-            if let Some(l) = inter.filter(|l| l.security_protocol != SecurityProtocol::Plaintext) {
-                return Err(format!(
-                    "Invalid configuration: the inter-broker listener {} uses {}; brokers reach each other over PLAINTEXT only so far",
-                    l.name,
-                    l.security_protocol.name()
-                ));
-            }
-        }
         let log_dirs_text = explicit
             .get("log.dirs")
             .or_else(|| explicit.get("log.dir"))

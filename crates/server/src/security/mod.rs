@@ -164,6 +164,89 @@ impl ListenerSecurity {
     }
 }
 
+/// How this broker secures its connections to the other brokers (replica fetching,
+/// transaction markers, transaction verification): as the inter-broker listener
+/// (`inter.broker.listener.name`) asks, with that listener's own settings, as Kafka's
+/// brokers do. SASL uses `sasl.mechanism.inter.broker.protocol` (Kafka's default,
+/// GSSAPI, is not served by Ottla, so it must be set) and the `username` and
+/// `password` options of that mechanism's JAAS config on the listener
+/// (`listener.name.<l>.<mechanism>.sasl.jaas.config`, else `sasl.jaas.config`).
+pub fn inter_broker_client(
+    config: &BrokerConfig,
+    dynamic: Option<&std::collections::BTreeMap<String, String>>,
+) -> anyhow::Result<ottla_client::ClientSecurity> {
+    let listener = config.inter_broker_advertised();
+    let protocol = listener.security_protocol;
+    let tls = if protocol.uses_tls() {
+        let settings = tls::SslSettings { config, dynamic };
+        Some(tls::client_tls(&settings, &listener.name)?)
+    } else {
+        None
+    };
+    let sasl = if protocol.uses_sasl() {
+        Some(inter_broker_sasl(config, &listener.name)?)
+    } else {
+        None
+    };
+    Ok(ottla_client::ClientSecurity { tls, sasl })
+}
+
+fn inter_broker_sasl(
+    config: &BrokerConfig,
+    listener: &str,
+) -> anyhow::Result<ottla_client::SaslCredentials> {
+    use ottla_client::SaslMechanism;
+    let mechanism = config
+        .explicit
+        .get("sasl.mechanism.inter.broker.protocol")
+        .map(|m| m.trim().to_string())
+        .unwrap_or_else(|| "GSSAPI".to_string());
+    let Some(parsed) = SaslMechanism::from_name(&mechanism) else {
+        anyhow::bail!(
+            "sasl.mechanism.inter.broker.protocol={mechanism}: the inter-broker listener {listener} uses SASL, and Ottla's brokers authenticate to each other with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (set sasl.mechanism.inter.broker.protocol to one of them)"
+        );
+    };
+    let enabled = config
+        .listener_value(listener, "sasl.enabled.mechanisms")
+        .unwrap_or_default();
+    if !enabled.split(',').any(|m| m.trim() == mechanism) {
+        anyhow::bail!(
+            "sasl.mechanism.inter.broker.protocol must be included in sasl.enabled.mechanisms when SASL is used for inter-broker communication"
+        );
+    }
+    let key = format!(
+        "listener.name.{}.{}.sasl.jaas.config",
+        listener.to_ascii_lowercase(),
+        mechanism.to_ascii_lowercase()
+    );
+    let Some(jaas) = config
+        .explicit
+        .get(&key)
+        .or_else(|| config.explicit.get("sasl.jaas.config"))
+    else {
+        anyhow::bail!(
+            "the inter-broker listener {listener} uses SASL/{mechanism}: set {key} with the username and password this broker logs in with"
+        );
+    };
+    let options = sasl::parse_jaas(jaas).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+    let option = |name: &str| {
+        options
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(username), Some(password)) = (option("username"), option("password")) else {
+        anyhow::bail!(
+            "{key}: the inter-broker listener {listener} uses SASL/{mechanism}, so its JAAS config needs username=\"...\" and password=\"...\" (the credentials this broker logs in with)"
+        );
+    };
+    Ok(ottla_client::SaslCredentials {
+        mechanism: parsed,
+        username,
+        password,
+    })
+}
+
 /// One connection's security state: where it came from, on which listener, and the
 /// principal it authenticated as (Kafka's `RequestContext` principal).
 pub struct Session {

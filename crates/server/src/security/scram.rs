@@ -7,102 +7,17 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use rand::Rng;
-use sha2::{Digest, Sha256, Sha512};
 
 /// Kafka's limits on a credential's iterations (`ScramMechanism.minIterations`/
 /// `maxIterations`).
 pub const MIN_ITERATIONS: i32 = 4096;
 pub const MAX_ITERATIONS: i32 = 16384;
 
-/// The two mechanisms, with Kafka's type numbers (AlterUserScramCredentials,
-/// `UserScramCredentialRecord`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScramMechanism {
-    Sha256,
-    Sha512,
-}
-
-impl ScramMechanism {
-    pub fn from_name(name: &str) -> Option<ScramMechanism> {
-        match name {
-            "SCRAM-SHA-256" => Some(ScramMechanism::Sha256),
-            "SCRAM-SHA-512" => Some(ScramMechanism::Sha512),
-            _ => None,
-        }
-    }
-
-    pub fn from_type(t: i8) -> Option<ScramMechanism> {
-        match t {
-            1 => Some(ScramMechanism::Sha256),
-            2 => Some(ScramMechanism::Sha512),
-            _ => None,
-        }
-    }
-
-    pub fn type_id(self) -> i8 {
-        match self {
-            ScramMechanism::Sha256 => 1,
-            ScramMechanism::Sha512 => 2,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ScramMechanism::Sha256 => "SCRAM-SHA-256",
-            ScramMechanism::Sha512 => "SCRAM-SHA-512",
-        }
-    }
-
-    fn hash(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            ScramMechanism::Sha256 => Sha256::digest(data).to_vec(),
-            ScramMechanism::Sha512 => Sha512::digest(data).to_vec(),
-        }
-    }
-
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        match self {
-            ScramMechanism::Sha256 => {
-                let mut mac =
-                    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-                mac.update(data);
-                mac.finalize().into_bytes().to_vec()
-            }
-            ScramMechanism::Sha512 => {
-                let mut mac =
-                    Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes keys of any length");
-                mac.update(data);
-                mac.finalize().into_bytes().to_vec()
-            }
-        }
-    }
-
-    /// StoredKey and ServerKey from a salted password (RFC 5802 section 3).
-    pub fn keys(self, salted_password: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let client_key = self.hmac(salted_password, b"Client Key");
-        let stored_key = self.hash(&client_key);
-        let server_key = self.hmac(salted_password, b"Server Key");
-        (stored_key, server_key)
-    }
-
-    /// Hi(password, salt, i): PBKDF2 with this mechanism's HMAC (what clients compute;
-    /// the tests use it to play the client).
-    pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: i32) -> Vec<u8> {
-        let mut first = salt.to_vec();
-        first.extend_from_slice(&1u32.to_be_bytes());
-        let mut u = self.hmac(password, &first);
-        let mut result = u.clone();
-        for _ in 1..iterations {
-            u = self.hmac(password, &u);
-            for (r, x) in result.iter_mut().zip(&u) {
-                *r ^= x;
-            }
-        }
-        result
-    }
-}
+use ottla_client::scram::attributes;
+/// The mechanisms and their primitives live with the client side of the exchange
+/// (brokers authenticate to each other with SCRAM too).
+pub use ottla_client::scram::ScramMechanism;
 
 /// A stored credential, as the server reads it.
 #[derive(Debug, Clone)]
@@ -262,16 +177,6 @@ impl ScramExchange {
         };
         ScramStep::Continue(reply)
     }
-}
-
-/// `k=v,k=v` attributes of a SCRAM message.
-fn attributes(text: &str) -> Result<std::collections::HashMap<&str, &str>, String> {
-    text.split(',')
-        .map(|kv| {
-            kv.split_once('=')
-                .ok_or_else(|| format!("invalid SCRAM attribute {kv}"))
-        })
-        .collect()
 }
 
 /// RFC 5802's XOR of a key and a signature of the same length.

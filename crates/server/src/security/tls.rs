@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
+use ottla_client::ClientTls;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -46,6 +47,16 @@ impl SslSettings<'_> {
             .or_else(|| dynamic(key))
             .or_else(|| self.config.listener_value(listener, key))
             .filter(|v| !v.trim().is_empty())
+    }
+
+    /// The value as set, an empty one included (for keys where empty means "off").
+    fn raw(&self, listener: &str, key: &str) -> Option<String> {
+        let prefixed = format!("listener.name.{}.{key}", listener.to_ascii_lowercase());
+        let dynamic = |k: &str| self.dynamic.and_then(|d| d.get(k)).cloned();
+        dynamic(&prefixed)
+            .or_else(|| self.config.explicit.get(&prefixed).cloned())
+            .or_else(|| dynamic(key))
+            .or_else(|| self.config.explicit.get(key).cloned())
     }
 }
 
@@ -114,31 +125,7 @@ fn inputs(value: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
 /// - `ssl.enabled.protocols` (TLSv1.2, TLSv1.3).
 fn acceptor(value: &dyn Fn(&str) -> Option<String>, listener: &str) -> anyhow::Result<TlsAcceptor> {
     let context = |what: &str| format!("listener {listener}: {what}");
-    let (chain, key) = match (
-        value("ssl.keystore.certificate.chain"),
-        value("ssl.keystore.key"),
-    ) {
-        (Some(chain), Some(key)) => (certificates(chain.as_bytes()), private_key(key.as_bytes())),
-        _ => {
-            let Some(location) = value("ssl.keystore.location") else {
-                bail!(
-                    "listener {listener} uses TLS but has no key store: set ssl.keystore.location (ssl.keystore.type=PEM) or ssl.keystore.key and ssl.keystore.certificate.chain"
-                );
-            };
-            let store_type = value("ssl.keystore.type").unwrap_or_default();
-            if !store_type.eq_ignore_ascii_case("PEM") {
-                bail!(
-                    "listener {listener}: ssl.keystore.type={store_type} is not supported; Ottla reads PEM key stores (ssl.keystore.type=PEM: the private key and the certificate chain in one file)"
-                );
-            }
-            let pem = std::fs::read(&location).with_context(|| {
-                context(&format!("cannot read ssl.keystore.location {location}"))
-            })?;
-            (certificates(&pem), private_key(&pem))
-        }
-    };
-    let chain = chain.with_context(|| context("the key store's certificate chain"))?;
-    let key = key.with_context(|| context("the key store's private key"))?;
+    let (chain, key) = key_store(value, listener)?;
     let versions = enabled_versions(&value("ssl.enabled.protocols").unwrap_or_default())
         .with_context(|| context("ssl.enabled.protocols"))?;
     // ring rather than aws-lc-rs: no C/CMake build of aws-lc. rustls deprecates ring's
@@ -177,6 +164,78 @@ fn acceptor(value: &dyn Fn(&str) -> Option<String>, listener: &str) -> anyhow::R
     // Kafka speaks its own protocol on the port: no ALPN.
     server.alpn_protocols.clear();
     Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// The TLS client this broker uses to reach the others on `listener` (the
+/// inter-broker listener), as Kafka's brokers build it from the same listener's
+/// settings: the trust store verifies the peers, the key store (if any) is shown when a
+/// peer asks for a client certificate (`ssl.client.auth`), and
+/// `ssl.endpoint.identification.algorithm` (default `https`; empty turns it off)
+/// decides whether a peer's certificate must name the host it is reached at.
+pub fn client_tls(settings: &SslSettings<'_>, listener: &str) -> anyhow::Result<ClientTls> {
+    let value = |key: &str| settings.value(listener, key);
+    let context = |what: &str| format!("inter-broker listener {listener}: {what}");
+    let roots = trust_store(&value).with_context(|| {
+        context("brokers verify each other's certificates with the listener's trust store")
+    })?;
+    let has_key_store = value("ssl.keystore.location").is_some()
+        || value("ssl.keystore.certificate.chain").is_some();
+    let identity = if has_key_store {
+        Some(key_store(&value, listener)?)
+    } else {
+        None
+    };
+    let versions = enabled_versions(&value("ssl.enabled.protocols").unwrap_or_default())
+        .with_context(|| context("ssl.enabled.protocols"))?;
+    // Kafka's default is "https"; only an explicitly empty value turns the check off.
+    let algorithm = settings
+        .raw(listener, "ssl.endpoint.identification.algorithm")
+        .unwrap_or_else(|| "https".to_string());
+    let verify_hostname = match algorithm.trim().to_ascii_lowercase().as_str() {
+        "" => false,
+        "https" => true,
+        other => bail!(
+            "{}: ssl.endpoint.identification.algorithm={other} is not supported (https, or empty to turn the check off)",
+            context("TLS")
+        ),
+    };
+    ClientTls::new(roots, identity, verify_hostname, &versions).map_err(|e| anyhow!(context(&e)))
+}
+
+/// The key store's certificate chain and private key: `ssl.keystore.location`, one PEM
+/// file with both (`ssl.keystore.type=PEM`), or the PEM text in `ssl.keystore.key` and
+/// `ssl.keystore.certificate.chain`.
+fn key_store(
+    value: &dyn Fn(&str) -> Option<String>,
+    listener: &str,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let context = |what: &str| format!("listener {listener}: {what}");
+    let (chain, key) = match (
+        value("ssl.keystore.certificate.chain"),
+        value("ssl.keystore.key"),
+    ) {
+        (Some(chain), Some(key)) => (certificates(chain.as_bytes()), private_key(key.as_bytes())),
+        _ => {
+            let Some(location) = value("ssl.keystore.location") else {
+                bail!(
+                    "listener {listener} uses TLS but has no key store: set ssl.keystore.location (ssl.keystore.type=PEM) or ssl.keystore.key and ssl.keystore.certificate.chain"
+                );
+            };
+            let store_type = value("ssl.keystore.type").unwrap_or_default();
+            if !store_type.eq_ignore_ascii_case("PEM") {
+                bail!(
+                    "listener {listener}: ssl.keystore.type={store_type} is not supported; Ottla reads PEM key stores (ssl.keystore.type=PEM: the private key and the certificate chain in one file)"
+                );
+            }
+            let pem = std::fs::read(&location).with_context(|| {
+                context(&format!("cannot read ssl.keystore.location {location}"))
+            })?;
+            (certificates(&pem), private_key(&pem))
+        }
+    };
+    let chain = chain.with_context(|| context("the key store's certificate chain"))?;
+    let key = key.with_context(|| context("the key store's private key"))?;
+    Ok((chain, key))
 }
 
 fn certificates(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
