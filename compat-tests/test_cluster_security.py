@@ -231,6 +231,52 @@ def test_a_broker_with_the_wrong_password_cannot_replicate(ottla_factory, broker
     assert any("Failed authentication with" in n.stderr_text() for n in nodes[:2])
 
 
+def test_brokers_authenticate_to_each_other_with_scram(ottla_factory, broker_certs):
+    """SCRAM-SHA-512 between brokers: the brokers' user is created through the Admin API
+    (AlterUserScramCredentials, stored by the controller) once the cluster runs; until
+    then the followers' logins are refused, after it they replicate. No authorizer: the
+    test's client uses the PLAINTEXT listener."""
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    settings = {
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "INTERNAL",
+        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+        "listener.name.internal.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.internal.scram-sha-512.sasl.jaas.config":
+            'org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" '
+            'password="broker-scram-secret";',
+        "listener.name.internal.ssl.keystore.type": "PEM",
+        "listener.name.internal.ssl.keystore.location": broker_certs["keystore"],
+        "listener.name.internal.ssl.truststore.type": "PEM",
+        "listener.name.internal.ssl.truststore.location": broker_certs["ca"],
+        "replica.lag.time.max.ms": str(LAG_MS),
+    }
+    nodes, internal = start_secured_cluster(ottla_factory, settings)
+    plain = ",".join(n.bootstrap for n in nodes)
+    admin = AdminClient({"bootstrap.servers": plain})
+    # Each broker registered every listener: a client on PLAINTEXT is told every
+    # broker's PLAINTEXT address, not the inter-broker one (KRaft's endPoints).
+    brokers = admin.list_topics(timeout=10).brokers
+    assert {b.id: f"{b.host}:{b.port}" for b in brokers.values()} == \
+        {i + 1: n.bootstrap for i, n in enumerate(nodes)}, brokers
+    assert not set(internal.split(",")) & {n.bootstrap for n in nodes}
+    upsert = UserScramCredentialUpsertion(
+        "broker", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"broker-scram-secret")
+    for f in admin.alter_user_scram_credentials([upsert], request_timeout=30).values():
+        f.result(timeout=60)
+    topic = unique_topic("scram-ib")
+    create_replicated(plain, {}, topic)
+    records = make_records(600, "scram-ib")
+    acked = ck_produce(plain, topic, records, conf={"acks": "all", "enable.idempotence": True})
+    assert len(acked) == len(records)
+
+    def identical():
+        return all(segment_bytes(nodes[0], topic, p) == segment_bytes(n, topic, p) != b""
+                   for p in range(3) for n in nodes[1:])
+    wait_for(identical, 60, "the three replicas of each partition to hold the same log")
+    assert any("over SASL_SSL" in n.stderr_text() for n in nodes)
+
+
 def test_a_misconfigured_inter_broker_listener_stops_the_start(tmp_path, broker_certs):
     def refused(overrides: dict) -> str:
         port, internal = free_port(), free_port()

@@ -91,6 +91,7 @@ impl MetadataDelta {
                     }
                 }
                 MetadataRecord::RegisterBroker { .. }
+                | MetadataRecord::BrokerListeners { .. }
                 | MetadataRecord::FenceBroker { .. }
                 | MetadataRecord::UnfenceBroker { .. } => delta.brokers_changed = true,
                 MetadataRecord::BrokerConfig { .. } => delta.broker_configs_changed = true,

@@ -14,9 +14,36 @@ use crate::records::MetadataRecord;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
     pub node_id: i32,
+    /// The inter-broker listener's advertised address: where other brokers reach it.
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Every advertised listener, by name (KRaft's `RegisterBrokerRecord.endPoints`):
+    /// a client is told each broker's address on the listener it came in on. Empty in
+    /// registrations older than this field (then `host:port` serves every listener).
+    pub listeners: Vec<BrokerEndpoint>,
+}
+
+/// One advertised listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BrokerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl BrokerInfo {
+    /// Where a client on `listener` reaches this broker: that listener's advertised
+    /// address, else (a registration without it) the inter-broker one.
+    pub fn endpoint(&self, listener: &str) -> (String, i32) {
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map_or_else(
+                || (self.host.clone(), self.port),
+                |l| (l.host.clone(), l.port),
+            )
+    }
 }
 
 /// A SCRAM credential as the controller stores it (RFC 5802's salted keys).
@@ -185,6 +212,12 @@ impl MetadataImage {
                 port: broker.port,
                 rack: broker.rack.clone(),
             });
+            if !broker.listeners.is_empty() {
+                records.push(MetadataRecord::BrokerListeners {
+                    node_id: broker.node_id,
+                    listeners: broker.listeners.clone(),
+                });
+            }
         }
         for node_id in &self.fenced_brokers {
             records.push(MetadataRecord::FenceBroker { node_id: *node_id });
@@ -268,8 +301,14 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        listeners: Vec::new(),
                     },
                 );
+            }
+            MetadataRecord::BrokerListeners { node_id, listeners } => {
+                if let Some(broker) = self.brokers.get_mut(node_id) {
+                    broker.listeners = listeners.clone();
+                }
             }
             MetadataRecord::FenceBroker { node_id } => {
                 if !self.brokers.contains_key(node_id) {

@@ -39,8 +39,8 @@ pub use configs::{ConfigChange, ConfigResource};
 pub use delta::{LocalPartition, LocalReplicaChanges, MetadataDelta, MetadataPublisher};
 pub use election::ElectionType;
 pub use image::{
-    is_internal_topic, BrokerInfo, MetadataImage, PartitionInfo, ScramCredential, TopicInfo,
-    OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
+    is_internal_topic, BrokerEndpoint, BrokerInfo, MetadataImage, PartitionInfo, ScramCredential,
+    TopicInfo, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
 };
 use metadata_log::{MetadataLog, MetadataLogError};
 pub use reassignment::OngoingReassignment;
@@ -203,6 +203,8 @@ pub enum ControllerOp {
         host: String,
         port: i32,
         rack: Option<String>,
+        #[serde(default)]
+        listeners: Vec<BrokerEndpoint>,
     },
     CreateTopic {
         spec: CreateTopicSpec,
@@ -979,12 +981,14 @@ impl Controller {
                 host,
                 port,
                 rack,
+                listeners,
             } => self
                 .register_broker_here(BrokerInfo {
                     node_id,
                     host,
                     port,
                     rack,
+                    listeners,
                 })
                 .map(|()| ChangeOutput::Nothing),
             ControllerOp::CreateTopic { spec } => self
@@ -1055,6 +1059,7 @@ impl Controller {
                 host: info.host.clone(),
                 port: info.port,
                 rack: info.rack.clone(),
+                listeners: info.listeners.clone(),
             },
             &|| self.register_broker_here(info.clone()),
             &|_| Ok(()),
@@ -1081,6 +1086,12 @@ impl Controller {
                     port: info.port,
                     rack: info.rack.clone(),
                 });
+                if !info.listeners.is_empty() {
+                    records.push(MetadataRecord::BrokerListeners {
+                        node_id: info.node_id,
+                        listeners: info.listeners.clone(),
+                    });
+                }
             }
             // A broker that was fenced (it shut down, or its session expired) is back.
             records.extend(self.unfence(image, info.node_id).0);
@@ -1612,6 +1623,7 @@ pub(crate) mod tests {
             host: "localhost".into(),
             port: 9092,
             rack: None,
+            listeners: Vec::new(),
         })
         .unwrap();
         c

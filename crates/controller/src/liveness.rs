@@ -250,6 +250,7 @@ mod tests {
                 host: "localhost".into(),
                 port: 9090 + node_id,
                 rack: None,
+                listeners: Vec::new(),
             })
             .unwrap();
         }

@@ -23,6 +23,13 @@ pub enum MetadataRecord {
         port: i32,
         rack: Option<String>,
     },
+    /// Every advertised listener of a broker registered just before (KRaft keeps them
+    /// in `RegisterBrokerRecord.endPoints`; a record of its own keeps the older
+    /// `RegisterBroker` readable as it is).
+    BrokerListeners {
+        node_id: i32,
+        listeners: Vec<crate::image::BrokerEndpoint>,
+    },
     /// The broker's session expired, or it is shutting down: it leads nothing and is in
     /// no ISR until it is unfenced (KRaft's `FenceBrokerRecord`).
     FenceBroker {

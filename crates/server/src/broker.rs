@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ottla_controller::{
-    BrokerInfo, Controller, ControllerConfig, ControllerError, CreateTopicSpec, QuorumSettings,
-    TopicInfo, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
+    Controller, ControllerConfig, ControllerError, CreateTopicSpec, QuorumSettings, TopicInfo,
+    OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
 };
 use ottla_coordinator::group::GroupCoordinatorService;
 use ottla_coordinator::txn::TxnCoordinatorService;
@@ -149,13 +149,7 @@ impl Broker {
         fetcher_config.client.security =
             crate::security::inter_broker_client(&config, dynamic.as_ref())
                 .context("cannot set up the inter-broker client")?;
-        let advertised = config.inter_broker_advertised();
-        let registration = BrokerInfo {
-            node_id: config.node_id,
-            host: advertised.host.clone(),
-            port: i32::from(advertised.port),
-            rack: config.broker_rack.clone(),
-        };
+        let registration = config.registration(&|_| None);
         // With a quorum, registering waits for it to form (the other voters may not be
         // up yet): a broker keeps trying, as Kafka's does, and says so.
         let mut attempts = 0u32;

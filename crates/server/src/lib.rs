@@ -248,26 +248,26 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     // An advertised port of 0 (tests bind ephemeral ports) becomes the bound port, as
     // Kafka registers with its bound ports: other brokers, and this broker's own
     // transaction marker channel, connect to what the registration says.
-    let advertised = broker.config.inter_broker_advertised();
-    if advertised.port == 0 {
-        let bound = broker
-            .config
-            .listeners
-            .iter()
-            .position(|l| l.name == advertised.name)
-            .and_then(|i| addresses.get(i));
-        if let Some(bound) = bound {
-            let b = broker.clone();
-            let info = ottla_controller::BrokerInfo {
-                node_id: b.config.node_id,
-                host: advertised.host.clone(),
-                port: i32::from(bound.port()),
-                rack: b.config.broker_rack.clone(),
-            };
-            tokio::task::spawn_blocking(move || b.controller.register_broker(info))
-                .await?
-                .context("cannot register the broker's bound port")?;
-        }
+    if broker
+        .config
+        .advertised_listeners
+        .iter()
+        .any(|l| l.port == 0)
+    {
+        let bound_port = |name: &str| {
+            broker
+                .config
+                .listeners
+                .iter()
+                .position(|l| l.name == name)
+                .and_then(|i| addresses.get(i))
+                .map(|a| a.port())
+        };
+        let info = broker.config.registration(&bound_port);
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || b.controller.register_broker(info))
+            .await?
+            .context("cannot register the broker's bound ports")?;
     }
     tracing::info!(
         "Ottla broker {} started (cluster id {}) in {} ms",

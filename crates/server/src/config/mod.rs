@@ -473,6 +473,35 @@ impl BrokerConfig {
             .or_else(|| resolve_broker_value(&self.explicit, key))
     }
 
+    /// What this broker registers: its inter-broker address (where the other brokers
+    /// reach it), rack, and every advertised listener; an advertised port of 0 becomes
+    /// `bound_port(listener)` when known (tests bind ephemeral ports).
+    pub fn registration(
+        &self,
+        bound_port: &dyn Fn(&str) -> Option<u16>,
+    ) -> ottla_controller::BrokerInfo {
+        let port = |l: &Listener| match l.port {
+            0 => bound_port(&l.name).unwrap_or(0),
+            p => p,
+        };
+        let inter_broker = self.inter_broker_advertised();
+        ottla_controller::BrokerInfo {
+            node_id: self.node_id,
+            host: inter_broker.host.clone(),
+            port: i32::from(port(inter_broker)),
+            rack: self.broker_rack.clone(),
+            listeners: self
+                .advertised_listeners
+                .iter()
+                .map(|l| ottla_controller::BrokerEndpoint {
+                    name: l.name.clone(),
+                    host: l.host.clone(),
+                    port: i32::from(port(l)),
+                })
+                .collect(),
+        }
+    }
+
     /// The advertised address of the inter-broker listener: what this broker registers.
     pub fn inter_broker_advertised(&self) -> &Listener {
         self.advertised_listeners

@@ -264,12 +264,14 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 /// Run `handler` on the blocking pool; the connection awaits it ([`Reply::Await`]).
 /// This broker's address on the listener a request came in on: Metadata,
-/// FindCoordinator and DescribeCluster answer it for this broker, so that a client stays
-/// on the listener (and security protocol) it chose. Other brokers are listed as they
-/// registered.
+/// FindCoordinator and DescribeCluster answer it for this broker, and the other brokers'
+/// addresses on the same listener as they registered them, so that a client stays on
+/// the listener (and security protocol) it chose.
 #[derive(Debug, Clone)]
 pub struct AdvertisedEndpoint {
     pub node_id: i32,
+    /// The listener the request came in on.
+    pub listener: String,
     pub host: String,
     pub port: i32,
 }
@@ -278,6 +280,7 @@ impl AdvertisedEndpoint {
     fn of(session: &Session) -> AdvertisedEndpoint {
         AdvertisedEndpoint {
             node_id: session.listener.node_id,
+            listener: session.listener.name.clone(),
             host: session.listener.advertised_host.clone(),
             port: i32::from(session.listener.advertised_port),
         }
@@ -288,7 +291,7 @@ impl AdvertisedEndpoint {
         if info.node_id == self.node_id {
             (self.host.clone(), self.port)
         } else {
-            (info.host.clone(), info.port)
+            info.endpoint(&self.listener)
         }
     }
 }
