@@ -58,10 +58,17 @@ def broker_certs(tmp_path_factory) -> dict[str, str]:
              "-out", "broker.csr")
     _openssl(d, "x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "4242",
              "-days", "3", "-sha256", "-extfile", "broker.ext", "-out", "broker.pem")
+    # A certificate from the same CA for someone who is no super user.
+    _openssl(d, "genpkey", *rsa, "-out", "stranger.key")
+    _openssl(d, "req", "-new", "-key", "stranger.key", "-subj", "/CN=stranger/O=ottla-tests", "-config",
+             "req.cnf", "-out", "stranger.csr")
+    _openssl(d, "x509", "-req", "-in", "stranger.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "4343",
+             "-days", "3", "-sha256", "-extfile", "broker.ext", "-out", "stranger.pem")
     (d / "broker-keystore.pem").write_text((d / "broker.key").read_text() + (d / "broker.pem").read_text()
                                            + (d / "ca.pem").read_text())
     return {"ca": str(d / "ca.pem"), "keystore": str(d / "broker-keystore.pem"),
-            "cert": str(d / "broker.pem"), "key": str(d / "broker.key")}
+            "cert": str(d / "broker.pem"), "key": str(d / "broker.key"),
+            "stranger_cert": str(d / "stranger.pem"), "stranger_key": str(d / "stranger.key")}
 
 
 def jaas(username: str, password: str) -> str:
@@ -71,9 +78,22 @@ def jaas(username: str, password: str) -> str:
             'user_broker="broker-secret" user_admin="admin-secret";')
 
 
+def controller_mutual_tls(certs: dict[str, str]) -> dict[str, str]:
+    """The CONTROLLER listener on TLS with client certificates required: controllers
+    and brokers show the broker certificate, whose principal is a super user."""
+    return {
+        "listener.name.controller.ssl.client.auth": "required",
+        "listener.name.controller.ssl.keystore.type": "PEM",
+        "listener.name.controller.ssl.keystore.location": certs["keystore"],
+        "listener.name.controller.ssl.truststore.type": "PEM",
+        "listener.name.controller.ssl.truststore.location": certs["ca"],
+    }
+
+
 def sasl_ssl_settings(certs: dict[str, str]) -> dict[str, str]:
     return {
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        **controller_mutual_tls(certs),
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:SSL",
         "inter.broker.listener.name": "INTERNAL",
         "sasl.mechanism.inter.broker.protocol": "PLAIN",
         "listener.name.internal.sasl.enabled.mechanisms": "PLAIN",
@@ -83,14 +103,15 @@ def sasl_ssl_settings(certs: dict[str, str]) -> dict[str, str]:
         "listener.name.internal.ssl.truststore.type": "PEM",
         "listener.name.internal.ssl.truststore.location": certs["ca"],
         "authorizer.class.name": STANDARD_AUTHORIZER,
-        "super.users": "User:broker;User:admin",
+        "super.users": f"User:broker;User:admin;User:{BROKER_DN}",
         "replica.lag.time.max.ms": str(LAG_MS),
     }
 
 
 def mutual_tls_settings(certs: dict[str, str]) -> dict[str, str]:
     return {
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:PLAINTEXT",
+        **controller_mutual_tls(certs),
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:SSL",
         "inter.broker.listener.name": "INTERNAL",
         "listener.name.internal.ssl.client.auth": "required",
         "listener.name.internal.ssl.keystore.type": "PEM",
@@ -195,6 +216,60 @@ def test_brokers_replicate_over_sasl_ssl_with_the_authorizer_on(ottla_factory, b
     admin = {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "admin",
              "sasl.password": "admin-secret", "ssl.ca.location": broker_certs["ca"]}
     replicate_and_fail_over(nodes, bootstrap, admin, "sasl-ssl")
+    assert_controller_listener_refuses_strangers(nodes, broker_certs)
+
+
+def controller_port(node) -> int:
+    listeners = node.overrides["listeners"]
+    return int(listeners.rsplit("CONTROLLER://127.0.0.1:", 1)[1])
+
+
+def assert_controller_listener_refuses_strangers(nodes, certs: dict[str, str]) -> None:
+    """The quorum's listener answers nothing to a peer without a broker certificate:
+    not to plaintext (a DescribeQuorum frame of the quorum transport), not to TLS
+    without a client certificate."""
+    import json
+    import socket
+    import ssl
+    import struct
+    node = next(n for n in nodes if n.is_running())
+    port = controller_port(node)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        body = json.dumps("DescribeQuorum").encode()
+        sock.sendall(struct.pack(">I", len(body)) + body)
+        sock.settimeout(10)
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            answer = b""
+        assert answer[:4] != struct.pack(">I", len(answer) - 4) or not answer, \
+            f"a plaintext peer got an answer from the controller listener: {answer[:200]!r}"
+    context = ssl.create_default_context(cafile=certs["ca"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                body = json.dumps("DescribeQuorum").encode()
+                tls.sendall(struct.pack(">I", len(body)) + body)
+                answer = tls.recv(4096)
+                assert answer == b"", f"a TLS peer without a certificate got an answer: {answer[:200]!r}"
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            pass  # refused during or right after the handshake: what we want
+    # A certificate the CA signed, for a principal that is no super user: the handshake
+    # succeeds, the principal is refused before anything is read.
+    context.load_cert_chain(certs["stranger_cert"], certs["stranger_key"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            body = json.dumps("DescribeQuorum").encode()
+            try:
+                tls.sendall(struct.pack(">I", len(body)) + body)
+                answer = tls.recv(4096)
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+                answer = b""
+            assert answer == b"", f"a non-super principal got an answer: {answer[:200]!r}"
+    log = node.stderr_text()
+    assert "[SocketServer listenerType=CONTROLLER, listener=CONTROLLER] Failed authentication with /127.0.0.1" \
+        in log, log[-3000:]
+    assert "principal User:O=ottla-tests,CN=stranger refused" in log, log[-3000:]
 
 
 def test_brokers_replicate_over_mutual_tls_as_their_certificate_principal(ottla_factory, broker_certs):

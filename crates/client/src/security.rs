@@ -105,6 +105,20 @@ impl ClientTls {
         })
     }
 
+    /// Run the TLS handshake on `stream` to `addr` (for transports other than Kafka's
+    /// protocol, such as the controller quorum's).
+    pub async fn handshake(
+        &self,
+        addr: &str,
+        stream: tokio::net::TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        let name = ClientTls::server_name(addr)?;
+        self.connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))
+    }
+
     /// The name the peer's certificate is checked against: the host part of `addr`.
     pub(crate) fn server_name(addr: &str) -> Result<ServerName<'static>, String> {
         let host = match addr.rsplit_once(':') {

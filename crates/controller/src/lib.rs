@@ -47,6 +47,7 @@ pub use reassignment::OngoingReassignment;
 pub use reassignment::ReassignmentRequest;
 pub use records::MetadataRecord;
 pub use replication::AlterPartitionSpec;
+pub use rpc::{QuorumAdmission, QuorumTls, QuorumTransport};
 
 /// Kafka caps partitions per CreateTopics/CreatePartitions request far above this; we
 /// keep a named limit so one request cannot create millions of directories.
@@ -91,6 +92,8 @@ pub struct QuorumSettings {
     /// This node is no voter (`process.roles=broker`): it follows the quorum's metadata
     /// as an observer and forwards every change (`listen` is unused).
     pub observer: bool,
+    /// PLAINTEXT or TLS on the CONTROLLER listener, and who it admits.
+    pub transport: rpc::QuorumTransport,
 }
 
 /// What a client asked for in CreateTopics, already stripped of wire details.
@@ -377,6 +380,15 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// How this node reaches the others on the CONTROLLER listener.
+    pub(crate) fn transport(&self) -> rpc::QuorumTransport {
+        self.config
+            .quorum
+            .as_ref()
+            .map(|q| q.transport.clone())
+            .unwrap_or_default()
+    }
+
     /// Open the metadata log (the local file, or this voter's share of the quorum's log)
     /// and replay it. The embedded controller makes sure the cluster has an id at once;
     /// a quorum's first change gives it one. With a quorum this starts the Raft node and
@@ -484,7 +496,9 @@ impl Controller {
             .block_on(MetadataRaft::new(
                 node_id,
                 Arc::new(raft_config),
-                rpc::QuorumNetworkFactory,
+                rpc::QuorumNetworkFactory {
+                    transport: quorum.transport.clone(),
+                },
                 log_store,
                 state_machine,
             ))
@@ -526,7 +540,13 @@ impl Controller {
             controller.config.node_id,
             election_timeout_max,
         ));
-        runtime.spawn(rpc::serve(listener, raft, target, stopped));
+        runtime.spawn(rpc::serve(
+            listener,
+            raft,
+            target,
+            stopped,
+            quorum.transport.clone(),
+        ));
         liveness::spawn_session_checker(
             Arc::downgrade(&controller),
             quorum.broker_session_timeout,
@@ -784,7 +804,8 @@ impl Controller {
         deadline: std::time::Instant,
     ) -> Result<Option<ChangeOutput>, ControllerError> {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut client = rpc::QuorumClient::new(format!("{}:{}", node.host, node.port));
+        let mut client =
+            rpc::QuorumClient::new(format!("{}:{}", node.host, node.port), self.transport());
         let mut metrics = b.raft.metrics();
         let request = rpc::QuorumRequest::Forward(op.clone());
         let answer = b.runtime.block_on(async {
@@ -878,7 +899,10 @@ impl Controller {
             };
             if let Some(node) = leader_node {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let mut client = rpc::QuorumClient::new(format!("{}:{}", node.host, node.port));
+                let mut client = rpc::QuorumClient::new(
+                    format!("{}:{}", node.host, node.port),
+                    self.transport(),
+                );
                 let answer = b
                     .runtime
                     .block_on(client.call(&rpc::QuorumRequest::DescribeQuorum, left));

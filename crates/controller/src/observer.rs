@@ -168,7 +168,7 @@ impl Controller {
                 .unwrap_or_else(|| &o.voters[tried % o.voters.len()].1)
                 .to_string();
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut client = QuorumClient::new(target);
+            let mut client = QuorumClient::new(target, self.transport());
             let answer = o
                 .runtime
                 .block_on(client.call(&QuorumRequest::Forward(op.clone()), left));
@@ -237,9 +237,10 @@ impl Controller {
                 .unwrap_or_else(|| &o.voters[tried % o.voters.len()].1)
                 .to_string();
             let left = deadline.saturating_duration_since(Instant::now());
-            let answer = o
-                .runtime
-                .block_on(QuorumClient::new(target).call(&QuorumRequest::DescribeQuorum, left));
+            let answer = o.runtime.block_on(
+                QuorumClient::new(target, self.transport())
+                    .call(&QuorumRequest::DescribeQuorum, left),
+            );
             if let Ok(QuorumResponse::DescribeQuorum(Some(d))) = answer {
                 return Ok(d);
             }
@@ -261,7 +262,7 @@ async fn follow(controller: Weak<Controller>, mut stop: watch::Receiver<bool>) {
     let mut turn = 0usize;
     let mut clients: std::collections::HashMap<String, QuorumClient> = Default::default();
     loop {
-        let (request, target, node_id) = {
+        let (request, target, node_id, transport) = {
             let Some(c) = controller.upgrade() else {
                 return;
             };
@@ -278,11 +279,11 @@ async fn follow(controller: Weak<Controller>, mut stop: watch::Receiver<bool>) {
                 after: *o.applied.borrow(),
                 max_wait_ms: FETCH_WAIT_MS,
             };
-            (request, target, c.config.node_id)
+            (request, target, c.config.node_id, c.transport())
         };
         let client = clients
             .entry(target.clone())
-            .or_insert_with(|| QuorumClient::new(target.clone()));
+            .or_insert_with(|| QuorumClient::new(target.clone(), transport));
         let answer = tokio::select! {
             answer = client.call(&request, FETCH_TIMEOUT) => answer,
             _ = stop.changed() => return,

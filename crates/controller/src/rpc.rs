@@ -7,6 +7,11 @@
 //! private to Ottla's quorum; clients never see it. Frames are bounded
 //! ([`MAX_QUORUM_FRAME_BYTES`]) and every exchange has a deadline, so a stuck or hostile
 //! peer costs one connection, never the quorum.
+//!
+//! The listener is PLAINTEXT or SSL ([`QuorumTransport`]): with TLS, controllers and
+//! brokers show their certificates, and every connection is admitted or refused by its
+//! principal before anything is read from it (Kafka checks CLUSTER_ACTION on every
+//! controller API; a peer that may write the metadata log may change anything).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -24,8 +29,9 @@ use openraft::raft::{
     SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{Snapshot, SnapshotMeta, Vote};
+use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -55,6 +61,65 @@ pub const MAX_QUORUM_FRAME_BYTES: usize = 256 * 1024 * 1024;
 const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// A forwarded write waits for the quorum to commit it.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a TLS handshake on the CONTROLLER listener may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who may speak on the CONTROLLER listener: given a peer's principal
+/// (`User:ANONYMOUS` without a certificate), Ok, or Err with the reason it is refused.
+pub type QuorumAdmission = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// How connections on the CONTROLLER listener are secured, both ways.
+#[derive(Clone)]
+pub struct QuorumTransport {
+    /// Kafka's name of the listener (for logs).
+    pub listener: String,
+    /// `None`: PLAINTEXT.
+    pub tls: Option<QuorumTls>,
+    /// Decides on each accepted connection, by principal.
+    pub admit: QuorumAdmission,
+}
+
+/// A peer certificate's principal, or why none applies.
+pub type CertificatePrincipal =
+    Arc<dyn Fn(&CertificateDer<'_>) -> Result<String, String> + Send + Sync>;
+
+/// TLS on the CONTROLLER listener (`CONTROLLER:SSL`).
+#[derive(Clone)]
+pub struct QuorumTls {
+    /// For connections to this node (`None` on a broker-only node: it listens for no
+    /// controller connection).
+    pub acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// For connections to the other controllers (the listener's trust store; its key
+    /// store as the client certificate).
+    pub connector: ottla_client::ClientTls,
+    /// A peer certificate's principal (`ssl.principal.mapping.rules` on its subject).
+    pub principal: CertificatePrincipal,
+}
+
+impl Default for QuorumTransport {
+    /// PLAINTEXT, every peer admitted (a single node's, and the tests').
+    fn default() -> Self {
+        QuorumTransport {
+            listener: "CONTROLLER".into(),
+            tls: None,
+            admit: Arc::new(|_| Ok(())),
+        }
+    }
+}
+
+impl std::fmt::Debug for QuorumTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumTransport")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// A connection of the quorum transport: TCP, or a TLS session over it.
+trait QuorumStream: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> QuorumStream for T {}
 
 /// What a controller asks another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,7 +157,10 @@ pub enum QuorumResponse {
 }
 
 /// Write one frame.
-async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
+async fn write_frame<T: Serialize>(
+    stream: &mut (dyn QuorumStream + '_),
+    message: &T,
+) -> io::Result<()> {
     let body = serde_json::to_vec(message).map_err(io::Error::other)?;
     if body.len() > MAX_QUORUM_FRAME_BYTES {
         return Err(io::Error::other(format!(
@@ -107,7 +175,9 @@ async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::R
 }
 
 /// Read one frame; `None` at a clean end of stream.
-async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> io::Result<Option<T>> {
+async fn read_frame<T: for<'de> Deserialize<'de>>(
+    stream: &mut (dyn QuorumStream + '_),
+) -> io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -145,6 +215,7 @@ pub async fn serve(
     raft: MetadataRaft,
     target: Arc<dyn ForwardTarget>,
     mut stop: watch::Receiver<bool>,
+    transport: QuorumTransport,
 ) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -155,7 +226,12 @@ pub async fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                connections.spawn(serve_connection(stream, peer, raft.clone(), target.clone()));
+                let (raft, target, transport) = (raft.clone(), target.clone(), transport.clone());
+                connections.spawn(async move {
+                    if let Some(stream) = admit(stream, peer, &transport).await {
+                        serve_connection(stream, peer, raft, target).await;
+                    }
+                });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stop.changed() => break,
@@ -164,14 +240,77 @@ pub async fn serve(
     connections.abort_all();
 }
 
+/// The TLS handshake (on SSL) and the admission of the peer's principal; `None`: the
+/// connection is refused (and logged as Kafka logs a failed authentication).
+async fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    transport: &QuorumTransport,
+) -> Option<Box<dyn QuorumStream>> {
+    let refuse = |why: &str| {
+        tracing::info!(
+            "[SocketServer listenerType=CONTROLLER, listener={}] Failed authentication with /{} ({why})",
+            transport.listener,
+            peer.ip()
+        );
+    };
+    let (stream, principal): (Box<dyn QuorumStream>, String) = match &transport.tls {
+        None => (Box::new(stream), "User:ANONYMOUS".to_string()),
+        Some(QuorumTls { acceptor: None, .. }) => {
+            refuse("this node has no TLS acceptor for the controller listener");
+            return None;
+        }
+        Some(
+            tls @ QuorumTls {
+                acceptor: Some(acceptor),
+                ..
+            },
+        ) => {
+            let session =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(session)) => session,
+                    Ok(Err(e)) => {
+                        refuse(&format!("SSL handshake failed: {e}"));
+                        return None;
+                    }
+                    Err(_) => {
+                        refuse("SSL handshake did not finish in time");
+                        return None;
+                    }
+                };
+            let principal = match session
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+            {
+                None => Ok("User:ANONYMOUS".to_string()),
+                Some(cert) => (tls.principal)(cert),
+            };
+            match principal {
+                Ok(p) => (Box::new(session), p),
+                Err(e) => {
+                    refuse(&e);
+                    return None;
+                }
+            }
+        }
+    };
+    if let Err(why) = (transport.admit)(&principal) {
+        refuse(&format!("principal {principal} refused: {why}"));
+        return None;
+    }
+    Some(stream)
+}
+
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: Box<dyn QuorumStream>,
     peer: SocketAddr,
     raft: MetadataRaft,
     target: Arc<dyn ForwardTarget>,
 ) {
     loop {
-        let request: QuorumRequest = match read_frame(&mut stream).await {
+        let request: QuorumRequest = match read_frame(&mut *stream).await {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
@@ -211,7 +350,7 @@ async fn serve_connection(
                 QuorumResponse::Forward(result)
             }
         };
-        if let Err(e) = write_frame(&mut stream, &response).await {
+        if let Err(e) = write_frame(&mut *stream, &response).await {
             tracing::debug!("Controller connection from {peer} closed: {e}");
             return;
         }
@@ -238,12 +377,17 @@ async fn fetch_metadata(
 /// One request/response exchange with `addr` on a fresh or kept connection.
 pub struct QuorumClient {
     addr: String,
-    stream: Option<TcpStream>,
+    transport: QuorumTransport,
+    stream: Option<Box<dyn QuorumStream>>,
 }
 
 impl QuorumClient {
-    pub fn new(addr: String) -> QuorumClient {
-        QuorumClient { addr, stream: None }
+    pub fn new(addr: String, transport: QuorumTransport) -> QuorumClient {
+        QuorumClient {
+            addr,
+            transport,
+            stream: None,
+        }
     }
 
     /// Send `request`, await the response within `timeout`. A failed exchange drops the
@@ -259,15 +403,24 @@ impl QuorumClient {
                     .await
                     .map_err(CallError::Unreachable)?;
                 let _ = stream.set_nodelay(true);
+                let stream: Box<dyn QuorumStream> = match &self.transport.tls {
+                    None => Box::new(stream),
+                    Some(tls) => Box::new(
+                        tls.connector
+                            .handshake(&self.addr, stream)
+                            .await
+                            .map_err(|e| CallError::Network(io::Error::other(e)))?,
+                    ),
+                };
                 self.stream = Some(stream);
             }
             let Some(stream) = self.stream.as_mut() else {
                 return Err(CallError::Network(io::Error::other("no connection")));
             };
-            write_frame(stream, request)
+            write_frame(&mut **stream, request)
                 .await
                 .map_err(CallError::Network)?;
-            match read_frame(stream).await {
+            match read_frame(&mut **stream).await {
                 Ok(Some(r)) => Ok(r),
                 Ok(None) => Err(CallError::Network(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -310,14 +463,19 @@ impl CallError {
 
 /// Makes a [`QuorumNetwork`] per peer (openraft keeps one per replication stream).
 #[derive(Clone, Default)]
-pub struct QuorumNetworkFactory;
+pub struct QuorumNetworkFactory {
+    pub transport: QuorumTransport,
+}
 
 impl RaftNetworkFactory<TypeConfig> for QuorumNetworkFactory {
     type Network = QuorumNetwork;
 
     async fn new_client(&mut self, _target: u64, node: &ControllerNode) -> QuorumNetwork {
         QuorumNetwork {
-            client: QuorumClient::new(format!("{}:{}", node.host, node.port)),
+            client: QuorumClient::new(
+                format!("{}:{}", node.host, node.port),
+                self.transport.clone(),
+            ),
         }
     }
 }

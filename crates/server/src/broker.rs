@@ -86,6 +86,12 @@ pub struct Broker {
 /// (`process.roles=broker`). A quorum node starts only on directories `ottla format`
 /// prepared; their cluster id is the one the quorum's first change records.
 pub fn open_controller(config: &BrokerConfig, first_dir: &Path) -> anyhow::Result<Arc<Controller>> {
+    let transport = if config.quorum_voters.is_empty() {
+        ottla_controller::QuorumTransport::default()
+    } else {
+        crate::security::controller_transport(config)
+            .context("cannot set up the controller listener's security")?
+    };
     let quorum = (!config.quorum_voters.is_empty()).then(|| QuorumSettings {
         voters: config
             .quorum_voters
@@ -104,6 +110,7 @@ pub fn open_controller(config: &BrokerConfig, first_dir: &Path) -> anyhow::Resul
             .leader_rebalance_interval_s
             .map(std::time::Duration::from_secs),
         observer: !config.roles.controller,
+        transport,
     });
     let formatted_cluster_id = match quorum {
         Some(_) => Some(crate::storage::formatted_cluster_id(

@@ -171,6 +171,10 @@ pub struct BrokerConfig {
     /// This node's CONTROLLER listener (the first listener named in
     /// `controller.listener.names`), where the quorum's RPCs arrive.
     pub controller_listener: Option<Listener>,
+    /// The first of `controller.listener.names` and its security protocol: how this
+    /// node reaches the controllers (a broker-only node has no such listener itself).
+    pub controller_listener_name: String,
+    pub controller_protocol: SecurityProtocol,
     pub log_dirs: Vec<PathBuf>,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
@@ -610,6 +614,20 @@ impl BrokerConfig {
             );
         }
         let controller_listener = controller_listeners.into_iter().next();
+        let controller_listener_name = controller_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "CONTROLLER".to_string());
+        let controller_protocol = protocol_map
+            .get(&controller_listener_name)
+            .copied()
+            .unwrap_or(SecurityProtocol::Plaintext);
+        if controller_protocol.uses_sasl() {
+            return Err(format!(
+                "Invalid value for configuration listener.security.protocol.map: controller listener {controller_listener_name} uses {}; the quorum's listener supports PLAINTEXT and SSL (with ssl.client.auth=required for authentication)",
+                controller_protocol.name()
+            ));
+        }
         let quorum_voters: Vec<QuorumVoter> = get("controller.quorum.voters")
             .unwrap_or_default()
             .split(',')
@@ -722,6 +740,8 @@ impl BrokerConfig {
             inter_broker_listener,
             quorum_voters,
             controller_listener,
+            controller_listener_name,
+            controller_protocol,
             log_dirs,
             num_partitions: positive("num.partitions")? as i32,
             default_replication_factor: positive("default.replication.factor")? as i16,
@@ -1036,9 +1056,9 @@ fn parse_listeners(
                 ))
             }
         };
-        if is_controller && l.security_protocol != SecurityProtocol::Plaintext {
+        if is_controller && l.security_protocol.uses_sasl() {
             return Err(format!(
-                "Invalid value {text} for configuration {key}: controller listener {} uses {}; the quorum's listener supports PLAINTEXT only so far",
+                "Invalid value {text} for configuration {key}: controller listener {} uses {}; the quorum's listener supports PLAINTEXT and SSL (with ssl.client.auth=required for authentication)",
                 l.name,
                 l.security_protocol.name()
             ));
@@ -1130,6 +1150,32 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn the_controller_listener_takes_plaintext_or_ssl_not_sasl() {
+        let with = |map: &str| {
+            config(&[
+                ("node.id", "1"),
+                (
+                    "listeners",
+                    "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                ),
+                ("listener.security.protocol.map", map),
+                ("controller.listener.names", "CONTROLLER"),
+                ("controller.quorum.voters", "1@127.0.0.1:9093"),
+            ])
+        };
+        let ssl = with("PLAINTEXT:PLAINTEXT,CONTROLLER:SSL").unwrap();
+        assert_eq!(ssl.controller_protocol, SecurityProtocol::Ssl);
+        assert_eq!(ssl.controller_listener_name, "CONTROLLER");
+        let plain = with("PLAINTEXT:PLAINTEXT").unwrap();
+        assert_eq!(plain.controller_protocol, SecurityProtocol::Plaintext);
+        let err = with("PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL").unwrap_err();
+        assert!(
+            err.contains("controller listener CONTROLLER uses SASL_SSL; the quorum's listener supports PLAINTEXT and SSL"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -247,6 +247,67 @@ fn inter_broker_sasl(
     })
 }
 
+/// How this node's controller connections are secured (the CONTROLLER listener, both
+/// ways): PLAINTEXT or SSL with the listener's `listener.name.<l>.ssl.*` settings, the
+/// peer's principal from its certificate (`ssl.principal.mapping.rules`), and, with
+/// the authorizer on, only super users admitted: every controller RPC needs
+/// CLUSTER_ACTION in Kafka, and a peer on this listener can change any metadata.
+/// (Kafka also admits principals with a CLUSTER_ACTION ACL; Ottla's controllers do not
+/// consult ACLs on this listener.)
+pub fn controller_transport(
+    config: &BrokerConfig,
+) -> anyhow::Result<ottla_controller::QuorumTransport> {
+    let name = config.controller_listener_name.clone();
+    let admit: ottla_controller::QuorumAdmission = match &config.authorizer {
+        None => Arc::new(|_| Ok(())),
+        Some(authorizer) => {
+            let super_users = authorizer.super_users.clone();
+            Arc::new(move |principal: &str| {
+                if super_users.iter().any(|s| s == principal) {
+                    Ok(())
+                } else {
+                    Err("with the authorizer on, the controller listener admits super.users only (controller RPCs need CLUSTER_ACTION)".into())
+                }
+            })
+        }
+    };
+    let tls = if config.controller_protocol.uses_tls() {
+        let settings = tls::SslSettings {
+            config,
+            dynamic: None,
+        };
+        let acceptor = match &config.controller_listener {
+            Some(_) => Some(tls::ListenerTls::new(&settings, &name)?.acceptor()),
+            None => None,
+        };
+        let connector = tls::client_tls(&settings, &name)?;
+        let rules = config
+            .listener_value(&name, "ssl.principal.mapping.rules")
+            .unwrap_or_default();
+        let mapper = principal::PrincipalMapper::parse(&rules)
+            .map_err(|e| anyhow::anyhow!("listener {name}: ssl.principal.mapping.rules: {e}"))?;
+        Some(ottla_controller::QuorumTls {
+            acceptor,
+            connector,
+            principal: Arc::new(move |cert| {
+                let subject = tls::certificate_subject(cert)
+                    .ok_or_else(|| "unreadable certificate subject".to_string())?;
+                mapper
+                    .name(&subject)
+                    .map(|n| format!("User:{n}"))
+                    .ok_or_else(|| format!("No rules apply to {subject}"))
+            }),
+        })
+    } else {
+        None
+    };
+    Ok(ottla_controller::QuorumTransport {
+        listener: name,
+        tls,
+        admit,
+    })
+}
+
 /// One connection's security state: where it came from, on which listener, and the
 /// principal it authenticated as (Kafka's `RequestContext` principal).
 pub struct Session {
