@@ -63,10 +63,27 @@
 #   BENCH_CLUSTER=1           0 skips the replication scenarios (single node RF 1 and
 #                             three nodes RF 3)
 #   BENCH_METRICS=1           0 skips the metrics-on produce scenario
-#   BENCH_SECURITY=0          1 runs the PLAINTEXT / SSL / SASL_SSL scenarios (they need
-#                             openssl, and an ottla-bench whose librdkafka has TLS: the
-#                             rdkafka crate's `ssl` feature, not enabled yet, so the SSL
-#                             rows fail with "OpenSSL not available at build time")
+#   BENCH_SECURITY=0          1 runs the PLAINTEXT / SSL / SASL_SSL scenarios. They need
+#                             the openssl CLI (certificates) and an ottla-bench whose
+#                             librdkafka has TLS: its cargo feature `tls` (off by default,
+#                             so that building the workspace needs no OpenSSL headers),
+#                             which links the system OpenSSL. The build step then installs
+#                             what is missing of openssl, libssl-dev and pkg-config (apt;
+#                             sudo when not root) and builds `-p ottla-bench --features
+#                             ottla-bench/tls` into the usual target/release: that
+#                             ottla-bench (TLS linked in) is the one every scenario of the
+#                             run uses, and a later plain `cargo build --release` puts the
+#                             default one back (both stay in target/, so switching back
+#                             and forth is cheap after the first time).
+#                             With BENCH_BUILD=0, build it yourself first:
+#                               cargo build --release -p ottla -p ottla-bench --features ottla-bench/tls
+#                             or the SSL rows fail with "OpenSSL not available at build time".
+#   BENCH_ONLY=               `security`: only the PLAINTEXT / SSL / SASL_SSL scenarios
+#                             (implies BENCH_SECURITY=1; skips the page-cache dd, start-up,
+#                             the load scenarios, metrics, null broker and replication; their
+#                             rows in the table stay empty). E.g. a quick look at what TLS
+#                             and SASL cost:
+#                               BENCH_ONLY=security BENCH_RUNS=1 BENCH_SCALE=0.1 scripts/bench.sh
 #   BENCH_BROKER_OVERRIDES    extra broker settings, space-separated KEY=VALUE (every
 #                             broker, the cluster's nodes included)
 #   BENCH_SCENARIO_TIMEOUT=600  seconds before one scenario is abandoned
@@ -100,6 +117,12 @@ RUN_NULL="${BENCH_NULL:-1}"
 RUN_CLUSTER="${BENCH_CLUSTER:-1}"
 RUN_METRICS="${BENCH_METRICS:-1}"
 RUN_SECURITY="${BENCH_SECURITY:-0}"
+RUN_BASE=1 # dd, start-up and the load scenarios on one fresh broker
+case "${BENCH_ONLY:-}" in
+    "") ;;
+    security) RUN_BASE=0; RUN_METRICS=0; RUN_NULL=0; RUN_CLUSTER=0; RUN_SECURITY=1 ;;
+    *) echo "bench.sh: unknown BENCH_ONLY=${BENCH_ONLY} (only: security)" >&2; exit 2 ;;
+esac
 EXTRA_LISTENERS=""
 TLS_DIR=""
 SCENARIO_TIMEOUT="${BENCH_SCENARIO_TIMEOUT:-600}"
@@ -127,9 +150,36 @@ LAT_N=$(awk -v r="$RATE" -v s="$LAT_S" 'BEGIN { v = int(r * s); if (v < 1) v = 1
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # ---------------------------------------------------------------------------
+# apt_install PACKAGE...: as in scripts/test.sh (sudo when not root and available)
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "bench.sh: apt-get is not available: install these yourself: $*" >&2
+        return 1
+    fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
 if [ "${BENCH_BUILD:-1}" = 1 ]; then
-    say "building (cargo build --release -p ottla -p ottla-bench)"
-    if ! cargo build --release -p ottla -p ottla-bench; then
+    BUILD_ARGS=(--release -p ottla -p ottla-bench)
+    if [ "$RUN_SECURITY" = 1 ]; then
+        # ottla-bench's `tls` feature: librdkafka with the system OpenSSL, which the
+        # openssl-sys crate finds through pkg-config; the openssl CLI makes the
+        # certificates below.
+        pkgs=()
+        command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+        command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
+        { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; } || pkgs+=(libssl-dev)
+        if [ ${#pkgs[@]} -gt 0 ]; then
+            say "installing ${pkgs[*]} (for BENCH_SECURITY=1)"
+            apt_install "${pkgs[@]}" || echo "bench.sh: could not install ${pkgs[*]}; the TLS build may fail" >&2
+        fi
+        BUILD_ARGS+=(--features ottla-bench/tls)
+    fi
+    say "building (cargo build ${BUILD_ARGS[*]})"
+    if ! cargo build "${BUILD_ARGS[@]}"; then
         echo "bench.sh: build failed" >&2
         exit 1
     fi
@@ -517,52 +567,56 @@ fi
 
 start_time=$(date +%s)
 for run in $(seq "$RUNS"); do
-    # --- the machine's page-cache write bandwidth: the ceiling for any broker that
-    # stores what it is sent (Kafka and Ottla both write through the page cache)
-    say "run $run/$RUNS · machine · page-cache write (dd ${DD_MIB} MiB)"
-    # The second dd writes the same bytes again over the file's pages, already in the
-    # page cache: the copy alone. Far above the first figure on a VM whose fresh pages
-    # cost a hypervisor fault (free page reporting), where the first figure, not the
-    # broker, can cap the 1 KiB produce scenario.
-    timed_dd "$run" pagecache_write "into a new file" &&
-        timed_dd "$run" pagecache_rewrite "over its resident pages" conv=notrunc
-    rm -f "$WORK/dd.tmp"
+    # dd, start-up and the load scenarios (BENCH_ONLY=security skips them; `continue`
+    # below still ends this run when the broker does not start)
+    if [ "$RUN_BASE" = 1 ]; then
+        # --- the machine's page-cache write bandwidth: the ceiling for any broker that
+        # stores what it is sent (Kafka and Ottla both write through the page cache)
+        say "run $run/$RUNS · machine · page-cache write (dd ${DD_MIB} MiB)"
+        # The second dd writes the same bytes again over the file's pages, already in the
+        # page cache: the copy alone. Far above the first figure on a VM whose fresh pages
+        # cost a hypervisor fault (free page reporting), where the first figure, not the
+        # broker, can cap the 1 KiB produce scenario.
+        timed_dd "$run" pagecache_write "into a new file" &&
+            timed_dd "$run" pagecache_rewrite "over its resident pages" conv=notrunc
+        rm -f "$WORK/dd.tmp"
 
-    # --- start-up time, on its own fresh dir and port
-    scenario "$run" ottla startup -- startup --bin "$OTTLA"
+        # --- start-up time, on its own fresh dir and port
+        scenario "$run" ottla startup -- startup --bin "$OTTLA"
 
-    # --- a fresh broker for the load scenarios
-    DATA="$WORK/data-run$run"
-    BLOG="$WORK/broker-run$run.log"
-    start_broker "$run" "$DATA" "$BLOG" || continue
+        # --- a fresh broker for the load scenarios
+        DATA="$WORK/data-run$run"
+        BLOG="$WORK/broker-run$run.log"
+        start_broker "$run" "$DATA" "$BLOG" || continue
 
-    scenario "$run" ottla produce_1k_acks1_8p "$BPID" -- produce --bootstrap "$BOOT" --topic bench-1k-8p \
-        --partitions 8 --record-size 1024 --records "$N_1K" --acks 1
-    broker_alive && scenario "$run" ottla produce_100b_acksall_1p "$BPID" -- produce --bootstrap "$BOOT" \
-        --topic bench-100b-1p --partitions 1 --record-size 100 --records "$N_100B" --acks all
-    broker_alive && scenario "$run" ottla fill_1k_1p "$BPID" -- produce --bootstrap "$BOOT" --topic bench-consume \
-        --partitions 1 --record-size 1024 --records "$N_CONSUME" --acks 1
-    broker_alive && scenario "$run" ottla consume_1k_1p "$BPID" -- consume --bootstrap "$BOOT" --topic bench-consume \
-        --partition 0 --records "$N_CONSUME"
-    if broker_alive; then
-        hwm="$(status_kb "$BPID" VmHWM)"; anon="$(status_kb "$BPID" RssAnon)"; file="$(status_kb "$BPID" RssFile)"
-        echo "    broker VmHWM ${hwm:-?} kB, RssAnon ${anon:-?} kB, RssFile ${file:-?} kB" >&2
-        emit "$run" ottla memory ",\"result\":{\"vm_hwm_kb\":${hwm:-null},\"rss_anon_kb\":${anon:-null},\"rss_file_kb\":${file:-null}}"
+        scenario "$run" ottla produce_1k_acks1_8p "$BPID" -- produce --bootstrap "$BOOT" --topic bench-1k-8p \
+            --partitions 8 --record-size 1024 --records "$N_1K" --acks 1
+        broker_alive && scenario "$run" ottla produce_100b_acksall_1p "$BPID" -- produce --bootstrap "$BOOT" \
+            --topic bench-100b-1p --partitions 1 --record-size 100 --records "$N_100B" --acks all
+        broker_alive && scenario "$run" ottla fill_1k_1p "$BPID" -- produce --bootstrap "$BOOT" --topic bench-consume \
+            --partitions 1 --record-size 1024 --records "$N_CONSUME" --acks 1
+        broker_alive && scenario "$run" ottla consume_1k_1p "$BPID" -- consume --bootstrap "$BOOT" --topic bench-consume \
+            --partition 0 --records "$N_CONSUME"
+        if broker_alive; then
+            hwm="$(status_kb "$BPID" VmHWM)"; anon="$(status_kb "$BPID" RssAnon)"; file="$(status_kb "$BPID" RssFile)"
+            echo "    broker VmHWM ${hwm:-?} kB, RssAnon ${anon:-?} kB, RssFile ${file:-?} kB" >&2
+            emit "$run" ottla memory ",\"result\":{\"vm_hwm_kb\":${hwm:-null},\"rss_anon_kb\":${anon:-null},\"rss_file_kb\":${file:-null}}"
+        fi
+        broker_alive && scenario "$run" ottla latency_1k_acksall -- produce --bootstrap "$BOOT" --topic bench-latency \
+            --partitions 1 --record-size 1024 --records "$LAT_N" --rate "$RATE" --acks all "${SET_LAT[@]}"
+        broker_alive && scenario "$run" ottla e2e_1k_acksall -- e2e --bootstrap "$BOOT" --topic bench-e2e \
+            --partitions 1 --record-size 1024 --rate "$RATE" --seconds "$E2E_S" --acks all "${SET_LAT[@]}"
+        broker_alive && scenario "$run" ottla txn_1k_1000pertxn "$BPID" -- txn --bootstrap "$BOOT" --topic bench-txn \
+            --partitions 1 --record-size 1024 --per-txn 1000 --seconds "$TXN_S" --transactional-id "bench-txn-run$run"
+        if ! broker_alive; then
+            echo "    the broker died during run $run: $(tail -n 3 "$BLOG" | tr '\n' ' ')" >&2
+            emit_error "$run" ottla broker "broker process died; log tail: $(tail -n 3 "$BLOG" | tr '\n' ' ')"
+        fi
+        stop_pid "$BPID"; BPID=""
+        log_problems "$run" ottla "$BLOG"
+        du -sh "$DATA" 2>/dev/null | awk '{ print "    data written: " $1 }' >&2
+        rm -rf "$DATA"
     fi
-    broker_alive && scenario "$run" ottla latency_1k_acksall -- produce --bootstrap "$BOOT" --topic bench-latency \
-        --partitions 1 --record-size 1024 --records "$LAT_N" --rate "$RATE" --acks all "${SET_LAT[@]}"
-    broker_alive && scenario "$run" ottla e2e_1k_acksall -- e2e --bootstrap "$BOOT" --topic bench-e2e \
-        --partitions 1 --record-size 1024 --rate "$RATE" --seconds "$E2E_S" --acks all "${SET_LAT[@]}"
-    broker_alive && scenario "$run" ottla txn_1k_1000pertxn "$BPID" -- txn --bootstrap "$BOOT" --topic bench-txn \
-        --partitions 1 --record-size 1024 --per-txn 1000 --seconds "$TXN_S" --transactional-id "bench-txn-run$run"
-    if ! broker_alive; then
-        echo "    the broker died during run $run: $(tail -n 3 "$BLOG" | tr '\n' ' ')" >&2
-        emit_error "$run" ottla broker "broker process died; log tail: $(tail -n 3 "$BLOG" | tr '\n' ' ')"
-    fi
-    stop_pid "$BPID"; BPID=""
-    log_problems "$run" ottla "$BLOG"
-    du -sh "$DATA" 2>/dev/null | awk '{ print "    data written: " $1 }' >&2
-    rm -rf "$DATA"
 
     # --- the cost of metrics (issue 15): 1 KiB acks=1 produce on two fresh brokers,
     # one serving metrics.listener and scraped every second meanwhile (as Prometheus
@@ -731,7 +785,12 @@ echo "## Ottla benchmark"
 echo
 echo "Machine: $(nproc) CPU(s), ${model:-unknown CPU}, ${ram:-? GiB} RAM; $(uname -sr); $(date -u '+%Y-%m-%d %H:%M UTC')."
 echo "Ottla $commit; client librdkafka (rdkafka crate, bundled); $RUNS run(s) in ${elapsed}s$([ "$SMOKE" = 1 ] && echo ', SMOKE RUN (tiny sizes, figures meaningless)')."
-echo "Sizes: produce 1 KiB × $N_1K, produce 100 B × $N_100B, consume 1 KiB × $N_CONSUME; latency $RATE msg/s for ${LAT_S}s and ${E2E_S}s with linger.ms=$LINGER (otherwise librdkafka defaults); transactional 1 KiB, 1,000 per transaction, for ${TXN_S}s (librdkafka defaults; no Kafka 4.1 reference, Kafka could not be run here); dd ${DD_MIB} MiB."
+if [ "$RUN_BASE" = 1 ]; then
+    echo "Sizes: produce 1 KiB × $N_1K, produce 100 B × $N_100B, consume 1 KiB × $N_CONSUME; latency $RATE msg/s for ${LAT_S}s and ${E2E_S}s with linger.ms=$LINGER (otherwise librdkafka defaults); transactional 1 KiB, 1,000 per transaction, for ${TXN_S}s (librdkafka defaults; no Kafka 4.1 reference, Kafka could not be run here); dd ${DD_MIB} MiB."
+else
+    echo "BENCH_ONLY=security: only the PLAINTEXT / SSL / SASL_SSL scenarios ran (the other rows are empty)."
+fi
+[ "$RUN_SECURITY" = 1 ] && echo "Security: one broker with PLAINTEXT, SSL and SASL_SSL (PLAIN) listeners (rustls, RSA 2048 certificate); over each, produce 1 KiB × $N_1K (acks=1, 8 partitions), fill and consume 1 KiB × $N_CONSUME (1 partition); client librdkafka with the system OpenSSL (ottla-bench's \`tls\` feature$(command -v openssl >/dev/null 2>&1 && printf ', %s' "$(openssl version | cut -d' ' -f1-2)"))."
 [ "$RUN_CLUSTER" = 1 ] && echo "Replication: produce 1 KiB × $N_REPL and latency $RATE msg/s for ${LAT_S}s, acks=all, 8 partitions, on one fresh broker (RF 1) and on a fresh three-node cluster on this machine (RF 3, min.insync.replicas=2, config/cluster.properties); Kafka 4.1 was not measured for these (no Kafka cluster here)."
 echo
 "$BENCH" report --results "$RESULTS" || { echo "(report failed; raw results in $RESULTS)"; [ "$SMOKE" = 1 ] && exit 1; }
