@@ -19,6 +19,14 @@
 //! transaction's markers and answers CONCURRENT_TRANSACTIONS; the add is retried here
 //! for a moment (Kafka's `add.partitions.to.txn.retry.backoff.*`) rather than bouncing
 //! every new transaction's first batch back to the producer.
+//!
+//! The coordinator's answer is read in two steps, as in Kafka: [`verdicts`] gives each
+//! partition's code as `AddPartitionsToTxnManager` hands it to its caller (the
+//! coordinator's code, PRODUCER_FENCED read as INVALID_PRODUCER_EPOCH;
+//! COORDINATOR_NOT_AVAILABLE when no coordinator is known, NETWORK_EXCEPTION when it
+//! could not be asked), and each caller translates that into its own API's terms:
+//! [`verify`] for Produce (`ReplicaManager.handleProduceAppend`), the TxnOffsetCommit
+//! handler for the group coordinator (`GroupCoordinatorService.handleOperationException`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,19 +83,39 @@ impl TxnVerifier {
     }
 }
 
-/// Each partition's verdict: 0 (part of the open transaction, or added to it) or the
-/// Produce error to answer: INVALID_TXN_STATE when it is not, INVALID_PRODUCER_EPOCH
-/// for a fenced producer, NOT_ENOUGH_REPLICAS (retriable, as Kafka maps it) when the
-/// coordinator could not be asked or stayed busy.
+/// Each partition's verdict in Produce terms: 0 (part of the open transaction, or
+/// added to it) or the Produce error to answer: INVALID_TXN_STATE when it is not,
+/// INVALID_PRODUCER_EPOCH for a fenced producer, NOT_ENOUGH_REPLICAS (retriable, as
+/// Kafka maps it) when the coordinator could not be asked or stayed busy.
 pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i32), i16)> {
-    let in_produce_terms = |verdicts: Vec<((String, i32), i16)>| {
+    verdicts(broker, req)
+        .await
+        .into_iter()
+        .map(|(p, code)| (p, produce_code(code)))
+        .collect()
+}
+
+/// Each partition's verdict as Kafka's `AddPartitionsToTxnManager` gives it to its
+/// caller: 0, the coordinator's error (PRODUCER_FENCED read as INVALID_PRODUCER_EPOCH,
+/// "producers expect to handle INVALID_PRODUCER_EPOCH in this scenario"),
+/// COORDINATOR_NOT_AVAILABLE when no coordinator is known or its answer lacks the
+/// partition, NETWORK_EXCEPTION when asking it failed. An add (transactions v2) that
+/// meets CONCURRENT_TRANSACTIONS is retried for a moment first.
+pub async fn verdicts(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i32), i16)> {
+    let as_manager_gives = |verdicts: Vec<((String, i32), i16)>| {
         verdicts
             .into_iter()
-            .map(|(p, code)| (p, produce_code(code)))
+            .map(|(p, code)| {
+                if code == ResponseError::ProducerFenced.code() {
+                    (p, ResponseError::InvalidProducerEpoch.code())
+                } else {
+                    (p, code)
+                }
+            })
             .collect()
     };
     if !req.add {
-        return in_produce_terms(ask(broker, &req).await);
+        return as_manager_gives(ask(broker, &req).await);
     }
     let started = Instant::now();
     let mut backoff = ADD_RETRY_FIRST_BACKOFF;
@@ -97,19 +125,26 @@ pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i
             .iter()
             .any(|(_, code)| *code == ResponseError::ConcurrentTransactions.code());
         if !busy || started.elapsed() >= ADD_RETRY_MAX {
-            return in_produce_terms(verdicts);
+            return as_manager_gives(verdicts);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(ADD_RETRY_BACKOFF);
     }
 }
 
-/// Ask the coordinator once: its codes, NOT_ENOUGH_REPLICAS when it could not be
-/// asked.
+/// Ask the coordinator once: its codes; the runtime's own code when the local
+/// coordinator could not run the check, COORDINATOR_NOT_AVAILABLE when no coordinator
+/// is known, NETWORK_EXCEPTION when the request to it failed.
 async fn ask(broker: &Arc<Broker>, req: &VerifyRequest) -> Vec<((String, i32), i16)> {
-    let retriable = ResponseError::NotEnoughReplicas.code();
+    let unavailable = ResponseError::CoordinatorNotAvailable.code();
     let all =
         |code: i16, parts: &[(String, i32)]| parts.iter().map(|p| (p.clone(), code)).collect();
+    if req.transactional_id.is_empty() {
+        // Kafka's coordinator (`handleVerifyPartitionsInTransaction`,
+        // `handleAddPartitionsToTransaction`): "if (transactionalId == null ||
+        // transactionalId.isEmpty)" -> INVALID_REQUEST. No transaction has that id.
+        return all(ResponseError::InvalidRequest.code(), &req.partitions);
+    }
     let Ok(txn_partition) = broker
         .txns
         .partition_for(&req.transactional_id)
@@ -144,7 +179,7 @@ async fn ask(broker: &Arc<Broker>, req: &VerifyRequest) -> Vec<((String, i32), i
         return match added {
             Ok(()) => all(0, &req.partitions),
             Err(TxnRequestError::Txn(e)) => all(e.code(), &req.partitions),
-            Err(TxnRequestError::Coordinator(_)) => all(retriable, &req.partitions),
+            Err(TxnRequestError::Coordinator(e)) => all(e.kafka_error_code(), &req.partitions),
         };
     }
     if broker.txns.hosts(txn_partition) {
@@ -166,7 +201,7 @@ async fn ask(broker: &Arc<Broker>, req: &VerifyRequest) -> Vec<((String, i32), i
                 .map(|(p, r)| (p, r.map_or_else(|e| e.code(), |()| 0)))
                 .collect(),
             Err(TxnRequestError::Txn(e)) => all(e.code(), &req.partitions),
-            Err(TxnRequestError::Coordinator(_)) => all(retriable, &req.partitions),
+            Err(TxnRequestError::Coordinator(e)) => all(e.kafka_error_code(), &req.partitions),
         };
     }
     // Another broker coordinates the id: ask it.
@@ -176,7 +211,7 @@ async fn ask(broker: &Arc<Broker>, req: &VerifyRequest) -> Vec<((String, i32), i
         .and_then(|t| t.partitions.get(txn_partition as usize))
         .and_then(|p| image.brokers.get(&p.leader))
     else {
-        return all(retriable, &req.partitions);
+        return all(unavailable, &req.partitions);
     };
     let client = broker
         .txn_verifier
@@ -210,9 +245,20 @@ async fn ask(broker: &Arc<Broker>, req: &VerifyRequest) -> Vec<((String, i32), i
                 req.transactional_id,
                 node.node_id
             );
-            return all(retriable, &req.partitions);
+            return all(ResponseError::NetworkException.code(), &req.partitions);
         }
     };
+    if response.error_code != 0 {
+        // Kafka's `AddPartitionsToTxnManager`: a request-level error applies to every
+        // partition; CLUSTER_AUTHORIZATION_FAILED is not shown to the client: "Return
+        // INVALID_TXN_STATE".
+        let code = if response.error_code == ResponseError::ClusterAuthorizationFailed.code() {
+            ResponseError::InvalidTxnState.code()
+        } else {
+            response.error_code
+        };
+        return all(code, &req.partitions);
+    }
     let mut codes: HashMap<(String, i32), i16> = HashMap::new();
     for result in &response.results_by_transaction {
         for topic in &result.topic_results {
@@ -228,17 +274,18 @@ async fn ask(broker: &Arc<Broker>, req: &VerifyRequest) -> Vec<((String, i32), i
         .iter()
         .cloned()
         .map(|p| {
-            let code = codes.get(&p).copied().unwrap_or(retriable);
+            let code = codes.get(&p).copied().unwrap_or(unavailable);
             (p, code)
         })
         .collect()
 }
 
-/// What a coordinator's verdict becomes in a Produce answer.
+/// What a verdict becomes in a Produce answer (Kafka's `ReplicaManager`
+/// `handleProduceAppend`: the retriable verification errors become
+/// NOT_ENOUGH_REPLICAS, "because it does not trigger a metadata refresh").
 fn produce_code(code: i16) -> i16 {
-    if code == ResponseError::ProducerFenced.code() {
-        ResponseError::InvalidProducerEpoch.code()
-    } else if code == ResponseError::NotCoordinator.code()
+    if code == ResponseError::NetworkException.code()
+        || code == ResponseError::NotCoordinator.code()
         || code == ResponseError::CoordinatorLoadInProgress.code()
         || code == ResponseError::CoordinatorNotAvailable.code()
         || code == ResponseError::ConcurrentTransactions.code()

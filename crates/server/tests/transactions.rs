@@ -17,6 +17,7 @@ use kafka_protocol::messages::write_txn_markers_request::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use ottla_protocol::batch::{BatchIter, RecordBatchMut};
 use ottla_protocol::compression::Compression;
 use ottla_protocol::control::{build_end_txn_marker, ControlRecordType};
@@ -30,7 +31,14 @@ fn s(v: &str) -> StrBytes {
 }
 
 async fn setup() -> (TestBroker, Client) {
-    let broker = TestBroker::start(&[("transaction.state.log.num.partitions", "3")]).await;
+    setup_with(&[]).await
+}
+
+/// [`setup`] with more broker settings.
+async fn setup_with(extra: &[(&str, &str)]) -> (TestBroker, Client) {
+    let mut overrides = vec![("transaction.state.log.num.partitions", "3")];
+    overrides.extend_from_slice(extra);
+    let broker = TestBroker::start(&overrides).await;
     let mut c = broker.client().await;
     let created: CreateTopicsResponse = c
         .call(
@@ -566,4 +574,552 @@ async fn transactions_v2_add_partitions_at_the_leader_and_bump_the_epoch_at_ever
     // A stale epoch is fenced: PRODUCER_FENCED.
     assert_eq!(end_txn_v5(&mut c, pid, epoch, false).await.0, 90);
     assert_eq!(settled_lso(&mut c, 9).await, 9, "nothing was written");
+}
+
+// ------------------------------------------------------------------------------------
+// Transactional records without a transactional id (KafkaApis.handleProduceRequest)
+
+/// A batch of `n` records from no producer (no id, epoch or sequence).
+fn plain_batch(n: usize) -> Vec<u8> {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            offset: i as i64,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(format!("p{i}").into_bytes()),
+            headers: Vec::new(),
+        })
+        .collect();
+    build_record_batch(&records, Compression::None, -1, -1, -1)
+}
+
+/// Produce v`version` (acks=all) of one batch per (topic, partition), with
+/// `transactional_id` as given (`None`: null): each partition's (topic, partition,
+/// error, error message).
+async fn produce_each(
+    c: &mut Client,
+    version: i16,
+    transactional_id: Option<&str>,
+    batches: Vec<(&str, i32, Vec<u8>)>,
+) -> Vec<(String, i32, i16, Option<String>)> {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for (topic, partition, batch) in batches {
+        let data = PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(batch.into()));
+        match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    let req = ProduceRequest::default()
+        .with_transactional_id(transactional_id.map(|t| TransactionalId(s(t))))
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(topics);
+    let r: ProduceResponse = c.call(ApiKey::Produce, version, &req).await;
+    r.responses
+        .iter()
+        .flat_map(|t| {
+            t.partition_responses.iter().map(|p| {
+                (
+                    t.name.to_string(),
+                    p.index,
+                    p.error_code,
+                    p.error_message.as_ref().map(|m| m.to_string()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// ListOffsets latest of `topic`-`partition` at `isolation` (1: read_committed, which
+/// answers the last stable offset).
+async fn latest_of(c: &mut Client, topic: &str, partition: i32, isolation: i8) -> i64 {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-1)])]);
+    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "ListOffsets {topic}-{partition}");
+    p.offset
+}
+
+/// Both partitions of the test topic: (read_uncommitted end, read_committed end).
+async fn ledger_ends(c: &mut Client) -> [(i64, i64); 2] {
+    let mut ends = [(0, 0); 2];
+    for (p, end) in ends.iter_mut().enumerate() {
+        *end = (
+            latest_of(c, TOPIC, p as i32, 0).await,
+            latest_of(c, TOPIC, p as i32, 1).await,
+        );
+    }
+    ends
+}
+
+/// Kafka refuses transactional records that name no transactional id even without an
+/// authorizer (`produceRequest.transactionalId != null && authorize(...)`, and
+/// `authorize` is true without one): such a batch would open a transaction no
+/// coordinator knows of, which no marker ever ends, and the partition's last stable
+/// offset would stay behind it for good. The error covers the whole request (Kafka
+/// answers it with `sendErrorResponseMaybeThrottle`), transactional partitions or not,
+/// known topics or not, with no message; nothing is written.
+#[tokio::test]
+async fn transactional_records_without_a_transactional_id_refuse_the_whole_request() {
+    let (broker, mut c) = setup().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    let denied = ResponseError::TransactionalIdAuthorizationFailed.code();
+    for version in [3, 9, 11, 12] {
+        let answers = produce_each(
+            &mut c,
+            version,
+            None,
+            vec![
+                (TOPIC, 0, transactional_batch(pid, epoch, 0, 2)),
+                (TOPIC, 1, plain_batch(3)),
+                ("nope", 0, plain_batch(1)),
+            ],
+        )
+        .await;
+        assert_eq!(
+            answers,
+            vec![
+                (TOPIC.to_string(), 0, denied, None),
+                (TOPIC.to_string(), 1, denied, None),
+                ("nope".to_string(), 0, denied, None),
+            ],
+            "Produce v{version}"
+        );
+    }
+    assert_eq!(
+        ledger_ends(&mut c).await,
+        [(0, 0), (0, 0)],
+        "nothing written"
+    );
+    // Nothing is left open: records written afterwards are stable at once.
+    assert_eq!(
+        produce_each(&mut c, 9, None, vec![(TOPIC, 0, plain_batch(2))])
+            .await
+            .iter()
+            .map(|a| a.2)
+            .collect::<Vec<_>>(),
+        vec![0]
+    );
+    assert_eq!(ledger_ends(&mut c).await, [(2, 2), (0, 0)]);
+    // With acks=0 there is no answer to carry the error: the connection is closed, as
+    // for any other acks=0 error.
+    let req = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(1)
+                .with_records(Some(transactional_batch(pid, epoch, 0, 1).into()))])]);
+    c.send(ApiKey::Produce, 9, &req).await;
+    assert!(c.is_closed().await, "acks=0 error closes the connection");
+    let mut c = broker.client().await;
+    assert_eq!(ledger_ends(&mut c).await, [(2, 2), (0, 0)]);
+}
+
+/// An empty transactional id is an id for Kafka (only null is "none"), so the batch
+/// is verified, and the coordinator refuses the id: INVALID_REQUEST
+/// (`handleVerifyPartitionsInTransaction`: "if (transactionalId == null ||
+/// transactionalId.isEmpty)"). Nothing is written.
+#[tokio::test]
+async fn an_empty_transactional_id_is_refused_by_transaction_verification() {
+    let (_broker, mut c) = setup().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    let answers = produce_each(
+        &mut c,
+        9,
+        Some(""),
+        vec![(TOPIC, 0, transactional_batch(pid, epoch, 0, 2))],
+    )
+    .await;
+    assert_eq!(answers[0].2, ResponseError::InvalidRequest.code());
+    assert_eq!(ledger_ends(&mut c).await, [(0, 0), (0, 0)]);
+}
+
+/// With an authorizer, the transactional id is checked only when the request carries
+/// transactional records (`if (RequestUtils.hasTransactionalRecords(produceRequest))`),
+/// and then the whole request is refused when the id is null or the caller may not
+/// WRITE it; a request without transactional records goes through whatever its id.
+#[tokio::test]
+async fn with_an_authorizer_transactional_id_write_gates_only_transactional_records() {
+    let (broker, mut c) = setup_with(&[
+        (
+            "authorizer.class.name",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ),
+        ("allow.everyone.if.no.acl.found", "true"),
+    ])
+    .await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    // ANONYMOUS (this PLAINTEXT client) may not WRITE the transactional id; the topics
+    // have no ACL, so anyone may write them.
+    let acl = CreateAclsRequest::default().with_creations(vec![
+        create_acls_request::AclCreation::default()
+            .with_resource_type(5) // TRANSACTIONAL_ID
+            .with_resource_name(s(TXN))
+            .with_resource_pattern_type(3) // LITERAL
+            .with_principal(s("User:ANONYMOUS"))
+            .with_host(s("*"))
+            .with_operation(4) // WRITE
+            .with_permission_type(2), // DENY
+    ]);
+    let created: CreateAclsResponse = c.call(ApiKey::CreateAcls, 3, &acl).await;
+    assert_eq!(created.results[0].error_code, 0);
+    let denied = ResponseError::TransactionalIdAuthorizationFailed.code();
+    let codes = |answers: Vec<(String, i32, i16, Option<String>)>| {
+        answers.into_iter().map(|a| a.2).collect::<Vec<_>>()
+    };
+    // The ACL reaches the authorizer through the metadata image: wait for it. Until
+    // then this batch is refused by verification instead (the producer never added
+    // partition 0), so the wait writes nothing.
+    let mut waited = Duration::ZERO;
+    loop {
+        let batch = vec![(TOPIC, 0, transactional_batch(pid, epoch, 0, 2))];
+        match codes(produce_each(&mut c, 9, Some(TXN), batch).await)[..] {
+            [code] if code == denied => break,
+            [code] => assert_eq!(code, ResponseError::InvalidTxnState.code()),
+            ref other => panic!("{other:?}"),
+        }
+        assert!(waited < Duration::from_secs(10), "ACL never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    // The whole request is refused, its non-transactional partition too.
+    assert_eq!(
+        codes(
+            produce_each(
+                &mut c,
+                9,
+                Some(TXN),
+                vec![
+                    (TOPIC, 0, transactional_batch(pid, epoch, 0, 2)),
+                    (TOPIC, 1, plain_batch(3)),
+                ],
+            )
+            .await
+        ),
+        vec![denied, denied]
+    );
+    // No transactional id at all: refused whatever the ACLs.
+    assert_eq!(
+        codes(
+            produce_each(
+                &mut c,
+                9,
+                None,
+                vec![
+                    (TOPIC, 0, transactional_batch(pid, epoch, 0, 2)),
+                    (TOPIC, 1, plain_batch(3)),
+                ],
+            )
+            .await
+        ),
+        vec![denied, denied]
+    );
+    assert_eq!(
+        ledger_ends(&mut c).await,
+        [(0, 0), (0, 0)],
+        "nothing written"
+    );
+    // Without transactional records the id is not checked: the batch is written.
+    assert_eq!(
+        codes(produce_each(&mut c, 9, Some(TXN), vec![(TOPIC, 1, plain_batch(3))]).await),
+        vec![0]
+    );
+    assert_eq!(ledger_ends(&mut c).await, [(0, 0), (3, 3)]);
+    drop(broker);
+}
+
+// ------------------------------------------------------------------------------------
+// TxnOffsetCommit v0-4: verified with the transaction coordinator
+
+const GROUP: &str = "ledger-readers";
+/// `offsets.topic.num.partitions` of the group tests.
+const OFFSETS_PARTITIONS: i32 = 3;
+
+/// A broker whose group coordinator is ready for [`GROUP`], and the group's
+/// `__consumer_offsets` partition.
+async fn setup_group() -> (TestBroker, Client, i32) {
+    let (broker, mut c) = setup_with(&[("offsets.topic.num.partitions", "3")]).await;
+    let found: FindCoordinatorResponse = c
+        .call(
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_key_type(0)
+                .with_coordinator_keys(vec![s(GROUP)]),
+        )
+        .await;
+    assert_eq!(
+        found.coordinators[0].error_code, 0,
+        "group coordinator found"
+    );
+    let partition = ottla_group::records::partition_for(GROUP, OFFSETS_PARTITIONS);
+    (broker, c, partition)
+}
+
+async fn add_offsets(c: &mut Client, pid: i64, epoch: i16) -> i16 {
+    let r: AddOffsetsToTxnResponse = c
+        .call(
+            ApiKey::AddOffsetsToTxn,
+            3,
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(TXN)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_group_id(GroupId(s(GROUP))),
+        )
+        .await;
+    r.error_code
+}
+
+/// TxnOffsetCommit v`version` of `offset` for partition 0 of the test topic, as
+/// `transactional_id`'s producer: the partition's error.
+async fn txn_commit(
+    c: &mut Client,
+    version: i16,
+    transactional_id: &str,
+    pid: i64,
+    epoch: i16,
+    offset: i64,
+) -> i16 {
+    let req = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s(transactional_id)))
+        .with_group_id(GroupId(s(GROUP)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_member_id(s(""))
+        .with_topics(vec![
+            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(TOPIC)))
+                .with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(-1),
+                ]),
+        ]);
+    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, version, &req).await;
+    r.topics[0].partitions[0].error_code
+}
+
+/// OffsetFetch v7 of partition 0 of the test topic for [`GROUP`]: (error, offset).
+async fn fetch_offset(c: &mut Client, require_stable: bool) -> (i16, i64) {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s(TOPIC)))
+                .with_partition_indexes(vec![0]),
+        ]))
+        .with_require_stable(require_stable);
+    let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 7, &req).await;
+    assert_eq!(r.error_code, 0);
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
+/// The group's `__consumer_offsets` partition: (end, last stable offset).
+async fn offsets_partition_ends(c: &mut Client, partition: i32) -> (i64, i64) {
+    (
+        latest_of(c, "__consumer_offsets", partition, 0).await,
+        latest_of(c, "__consumer_offsets", partition, 1).await,
+    )
+}
+
+/// Before the fix TxnOffsetCommit v0-4 was never checked with the coordinator: these
+/// wrote a transactional batch to `__consumer_offsets` that no marker would end. Each
+/// refused commit must leave the group's offsets partition untouched (same end, no
+/// open transaction holding its last stable offset back) and its group stable.
+async fn assert_nothing_written(c: &mut Client, partition: i32, before: (i64, i64)) {
+    assert_eq!(offsets_partition_ends(c, partition).await, before);
+    assert_eq!(
+        before.0, before.1,
+        "no transaction open in the offsets partition"
+    );
+    assert_eq!(fetch_offset(c, true).await, (0, -1), "no pending offset");
+}
+
+/// A group the transaction never added (no AddOffsetsToTxn) is not part of it:
+/// INVALID_TXN_STATE. Kafka's coordinator answers TRANSACTION_ABORTABLE, which its
+/// `AddPartitionsToTxnManager` turns into INVALID_TXN_STATE for TxnOffsetCommit v0-3
+/// (DEFAULT_ERROR: "For backward compatibility with clients").
+#[tokio::test]
+async fn txn_offset_commit_for_a_group_outside_the_transaction_is_refused() {
+    let (_broker, mut c, partition) = setup_group().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    let before = offsets_partition_ends(&mut c, partition).await;
+    let not_in_txn = ResponseError::InvalidTxnState.code();
+    for version in [0, 1, 2, 3] {
+        assert_eq!(
+            txn_commit(&mut c, version, TXN, pid, epoch, 10).await,
+            not_in_txn,
+            "v{version}: no transaction open at all"
+        );
+    }
+    // A transaction open elsewhere does not include the group either.
+    assert_eq!(
+        add_partitions(&mut c, 3, pid, epoch, &[(TOPIC, 1)]).await,
+        vec![(TOPIC.to_string(), 1, 0)]
+    );
+    for version in [0, 3] {
+        assert_eq!(
+            txn_commit(&mut c, version, TXN, pid, epoch, 10).await,
+            not_in_txn,
+            "v{version}: the group is not part of the transaction"
+        );
+    }
+    assert_nothing_written(&mut c, partition, before).await;
+    // Once added, the same commit is accepted.
+    assert_eq!(add_offsets(&mut c, pid, epoch).await, 0);
+    assert_eq!(txn_commit(&mut c, 3, TXN, pid, epoch, 10).await, 0);
+    assert_eq!(
+        fetch_offset(&mut c, true).await.0,
+        ResponseError::UnstableOffsetCommit.code(),
+        "now pending"
+    );
+}
+
+/// A stale producer epoch is refused before anything is written: the coordinator's
+/// PRODUCER_FENCED reaches the client as INVALID_PRODUCER_EPOCH (Kafka's
+/// `AddPartitionsToTxnManager`: "Producers expect to handle INVALID_PRODUCER_EPOCH in
+/// this scenario"), for every version up to 4, even while the current epoch's
+/// transaction holds the group.
+#[tokio::test]
+async fn txn_offset_commit_from_a_fenced_epoch_is_refused() {
+    let (_broker, mut c, partition) = setup_group().await;
+    let first = init(&mut c, 60_000).await;
+    let (pid, old) = (first.producer_id.0, first.producer_epoch);
+    let epoch = init(&mut c, 60_000).await.producer_epoch;
+    assert_eq!(epoch, old + 1);
+    let before = offsets_partition_ends(&mut c, partition).await;
+    let fenced = ResponseError::InvalidProducerEpoch.code();
+    for version in [0, 3, 4] {
+        assert_eq!(
+            txn_commit(&mut c, version, TXN, pid, old, 10).await,
+            fenced,
+            "v{version}, nothing added"
+        );
+    }
+    assert_nothing_written(&mut c, partition, before).await;
+    assert_eq!(add_offsets(&mut c, pid, epoch).await, 0);
+    for version in [0, 3, 4] {
+        assert_eq!(
+            txn_commit(&mut c, version, TXN, pid, old, 10).await,
+            fenced,
+            "v{version}, the group added by the current epoch"
+        );
+    }
+    assert_nothing_written(&mut c, partition, before).await;
+    // The current epoch commits; the old one is still refused once its batch is there
+    // (the open transaction in the partition is the current epoch's, not the old one's).
+    assert_eq!(txn_commit(&mut c, 3, TXN, pid, epoch, 10).await, 0);
+    assert_eq!(txn_commit(&mut c, 3, TXN, pid, old, 11).await, fenced);
+    assert_eq!(end_txn(&mut c, TXN, pid, epoch, false).await, 0);
+    let mut tries = 0;
+    while offsets_partition_ends(&mut c, partition).await != (before.0 + 2, before.0 + 2) {
+        tries += 1;
+        assert!(tries < 500, "abort marker never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fetch_offset(&mut c, true).await, (0, -1), "aborted");
+}
+
+/// A producer id or transactional id the coordinator does not know is refused:
+/// INVALID_PRODUCER_ID_MAPPING, as Kafka's coordinator answers a verification for
+/// them (`case None => Left(Errors.INVALID_PRODUCER_ID_MAPPING)`, and "if
+/// (txnMetadata.producerId != producerId)"); an empty transactional id is
+/// INVALID_REQUEST there. Nothing is written.
+#[tokio::test]
+async fn txn_offset_commit_from_an_unknown_producer_is_refused() {
+    let (_broker, mut c, partition) = setup_group().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    assert_eq!(add_offsets(&mut c, pid, epoch).await, 0);
+    let before = offsets_partition_ends(&mut c, partition).await;
+    let unknown = ResponseError::InvalidProducerIdMapping.code();
+    for version in [0, 3, 4] {
+        assert_eq!(
+            txn_commit(&mut c, version, "never-seen", pid, epoch, 10).await,
+            unknown,
+            "v{version}: unknown transactional id"
+        );
+        assert_eq!(
+            txn_commit(&mut c, version, TXN, pid + 1, epoch, 10).await,
+            unknown,
+            "v{version}: another producer id"
+        );
+        assert_eq!(
+            txn_commit(&mut c, version, "", pid, epoch, 10).await,
+            ResponseError::InvalidRequest.code(),
+            "v{version}: empty transactional id"
+        );
+    }
+    assert_nothing_written(&mut c, partition, before).await;
+}
+
+/// KIP-447: while a transactional offset commit is pending, OffsetFetch with
+/// `require_stable` (what read_committed consumers send) answers
+/// UNSTABLE_OFFSET_COMMIT for the partition, and a plain OffsetFetch does not see the
+/// offset yet; once the transaction commits (its marker reaches the offsets
+/// partition) both see it.
+#[tokio::test]
+async fn require_stable_offset_fetch_waits_for_a_pending_transactional_commit() {
+    let (_broker, mut c, partition) = setup_group().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    assert_eq!(add_offsets(&mut c, pid, epoch).await, 0);
+    assert_eq!(txn_commit(&mut c, 3, TXN, pid, epoch, 42).await, 0);
+    assert_eq!(
+        fetch_offset(&mut c, true).await,
+        (ResponseError::UnstableOffsetCommit.code(), -1)
+    );
+    assert_eq!(
+        fetch_offset(&mut c, false).await,
+        (0, -1),
+        "not committed yet"
+    );
+    let (end, stable) = offsets_partition_ends(&mut c, partition).await;
+    assert!(
+        stable < end,
+        "the offsets partition holds an open transaction"
+    );
+
+    assert_eq!(end_txn(&mut c, TXN, pid, epoch, true).await, 0);
+    let mut tries = 0;
+    loop {
+        let fetched = fetch_offset(&mut c, true).await;
+        if fetched == (0, 42) {
+            break;
+        }
+        assert_eq!(fetched, (ResponseError::UnstableOffsetCommit.code(), -1));
+        tries += 1;
+        assert!(
+            tries < 500,
+            "commit marker never reached the offsets partition"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fetch_offset(&mut c, false).await, (0, 42));
+    let (end, stable) = offsets_partition_ends(&mut c, partition).await;
+    assert_eq!(stable, end, "the marker ended the transaction there");
 }

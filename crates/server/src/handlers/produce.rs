@@ -11,6 +11,9 @@
 //! when leadership moved. Answers refused for leadership reasons carry KIP-951's hint
 //! of the current leader (see `crate::leader_hints`).
 //!
+//! A request with transactional records must name a transactional id (which the caller
+//! may WRITE, when there is an authorizer); otherwise every partition of it is answered
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED and nothing is written (see `unauthorized`).
 //! The first transactional batch of a transaction in a partition is verified with the
 //! transaction coordinator first (`transaction.partition.verification.enable`, see
 //! `crate::txn_verification`); INVALID_TXN_STATE if the partition is not part of it.
@@ -63,37 +66,71 @@ fn partition_error(
     r
 }
 
-/// The partitions this caller may not write, with Kafka's error (KafkaApis'
-/// `handleProduceRequest`: WRITE on the transactional id, then on each topic).
-fn unauthorized(req: &ProduceRequest, caller: &Caller) -> HashMap<(String, i32), i16> {
-    if !caller.has_authorizer() {
-        return HashMap::new();
-    }
-    // Transactional batches need WRITE on the transactional id, which they must then
-    // name (Kafka refuses them without one).
-    let transactional = req.topic_data.iter().any(|t| {
+/// Kafka's `RequestUtils.hasTransactionalRecords`: the first batch of some partition's
+/// records has the transactional bit (attributes bit 4; markers have it too).
+fn has_transactional_records(req: &ProduceRequest) -> bool {
+    req.topic_data.iter().any(|t| {
         t.partition_data.iter().any(|p| {
             p.records
                 .as_ref()
                 .and_then(|r| BatchHeaderView::parse(r).ok())
                 .is_some_and(|h| h.is_transactional())
         })
-    });
-    let txn_denied = match req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
-        Some(id) => !caller.allowed_on_transactional_id(op::WRITE, id),
-        None => transactional,
-    };
+    })
+}
+
+/// The partitions refused before anything is looked at, with Kafka's error
+/// (`KafkaApis.handleProduceRequest`).
+///
+/// Transactional records need a transactional id the caller may WRITE, or the whole
+/// request (every partition, transactional or not, known topic or not) is answered
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+///
+/// ```scala
+/// if (RequestUtils.hasTransactionalRecords(produceRequest)) {
+///   val isAuthorizedTransactional = produceRequest.transactionalId != null &&
+///     authHelper.authorize(request.context, WRITE, TRANSACTIONAL_ID, produceRequest.transactionalId)
+///   if (!isAuthorizedTransactional) {
+///     requestHelper.sendErrorResponseMaybeThrottle(request, Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED.exception)
+/// ```
+///
+/// The null check holds without an authorizer too (`authorize` alone is then true):
+/// a transactional batch without an id would open a transaction no coordinator knows
+/// of, so no marker would ever end it and the partition's last stable offset would
+/// stay behind it for good. Without transactional records the id is not checked at
+/// all, whatever it is. Then, with an authorizer, WRITE on each topic
+/// (TOPIC_AUTHORIZATION_FAILED for that topic's partitions).
+fn unauthorized(req: &ProduceRequest, caller: &Caller) -> HashMap<(String, i32), i16> {
     let mut denied = HashMap::new();
+    if has_transactional_records(req) {
+        // An empty id is an id here, as in Kafka (only null is "none"); verification
+        // then refuses it (see `txn_verification`).
+        let allowed = req
+            .transactional_id
+            .as_ref()
+            .is_some_and(|id| caller.allowed_on_transactional_id(op::WRITE, id.as_str()));
+        if !allowed {
+            let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            for topic in &req.topic_data {
+                for p in &topic.partition_data {
+                    denied.insert((topic.name.to_string(), p.index), code);
+                }
+            }
+            return denied;
+        }
+    }
+    if !caller.has_authorizer() {
+        return denied;
+    }
     for topic in &req.topic_data {
-        let code = if txn_denied {
-            ResponseError::TransactionalIdAuthorizationFailed.code()
-        } else if !caller.allowed_on_topic(op::WRITE, topic.name.as_str()) {
-            ResponseError::TopicAuthorizationFailed.code()
-        } else {
+        if caller.allowed_on_topic(op::WRITE, topic.name.as_str()) {
             continue;
-        };
+        }
         for p in &topic.partition_data {
-            denied.insert((topic.name.to_string(), p.index), code);
+            denied.insert(
+                (topic.name.to_string(), p.index),
+                ResponseError::TopicAuthorizationFailed.code(),
+            );
         }
     }
     denied
@@ -147,7 +184,9 @@ fn transaction_to_verify(
     add: bool,
     denied: &HashMap<(String, i32), i16>,
 ) -> Option<VerifyRequest> {
-    let transactional_id = req.transactional_id.as_ref().filter(|t| !t.is_empty())?;
+    // Kafka verifies whenever the id is not null: an empty one is refused by the
+    // coordinator (INVALID_REQUEST) rather than let through unchecked.
+    let transactional_id = req.transactional_id.as_ref()?;
     let image = broker.controller.image();
     let mut producer: Option<(i64, i16)> = None;
     let mut partitions = Vec::new();
@@ -216,14 +255,21 @@ fn handle_decoded(
             let index = data.index;
             if let Some(&code) = refused.get(&(name.clone(), index)) {
                 any_error = true;
-                let message = if code == ResponseError::TopicAuthorizationFailed.code()
-                    || code == ResponseError::TransactionalIdAuthorizationFailed.code()
-                {
-                    "Not authorized to write"
+                let message = if code == ResponseError::TransactionalIdAuthorizationFailed.code() {
+                    // Kafka's error response for the whole request carries no message
+                    // (`ApiError.fromThrowable` drops the error's generic one).
+                    None
+                } else if code == ResponseError::TopicAuthorizationFailed.code() {
+                    Some("Not authorized to write")
                 } else {
-                    "the partition is not part of the producer's transaction"
+                    Some("the partition is not part of the producer's transaction")
                 };
-                partitions.push(partition_error(index, code, Some(message.into()), version));
+                partitions.push(partition_error(
+                    index,
+                    code,
+                    message.map(String::from),
+                    version,
+                ));
                 continue;
             }
             let (partition, appended) = match append(

@@ -4,11 +4,20 @@
 //! batch, and they become visible to OffsetFetch only when the COMMIT marker reaches
 //! the group's partition.
 //!
-//! v5 comes from transactions-v2 producers (KIP-890 part 2), which send no
-//! AddOffsetsToTxn: the group coordinator adds the group's `__consumer_offsets`
-//! partition to the producer's transaction itself first, unless the partition already
-//! holds that transaction open (Kafka's `CoordinatorPartitionWriter`
-//! `maybeStartTransactionVerification`).
+//! Before anything is written, the group's `__consumer_offsets` partition is checked
+//! with the transaction coordinator, unless the partition already holds that
+//! producer's transaction open (Kafka's `CoordinatorPartitionWriter`
+//! `maybeStartTransactionVerification`, through `ReplicaManager` and
+//! `AddPartitionsToTxnManager`):
+//! - v0-4 (`transaction.partition.verification.enable`, KIP-890 part 1): the check
+//!   only *verifies* that AddOffsetsToTxn put the partition in the producer's open
+//!   transaction. Without it a wrong epoch, an unknown producer or transactional id, or
+//!   a group never added would get NONE and leave a transactional batch in
+//!   `__consumer_offsets` that no marker ever ends: the partition's last stable offset
+//!   would hang there for good, and `require_stable` fetches of its groups with it.
+//! - v5 comes from transactions-v2 producers (KIP-890 part 2), which send no
+//!   AddOffsetsToTxn: the group coordinator *adds* the partition to the producer's
+//!   transaction itself, whatever the verification setting.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +40,10 @@ use crate::txn_verification::{self, VerifyRequest};
 const GROUP_METADATA_SINCE: i16 = 3;
 /// First version of transactions v2 (KIP-890 part 2).
 const TRANSACTIONS_V2_SINCE: i16 = 5;
+/// First version whose clients know TRANSACTION_ABORTABLE (Kafka's
+/// `txnOffsetCommitRequestVersionToTransactionSupportedOperation`: v4 is
+/// GENERIC_ERROR_SUPPORTED, v0-3 DEFAULT_ERROR).
+const TRANSACTION_ABORTABLE_SINCE: i16 = 4;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -148,24 +161,34 @@ pub fn handle(
         group_instance_id,
         offsets,
     };
-    let to_add = if version >= TRANSACTIONS_V2_SINCE {
-        offsets_partition_to_add(broker, &req)
+    // v5 adds the partition whatever the setting; v0-4 verify when it is on (Kafka:
+    // "!transactionSupportedOperation.supportsEpochBump &&
+    // !transactionPartitionVerificationEnable" skips). Nothing to commit (every topic
+    // unknown): Kafka does not call the group coordinator at all.
+    let add = version >= TRANSACTIONS_V2_SINCE;
+    let to_check = if !commit.offsets.is_empty()
+        && (add || broker.config.transaction_partition_verification)
+    {
+        offsets_partition_to_check(broker, &req, add)
     } else {
         None
     };
     let broker = broker.clone();
     let (producer_id, producer_epoch) = (req.producer_id.0, req.producer_epoch);
     respond_later(request, async move {
-        let results: HashMap<(String, i32), i16> = match to_add {
-            Some(add) => match add_to_transaction(&broker, add).await {
-                0 => commit_results(&broker, commit, producer_id, producer_epoch).await,
-                code => commit
-                    .offsets
-                    .iter()
-                    .map(|o| ((o.topic.clone(), o.partition), code))
-                    .collect(),
-            },
-            None => commit_results(&broker, commit, producer_id, producer_epoch).await,
+        let checked = match to_check {
+            Some(check) if check.add => add_to_transaction(&broker, check).await,
+            Some(check) => verify_in_transaction(&broker, check, version).await,
+            None => 0,
+        };
+        // A refused check writes nothing: every offset gets its error.
+        let results: HashMap<(String, i32), i16> = match checked {
+            0 => commit_results(&broker, commit, producer_id, producer_epoch).await,
+            code => commit
+                .offsets
+                .iter()
+                .map(|o| ((o.topic.clone(), o.partition), code))
+                .collect(),
         };
         let topics = req
             .topics
@@ -209,41 +232,111 @@ async fn commit_results(
         .collect()
 }
 
-/// The group's offsets partition, when the producer's transaction is not open there
-/// yet (a v5 client never adds it itself).
-fn offsets_partition_to_add(
+/// The group's offsets partition to check with the transaction coordinator (`add`:
+/// add it, transactions v2; otherwise verify it), or `None` when there is nothing to
+/// check here: the producer's transaction is open there already (Kafka's
+/// `UnifiedLog.maybeStartTransactionVerification`: "if (hasOngoingTransaction(producerId,
+/// epoch)) VerificationGuard.SENTINEL"), or this broker is not the group's coordinator
+/// (the commit then answers NOT_COORDINATOR, as Kafka's does when the partition is
+/// not led here), or the group id is empty (INVALID_GROUP_ID, which Kafka's
+/// `GroupCoordinatorService` answers before any verification).
+fn offsets_partition_to_check(
     broker: &Broker,
     req: &TxnOffsetCommitRequest,
+    add: bool,
 ) -> Option<VerifyRequest> {
+    if req.group_id.is_empty() {
+        return None;
+    }
     let partition = broker.groups.partition_for(req.group_id.as_str()).ok()?;
     let image = broker.controller.image();
     let topic = image.topic(OFFSETS_TOPIC)?;
-    let open = broker
-        .replicas
-        .leader(&topic.topic_id, partition)
-        .is_some_and(|p| p.has_open_transaction(req.producer_id.0, req.producer_epoch));
-    (!open).then(|| VerifyRequest {
+    let leader = broker.replicas.leader(&topic.topic_id, partition)?;
+    if leader.has_open_transaction(req.producer_id.0, req.producer_epoch) {
+        return None;
+    }
+    Some(VerifyRequest {
         transactional_id: req.transactional_id.to_string(),
         producer_id: req.producer_id.0,
         producer_epoch: req.producer_epoch,
         partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
-        add: true,
+        add,
     })
 }
 
-/// Add the offsets partition to the transaction: 0, or the error every offset gets.
-/// The coordinator's unavailability reads COORDINATOR_NOT_AVAILABLE here, as Kafka's
-/// group coordinator answers a failed verification.
-async fn add_to_transaction(broker: &Arc<Broker>, add: VerifyRequest) -> i16 {
-    let code = txn_verification::verify(broker, add)
+/// The first error among the coordinator's verdicts, or 0.
+async fn first_error(broker: &Arc<Broker>, check: VerifyRequest) -> i16 {
+    txn_verification::verdicts(broker, check)
         .await
         .into_iter()
         .map(|(_, code)| code)
         .find(|code| *code != 0)
-        .unwrap_or(0);
-    if code == ResponseError::NotEnoughReplicas.code() {
+        .unwrap_or(0)
+}
+
+/// v5: add the offsets partition to the transaction: 0, or the error every offset
+/// gets. Every retriable failure (the coordinator unavailable, or still busy with the
+/// previous transaction's markers after the retries) reads COORDINATOR_NOT_AVAILABLE
+/// here, which clients retry after looking the coordinator up again (Kafka's Java
+/// client treats CONCURRENT_TRANSACTIONS in a TxnOffsetCommit answer as fatal).
+async fn add_to_transaction(broker: &Arc<Broker>, add: VerifyRequest) -> i16 {
+    let code = first_error(broker, add).await;
+    let retriable = [
+        ResponseError::NetworkException,
+        ResponseError::NotCoordinator,
+        ResponseError::CoordinatorLoadInProgress,
+        ResponseError::CoordinatorNotAvailable,
+        ResponseError::ConcurrentTransactions,
+    ];
+    if retriable.iter().any(|e| e.code() == code) {
         ResponseError::CoordinatorNotAvailable.code()
     } else {
         code
     }
+}
+
+/// v0-4: verify that the offsets partition is in the producer's open transaction
+/// (AddPartitionsToTxn `verify_only`): 0, or the error every offset gets, as Kafka
+/// 4.1 answers it. Its verdicts arrive as `AddPartitionsToTxnManager` gives them
+/// (INVALID_PRODUCER_EPOCH for a fenced epoch, INVALID_PRODUCER_ID_MAPPING for an
+/// unknown id or producer, INVALID_TXN_STATE for a partition not in the transaction)
+/// and become TxnOffsetCommit errors as in `GroupCoordinatorService`:
+///
+/// ```java
+/// // AddPartitionsToTxnManager (DEFAULT_ERROR is TxnOffsetCommit v0-3)
+/// } else if (partitionResult.partitionErrorCode() == Errors.TRANSACTION_ABORTABLE.code()
+///         && transactionDataAndCallbacks.transactionSupportedOperation().equals(DEFAULT_ERROR)) {
+///     code = Errors.INVALID_TXN_STATE.code();
+/// // GroupCoordinatorService.handleOperationException
+/// case NETWORK_EXCEPTION:
+///     return handler.apply(Errors.COORDINATOR_LOAD_IN_PROGRESS, null);
+/// case UNKNOWN_TOPIC_OR_PARTITION: case NOT_ENOUGH_REPLICAS: case REQUEST_TIMED_OUT:
+///     return handler.apply(Errors.COORDINATOR_NOT_AVAILABLE, null);
+/// case NOT_LEADER_OR_FOLLOWER: case KAFKA_STORAGE_ERROR:
+///     return handler.apply(Errors.NOT_COORDINATOR, null);
+/// case MESSAGE_TOO_LARGE: case RECORD_LIST_TOO_LARGE: case INVALID_FETCH_SIZE:
+///     return handler.apply(Errors.UNKNOWN_SERVER_ERROR, null);
+/// ```
+async fn verify_in_transaction(broker: &Arc<Broker>, check: VerifyRequest, version: i16) -> i16 {
+    verification_error(first_error(broker, check).await, version)
+}
+
+/// See [`verify_in_transaction`].
+fn verification_error(code: i16, version: i16) -> i16 {
+    use ResponseError as E;
+    let error = match E::try_from_code(code) {
+        Some(E::TransactionAbortable) if version < TRANSACTION_ABORTABLE_SINCE => {
+            E::InvalidTxnState
+        }
+        Some(E::NetworkException) => E::CoordinatorLoadInProgress,
+        Some(E::UnknownTopicOrPartition | E::NotEnoughReplicas | E::RequestTimedOut) => {
+            E::CoordinatorNotAvailable
+        }
+        Some(E::NotLeaderOrFollower | E::KafkaStorageError) => E::NotCoordinator,
+        Some(E::MessageTooLarge | E::RecordListTooLarge | E::InvalidFetchSize) => {
+            E::UnknownServerError
+        }
+        _ => return code,
+    };
+    error.code()
 }
