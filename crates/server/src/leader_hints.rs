@@ -11,6 +11,8 @@ use std::sync::Arc;
 use kafka_protocol::ResponseError;
 use ottla_controller::{BrokerInfo, MetadataImage, TopicInfo};
 
+use crate::handlers::AdvertisedEndpoint;
+
 /// First Produce version with `current_leader` and `node_endpoints`.
 pub const FIRST_PRODUCE_VERSION: i16 = 10;
 /// First Fetch version with `node_endpoints` (`current_leader` exists from v12, but
@@ -21,14 +23,23 @@ pub const FIRST_FETCH_VERSION: i16 = 16;
 pub struct LeaderHints {
     image: Arc<MetadataImage>,
     leaders: BTreeSet<i32>,
+    /// The listener the request came in on: the leaders are named by their address
+    /// there (Kafka's `getAliveBrokerNode(leaderId, listenerName)`).
+    here: AdvertisedEndpoint,
 }
 
 impl LeaderHints {
-    pub fn new(image: Arc<MetadataImage>) -> LeaderHints {
+    pub fn new(image: Arc<MetadataImage>, here: AdvertisedEndpoint) -> LeaderHints {
         LeaderHints {
             image,
             leaders: BTreeSet::new(),
+            here,
         }
+    }
+
+    /// Where a client on the request's listener reaches broker `b`.
+    pub fn host_port(&self, b: &BrokerInfo) -> (String, i32) {
+        self.here.host_port(b)
     }
 
     /// The metadata the hints come from.
@@ -73,10 +84,11 @@ macro_rules! node_endpoints {
         $hints
             .endpoints()
             .map(|b| {
+                let (host, port) = $hints.host_port(b);
                 <$endpoint>::default()
                     .with_node_id(kafka_protocol::messages::BrokerId(b.node_id))
-                    .with_host($crate::handlers::str_bytes(b.host.clone()))
-                    .with_port(b.port)
+                    .with_host($crate::handlers::str_bytes(host))
+                    .with_port(port)
                     .with_rack(b.rack.clone().map($crate::handlers::str_bytes))
             })
             .collect()

@@ -27,7 +27,7 @@ use ottla_protocol::spliced::encode_fetch_response;
 use ottla_replica::{FetchIsolation, Partition};
 use uuid::Uuid;
 
-use super::{check_leader_epoch, decode, respond, Frame, HandlerError, Reply};
+use super::{check_leader_epoch, decode, respond, AdvertisedEndpoint, Frame, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::leader_hints::{self, LeaderHints};
 use crate::security::authorizer::{op, Caller};
@@ -64,12 +64,15 @@ struct Plan {
     read_committed: bool,
     /// The consumer's `client.rack` (v11+), for KIP-392's preferred read replica.
     client_rack: Option<String>,
+    /// The listener the request came in on (KIP-951 hints name leaders there).
+    here: AdvertisedEndpoint,
 }
 
 pub fn handle(
     broker: &Arc<Broker>,
     request: &Request,
     caller: &Caller,
+    here: &AdvertisedEndpoint,
 ) -> Result<Reply, HandlerError> {
     let req: FetchRequest = decode(request)?;
     let version = request.version();
@@ -136,6 +139,7 @@ pub fn handle(
         usize::MAX
     };
     let plan = Plan {
+        here: here.clone(),
         broker: broker.clone(),
         version,
         correlation_id: request.correlation_id(),
@@ -318,7 +322,7 @@ fn add_leader_hints(plan: &Plan, response: &mut FetchResponse) {
     if plan.version < leader_hints::FIRST_FETCH_VERSION {
         return;
     }
-    let mut hints = LeaderHints::new(plan.broker.controller.image());
+    let mut hints = LeaderHints::new(plan.broker.controller.image(), plan.here.clone());
     for topic in &mut response.responses {
         let info = if plan.version >= 13 {
             hints.image().topic_by_id(&topic.topic_id).cloned()

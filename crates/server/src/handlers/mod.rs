@@ -338,8 +338,8 @@ pub fn dispatch(
         });
     }
     match request.api_key {
-        ApiKey::Produce => produce::handle(broker, &request, &caller),
-        ApiKey::Fetch => fetch::handle(broker, &request, &caller),
+        ApiKey::Produce => produce::handle(broker, &request, &caller, &here),
+        ApiKey::Fetch => fetch::handle(broker, &request, &caller, &here),
         ApiKey::ListOffsets => list_offsets::handle(broker, &request, &caller),
         ApiKey::Metadata if metadata::may_create_topics(broker, &request) => {
             on_blocking_pool(broker, request, move |b, r| {

@@ -39,7 +39,7 @@ use ottla_protocol::batch::{BatchHeaderView, BatchIter};
 use ottla_protocol::frame::Request;
 use ottla_replica::{Appended, Partition, PolicyFlush};
 
-use super::{decode, encode, respond, str_bytes, HandlerError, Reply};
+use super::{decode, encode, respond, str_bytes, AdvertisedEndpoint, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::leader_hints::{self, LeaderHints};
 use crate::security::authorizer::{op, Caller};
@@ -140,6 +140,7 @@ pub fn handle(
     broker: &Arc<Broker>,
     request: &Request,
     caller: &Caller,
+    here: &AdvertisedEndpoint,
 ) -> Result<Reply, HandlerError> {
     let req: ProduceRequest = decode(request)?;
     let denied = unauthorized(&req, caller);
@@ -153,12 +154,13 @@ pub fn handle(
     };
     let Some(to_verify) = to_verify else {
         // Unauthorized partitions are answered with their error, never appended.
-        return handle_decoded(broker, request, req, &denied);
+        return handle_decoded(broker, request, req, &denied, here);
     };
     // The first batch of a transaction in a partition: ask the coordinator first. The
     // connection awaits this, so the appends still happen in request order.
     let broker = broker.clone();
     let request = request.clone();
+    let here = here.clone();
     Ok(Reply::Await(Box::pin(async move {
         let mut refused: HashMap<(String, i32), i16> = txn_verification::verify(&broker, to_verify)
             .await
@@ -171,7 +173,7 @@ pub fn handle(
             );
         }
         refused.extend(denied);
-        handle_decoded(&broker, &request, req, &refused)
+        handle_decoded(&broker, &request, req, &refused, &here)
     })))
 }
 
@@ -238,6 +240,7 @@ fn handle_decoded(
     request: &Request,
     req: ProduceRequest,
     refused: &HashMap<(String, i32), i16>,
+    here: &AdvertisedEndpoint,
 ) -> Result<Reply, HandlerError> {
     let version = request.version();
     let acks = req.acks;
@@ -339,7 +342,7 @@ fn handle_decoded(
     }
     if flushes.is_empty() && replication.is_empty() {
         let mut response = ProduceResponse::default().with_responses(responses);
-        add_leader_hints(broker, version, &mut response);
+        add_leader_hints(broker, version, here, &mut response);
         return respond(request, &response);
     }
     let (api_key, version, correlation_id) = (request.api_key, version, request.correlation_id());
@@ -349,6 +352,7 @@ fn handle_decoded(
     // would hold the log's recovery point back until restart).
     let flushing = tokio::task::spawn_blocking(move || complete_flushes(flushes));
     let broker = broker.clone();
+    let here = here.clone();
     Ok(Reply::Later(Box::pin(async move {
         let failed = match flushing.await {
             Ok(failed) => failed,
@@ -393,18 +397,23 @@ fn handle_decoded(
             }
         }
         let mut response = ProduceResponse::default().with_responses(responses);
-        add_leader_hints(&broker, version, &mut response);
+        add_leader_hints(&broker, version, &here, &mut response);
         encode(api_key, version, correlation_id, &response)
     })))
 }
 
 /// KIP-951: a partition refused because this broker does not lead it (or no longer
 /// does) names its current leader, and the response says where that leader is.
-fn add_leader_hints(broker: &Broker, version: i16, response: &mut ProduceResponse) {
+fn add_leader_hints(
+    broker: &Broker,
+    version: i16,
+    here: &AdvertisedEndpoint,
+    response: &mut ProduceResponse,
+) {
     if version < leader_hints::FIRST_PRODUCE_VERSION {
         return;
     }
-    let mut hints = LeaderHints::new(broker.controller.image());
+    let mut hints = LeaderHints::new(broker.controller.image(), here.clone());
     for topic in &mut response.responses {
         let info = hints.image().topic(topic.name.as_str()).cloned();
         for p in &mut topic.partition_responses {
