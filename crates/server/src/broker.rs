@@ -17,15 +17,11 @@ use ottla_coordinator::SystemClock;
 use ottla_replica::fetcher::ReplicaFetcherManager;
 use ottla_replica::quota::ReplicationQuota;
 use ottla_replica::ReplicaManager;
-use parking_lot::Mutex;
 
 use crate::alter_partition::AlterPartitionManager;
 use crate::config::BrokerConfig;
 use crate::metadata_publisher::BrokerMetadataPublisher;
 
-/// Producer ids are reserved from the controller in blocks, as Kafka does, so a
-/// InitProducerId costs a metadata write only once per block.
-pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 /// How long a metadata change waits for the controller quorum (Kafka's brokers wait
 /// for the controller up to their `request.timeout.ms`, 30 s).
 const CONTROLLER_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -33,13 +29,6 @@ const CONTROLLER_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 pub const METADATA_DIR_NAME: &str = "__ottla_metadata";
 /// Kafka's `meta.properties`, identifying the node and cluster a log dir belongs to.
 pub const META_PROPERTIES: &str = "meta.properties";
-
-/// The next producer ids this broker may hand out: `[next, end)`.
-#[derive(Debug, Default)]
-struct ProducerIdBlock {
-    next: i64,
-    end: i64,
-}
 
 pub struct Broker {
     pub config: BrokerConfig,
@@ -61,7 +50,7 @@ pub struct Broker {
     /// Asks other brokers' transaction coordinators before the first transactional
     /// batch of a transaction is appended here.
     pub txn_verifier: crate::txn_verification::TxnVerifier,
-    producer_ids: Mutex<ProducerIdBlock>,
+    producer_ids: ottla_txn::ProducerIdManager,
     pub started_at: Instant,
     /// Request counts for the metrics endpoint (see [`crate::metrics`]).
     pub metrics: crate::metrics::BrokerMetrics,
@@ -204,6 +193,15 @@ impl Broker {
             .authorizer
             .clone()
             .map(|c| Arc::new(crate::security::authorizer::Authorizer::new(c)));
+        // InitProducerId's ids come in blocks the controller reserves.
+        let producer_ids = {
+            let controller = controller.clone();
+            ottla_txn::ProducerIdManager::new(Box::new(move |count| {
+                controller
+                    .allocate_producer_ids(count)
+                    .map_err(|e| e.to_string())
+            }))
+        };
         let broker = Arc::new_cyclic(|weak| Broker {
             txn_verifier,
             txns: TxnCoordinatorService::new(
@@ -223,7 +221,7 @@ impl Broker {
             leader_quota,
             follower_quota,
             groups,
-            producer_ids: Mutex::new(ProducerIdBlock::default()),
+            producer_ids,
             started_at,
             metrics: crate::metrics::BrokerMetrics::default(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
@@ -418,19 +416,7 @@ impl Broker {
 
     /// A fresh producer id for InitProducerId.
     pub fn next_producer_id(&self) -> anyhow::Result<i64> {
-        let mut block = self.producer_ids.lock();
-        if block.next >= block.end {
-            let start = self
-                .controller
-                .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)?;
-            *block = ProducerIdBlock {
-                next: start,
-                end: start + PRODUCER_ID_BLOCK_SIZE,
-            };
-        }
-        let id = block.next;
-        block.next += 1;
-        Ok(id)
+        self.producer_ids.next().map_err(anyhow::Error::msg)
     }
 
     /// Tell the controller this broker is alive (blocking; quorum nodes only). Stops

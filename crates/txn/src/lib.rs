@@ -6,6 +6,7 @@
 //! and committed records, and writes the transaction markers it asks for.
 
 pub mod coordinator;
+pub mod producer_ids;
 pub mod records;
 
 pub use coordinator::{
@@ -13,4 +14,5 @@ pub use coordinator::{
     TransactionMetadata, Transition, TxnConfig, TxnError, TxnRecord, TRANSACTION_STATE_TOPIC,
     TRANSACTION_VERSION_2,
 };
+pub use producer_ids::{ProducerIdManager, PRODUCER_ID_BLOCK_SIZE};
 pub use records::{TransactionLogValue, TransactionState};
