@@ -7,10 +7,12 @@
 //!    cleanable part of the log is the sealed segments below the *first uncleanable
 //!    offset*: the active segment's base, the last stable offset (an open transaction's
 //!    records cannot be judged yet), the bound the owner gives (its high watermark) and
-//!    the first segment younger than `min.compaction.lag.ms`. Of that part, the segments
-//!    from the *first dirty offset* on were never cleaned. The log is worth cleaning
-//!    when the dirty bytes are at least `min.cleanable.dirty.ratio` of the cleanable
-//!    bytes, or when a dirty segment is older than `max.compaction.lag.ms`. The plan
+//!    the first dirty segment whose newest record is younger than
+//!    `min.compaction.lag.ms`. Of that part, the segments from the *first dirty offset*
+//!    on were never cleaned. The log is worth cleaning when the dirty bytes are more
+//!    than `min.cleanable.dirty.ratio` of the cleanable bytes, or when the first batch
+//!    of a dirty segment (other than the active one) is older than
+//!    `max.compaction.lag.ms` (Kafka's `LogCleanerManager`). The plan
 //!    holds the segments' open files, so nothing it reads can vanish under it.
 //! 2. [`clean`] (no lock): build the offset map, the latest offset of every key in the
 //!    dirty segments (bounded by `log.cleaner.dedupe.buffer.size`: the pass stops at
@@ -30,6 +32,9 @@
 //!    final names (the `.log` last again). [`crate::Log::open`] finishes a swap a crash
 //!    interrupted (a `.log.swap` replaces the segments whose base offsets lie in its
 //!    range) and deletes `.cleaned` files and `.swap` files without their `.log.swap`.
+//!    So that the range covers every segment a group replaces, a group of which
+//!    nothing of the last source survives ends with an empty batch in that source's
+//!    offsets (as Kafka's cleaner keeps the last batch of a round, empty).
 //!
 //! Tombstones follow Kafka's legacy rule: the delete horizon is the modification time of
 //! the last already-cleaned segment minus `delete.retention.ms`, and a tombstone goes only
@@ -48,12 +53,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use ottla_protocol::batch::{batch_size_at, RecordBatch, LOG_OVERHEAD};
+use ottla_protocol::batch::{
+    batch_size_at, build_batch, RecordBatch, RecordBatchMut, LOG_OVERHEAD,
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+};
+use ottla_protocol::compression::Compression;
 use ottla_protocol::control::{control_record_type, ControlRecordType};
 use ottla_protocol::records::{filter_records, Filtered};
 use tracing::info;
 
 use crate::header::BatchHeader;
+use crate::index::NO_TIMESTAMP;
 use crate::segment::Segment;
 use crate::txn_index::AbortedTxn;
 use crate::{io_context, now_ms, LogError, MAX_DECOMPRESSED_BATCH_BYTES};
@@ -289,11 +299,16 @@ fn clean_group(
     let base = sources[0].base;
     let mut out = Segment::create_with_suffix(&plan.dir, base, now_ms(), CLEANED_SUFFIX)?;
     let mut last_modified = 0;
+    // The last batch read from the last source, and the last offset written.
+    let mut last_read: Option<BatchHeader> = None;
+    let mut last_written: Option<i64> = None;
     for source in sources {
         last_modified = last_modified.max(source.last_modified_ms);
         let retain_tombstones = source.last_modified_ms > plan.delete_horizon_ms;
         let mut reader = SegmentReader::new(source);
+        last_read = None;
         while let Some((bytes, h)) = reader.next_batch()? {
+            last_read = Some(h);
             stats.bytes_read += bytes.len() as u64;
             if h.is_control {
                 let batch = RecordBatch::new(&bytes).map_err(|e| reader.corrupt(&h, e))?;
@@ -313,6 +328,7 @@ fn clean_group(
                     continue;
                 }
                 out.append(&bytes, &h, plan.index_interval_bytes)?;
+                last_written = Some(h.last_offset());
                 if let Some(entry) = aborted {
                     out.txn_index
                         .append(*entry)
@@ -326,7 +342,9 @@ fn clean_group(
             if h.is_transactional {
                 transactions.on_data(h.producer_id, aborted);
             }
-            if aborted {
+            // An empty batch (what an earlier cleaning kept, see below) goes: this
+            // group adds its own if it needs one.
+            if aborted || h.records_count == 0 {
                 continue;
             }
             let batch = RecordBatch::new(&bytes).map_err(|e| reader.corrupt(&h, e))?;
@@ -348,8 +366,26 @@ fn clean_group(
             };
             let header = BatchHeader::parse(&written).map_err(|e| reader.corrupt(&h, e))?;
             out.append(&written, &header, plan.index_interval_bytes)?;
+            last_written = Some(header.last_offset());
             stats.bytes_written += written.len() as u64;
         }
+    }
+    // Recovery tells the segments a committed `.swap` replaces by its offsets: those
+    // based from its base offset through its last batch's last offset (Kafka's
+    // `LogLoader`, from the swap segment's base offset to its `readNextOffset`). When
+    // nothing of the last source survives, the new segment ends below that source,
+    // and a crash between the commit and the deletion of the sources would keep it,
+    // bringing its removed records back. So the group then ends with an empty batch in
+    // that source's offsets: Kafka's cleaner keeps the last batch of a cleaning round
+    // empty (`BatchRetention.RETAIN_EMPTY`) "so that last offset information is not
+    // lost", which covers the last group of a round only; every group needs it here.
+    let last = sources[sources.len() - 1];
+    if last_written.is_none_or(|offset| offset < last.base) {
+        let empty = empty_batch(last_read.as_ref(), last);
+        let header = BatchHeader::parse(&empty)
+            .map_err(|e| LogError::Corrupt(format!("{}: empty batch: {e}", last.path.display())))?;
+        out.append(&empty, &header, plan.index_interval_bytes)?;
+        stats.bytes_written += empty.len() as u64;
     }
     out.seal()?;
     out.sync_all()?;
@@ -362,6 +398,34 @@ fn clean_group(
         base,
         sources: sources.iter().map(|s| (s.base, s.size)).collect(),
     })
+}
+
+/// A batch without records that holds the offsets of `last`, the last batch of
+/// `source` (or the source's last offset when it held none), with its leader epoch: no
+/// producer, not transactional, no timestamp (the segment's largest timestamp stays that
+/// of the records it keeps), uncompressed. Readers skip it, as they skip the empty
+/// batches Kafka's cleaner keeps.
+fn empty_batch(last: Option<&BatchHeader>, source: &SourceSegment) -> Vec<u8> {
+    let (base_offset, last_offset_delta, epoch) = match last {
+        Some(h) => (h.base_offset, h.last_offset_delta, h.partition_leader_epoch),
+        None => (source.end - 1, 0, NO_PARTITION_LEADER_EPOCH),
+    };
+    let mut batch = build_batch(
+        base_offset,
+        Compression::None,
+        last_offset_delta,
+        NO_TIMESTAMP,
+        NO_TIMESTAMP,
+        NO_PRODUCER_ID,
+        NO_PRODUCER_EPOCH,
+        NO_SEQUENCE,
+        0,
+        &[],
+    );
+    if let Ok(mut view) = RecordBatchMut::new(&mut batch) {
+        view.set_partition_leader_epoch(epoch);
+    }
+    batch
 }
 
 /// Reads a source segment's batches in order, a chunk at a time.

@@ -1,8 +1,9 @@
 //! The cleaner against a model: what a compacted log must still hold, computed from
 //! what was appended, never from the cleaner's own output.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
+use std::path::Path;
 
 use ottla_protocol::batch::{BatchIter, RecordBatchMut};
 use ottla_protocol::compression::Compression;
@@ -14,6 +15,8 @@ use crate::cleaner::{clean, DEFAULT_DEDUPE_BUFFER_BYTES};
 use crate::{Log, LogConfig};
 
 const NOW: i64 = 1_700_000_000_000;
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
 
 fn compacted() -> LogConfig {
     LogConfig {
@@ -37,12 +40,22 @@ struct Entry {
 
 /// Append one batch of `(key, value)` records; returns the model's entries.
 fn append(log: &mut Log, records: &[(&str, Option<&str>)], codec: Compression) -> Vec<Entry> {
+    append_stamped(log, records, codec, NOW)
+}
+
+/// [`append`] with every record stamped `timestamp` (CreateTime).
+fn append_stamped(
+    log: &mut Log,
+    records: &[(&str, Option<&str>)],
+    codec: Compression,
+    timestamp: i64,
+) -> Vec<Entry> {
     let recs: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
             offset: i as i64,
-            timestamp: NOW,
+            timestamp,
             key: Some(k.as_bytes().to_vec()),
             value: v.map(|v| v.as_bytes().to_vec()),
             headers: Vec::new(),
@@ -512,4 +525,909 @@ fn markers_go_once_their_transactions_have_no_data_left() {
         log.aborted_transactions(0, i64::MAX).is_empty(),
         "nor in the .txnindex files"
     );
+}
+
+/// The `.log` files in `dir` as (base offset, size), by base offset: what is on disk,
+/// not what the log believes.
+fn logs_on_disk(dir: &Path) -> Vec<(i64, u64)> {
+    let mut logs: Vec<(i64, u64)> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().ok()?;
+            let base = name.strip_suffix(".log")?.parse().ok()?;
+            Some((base, entry.metadata().unwrap().len()))
+        })
+        .collect();
+    logs.sort_unstable();
+    logs
+}
+
+/// (dirty, cleanable) bytes by the files on disk: every segment but the active (last)
+/// one is cleanable, and those based at or after `first_dirty` are dirty.
+fn dirty_and_cleanable_bytes(dir: &Path, first_dirty: i64) -> (u64, u64) {
+    let mut logs = logs_on_disk(dir);
+    logs.pop();
+    let dirty = logs
+        .iter()
+        .filter(|(base, _)| *base >= first_dirty)
+        .map(|(_, size)| size)
+        .sum();
+    (dirty, logs.iter().map(|(_, size)| size).sum())
+}
+
+/// `min.cleanable.dirty.ratio` as Kafka's `LogCleanerManager.grabFilthiestCompactedLog`
+/// applies it: a log is chosen when its dirty bytes are more than that share of its
+/// cleanable bytes, and not at the ratio itself or below it.
+#[test]
+fn a_log_is_chosen_only_once_its_dirty_ratio_exceeds_min_cleanable_dirty_ratio() {
+    let dir = TempDir::new().unwrap();
+    let mut log = Log::open(dir.path(), compacted(), 0).unwrap();
+    let mut appended = Vec::new();
+    // A clean head of distinct keys: the cleaning keeps all of it.
+    for i in 0..30 {
+        let key = format!("key-{i:02}");
+        appended.extend(append(
+            &mut log,
+            &[(&key, Some("first"))],
+            Compression::None,
+        ));
+    }
+    let first_dirty = *log.segment_base_offsets().last().unwrap();
+    assert_eq!(clean_now(&mut log, true), Some(first_dirty));
+    assert!(log.cleaning_plan(NOW, i64::MAX, false).is_none());
+    // Updates of those keys, one at a time, checked at each step against ratios just
+    // below, at and just above the one the files on disk give.
+    let (mut below, mut above) = (0, 0);
+    let mut i = 0;
+    while above < 2 {
+        let (key, value) = (format!("key-{:02}", i % 30), format!("update-{i}"));
+        appended.extend(append(&mut log, &[(&key, Some(&value))], Compression::None));
+        i += 1;
+        let (dirty, cleanable) = dirty_and_cleanable_bytes(dir.path(), first_dirty);
+        if dirty == 0 {
+            // Only the active segment is dirty, and it is never cleaned.
+            assert!(log.cleaning_plan(NOW, i64::MAX, false).is_none());
+            continue;
+        }
+        let ratio = dirty as f64 / cleanable as f64;
+        for (min, chosen) in [(ratio - 0.01, true), (ratio, false), (ratio + 0.01, false)] {
+            log.set_config(LogConfig {
+                min_cleanable_dirty_ratio: min,
+                ..compacted()
+            });
+            let plan = log.cleaning_plan(NOW, i64::MAX, false);
+            assert_eq!(
+                plan.is_some(),
+                chosen,
+                "dirty ratio {ratio} ({dirty} of {cleanable} bytes), min.cleanable.dirty.ratio {min}"
+            );
+            if let Some(plan) = plan {
+                assert_eq!(plan.dirty_ratio, ratio);
+            }
+        }
+        log.set_config(compacted());
+        let chosen = log.cleaning_plan(NOW, i64::MAX, false).is_some();
+        assert_eq!(chosen, ratio > 0.5, "dirty ratio {ratio}, default 0.5");
+        if chosen {
+            above += 1;
+        } else {
+            below += 1;
+        }
+    }
+    assert!(below > 0, "no step was below the default ratio");
+    let end = clean_now(&mut log, false).unwrap();
+    assert_eq!(contents(&log).0, model(&appended, end));
+}
+
+/// `max.compaction.lag.ms` as Kafka's `LogCleanerManager.maxCompactionDelay`: a log
+/// below `min.cleanable.dirty.ratio` is chosen, not forced, once the first batch of its
+/// oldest dirty segment is older than the lag (measured from that batch, not from the
+/// segment's newest record), and the same after a restart, when the segment's batches
+/// were not scanned.
+#[test]
+fn a_log_below_the_dirty_ratio_is_chosen_once_its_oldest_dirty_batch_is_older_than_max_compaction_lag(
+) {
+    let config = LogConfig {
+        max_compaction_lag_ms: HOUR,
+        ..compacted()
+    };
+    let dir = TempDir::new().unwrap();
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    // Record time: a minute per offset, from ten hours ago.
+    let stamp = |offset: i64| NOW - 10 * HOUR + offset * MINUTE;
+    let mut appended = Vec::new();
+    let mut add = |log: &mut Log, key: &str, value: &str| {
+        let ts = stamp(log.log_end_offset());
+        appended.extend(append_stamped(
+            log,
+            &[(key, Some(value))],
+            Compression::None,
+            ts,
+        ));
+    };
+    for i in 0..30 {
+        add(&mut log, &format!("key-{i:02}"), "first");
+    }
+    let first_dirty = *log.segment_base_offsets().last().unwrap();
+    assert_eq!(clean_now(&mut log, true), Some(first_dirty));
+    // Updates until the first dirty segment is sealed (the active one never counts).
+    let mut i = 0;
+    while *log.segment_base_offsets().last().unwrap() == first_dirty {
+        add(
+            &mut log,
+            &format!("key-{:02}", i % 30),
+            &format!("update-{i}"),
+        );
+        i += 1;
+    }
+    let sealed_end = *log.segment_base_offsets().last().unwrap();
+    let (dirty, cleanable) = dirty_and_cleanable_bytes(dir.path(), first_dirty);
+    assert!(
+        dirty > 0 && (dirty as f64) < 0.5 * cleanable as f64,
+        "below the default ratio: {dirty} dirty of {cleanable} bytes"
+    );
+    // Record times grow with offsets: the oldest dirty batch is the first of the first
+    // dirty segment, and that segment's newest record is younger.
+    let oldest = stamp(first_dirty);
+    assert!(stamp(sealed_end - 1) > oldest + 1);
+    let chosen = |log: &Log, now: i64| log.cleaning_plan(now, i64::MAX, false).is_some();
+    for phase in ["before a restart", "after a restart"] {
+        assert!(
+            !chosen(&log, oldest + HOUR - 1),
+            "{phase}: younger than the lag"
+        );
+        assert!(
+            !chosen(&log, oldest + HOUR),
+            "{phase}: exactly the lag old is not older than it"
+        );
+        assert!(
+            chosen(&log, oldest + HOUR + 1),
+            "{phase}: the oldest dirty batch is older than max.compaction.lag.ms"
+        );
+        if phase == "before a restart" {
+            // Everything flushed: the sealed segments are trusted, not scanned, at open.
+            log.flush().unwrap();
+            let checkpoint = log.cleaner_checkpoint().unwrap();
+            let recovery_point = log.recovery_point();
+            drop(log);
+            log = Log::open(dir.path(), config.clone(), recovery_point).unwrap();
+            log.resume_cleaning_from(checkpoint);
+        }
+    }
+    let plan = log
+        .cleaning_plan(oldest + HOUR + 1, i64::MAX, false)
+        .unwrap();
+    let cleaned = clean(&plan, DEFAULT_DEDUPE_BUFFER_BYTES).unwrap();
+    assert_eq!(cleaned.end, sealed_end);
+    drop(plan);
+    assert!(log.swap_cleaned(cleaned).unwrap());
+    assert_eq!(contents(&log).0, model(&appended, sealed_end));
+}
+
+/// Kafka's `maxCompactionDelay` looks at the first batch of every dirty segment but
+/// the active one, cleanable or not: a log is chosen when a dirty segment past the high
+/// watermark (not cleanable yet) holds a batch older than `max.compaction.lag.ms`, as
+/// long as something before it is cleanable; the active segment's batches do not count.
+#[test]
+fn max_compaction_lag_counts_the_first_batch_of_every_dirty_segment_but_the_active_one() {
+    let config = LogConfig {
+        max_compaction_lag_ms: HOUR,
+        ..compacted()
+    };
+    let dir = TempDir::new().unwrap();
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    // Record time going backwards (producers' clocks disagree): a minute per offset.
+    let stamp = |offset: i64| NOW - offset * MINUTE;
+    let add = |log: &mut Log, key: &str, value: &str| {
+        let ts = stamp(log.log_end_offset());
+        append_stamped(log, &[(key, Some(value))], Compression::None, ts);
+    };
+    for i in 0..30 {
+        add(&mut log, &format!("key-{i:02}"), "first");
+    }
+    let first_dirty = *log.segment_base_offsets().last().unwrap();
+    assert_eq!(clean_now(&mut log, true), Some(first_dirty));
+    // Two dirty segments sealed, then one record in the active one.
+    let mut i = 0;
+    while log
+        .segment_base_offsets()
+        .iter()
+        .filter(|&&b| b >= first_dirty)
+        .count()
+        < 3
+    {
+        add(
+            &mut log,
+            &format!("key-{:02}", i % 30),
+            &format!("update-{i}"),
+        );
+        i += 1;
+    }
+    let bases = log.segment_base_offsets();
+    let (second, active) = (bases[bases.len() - 2], bases[bases.len() - 1]);
+    // The high watermark at the second dirty segment: only the first one is cleanable.
+    let high_watermark = second;
+    let sizes = logs_on_disk(dir.path());
+    let size_below = |end: i64| -> u64 { sizes.iter().filter(|l| l.0 < end).map(|l| l.1).sum() };
+    let (dirty, cleanable) = (
+        size_below(second) - size_below(first_dirty),
+        size_below(second),
+    );
+    assert!(
+        (dirty as f64) < 0.5 * cleanable as f64,
+        "below the default ratio: {dirty} dirty of {cleanable} bytes"
+    );
+    // The second dirty segment's first batch is the oldest outside the active segment.
+    let oldest = stamp(second);
+    assert!(stamp(active) < oldest && stamp(first_dirty) > oldest);
+    let plan = |now: i64| log.cleaning_plan(now, high_watermark, false);
+    assert!(plan(oldest + HOUR).is_none(), "not older than the lag yet");
+    let plan = plan(oldest + HOUR + 1).expect("the oldest dirty batch is past the lag");
+    assert_eq!(
+        plan.sources.last().unwrap().end,
+        second,
+        "cleanable up to the watermark"
+    );
+}
+
+/// `min.compaction.lag.ms` as Kafka's `LogCleanerManager.cleanableOffsets`: the
+/// cleanable part ends at the first dirty segment whose newest record is not older
+/// than the lag, so every record from that segment on stays, even those a later
+/// record supersedes; a log whose dirty segments are all that young is not cleaned
+/// at all, even when forced.
+#[test]
+fn a_dirty_segment_younger_than_min_compaction_lag_is_not_cleaned() {
+    let config = LogConfig {
+        min_compaction_lag_ms: HOUR,
+        ..compacted()
+    };
+    {
+        let dir = TempDir::new().unwrap();
+        let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+        let young = NOW - HOUR + 1;
+        for i in 0..40 {
+            append_stamped(
+                &mut log,
+                &[("k", Some(&format!("{i}")))],
+                Compression::None,
+                young,
+            );
+        }
+        assert!(log.segment_count() > 3);
+        assert!(
+            log.cleaning_plan(NOW, i64::MAX, true).is_none(),
+            "every dirty segment is younger than the lag"
+        );
+        // A millisecond later the newest record is exactly the lag old: cleanable.
+        let plan = log.cleaning_plan(NOW + 1, i64::MAX, true).unwrap();
+        assert_eq!(
+            plan.sources.last().unwrap().end,
+            *log.segment_base_offsets().last().unwrap()
+        );
+    }
+    let dir = TempDir::new().unwrap();
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    let mut appended = Vec::new();
+    for (round, ts) in (0..60).map(|r| {
+        (
+            r,
+            if r < 30 {
+                NOW - 2 * HOUR
+            } else {
+                NOW - 30 * MINUTE
+            },
+        )
+    }) {
+        let value = format!("{round}");
+        appended.extend(append_stamped(
+            &mut log,
+            &[("a", Some(&value)), ("b", Some(&value))],
+            Compression::None,
+            ts,
+        ));
+    }
+    let young_from = appended[60].offset;
+    // The cleanable part ends at the segment holding the first young record.
+    let bases: Vec<i64> = logs_on_disk(dir.path()).iter().map(|l| l.0).collect();
+    let young_segment = *bases.iter().rfind(|&&b| b <= young_from).unwrap();
+    assert!(young_segment > 0, "old sealed segments come first");
+    assert!(
+        bases.iter().filter(|&&b| b > young_segment).count() >= 2,
+        "young sealed segments follow: {bases:?}"
+    );
+    assert_eq!(clean_now(&mut log, true), Some(young_segment));
+    let (got, _) = contents(&log);
+    assert_eq!(got, model(&appended, young_segment));
+    // What cleaning the young segments too would have removed is still there.
+    assert_ne!(
+        got,
+        model(&appended, *bases.last().unwrap()),
+        "the young records were compacted"
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|e| e.key == b"a" && e.offset >= young_from)
+            .count(),
+        30
+    );
+}
+
+/// One transactional record from producer `pid` (epoch 0).
+fn append_transactional(log: &mut Log, pid: i64, sequence: i32, key: &str, value: &str) -> Entry {
+    let recs = vec![Record {
+        offset: 0,
+        timestamp: NOW,
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: Vec::new(),
+    }];
+    let mut b = build_record_batch(&recs, Compression::None, pid, 0, sequence);
+    RecordBatchMut::new(&mut b)
+        .unwrap()
+        .set_transactional(false);
+    Entry {
+        offset: log.append_as_leader(&mut b, 0).unwrap().first_offset,
+        key: key.as_bytes().to_vec(),
+        value: Some(value.as_bytes().to_vec()),
+    }
+}
+
+fn end_transaction(log: &mut Log, pid: i64, kind: ControlRecordType) {
+    let mut m = build_end_txn_marker(pid, 0, 0, kind, NOW);
+    log.append_as_coordinator(&mut m, 0).unwrap();
+}
+
+fn copy_files(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn file_names(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+fn file_name(base: i64, suffix: &str) -> String {
+    format!("{base:020}.{suffix}")
+}
+
+/// A log cleaned but not swapped yet: nine sealed two-record segments at 0, 2, … 16
+/// and the active one at 18, cleaned in three groups of three sources, each of whose
+/// last sources comes out empty. [0, 6) keeps k and l only (its a and b are updated in
+/// [6, 12)); [6, 12) keeps a and b (its c and d are updated in [12, 18)); the last
+/// source of [12, 18) holds only an aborted transaction, whose ABORT marker opens the
+/// active segment.
+struct SwapFixture {
+    /// The log's directory as a crash right before the swap leaves it.
+    before_swap: TempDir,
+    config: LogConfig,
+    appended: Vec<Entry>,
+    aborted: Vec<Entry>,
+    /// (base offset, base offsets of its sources) of each group.
+    groups: Vec<(i64, Vec<i64>)>,
+    end: i64,
+    log_end: i64,
+    /// The log itself, still open, and its cleaning, for the real swap.
+    dir: TempDir,
+    log: Log,
+    cleaned: crate::cleaner::CleanedLog,
+}
+
+fn swap_fixture() -> SwapFixture {
+    let one_record = [Record {
+        offset: 0,
+        timestamp: NOW,
+        key: Some(b"k".to_vec()),
+        value: Some(b"1".to_vec()),
+        headers: Vec::new(),
+    }];
+    let one = build_record_batch(&one_record, Compression::None, -1, -1, -1).len() as u64;
+    let config = LogConfig {
+        segment_bytes: 2 * one + one / 2,
+        ..compacted()
+    };
+    let dir = TempDir::new().unwrap();
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    let mut appended = Vec::new();
+    for (key, value) in [
+        ("k", "1"),
+        ("l", "1"),
+        ("a", "1"),
+        ("b", "1"),
+        ("a", "2"),
+        ("b", "2"),
+        ("a", "3"),
+        ("b", "3"),
+        ("c", "1"),
+        ("d", "1"),
+        ("c", "2"),
+        ("d", "2"),
+        ("c", "3"),
+        ("d", "3"),
+        ("g", "1"),
+        ("h", "1"),
+    ] {
+        appended.extend(append(&mut log, &[(key, Some(value))], Compression::None));
+    }
+    let aborted = vec![
+        append_transactional(&mut log, 7, 0, "x", "1"),
+        append_transactional(&mut log, 7, 1, "y", "1"),
+    ];
+    appended.extend(aborted.iter().cloned());
+    end_transaction(&mut log, 7, ControlRecordType::Abort);
+    appended.extend(append(&mut log, &[("z", Some("1"))], Compression::None));
+    assert_eq!(
+        log.segment_base_offsets(),
+        (0..=18).step_by(2).collect::<Vec<i64>>()
+    );
+    log.flush().unwrap();
+    let config = LogConfig {
+        segment_bytes: 6 * one,
+        ..config
+    };
+    log.set_config(config.clone());
+    let plan = log.cleaning_plan(NOW, i64::MAX, true).unwrap();
+    let cleaned = clean(&plan, DEFAULT_DEDUPE_BUFFER_BYTES).unwrap();
+    drop(plan);
+    let groups: Vec<(i64, Vec<i64>)> = cleaned
+        .groups
+        .iter()
+        .map(|g| (g.base, g.sources.iter().map(|s| s.0).collect()))
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (0, vec![0, 2, 4]),
+            (6, vec![6, 8, 10]),
+            (12, vec![12, 14, 16])
+        ]
+    );
+    assert_eq!(cleaned.end, 18);
+    let before_swap = TempDir::new().unwrap();
+    copy_files(dir.path(), before_swap.path());
+    SwapFixture {
+        before_swap,
+        config,
+        appended,
+        aborted,
+        groups,
+        end: 18,
+        log_end: log.log_end_offset(),
+        dir,
+        log,
+        cleaned,
+    }
+}
+
+/// One file-system step of a swap.
+#[derive(Debug, Clone)]
+enum Step {
+    Rename(String, String),
+    Unlink(String),
+}
+
+impl Step {
+    fn apply(&self, dir: &Path) {
+        match self {
+            Step::Rename(from, to) => fs::rename(dir.join(from), dir.join(to)).unwrap(),
+            Step::Unlink(name) => fs::remove_file(dir.join(name)).unwrap(),
+        }
+    }
+
+    /// The group this step commits: the rename of its `.log.cleaned` to `.log.swap`.
+    fn commits(&self, f: &SwapFixture) -> Option<usize> {
+        match self {
+            Step::Rename(from, to) if to.ends_with(".log.swap") => {
+                let base: i64 = from[..20].parse().unwrap();
+                f.groups.iter().position(|g| g.0 == base)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl SwapFixture {
+    fn has(&self, name: &str) -> bool {
+        self.before_swap.path().join(name).exists()
+    }
+
+    /// `<base>.<suffix>` renamed to `<base>.<suffix>.<to>` (or back), for the files
+    /// that exist.
+    fn renames(&self, base: i64, suffixes: &[&str], from: &str, to: &str) -> Vec<Step> {
+        let with = |s: &str, extra: &str| {
+            if extra.is_empty() {
+                file_name(base, s)
+            } else {
+                file_name(base, &format!("{s}.{extra}"))
+            }
+        };
+        suffixes
+            .iter()
+            .filter(|s| self.has(&with(s, CLEANED)) || self.has(&with(s, "")))
+            .map(|s| Step::Rename(with(s, from), with(s, to)))
+            .collect()
+    }
+
+    fn sources(&self) -> impl Iterator<Item = i64> + '_ {
+        self.groups.iter().flat_map(|g| g.1.iter().copied())
+    }
+}
+
+const CLEANED: &str = "cleaned";
+/// A segment's files in the order the swap renames them (the `.log` last: its
+/// `.log.swap` is what commits a group).
+const INDEXES_THEN_LOG: [&str; 4] = ["index", "timeindex", "txnindex", "log"];
+/// A segment's files in the order `Segment::delete_files` and Kafka's
+/// `LogSegment.changeFileSuffixes` take them (the `.log` first).
+const LOG_THEN_INDEXES: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
+
+/// Ottla's swap (`Log::swap_cleaned`) step by step: every group's `.cleaned` files
+/// become `.swap` (the `.log` last), then group by group its sources are deleted
+/// (`Segment::delete_files`) and its `.swap` files take their final names.
+fn ottla_swap_steps(f: &SwapFixture) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (base, _) in &f.groups {
+        steps.extend(f.renames(*base, &INDEXES_THEN_LOG, CLEANED, "swap"));
+    }
+    for (base, sources) in &f.groups {
+        for &source in sources {
+            for suffix in LOG_THEN_INDEXES {
+                if f.has(&file_name(source, suffix)) {
+                    steps.push(Step::Unlink(file_name(source, suffix)));
+                }
+            }
+        }
+        steps.extend(f.renames(*base, &INDEXES_THEN_LOG, "swap", ""));
+    }
+    steps
+}
+
+/// Kafka's (`LocalLog.replaceSegments`): `.cleaned` → `.swap` from the last group to
+/// the first (each segment's `.log` first), every source renamed `.deleted`, every
+/// `.swap` renamed to its final name, then the `.deleted` files removed (after
+/// `file.delete.delay.ms`).
+fn kafka_swap_steps(f: &SwapFixture) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (base, _) in f.groups.iter().rev() {
+        steps.extend(f.renames(*base, &LOG_THEN_INDEXES, CLEANED, "swap"));
+    }
+    for source in f.sources() {
+        for suffix in LOG_THEN_INDEXES {
+            let name = file_name(source, suffix);
+            if f.has(&name) {
+                steps.push(Step::Rename(name.clone(), format!("{name}.deleted")));
+            }
+        }
+    }
+    for (base, _) in &f.groups {
+        steps.extend(f.renames(*base, &LOG_THEN_INDEXES, "swap", ""));
+    }
+    for source in f.sources() {
+        for suffix in LOG_THEN_INDEXES {
+            let name = file_name(source, suffix);
+            if f.has(&name) {
+                steps.push(Step::Unlink(format!("{name}.deleted")));
+            }
+        }
+    }
+    steps
+}
+
+/// What a reader must find once a crash left the groups in `committed` committed: in
+/// a committed group's offsets only the records the cleaning keeps (the latest of each
+/// key below the cleaned end, and nothing of the aborted transaction), elsewhere every
+/// record appended.
+fn expected_after_crash(f: &SwapFixture, committed: &[bool]) -> Vec<Entry> {
+    let live: Vec<Entry> = f
+        .appended
+        .iter()
+        .filter(|e| !f.aborted.contains(e))
+        .cloned()
+        .collect();
+    let kept: BTreeSet<i64> = model(&live, f.end).iter().map(|e| e.offset).collect();
+    f.appended
+        .iter()
+        .filter(|e| {
+            let group = f
+                .groups
+                .iter()
+                .rposition(|g| g.0 <= e.offset && e.offset < f.end);
+            match group {
+                Some(g) if committed[g] => kept.contains(&e.offset),
+                _ => true,
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+/// Open the log a crash left in `dir` (a copy: opening finishes the swap), with the
+/// segments below `recovery_point` trusted, and check what it holds, twice (a second
+/// open finds nothing more to repair), then that a new cleaning of it still gives the
+/// model.
+fn check_recovered(
+    f: &SwapFixture,
+    crashed: &Path,
+    recovery_point: i64,
+    expected: &[Entry],
+    what: &str,
+) {
+    let dir = TempDir::new().unwrap();
+    copy_files(crashed, dir.path());
+    for open in ["first open", "second open"] {
+        let log = Log::open(dir.path(), f.config.clone(), recovery_point)
+            .unwrap_or_else(|e| panic!("{what}, {open}: {e}"));
+        let what = format!("{what}, {open}, recovery point {recovery_point}");
+        assert_eq!(contents(&log).0, expected, "{what}");
+        assert_eq!(log.log_end_offset(), f.log_end, "{what}");
+        assert_eq!(
+            log.aborted_transactions(0, i64::MAX).len(),
+            1,
+            "{what}: the aborted transaction is still known"
+        );
+        assert_eq!(log.first_unstable_offset(), None, "{what}");
+        let leftovers: Vec<String> = file_names(dir.path())
+            .into_iter()
+            .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap") || n.ends_with(".deleted"))
+            .collect();
+        assert!(leftovers.is_empty(), "{what}: {leftovers:?}");
+    }
+    let mut log = Log::open(dir.path(), f.config.clone(), recovery_point).unwrap();
+    clean_now(&mut log, true);
+    let live: Vec<Entry> = f
+        .appended
+        .iter()
+        .filter(|e| !f.aborted.contains(e))
+        .cloned()
+        .collect();
+    assert_eq!(
+        contents(&log).0,
+        model(&live, f.end),
+        "{what}: cleaned again"
+    );
+}
+
+/// Apply the first `done` of `steps` to a copy of the state before the swap; returns
+/// the copy and which groups those steps committed.
+fn crash_after(f: &SwapFixture, steps: &[Step], done: usize) -> (TempDir, Vec<bool>) {
+    let dir = TempDir::new().unwrap();
+    copy_files(f.before_swap.path(), dir.path());
+    let mut committed = vec![false; f.groups.len()];
+    for step in &steps[..done] {
+        step.apply(dir.path());
+        if let Some(g) = step.commits(f) {
+            committed[g] = true;
+        }
+    }
+    (dir, committed)
+}
+
+/// A crash after any step of the swap, in Ottla's order or in Kafka's, then a
+/// restart: each record that must survive is there exactly once, in offset order, and
+/// nothing a committed group removed comes back (obsolete updates, aborted data).
+#[test]
+fn recovery_from_a_crash_after_any_step_of_the_swap_keeps_each_surviving_record_once() {
+    let f = swap_fixture();
+    for (order, steps) in [
+        ("Ottla's", ottla_swap_steps(&f)),
+        ("Kafka's", kafka_swap_steps(&f)),
+    ] {
+        assert!(steps.len() > 40, "{order}: {steps:?}");
+        for done in 0..=steps.len() {
+            let (crashed, committed) = crash_after(&f, &steps, done);
+            let what = format!(
+                "{order} swap, crash after step {done} of {} ({:?})",
+                steps.len(),
+                done.checked_sub(1).map(|i| &steps[i])
+            );
+            let expected = expected_after_crash(&f, &committed);
+            for recovery_point in [0, f.log_end] {
+                check_recovered(&f, crashed.path(), recovery_point, &expected, &what);
+            }
+        }
+    }
+}
+
+/// The steps modelled above are the swap `Log::swap_cleaned` does: all of them leave
+/// the files the real swap leaves, and the live log reads what recovery gives.
+#[test]
+fn the_modelled_swap_steps_end_where_the_real_swap_does() {
+    let f = swap_fixture();
+    let ottla = crash_after(&f, &ottla_swap_steps(&f), ottla_swap_steps(&f).len()).0;
+    let kafka = crash_after(&f, &kafka_swap_steps(&f), kafka_swap_steps(&f).len()).0;
+    let expected = expected_after_crash(&f, &[true, true, true]);
+    let SwapFixture {
+        dir,
+        mut log,
+        cleaned,
+        ..
+    } = f;
+    assert!(log.swap_cleaned(cleaned).unwrap());
+    assert_eq!(contents(&log).0, expected);
+    assert_eq!(file_names(dir.path()), file_names(ottla.path()));
+    assert_eq!(file_names(dir.path()), file_names(kafka.path()));
+}
+
+/// The crash issue 11's audit asked about: every group committed (all `.swap`),
+/// nothing deleted yet, and each group's last sources emptied by the cleaning, so the
+/// cleaned segment ends below them. Recovery replaces every source of a group, not
+/// only those up to the cleaned segment's last record: otherwise a=1, b=1, a=2, b=2,
+/// c=1, d=1, c=2, d=2 and the aborted x and y come back.
+#[test]
+fn a_committed_group_whose_last_sources_came_out_empty_replaces_them_all_after_a_crash() {
+    let f = swap_fixture();
+    let steps = ottla_swap_steps(&f);
+    let commit = steps
+        .iter()
+        .position(|s| matches!(s, Step::Unlink(_)))
+        .unwrap();
+    let (crashed, committed) = crash_after(&f, &steps, commit);
+    assert_eq!(committed, vec![true; 3]);
+    let expected = expected_after_crash(&f, &committed);
+    let gone: Vec<i64> = vec![2, 3, 4, 5, 8, 9, 10, 11, 16, 17];
+    assert!(expected.iter().all(|e| !gone.contains(&e.offset)));
+    assert!(
+        f.appended
+            .iter()
+            .filter(|e| gone.contains(&e.offset))
+            .count()
+            == gone.len()
+    );
+    check_recovered(&f, crashed.path(), f.log_end, &expected, "all committed");
+    let log = Log::open(crashed.path(), f.config.clone(), f.log_end).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, 6, 12, 18]);
+}
+
+/// A crash partway through deleting the replaced segments: the first group's first
+/// two sources are gone, its last one (emptied by the cleaning) is still there.
+#[test]
+fn a_crash_partway_through_deleting_the_replaced_segments_finishes_the_swap() {
+    let f = swap_fixture();
+    let steps = ottla_swap_steps(&f);
+    let at = steps
+        .iter()
+        .position(|s| matches!(s, Step::Unlink(n) if *n == file_name(4, "log")))
+        .unwrap();
+    let (crashed, committed) = crash_after(&f, &steps, at);
+    let on_disk: Vec<i64> = logs_on_disk(crashed.path()).iter().map(|l| l.0).collect();
+    assert_eq!(on_disk, vec![4, 6, 8, 10, 12, 14, 16, 18]);
+    let expected = expected_after_crash(&f, &committed);
+    assert!(expected.iter().all(|e| e.offset != 4 && e.offset != 5));
+    for recovery_point in [0, f.log_end] {
+        check_recovered(
+            &f,
+            crashed.path(),
+            recovery_point,
+            &expected,
+            "sources half deleted",
+        );
+    }
+}
+
+/// A crash partway through renaming several `.swap` files to their final names: the
+/// first group done, the second with its sources deleted and its indexes renamed but
+/// not its `.log`, the third still all `.swap` with its sources in place.
+#[test]
+fn a_crash_partway_through_renaming_the_swap_files_finishes_the_swap() {
+    let f = swap_fixture();
+    let steps = ottla_swap_steps(&f);
+    let at = steps
+        .iter()
+        .position(|s| matches!(s, Step::Rename(from, _) if *from == file_name(6, "log.swap")))
+        .unwrap();
+    let (crashed, committed) = crash_after(&f, &steps, at);
+    let names = file_names(crashed.path());
+    assert!(names.contains(&file_name(6, "index")) && names.contains(&file_name(6, "log.swap")));
+    assert!(names.contains(&file_name(12, "log.swap")) && names.contains(&file_name(16, "log")));
+    let expected = expected_after_crash(&f, &committed);
+    for recovery_point in [0, f.log_end] {
+        check_recovered(
+            &f,
+            crashed.path(),
+            recovery_point,
+            &expected,
+            "renames half done",
+        );
+    }
+}
+
+/// A crash after `Segment::delete_files` removed a replaced segment's `.log` but not
+/// yet its `.txnindex`, where the cleaned segment that takes its base offset has no
+/// aborted transaction left (its ABORT marker was removed): the old index must not
+/// become the new segment's, or a read_committed consumer is told of an aborted
+/// transaction whose marker is gone and skips that producer's records for good.
+#[test]
+fn a_replaced_segments_leftover_transaction_index_is_not_taken_by_its_replacement() {
+    let dir = TempDir::new().unwrap();
+    let config = LogConfig {
+        delete_retention_ms: 0,
+        ..compacted()
+    };
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    let filler = |log: &mut Log, tag: &str| {
+        for i in 0..30 {
+            append(
+                log,
+                &[("filler", Some(&format!("{tag}{i}")))],
+                Compression::None,
+            );
+        }
+    };
+    append_transactional(&mut log, 5, 0, "a", "aborted");
+    end_transaction(&mut log, 5, ControlRecordType::Abort);
+    filler(&mut log, "x");
+    // Pass 1 reads the aborted data, so its marker stays; pass 2 removes the marker.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    clean_now(&mut log, true).unwrap();
+    assert_eq!(log.aborted_transactions(0, i64::MAX).len(), 1);
+    filler(&mut log, "y");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    log.flush().unwrap();
+    let plan = log.cleaning_plan(NOW, i64::MAX, true).unwrap();
+    let cleaned = clean(&plan, DEFAULT_DEDUPE_BUFFER_BYTES).unwrap();
+    assert_eq!(cleaned.stats.markers_removed, 1);
+    drop(plan);
+    let names = file_names(dir.path());
+    assert!(names.contains(&file_name(0, "txnindex")));
+    assert!(!names.contains(&file_name(0, "txnindex.cleaned")));
+    // The crash: committed, then only the first file of the first source deleted.
+    for name in names.iter().filter(|n| n.ends_with(".cleaned")) {
+        let swap = format!("{}.swap", name.strip_suffix(".cleaned").unwrap());
+        fs::rename(dir.path().join(name), dir.path().join(swap)).unwrap();
+    }
+    fs::remove_file(dir.path().join(file_name(0, "log"))).unwrap();
+    let recovery_point = log.recovery_point();
+    drop(cleaned);
+    drop(log);
+    let log = Log::open(dir.path(), config, recovery_point).unwrap();
+    assert_eq!(contents(&log).1, 0, "the ABORT marker is gone");
+    assert!(
+        log.aborted_transactions(0, i64::MAX).is_empty(),
+        "and so is its aborted transaction: {:?}",
+        log.aborted_transactions(0, i64::MAX)
+    );
+}
+
+/// The empty batch a group ends with when its last source came out empty (so that
+/// recovery finds every segment the group replaces) is only ever the last batch of a
+/// segment, and a later cleaning drops it, keeping a new one only where that rule calls
+/// for it: empty batches never pile up, and readers see only records.
+#[test]
+fn the_empty_batches_that_end_cleaned_groups_do_not_pile_up() {
+    let dir = TempDir::new().unwrap();
+    let mut log = Log::open(dir.path(), compacted(), 0).unwrap();
+    let mut appended = Vec::new();
+    let mut seen_empty = false;
+    for pass in 0..10 {
+        for round in 0..20 {
+            let v = format!("{pass}-{round}");
+            appended.extend(append(
+                &mut log,
+                &[("a", Some(&v)), ("b", Some(&v))],
+                Compression::None,
+            ));
+        }
+        let end = clean_now(&mut log, true).unwrap();
+        assert_eq!(contents(&log).0, model(&appended, end), "pass {pass}");
+        for (base, _) in logs_on_disk(dir.path()) {
+            let bytes = fs::read(dir.path().join(file_name(base, "log"))).unwrap();
+            let counts: Vec<i32> = BatchIter::new(&bytes)
+                .map(|b| b.unwrap().records_count())
+                .collect();
+            let empty = counts.iter().filter(|&&n| n == 0).count();
+            seen_empty |= empty > 0;
+            assert!(
+                empty == 0 || (empty == 1 && counts.last() == Some(&0)),
+                "pass {pass}, segment {base}: records per batch {counts:?}"
+            );
+        }
+    }
+    assert!(seen_empty, "some group came out empty");
 }

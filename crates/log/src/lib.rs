@@ -8,6 +8,10 @@
 //! - `<base offset>.timeindex`: 12-byte entries (int64 timestamp, int32 relative offset);
 //! - `<offset>.snapshot`: the idempotent-producer state as of `offset`, in Kafka's
 //!   version-1 snapshot format;
+//! - `<offset>.snapshot.batches` (Ottla's own, ignored by Kafka): each producer's cached
+//!   batches older than the last one, which Kafka's snapshot has no room for, so that a
+//!   retry of any of the last 5 batches is still recognised after a clean restart (see
+//!   [`producer_state::BATCHES_SUFFIX`]);
 //! - `<base offset>.txnindex`: the segment's aborted transactions (34-byte entries,
 //!   Kafka's `TransactionIndex`), for read_committed fetches;
 //! - `leader-epoch-checkpoint`: the first offset of each leader epoch, Kafka's format.

@@ -16,7 +16,9 @@ use crate::flush::{FlushPlan, InFlight, SyncTarget};
 use crate::header::BatchHeader;
 use crate::index::NO_TIMESTAMP;
 use crate::leader_epoch::LeaderEpochCache;
-use crate::producer_state::{self, ProducerCheck, ProducerStateManager, SNAPSHOT_SUFFIX};
+use crate::producer_state::{
+    self, ProducerCheck, ProducerStateManager, BATCHES_SUFFIX, SNAPSHOT_SUFFIX,
+};
 use crate::segment::{
     segment_file, Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
@@ -325,9 +327,11 @@ impl Log {
     }
 
     /// Rebuild the producer table: latest readable snapshot at or below the log end and
-    /// `rebuild_aborted_from` (and not below the log start), then every batch header
-    /// from its offset on. ABORT markers at or after `rebuild_aborted_from` are entered
-    /// into the aborted-transaction index again on the way.
+    /// `rebuild_aborted_from` (and not below the log start), with the older cached
+    /// batches from its companion file (see [`producer_state::BATCHES_SUFFIX`]), then
+    /// every batch header from its offset on. ABORT markers at or after
+    /// `rebuild_aborted_from` are entered into the aborted-transaction index again on
+    /// the way.
     fn load_producer_state(&mut self, rebuild_aborted_from: i64) -> Result<(), LogError> {
         self.producer_state.clear();
         let stale: Vec<i64> = self
@@ -342,18 +346,26 @@ impl Log {
         let mut from = self.log_start_offset;
         let usable = rebuild_aborted_from.min(self.log_end_offset);
         while let Some(&offset) = self.snapshots.range(..=usable).next_back() {
-            let path = producer_state::snapshot_path(&self.dir, offset);
-            let loaded = producer_state::read_snapshot(&path);
-            match loaded {
-                Ok(state) => {
-                    self.producer_state = state;
+            match producer_state::read_snapshot(&self.dir, offset) {
+                Ok(loaded) => {
+                    if let Some(e) = loaded.batches_ignored {
+                        // Each producer keeps its last batch only (as Kafka loads it);
+                        // the batches replayed below come after it as usual.
+                        warn!(
+                            "Ignoring producer batches {} of {}: {e}",
+                            producer_state::batches_path(&self.dir, offset).display(),
+                            self.name
+                        );
+                        producer_state::delete_batches(&self.dir, offset)?;
+                    }
+                    self.producer_state = loaded.state;
                     from = offset;
                     break;
                 }
                 Err(e) => {
                     warn!(
                         "Ignoring producer snapshot {} of {}: {e}",
-                        path.display(),
+                        producer_state::snapshot_path(&self.dir, offset).display(),
                         self.name
                     );
                     self.delete_snapshot(offset)?;
@@ -398,8 +410,10 @@ impl Log {
         Ok(())
     }
 
+    /// Delete the snapshot at `offset` and its companion file.
     fn delete_snapshot(&mut self, offset: i64) -> Result<(), LogError> {
         self.snapshots.remove(&offset);
+        producer_state::delete_batches(&self.dir, offset)?;
         let path = producer_state::snapshot_path(&self.dir, offset);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -408,11 +422,15 @@ impl Log {
         }
     }
 
+    /// Snapshot the producers at `offset`: Kafka's `.snapshot` and, when some producer
+    /// has more than one cached batch, Ottla's companion with the older ones.
     fn take_snapshot(&mut self, offset: i64) -> Result<(), LogError> {
-        let (path, file) = producer_state::write_snapshot(&self.dir, offset, &self.producer_state)?;
+        let written = producer_state::write_snapshot(&self.dir, offset, &self.producer_state)?;
         self.snapshots.insert(offset);
-        self.unsynced_snapshots
-            .push(SyncTarget::new(Arc::new(file), path));
+        for (path, file) in written {
+            self.unsynced_snapshots
+                .push(SyncTarget::new(Arc::new(file), path));
+        }
         self.dir_unsynced = true;
         Ok(())
     }
@@ -1334,29 +1352,43 @@ impl Log {
         }
         let first_dirty = self.first_dirty_offset.max(self.log_start_offset);
         let lag_bound = now.saturating_sub(self.config.min_compaction_lag_ms.max(0));
+        let max_lag = self.config.max_compaction_lag_ms.max(0);
         let mut sources = Vec::new();
         let (mut dirty_bytes, mut total_bytes) = (0u64, 0u64);
         let mut oldest_dirty = i64::MAX;
+        let mut cleanable = true;
         // Every segment but the active one, while it ends below the uncleanable offset
-        // and (for dirty ones) is older than the minimum compaction lag.
+        // and (for dirty ones) is older than the minimum compaction lag. The oldest
+        // dirty batch is looked for in every dirty segment but the active one, cleanable
+        // or not (Kafka's `maxCompactionDelay`), from each one's first batch (read from
+        // the file for a segment loaded from its indexes), ignoring timestamps <= 0.
         for i in 0..self.segments.len().saturating_sub(1) {
             let segment = &self.segments[i];
             let end = self.segment_end(i);
-            if end > uncleanable {
-                break;
-            }
             let dirty = segment.base_offset() >= first_dirty;
-            let newest = segment.max_timestamp();
-            if dirty && self.config.min_compaction_lag_ms > 0 && newest > lag_bound {
-                break;
+            if dirty && max_lag < i64::MAX {
+                match segment.first_batch_timestamp() {
+                    Ok(Some(first)) if first > 0 => oldest_dirty = oldest_dirty.min(first),
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!("Not cleaning {}: {e}", self.name);
+                        return None;
+                    }
+                }
+            }
+            let young = dirty
+                && self.config.min_compaction_lag_ms > 0
+                && segment.max_timestamp() > lag_bound;
+            cleanable = cleanable && end <= uncleanable && !young;
+            if !cleanable {
+                if max_lag == i64::MAX {
+                    break;
+                }
+                continue;
             }
             total_bytes += segment.size();
             if dirty {
                 dirty_bytes += segment.size();
-                let first = segment.first_batch_timestamp().unwrap_or(newest);
-                if first >= 0 {
-                    oldest_dirty = oldest_dirty.min(first);
-                }
             }
             sources.push(SourceSegment {
                 base: segment.base_offset(),
@@ -1383,9 +1415,10 @@ impl Log {
             return None;
         }
         let dirty_ratio = dirty_bytes as f64 / total_bytes as f64;
-        let overdue = oldest_dirty != i64::MAX
-            && now.saturating_sub(oldest_dirty) > self.config.max_compaction_lag_ms;
-        if !force && !overdue && dirty_ratio < self.config.min_cleanable_dirty_ratio {
+        // Kafka's `grabFilthiestCompactedLog`: a dirty batch older than the maximum lag
+        // (`maxCompactionDelay > 0`), or a dirty ratio strictly above the minimum.
+        let overdue = oldest_dirty < now.saturating_sub(max_lag);
+        if !force && !overdue && dirty_ratio <= self.config.min_cleanable_dirty_ratio {
             return None;
         }
         let cleanable_end = sources.last().map_or(self.log_start_offset, |s| s.end);
@@ -1653,12 +1686,14 @@ struct DirectoryFiles {
 
 /// List the directory: segment logs and snapshots by offset. Leftovers of interrupted
 /// deletions, cleanings and snapshot writes are removed, as are index files without a
-/// log (Kafka does the same); unknown files are left alone.
+/// log (Kafka does the same) and snapshot companions without their snapshot; unknown
+/// files are left alone.
 fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
     complete_interrupted_swaps(dir)?;
     let mut logs = BTreeSet::new();
     let mut snapshots = BTreeSet::new();
     let mut indexes: Vec<(i64, PathBuf)> = Vec::new();
+    let mut companions: Vec<(i64, PathBuf)> = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_context("list", dir))? {
         let entry = entry.map_err(io_context("list", dir))?;
         let path = entry.path();
@@ -1693,11 +1728,18 @@ fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
             SNAPSHOT_SUFFIX => {
                 snapshots.insert(offset);
             }
+            BATCHES_SUFFIX => companions.push((offset, path)),
             _ => {}
         }
     }
     for (offset, path) in indexes {
         if !logs.contains(&offset) {
+            fs::remove_file(&path).map_err(io_context("delete", &path))?;
+        }
+    }
+    // A crash between writing a companion and its snapshot (or deleting them).
+    for (offset, path) in companions {
+        if !snapshots.contains(&offset) {
             fs::remove_file(&path).map_err(io_context("delete", &path))?;
         }
     }
@@ -1714,14 +1756,30 @@ fn join_suffix(suffix: &str, extra: &str) -> String {
 }
 
 /// Finish the cleaner swaps a crash interrupted (see [`crate::cleaner`]): a
-/// `<base>.log.swap` is committed, so the segments whose base offsets lie in its range
-/// go and its files take their final names (the `.log` last). `.swap` files without
-/// their `.log.swap` were never committed; the caller deletes them with the `.cleaned`
-/// ones.
+/// `<base>.log.swap` is committed, so the segments it replaces go and its files take
+/// their final names (the `.log` last). `.swap` files without their `.log.swap` were
+/// never committed; the caller deletes them with the `.cleaned` ones.
+///
+/// The segments a swap replaces are those based from its base offset through the last
+/// offset of its last batch, as Kafka's `LogLoader.load` deletes the segment files from
+/// a swap segment's base offset up to its `readNextOffset`. The start is exact: a
+/// cleaned segment is named after the first segment of its group (Kafka's
+/// `createNewCleanedSegment(segments.head.baseOffset)` too). The end reaches into the
+/// group's last segment, never beyond it, only because the cleaner ends a group with an
+/// empty batch in that segment's offsets when none of its records survived: without it
+/// the range would stop at the last record kept, the emptied segments after it would
+/// stay, and the records the cleaning removed from them (superseded updates, aborted
+/// data, tombstones) would come back. Each swap is judged alone, not over the union of
+/// all of them as Kafka does, so that swaps left by an earlier failed swap could never
+/// stretch the range over segments no swap replaces. Every file of a replaced segment
+/// goes, not only those whose `.log` is still there: a crash in `Segment::delete_files`
+/// (the `.log` first) can leave its `.txnindex`, which the new segment, taking the same
+/// name, would otherwise inherit when it has none of its own, with aborted transactions
+/// whose markers the cleaning removed.
 fn complete_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
     let log_swap = join_suffix(LOG_SUFFIX, SWAP_SUFFIX);
     let mut swaps = Vec::new();
-    let mut logs = Vec::new();
+    let mut segment_files: Vec<(i64, PathBuf)> = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_context("list", dir))? {
         let entry = entry.map_err(io_context("list", dir))?;
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
@@ -1735,26 +1793,28 @@ fn complete_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
         };
         if suffix == log_swap {
             swaps.push(base);
-        } else if suffix == LOG_SUFFIX {
-            logs.push(base);
+        } else if [
+            LOG_SUFFIX,
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+        ]
+        .contains(&suffix)
+        {
+            segment_files.push((base, entry.path()));
         }
     }
     for base in swaps {
         let swap_path = segment_file(dir, base, &log_swap);
         let last = last_offset_in(&swap_path)?.unwrap_or(base).max(base);
-        for &old in logs.iter().filter(|&&o| o >= base && o <= last) {
-            for suffix in [
-                INDEX_SUFFIX,
-                TIME_INDEX_SUFFIX,
-                TXN_INDEX_SUFFIX,
-                LOG_SUFFIX,
-            ] {
-                let path = segment_file(dir, old, suffix);
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_context("delete", &path)(e).into()),
-                }
+        for (_, path) in segment_files
+            .iter()
+            .filter(|(offset, _)| (base..=last).contains(offset))
+        {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_context("delete", path)(e).into()),
             }
         }
         for suffix in [

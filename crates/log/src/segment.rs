@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ottla_protocol::batch::{batch_size_at, RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD};
 use ottla_protocol::records::{scan_records, RecordMeta};
@@ -106,6 +106,9 @@ pub(crate) struct Segment {
     cursor: IndexCursor,
     /// Max timestamp of the first batch: what `segment.ms` is measured against.
     first_batch_timestamp: Option<i64>,
+    /// The same, read from the file once asked for while `first_batch_timestamp` is
+    /// unknown (a segment loaded from its indexes, not scanned).
+    first_batch_timestamp_read: OnceLock<Option<i64>>,
     created_ms: i64,
     /// Offset after the last batch; known for scanned segments (always the active one),
     /// `None` for trusted segments loaded from their indexes.
@@ -181,6 +184,7 @@ impl Segment {
             size: 0,
             cursor: IndexCursor::new(),
             first_batch_timestamp: None,
+            first_batch_timestamp_read: OnceLock::new(),
             created_ms: now_ms,
             next_offset: Some(base_offset),
             dirty: false,
@@ -207,6 +211,7 @@ impl Segment {
             size,
             cursor: IndexCursor::new(),
             first_batch_timestamp: None,
+            first_batch_timestamp_read: OnceLock::new(),
             created_ms: now_ms,
             next_offset: None,
             dirty: false,
@@ -339,6 +344,7 @@ impl Segment {
         self.time_index = TimeIndex::rebuilt(time_path, self.base_offset, time_entries)?;
         self.cursor = cursor;
         self.first_batch_timestamp = first_batch_timestamp;
+        self.first_batch_timestamp_read = OnceLock::new();
         self.next_offset = Some(if position == 0 {
             self.base_offset
         } else {
@@ -350,10 +356,19 @@ impl Segment {
     pub fn base_offset(&self) -> i64 {
         self.base_offset
     }
-    /// The max timestamp of the segment's first batch, when it was appended or
-    /// scanned here.
-    pub fn first_batch_timestamp(&self) -> Option<i64> {
-        self.first_batch_timestamp
+    /// The max timestamp of the segment's first batch: known when it was appended or
+    /// scanned here, else read from the first batch's header (once; a segment loaded
+    /// from its indexes), as Kafka's `LogSegment.getFirstBatchTimestamp` loads it.
+    /// `None` for an empty segment.
+    pub fn first_batch_timestamp(&self) -> Result<Option<i64>, LogError> {
+        if let Some(ts) = self.first_batch_timestamp {
+            return Ok(Some(ts));
+        }
+        if let Some(read) = self.first_batch_timestamp_read.get() {
+            return Ok(*read);
+        }
+        let read = self.header_at(0)?.map(|h| h.max_timestamp);
+        Ok(*self.first_batch_timestamp_read.get_or_init(|| read))
     }
     pub fn size(&self) -> u64 {
         self.size
@@ -680,6 +695,7 @@ impl Segment {
         self.time_index.truncate_to_offset(next_offset)?;
         self.cursor = cursor;
         self.first_batch_timestamp = first_batch_timestamp;
+        self.first_batch_timestamp_read = OnceLock::new();
         self.next_offset = Some(next_offset);
         Ok(removed)
     }

@@ -1952,3 +1952,176 @@ fn a_flush_after_the_sweep_closed_written_files_reopens_them() {
         );
     }
 }
+
+/// Producer 9 (epoch 0) appends six 2-record batches, sequences 0, 2, …, 10 at the same
+/// offsets, over three 2-batch segments [0, 4, 8]: the active segment holds only the
+/// last two batches, and the roll snapshot at its base (what every open starts from)
+/// has room, in Kafka's format, for the fourth batch only.
+fn six_batches_over_three_segments(dir: &Path) -> Log {
+    let mut log = Log::open(dir, small_segments(), 0).unwrap();
+    for seq in (0..12).step_by(2) {
+        let appended = log
+            .append_as_leader(&mut idempotent(2, 9, 0, seq), 0)
+            .unwrap();
+        assert_eq!(appended.first_offset, i64::from(seq));
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 4, 8]);
+    log
+}
+
+/// Retries of sequences `dups` are answered with their original offsets and write
+/// nothing; `out_of_window` is OUT_OF_ORDER_SEQUENCE_NUMBER (Kafka's answer for a batch
+/// no longer cached: `ProducerAppendInfo.checkSequence`); the next sequence goes on.
+fn assert_retries(log: &mut Log, dups: &[i32], out_of_window: &[i32]) {
+    let end = log.log_end_offset();
+    for &seq in dups {
+        let dup = log
+            .append_as_leader(&mut idempotent(2, 9, 0, seq), 0)
+            .unwrap();
+        assert!(dup.duplicate, "seq {seq} is a duplicate");
+        assert_eq!(
+            (dup.first_offset, dup.last_offset),
+            (i64::from(seq), i64::from(seq) + 1),
+            "seq {seq} answered with its original offsets"
+        );
+    }
+    for &seq in out_of_window {
+        let err = log
+            .append_as_leader(&mut idempotent(2, 9, 0, seq), 0)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::OutOfOrderSequence {
+                    expected: 12,
+                    received,
+                    ..
+                } if received == seq
+            ),
+            "seq {seq}: {err:?}"
+        );
+        assert_eq!(err.kafka_error_code(), 45);
+    }
+    assert_eq!(log.log_end_offset(), end, "nothing was written");
+}
+
+#[test]
+fn clean_restart_recognises_retries_of_the_last_five_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = six_batches_over_three_segments(dir);
+    // Each roll snapshot has its companion, synced by the next flush with it.
+    let plan = log.prepare_flush();
+    for name in [
+        "00000000000000000004.snapshot",
+        "00000000000000000004.snapshot.batches",
+        "00000000000000000008.snapshot",
+        "00000000000000000008.snapshot.batches",
+    ] {
+        assert!(
+            plan_takes(&plan, name),
+            "{name} not in {:?}",
+            plan_file_names(&plan)
+        );
+    }
+    sync_and_finish(&mut log, plan).unwrap();
+    let leo = log.log_end_offset();
+    log.close().unwrap();
+    // The `.snapshot` files stay Kafka's version 1, one 46-byte entry per producer.
+    let snapshots = files_with_suffix(dir, ".snapshot");
+    assert_eq!(
+        snapshots,
+        [
+            "00000000000000000004.snapshot",
+            "00000000000000000008.snapshot",
+            "00000000000000000012.snapshot"
+        ]
+    );
+    for name in &snapshots {
+        let bytes = fs::read(dir.join(name)).unwrap();
+        assert_eq!(&bytes[..2], &1i16.to_be_bytes(), "{name}");
+        assert_eq!(bytes.len(), 10 + 46, "{name}");
+    }
+
+    let mut log = Log::open(dir, small_segments(), leo).unwrap();
+    let state = log.producer_state().get(9).unwrap();
+    let firsts: Vec<i32> = state.batches().map(|b| b.first_seq).collect();
+    assert_eq!(firsts, vec![2, 4, 6, 8, 10]);
+    assert_retries(&mut log, &[2, 4, 6, 8, 10], &[0]);
+    assert_eq!(
+        log.append_as_leader(&mut idempotent(2, 9, 0, 12), 0)
+            .unwrap()
+            .first_offset,
+        12
+    );
+    // The companions go with their snapshots.
+    log.truncate_fully_and_start_at(100).unwrap();
+    assert!(files_with_suffix(dir, ".snapshot.batches").is_empty());
+}
+
+#[test]
+fn crash_restart_recognises_retries_of_the_last_five_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut log = six_batches_over_three_segments(dir);
+    let recovery_point = log.flush().unwrap();
+    assert_eq!(recovery_point, 12);
+    drop(log); // a crash: no close, no snapshot at the log end
+    assert!(!dir.join("00000000000000000012.snapshot").exists());
+    let mut log = Log::open(dir, small_segments(), recovery_point).unwrap();
+    assert_retries(&mut log, &[2, 4, 6, 8, 10], &[0]);
+}
+
+#[test]
+fn without_its_companion_a_snapshot_restores_what_kafka_does() {
+    // Kafka's snapshot alone gives each producer its last batch (Kafka's own
+    // `readSnapshot`): seq 6 from the roll snapshot at 8, then 8 and 10 replayed from
+    // the active segment. The older two are out of order, as Kafka answers them.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let log = six_batches_over_three_segments(dir);
+    let leo = log.log_end_offset();
+    log.close().unwrap();
+    let companions = files_with_suffix(dir, ".snapshot.batches");
+    assert!(!companions.is_empty());
+    for name in companions {
+        fs::remove_file(dir.join(name)).unwrap();
+    }
+    let mut log = Log::open(dir, small_segments(), leo).unwrap();
+    assert_retries(&mut log, &[6, 8, 10], &[0, 2, 4]);
+}
+
+#[test]
+fn damaged_stray_or_mismatched_companions_are_ignored_and_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let log = six_batches_over_three_segments(dir);
+    let leo = log.log_end_offset();
+    log.close().unwrap();
+    let at_4 = dir.join("00000000000000000004.snapshot.batches");
+    let at_8 = dir.join("00000000000000000008.snapshot.batches");
+    // Another snapshot's companion (valid on its own): its CRC tie does not match.
+    fs::copy(&at_4, &at_8).unwrap();
+    // A companion whose snapshot is gone (a crash between their writes).
+    let stray = dir.join("00000000000000000002.snapshot.batches");
+    fs::copy(&at_4, &stray).unwrap();
+    let mut log = Log::open(dir, small_segments(), leo).unwrap();
+    assert!(
+        !stray.exists(),
+        "a companion without its snapshot is deleted"
+    );
+    assert!(!at_8.exists(), "an ignored companion is deleted");
+    assert!(dir.join("00000000000000000008.snapshot").exists());
+    assert_retries(&mut log, &[6, 8, 10], &[0, 2, 4]);
+    drop(log);
+
+    // A torn companion.
+    let log = six_batches_over_three_segments(&dir.join("torn"));
+    log.close().unwrap();
+    let at_8 = dir.join("torn/00000000000000000008.snapshot.batches");
+    let bytes = fs::read(&at_8).unwrap();
+    fs::write(&at_8, &bytes[..bytes.len() - 3]).unwrap();
+    let mut log = Log::open(&dir.join("torn"), small_segments(), leo).unwrap();
+    assert!(!at_8.exists());
+    assert_retries(&mut log, &[6, 8, 10], &[0, 2, 4]);
+}
