@@ -65,10 +65,19 @@ fn broker_or_listener_config(name: &str) -> Option<&'static ConfigDef> {
     broker_config(name).or_else(|| reloadable_ssl_config(name).and_then(broker_config))
 }
 
-/// The change `changes` makes to resource (`resource_type`, `name`). With
-/// `replace_all` (AlterConfigs) every dynamic key not named is removed.
+/// The change `changes` makes to resource (`resource_type`, `name`), asked of broker
+/// `this_node`. With `replace_all` (AlterConfigs) every dynamic key not named is
+/// removed.
+///
+/// A BROKER resource is checked as Kafka's receiving broker checks it
+/// (`ConfigAdminManager.preprocess`): a named broker must be this one (clients send a
+/// broker's configs to that broker), and whatever is refused there, an invalid value
+/// included, is INVALID_REQUEST (`DynamicBrokerConfig.validate`'s ConfigException
+/// becomes an InvalidRequestException, kept for compatibility by KAFKA-13609). Topic
+/// values are checked by the controller: INVALID_CONFIG.
 pub fn plan(
     image: &MetadataImage,
+    this_node: i32,
     resource_type: i8,
     name: &str,
     changes: &[KeyChange],
@@ -100,10 +109,15 @@ pub fn plan(
                 let broker = if name.is_empty() {
                     None
                 } else {
-                    Some(
-                        name.parse::<i32>()
-                            .map_err(|_| invalid_request(format!("Invalid broker name {name}")))?,
-                    )
+                    let id = name.parse::<i32>().map_err(|_| {
+                        invalid_request(format!("Node id must be an integer, but it is: {name}"))
+                    })?;
+                    if id != this_node {
+                        return Err(invalid_request(format!(
+                            "Unexpected broker id, expected {this_node}, but received {name}"
+                        )));
+                    }
+                    Some(id)
                 };
                 let read_only: Vec<&str> = changes
                     .iter()
@@ -219,7 +233,13 @@ pub fn plan(
             }
         };
         if let Some(v) = &value {
-            def.validate(v).map_err(invalid_config)?;
+            def.validate(v).map_err(|message| {
+                if resource_type == RESOURCE_BROKER {
+                    invalid_request(message)
+                } else {
+                    invalid_config(message)
+                }
+            })?;
         }
         values.insert(change.key.clone(), value);
     }
@@ -303,14 +323,14 @@ mod tests {
     fn key_stores_are_set_per_broker_and_listener_only() {
         let set = |key: &str| vec![change(key, ConfigOp::Set, Some("/etc/ottla/new.pem"))];
         let key = "listener.name.ssl.ssl.keystore.location";
-        let (code, message) = plan(&image(), RESOURCE_BROKER, "", &set(key), false)
+        let (code, message) = plan(&image(), 1, RESOURCE_BROKER, "", &set(key), false)
             .expect_err("a cluster-wide key store");
         assert_eq!(code, ResponseError::InvalidRequest.code());
         assert_eq!(
             message,
             "Cannot update these configs at default cluster level, broker id must be specified: Set(listener.name.ssl.ssl.keystore.location)"
         );
-        let planned = plan(&image(), RESOURCE_BROKER, "1", &set(key), false).unwrap();
+        let planned = plan(&image(), 1, RESOURCE_BROKER, "1", &set(key), false).unwrap();
         assert_eq!(planned.resource, ConfigResource::Broker(Some(1)));
         assert_eq!(
             planned.values,
@@ -319,6 +339,7 @@ mod tests {
         for broker in ["", "1"] {
             let (code, message) = plan(
                 &image(),
+                1,
                 RESOURCE_BROKER,
                 broker,
                 &set("ssl.keystore.location"),
@@ -334,6 +355,7 @@ mod tests {
         // Only the reloadable key store settings, on a listener, are dynamic.
         let (code, _) = plan(
             &image(),
+            1,
             RESOURCE_BROKER,
             "1",
             &set("listener.name.ssl.ssl.client.auth"),
@@ -348,6 +370,7 @@ mod tests {
         let image = image();
         let planned = plan(
             &image,
+            1,
             RESOURCE_TOPIC,
             "t",
             &[change("cleanup.policy", ConfigOp::Append, Some("compact"))],
@@ -362,6 +385,7 @@ mod tests {
         // AlterConfigs replaces: the existing override goes.
         let replaced = plan(
             &image,
+            1,
             RESOURCE_TOPIC,
             "t",
             &[change("segment.ms", ConfigOp::Set, Some("5"))],
@@ -376,7 +400,7 @@ mod tests {
             ]
         );
         let code = |rt, name: &str, changes: &[KeyChange]| {
-            plan(&image, rt, name, changes, false).unwrap_err().0
+            plan(&image, 1, rt, name, changes, false).unwrap_err().0
         };
         let set = |k: &str, v: &str| change(k, ConfigOp::Set, Some(v));
         assert_eq!(
@@ -408,9 +432,38 @@ mod tests {
             "read-only"
         );
         assert_eq!(code(RESOURCE_BROKER, "x", &[]), 42, "not a broker id");
+        // Kafka's receiving broker checks BROKER resources: another broker's id, and a
+        // bad value, are INVALID_REQUEST there (a topic's bad value is INVALID_CONFIG).
+        let (c, message) = plan(
+            &image,
+            1,
+            RESOURCE_BROKER,
+            "2",
+            &[set("log.retention.ms", "1")],
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (c, message.as_str()),
+            (42, "Unexpected broker id, expected 1, but received 2")
+        );
+        let (c, message) = plan(&image, 1, RESOURCE_BROKER, "x", &[], false).unwrap_err();
+        assert_eq!(
+            (c, message.as_str()),
+            (42, "Node id must be an integer, but it is: x")
+        );
+        assert_eq!(
+            code(RESOURCE_BROKER, "1", &[set("log.retention.ms", "soon")]),
+            42
+        );
+        assert_eq!(
+            code(RESOURCE_BROKER, "", &[set("log.retention.ms", "soon")]),
+            42
+        );
         assert_eq!(code(1, "g", &[]), 42, "unsupported resource type");
         let cluster = plan(
             &image,
+            1,
             RESOURCE_BROKER,
             "",
             &[set("leader.replication.throttled.rate", "10")],

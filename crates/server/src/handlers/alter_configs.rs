@@ -107,6 +107,7 @@ pub fn handle(
                 .collect();
             plan(
                 &image,
+                broker.config.node_id,
                 r.resource_type,
                 r.resource_name.as_str(),
                 &changes,

@@ -66,6 +66,7 @@ pub fn handle(
                 .collect::<Result<Vec<_>, _>>()?;
             plan(
                 &image,
+                broker.config.node_id,
                 r.resource_type,
                 r.resource_name.as_str(),
                 &changes,
