@@ -45,16 +45,42 @@ const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Merge a properties file (if any) with `KEY=VALUE` overrides and validate.
 pub fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<BrokerConfig> {
-    config_from_values(config_values(file, overrides)?)
+    let sources = ConfigSources {
+        file,
+        overrides,
+        ..ConfigSources::default()
+    };
+    config_from_values(config_values(&sources)?.values)
 }
 
-/// A properties file (if any) merged with `KEY=VALUE` overrides, not yet validated:
-/// `main` reads `ottla.log.format` from it before validation logs anything.
-pub fn config_values(
-    file: Option<PathBuf>,
-    overrides: Vec<String>,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut values: BTreeMap<String, String> = match &file {
+/// Where `ottla serve` takes its config values, lowest precedence first (see
+/// [`config::env::layer`]).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// `--config`: a Kafka-style properties file.
+    pub file: Option<PathBuf>,
+    /// `--default KEY=VALUE`: an image's own settings, over the file's.
+    pub defaults: Vec<String>,
+    /// `--config-env-prefix`: variables with this prefix set config keys (see
+    /// [`config::env`]); without it the environment is not read.
+    pub env_prefix: Option<String>,
+    /// `--override KEY=VALUE`: over everything else.
+    pub overrides: Vec<String>,
+}
+
+/// Merged config values, and the keys the environment set.
+#[derive(Debug)]
+pub struct ConfigValues {
+    pub values: BTreeMap<String, String>,
+    /// The keys set by environment variables, in the order applied (`None` without
+    /// `--config-env-prefix`). Their values are in `values` only: they may be secrets.
+    pub env_keys: Option<Vec<String>>,
+}
+
+/// The config values of `sources` merged, not yet validated: `main` reads
+/// `ottla.log.format` from them before validation logs anything.
+pub fn config_values(sources: &ConfigSources) -> anyhow::Result<ConfigValues> {
+    let file_values = match &sources.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -62,13 +88,18 @@ pub fn config_values(
         }
         None => BTreeMap::new(),
     };
-    for o in overrides {
-        let (key, value) = o
-            .split_once('=')
-            .with_context(|| format!("--override {o}: expected KEY=VALUE"))?;
-        values.insert(key.trim().to_string(), value.to_string());
-    }
-    Ok(values)
+    let env = match &sources.env_prefix {
+        Some(prefix) => Some(config::env::settings(prefix)?),
+        None => None,
+    };
+    let values = config::env::layer(
+        file_values,
+        &sources.defaults,
+        env.as_deref().unwrap_or_default(),
+        &sources.overrides,
+    )?;
+    let env_keys = env.map(|settings| settings.into_iter().map(|s| s.key).collect());
+    Ok(ConfigValues { values, env_keys })
 }
 
 /// Validate merged config values.

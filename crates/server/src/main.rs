@@ -23,10 +23,23 @@ struct Cli {
 enum Command {
     /// Run a broker (node id 1, broker and controller in one process by default).
     Serve {
-        /// A Kafka-style server.properties file.
-        #[arg(long, value_name = "FILE")]
+        /// A Kafka-style server.properties file. Given more than once, the last one is
+        /// read (`docker run IMAGE --config FILE` replaces the image's).
+        #[arg(long, value_name = "FILE", overrides_with = "config")]
         config: Option<PathBuf>,
-        /// Set a config key, overriding the file: --override log.dirs=/var/lib/ottla
+        /// Set a config key over the file's value but under the environment's and
+        /// --override's (an image's own settings): --default log.dirs=/var/lib/ottla
+        #[arg(long = "default", value_name = "KEY=VALUE")]
+        defaults: Vec<String>,
+        /// Read config keys from environment variables with this prefix, as Apache
+        /// Kafka's image reads KAFKA_* ones: OTTLA_LOG_RETENTION_HOURS=24 sets
+        /// log.retention.hours (lower case, "_" is ".", "__" is "_", "___" is "-";
+        /// OTTLA_BIN, OTTLA_CONFIG_FILE and OTTLA_FAULT_* are not config). Over the file
+        /// and --default, under --override. Without it the environment is not read.
+        #[arg(long, value_name = "PREFIX")]
+        config_env_prefix: Option<String>,
+        /// Set a config key, overriding the file, --default and the environment:
+        /// --override log.dirs=/var/lib/ottla
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
@@ -43,14 +56,30 @@ const DEFAULT_LOG_FILTER: &str = "info,openraft=off";
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve { config, overrides } => ottla::config_values(config, overrides)
-            .and_then(|values| {
-                // The format first, so that validation's own warnings use it.
-                let format = values.get(LOG_FORMAT).map_or("", String::as_str);
-                init_logging(LogFormat::parse(format).unwrap_or_default());
-                ottla::config_from_values(values)
-            })
-            .and_then(ottla::serve),
+        Command::Serve {
+            config,
+            defaults,
+            config_env_prefix,
+            overrides,
+        } => {
+            let sources = ottla::ConfigSources {
+                file: config,
+                defaults,
+                env_prefix: config_env_prefix,
+                overrides,
+            };
+            ottla::config_values(&sources)
+                .and_then(|values| {
+                    // The format first, so that validation's own warnings use it.
+                    let format = values.values.get(LOG_FORMAT).map_or("", String::as_str);
+                    init_logging(LogFormat::parse(format).unwrap_or_default());
+                    if let (Some(prefix), Some(keys)) = (&sources.env_prefix, &values.env_keys) {
+                        log_env_keys(prefix, keys);
+                    }
+                    ottla::config_from_values(values.values)
+                })
+                .and_then(ottla::serve)
+        }
         Command::Format(options) => {
             init_logging(LogFormat::Text);
             ottla::storage::format(options)
@@ -67,6 +96,19 @@ fn main() -> std::process::ExitCode {
             eprintln!("ottla: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// One line naming the config keys the environment set: names only, as values may be
+/// passwords.
+fn log_env_keys(prefix: &str, keys: &[String]) {
+    if keys.is_empty() {
+        tracing::info!("No config keys from {prefix}* environment variables");
+    } else {
+        tracing::info!(
+            "Config keys from {prefix}* environment variables: {}",
+            keys.join(", ")
+        );
     }
 }
 

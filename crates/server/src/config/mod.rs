@@ -1,11 +1,13 @@
 //! Broker configuration, read with Kafka's keys.
 //!
 //! Sources, lowest precedence first: Kafka's defaults ([`definitions`]), the
-//! `--config` properties file, `--override KEY=VALUE` flags. Unknown keys are logged
+//! `--config` properties file, `--default KEY=VALUE` flags, the environment
+//! (`--config-env-prefix`, [`env`]), `--override KEY=VALUE` flags. Unknown keys are logged
 //! once and ignored (operators reuse Kafka's `server.properties`); an invalid value for
 //! a known key stops start-up with a message naming the key.
 
 pub mod definitions;
+pub mod env;
 pub mod properties;
 
 use std::collections::BTreeMap;
