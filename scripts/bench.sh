@@ -30,6 +30,11 @@
 # serving metrics.listener and scraped once a second, one without, in alternating
 # order: the throughput with metrics on against off (issue 15's target: under 2 %
 # apart);
+# then the same produce on two more fresh brokers, one with Kafka's StandardAuthorizer
+# denying by default (allow.everyone.if.no.acl.found=false) and the bench client
+# (User:ANONYMOUS on PLAINTEXT, no super user) granted real ACLs beforehand, one without,
+# again in alternating order: what checking ACLs on every request costs (issue 13:
+# "checks cost no measurable throughput"; taken as under 2 % apart, as for metrics);
 # then (BENCH_SECURITY=1 only, see below), on one more fresh broker with PLAINTEXT, SSL
 # and SASL_SSL (PLAIN) listeners (certificates made with openssl for the run), the 1 KiB
 # produce, a fill and the consume over each listener: what TLS and SASL cost;
@@ -63,6 +68,7 @@
 #   BENCH_CLUSTER=1           0 skips the replication scenarios (single node RF 1 and
 #                             three nodes RF 3)
 #   BENCH_METRICS=1           0 skips the metrics-on produce scenario
+#   BENCH_ACL=1               0 skips the authorizer on/off produce pair
 #   BENCH_SECURITY=0          1 runs the PLAINTEXT / SSL / SASL_SSL scenarios. They need
 #                             the openssl CLI (certificates) and an ottla-bench whose
 #                             librdkafka has TLS: its cargo feature `tls` (off by default,
@@ -79,11 +85,13 @@
 #                               cargo build --release -p ottla -p ottla-bench --features ottla-bench/tls
 #                             or the SSL rows fail with "OpenSSL not available at build time".
 #   BENCH_ONLY=               `security`: only the PLAINTEXT / SSL / SASL_SSL scenarios
-#                             (implies BENCH_SECURITY=1; skips the page-cache dd, start-up,
-#                             the load scenarios, metrics, null broker and replication; their
-#                             rows in the table stay empty). E.g. a quick look at what TLS
-#                             and SASL cost:
+#                             and the authorizer on/off pair (implies BENCH_SECURITY=1;
+#                             BENCH_ACL=0 still drops the pair; skips the page-cache dd,
+#                             start-up, the load scenarios, metrics, null broker and
+#                             replication; their rows in the table stay empty). E.g. a
+#                             quick look at what TLS, SASL and ACLs cost:
 #                               BENCH_ONLY=security BENCH_RUNS=1 BENCH_SCALE=0.1 scripts/bench.sh
+#                             `acl`: only the authorizer on/off pair (no TLS build needed).
 #   BENCH_BROKER_OVERRIDES    extra broker settings, space-separated KEY=VALUE (every
 #                             broker, the cluster's nodes included)
 #   BENCH_SCENARIO_TIMEOUT=600  seconds before one scenario is abandoned
@@ -116,12 +124,14 @@ LINGER="${BENCH_LATENCY_LINGER_MS:-0}"
 RUN_NULL="${BENCH_NULL:-1}"
 RUN_CLUSTER="${BENCH_CLUSTER:-1}"
 RUN_METRICS="${BENCH_METRICS:-1}"
+RUN_ACL="${BENCH_ACL:-1}"
 RUN_SECURITY="${BENCH_SECURITY:-0}"
 RUN_BASE=1 # dd, start-up and the load scenarios on one fresh broker
 case "${BENCH_ONLY:-}" in
     "") ;;
     security) RUN_BASE=0; RUN_METRICS=0; RUN_NULL=0; RUN_CLUSTER=0; RUN_SECURITY=1 ;;
-    *) echo "bench.sh: unknown BENCH_ONLY=${BENCH_ONLY} (only: security)" >&2; exit 2 ;;
+    acl) RUN_BASE=0; RUN_METRICS=0; RUN_NULL=0; RUN_CLUSTER=0; RUN_SECURITY=0; RUN_ACL=1 ;;
+    *) echo "bench.sh: unknown BENCH_ONLY=${BENCH_ONLY} (only: security, acl)" >&2; exit 2 ;;
 esac
 EXTRA_LISTENERS=""
 TLS_DIR=""
@@ -133,10 +143,11 @@ scaled_s() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = n * s; if (v < 0.5) v = 0.
 
 if [ "$SMOKE" = 1 ]; then
     RUNS=1
-    N_1K=20000; N_METRICS=20000; N_100B=100000; N_CONSUME=20000; N_REPL=20000; LAT_S=1; E2E_S=1; TXN_S=1; DD_MIB=64
+    N_1K=20000; N_METRICS=20000; N_ACL=20000; N_100B=100000; N_CONSUME=20000; N_REPL=20000; LAT_S=1; E2E_S=1; TXN_S=1; DD_MIB=64
 else
     N_1K=$(scaled 1000000)       # produce 1 KiB, acks=1, 8 partitions
     N_METRICS=$(scaled 3000000)  # the same, metrics on and off
+    N_ACL=$(scaled 3000000)      # the same, authorizer on and off
     N_100B=$(scaled 5000000)     # produce 100 B, acks=all, 1 partition
     N_CONSUME=$(scaled 2000000)  # fill, then consume, 1 KiB, 1 partition
     N_REPL=$(scaled 1000000)     # produce 1 KiB, acks=all, 8 partitions, RF 1 and RF 3
@@ -653,6 +664,68 @@ for run in $(seq "$RUNS"); do
         done
     fi
 
+    # --- the cost of the authorizer (issue 13: "Authorization decisions are cached per
+    # principal and resource so that checks cost no measurable throughput"): the 1 KiB
+    # acks=1 produce on two fresh brokers, in alternating order as for metrics. "on":
+    # Kafka's StandardAuthorizer with allow.everyone.if.no.acl.found=false, and the
+    # bench client, User:ANONYMOUS on PLAINTEXT and no super user, allowed by real ACLs
+    # (topic WRITE, DESCRIBE, CREATE; cluster CREATE, which CreateTopics checks first),
+    # so that every request is decided from the ACLs. The pair has no consume (the
+    # metrics pair has none), so no READ or group ACL. The ACLs are granted before the
+    # scenario by User:admin, the only super user, over a SASL_PLAINTEXT (PLAIN)
+    # listener: with deny-by-default nobody else may create the first ones. The tool is
+    # `ottla-bench create-acls` (crates/bench/src/acl.rs: a raw-protocol CreateAcls),
+    # because the rdkafka crate has no ACL admin call (librdkafka's is reachable only
+    # through unsafe FFI, which the workspace forbids) and bench.sh uses no Python
+    # client. It then waits until DescribeAcls lists them all: a quiet check (a probe
+    # as User:ANONYMOUS would log denials while they are not applied), and Ottla's
+    # broker hands ACL changes to its authorizer before DescribeAcls can see them.
+    # "off": the same listeners and SASL settings, no authorizer.
+    # A "Denied" line in the "on" broker's log means the ACLs were incomplete and its
+    # figure is not the cost of allowed checks: it is recorded as a problem.
+    if [ "$RUN_ACL" = 1 ]; then
+        if [ $((run % 2)) = 1 ]; then order="off on"; else order="on off"; fi
+        for mode in $order; do
+            DATA="$WORK/data-acl-$mode-run$run"
+            BLOG="$WORK/broker-acl-$mode-run$run.log"
+            saved=("${OVERRIDES[@]}")
+            ADMIN_PORT="$("$BENCH" free-port)"
+            EXTRA_LISTENERS="SASL_PLAINTEXT://127.0.0.1:$ADMIN_PORT"
+            OVERRIDES+=(--override "sasl.enabled.mechanisms=PLAIN"
+                --override "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_admin=\"bench-admin-secret\";")
+            if [ "$mode" = on ]; then
+                OVERRIDES+=(--override "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+                    --override "allow.everyone.if.no.acl.found=false" --override "super.users=User:admin")
+            fi
+            if start_broker "$run" "$DATA" "$BLOG"; then
+                acls_ok=1
+                if [ "$mode" = on ]; then
+                    "$BENCH" create-acls --bootstrap "127.0.0.1:$ADMIN_PORT" --sasl-plain admin:bench-admin-secret \
+                        --principal User:ANONYMOUS --acl topic:bench-1k-8p:write,describe,create \
+                        --acl cluster:kafka-cluster:create --timeout-s 60 \
+                        >/dev/null 2> >(sed 's/^/    /' >&2) || {
+                        acls_ok=0
+                        emit_error "$run" acl_on create-acls "could not grant User:ANONYMOUS its ACLs; scenario skipped"
+                    }
+                fi
+                [ "$acls_ok" = 1 ] && scenario "$run" "acl_$mode" produce_1k_acks1_8p "$BPID" -- produce --bootstrap "$BOOT" \
+                    --topic bench-1k-8p --partitions 8 --record-size 1024 --records "$N_ACL" --acks 1
+                stop_pid "$BPID"; BPID=""
+                log_problems "$run" "acl_$mode" "$BLOG"
+                denied="$(grep -c ' is Denied operation ' "$BLOG" 2>/dev/null)" || denied=0
+                if [ "${denied:-0}" -gt 0 ]; then
+                    first="$(grep -m1 ' is Denied operation ' "$BLOG" | cut -c1-300)"
+                    echo "    $BLOG: $denied authorizer denial(s), first: $first" >&2
+                    emit_error "$run" "acl_$mode" denials "$denied denial(s) in the broker log (ACLs incomplete, figure not comparable); first: $first"
+                fi
+                rm -rf "$DATA"
+                sync
+            fi
+            EXTRA_LISTENERS=""
+            OVERRIDES=("${saved[@]}")
+        done
+    fi
+
     # --- the cost of TLS and SASL (issue 13): one fresh broker with PLAINTEXT, SSL and
     # SASL_SSL (PLAIN) listeners; the 1 KiB produce and the consume over each, on the
     # same broker, so that the protocols differ and nothing else
@@ -788,9 +861,13 @@ echo "Ottla $commit; client librdkafka (rdkafka crate, bundled); $RUNS run(s) in
 if [ "$RUN_BASE" = 1 ]; then
     echo "Sizes: produce 1 KiB × $N_1K, produce 100 B × $N_100B, consume 1 KiB × $N_CONSUME; latency $RATE msg/s for ${LAT_S}s and ${E2E_S}s with linger.ms=$LINGER (otherwise librdkafka defaults); transactional 1 KiB, 1,000 per transaction, for ${TXN_S}s (librdkafka defaults; no Kafka 4.1 reference, Kafka could not be run here); dd ${DD_MIB} MiB."
 else
-    echo "BENCH_ONLY=security: only the PLAINTEXT / SSL / SASL_SSL scenarios ran (the other rows are empty)."
+    case "${BENCH_ONLY:-}" in
+        acl) echo "BENCH_ONLY=acl: only the authorizer on/off pair ran (the other rows are empty)." ;;
+        *) echo "BENCH_ONLY=${BENCH_ONLY:-}: only the PLAINTEXT / SSL / SASL_SSL scenarios$([ "$RUN_ACL" = 1 ] && echo ' and the authorizer pair') ran (the other rows are empty)." ;;
+    esac
 fi
 [ "$RUN_SECURITY" = 1 ] && echo "Security: one broker with PLAINTEXT, SSL and SASL_SSL (PLAIN) listeners (rustls, RSA 2048 certificate); over each, produce 1 KiB × $N_1K (acks=1, 8 partitions), fill and consume 1 KiB × $N_CONSUME (1 partition); client librdkafka with the system OpenSSL (ottla-bench's \`tls\` feature$(command -v openssl >/dev/null 2>&1 && printf ', %s' "$(openssl version | cut -d' ' -f1-2)"))."
+[ "$RUN_ACL" = 1 ] && echo "Authorizer: produce 1 KiB × $N_ACL (acks=1, 8 partitions) on two fresh brokers in alternating order, one with StandardAuthorizer, allow.everyone.if.no.acl.found=false and the client (User:ANONYMOUS, PLAINTEXT) allowed by ACLs (topic WRITE, DESCRIBE, CREATE; cluster CREATE), one without."
 [ "$RUN_CLUSTER" = 1 ] && echo "Replication: produce 1 KiB × $N_REPL and latency $RATE msg/s for ${LAT_S}s, acks=all, 8 partitions, on one fresh broker (RF 1) and on a fresh three-node cluster on this machine (RF 3, min.insync.replicas=2, config/cluster.properties); Kafka 4.1 was not measured for these (no Kafka cluster here)."
 echo
 "$BENCH" report --results "$RESULTS" || { echo "(report failed; raw results in $RESULTS)"; [ "$SMOKE" = 1 ] && exit 1; }

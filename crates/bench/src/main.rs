@@ -2,6 +2,7 @@
 //! `scripts/bench.sh`. Every subcommand prints one JSON line of figures on stdout and
 //! its progress on stderr.
 
+mod acl;
 mod common;
 mod consume;
 mod e2e;
@@ -47,6 +48,9 @@ enum Command {
     CreateTopic(topic::CreateTopicArgs),
     /// Create many topics in one request and time it (the scale scenario).
     CreateTopics(topic::CreateTopicsArgs),
+    /// Grant a principal ACLs (raw CreateAcls, optionally over SASL PLAIN) and wait
+    /// until the authorizer applies them.
+    CreateAcls(acl::CreateAclsArgs),
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
     /// Print the markdown table for a results file written by scripts/bench.sh.
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Wait(a) => startup::wait(a),
         Command::CreateTopic(a) => topic::run(a),
         Command::CreateTopics(a) => topic::run_many(a),
+        Command::CreateAcls(a) => acl::run(a),
         Command::FreePort => startup::free_port().map(|p| serde_json::json!(p)),
         Command::Report(a) => report::run(a).map(|()| serde_json::Value::Null),
     };

@@ -54,14 +54,14 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn resolve(addr: &str) -> Result<SocketAddr> {
+pub(crate) fn resolve(addr: &str) -> Result<SocketAddr> {
     addr.to_socket_addrs()
         .with_context(|| format!("resolving {addr}"))?
         .next()
         .with_context(|| format!("{addr} resolves to nothing"))
 }
 
-fn read_frame(stream: &mut TcpStream) -> Result<Bytes> {
+pub(crate) fn read_frame(stream: &mut TcpStream) -> Result<Bytes> {
     let mut prefix = [0u8; 4];
     stream.read_exact(&mut prefix)?;
     let size = i32::from_be_bytes(prefix);
@@ -73,7 +73,7 @@ fn read_frame(stream: &mut TcpStream) -> Result<Bytes> {
     Ok(Bytes::from(body))
 }
 
-fn header(key: ApiKey, version: i16, correlation_id: i32) -> RequestHeader {
+pub(crate) fn header(key: ApiKey, version: i16, correlation_id: i32) -> RequestHeader {
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
