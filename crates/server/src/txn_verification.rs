@@ -24,9 +24,14 @@
 //! partition's code as `AddPartitionsToTxnManager` hands it to its caller (the
 //! coordinator's code, PRODUCER_FENCED read as INVALID_PRODUCER_EPOCH;
 //! COORDINATOR_NOT_AVAILABLE when no coordinator is known, NETWORK_EXCEPTION when it
-//! could not be asked), and each caller translates that into its own API's terms:
-//! [`verify`] for Produce (`ReplicaManager.handleProduceAppend`), the TxnOffsetCommit
-//! handler for the group coordinator (`GroupCoordinatorService.handleOperationException`).
+//! could not be asked), and each caller translates that into its own API's terms and
+//! its client's version: the Produce handler (`ReplicaManager.handleProduceAppend`),
+//! the TxnOffsetCommit handler for the group coordinator
+//! (`GroupCoordinatorService.handleOperationException`). A partition outside the
+//! transaction is TRANSACTION_ABORTABLE in the coordinator's answer; the manager
+//! reads it as INVALID_TXN_STATE for clients too old to know that error (its
+//! `DEFAULT_ERROR`: Produce v0-10, TxnOffsetCommit v0-3), which here is each caller's
+//! part of the translation since only the caller knows its request's version.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,24 +88,16 @@ impl TxnVerifier {
     }
 }
 
-/// Each partition's verdict in Produce terms: 0 (part of the open transaction, or
-/// added to it) or the Produce error to answer: INVALID_TXN_STATE when it is not,
-/// INVALID_PRODUCER_EPOCH for a fenced producer, NOT_ENOUGH_REPLICAS (retriable, as
-/// Kafka maps it) when the coordinator could not be asked or stayed busy.
-pub async fn verify(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i32), i16)> {
-    verdicts(broker, req)
-        .await
-        .into_iter()
-        .map(|(p, code)| (p, produce_code(code)))
-        .collect()
-}
-
 /// Each partition's verdict as Kafka's `AddPartitionsToTxnManager` gives it to its
 /// caller: 0, the coordinator's error (PRODUCER_FENCED read as INVALID_PRODUCER_EPOCH,
 /// "producers expect to handle INVALID_PRODUCER_EPOCH in this scenario"),
 /// COORDINATOR_NOT_AVAILABLE when no coordinator is known or its answer lacks the
 /// partition, NETWORK_EXCEPTION when asking it failed. An add (transactions v2) that
 /// meets CONCURRENT_TRANSACTIONS is retried for a moment first.
+///
+/// TRANSACTION_ABORTABLE (a partition outside the transaction) is left as it is: the
+/// manager's reading of it for older clients depends on the request's version, so
+/// the caller does it (see the module's documentation).
 pub async fn verdicts(broker: &Arc<Broker>, req: VerifyRequest) -> Vec<((String, i32), i16)> {
     let as_manager_gives = |verdicts: Vec<((String, i32), i16)>| {
         verdicts
@@ -278,20 +275,4 @@ async fn ask(broker: &Arc<Broker>, req: &VerifyRequest) -> Vec<((String, i32), i
             (p, code)
         })
         .collect()
-}
-
-/// What a verdict becomes in a Produce answer (Kafka's `ReplicaManager`
-/// `handleProduceAppend`: the retriable verification errors become
-/// NOT_ENOUGH_REPLICAS, "because it does not trigger a metadata refresh").
-fn produce_code(code: i16) -> i16 {
-    if code == ResponseError::NetworkException.code()
-        || code == ResponseError::NotCoordinator.code()
-        || code == ResponseError::CoordinatorLoadInProgress.code()
-        || code == ResponseError::CoordinatorNotAvailable.code()
-        || code == ResponseError::ConcurrentTransactions.code()
-    {
-        ResponseError::NotEnoughReplicas.code()
-    } else {
-        code
-    }
 }

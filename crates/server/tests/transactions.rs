@@ -439,6 +439,30 @@ async fn transactional_data_for_a_partition_outside_the_transaction_is_refused()
         48,
         "INVALID_TXN_STATE: partition 0 is not part of the transaction"
     );
+    // Kafka's coordinator answers TRANSACTION_ABORTABLE; its `AddPartitionsToTxnManager`
+    // reads that as INVALID_TXN_STATE for Produce v0-10 (DEFAULT_ERROR), and
+    // `ReplicaManager` gives it its message; v11 (GENERIC_ERROR_SUPPORTED) gets
+    // TRANSACTION_ABORTABLE itself, without one.
+    let not_added = Some("Partition was not added to the transaction".to_string());
+    for (version, expected) in [
+        (3, (48, None)),
+        (8, (48, not_added.clone())),
+        (10, (48, not_added)),
+        (11, (120, None)),
+    ] {
+        let answers = produce_each(
+            &mut c,
+            version,
+            Some(TXN),
+            vec![(TOPIC, 0, transactional_batch(pid, epoch, 0, 2))],
+        )
+        .await;
+        assert_eq!(
+            answers,
+            vec![(TOPIC.to_string(), 0, expected.0, expected.1)],
+            "Produce v{version}"
+        );
+    }
     let (hw, lso, _, _) = fetch(&mut c, 1).await;
     assert_eq!((hw, lso), (0, 0), "nothing was appended to partition 0");
     // A fenced epoch is refused as INVALID_PRODUCER_EPOCH.
@@ -462,6 +486,90 @@ async fn transactional_data_for_a_partition_outside_the_transaction_is_refused()
         produce_batch(&mut c, 0, transactional_batch(pid, epoch, 2, 1)).await,
         (0, 2)
     );
+}
+
+/// AddPartitionsToTxn v4 `verify_only` for [`TXN`], as a partition leader sends it
+/// (KIP-890 part 1): the coordinator's code for each of `partitions` of [`TOPIC`].
+async fn verify_only(c: &mut Client, pid: i64, epoch: i16, partitions: &[i32]) -> Vec<(i32, i16)> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction;
+    let req = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(s(TXN)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_verify_only(true)
+            .with_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(s(TOPIC)))
+                .with_partitions(partitions.to_vec())]),
+    ]);
+    let r: AddPartitionsToTxnResponse = c.call(ApiKey::AddPartitionsToTxn, 4, &req).await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.results_by_transaction.len(), 1);
+    let topic = &r.results_by_transaction[0].topic_results[0];
+    assert_eq!(topic.name.as_str(), TOPIC);
+    topic
+        .results_by_partition
+        .iter()
+        .map(|p| (p.partition_index, p.partition_error_code))
+        .collect()
+}
+
+/// The verify-only AddPartitionsToTxn (v4+) that partition leaders send is answered
+/// as Kafka's `TransactionCoordinator.handleVerifyPartitionsInTransaction` does: the
+/// producer checks for the whole transaction, then per partition NONE when it is in
+/// the transaction, TRANSACTION_ABORTABLE (not INVALID_TXN_STATE) when it is not,
+/// whether a transaction is open or not. Nothing changes: a verification adds nothing.
+#[tokio::test]
+async fn verify_only_add_partitions_answers_transaction_abortable_outside_the_transaction() {
+    let (_broker, mut c) = setup().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    let abortable = ResponseError::TransactionAbortable.code();
+    assert_eq!(
+        verify_only(&mut c, pid, epoch, &[0, 1]).await,
+        vec![(0, abortable), (1, abortable)],
+        "Empty: no transaction open"
+    );
+    assert_eq!(
+        add_partitions(&mut c, 3, pid, epoch, &[(TOPIC, 0)]).await,
+        vec![(TOPIC.to_string(), 0, 0)]
+    );
+    assert_eq!(
+        verify_only(&mut c, pid, epoch, &[0, 1]).await,
+        vec![(0, 0), (1, abortable)],
+        "Ongoing"
+    );
+    assert_eq!(
+        verify_only(&mut c, pid, epoch, &[0, 1]).await,
+        vec![(0, 0), (1, abortable)],
+        "verifying added nothing"
+    );
+    // The producer checks come first and cover every partition.
+    assert_eq!(
+        verify_only(&mut c, pid, epoch + 1, &[0, 1]).await,
+        vec![(0, 90), (1, 90)],
+        "PRODUCER_FENCED"
+    );
+    assert_eq!(
+        verify_only(&mut c, pid + 1, epoch, &[0, 1]).await,
+        vec![(0, 49), (1, 49)],
+        "INVALID_PRODUCER_ID_MAPPING"
+    );
+    // Once the transaction is complete its partitions are out of it again.
+    assert_eq!(end_txn(&mut c, TXN, pid, epoch, true).await, 0);
+    let mut tries = 0;
+    loop {
+        let answer = verify_only(&mut c, pid, epoch, &[0, 1]).await;
+        if answer == vec![(0, abortable), (1, abortable)] {
+            break;
+        }
+        // Until CompleteCommit is written the coordinator is in PrepareCommit:
+        // CONCURRENT_TRANSACTIONS for the whole transaction.
+        assert_eq!(answer, vec![(0, 51), (1, 51)]);
+        tries += 1;
+        assert!(tries < 500, "the transaction never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// EndTxn v5 (transactions v2): (error, producer id, producer epoch).
@@ -525,12 +633,19 @@ async fn transactions_v2_add_partitions_at_the_leader_and_bump_the_epoch_at_ever
     );
     assert_eq!(fetch(&mut c, 1).await.1, 0, "the transaction is open");
     // Produce v11 from the same producer is not added for it: verification refuses
-    // partition 1, which is not in the transaction.
+    // partition 1, which is not in the transaction, with TRANSACTION_ABORTABLE (v11
+    // clients know it); v10 gets INVALID_TXN_STATE instead.
     assert_eq!(
         produce_batch_v(&mut c, 11, 1, transactional_batch(pid, epoch, 0, 1))
             .await
             .0,
-        48
+        ResponseError::TransactionAbortable.code()
+    );
+    assert_eq!(
+        produce_batch_v(&mut c, 10, 1, transactional_batch(pid, epoch, 0, 1))
+            .await
+            .0,
+        ResponseError::InvalidTxnState.code()
     );
     // EndTxn v5 commits and answers the bumped epoch; a retry gets the same answer.
     assert_eq!(
@@ -958,21 +1073,28 @@ async fn assert_nothing_written(c: &mut Client, partition: i32, before: (i64, i6
     assert_eq!(fetch_offset(c, true).await, (0, -1), "no pending offset");
 }
 
-/// A group the transaction never added (no AddOffsetsToTxn) is not part of it:
-/// INVALID_TXN_STATE. Kafka's coordinator answers TRANSACTION_ABORTABLE, which its
-/// `AddPartitionsToTxnManager` turns into INVALID_TXN_STATE for TxnOffsetCommit v0-3
-/// (DEFAULT_ERROR: "For backward compatibility with clients").
+/// A group the transaction never added (no AddOffsetsToTxn) is not part of it.
+/// Kafka's coordinator answers TRANSACTION_ABORTABLE, which TxnOffsetCommit v4
+/// (GENERIC_ERROR_SUPPORTED) gets as it is and its `AddPartitionsToTxnManager` turns
+/// into INVALID_TXN_STATE for v0-3 (DEFAULT_ERROR: "For backward compatibility with
+/// clients").
 #[tokio::test]
 async fn txn_offset_commit_for_a_group_outside_the_transaction_is_refused() {
     let (_broker, mut c, partition) = setup_group().await;
     let r = init(&mut c, 60_000).await;
     let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
     let before = offsets_partition_ends(&mut c, partition).await;
-    let not_in_txn = ResponseError::InvalidTxnState.code();
-    for version in [0, 1, 2, 3] {
+    let not_in_txn = |version: i16| {
+        if version >= 4 {
+            ResponseError::TransactionAbortable.code()
+        } else {
+            ResponseError::InvalidTxnState.code()
+        }
+    };
+    for version in [0, 1, 2, 3, 4] {
         assert_eq!(
             txn_commit(&mut c, version, TXN, pid, epoch, 10).await,
-            not_in_txn,
+            not_in_txn(version),
             "v{version}: no transaction open at all"
         );
     }
@@ -981,10 +1103,10 @@ async fn txn_offset_commit_for_a_group_outside_the_transaction_is_refused() {
         add_partitions(&mut c, 3, pid, epoch, &[(TOPIC, 1)]).await,
         vec![(TOPIC.to_string(), 1, 0)]
     );
-    for version in [0, 3] {
+    for version in [0, 3, 4] {
         assert_eq!(
             txn_commit(&mut c, version, TXN, pid, epoch, 10).await,
-            not_in_txn,
+            not_in_txn(version),
             "v{version}: the group is not part of the transaction"
         );
     }

@@ -85,6 +85,10 @@ pub enum TxnError {
     InvalidTransactionTimeout,
     #[error("TRANSACTIONAL_ID_NOT_FOUND")]
     TransactionalIdNotFound,
+    /// A verify-only AddPartitionsToTxn's answer for a partition outside the
+    /// producer's transaction (KIP-890): the producer must abort its transaction.
+    #[error("TRANSACTION_ABORTABLE")]
+    TransactionAbortable,
 }
 
 impl TxnError {
@@ -98,6 +102,7 @@ impl TxnError {
             TxnError::InvalidProducerIdMapping => 49,
             TxnError::InvalidTransactionTimeout => 50,
             TxnError::TransactionalIdNotFound => 105,
+            TxnError::TransactionAbortable => 120,
         }
     }
 }
@@ -587,8 +592,33 @@ impl TransactionCoordinator {
         }
     }
 
-    /// AddPartitionsToTxn's verify-only form (v4+, KIP-890): whether each partition is
-    /// part of the producer's open transaction.
+    /// AddPartitionsToTxn's verify-only form (v4+, KIP-890 part 1): whether each
+    /// partition is part of the producer's transaction, as Kafka's
+    /// `TransactionCoordinator.handleVerifyPartitionsInTransaction` answers it:
+    ///
+    /// ```scala
+    /// if (txnMetadata.producerId != producerId) {
+    ///   Left(Errors.INVALID_PRODUCER_ID_MAPPING)
+    /// } else if (txnMetadata.producerEpoch != producerEpoch) {
+    ///   Left(Errors.PRODUCER_FENCED)
+    /// } else if (txnMetadata.state == PrepareCommit || txnMetadata.state == PrepareAbort) {
+    ///   Left(Errors.CONCURRENT_TRANSACTIONS)
+    /// } else {
+    ///   Right(partitions.map { part =>
+    ///     if (txnMetadata.topicPartitions.contains(part))
+    ///       (part, Errors.NONE)
+    ///     else
+    ///       (part, Errors.TRANSACTION_ABORTABLE)
+    ///   }.toMap)
+    /// }
+    /// ```
+    ///
+    /// The id's pending write is not looked at ("Pending state is not checked since
+    /// there is a final validation on the append to the log"); only an open
+    /// transaction has partitions (Empty and Complete* have none), so a partition is
+    /// in it only while Ongoing. The broker that asked turns TRANSACTION_ABORTABLE
+    /// into INVALID_TXN_STATE for clients too old to know it (Produce v0-10,
+    /// TxnOffsetCommit v0-3).
     pub fn verify_partitions(
         &self,
         transactional_id: &str,
@@ -606,13 +636,19 @@ impl TransactionCoordinator {
         if m.producer_epoch != producer_epoch {
             return Err(TxnError::ProducerFenced);
         }
+        if matches!(
+            m.state,
+            TransactionState::PrepareCommit | TransactionState::PrepareAbort
+        ) {
+            return Err(TxnError::ConcurrentTransactions);
+        }
         Ok(partitions
             .iter()
             .map(|p| {
-                if m.state == TransactionState::Ongoing && m.partitions.contains(p) {
+                if m.partitions.contains(p) {
                     Ok(())
                 } else {
-                    Err(TxnError::InvalidTxnState)
+                    Err(TxnError::TransactionAbortable)
                 }
             })
             .collect())
@@ -1194,7 +1230,7 @@ mod tests {
             .is_ok());
         assert_eq!(
             c.verify_partitions(ID, 7, 0, &[tp("a", 0), tp("b", 0)]),
-            Ok(vec![Ok(()), Err(TxnError::InvalidTxnState)])
+            Ok(vec![Ok(()), Err(TxnError::TransactionAbortable)])
         );
         assert_eq!(
             c.verify_partitions(ID, 7, 1, &[tp("a", 0)]),
@@ -1215,6 +1251,82 @@ mod tests {
             c.init_producer_id(4, &stale, 8).response,
             Err(TxnError::ProducerFenced)
         );
+    }
+
+    /// Kafka's `handleVerifyPartitionsInTransaction` in every state: the producer
+    /// checks first, CONCURRENT_TRANSACTIONS while PrepareCommit/PrepareAbort, then
+    /// per partition NONE if it is in the transaction, TRANSACTION_ABORTABLE if not.
+    #[test]
+    fn verify_only_answers_as_kafkas_coordinator_in_every_state() {
+        let mut c = TransactionCoordinator::new(TxnConfig::default());
+        let parts = [tp("a", 0), tp("b", 0)];
+        assert_eq!(
+            c.verify_partitions(ID, 7, 0, &parts),
+            Err(TxnError::InvalidProducerIdMapping),
+            "an unknown transactional id"
+        );
+        assert!(step!(c, c_init(&mut c, 0, 60_000, 7)).0.is_ok());
+        assert_eq!(
+            c.verify_partitions(ID, 8, 0, &parts),
+            Err(TxnError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            c.verify_partitions(ID, 7, 1, &parts),
+            Err(TxnError::ProducerFenced)
+        );
+        // Empty: no transaction open, so no partition is in it.
+        assert_eq!(state(&c), TransactionState::Empty);
+        let neither = Ok(vec![
+            Err(TxnError::TransactionAbortable),
+            Err(TxnError::TransactionAbortable),
+        ]);
+        assert_eq!(c.verify_partitions(ID, 7, 0, &parts), neither);
+        // An add written but not committed yet: the partition is not in it yet (the
+        // pending write is not looked at).
+        let t = c.add_partitions(1, ID, 7, 0, &[tp("a", 0)], 0);
+        assert_eq!(c.verify_partitions(ID, 7, 0, &parts), neither);
+        assert!(step!(c, t).0.is_ok());
+        // Ongoing: per partition.
+        assert_eq!(
+            c.verify_partitions(ID, 7, 0, &parts),
+            Ok(vec![Ok(()), Err(TxnError::TransactionAbortable)])
+        );
+        // PrepareCommit: the whole request is to be retried.
+        let (r, markers) = step!(c, c.end_transaction(2, &end_v1(ID, 7, 0, true)));
+        assert!(r.is_ok());
+        assert_eq!(state(&c), TransactionState::PrepareCommit);
+        assert_eq!(
+            c.verify_partitions(ID, 7, 0, &parts),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            c.verify_partitions(ID, 7, 1, &parts),
+            Err(TxnError::ProducerFenced),
+            "the epoch is checked before the state"
+        );
+        // CompleteCommit: the transaction's partitions are gone.
+        step!(c, c.complete(3, &markers[0]));
+        assert_eq!(state(&c), TransactionState::CompleteCommit);
+        assert_eq!(c.verify_partitions(ID, 7, 0, &parts), neither);
+        // PrepareAbort, then CompleteAbort.
+        assert!(step!(c, c.add_partitions(4, ID, 7, 0, &[tp("b", 0)], 0))
+            .0
+            .is_ok());
+        assert_eq!(
+            c.verify_partitions(ID, 7, 0, &parts),
+            Ok(vec![Err(TxnError::TransactionAbortable), Ok(())])
+        );
+        let (r, markers) = step!(c, c.end_transaction(5, &end_v1(ID, 7, 0, false)));
+        assert!(r.is_ok());
+        assert_eq!(state(&c), TransactionState::PrepareAbort);
+        assert_eq!(
+            c.verify_partitions(ID, 7, 0, &parts),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        step!(c, c.complete(6, &markers[0]));
+        assert_eq!(state(&c), TransactionState::CompleteAbort);
+        assert_eq!(c.verify_partitions(ID, 7, 0, &parts), neither);
+        assert_eq!(TxnError::TransactionAbortable.code(), 120);
     }
 
     #[test]

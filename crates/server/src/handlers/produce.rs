@@ -16,9 +16,11 @@
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED and nothing is written (see `unauthorized`).
 //! The first transactional batch of a transaction in a partition is verified with the
 //! transaction coordinator first (`transaction.partition.verification.enable`, see
-//! `crate::txn_verification`); INVALID_TXN_STATE if the partition is not part of it.
-//! From v12 (transactions v2, KIP-890 part 2) the leader adds the partition to the
-//! producer's transaction instead: such producers never send AddPartitionsToTxn.
+//! `crate::txn_verification`); if the partition is not part of the transaction the
+//! batch is refused with TRANSACTION_ABORTABLE, or INVALID_TXN_STATE for v0-10 (whose
+//! clients do not know that error; see [`verification_refusal`]). From v12
+//! (transactions v2, KIP-890 part 2) the leader adds the partition to the producer's
+//! transaction instead: such producers never send AddPartitionsToTxn.
 //!
 //! A topic whose `flush.messages` asks for an fsync gets it before the answer, as in
 //! Kafka. The fsyncs run on the blocking pool, without the partition's lock, so the
@@ -47,6 +49,13 @@ use crate::txn_verification::{self, VerifyRequest};
 
 /// The first Produce version sent by transactions-v2 producers (KIP-890 part 2).
 const FIRST_TRANSACTIONS_V2_VERSION: i16 = 12;
+/// The first Produce version whose clients know TRANSACTION_ABORTABLE (Kafka's
+/// `produceRequestVersionToTransactionSupportedOperation`: v0-10 `DEFAULT_ERROR`, v11
+/// `GENERIC_ERROR_SUPPORTED`, v12+ `ADD_PARTITION`).
+const FIRST_TRANSACTION_ABORTABLE_VERSION: i16 = 11;
+
+/// A partition's refusal before any append: its error code and message.
+type Refusal = (i16, Option<String>);
 
 fn partition_error(
     index: i32,
@@ -154,7 +163,7 @@ pub fn handle(
     };
     let Some(to_verify) = to_verify else {
         // Unauthorized partitions are answered with their error, never appended.
-        return handle_decoded(broker, request, req, &denied, here);
+        return handle_decoded(broker, request, req, &denial_refusals(denied), here);
     };
     // The first batch of a transaction in a partition: ask the coordinator first. The
     // connection awaits this, so the appends still happen in request order.
@@ -162,19 +171,96 @@ pub fn handle(
     let request = request.clone();
     let here = here.clone();
     Ok(Reply::Await(Box::pin(async move {
-        let mut refused: HashMap<(String, i32), i16> = txn_verification::verify(&broker, to_verify)
-            .await
-            .into_iter()
-            .filter(|(_, code)| *code != 0)
-            .collect();
-        for ((topic, p), code) in &refused {
+        let version = request.version();
+        let verdicts = txn_verification::verdicts(&broker, to_verify).await;
+        let mut refused: HashMap<(String, i32), Refusal> = HashMap::new();
+        for ((topic, p), code) in verdicts.into_iter().filter(|(_, code)| *code != 0) {
             tracing::debug!(
                 "Refused transactional produce to {topic}-{p}: transaction verification answered {code}"
             );
+            refused.insert((topic, p), verification_refusal(code, version));
         }
-        refused.extend(denied);
+        refused.extend(denial_refusals(denied));
         handle_decoded(&broker, &request, req, &refused, &here)
     })))
+}
+
+/// The authorization refusals with their messages: none for
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (Kafka's error response for the whole request
+/// carries none: `ApiError.fromThrowable` drops the error's generic one).
+fn denial_refusals(denied: HashMap<(String, i32), i16>) -> HashMap<(String, i32), Refusal> {
+    denied
+        .into_iter()
+        .map(|(p, code)| {
+            let message = (code == ResponseError::TopicAuthorizationFailed.code())
+                .then(|| "Not authorized to write".to_string());
+            (p, (code, message))
+        })
+        .collect()
+}
+
+/// What a transaction coordinator's verdict (as [`txn_verification::verdicts`] gives
+/// it) becomes in the answer to a Produce v`version`, as in Kafka 4.1. First
+/// `AddPartitionsToTxnManager` reads TRANSACTION_ABORTABLE as INVALID_TXN_STATE for
+/// clients that do not know it:
+///
+/// ```java
+/// } else if (partitionResult.partitionErrorCode() == Errors.TRANSACTION_ABORTABLE.code()
+///         && transactionDataAndCallbacks.transactionSupportedOperation().equals(DEFAULT_ERROR)) { // For backward compatibility with clients
+///     code = Errors.INVALID_TXN_STATE.code();
+/// ```
+///
+/// then `ReplicaManager.handleProduceAppend` translates the rest, with a message only
+/// where it makes its own exception:
+///
+/// ```scala
+/// case Errors.INVALID_TXN_STATE => Some(error.exception("Partition was not added to the transaction"))
+/// case Errors.NETWORK_EXCEPTION |
+///      Errors.COORDINATOR_LOAD_IN_PROGRESS |
+///      Errors.COORDINATOR_NOT_AVAILABLE |
+///      Errors.NOT_COORDINATOR => Some(new NotEnoughReplicasException(
+///   s"Unable to verify the partition has been added to the transaction. Underlying error: ${error.toString}"))
+/// case Errors.CONCURRENT_TRANSACTIONS =>
+///   if (!transactionSupportedOperation.supportsEpochBump) {
+///     Some(new NotEnoughReplicasException(...))
+///   } else {
+///     // Don't convert the Concurrent Transaction exception for TV2. ...
+///     None
+///   }
+/// case _ => None
+/// ```
+///
+/// NOT_ENOUGH_REPLICAS is retriable and, unlike the coordinator errors, "does not
+/// trigger a metadata refresh".
+fn verification_refusal(code: i16, version: i16) -> Refusal {
+    use ResponseError as E;
+    let error = E::try_from_code(code);
+    let unverified = |name: &str| {
+        (
+            E::NotEnoughReplicas.code(),
+            Some(format!(
+                "Unable to verify the partition has been added to the transaction. Underlying error: {name}"
+            )),
+        )
+    };
+    match error {
+        Some(E::TransactionAbortable) if version < FIRST_TRANSACTION_ABORTABLE_VERSION => (
+            E::InvalidTxnState.code(),
+            Some("Partition was not added to the transaction".to_string()),
+        ),
+        Some(E::InvalidTxnState) => (
+            code,
+            Some("Partition was not added to the transaction".to_string()),
+        ),
+        Some(E::NetworkException) => unverified("NETWORK_EXCEPTION"),
+        Some(E::CoordinatorLoadInProgress) => unverified("COORDINATOR_LOAD_IN_PROGRESS"),
+        Some(E::CoordinatorNotAvailable) => unverified("COORDINATOR_NOT_AVAILABLE"),
+        Some(E::NotCoordinator) => unverified("NOT_COORDINATOR"),
+        Some(E::ConcurrentTransactions) if version < FIRST_TRANSACTIONS_V2_VERSION => {
+            unverified("CONCURRENT_TRANSACTIONS")
+        }
+        _ => (code, None),
+    }
 }
 
 /// The partitions whose transactional batch opens the producer's transaction there
@@ -239,7 +325,7 @@ fn handle_decoded(
     broker: &Arc<Broker>,
     request: &Request,
     req: ProduceRequest,
-    refused: &HashMap<(String, i32), i16>,
+    refused: &HashMap<(String, i32), Refusal>,
     here: &AdvertisedEndpoint,
 ) -> Result<Reply, HandlerError> {
     let version = request.version();
@@ -256,23 +342,9 @@ fn handle_decoded(
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let index = data.index;
-            if let Some(&code) = refused.get(&(name.clone(), index)) {
+            if let Some((code, message)) = refused.get(&(name.clone(), index)) {
                 any_error = true;
-                let message = if code == ResponseError::TransactionalIdAuthorizationFailed.code() {
-                    // Kafka's error response for the whole request carries no message
-                    // (`ApiError.fromThrowable` drops the error's generic one).
-                    None
-                } else if code == ResponseError::TopicAuthorizationFailed.code() {
-                    Some("Not authorized to write")
-                } else {
-                    Some("the partition is not part of the producer's transaction")
-                };
-                partitions.push(partition_error(
-                    index,
-                    code,
-                    message.map(String::from),
-                    version,
-                ));
+                partitions.push(partition_error(index, *code, message.clone(), version));
                 continue;
             }
             let (partition, appended) = match append(
@@ -532,4 +604,78 @@ fn complete_flushes(flushes: Vec<PendingFlush>) -> Vec<(usize, usize)> {
         }
     }
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kafka 4.1's verdict-to-Produce table, by request version.
+    #[test]
+    fn verification_refusals_follow_kafkas_produce_versions() {
+        use ResponseError as E;
+        let not_added = Some("Partition was not added to the transaction".to_string());
+        let unverified = |name: &str| {
+            (
+                E::NotEnoughReplicas.code(),
+                Some(format!(
+                    "Unable to verify the partition has been added to the transaction. Underlying error: {name}"
+                )),
+            )
+        };
+        let abortable = E::TransactionAbortable.code();
+        // DEFAULT_ERROR (v0-10): INVALID_TXN_STATE; GENERIC_ERROR_SUPPORTED (v11) and
+        // ADD_PARTITION (v12): TRANSACTION_ABORTABLE, with no message of the broker's.
+        for version in [0, 3, 9, 10] {
+            assert_eq!(
+                verification_refusal(abortable, version),
+                (E::InvalidTxnState.code(), not_added.clone()),
+                "v{version}"
+            );
+        }
+        for version in [11, 12] {
+            assert_eq!(
+                verification_refusal(abortable, version),
+                (abortable, None),
+                "v{version}"
+            );
+        }
+        // Whatever the version.
+        for version in [9, 11, 12] {
+            assert_eq!(
+                verification_refusal(E::InvalidTxnState.code(), version),
+                (E::InvalidTxnState.code(), not_added.clone())
+            );
+            assert_eq!(
+                verification_refusal(E::NetworkException.code(), version),
+                unverified("NETWORK_EXCEPTION")
+            );
+            assert_eq!(
+                verification_refusal(E::CoordinatorNotAvailable.code(), version),
+                unverified("COORDINATOR_NOT_AVAILABLE")
+            );
+            for plain in [
+                E::InvalidProducerEpoch,
+                E::InvalidProducerIdMapping,
+                E::InvalidRequest,
+            ] {
+                assert_eq!(
+                    verification_refusal(plain.code(), version),
+                    (plain.code(), None)
+                );
+            }
+        }
+        // CONCURRENT_TRANSACTIONS: retriable NOT_ENOUGH_REPLICAS unless the leader
+        // added the partition (v12, `supportsEpochBump`).
+        for version in [9, 10, 11] {
+            assert_eq!(
+                verification_refusal(E::ConcurrentTransactions.code(), version),
+                unverified("CONCURRENT_TRANSACTIONS")
+            );
+        }
+        assert_eq!(
+            verification_refusal(E::ConcurrentTransactions.code(), 12),
+            (E::ConcurrentTransactions.code(), None)
+        );
+    }
 }

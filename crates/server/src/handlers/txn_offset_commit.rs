@@ -299,8 +299,10 @@ async fn add_to_transaction(broker: &Arc<Broker>, add: VerifyRequest) -> i16 {
 /// (AddPartitionsToTxn `verify_only`): 0, or the error every offset gets, as Kafka
 /// 4.1 answers it. Its verdicts arrive as `AddPartitionsToTxnManager` gives them
 /// (INVALID_PRODUCER_EPOCH for a fenced epoch, INVALID_PRODUCER_ID_MAPPING for an
-/// unknown id or producer, INVALID_TXN_STATE for a partition not in the transaction)
-/// and become TxnOffsetCommit errors as in `GroupCoordinatorService`:
+/// unknown id or producer, CONCURRENT_TRANSACTIONS while the previous transaction
+/// commits or aborts, and the coordinator's TRANSACTION_ABORTABLE for a partition not
+/// in the transaction, which the manager reads as INVALID_TXN_STATE for v0-3) and
+/// become TxnOffsetCommit errors as in `GroupCoordinatorService`:
 ///
 /// ```java
 /// // AddPartitionsToTxnManager (DEFAULT_ERROR is TxnOffsetCommit v0-3)
