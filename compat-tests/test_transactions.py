@@ -89,6 +89,10 @@ Failed = pytest.fail.Exception  # not an Exception subclass: wait_for does not s
 FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 FAULT_ENV = "OTTLA_FAULT_CRASH_BEFORE_TXN_MARKERS"
+# The same crash one step later: the first partition's COMMIT marker is written, the
+# others are not (a restarted coordinator writes them all again; the first partition
+# may then hold two markers).
+FAULT_AFTER_FIRST_MARKER_ENV = "OTTLA_FAULT_CRASH_AFTER_FIRST_TXN_MARKER"
 
 TXNS = int(os.environ.get("OTTLA_TXN_COUNT", "100"))
 EOS_RECORDS = int(os.environ.get("OTTLA_EOS_RECORDS", "2000"))
@@ -670,12 +674,15 @@ time.sleep(3600)  # the test kills this process
 '''
 
 
-def test_broker_crash_between_prepare_commit_and_markers(ottla_factory, topic_name, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fault", [FAULT_ENV, FAULT_AFTER_FIRST_MARKER_ENV],
+                         ids=["before-markers", "after-first-marker"])
+def test_broker_crash_between_prepare_commit_and_markers(ottla_factory, topic_name, tmp_path, monkeypatch,
+                                                          fault):
     # conftest's Ottla.start() passes a copy of os.environ to the broker: set the hook's
     # variable for this one start only (a restart does not get it).
-    monkeypatch.setenv(FAULT_ENV, "1")
+    monkeypatch.setenv(fault, "1")
     b = ottla_factory(name="ottla-txn-crash", allow_panics=True)
-    monkeypatch.delenv(FAULT_ENV)
+    monkeypatch.delenv(fault)
     bs = b.bootstrap
     ck_create_topic(bs, topic_name, partitions=PARTITIONS)
     records = [(i % PARTITIONS, f"k{i}", f"crash-txn-{i}") for i in range(30)]
@@ -709,7 +716,7 @@ def test_broker_crash_between_prepare_commit_and_markers(ottla_factory, topic_na
             b.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             raise Failed(f"the broker is still running 60 s after commit_transaction was called: does it "
-                         f"implement the {FAULT_ENV} hook? producer events: {events()}") from None
+                         f"implement the {fault} hook? producer events: {events()}") from None
         print(f"broker exited with {b.proc.returncode}; producer events: {[e['ev'] for e in events()]}")
         assert b.proc.returncode != 0, f"the broker exited cleanly ({b.proc.returncode}) instead of crashing"
     finally:
@@ -717,7 +724,10 @@ def test_broker_crash_between_prepare_commit_and_markers(ottla_factory, topic_na
         child.wait(timeout=30)
     b.kill9()  # records the (expected) exit for conftest's teardown checks
     b.start()
-    assert FAULT_ENV not in os.environ
+    assert fault not in os.environ
+    if fault == FAULT_AFTER_FIRST_MARKER_ENV:
+        assert "is set: aborting after the COMMIT marker of" in b.stderr_text(), \
+            "the broker did not crash between two partitions' markers"
 
     # The restarted coordinator finds PrepareCommit and writes the markers.
     hw = wait_stable(bs, topic_name, timeout=90,

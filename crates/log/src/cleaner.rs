@@ -28,8 +28,11 @@
 //! 3. [`crate::Log::swap_cleaned`] (under the lock): if the segments are still the ones
 //!    planned (no truncation, retention or other cleaning meanwhile), each group's files
 //!    are renamed `.cleaned` → `.swap` (the `.log` last: its `.swap` is the commit
-//!    point), the replaced segments are deleted and the `.swap` files renamed to their
-//!    final names (the `.log` last again). [`crate::Log::open`] finishes a swap a crash
+//!    point), then group by group the replaced segments are renamed `.deleted` (each
+//!    `.log` first) and the `.swap` files renamed to their final names (the `.log` last
+//!    again); the `.deleted` files go after `file.delete.delay.ms`, as Kafka's
+//!    `replaceSegments` and `asyncDeleteSegment` do, so a fetch still reading a
+//!    replaced segment reads it to the end. [`crate::Log::open`] finishes a swap a crash
 //!    interrupted (a `.log.swap` replaces the segments whose base offsets lie in its
 //!    range) and deletes `.cleaned` files and `.swap` files without their `.log.swap`.
 //!    So that the range covers every segment a group replaces, a group of which

@@ -1055,6 +1055,25 @@ impl SwapFixture {
             .collect()
     }
 
+    /// A source's files renamed `.deleted`, the `.log` first.
+    fn renames_for_deletion(&self, source: i64) -> Vec<Step> {
+        LOG_THEN_INDEXES
+            .iter()
+            .map(|suffix| file_name(source, suffix))
+            .filter(|name| self.has(name))
+            .map(|name| Step::Rename(name.clone(), format!("{name}.deleted")))
+            .collect()
+    }
+
+    /// Every source's `.deleted` files removed (once `file.delete.delay.ms` passed).
+    fn removals_of_deleted(&self) -> Vec<Step> {
+        self.sources()
+            .flat_map(|source| LOG_THEN_INDEXES.map(|suffix| file_name(source, suffix)))
+            .filter(|name| self.has(name))
+            .map(|name| Step::Unlink(format!("{name}.deleted")))
+            .collect()
+    }
+
     fn sources(&self) -> impl Iterator<Item = i64> + '_ {
         self.groups.iter().flat_map(|g| g.1.iter().copied())
     }
@@ -1069,8 +1088,10 @@ const INDEXES_THEN_LOG: [&str; 4] = ["index", "timeindex", "txnindex", "log"];
 const LOG_THEN_INDEXES: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
 
 /// Ottla's swap (`Log::swap_cleaned`) step by step: every group's `.cleaned` files
-/// become `.swap` (the `.log` last), then group by group its sources are deleted
-/// (`Segment::delete_files`) and its `.swap` files take their final names.
+/// become `.swap` (the `.log` last), then group by group its sources are renamed
+/// `.deleted` (`Segment::rename_for_deletion`, the `.log` first) and its `.swap` files
+/// take their final names; the `.deleted` files are removed last (after
+/// `file.delete.delay.ms`).
 fn ottla_swap_steps(f: &SwapFixture) -> Vec<Step> {
     let mut steps = Vec::new();
     for (base, _) in &f.groups {
@@ -1078,14 +1099,11 @@ fn ottla_swap_steps(f: &SwapFixture) -> Vec<Step> {
     }
     for (base, sources) in &f.groups {
         for &source in sources {
-            for suffix in LOG_THEN_INDEXES {
-                if f.has(&file_name(source, suffix)) {
-                    steps.push(Step::Unlink(file_name(source, suffix)));
-                }
-            }
+            steps.extend(f.renames_for_deletion(source));
         }
         steps.extend(f.renames(*base, &INDEXES_THEN_LOG, "swap", ""));
     }
+    steps.extend(f.removals_of_deleted());
     steps
 }
 
@@ -1099,24 +1117,12 @@ fn kafka_swap_steps(f: &SwapFixture) -> Vec<Step> {
         steps.extend(f.renames(*base, &LOG_THEN_INDEXES, CLEANED, "swap"));
     }
     for source in f.sources() {
-        for suffix in LOG_THEN_INDEXES {
-            let name = file_name(source, suffix);
-            if f.has(&name) {
-                steps.push(Step::Rename(name.clone(), format!("{name}.deleted")));
-            }
-        }
+        steps.extend(f.renames_for_deletion(source));
     }
     for (base, _) in &f.groups {
         steps.extend(f.renames(*base, &LOG_THEN_INDEXES, "swap", ""));
     }
-    for source in f.sources() {
-        for suffix in LOG_THEN_INDEXES {
-            let name = file_name(source, suffix);
-            if f.has(&name) {
-                steps.push(Step::Unlink(format!("{name}.deleted")));
-            }
-        }
-    }
+    steps.extend(f.removals_of_deleted());
     steps
 }
 
@@ -1235,24 +1241,39 @@ fn recovery_from_a_crash_after_any_step_of_the_swap_keeps_each_surviving_record_
     }
 }
 
-/// The steps modelled above are the swap `Log::swap_cleaned` does: all of them leave
-/// the files the real swap leaves, and the live log reads what recovery gives.
+/// The steps modelled above are the swap `Log::swap_cleaned` does: all of them but the
+/// removal of the `.deleted` files leave the files the real swap leaves, the live log
+/// reads what recovery gives, and the `.deleted` files go once `file.delete.delay.ms`
+/// has passed, not before, leaving what the whole of either model leaves.
 #[test]
 fn the_modelled_swap_steps_end_where_the_real_swap_does() {
     let f = swap_fixture();
-    let ottla = crash_after(&f, &ottla_swap_steps(&f), ottla_swap_steps(&f).len()).0;
-    let kafka = crash_after(&f, &kafka_swap_steps(&f), kafka_swap_steps(&f).len()).0;
+    let ottla_steps = ottla_swap_steps(&f);
+    let kafka_steps = kafka_swap_steps(&f);
+    let removals = f.removals_of_deleted().len();
+    assert!(removals >= 9, "{removals}");
+    let swapped = crash_after(&f, &ottla_steps, ottla_steps.len() - removals).0;
+    let ottla = crash_after(&f, &ottla_steps, ottla_steps.len()).0;
+    let kafka = crash_after(&f, &kafka_steps, kafka_steps.len()).0;
     let expected = expected_after_crash(&f, &[true, true, true]);
+    let delay = f.config.file_delete_delay_ms;
+    assert_eq!(delay, crate::DEFAULT_FILE_DELETE_DELAY_MS);
     let SwapFixture {
         dir,
         mut log,
         cleaned,
         ..
     } = f;
+    let before = crate::now_ms();
     assert!(log.swap_cleaned(cleaned).unwrap());
     assert_eq!(contents(&log).0, expected);
+    assert_eq!(file_names(dir.path()), file_names(swapped.path()));
+    assert_eq!(log.remove_deleted_files(before + delay - 1), 0);
+    assert_eq!(file_names(dir.path()), file_names(swapped.path()));
+    assert_eq!(log.remove_deleted_files(crate::now_ms() + delay), 9);
     assert_eq!(file_names(dir.path()), file_names(ottla.path()));
     assert_eq!(file_names(dir.path()), file_names(kafka.path()));
+    assert_eq!(contents(&log).0, expected);
 }
 
 /// The crash issue 11's audit asked about: every group committed (all `.swap`),
@@ -1266,7 +1287,7 @@ fn a_committed_group_whose_last_sources_came_out_empty_replaces_them_all_after_a
     let steps = ottla_swap_steps(&f);
     let commit = steps
         .iter()
-        .position(|s| matches!(s, Step::Unlink(_)))
+        .position(|s| matches!(s, Step::Rename(_, to) if to.ends_with(".deleted")))
         .unwrap();
     let (crashed, committed) = crash_after(&f, &steps, commit);
     assert_eq!(committed, vec![true; 3]);
@@ -1285,15 +1306,16 @@ fn a_committed_group_whose_last_sources_came_out_empty_replaces_them_all_after_a
     assert_eq!(log.segment_base_offsets(), vec![0, 6, 12, 18]);
 }
 
-/// A crash partway through deleting the replaced segments: the first group's first
-/// two sources are gone, its last one (emptied by the cleaning) is still there.
+/// A crash partway through renaming the replaced segments `.deleted`: the first
+/// group's first two sources are renamed, its last one (emptied by the cleaning) is
+/// still there.
 #[test]
 fn a_crash_partway_through_deleting_the_replaced_segments_finishes_the_swap() {
     let f = swap_fixture();
     let steps = ottla_swap_steps(&f);
     let at = steps
         .iter()
-        .position(|s| matches!(s, Step::Unlink(n) if *n == file_name(4, "log")))
+        .position(|s| matches!(s, Step::Rename(n, _) if *n == file_name(4, "log")))
         .unwrap();
     let (crashed, committed) = crash_after(&f, &steps, at);
     let on_disk: Vec<i64> = logs_on_disk(crashed.path()).iter().map(|l| l.0).collect();
@@ -1338,8 +1360,8 @@ fn a_crash_partway_through_renaming_the_swap_files_finishes_the_swap() {
     }
 }
 
-/// A crash after `Segment::delete_files` removed a replaced segment's `.log` but not
-/// yet its `.txnindex`, where the cleaned segment that takes its base offset has no
+/// A crash after the swap renamed a replaced segment's `.log` `.deleted` but not yet
+/// its `.txnindex`, where the cleaned segment that takes its base offset has no
 /// aborted transaction left (its ABORT marker was removed): the old index must not
 /// become the new segment's, or a read_committed consumer is told of an aborted
 /// transaction whose marker is gone and skips that producer's records for good.
@@ -1377,12 +1399,17 @@ fn a_replaced_segments_leftover_transaction_index_is_not_taken_by_its_replacemen
     let names = file_names(dir.path());
     assert!(names.contains(&file_name(0, "txnindex")));
     assert!(!names.contains(&file_name(0, "txnindex.cleaned")));
-    // The crash: committed, then only the first file of the first source deleted.
+    // The crash: committed, then only the first file of the first source renamed
+    // `.deleted`.
     for name in names.iter().filter(|n| n.ends_with(".cleaned")) {
         let swap = format!("{}.swap", name.strip_suffix(".cleaned").unwrap());
         fs::rename(dir.path().join(name), dir.path().join(swap)).unwrap();
     }
-    fs::remove_file(dir.path().join(file_name(0, "log"))).unwrap();
+    fs::rename(
+        dir.path().join(file_name(0, "log")),
+        dir.path().join(file_name(0, "log.deleted")),
+    )
+    .unwrap();
     let recovery_point = log.recovery_point();
     drop(cleaned);
     drop(log);
@@ -1430,4 +1457,60 @@ fn the_empty_batches_that_end_cleaned_groups_do_not_pile_up() {
         }
     }
     assert!(seen_empty, "some group came out empty");
+}
+
+/// Kafka's `replaceSegments` + `asyncDeleteSegment`: the segments a swap replaces are
+/// renamed `.deleted` and removed after `file.delete.delay.ms` (at once when it is 0),
+/// and a fetch that sliced them before the swap reads the old bytes to the end either
+/// way, even once their files are gone.
+#[test]
+fn replaced_segments_are_renamed_deleted_and_removed_after_the_delay_while_readers_finish() {
+    for delay in [60_000, 0] {
+        let dir = TempDir::new().unwrap();
+        let config = LogConfig {
+            file_delete_delay_ms: delay,
+            ..compacted()
+        };
+        let mut log = Log::open(dir.path(), config, 0).unwrap();
+        let mut appended = Vec::new();
+        for round in 0..40 {
+            let v = format!("v{round}");
+            appended.extend(append(
+                &mut log,
+                &[("a", Some(&v)), ("b", Some(&v))],
+                Compression::None,
+            ));
+        }
+        log.flush().unwrap();
+        let fetch = log.slice(0, usize::MAX >> 1, i64::MAX, true).unwrap();
+        let before = fetch.to_bytes().unwrap();
+        let sources: Vec<i64> = logs_on_disk(dir.path()).iter().map(|l| l.0).collect();
+        let end = clean_now(&mut log, true).unwrap();
+        assert_eq!(contents(&log).0, model(&appended, end), "delay {delay}");
+        let deleted: Vec<String> = file_names(dir.path())
+            .into_iter()
+            .filter(|n| n.ends_with(".log.deleted"))
+            .collect();
+        let replaced = sources.iter().filter(|&&b| b < end).count();
+        assert!(replaced > 1, "delay {delay}: {sources:?}, end {end}");
+        if delay > 0 {
+            assert_eq!(deleted.len(), replaced, "delay {delay}: {deleted:?}");
+        } else {
+            assert!(deleted.is_empty(), "delay 0: {deleted:?}");
+        }
+        // The sweep closes the log's idle handles; the fetch keeps its own.
+        log.close_idle_files();
+        log.close_idle_files();
+        assert_eq!(fetch.to_bytes().unwrap(), before, "delay {delay}");
+        let now = crate::now_ms();
+        assert_eq!(log.remove_deleted_files(now + delay), deleted.len());
+        assert!(
+            !file_names(dir.path())
+                .iter()
+                .any(|n| n.ends_with(".deleted")),
+            "delay {delay}"
+        );
+        assert_eq!(fetch.to_bytes().unwrap(), before, "delay {delay}");
+        assert_eq!(contents(&log).0, model(&appended, end), "delay {delay}");
+    }
 }

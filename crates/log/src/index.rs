@@ -6,9 +6,11 @@
 //! where they change: the active segment's index is resident (a `Vec`), a sealed
 //! segment's index stays on disk. A lookup in a sealed index searches a summary (the
 //! first entry of each 4 KiB page of the file, 1/512 of it, built on first use) and
-//! then reads the one page that holds the answer. So the heap holds about 16 bytes per
-//! MiB of sealed log instead of 2 KiB, and a broker's memory does not grow with the data
-//! it stores.
+//! then reads the one page that holds the answer. A summary is about 16 bytes per MiB
+//! of sealed log instead of 2 KiB, and only indexes in use keep one: it is dropped by
+//! the idle sweep that closes the segment's files (`ottla.segment.file.idle.ms`) and
+//! rebuilt by the next lookup (one read of the index file), so a broker's memory is
+//! bounded by the segments being read, not by the data it stores.
 //!
 //! Opening a sealed index checks its length and its last entry only (as Kafka's
 //! `sanityCheck` does), so start-up reads no index pages; building the summary checks
@@ -20,7 +22,8 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::warn;
 
@@ -66,8 +69,32 @@ struct OnDisk<E> {
     last: Option<E>,
     /// What every entry is checked against ([`Entry::follows`]).
     bound: i64,
-    /// The first entry of each page; `None` when the file failed its checks.
-    summary: OnceLock<Option<Vec<E>>>,
+    /// The first entry of each page: built by the first lookup (one read of the file)
+    /// and dropped by the idle sweep ([`IndexFile::drop_summary_if_idle`]), so only
+    /// the indexes in use hold one. Lookups clone the `Arc` and search it unlocked.
+    summary: Mutex<Option<Arc<Vec<E>>>>,
+    /// Set by every lookup, cleared by the sweep: a summary found clear is idle.
+    used: AtomicBool,
+    /// The file failed its checks: lookups scan the segment, and no summary is built
+    /// again (the next open rebuilds the index from the `.log`).
+    corrupt: AtomicBool,
+}
+
+impl<E> OnDisk<E> {
+    fn new(len: usize, last: Option<E>, bound: i64, summary: Option<Vec<E>>) -> Self {
+        OnDisk {
+            len,
+            last,
+            bound,
+            used: AtomicBool::new(summary.is_some()),
+            summary: Mutex::new(summary.map(Arc::new)),
+            corrupt: AtomicBool::new(false),
+        }
+    }
+
+    fn summary_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Vec<E>>>> {
+        self.summary.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 pub(crate) trait Entry: Copy + std::fmt::Debug {
@@ -123,12 +150,7 @@ impl<E: Entry> IndexFile<E> {
             Some(last)
         };
         Ok(Some(IndexFile {
-            entries: Entries::OnDisk(OnDisk {
-                len,
-                last,
-                bound,
-                summary: OnceLock::new(),
-            }),
+            entries: Entries::OnDisk(OnDisk::new(len, last, bound, None)),
             writer: LazyFile::closed(path, OpenMode::AppendCreate),
             unsynced: false,
         }))
@@ -160,16 +182,53 @@ impl<E: Entry> IndexFile<E> {
             }
             Entries::OnDisk(on_disk) => on_disk,
         };
-        let summary = on_disk
-            .summary
-            .get_or_init(|| self.build_summary(on_disk))
-            .as_deref()?;
+        let summary = self.summary(on_disk)?;
         let page = summary.partition_point(&below).checked_sub(1)?;
         let first = page * E::PAGE_ENTRIES;
         let count = E::PAGE_ENTRIES.min(on_disk.len - first);
         let entries = self.read_range_or_warn(first, count)?;
         let i = entries.partition_point(&below);
         i.checked_sub(1).map(|i| entries[i])
+    }
+
+    /// The sealed index's summary, built now (one read of the file) if the sweep
+    /// dropped it or no lookup needed it yet; `None` when the file is corrupt or
+    /// cannot be read.
+    fn summary(&self, on_disk: &OnDisk<E>) -> Option<Arc<Vec<E>>> {
+        on_disk.used.store(true, Ordering::Relaxed);
+        if on_disk.corrupt.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut slot = on_disk.summary_slot();
+        if let Some(summary) = slot.as_ref() {
+            return Some(Arc::clone(summary));
+        }
+        let summary = Arc::new(self.build_summary(on_disk)?);
+        *slot = Some(Arc::clone(&summary));
+        Some(summary)
+    }
+
+    /// Drop a sealed index's summary if no lookup used it since the last call (the
+    /// idle sweep, with the segment's file handles); returns whether one was dropped.
+    fn drop_summary_if_idle(&self) -> bool {
+        let Entries::OnDisk(on_disk) = &self.entries else {
+            return false;
+        };
+        if on_disk.used.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        on_disk.summary_slot().take().is_some()
+    }
+
+    /// Heap bytes held by a sealed index's summary (0 when dropped or resident).
+    fn summary_bytes(&self) -> usize {
+        match &self.entries {
+            Entries::Resident(_) => 0,
+            Entries::OnDisk(on_disk) => on_disk
+                .summary_slot()
+                .as_ref()
+                .map_or(0, |s| s.capacity() * std::mem::size_of::<E>()),
+        }
     }
 
     /// `count` entries from entry `first` of the file.
@@ -206,6 +265,7 @@ impl<E: Entry> IndexFile<E> {
             let entries = self.read_range_or_warn(at, count)?;
             for (i, entry) in entries.into_iter().enumerate() {
                 if !entry.follows(previous.as_ref(), on_disk.bound) {
+                    on_disk.corrupt.store(true, Ordering::Relaxed);
                     warn!(
                         "Index {} is corrupt at entry {}; lookups in its segment scan the log instead",
                         self.path().display(),
@@ -267,12 +327,12 @@ impl<E: Entry> IndexFile<E> {
         }
         if let Entries::Resident(entries) = &self.entries {
             let summary = entries.iter().step_by(E::PAGE_ENTRIES).copied().collect();
-            self.entries = Entries::OnDisk(OnDisk {
-                len: entries.len(),
-                last: entries.last().copied(),
+            self.entries = Entries::OnDisk(OnDisk::new(
+                entries.len(),
+                entries.last().copied(),
                 bound,
-                summary: OnceLock::from(Some(summary)),
-            });
+                Some(summary),
+            ));
         }
         self.writer.close();
         Ok(())
@@ -477,6 +537,15 @@ impl<E: Entry> SegmentIndex<E> {
     /// Close the writer if it was not used since the last sweep.
     pub fn close_if_idle(&self) -> bool {
         self.file.writer.close_if_idle()
+    }
+    /// Drop a sealed index's summary if no lookup used it since the last sweep (the
+    /// next lookup rebuilds it from the file).
+    pub fn drop_summary_if_idle(&self) -> bool {
+        self.file.drop_summary_if_idle()
+    }
+    /// Heap bytes of a sealed index's summary (0 when dropped, or for a resident index).
+    pub fn summary_bytes(&self) -> usize {
+        self.file.summary_bytes()
     }
 }
 

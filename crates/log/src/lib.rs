@@ -113,7 +113,8 @@ pub struct LogConfig {
     /// whatever its dirty ratio.
     pub max_compaction_lag_ms: i64,
     /// `file.delete.delay.ms`: a segment deleted by retention or a log start offset
-    /// move is renamed `.deleted` first and removed this much later (0: at once).
+    /// move, or replaced by the cleaner, is renamed `.deleted` first and removed this
+    /// much later (0: at once; the cleaner's are still renamed first).
     pub file_delete_delay_ms: i64,
 }
 

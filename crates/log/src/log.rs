@@ -475,6 +475,12 @@ impl Log {
     pub fn close_idle_files(&self) -> usize {
         self.segments.iter().map(Segment::close_idle_files).sum()
     }
+    /// Heap bytes held by the sealed segments' index summaries (see `crate::index`):
+    /// only those searched since the previous idle sweep keep one, so this is bounded
+    /// by the segments in use, not by the segments in the log.
+    pub fn resident_index_summary_bytes(&self) -> usize {
+        self.segments.iter().map(Segment::index_summary_bytes).sum()
+    }
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }
@@ -1260,6 +1266,18 @@ impl Log {
         due.len()
     }
 
+    /// Remove the files of segments renamed `.deleted` (one `Vec` per segment, its
+    /// `.log` first) after `file.delete.delay.ms` from `now` (Kafka's
+    /// `asyncDeleteSegment`), or at once when the delay is 0.
+    fn schedule_deletion(&mut self, segments: Vec<Vec<PathBuf>>, now: i64) {
+        let due = now.saturating_add(self.config.file_delete_delay_ms.max(0));
+        self.pending_deletions
+            .extend(segments.into_iter().map(|paths| (due, paths)));
+        if self.config.file_delete_delay_ms <= 0 {
+            self.remove_deleted_files(now);
+        }
+    }
+
     /// Segment `i` may go: it is not an empty active segment and it ends at or below the bound.
     fn deletable(&self, i: usize, upper_bound_offset: i64) -> bool {
         let segment = &self.segments[i];
@@ -1307,8 +1325,7 @@ impl Log {
             }
             if self.config.file_delete_delay_ms > 0 {
                 let renamed = segment.rename_for_deletion(DELETED_SUFFIX)?;
-                let due = now.saturating_add(self.config.file_delete_delay_ms);
-                self.pending_deletions.push((due, renamed));
+                self.schedule_deletion(vec![renamed], now);
             } else {
                 segment.delete_files()?;
             }
@@ -1520,6 +1537,7 @@ impl Log {
         sync_dir(&self.dir)?;
         after_commit();
         let interval = self.config.index_interval_bytes;
+        let mut replaced_files = Vec::new();
         for g in &cleaned.groups {
             let first = self
                 .segments
@@ -1539,8 +1557,12 @@ impl Log {
                 .segments
                 .get(first)
                 .map_or(self.log_end_offset, Segment::base_offset);
+            // Kafka's `replaceSegments`: the replaced segments are renamed `.deleted`
+            // (each `.log` first) before the `.swap` files take their names, and
+            // removed only after `file.delete.delay.ms`, so a reader still holding
+            // one (a fetch's slice) reads it to the end.
             for segment in replaced {
-                segment.delete_files()?;
+                replaced_files.push(segment.rename_for_deletion(DELETED_SUFFIX)?);
             }
             renamed(g.base, SWAP_SUFFIX, "")?;
             let mut segment = Segment::open(&self.dir, g.base, now_ms())?;
@@ -1551,6 +1573,7 @@ impl Log {
             self.segments.insert(first, segment);
         }
         sync_dir(&self.dir)?;
+        self.schedule_deletion(replaced_files, now_ms());
         self.aborted
             .retain(|a| !cleaned.removed_aborts.contains(&a.last_offset));
         let first_dirty = self.first_dirty_offset;
@@ -1772,10 +1795,10 @@ fn join_suffix(suffix: &str, extra: &str) -> String {
 /// data, tombstones) would come back. Each swap is judged alone, not over the union of
 /// all of them as Kafka does, so that swaps left by an earlier failed swap could never
 /// stretch the range over segments no swap replaces. Every file of a replaced segment
-/// goes, not only those whose `.log` is still there: a crash in `Segment::delete_files`
-/// (the `.log` first) can leave its `.txnindex`, which the new segment, taking the same
-/// name, would otherwise inherit when it has none of its own, with aborted transactions
-/// whose markers the cleaning removed.
+/// goes, not only those whose `.log` is still there: a crash in
+/// `Segment::rename_for_deletion` (the `.log` first) can leave its `.txnindex`, which
+/// the new segment, taking the same name, would otherwise inherit when it has none of
+/// its own, with aborted transactions whose markers the cleaning removed.
 fn complete_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
     let log_swap = join_suffix(LOG_SUFFIX, SWAP_SUFFIX);
     let mut swaps = Vec::new();

@@ -507,12 +507,20 @@ impl Segment {
     /// Close the files not used since the previous call (see `crate::handle`); returns
     /// how many were closed. A `.log` with writes not yet flushed is closed too (an idle
     /// partition must not pin a descriptor until the next checkpoint): its flush
-    /// reopens it (see `crate::handle` for why that is safe).
+    /// reopens it (see `crate::handle` for why that is safe). Sealed indexes' summaries
+    /// not searched since the previous call are dropped with them (see `crate::index`).
     pub fn close_idle_files(&self) -> usize {
+        self.offset_index.drop_summary_if_idle();
+        self.time_index.drop_summary_if_idle();
         let mut closed = usize::from(self.log.close_if_idle());
         closed += usize::from(self.offset_index.close_if_idle());
         closed += usize::from(self.time_index.close_if_idle());
         closed
+    }
+
+    /// Heap bytes of the sealed indexes' summaries this segment holds now.
+    pub fn index_summary_bytes(&self) -> usize {
+        self.offset_index.summary_bytes() + self.time_index.summary_bytes()
     }
 
     /// Largest timestamp for `retention.ms`: the records' when known, else the file's

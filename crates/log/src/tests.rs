@@ -1919,6 +1919,91 @@ fn segment_files_open_when_read_and_close_when_idle() {
     assert_eq!(log.close_idle_files(), segments);
 }
 
+/// Issue 11's bounded cache: a sealed index's summary is built by the first lookup,
+/// dropped by the idle sweep with the segment's file handles, and rebuilt by the next
+/// lookup, which still answers right; so the summaries held stay bounded by the
+/// segments in use (here at most two of 23), not by the segments in the log.
+#[test]
+fn sealed_index_summaries_are_dropped_when_idle_and_rebuilt_by_the_next_lookup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = LogConfig {
+        segment_bytes: 600,
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir, config.clone(), 0).unwrap();
+    for i in 0..120 {
+        log.append_as_leader(&mut batch(2, NOW + i), 0).unwrap();
+    }
+    let recovery_point = log.flush().unwrap();
+    drop(log);
+    let log = Log::open(dir, config, recovery_point).unwrap();
+    let bases = log.segment_base_offsets();
+    let sealed = bases.len() - 1;
+    assert!(sealed >= 20, "{sealed} sealed segments");
+    assert_eq!(
+        log.resident_index_summary_bytes(),
+        0,
+        "nothing built at open"
+    );
+    let read_all = |log: &Log| {
+        for offset in 0..240 {
+            assert_eq!(
+                base_offsets(&log.read(offset, 1, i64::MAX, true).unwrap()),
+                vec![offset - offset % 2]
+            );
+        }
+        for i in 0..120 {
+            assert_eq!(
+                log.offset_for_timestamp(NOW + i, i64::MAX).unwrap(),
+                Some((2 * i, NOW + i))
+            );
+        }
+    };
+    read_all(&log);
+    let all = log.resident_index_summary_bytes();
+    assert!(all > 0, "lookups built the summaries");
+    // Used since the last sweep: kept; then dropped with the idle files.
+    log.close_idle_files();
+    assert_eq!(log.resident_index_summary_bytes(), all);
+    log.close_idle_files();
+    assert_eq!(
+        log.resident_index_summary_bytes(),
+        0,
+        "idle summaries dropped"
+    );
+    // Lookups rebuild them and still answer right.
+    read_all(&log);
+    assert_eq!(log.resident_index_summary_bytes(), all);
+    log.close_idle_files();
+    log.close_idle_files();
+    // A reader moving through the log, one segment per sweep interval: at most the
+    // segment it reads and the one before it hold a summary.
+    let per_segment = all / sealed;
+    for pair in bases.windows(2) {
+        for offset in pair[0]..pair[1] {
+            assert_eq!(
+                base_offsets(&log.read(offset, 1, i64::MAX, true).unwrap()),
+                vec![offset - offset % 2]
+            );
+            let ts = NOW + offset / 2;
+            assert_eq!(
+                log.offset_for_timestamp(ts, i64::MAX).unwrap(),
+                Some((offset - offset % 2, ts))
+            );
+        }
+        let resident = log.resident_index_summary_bytes();
+        assert!(
+            resident > 0 && resident <= 2 * per_segment,
+            "segment {}: {resident} bytes resident, {per_segment} per segment",
+            pair[0]
+        );
+        log.close_idle_files();
+    }
+    assert!(log.resident_index_summary_bytes() <= per_segment);
+}
+
 /// A `.log` and index written and then closed by the sweep before the flush are synced
 /// by reopening them: the flush succeeds, the recovery point advances, and a reopen
 /// trusts the sealed segments (nothing is rebuilt or lost).

@@ -39,6 +39,10 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// any marker is sent (the compat tests prove that a restarted coordinator completes
 /// the commit).
 pub const FAULT_CRASH_BEFORE_TXN_MARKERS: &str = "OTTLA_FAULT_CRASH_BEFORE_TXN_MARKERS";
+/// Test-only fault: abort the process once the COMMIT marker of the first partition of
+/// a multi-partition transaction is written, before the others are sent (the compat
+/// tests prove that a restarted coordinator writes the rest and the LSO catches up).
+pub const FAULT_CRASH_AFTER_FIRST_TXN_MARKER: &str = "OTTLA_FAULT_CRASH_AFTER_FIRST_TXN_MARKER";
 
 /// Sends the markers of completing transactions.
 pub struct TxnMarkerChannel {
@@ -50,6 +54,7 @@ struct Inner {
     /// One client per leader.
     clients: NodeClients,
     crash_before_markers: bool,
+    crash_after_first_marker: bool,
 }
 
 impl TxnMarkerChannel {
@@ -59,6 +64,8 @@ impl TxnMarkerChannel {
                 broker,
                 clients: NodeClients::new(config),
                 crash_before_markers: std::env::var_os(FAULT_CRASH_BEFORE_TXN_MARKERS)
+                    .is_some_and(|v| v == "1"),
+                crash_after_first_marker: std::env::var_os(FAULT_CRASH_AFTER_FIRST_TXN_MARKER)
                     .is_some_and(|v| v == "1"),
             }),
         }
@@ -148,7 +155,12 @@ impl Inner {
                 true
             });
             let mut done: HashSet<(String, i32)> = HashSet::new();
-            for (leader, partitions) in by_leader {
+            let crash_after_first =
+                self.crash_after_first_marker && job.commit && remaining.len() > 1;
+            for (leader, mut partitions) in by_leader {
+                if crash_after_first {
+                    partitions.truncate(1);
+                }
                 let Some(node) = image.brokers.get(&leader) else {
                     continue;
                 };
@@ -158,6 +170,13 @@ impl Inner {
                 match send(&client, &job, coordinator_epoch, &partitions).await {
                     Ok(results) => {
                         for ((topic, p), code) in results {
+                            if code == 0 && crash_after_first {
+                                tracing::error!(
+                                    "{FAULT_CRASH_AFTER_FIRST_TXN_MARKER} is set: aborting after the COMMIT marker of {topic}-{p} of transactional id {}",
+                                    job.transactional_id
+                                );
+                                std::process::abort();
+                            }
                             if code == 0 {
                                 done.insert((topic, p));
                             } else if code == ResponseError::InvalidProducerEpoch.code()
