@@ -1,5 +1,6 @@
 //! Ottla group coordinator: consumer groups and committed offsets (`__consumer_offsets`).
 
+pub mod assignor;
 pub mod coordinator;
 pub mod records;
 pub mod subscription;
