@@ -376,3 +376,42 @@ def test_a_misconfigured_inter_broker_listener_stops_the_start(tmp_path, broker_
     assert "needs username=" in refused(no_login)
     no_trust = {k: v for k, v in settings.items() if "truststore" not in k}
     assert "trust store" in refused(no_trust)
+
+
+def test_the_authorizer_needs_known_peers_on_the_controller_listener(tmp_path, broker_certs):
+    """With the authorizer on, the quorum's listener admits super users only; a
+    configuration under which every peer would be User:ANONYMOUS (PLAINTEXT, or SSL
+    without required client certificates) is refused at start-up instead of forming a
+    quorum that refuses itself."""
+    def start(overrides: dict) -> subprocess.CompletedProcess:
+        port, controller = free_port(), free_port()
+        cmd = [OTTLA_BIN, "serve", "--override", f"log.dirs={tmp_path / 'data'}",
+               "--override", "node.id=1",
+               "--override", f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+               "--override", "controller.listener.names=CONTROLLER",
+               "--override", f"controller.quorum.voters=1@127.0.0.1:{controller}",
+               "--override", f"authorizer.class.name={STANDARD_AUTHORIZER}",
+               "--override", "super.users=User:admin"]
+        for k, v in overrides.items():
+            cmd += ["--override", f"{k}={v}"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+    plaintext = start({})
+    assert plaintext.returncode != 0 and "admits super users only" in plaintext.stderr, plaintext.stderr[-2000:]
+    no_client_auth = start({"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+                            "listener.name.controller.ssl.keystore.type": "PEM",
+                            "listener.name.controller.ssl.keystore.location": broker_certs["keystore"],
+                            "listener.name.controller.ssl.truststore.type": "PEM",
+                            "listener.name.controller.ssl.truststore.location": broker_certs["ca"]})
+    assert no_client_auth.returncode != 0 and "admits super users only" in no_client_auth.stderr, \
+        no_client_auth.stderr[-2000:]
+    # With client certificates required, the same configuration passes this check (and
+    # stops later only because the directory was never formatted).
+    required = start({"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+                      "listener.name.controller.ssl.client.auth": "required",
+                      "listener.name.controller.ssl.keystore.type": "PEM",
+                      "listener.name.controller.ssl.keystore.location": broker_certs["keystore"],
+                      "listener.name.controller.ssl.truststore.type": "PEM",
+                      "listener.name.controller.ssl.truststore.location": broker_certs["ca"]})
+    assert "admits super users only" not in required.stderr, required.stderr[-2000:]
+    assert required.returncode != 0 and "format" in required.stderr.lower(), required.stderr[-2000:]

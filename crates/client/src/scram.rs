@@ -115,10 +115,12 @@ pub struct ScramClient {
     server_signature: Option<Vec<u8>>,
 }
 
-/// Iterations a server may ask for: Kafka's `ScramMechanism` bounds (4096..=16384)
-/// are the server's rule for stored credentials; a client refuses only what would
-/// cost it unbounded work.
-const MAX_CLIENT_ITERATIONS: i32 = 1 << 20;
+/// Kafka's `ScramMechanism` bounds on a credential's iterations. A client refuses a
+/// server's first message outside them, as Kafka's `ScramSaslClient` does: fewer would
+/// let a man in the middle brute-force the proof cheaply, more would make the broker
+/// spend its time on PBKDF2 for a hostile peer.
+pub const MIN_ITERATIONS: i32 = 4096;
+pub const MAX_ITERATIONS: i32 = 16384;
 
 impl ScramClient {
     pub fn new(mechanism: ScramMechanism, username: &str, password: &str) -> ScramClient {
@@ -160,8 +162,19 @@ impl ScramClient {
         let iterations: i32 = fields
             .get("i")
             .and_then(|i| i.parse().ok())
-            .filter(|i| (1..=MAX_CLIENT_ITERATIONS).contains(i))
             .ok_or("the server's first SCRAM message has no valid iteration count")?;
+        if iterations < MIN_ITERATIONS {
+            return Err(format!(
+                "Requested iterations {iterations} is less than the minimum {MIN_ITERATIONS} for {}",
+                self.mechanism.name()
+            ));
+        }
+        if iterations > MAX_ITERATIONS {
+            return Err(format!(
+                "Requested iterations {iterations} is more than the maximum {MAX_ITERATIONS} for {}",
+                self.mechanism.name()
+            ));
+        }
         let m = self.mechanism;
         let salted = m.salted_password(self.password.as_bytes(), &salt, iterations);
         // "biws" is base64("n,,"): the GS2 header of the first message.
@@ -265,5 +278,20 @@ mod tests {
         assert!(client
             .answer(format!("r={nonce}x,s={salt},i=0").as_bytes())
             .is_err());
+        // Kafka's bounds: a man in the middle asking for few iterations is refused, and
+        // so is a hostile server asking for a million.
+        let err = client
+            .answer(format!("r={nonce}x,s={salt},i=4095").as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "Requested iterations 4095 is less than the minimum 4096 for SCRAM-SHA-256"
+        );
+        assert!(client
+            .answer(format!("r={nonce}x,s={salt},i=1000000").as_bytes())
+            .is_err());
+        assert!(client
+            .answer(format!("r={nonce}x,s={salt},i=16384").as_bytes())
+            .is_ok());
     }
 }

@@ -34,15 +34,17 @@ pub struct BrokerEndpoint {
 
 impl BrokerInfo {
     /// Where a client on `listener` reaches this broker: that listener's advertised
-    /// address, else (a registration without it) the inter-broker one.
-    pub fn endpoint(&self, listener: &str) -> (String, i32) {
+    /// address; `None` when the broker has no such listener (Kafka's
+    /// `getAliveBrokerNode(id, listener)` leaves it out then). A registration older than
+    /// the listener list serves every listener at its inter-broker address.
+    pub fn endpoint(&self, listener: &str) -> Option<(String, i32)> {
+        if self.listeners.is_empty() {
+            return Some((self.host.clone(), self.port));
+        }
         self.listeners
             .iter()
             .find(|l| l.name == listener)
-            .map_or_else(
-                || (self.host.clone(), self.port),
-                |l| (l.host.clone(), l.port),
-            )
+            .map(|l| (l.host.clone(), l.port))
     }
 }
 
@@ -525,6 +527,23 @@ mod tests {
                 port: 9092,
                 rack: None,
             },
+            // Every advertised listener of broker 1: kept in snapshots right after its
+            // registration.
+            MetadataRecord::BrokerListeners {
+                node_id: 1,
+                listeners: vec![
+                    BrokerEndpoint {
+                        name: "INTERNAL".into(),
+                        host: "b1".into(),
+                        port: 9092,
+                    },
+                    BrokerEndpoint {
+                        name: "EXTERNAL".into(),
+                        host: "b1.example.com".into(),
+                        port: 9094,
+                    },
+                ],
+            },
             MetadataRecord::Topic {
                 name: "zeta".into(),
                 topic_id: a,
@@ -617,13 +636,27 @@ mod tests {
         assert_eq!(replayed, image);
         assert_eq!(replayed.topic("zeta").unwrap().partitions[0].isr, vec![1]);
         assert!(replayed.topic("gone").is_none());
+        assert_eq!(
+            replayed.brokers[&1].endpoint("EXTERNAL"),
+            Some(("b1.example.com".to_string(), 9094))
+        );
+        assert_eq!(replayed.brokers[&1].endpoint("CONTROLLER"), None);
+        assert_eq!(
+            replayed.brokers[&2].endpoint("EXTERNAL"),
+            Some(("b2".to_string(), 9093)),
+            "a registration without listeners serves every listener"
+        );
         // written in a stable order: brokers by id, topics by name
         assert_eq!(replayed.to_records(), written);
         assert!(matches!(
             &written[1],
             MetadataRecord::RegisterBroker { node_id: 1, .. }
         ));
-        assert!(matches!(&written[3], MetadataRecord::Topic { name, .. } if name == "alpha"));
+        assert!(matches!(
+            &written[2],
+            MetadataRecord::BrokerListeners { node_id: 1, .. }
+        ));
+        assert!(matches!(&written[4], MetadataRecord::Topic { name, .. } if name == "alpha"));
         assert!(MetadataImage::default().to_records().is_empty());
     }
 

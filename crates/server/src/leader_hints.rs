@@ -37,8 +37,9 @@ impl LeaderHints {
         }
     }
 
-    /// Where a client on the request's listener reaches broker `b`.
-    pub fn host_port(&self, b: &BrokerInfo) -> (String, i32) {
+    /// Where a client on the request's listener reaches broker `b` (`None`: not on
+    /// that listener; the hint then names no endpoint, as Kafka's `Node.noNode`).
+    pub fn host_port(&self, b: &BrokerInfo) -> Option<(String, i32)> {
         self.here.host_port(b)
     }
 
@@ -83,13 +84,15 @@ macro_rules! node_endpoints {
     ($hints:expr, $endpoint:ty) => {
         $hints
             .endpoints()
-            .map(|b| {
-                let (host, port) = $hints.host_port(b);
-                <$endpoint>::default()
-                    .with_node_id(kafka_protocol::messages::BrokerId(b.node_id))
-                    .with_host($crate::handlers::str_bytes(host))
-                    .with_port(port)
-                    .with_rack(b.rack.clone().map($crate::handlers::str_bytes))
+            .filter_map(|b| {
+                let (host, port) = $hints.host_port(b)?;
+                Some(
+                    <$endpoint>::default()
+                        .with_node_id(kafka_protocol::messages::BrokerId(b.node_id))
+                        .with_host($crate::handlers::str_bytes(host))
+                        .with_port(port)
+                        .with_rack(b.rack.clone().map($crate::handlers::str_bytes)),
+                )
             })
             .collect()
     };

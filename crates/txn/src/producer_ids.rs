@@ -41,11 +41,13 @@ impl ProducerIdManager {
                     "the controller reserved an invalid block at {first}"
                 ));
             }
-            // Blocks only move forwards (the controller's record refuses to go back).
-            assert!(
-                first >= end,
-                "producer id block at {first} overlaps the previous one ending at {end}"
-            );
+            // Blocks only move forwards (the controller's record refuses to go back);
+            // anything else would hand out an id twice.
+            if first < end {
+                return Err(format!(
+                    "the controller reserved a block at {first}, overlapping the previous one ending at {end}"
+                ));
+            }
             *block = (first, first + PRODUCER_ID_BLOCK_SIZE);
         }
         let id = block.0;

@@ -50,13 +50,15 @@ pub fn handle(
     let brokers = image
         .brokers
         .values()
-        .map(|b| {
-            let (host, port) = here.host_port(b);
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.node_id))
-                .with_host(str_bytes(host))
-                .with_port(port)
-                .with_rack(b.rack.clone().map(str_bytes))
+        .filter_map(|b| {
+            let (host, port) = here.host_port(b)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.node_id))
+                    .with_host(str_bytes(host))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes)),
+            )
         })
         .collect();
     respond(request, &response.with_brokers(brokers))

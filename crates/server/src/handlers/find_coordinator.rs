@@ -73,7 +73,7 @@ fn lookup(
         .ok_or_else(unavailable)?;
     let image = broker.controller.image();
     let node = image.brokers.get(&leader).ok_or_else(unavailable)?;
-    let (host, port) = here.host_port(node);
+    let (host, port) = here.host_port(node).ok_or_else(unavailable)?;
     Ok((leader, host, port))
 }
 

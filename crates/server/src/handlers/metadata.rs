@@ -174,8 +174,8 @@ pub fn handle(
         .brokers
         .values()
         .filter(|b| !image.fenced_brokers.contains(&b.node_id))
-        .map(|b| {
-            let (host, port) = here.host_port(b);
+        .filter_map(|b| {
+            let (host, port) = here.host_port(b)?;
             let mut m = MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
                 .with_host(str_bytes(host))
@@ -183,7 +183,7 @@ pub fn handle(
             if version >= 1 {
                 m = m.with_rack(b.rack.clone().map(str_bytes));
             }
-            m
+            Some(m)
         })
         .collect();
     // KIP-430: what the caller may do with each topic it may see (not with the ones it

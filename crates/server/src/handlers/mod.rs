@@ -286,10 +286,11 @@ impl AdvertisedEndpoint {
         }
     }
 
-    /// `info`'s host and port, as a client on this listener should reach it.
-    pub fn host_port(&self, info: &ottla_controller::BrokerInfo) -> (String, i32) {
+    /// `info`'s host and port, as a client on this listener should reach it; `None`
+    /// when that broker has no such listener (it is then left out, as Kafka does).
+    pub fn host_port(&self, info: &ottla_controller::BrokerInfo) -> Option<(String, i32)> {
         if info.node_id == self.node_id {
-            (self.host.clone(), self.port)
+            Some((self.host.clone(), self.port))
         } else {
             info.endpoint(&self.listener)
         }

@@ -258,6 +258,24 @@ pub fn controller_transport(
     config: &BrokerConfig,
 ) -> anyhow::Result<ottla_controller::QuorumTransport> {
     let name = config.controller_listener_name.clone();
+    // With the authorizer on, a peer that shows no certificate is User:ANONYMOUS and is
+    // refused unless it is a super user: a quorum configured so would never form, so
+    // say so at start-up instead of refusing every connection.
+    if let Some(authorizer) = &config.authorizer {
+        let anonymous_is_super = authorizer.super_users.iter().any(|s| s == ANONYMOUS);
+        let certificates_required = config.controller_protocol.uses_tls()
+            && config
+                .listener_value(&name, "ssl.client.auth")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("required"));
+        let listens = config.controller_listener.is_some();
+        let plaintext = !config.controller_protocol.uses_tls();
+        if !anonymous_is_super && (plaintext || (listens && !certificates_required)) {
+            anyhow::bail!(
+                "with the authorizer on, the controller listener {name} admits super users only (Kafka requires CLUSTER_ACTION on every controller RPC), and its peers would all be {ANONYMOUS}: use {name}:SSL in listener.security.protocol.map with listener.name.{}.ssl.client.auth=required and the nodes' certificate principals in super.users, or add {ANONYMOUS} to super.users",
+                name.to_ascii_lowercase()
+            );
+        }
+    }
     let admit: ottla_controller::QuorumAdmission = match &config.authorizer {
         None => Arc::new(|_| Ok(())),
         Some(authorizer) => {

@@ -11,8 +11,7 @@ use rand::Rng;
 
 /// Kafka's limits on a credential's iterations (`ScramMechanism.minIterations`/
 /// `maxIterations`).
-pub const MIN_ITERATIONS: i32 = 4096;
-pub const MAX_ITERATIONS: i32 = 16384;
+pub use ottla_client::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
 
 use ottla_client::scram::attributes;
 /// The mechanisms and their primitives live with the client side of the exchange
