@@ -43,12 +43,17 @@ def start_cluster(ottla_factory, n: int = NODES, extra: dict | None = None,
             **((per_node or {}).get(i + 1, {})),
         }
         nodes.append(ottla_factory(overrides=overrides, name=f"node{i + 1}", start=False, port=ports[i]))
-    # As with Kafka's kafka-storage: one cluster id, each node's directories formatted.
+    return format_and_start(nodes)
+
+
+def format_and_start(nodes):
+    """Format every node's directories with one new cluster id, as Kafka's kafka-storage
+    does, then start them all and wait: a node finishes starting only once a quorum has
+    formed."""
     cluster_id = subprocess.run([OTTLA_BIN, "random-uuid"], capture_output=True, text=True,
                                 check=True).stdout.strip()
     for node in nodes:
         ottla_format(node, cluster_id)
-    # A node finishes starting only once a quorum has formed: start them all, then wait.
     for node in nodes:
         node.start(wait=False)
     for node in nodes:

@@ -22,7 +22,8 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import OTTLA_BIN, ck_consume_all, ck_produce, free_port, make_records, unique_topic, wait_for
-from test_cluster import ottla_format
+from test_cluster import format_and_start
+from test_replication import segment_bytes
 from test_security import OPENSSL, REQ_CNF, _openssl
 
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -145,14 +146,7 @@ def start_secured_cluster(ottla_factory, settings: dict[str, str],
             **((per_node or {}).get(i + 1, {})),
         }
         nodes.append(ottla_factory(overrides=overrides, name=f"node{i + 1}", start=False, port=plain))
-    cluster_id = subprocess.run([OTTLA_BIN, "random-uuid"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-    for node in nodes:
-        ottla_format(node, cluster_id)
-    for node in nodes:
-        node.start(wait=False)
-    for node in nodes:
-        node.wait_ready(90)
+    format_and_start(nodes)
     return nodes, ",".join(f"127.0.0.1:{p[1]}" for p in ports)
 
 
@@ -170,8 +164,13 @@ def partition_state(bootstrap: str, conf: dict, topic: str) -> dict[int, tuple[i
     return {p: (m.leader, sorted(m.isrs)) for p, m in md.topics[topic].partitions.items()}
 
 
-def segment_bytes(node, topic: str, partition: int) -> bytes:
-    return b"".join(f.read_bytes() for f in sorted(node.partition_dir(topic, partition).glob("*.log")))
+def wait_identical_replicas(nodes, topic: str, timeout: float) -> None:
+    """Followers copy their leader's batches byte for byte: wait until every node holds
+    the same log for each of the topic's three partitions."""
+    def identical():
+        return all(segment_bytes(nodes[0], topic, p) == segment_bytes(n, topic, p) != b""
+                   for p in range(3) for n in nodes[1:])
+    wait_for(identical, timeout, "the three replicas of each partition to hold the same log")
 
 
 def replicate_and_fail_over(nodes, bootstrap: str, conf: dict, tag: str) -> None:
@@ -186,10 +185,7 @@ def replicate_and_fail_over(nodes, bootstrap: str, conf: dict, tag: str) -> None
     acked = ck_produce(bootstrap, topic, first, conf={**conf, "acks": "all", "enable.idempotence": True})
     assert len(acked) == len(first)
 
-    def identical():
-        return all(segment_bytes(nodes[0], topic, p) == segment_bytes(n, topic, p) != b""
-                   for p in range(3) for n in nodes[1:])
-    wait_for(identical, 30, "the three replicas of each partition to hold the same log")
+    wait_identical_replicas(nodes, topic, 30)
 
     victim = nodes[state[0][0] - 1]
     victim.kill9()
@@ -345,10 +341,7 @@ def test_brokers_authenticate_to_each_other_with_scram(ottla_factory, broker_cer
     acked = ck_produce(plain, topic, records, conf={"acks": "all", "enable.idempotence": True})
     assert len(acked) == len(records)
 
-    def identical():
-        return all(segment_bytes(nodes[0], topic, p) == segment_bytes(n, topic, p) != b""
-                   for p in range(3) for n in nodes[1:])
-    wait_for(identical, 60, "the three replicas of each partition to hold the same log")
+    wait_identical_replicas(nodes, topic, 60)
     assert any("over SASL_SSL" in n.stderr_text() for n in nodes)
 
 

@@ -54,6 +54,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from conftest import _recv_exact, ck_create_topic, ck_group_offsets, wait_for
+from test_security import Reader, uvarint
 from test_transactions import (FENCED_CODES, assert_partition_lists, high_watermarks, produce_and_flush,
                                read_topic, stable_offsets, txn_producer, wait_stable)
 
@@ -72,63 +73,9 @@ Failed = pytest.fail.Exception  # not an Exception subclass: wait_for does not s
 # ----------------------------------------------------------------------------- raw flexible requests
 
 
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def compact_string(s: str) -> bytes:
     b = s.encode()
     return uvarint(len(b) + 1) + b
-
-
-class Reader:
-    def __init__(self, data: bytes):
-        self.d, self.o = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.o + n > len(self.d):
-            raise AssertionError(f"response truncated: wanted {n} bytes at {self.o} of {len(self.d)}")
-        b = self.d[self.o:self.o + n]
-        self.o += n
-        return b
-
-    def i16(self) -> int:
-        return struct.unpack(">h", self.take(2))[0]
-
-    def i32(self) -> int:
-        return struct.unpack(">i", self.take(4))[0]
-
-    def i64(self) -> int:
-        return struct.unpack(">q", self.take(8))[0]
-
-    def uvarint(self) -> int:
-        shift = n = 0
-        while True:
-            b = self.take(1)[0]
-            n |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return n
-            shift += 7
-
-    def compact_string(self) -> str | None:
-        n = self.uvarint()
-        return None if n == 0 else self.take(n - 1).decode()
-
-    def tags(self) -> None:
-        for _ in range(self.uvarint()):
-            self.uvarint()
-            self.take(self.uvarint())
-
-    def end(self) -> None:
-        assert self.o == len(self.d), f"{len(self.d) - self.o} unread bytes at the end of the response"
 
 
 _corr = [100]

@@ -40,23 +40,18 @@ pub struct SslSettings<'a> {
 
 impl SslSettings<'_> {
     fn value(&self, listener: &str, key: &str) -> Option<String> {
-        let prefixed = format!("listener.name.{}.{key}", listener.to_ascii_lowercase());
-        let dynamic = |k: &str| self.dynamic.and_then(|d| d.get(k)).cloned();
-        dynamic(&prefixed)
-            .or_else(|| self.config.explicit.get(&prefixed).cloned())
-            .or_else(|| dynamic(key))
-            .or_else(|| self.config.listener_value(listener, key))
-            .filter(|v| !v.trim().is_empty())
+        self.raw(listener, key).filter(|v| !v.trim().is_empty())
     }
 
-    /// The value as set, an empty one included (for keys where empty means "off").
+    /// The value as set (or its default), an empty one included (for keys where empty
+    /// means "off").
     fn raw(&self, listener: &str, key: &str) -> Option<String> {
         let prefixed = format!("listener.name.{}.{key}", listener.to_ascii_lowercase());
         let dynamic = |k: &str| self.dynamic.and_then(|d| d.get(k)).cloned();
         dynamic(&prefixed)
             .or_else(|| self.config.explicit.get(&prefixed).cloned())
             .or_else(|| dynamic(key))
-            .or_else(|| self.config.explicit.get(key).cloned())
+            .or_else(|| self.config.listener_value(listener, key))
     }
 }
 
