@@ -24,7 +24,16 @@ The broker's ApiVersions table is read, and then:
   table is not merely a subset of what is served.
 
 The requests and responses are kafka-python 3's classes, generated from Kafka's own
-message schemas (``kafka/protocol/schemas/resources/*.json``).
+message schemas (``kafka/protocol/schemas/resources/*.json``). kafka-python ships no
+schema for the KIP-848 consumer group APIs, ConsumerGroupHeartbeat (68) and
+ConsumerGroupDescribe (69), so Kafka 4.1's JSON schemas for them are shipped here in
+``kafka_schemas/`` (unchanged, license headers included) and loaded through
+kafka-python's own machinery (the ``load_json=`` class keyword of ``ApiMessage``).
+After a FindCoordinator for the group (as a client does first; before it the broker has
+no group coordinator and answers NOT_COORDINATOR, as Kafka does), ConsumerGroupHeartbeat
+joins the group (member epoch 0, a client-generated member id as v1 requires, no
+subscribed topics) and must be answered without an error and with an assignment, and
+ConsumerGroupDescribe must describe that group without an error.
 """
 
 from __future__ import annotations
@@ -32,17 +41,22 @@ from __future__ import annotations
 import importlib
 import socket
 import struct
+import time
+import uuid
 
 import pytest
 from kafka.protocol.api_message import ApiMessage
 
+import kafka_schemas
 from conftest import api_versions_v0
 
 IO_TIMEOUT = 15.0
 UNSUPPORTED_VERSION = 35
 ILLEGAL_SASL_STATE = 34
 PRODUCE, API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 0, 18, 17, 36
-DESCRIBE_ACLS = 29
+FIND_COORDINATOR, DESCRIBE_ACLS = 10, 29
+CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
+GROUP_ID = "ottla-api-versions-test"
 # Kafka 4 advertises Produce from v0 (KAFKA-18659) but its oldest served version is 3.
 PRODUCE_OLDEST_SERVED = 3
 
@@ -62,7 +76,29 @@ def _message_classes() -> tuple[dict[int, type], dict[int, type]]:
     return requests, responses
 
 
+# kafka-python has no schema for these; Kafka 4.1's own are in kafka_schemas/.
+class ConsumerGroupHeartbeatRequest(ApiMessage, load_json=kafka_schemas):
+    pass
+
+
+class ConsumerGroupHeartbeatResponse(ApiMessage, load_json=kafka_schemas):
+    pass
+
+
+class ConsumerGroupDescribeRequest(ApiMessage, load_json=kafka_schemas):
+    pass
+
+
+class ConsumerGroupDescribeResponse(ApiMessage, load_json=kafka_schemas):
+    pass
+
+
 REQUESTS, RESPONSES = _message_classes()
+for _cls in (ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+             ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse):
+    _known = REQUESTS if _cls.is_request() else RESPONSES
+    assert _cls.API_KEY not in _known, f"kafka-python now has a schema for key {_cls.API_KEY}"
+    _known[_cls.API_KEY] = _cls
 
 
 # ---------------------------------------------------------------- raw connection
@@ -172,6 +208,29 @@ def error_codes(value, path="") -> list[tuple[str, int]]:
     return out
 
 
+def find_group_coordinator(broker, table: dict[int, tuple[int, int]]) -> None:
+    """FindCoordinator for GROUP_ID until it is answered without an error, as a client
+    does before it joins. The first one makes the broker create the group coordinator
+    (``__consumer_offsets``); until then group requests get NOT_COORDINATOR, as Kafka's do."""
+    version = table[FIND_COORDINATOR][1]
+    req = REQUESTS[FIND_COORDINATOR](version=version)
+    if version >= 4:
+        req.coordinator_keys = [GROUP_ID]
+    else:
+        req.key = GROUP_ID
+    s = connect(broker)
+    try:
+        for attempt in range(40):
+            body = round_trip(s, req, version, 500 + attempt)
+            err = body.coordinators[0].error_code if version >= 4 else body.error_code
+            if err == 0:
+                return
+            time.sleep(0.25)
+    finally:
+        s.close()
+    raise AssertionError(f"FindCoordinator v{version} for {GROUP_ID!r}: still error {err}")
+
+
 def minimal_request(api_key: int, version: int):
     """A request of schema defaults (empty lists, empty or null strings, zeros) with the
     few fields set that make it one Kafka would accept and answer."""
@@ -191,6 +250,18 @@ def minimal_request(api_key: int, version: int):
             req.pattern_type_filter = 1
         req.operation = 1
         req.permission_type = 1
+    elif api_key == CONSUMER_GROUP_HEARTBEAT:
+        # A join: epoch 0 with a member id the client generates (v1 refuses an empty one,
+        # as KIP-1082 has it), a rebalance timeout, and an empty subscription (not null,
+        # which a join may not send). Kafka answers with an (empty) assignment.
+        req.group_id = GROUP_ID
+        req.member_id = str(uuid.uuid4())
+        req.member_epoch = 0
+        req.rebalance_timeout_ms = 30000
+        req.subscribed_topic_names = []
+        req.topic_partitions = []
+    elif api_key == CONSUMER_GROUP_DESCRIBE:
+        req.group_ids = [GROUP_ID]
     return req
 
 
@@ -212,6 +283,9 @@ def table(ottla_module) -> dict[int, tuple[int, int]]:
 
 
 def test_every_advertised_version_is_served(ottla_module, table):
+    # So that ConsumerGroupHeartbeat joins and ConsumerGroupDescribe finds the group
+    # instead of both getting NOT_COORDINATOR.
+    find_group_coordinator(ottla_module, table)
     problems = []
     corr = 1000
     for api_key, (lo, hi) in sorted(table.items()):
@@ -230,6 +304,15 @@ def test_every_advertised_version_is_served(ottla_module, table):
                 if api_key in (SASL_HANDSHAKE, SASL_AUTHENTICATE) and body.error_code != ILLEGAL_SASL_STATE:
                     problems.append(f"{name} v{version} on PLAINTEXT: error {body.error_code}, "
                                     f"Kafka answers ILLEGAL_SASL_STATE (34)")
+                if api_key in (CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE):
+                    # Kafka answers the join with an assignment and describes the group.
+                    errors = [(p, c) for p, c in error_codes(body) if c != 0]
+                    if errors:
+                        problems.append(f"{name} v{version}: errors {errors}")
+                    elif api_key == CONSUMER_GROUP_HEARTBEAT and body.assignment is None:
+                        problems.append(f"{name} v{version}: a join answered without an assignment")
+                    elif api_key == CONSUMER_GROUP_DESCRIBE and [g.group_id for g in body.groups] != [GROUP_ID]:
+                        problems.append(f"{name} v{version}: described {body.groups}")
                 still_serves(s, corr + 1)
             except (Closed, OSError, AssertionError) as e:
                 problems.append(f"{name} v{version} (advertised {table[api_key]}): {e!r}")

@@ -119,7 +119,11 @@ def check_no_acknowledged_loss(nodes, topic: str, partitions: int, acked: dict) 
     assert not duplicated, f"{len(duplicated)} records stored twice, e.g. {list(duplicated.items())[:3]}"
     lost = [v for v in acked if v not in where]
     assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:5]}"
-    moved = [(v, acked[v], where[v][0]) for v in acked if where[v][0] != acked[v]]
+    # librdkafka reports no offset (None) for records it acknowledges implicitly: a request
+    # given up on a paused leader was possibly persisted, and a later batch's success
+    # proves it was (rd_kafka_dr_implicit_ack). Their partition is still known.
+    moved = [(v, acked[v], where[v][0]) for v in acked
+             if where[v][0] != acked[v] and not (acked[v][1] is None and where[v][0][0] == acked[v][0])]
     assert not moved, f"{len(moved)} records not at their acknowledged offset, e.g. {moved[:3]}"
 
 

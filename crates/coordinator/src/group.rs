@@ -15,6 +15,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ottla_group::consumer::records as consumer_records;
+use ottla_group::consumer::topics::TopicsImage;
+use ottla_group::consumer::{
+    ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse, GroupError,
+};
 use ottla_group::coordinator::{CoordinatorConfig, GroupCoordinator};
 use ottla_group::records::{
     decode_group_metadata_value, decode_key, decode_offset_commit_value,
@@ -145,6 +150,7 @@ impl CoordinatorShard for GroupShard {
         let value = match &record.value {
             RecordValue::OffsetCommit(v) => Some(encode_offset_commit_value(v)),
             RecordValue::GroupMetadata(v) => Some(encode_group_metadata_value(v)),
+            RecordValue::ConsumerGroup(v) => Some(consumer_records::encode_value(v)),
             RecordValue::Tombstone => None,
         };
         (encode_key(&record.key), value)
@@ -155,6 +161,9 @@ impl CoordinatorShard for GroupShard {
         let value = match (&key, value) {
             (CoordinatorKey::Other { .. }, _) => return None,
             (_, None) => RecordValue::Tombstone,
+            (CoordinatorKey::ConsumerGroup(k), Some(v)) => {
+                RecordValue::ConsumerGroup(consumer_records::decode_value(k, v).ok()?)
+            }
             (CoordinatorKey::OffsetCommit { .. }, Some(v)) => {
                 RecordValue::OffsetCommit(decode_offset_commit_value(v).ok()?)
             }
@@ -199,6 +208,7 @@ impl CoordinatorShard for GroupShard {
 
     fn on_loaded(&mut self, now: i64, records: usize) {
         self.next_cleanup_ms = now.saturating_add(self.cleanup_interval_ms);
+        self.coordinator.on_loaded(now);
         tracing::debug!(
             "Loaded {records} group records: {} groups",
             self.coordinator.group_count()
@@ -413,6 +423,64 @@ impl GroupCoordinatorService {
         }
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848): answered once the records it wrote are
+    /// committed, against the cluster's `topics`.
+    pub fn consumer_heartbeat(
+        &self,
+        req: ConsumerHeartbeat,
+        topics: Arc<TopicsImage>,
+    ) -> impl Future<Output = Result<ConsumerHeartbeatResponse, GroupError>> + Send + 'static {
+        let too_long = [
+            Some(&req.group_id),
+            Some(&req.member_id),
+            req.instance_id.as_ref(),
+            req.rack_id.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(req.subscribed_topic_names.iter().flatten())
+        .any(|s| !fits(s));
+        let scheduled = if too_long {
+            Err(GroupError::new(
+                ottla_group::consumer::codes::INVALID_REQUEST,
+                "A string of the request is longer than a record can store.",
+            ))
+        } else {
+            Ok(self.write(&req.group_id.clone(), move |shard, now| {
+                let salt = shard.salt.clone();
+                let (result, effects) = shard
+                    .coordinator
+                    .consumer_heartbeat(now, req, &topics, &salt);
+                shard.answer_with(effects, result)
+            }))
+        };
+        async move {
+            match scheduled {
+                Err(e) => Err(e),
+                Ok(c) => c
+                    .wait()
+                    .await
+                    .unwrap_or_else(|e| Err(GroupError::new(e.kafka_error_code(), e.to_string()))),
+            }
+        }
+    }
+
+    /// ConsumerGroupDescribe, for one group.
+    pub fn describe_consumer_group(
+        &self,
+        group_id: String,
+    ) -> impl Future<Output = Result<ConsumerGroupDescription, GroupError>> + Send + 'static {
+        let completion = self.read(&group_id.clone(), move |shard, _| {
+            shard.coordinator.describe_consumer_group(&group_id)
+        });
+        async move {
+            completion
+                .wait()
+                .await
+                .unwrap_or_else(|e| Err(GroupError::new(e.kafka_error_code(), e.to_string())))
+        }
+    }
+
     /// LeaveGroup: one error per member, or the error for the whole request.
     pub fn leave(
         &self,
@@ -512,13 +580,25 @@ impl GroupCoordinatorService {
     /// With `require_stable` (KIP-447, read_committed consumers), a partition with an
     /// offset still inside an open transaction answers UNSTABLE_OFFSET_COMMIT, and the
     /// consumer asks again.
+    /// `member` is the consumer group member asking (OffsetFetch v9: member id and
+    /// epoch), checked as Kafka does (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
     pub fn fetch_offsets(
         &self,
         group_id: String,
         topics: Option<Vec<(String, Vec<i32>)>>,
         require_stable: bool,
+        member: Option<(String, i32)>,
     ) -> impl Future<Output = Result<Vec<FetchedOffset>, i16>> + Send + 'static {
         let completion = self.read(&group_id.clone(), move |shard, _| {
+            if let Some((member_id, epoch)) = &member {
+                let code =
+                    shard
+                        .coordinator
+                        .validate_offset_fetch(&group_id, Some(member_id), *epoch);
+                if code != error::NONE {
+                    return Err(code);
+                }
+            }
             let mut fetched = shard
                 .coordinator
                 .fetch_offsets(&group_id, topics.as_deref());
@@ -531,9 +611,15 @@ impl GroupCoordinatorService {
                     }
                 }
             }
-            fetched
+            Ok(fetched)
         });
-        async move { completion.wait().await.map_err(|e| e.kafka_error_code()) }
+        async move {
+            completion
+                .wait()
+                .await
+                .map_err(|e| e.kafka_error_code())
+                .and_then(|r| r)
+        }
     }
 
     /// OffsetDelete: (group error, per-partition results).

@@ -23,6 +23,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 
+use crate::consumer::records::ConsumerGroupKey;
+use crate::consumer::topics::TopicsImage;
+use crate::consumer::{
+    ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, ConsumerHeartbeat,
+    ConsumerHeartbeatResponse, GroupError,
+};
 use crate::records::{CoordinatorKey, GroupMetadataValue, MemberMetadata, OffsetCommitValue};
 use crate::subscription::subscribed_topics;
 use crate::types::*;
@@ -50,6 +56,8 @@ pub struct CoordinatorConfig {
     /// `offsets.retention.check.interval.ms`: how often Kafka's cleanup runs; an empty
     /// group without offsets is removed by the first cleanup after it emptied.
     pub offsets_retention_check_interval_ms: i64,
+    /// `group.consumer.*`: consumer groups of the KIP-848 protocol.
+    pub consumer: ConsumerGroupConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -62,6 +70,7 @@ impl Default for CoordinatorConfig {
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             max_metadata_bytes: 4096,
             offsets_retention_check_interval_ms: 600_000,
+            consumer: ConsumerGroupConfig::default(),
         }
     }
 }
@@ -347,11 +356,18 @@ impl Group {
     }
 }
 
-/// All classic groups of the `__consumer_offsets` partitions this broker leads.
+/// All groups of the `__consumer_offsets` partitions this broker leads.
+///
+/// Committed offsets of every group live in `groups` (Kafka keeps them apart from group
+/// state too, in its `OffsetMetadataManager`): for a consumer group (KIP-848) the entry
+/// there is an Empty classic shell that only holds its offsets, and the group itself is
+/// in `consumer_groups`. A group id is in at most one of the two kinds at a time; the
+/// classic entry points treat an id in `consumer_groups` as not theirs.
 #[derive(Debug, Default)]
 pub struct GroupCoordinator {
     config: CoordinatorConfig,
     groups: HashMap<String, Group>,
+    consumer_groups: HashMap<String, ConsumerGroup>,
     /// Source of unique member ids (combined with a random part by the caller's
     /// `new_member_id`).
     member_id_counter: u64,
@@ -362,12 +378,140 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             groups: HashMap::new(),
+            consumer_groups: HashMap::new(),
             member_id_counter: 0,
         }
     }
 
     pub fn group_count(&self) -> usize {
         self.groups.len()
+            + self
+                .consumer_groups
+                .keys()
+                .filter(|g| !self.groups.contains_key(*g))
+                .count()
+    }
+
+    pub fn is_consumer_group(&self, group_id: &str) -> bool {
+        self.consumer_groups.contains_key(group_id)
+    }
+
+    // ------------------------------------------------------------------ consumer groups
+
+    /// ConsumerGroupHeartbeat (KIP-848) against the cluster's `topics`. An empty classic group is converted (its offsets stay);
+    /// a classic group with members is refused, as Kafka does without online migration.
+    pub fn consumer_heartbeat(
+        &mut self,
+        now: i64,
+        req: ConsumerHeartbeat,
+        topics: &TopicsImage,
+        member_id_salt: &str,
+    ) -> (Result<ConsumerHeartbeatResponse, GroupError>, Effects) {
+        let mut effects = Effects::default();
+        if let Err(e) = ConsumerGroup::validate(&req, &self.config.consumer) {
+            return (Err(e), effects);
+        }
+        let group_id = req.group_id.clone();
+        if !self.consumer_groups.contains_key(&group_id) {
+            if req.member_epoch != 0 {
+                let e = GroupError::new(
+                    error::GROUP_ID_NOT_FOUND,
+                    format!("Consumer group {group_id} not found."),
+                );
+                return (Err(e), effects);
+            }
+            if let Some(classic) = self.groups.get(&group_id) {
+                if !classic.members.is_empty() || classic.state != GroupState::Empty {
+                    let e = GroupError::new(
+                        error::GROUP_ID_NOT_FOUND,
+                        format!("Group {group_id} is not a consumer group."),
+                    );
+                    return (Err(e), effects);
+                }
+                if classic.protocol_type.is_some() {
+                    tracing::info!(
+                        "[GroupId {group_id}] Converted the empty classic group to a consumer group."
+                    );
+                    effects.records.push(classic.group_tombstone());
+                }
+            }
+            self.consumer_groups
+                .insert(group_id.clone(), ConsumerGroup::new(&group_id));
+        }
+        let fresh_member_id = if req.member_id.is_empty() {
+            self.new_member_id(&req.client_id, member_id_salt)
+        } else {
+            String::new()
+        };
+        let group = self.consumer_groups.get_mut(&group_id).expect("inserted");
+        let result = group.heartbeat(
+            now,
+            &self.config.consumer,
+            topics,
+            &req,
+            &fresh_member_id,
+            &mut effects.records,
+        );
+        if group.group_epoch() == 0 && group.is_empty() {
+            // Created for a heartbeat that failed: nothing was written.
+            self.consumer_groups.remove(&group_id);
+        }
+        (result, effects)
+    }
+
+    /// ConsumerGroupDescribe for one group.
+    pub fn describe_consumer_group(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        match self.consumer_groups.get(group_id) {
+            Some(g) => Ok(g.describe(&self.config.consumer)),
+            None if self.groups.contains_key(group_id) => Err(GroupError::new(
+                error::GROUP_ID_NOT_FOUND,
+                format!("Group {group_id} is not a consumer group."),
+            )),
+            None => Err(GroupError::new(
+                error::GROUP_ID_NOT_FOUND,
+                format!("Group {group_id} not found."),
+            )),
+        }
+    }
+
+    /// OffsetFetch checks for a consumer group member (`member_id` `None`: an admin read).
+    pub fn validate_offset_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> i16 {
+        match self.consumer_groups.get(group_id) {
+            Some(g) => g
+                .validate_offset_fetch(member_id, member_epoch)
+                .err()
+                .unwrap_or(error::NONE),
+            None => error::NONE,
+        }
+    }
+
+    /// Tombstones of an empty consumer group about to become a classic group, applied
+    /// at once (consumer group records always are, see [`crate::consumer`]).
+    fn convert_empty_consumer_group(
+        &mut self,
+        group_id: &str,
+        effects: &mut Effects,
+    ) -> Result<(), i16> {
+        let Some(group) = self.consumer_groups.get(group_id) else {
+            return Ok(());
+        };
+        if !group.is_empty() {
+            return Err(error::INCONSISTENT_GROUP_PROTOCOL);
+        }
+        tracing::info!(
+            "[GroupId {group_id}] Converted the empty consumer group to a classic group."
+        );
+        effects.records.extend(group.tombstones());
+        self.consumer_groups.remove(group_id);
+        Ok(())
     }
 
     fn new_member_id(&mut self, client_id: &str, salt: &str) -> String {
@@ -393,6 +537,9 @@ impl GroupCoordinator {
                 Some(JoinResponse::error(error::INVALID_GROUP_ID, &req.member_id)),
                 effects,
             );
+        }
+        if let Err(code) = self.convert_empty_consumer_group(&req.group_id, &mut effects) {
+            return (Some(JoinResponse::error(code, &req.member_id)), effects);
         }
         if req.session_timeout_ms < self.config.min_session_timeout_ms
             || req.session_timeout_ms > self.config.max_session_timeout_ms
@@ -990,7 +1137,16 @@ impl GroupCoordinator {
     pub fn tick(&mut self, now: i64) -> Effects {
         let mut effects = Effects::default();
         let config = self.config.clone();
+        for group in self.consumer_groups.values_mut() {
+            group.tick(now, &config.consumer, &mut effects.records);
+        }
+        let consumer_groups = &self.consumer_groups;
         for group in self.groups.values_mut() {
+            if let Some(cg) = consumer_groups.get(&group.group_id) {
+                if !cg.is_empty() {
+                    continue;
+                }
+            }
             group.pending_members.retain(|_, deadline| *deadline >= now);
             let expired: Vec<String> = group
                 .members
@@ -1072,7 +1228,7 @@ impl GroupCoordinator {
                         .records
                         .push(group.offset_tombstone(topic, partition));
                 }
-                if dead {
+                if dead && !consumer_groups.contains_key(&group.group_id) {
                     effects.records.push(group.group_tombstone());
                 }
             }
@@ -1085,6 +1241,11 @@ impl GroupCoordinator {
     pub fn next_deadline(&self) -> Option<i64> {
         let mut next: Option<i64> = None;
         let mut consider = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
+        for g in self.consumer_groups.values() {
+            if let Some(d) = g.next_deadline() {
+                consider(d);
+            }
+        }
         for g in self.groups.values() {
             for d in g.pending_members.values() {
                 consider(*d + 1);
@@ -1117,39 +1278,57 @@ impl GroupCoordinator {
             return (req.results(error::INVALID_GROUP_ID), effects);
         }
         let simple = req.generation_id < 0 && req.member_id.is_empty();
-        match self.groups.get_mut(&req.group_id) {
-            None if req.generation_id < 0 => {
-                // A "simple" consumer: uses a group id for offsets only.
-                self.groups
-                    .insert(req.group_id.clone(), Group::new(&req.group_id, now));
+        if let Some(group) = self.consumer_groups.get(&req.group_id) {
+            // The generation field carries the member epoch (OffsetCommit v9+).
+            if let Err(code) = group.validate_offset_commit(
+                &req.member_id,
+                req.generation_id,
+                req.offset_commit_version.unwrap_or(i16::MAX),
+                req.offset_commit_version.is_none(),
+            ) {
+                return (req.results(code), effects);
             }
-            None => return (req.results(error::ILLEGAL_GENERATION), effects),
-            Some(group) => {
-                let code = match group.state {
-                    // Kafka: any commit with a negative generation to an empty group is a
-                    // "simple" commit, whatever member id it carries.
-                    GroupState::Empty if req.generation_id < 0 => None,
-                    GroupState::CompletingRebalance if !simple => {
-                        Some(error::REBALANCE_IN_PROGRESS)
-                    }
-                    _ => {
-                        match check_member(group, &req.member_id, req.group_instance_id.as_deref())
-                        {
-                            Err(c) => Some(c),
-                            Ok(()) if req.generation_id != group.generation => {
-                                Some(error::ILLEGAL_GENERATION)
-                            }
-                            Ok(()) => {
-                                if let Some(m) = group.members.get_mut(&req.member_id) {
-                                    m.last_seen_ms = now;
+            self.groups
+                .entry(req.group_id.clone())
+                .or_insert_with(|| Group::new(&req.group_id, now));
+        } else {
+            match self.groups.get_mut(&req.group_id) {
+                None if req.generation_id < 0 => {
+                    // A "simple" consumer: uses a group id for offsets only.
+                    self.groups
+                        .insert(req.group_id.clone(), Group::new(&req.group_id, now));
+                }
+                None => return (req.results(error::ILLEGAL_GENERATION), effects),
+                Some(group) => {
+                    let code = match group.state {
+                        // Kafka: any commit with a negative generation to an empty group is a
+                        // "simple" commit, whatever member id it carries.
+                        GroupState::Empty if req.generation_id < 0 => None,
+                        GroupState::CompletingRebalance if !simple => {
+                            Some(error::REBALANCE_IN_PROGRESS)
+                        }
+                        _ => {
+                            match check_member(
+                                group,
+                                &req.member_id,
+                                req.group_instance_id.as_deref(),
+                            ) {
+                                Err(c) => Some(c),
+                                Ok(()) if req.generation_id != group.generation => {
+                                    Some(error::ILLEGAL_GENERATION)
                                 }
-                                None
+                                Ok(()) => {
+                                    if let Some(m) = group.members.get_mut(&req.member_id) {
+                                        m.last_seen_ms = now;
+                                    }
+                                    None
+                                }
                             }
                         }
+                    };
+                    if let Some(code) = code {
+                        return (req.results(code), effects);
                     }
-                };
-                if let Some(code) = code {
-                    return (req.results(code), effects);
                 }
             }
         }
@@ -1229,9 +1408,13 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get(group_id) else {
             return (error::GROUP_ID_NOT_FOUND, vec![], effects);
         };
-        let subscribed = match group.state {
-            GroupState::Empty => None,
-            _ => group.subscribed_topics(),
+        let subscribed = match self.consumer_groups.get(group_id) {
+            Some(cg) if !cg.is_empty() => Some(cg.subscribed_topic_names().into_iter().collect()),
+            Some(_) => None,
+            None => match group.state {
+                GroupState::Empty => None,
+                _ => group.subscribed_topics(),
+            },
         };
         let mut results = Vec::new();
         for (topic, partition) in partitions {
@@ -1259,8 +1442,28 @@ impl GroupCoordinator {
 
     /// DeleteGroups: only empty groups; tombstones for the group and its offsets, which
     /// remove it once stored ([`GroupCoordinator::apply_stored`]).
-    pub fn delete_group(&self, group_id: &str) -> (i16, Effects) {
+    pub fn delete_group(&mut self, group_id: &str) -> (i16, Effects) {
         let mut effects = Effects::default();
+        if let Some(cg) = self.consumer_groups.get(group_id) {
+            if !cg.is_empty() {
+                return (error::NON_EMPTY_GROUP, effects);
+            }
+            if let Some(offsets) = self.groups.get(group_id) {
+                for (topic, partition) in offsets.offsets.keys() {
+                    effects
+                        .records
+                        .push(offsets.offset_tombstone(topic.clone(), *partition));
+                }
+            }
+            // Consumer group records are applied as they are written.
+            effects.records.extend(cg.tombstones());
+            self.consumer_groups.remove(group_id);
+            tracing::info!("[GroupId {group_id}] The group has been deleted.");
+            if let Some(offsets) = self.groups.get(group_id) {
+                effects.records.push(offsets.group_tombstone());
+            }
+            return (error::NONE, effects);
+        }
         let group = match self.groups.get(group_id) {
             None => return (error::GROUP_ID_NOT_FOUND, effects),
             Some(g) if g.state != GroupState::Empty || !g.members.is_empty() => {
@@ -1280,7 +1483,11 @@ impl GroupCoordinator {
     // ------------------------------------------------------------------ queries
 
     pub fn describe(&self, group_id: &str) -> GroupDescription {
-        let Some(group) = self.groups.get(group_id) else {
+        let classic = self
+            .groups
+            .get(group_id)
+            .filter(|_| !self.consumer_groups.contains_key(group_id));
+        let Some(group) = classic else {
             return GroupDescription {
                 group_id: group_id.to_string(),
                 error: error::NONE,
@@ -1347,21 +1554,31 @@ impl GroupCoordinator {
 
     /// ListGroups, optionally filtered by state names (case-insensitive, as Kafka).
     pub fn list(&self, states: &[String]) -> Vec<GroupListing> {
+        let wanted =
+            |state: &str| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state));
         let mut out: Vec<GroupListing> = self
             .groups
             .values()
-            .filter(|g| {
-                states.is_empty()
-                    || states
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(g.state.name()))
-            })
+            .filter(|g| !self.consumer_groups.contains_key(&g.group_id))
+            .filter(|g| wanted(g.state.name()))
             .map(|g| GroupListing {
                 group_id: g.group_id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 state: g.state.name(),
+                group_type: GroupType::Classic,
             })
             .collect();
+        out.extend(
+            self.consumer_groups
+                .values()
+                .filter(|g| wanted(g.state().name()))
+                .map(|g| GroupListing {
+                    group_id: g.group_id().to_string(),
+                    protocol_type: "consumer".to_string(),
+                    state: g.state().name(),
+                    group_type: GroupType::Consumer,
+                }),
+        );
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
@@ -1381,6 +1598,8 @@ impl GroupCoordinator {
         for record in records {
             match (&record.key, &record.value) {
                 (_, RecordValue::GroupMetadata(_)) => continue,
+                // Applied as they were written (see `crate::consumer`).
+                (CoordinatorKey::ConsumerGroup(_), _) => continue,
                 (CoordinatorKey::GroupMetadata { group }, RecordValue::Tombstone)
                     if self.groups.contains_key(group) =>
                 {
@@ -1474,10 +1693,57 @@ impl GroupCoordinator {
                 };
             }
             (CoordinatorKey::GroupMetadata { group }, RecordValue::Tombstone) => {
-                self.groups.remove(group);
+                // The classic group ends; offsets still stored stay (a group converted
+                // to a consumer group keeps them; a deleted group's offsets were
+                // tombstoned before).
+                match self.groups.get_mut(group) {
+                    Some(g) if !g.offsets.is_empty() => {
+                        let offsets = std::mem::take(&mut g.offsets);
+                        *g = Group::new(group, now);
+                        g.offsets = offsets;
+                    }
+                    _ => {
+                        self.groups.remove(group);
+                    }
+                }
+            }
+            (CoordinatorKey::ConsumerGroup(key), value) => {
+                let value = match value {
+                    RecordValue::ConsumerGroup(v) => Some(v),
+                    _ => None,
+                };
+                self.replay_consumer(now, key, value);
             }
             // Mismatched key/value kinds or record types we do not own: skip.
             _ => {}
+        }
+    }
+}
+
+impl GroupCoordinator {
+    fn replay_consumer(
+        &mut self,
+        now: i64,
+        key: &ConsumerGroupKey,
+        value: Option<&crate::consumer::records::ConsumerGroupValue>,
+    ) {
+        let group_id = key.group();
+        if value.is_none() && !self.consumer_groups.contains_key(group_id) {
+            return;
+        }
+        let group = self
+            .consumer_groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| ConsumerGroup::new(group_id));
+        if !group.replay(now, &self.config.consumer, key, value) {
+            self.consumer_groups.remove(group_id);
+        }
+    }
+
+    /// After loading: every consumer group member's session restarts from `now`.
+    pub fn on_loaded(&mut self, now: i64) {
+        for g in self.consumer_groups.values_mut() {
+            g.restart_sessions(now, &self.config.consumer);
         }
     }
 }

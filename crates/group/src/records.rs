@@ -10,10 +10,10 @@
 //!
 //! The record type is the schema's `apiKey` (`CoordinatorRecordType`): 0 is
 //! `LegacyOffsetCommitKey` (the same fields as `OffsetCommitKey`, written by very old
-//! brokers), 1 `OffsetCommitKey`, 2 `GroupMetadataKey`. Types 3 and up are the KIP-848
-//! consumer group, share group and streams group records; Kafka's loader skips types it
-//! does not know, and this module reports them as [`CoordinatorKey::Other`] so the caller
-//! can skip them too.
+//! brokers), 1 `OffsetCommitKey`, 2 `GroupMetadataKey`. Types 3-8 and 16 are the KIP-848
+//! consumer group records, decoded by [`crate::consumer::records`] into
+//! [`CoordinatorKey::ConsumerGroup`]; the other types (share and streams groups) are
+//! reported as [`CoordinatorKey::Other`], which Kafka's loader and ours skip.
 //!
 //! Value versions (from `OffsetCommitValue.json` / `GroupMetadataValue.json`,
 //! both `validVersions` 0-4, `flexibleVersions` 4+):
@@ -83,7 +83,9 @@ pub enum CoordinatorKey {
     GroupMetadata {
         group: String,
     },
-    /// A record type this coordinator does not handle (KIP-848 consumer groups, share groups, ...): skipped on replay.
+    /// A consumer group (KIP-848) record: types 3-8 and 16.
+    ConsumerGroup(crate::consumer::records::ConsumerGroupKey),
+    /// A record type this coordinator does not handle (share groups, streams groups, ...): skipped on replay.
     Other {
         version: i16,
     },
@@ -359,6 +361,7 @@ pub fn encode_key(key: &CoordinatorKey) -> Vec<u8> {
             put_string(&mut out, "group", group);
             out
         }
+        CoordinatorKey::ConsumerGroup(key) => crate::consumer::records::encode_key(key),
         CoordinatorKey::Other { version } => {
             panic!("record type {version} is never encoded by this coordinator")
         }
@@ -384,7 +387,12 @@ pub fn decode_key(bytes: &[u8]) -> Result<CoordinatorKey> {
         RECORD_TYPE_GROUP_METADATA => Ok(CoordinatorKey::GroupMetadata {
             group: r.string("group", false)?,
         }),
-        version => Ok(CoordinatorKey::Other { version }),
+        version => Ok(
+            match crate::consumer::records::decode_key(version, r.buf)? {
+                Some(key) => CoordinatorKey::ConsumerGroup(key),
+                None => CoordinatorKey::Other { version },
+            },
+        ),
     }
 }
 
@@ -716,7 +724,15 @@ mod tests {
         bytes.extend(s16("grp"));
         assert_eq!(
             decode_key(&bytes).unwrap(),
-            CoordinatorKey::Other { version: 3 }
+            CoordinatorKey::ConsumerGroup(crate::consumer::records::ConsumerGroupKey::Metadata {
+                group: "grp".into()
+            })
+        );
+        let mut bytes = vec![0x00, 0x09];
+        bytes.extend(s16("grp"));
+        assert_eq!(
+            decode_key(&bytes).unwrap(),
+            CoordinatorKey::Other { version: 9 }
         );
         assert_eq!(
             decode_key(&[0x00, 0x0b]).unwrap(),

@@ -36,6 +36,7 @@ pub mod error {
 pub enum RecordValue {
     OffsetCommit(OffsetCommitValue),
     GroupMetadata(GroupMetadataValue),
+    ConsumerGroup(crate::consumer::records::ConsumerGroupValue),
     Tombstone,
 }
 
@@ -144,6 +145,9 @@ pub struct OffsetCommitRequest {
     pub member_id: String,
     pub group_instance_id: Option<String>,
     pub offsets: Vec<PartitionOffsetCommit>,
+    /// The OffsetCommit request version; `None` for a TxnOffsetCommit. A consumer group
+    /// member must commit with OffsetCommit v9+ (which carries its member epoch).
+    pub offset_commit_version: Option<i16>,
 }
 
 impl OffsetCommitRequest {
@@ -212,6 +216,24 @@ pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
     pub state: &'static str,
+    pub group_type: GroupType,
+}
+
+/// Kafka's `Group.GroupType`: which protocol a group speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupType {
+    Classic,
+    Consumer,
+}
+
+impl GroupType {
+    /// The names ListGroups v5 reports and filters on (case-insensitive).
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupType::Classic => "classic",
+            GroupType::Consumer => "consumer",
+        }
+    }
 }
 
 /// One committed offset of one group (see `GroupCoordinator::committed_offsets`).

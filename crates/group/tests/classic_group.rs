@@ -146,6 +146,7 @@ fn leave_alone(
 /// A commit of `offset` for partition 0 of topic "t", without leader epoch or metadata.
 fn commit_one(group: &str, generation: i32, member: &str, offset: i64) -> OffsetCommitRequest {
     OffsetCommitRequest {
+        offset_commit_version: Some(8),
         group_id: group.into(),
         generation_id: generation,
         member_id: member.into(),
@@ -450,6 +451,7 @@ fn static_member_restart_keeps_assignment_and_fences_the_old_id() {
 fn offsets_commit_fetch_replay_delete_and_expire() {
     let mut c = coordinator();
     let commit = |generation: i32, offset: i64| OffsetCommitRequest {
+        offset_commit_version: Some(8),
         group_id: "simple".into(),
         generation_id: generation,
         member_id: String::new(),
@@ -532,6 +534,7 @@ fn offsets_commit_fetch_replay_delete_and_expire() {
 fn deleted_offsets_go_only_once_their_tombstones_are_stored() {
     let mut c = coordinator();
     let commit = OffsetCommitRequest {
+        offset_commit_version: Some(8),
         group_id: "g".into(),
         generation_id: -1,
         member_id: String::new(),

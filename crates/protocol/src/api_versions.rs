@@ -115,6 +115,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // v1 adds the duration filter (KIP-994); v2's transactional id pattern is not
     // implemented.
     api(ApiKey::ListTransactions, 0, 1),
+    // KIP-848. Heartbeat v1 has the client generate its member id.
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    // v1 adds the member type (classic or consumer).
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
     // KIP-966: what kafka-topics --describe and Admin describeTopics use from 3.7/3.8.
     api(ApiKey::DescribeTopicPartitions, 0, 0),
 ];
@@ -133,12 +137,22 @@ pub struct Feature {
 /// finalized as a new Kafka 4.x cluster finalizes it: Java producers 4.0+ use
 /// transactions v2 (Produce v12, EndTxn v5, TxnOffsetCommit v5) only when it is.
 /// Older clients still use transactions v1 against it, as they do against Kafka.
-pub const FEATURES: &[Feature] = &[Feature {
-    name: "transaction.version",
-    min_version: 0,
-    max_version: 2,
-    finalized_level: 2,
-}];
+/// `group.version` 1 is the consumer group protocol (KIP-848), finalized by default
+/// from Kafka 4.0.
+pub const FEATURES: &[Feature] = &[
+    Feature {
+        name: "group.version",
+        min_version: 0,
+        max_version: 1,
+        finalized_level: 1,
+    },
+    Feature {
+        name: "transaction.version",
+        min_version: 0,
+        max_version: 2,
+        finalized_level: 2,
+    },
+];
 
 /// The epoch of the finalized features. Kafka uses the metadata offset at which they
 /// were last changed; Ottla's never change at run time, and clients only need it to be

@@ -662,6 +662,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         r##"A long representing the upper bound (bytes/sec) on replication traffic for followers enumerated in the property follower.replication.throttled.replicas (for each topic). It is suggested that the limit be kept above 1MB/s for accurate behaviour. (Kafka sets it dynamically only; Ottla also reads it from the file until dynamic broker configs exist.)"##,
     ),
     broker(
+        "group.consumer.assignors",
+        LIST,
+        Some("uniform,range"),
+        NO_VALIDATOR,
+        r##"The server-side assignors as a list of either names for builtin assignors or full class names for customer assignors. The first one in the list is considered as the default assignor to be used in the case where the consumer does not specify an assignor. The supported builtin assignors are: uniform, range. (Ottla accepts the builtin names and Kafka's class names of the builtin assignors.)"##,
+    ),
+    broker(
         "group.consumer.heartbeat.interval.ms",
         INT,
         Some("5000"),
@@ -674,6 +681,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         Some("15000"),
         Validator::AtLeast(1),
         r##"The maximum heartbeat interval for registered consumers."##,
+    ),
+    broker(
+        "group.consumer.max.size",
+        INT,
+        Some("2147483647"),
+        Validator::AtLeast(1),
+        r##"The maximum number of consumers that a single consumer group can accommodate."##,
     ),
     broker(
         "group.consumer.max.session.timeout.ms",

@@ -860,6 +860,7 @@ impl BrokerConfig {
                 offsets_retention_check_interval_ms: positive(
                     "offsets.retention.check.interval.ms",
                 )?,
+                consumer: consumer_group_config(&get, &positive)?,
             },
             explicit: explicit.clone(),
         };
@@ -1027,6 +1028,60 @@ fn resolve_broker_value(explicit: &BTreeMap<String, String>, key: &str) -> Optio
 
 /// Parse `NAME://host:port,...`. Only PLAINTEXT listeners and the controller listeners
 /// (`controller_names`, plaintext too) are supported so far.
+/// `group.consumer.*`: heartbeat interval and session timeout (within their min/max
+/// bounds, as Kafka validates them), group size and the server-side assignors (names,
+/// or Kafka's class names of the builtin ones).
+fn consumer_group_config(
+    get: &dyn Fn(&str) -> Option<String>,
+    positive: &dyn Fn(&str) -> Result<i64, String>,
+) -> Result<ottla_group::consumer::ConsumerGroupConfig, String> {
+    let within = |key: &str, min: &str, max: &str| -> Result<i32, String> {
+        let (v, lo, hi) = (positive(key)?, positive(min)?, positive(max)?);
+        if v < lo || v > hi {
+            return Err(format!(
+                "Invalid value {v} for configuration {key}: must be between {min} ({lo}) and {max} ({hi})"
+            ));
+        }
+        Ok(v.min(i64::from(i32::MAX)) as i32)
+    };
+    let mut assignors = Vec::new();
+    for name in get("group.consumer.assignors")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let short = match name {
+            "org.apache.kafka.coordinator.group.assignor.UniformAssignor" => "uniform",
+            "org.apache.kafka.coordinator.group.assignor.RangeAssignor" => "range",
+            other => other,
+        };
+        let assignor = ottla_group::assignor::assignor_by_name(short).ok_or_else(|| {
+            format!(
+                "Invalid value {name} for configuration group.consumer.assignors: Class {name} cannot be found (the builtin assignors are uniform and range)"
+            )
+        })?;
+        assignors.push(assignor);
+    }
+    if assignors.is_empty() {
+        return Err("Invalid value for configuration group.consumer.assignors: at least one assignor is required".into());
+    }
+    Ok(ottla_group::consumer::ConsumerGroupConfig {
+        heartbeat_interval_ms: within(
+            "group.consumer.heartbeat.interval.ms",
+            "group.consumer.min.heartbeat.interval.ms",
+            "group.consumer.max.heartbeat.interval.ms",
+        )?,
+        session_timeout_ms: within(
+            "group.consumer.session.timeout.ms",
+            "group.consumer.min.session.timeout.ms",
+            "group.consumer.max.session.timeout.ms",
+        )?,
+        max_size: positive("group.consumer.max.size")? as usize,
+        assignors,
+    })
+}
+
 fn parse_listeners(
     key: &str,
     text: &str,

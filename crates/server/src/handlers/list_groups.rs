@@ -11,12 +11,9 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use ottla_group::types::GroupListing;
 use ottla_protocol::frame::Request;
 
-use super::{decode, respond, respond_later, str_bytes, HandlerError, Reply};
+use super::{decode, respond_later, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::security::authorizer::{op, resource, Caller, CLUSTER_NAME};
-
-/// Every group here uses the classic protocol (KIP-848 groups are a later issue).
-const GROUP_TYPE: &str = "classic";
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -30,15 +27,13 @@ pub fn handle(
     } else {
         vec![]
     };
-    let type_ok = version < 5
-        || req.types_filter.is_empty()
-        || req
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(GROUP_TYPE));
-    if !type_ok {
-        return respond(request, &ListGroupsResponse::default());
-    }
+    // Kafka's type names (`classic`, `consumer`), case-insensitive; unknown names
+    // match nothing.
+    let types: Vec<String> = if version >= 5 {
+        req.types_filter.iter().map(|s| s.to_string()).collect()
+    } else {
+        vec![]
+    };
     // Kafka: `authorize(DESCRIBE, CLUSTER, logIfDenied = false)`, then, without it, each
     // listed group filtered by DESCRIBE on it (`logIfDenied = false`).
     let every_group = caller.allowed_quietly(op::DESCRIBE, resource::CLUSTER, CLUSTER_NAME);
@@ -48,6 +43,13 @@ pub fn handle(
         let (code, mut groups) = listed.await;
         if !every_group {
             groups.retain(|g| caller.allowed_quietly(op::DESCRIBE, resource::GROUP, &g.group_id));
+        }
+        if !types.is_empty() {
+            groups.retain(|g| {
+                types
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(g.group_type.name()))
+            });
         }
         to_wire(version, code, groups)
     })
@@ -64,7 +66,7 @@ fn to_wire(version: i16, code: i16, groups: Vec<GroupListing>) -> ListGroupsResp
                 l = l.with_group_state(str_bytes(g.state));
             }
             if version >= 5 {
-                l = l.with_group_type(str_bytes(GROUP_TYPE));
+                l = l.with_group_type(str_bytes(g.group_type.name()));
             }
             l
         })

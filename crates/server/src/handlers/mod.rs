@@ -18,6 +18,8 @@ mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_acls;
 mod create_partitions;
 mod create_topics;
@@ -422,6 +424,10 @@ pub fn dispatch(
         ApiKey::DescribeGroups => describe_groups::handle(broker, &request, &caller),
         ApiKey::ListGroups => list_groups::handle(broker, &request, &caller),
         ApiKey::DeleteGroups => delete_groups::handle(broker, &request, &caller),
+        ApiKey::ConsumerGroupHeartbeat => {
+            consumer_group_heartbeat::handle(broker, &request, format!("/{}", peer.ip()), &caller)
+        }
+        ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(broker, &request, &caller),
         ApiKey::OffsetDelete => offset_delete::handle(broker, &request, &caller),
         ApiKey::DescribeTopicPartitions => {
             describe_topic_partitions::handle(broker, &request, &caller)

@@ -98,6 +98,7 @@ pub fn handle(
             member_id: req.member_id.to_string(),
             group_instance_id: req.group_instance_id.map(|s| s.to_string()),
             offsets,
+            offset_commit_version: Some(version),
         });
     respond_later(request, async move {
         let results = committed.await;

@@ -69,6 +69,7 @@ fn fetch_group(
     group_id: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
     require_stable: bool,
+    member: Option<(String, i32)>,
     caller: &Caller,
 ) -> Pin<Box<dyn Future<Output = Result<GroupAnswer, i16>> + Send>> {
     // KafkaApis: DESCRIBE on the group, then DESCRIBE on each topic (topics the caller
@@ -80,9 +81,10 @@ fn fetch_group(
     }
     let caller = caller.clone();
     let Some(topics) = topics else {
-        let fetched = broker
-            .groups
-            .fetch_offsets(group_id.to_string(), None, require_stable);
+        let fetched =
+            broker
+                .groups
+                .fetch_offsets(group_id.to_string(), None, require_stable, member);
         return Box::pin(async move {
             // The coordinator lists a group's offsets sorted by topic.
             let mut out: GroupAnswer = Vec::new();
@@ -130,9 +132,10 @@ fn fetch_group(
         }
         asked.push((name, partitions));
     }
-    let fetched = broker
-        .groups
-        .fetch_offsets(group_id.to_string(), Some(query), require_stable);
+    let fetched =
+        broker
+            .groups
+            .fetch_offsets(group_id.to_string(), Some(query), require_stable, member);
     Box::pin(async move {
         let mut committed: HashMap<(String, i32), Fetched> = HashMap::new();
         for o in fetched.await? {
@@ -182,12 +185,15 @@ pub fn handle(
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
+                // v9: a consumer group member says who it is (KIP-848).
+                let member = g.member_id.map(|m| (m.to_string(), g.member_epoch));
                 let answer = fetch_group(
                     broker,
                     &image,
                     g.group_id.as_str(),
                     topics,
                     req.require_stable,
+                    member,
                     caller,
                 );
                 (g.group_id, answer)
@@ -216,6 +222,7 @@ pub fn handle(
         req.group_id.as_str(),
         topics,
         req.require_stable,
+        None,
         caller,
     );
     respond_later(request, async move {

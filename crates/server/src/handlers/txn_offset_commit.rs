@@ -160,6 +160,7 @@ pub fn handle(
         member_id,
         group_instance_id,
         offsets,
+        offset_commit_version: None,
     };
     // v5 adds the partition whatever the setting; v0-4 verify when it is on (Kafka:
     // "!transactionSupportedOperation.supportsEpochBump &&

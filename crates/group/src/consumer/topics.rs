@@ -1,0 +1,188 @@
+//! What a consumer group coordinator knows about topics: a snapshot of the cluster's
+//! topics (names, ids, partition counts) taken from the broker's metadata image, and
+//! subscriptions resolved against it — topic names, and regular expressions in RE2
+//! syntax (Kafka uses RE2/J; Rust's `regex` crate has the same syntax and the same
+//! linear-time guarantee), compiled with a bounded size.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use regex::{Regex, RegexBuilder};
+use uuid::Uuid;
+
+use crate::assignor::SubscribedTopics;
+
+/// Upper bound on a compiled subscription regex (bytes of compiled program). A
+/// pathological pattern is refused with INVALID_REGULAR_EXPRESSION instead of using
+/// unbounded memory; matching time is linear in the topic name either way.
+pub const MAX_REGEX_COMPILED_BYTES: usize = 1 << 20;
+/// Longest subscription regex accepted, in bytes.
+pub const MAX_REGEX_LEN: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub id: Uuid,
+    pub partitions: u32,
+}
+
+/// The topics of the cluster at one metadata version. Internal topics are left out by
+/// whoever builds it (Kafka never matches them with a regex either).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicsImage {
+    by_name: BTreeMap<String, TopicInfo>,
+    names: HashMap<Uuid, String>,
+    /// The metadata version this snapshot was taken at: regexes resolved at an older
+    /// version are resolved again.
+    version: i64,
+}
+
+impl TopicsImage {
+    pub fn new(topics: impl IntoIterator<Item = (String, Uuid, u32)>) -> TopicsImage {
+        let mut image = TopicsImage::default();
+        for (name, id, partitions) in topics {
+            image.names.insert(id, name.clone());
+            image.by_name.insert(name, TopicInfo { id, partitions });
+        }
+        image
+    }
+
+    /// The same topics, as of metadata `version`.
+    pub fn at_version(mut self, version: i64) -> TopicsImage {
+        self.version = version;
+        self
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn name(&self, id: Uuid) -> Option<&str> {
+        self.names.get(&id).map(String::as_str)
+    }
+
+    /// Topic names matching `regex` (whole-name match, as Kafka's `Pattern.matcher(..).matches()`).
+    pub fn matching(&self, regex: &Regex) -> BTreeSet<String> {
+        self.by_name
+            .keys()
+            .filter(|name| regex.is_match(name))
+            .cloned()
+            .collect()
+    }
+
+    /// Kafka's metadata hash (KIP-1101), computed over the subscribed topics that exist:
+    /// any change of id or partition count gives a different value, so the group epoch
+    /// moves and a new target assignment is computed. 0 when none exists.
+    pub fn metadata_hash(&self, subscribed: &BTreeSet<String>) -> i64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut any = false;
+        for name in subscribed {
+            let Some(info) = self.topic(name) else {
+                continue;
+            };
+            any = true;
+            for byte in name
+                .as_bytes()
+                .iter()
+                .chain(&[0u8])
+                .chain(info.id.as_bytes())
+                .chain(&info.partitions.to_be_bytes())
+            {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        if any {
+            hash as i64
+        } else {
+            0
+        }
+    }
+}
+
+impl SubscribedTopics for TopicsImage {
+    fn num_partitions(&self, topic_id: Uuid) -> Option<u32> {
+        let name = self.names.get(&topic_id)?;
+        self.by_name.get(name).map(|t| t.partitions)
+    }
+}
+
+/// Compiles a subscription regex as Kafka validates it (`Pattern.compile` of RE2/J),
+/// anchored to the whole topic name. The error text is the client's message.
+pub fn compile_subscription_regex(regex: &str) -> Result<Regex, String> {
+    if regex.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "SubscribedTopicRegex is longer than {MAX_REGEX_LEN} bytes."
+        ));
+    }
+    RegexBuilder::new(&format!("^(?:{regex})$"))
+        .size_limit(MAX_REGEX_COMPILED_BYTES)
+        .dfa_size_limit(MAX_REGEX_COMPILED_BYTES)
+        .build()
+        .map_err(|e| {
+            let detail = e.to_string();
+            let detail = detail
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .trim()
+                .to_string();
+            format!("SubscribedTopicRegex `{regex}` is not a valid regular expression: {detail}.")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> TopicsImage {
+        TopicsImage::new([
+            ("orders".to_string(), Uuid::from_u64_pair(1, 1), 3),
+            ("orders-eu".to_string(), Uuid::from_u64_pair(1, 2), 6),
+            ("payments".to_string(), Uuid::from_u64_pair(1, 3), 1),
+        ])
+    }
+
+    #[test]
+    fn regex_matches_whole_names() {
+        let image = image();
+        let re = compile_subscription_regex("orders.*").unwrap();
+        assert_eq!(
+            image.matching(&re),
+            ["orders", "orders-eu"].map(String::from).into()
+        );
+        let re = compile_subscription_regex("order").unwrap();
+        assert!(image.matching(&re).is_empty());
+        let re = compile_subscription_regex("orders|payments").unwrap();
+        assert_eq!(image.matching(&re).len(), 2);
+    }
+
+    #[test]
+    fn invalid_and_huge_regexes_are_refused() {
+        let err = compile_subscription_regex("(unclosed").unwrap_err();
+        assert!(
+            err.starts_with("SubscribedTopicRegex `(unclosed` is not a valid regular expression"),
+            "{err}"
+        );
+        // Nested counted repetition blows up the compiled program: refused, not built.
+        assert!(compile_subscription_regex("((a{100}){100}){100}").is_err());
+        assert!(compile_subscription_regex(&"a".repeat(MAX_REGEX_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn metadata_hash_follows_ids_and_partition_counts() {
+        let subscribed: BTreeSet<String> = ["orders".to_string(), "missing".to_string()].into();
+        let a = image();
+        let h = a.metadata_hash(&subscribed);
+        assert_ne!(h, 0);
+        assert_eq!(h, image().metadata_hash(&subscribed));
+        let more_partitions =
+            TopicsImage::new([("orders".to_string(), Uuid::from_u64_pair(1, 1), 4)]);
+        assert_ne!(more_partitions.metadata_hash(&subscribed), h);
+        let recreated = TopicsImage::new([("orders".to_string(), Uuid::from_u64_pair(9, 9), 3)]);
+        assert_ne!(recreated.metadata_hash(&subscribed), h);
+        assert_eq!(TopicsImage::default().metadata_hash(&subscribed), 0);
+    }
+}
