@@ -1,19 +1,24 @@
 //! Log compaction (`cleanup.policy=compact`): Kafka's `LogCleaner` for one log.
 //!
 //! A compacted log keeps, for each key, at least its latest record. The cleaner works
-//! in three steps, so that the owner's lock is held only to plan and to swap:
+//! in three steps, so that the owner's lock is held only to plan and to swap, and
+//! never while segment data is read or written:
 //!
-//! 1. [`crate::Log::cleaning_plan`] (under the owner's lock, no I/O but `stat`): the
-//!    cleanable part of the log is the sealed segments below the *first uncleanable
-//!    offset*: the active segment's base, the last stable offset (an open transaction's
-//!    records cannot be judged yet), the bound the owner gives (its high watermark) and
-//!    the first dirty segment whose newest record is younger than
-//!    `min.compaction.lag.ms`. Of that part, the segments from the *first dirty offset*
-//!    on were never cleaned. The log is worth cleaning when the dirty bytes are more
-//!    than `min.cleanable.dirty.ratio` of the cleanable bytes, or when the first batch
-//!    of a dirty segment (other than the active one) is older than
-//!    `max.compaction.lag.ms` (Kafka's `LogCleanerManager`). The plan
-//!    holds the segments' open files, so nothing it reads can vanish under it.
+//! 1. [`crate::Log::cleaning_plan`] (under the owner's lock): the cleanable part of the
+//!    log is the sealed segments below the *first uncleanable offset*: the active
+//!    segment's base, the last stable offset (an open transaction's records cannot be
+//!    judged yet), the bound the owner gives (its high watermark) and the first dirty
+//!    segment whose newest record is younger than `min.compaction.lag.ms`. Of that
+//!    part, the segments from the *first dirty offset* on were never cleaned. The log
+//!    is worth cleaning when the dirty bytes are more than `min.cleanable.dirty.ratio`
+//!    of the cleanable bytes, or when the first batch of a dirty segment (other than
+//!    the active one) is older than `max.compaction.lag.ms` (Kafka's
+//!    `LogCleanerManager`). The plan holds the segments' open files, so nothing it
+//!    reads can vanish under it. Its only I/O is a `stat` of each planned `.log` and an
+//!    `open` of those closed, and, when `max.compaction.lag.ms` is set, a read of a
+//!    dirty segment's first batch header the first time it is needed (a segment loaded
+//!    from its indexes; the segment keeps it, as Kafka's `LogSegment` keeps its first
+//!    batch timestamp).
 //! 2. [`clean`] (no lock): build the offset map, the latest offset of every key in the
 //!    dirty segments (bounded by `log.cleaner.dedupe.buffer.size`: the pass stops at
 //!    the last segment that fit), then copy every cleanable segment, grouped up to
@@ -24,20 +29,34 @@
 //!    (Kafka's `CleanedTransactionMetadata`: an ABORT marker when this pass read no
 //!    batch of the aborted transaction, a COMMIT marker when it read no batch of the
 //!    committed one, so a marker always outlives its data by at least one pass) and,
-//!    like a tombstone, only past the delete horizon.
-//! 3. [`crate::Log::swap_cleaned`] (under the lock): if the segments are still the ones
-//!    planned (no truncation, retention or other cleaning meanwhile), each group's files
-//!    are renamed `.cleaned` → `.swap` (the `.log` last: its `.swap` is the commit
-//!    point), then group by group the replaced segments are renamed `.deleted` (each
-//!    `.log` first) and the `.swap` files renamed to their final names (the `.log` last
-//!    again); the `.deleted` files go after `file.delete.delay.ms`, as Kafka's
+//!    like a tombstone, only past the delete horizon. Each new segment is built as the
+//!    active segment is: its offset and time indexes grow with its batches, its
+//!    `.txnindex` takes the aborted transactions whose markers it keeps, and it is
+//!    sealed as a rolled segment is, fsynced, and given its sources' latest
+//!    modification time. It comes back open and indexed in the [`CleanedLog`]: the
+//!    swap has nothing left to read, rebuild or write.
+//! 3. [`crate::Log::swap_cleaned`] (under the lock; no segment data read or written:
+//!    renames, directory fsyncs and in-memory bookkeeping only): if the segments are
+//!    still the ones planned (no truncation, retention or other cleaning meanwhile; a
+//!    check in memory), each group's files are renamed `.cleaned` → `.swap` (the
+//!    `.log` last: its `.swap` is the commit point) and the directory is fsynced; then
+//!    group by group the replaced segments are renamed `.deleted` (each `.log` first)
+//!    and the `.swap` files renamed to their final names (the `.log` last again), the
+//!    new segment taking the old ones' place in memory with its files still open (a
+//!    rename keeps them); a last directory fsync makes it all durable. The renames and
+//!    the fsyncs stay under the lock, as in Kafka's `LocalLog.replaceSegments`, so that
+//!    the segments readers find in memory and the names in the directory change
+//!    together. The `.deleted` files go after `file.delete.delay.ms`, as Kafka's
 //!    `replaceSegments` and `asyncDeleteSegment` do, so a fetch still reading a
-//!    replaced segment reads it to the end. [`crate::Log::open`] finishes a swap a crash
-//!    interrupted (a `.log.swap` replaces the segments whose base offsets lie in its
-//!    range) and deletes `.cleaned` files and `.swap` files without their `.log.swap`.
-//!    So that the range covers every segment a group replaces, a group of which
-//!    nothing of the last source survives ends with an empty batch in that source's
-//!    offsets (as Kafka's cleaner keeps the last batch of a round, empty).
+//!    replaced segment reads it to the end (with a delay of 0 the swap unlinks them;
+//!    an abandoned swap unlinks its `.cleaned` files). How long the swap took is
+//!    [`CleanerStats::swap_micros`], logged and kept in [`crate::Log::last_cleaning`].
+//!    [`crate::Log::open`] finishes a swap a crash interrupted (a `.log.swap` replaces
+//!    the segments whose base offsets lie in its range) and deletes `.cleaned` files
+//!    and `.swap` files without their `.log.swap`. So that the range covers every
+//!    segment a group replaces, a group of which nothing of the last source survives
+//!    ends with an empty batch in that source's offsets (as Kafka's cleaner keeps the
+//!    last batch of a round, empty).
 //!
 //! Tombstones follow Kafka's legacy rule: the delete horizon is the modification time of
 //! the last already-cleaned segment minus `delete.retention.ms`, and a tombstone goes only
@@ -132,9 +151,16 @@ pub(crate) struct CleanedGroup {
     pub(crate) base: i64,
     /// (base offset, size) of each segment it replaces.
     pub(crate) sources: Vec<(i64, u64)>,
+    /// The new segment, ready to serve reads: written, sealed (its offset and time
+    /// indexes on disk, as a rolled segment's), fsynced, its `.txnindex` written, all
+    /// under `.cleaned` names. The swap only renames its files
+    /// ([`Segment::rename_files`]) and puts it in the log: nothing of it is opened,
+    /// read or rebuilt under the owner's lock.
+    pub(crate) segment: Segment,
 }
 
-/// What [`clean`] produced: new segments on disk as `.cleaned` files.
+/// What [`clean`] produced: new segments on disk as `.cleaned` files, already open and
+/// indexed, so that [`crate::Log::swap_cleaned`] only renames them.
 #[derive(Debug)]
 #[must_use = "cleaned segments are only swapped in by Log::swap_cleaned"]
 pub struct CleanedLog {
@@ -162,13 +188,31 @@ pub struct CleanerStats {
     pub keys_in_map: usize,
     pub segments_before: usize,
     pub segments_after: usize,
+    /// How long the cleaning took without the owner's lock ([`clean`]).
     pub elapsed_ms: u64,
+    /// How long its swap took, under the owner's lock ([`crate::Log::swap_cleaned`]):
+    /// renames, directory fsyncs and bookkeeping, no segment data read or written.
+    /// 0 until swapped.
+    pub swap_micros: u64,
 }
 
 /// Build the offset map of `plan`'s dirty segments and copy its segments without what
 /// is obsolete, into `.cleaned` files (see the module documentation). Holds no lock:
-/// the plan's open files are read, and only new files are written.
+/// the plan's open files are read, and only new files are written. Everything the swap
+/// needs from the new segments is done here too: they come back sealed, fsynced and
+/// indexed, as segments the swap puts in the log as they are.
 pub fn clean(plan: &CleaningPlan, dedupe_buffer_bytes: usize) -> Result<CleanedLog, LogError> {
+    clean_with(plan, dedupe_buffer_bytes, || {})
+}
+
+/// [`clean`], calling `after_group` each time a new segment is written (sealed and
+/// fsynced, not swapped in): the points where a test works on the log while its
+/// cleaning is half done.
+pub(crate) fn clean_with(
+    plan: &CleaningPlan,
+    dedupe_buffer_bytes: usize,
+    mut after_group: impl FnMut(),
+) -> Result<CleanedLog, LogError> {
     let started = Instant::now();
     let mut stats = CleanerStats::default();
     let (map, end) = build_offset_map(plan, dedupe_buffer_bytes)?;
@@ -196,6 +240,7 @@ pub fn clean(plan: &CleaningPlan, dedupe_buffer_bytes: usize) -> Result<CleanedL
             &mut removed_aborts,
             &mut stats,
         )?);
+        after_group();
         i = j;
     }
     stats.segments_before = sources.len();
@@ -400,6 +445,7 @@ fn clean_group(
     Ok(CleanedGroup {
         base,
         sources: sources.iter().map(|s| (s.base, s.size)).collect(),
+        segment: out,
     })
 }
 
@@ -518,7 +564,8 @@ pub(crate) fn log_cleaned(name: &str, stats: &CleanerStats, first_dirty: i64, en
         "Log cleaner cleaned log {name} (dirty section = [{first_dirty}, {end}]): {:.1} MB of log \
          processed in {:.1} seconds; {} keys in the offset map; Start size: {:.1} MB ({} messages), \
          End size: {:.1} MB ({} messages), {:.1}% size reduction ({:.1}% fewer messages), \
-         {} segments into {}, {} transaction markers removed",
+         {} segments into {}, {} transaction markers removed; swapped in under the log's lock \
+         in {:.1} ms",
         mb(stats.bytes_read),
         stats.elapsed_ms as f64 / 1000.0,
         stats.keys_in_map,
@@ -530,7 +577,8 @@ pub(crate) fn log_cleaned(name: &str, stats: &CleanerStats, first_dirty: i64, en
         percent(stats.records_kept, stats.records_read),
         stats.segments_before,
         stats.segments_after,
-        stats.markers_removed
+        stats.markers_removed,
+        stats.swap_micros as f64 / 1000.0
     );
 }
 

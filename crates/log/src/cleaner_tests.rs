@@ -11,7 +11,7 @@ use ottla_protocol::control::{build_end_txn_marker, ControlRecordType};
 use ottla_protocol::records::{build_record_batch, decode_records, Record};
 use tempfile::TempDir;
 
-use crate::cleaner::{clean, DEFAULT_DEDUPE_BUFFER_BYTES};
+use crate::cleaner::{clean, clean_with, DEFAULT_DEDUPE_BUFFER_BYTES};
 use crate::{Log, LogConfig};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -1512,5 +1512,175 @@ fn replaced_segments_are_renamed_deleted_and_removed_after_the_delay_while_reade
         );
         assert_eq!(fetch.to_bytes().unwrap(), before, "delay {delay}");
         assert_eq!(contents(&log).0, model(&appended, end), "delay {delay}");
+    }
+}
+
+/// The batch holding `offset`, read through the log as a fetch would: its records.
+fn read_at(log: &Log, offset: i64) -> Vec<Entry> {
+    let bytes = log.read(offset, 1, i64::MAX, true).unwrap();
+    let batch = BatchIter::new(&bytes).next().unwrap().unwrap();
+    decode_records(&batch, 1 << 24)
+        .unwrap()
+        .into_iter()
+        .map(|r| Entry {
+            offset: r.offset,
+            key: r.key.unwrap(),
+            value: r.value,
+        })
+        .collect()
+}
+
+/// The offset and time index files of the segments based below `end`, by name.
+fn index_files_below(dir: &Path, end: i64) -> Vec<(String, Vec<u8>)> {
+    logs_on_disk(dir)
+        .into_iter()
+        .filter(|&(base, _)| base < end)
+        .flat_map(|(base, _)| ["index", "timeindex"].map(|s| file_name(base, s)))
+        .map(|name| {
+            let bytes = fs::read(dir.join(&name)).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// Issue 11: a cleaning needs the owner's lock only to plan and to swap. Here the three
+/// steps are driven by hand, and after each new segment the cleaning writes (without
+/// the lock: the cleaner holds the plan, not the log) the log takes appends, rolls,
+/// flushes and serves reads of the very segments being cleaned, with `&mut Log`, what
+/// the owner's write lock gives. The swap then keeps every append at the offset it got,
+/// the cleaned part holds the latest value of each key, the swapped-in segments read
+/// the same once their idle files are closed and reopened under their final names,
+/// their indexes are those recovery builds, and the log reopens to the same content
+/// (trusting the segments below the recovery point, and recovering all of them).
+#[test]
+fn appends_and_reads_go_on_while_a_cleaning_is_written_and_survive_its_swap() {
+    let dir = TempDir::new().unwrap();
+    let mut log = Log::open(dir.path(), compacted(), 0).unwrap();
+    let mut appended = Vec::new();
+    for round in 0..40 {
+        let v = format!("v{round}");
+        let k = format!("k{}", round % 7);
+        appended.extend(append(
+            &mut log,
+            &[("a", Some(&v)), ("b", Some(&v)), (&k, Some(&v))],
+            Compression::None,
+        ));
+    }
+    log.flush().unwrap();
+    let planned_end = log.log_end_offset();
+    let plan = log.cleaning_plan(NOW, i64::MAX, true).unwrap();
+    let segments_planned = log.segment_count();
+    let mut during = Vec::new();
+    let mut groups_written = 0;
+    let cleaned = clean_with(&plan, DEFAULT_DEDUPE_BUFFER_BYTES, || {
+        groups_written += 1;
+        // The cleaning's output so far is on disk, not in the log.
+        assert!(file_names(dir.path())
+            .iter()
+            .any(|n| n.ends_with(".log.cleaned")));
+        // Reads of what is being cleaned: everything, and single batches from the
+        // start, the middle and the end of the planned part.
+        let mut all = appended.clone();
+        all.extend(during.iter().cloned());
+        assert_eq!(contents(&log).0, all, "group {groups_written}");
+        for e in [
+            &appended[0],
+            &appended[appended.len() / 2],
+            &appended[appended.len() - 1],
+        ] {
+            assert!(
+                read_at(&log, e.offset).contains(e),
+                "group {groups_written}: {e:?}"
+            );
+        }
+        // Appends: new values for keys the cleaning is removing, and new keys.
+        for i in 0..6 {
+            let v = format!("during-{groups_written}-{i}");
+            let k = format!("new{groups_written}");
+            let entries = append(
+                &mut log,
+                &[("a", Some(&v)), (&k, Some(&v))],
+                Compression::None,
+            );
+            assert_eq!(
+                entries[0].offset,
+                all.len() as i64 + 2 * i,
+                "offsets run on"
+            );
+            for e in &entries {
+                assert_eq!(
+                    read_at(&log, e.offset),
+                    entries,
+                    "a fresh append reads back"
+                );
+            }
+            during.extend(entries);
+        }
+        if groups_written % 2 == 0 {
+            log.flush().unwrap();
+        }
+    })
+    .unwrap();
+    drop(plan);
+    let end = cleaned.end;
+    assert!(groups_written > 1, "{groups_written} groups");
+    assert!(end <= planned_end);
+    assert!(
+        log.segment_count() > segments_planned,
+        "the appends rolled new segments meanwhile"
+    );
+    assert!(during.iter().all(|e| e.offset >= planned_end));
+
+    assert!(
+        log.swap_cleaned(cleaned).unwrap(),
+        "appends do not void a plan"
+    );
+    let mut all = appended.clone();
+    all.extend(during.iter().cloned());
+    let expected = model(&all, end);
+    assert_eq!(contents(&log).0, expected);
+    for e in &during {
+        assert!(read_at(&log, e.offset).contains(e), "{e:?}");
+    }
+    // The cleaned part: one record per key, its latest value below the cleaned end.
+    let cleaned_part: Vec<&Entry> = expected.iter().filter(|e| e.offset < end).collect();
+    let mut keys: Vec<&[u8]> = cleaned_part.iter().map(|e| e.key.as_slice()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), cleaned_part.len(), "{cleaned_part:?}");
+    for e in &cleaned_part {
+        let latest = all
+            .iter()
+            .rfind(|x| x.key == e.key && x.offset < end)
+            .unwrap();
+        assert_eq!(*e, latest);
+    }
+    assert!(cleaned_part.len() < appended.len() / 2);
+    let stats = log.last_cleaning().unwrap();
+    assert!(stats.records_kept < stats.records_read, "{stats:?}");
+    assert!(stats.swap_micros > 0, "{stats:?}");
+    // The swapped-in segments reopen their files under their final names.
+    log.close_idle_files();
+    log.close_idle_files();
+    assert_eq!(contents(&log).0, expected);
+
+    log.flush().unwrap();
+    let recovery_point = log.recovery_point();
+    let indexes = index_files_below(dir.path(), end);
+    assert!(!indexes.is_empty());
+    drop(log);
+    for recovery_point in [recovery_point, 0] {
+        let log = Log::open(dir.path(), compacted(), recovery_point).unwrap();
+        assert_eq!(
+            contents(&log).0,
+            expected,
+            "recovery point {recovery_point}"
+        );
+        assert_eq!(log.log_end_offset(), all.len() as i64);
+        assert_eq!(
+            index_files_below(dir.path(), end),
+            indexes,
+            "recovery point {recovery_point}: the swapped-in indexes are recovery's"
+        );
     }
 }

@@ -90,6 +90,12 @@ impl LazyFile {
         &self.path
     }
 
+    /// Follow the file to its new name after a rename (an open handle stays valid: a
+    /// rename keeps the file).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     /// The open handle, opening the file if it is closed.
     pub fn get(&self) -> io::Result<Arc<File>> {
         self.used.store(true, Ordering::Relaxed);

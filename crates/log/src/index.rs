@@ -527,6 +527,10 @@ impl<E: Entry> SegmentIndex<E> {
     pub fn path(&self) -> &Path {
         self.file.path()
     }
+    /// Follow the index file to its new name after a rename.
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.file.writer.set_path(path);
+    }
     pub fn take_unsynced(&mut self) -> Option<SyncTarget> {
         self.file.take_unsynced()
     }

@@ -11,7 +11,9 @@ use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
 use ottla_protocol::control::{control_record_type, ControlRecordType};
 use tracing::{info, warn};
 
-use crate::cleaner::{self, CleanedLog, CleaningPlan, SourceSegment, CLEANED_SUFFIX, SWAP_SUFFIX};
+use crate::cleaner::{
+    self, CleanedLog, CleanerStats, CleaningPlan, SourceSegment, CLEANED_SUFFIX, SWAP_SUFFIX,
+};
 use crate::flush::{FlushPlan, InFlight, SyncTarget};
 use crate::header::BatchHeader;
 use crate::index::NO_TIMESTAMP;
@@ -104,6 +106,8 @@ pub struct Log {
     /// Files renamed `.deleted` and when to remove them (`file.delete.delay.ms`);
     /// leftovers of a crash are removed by the next open.
     pending_deletions: Vec<(i64, Vec<PathBuf>)>,
+    /// What the last cleaning swapped in did ([`Log::last_cleaning`]).
+    last_cleaning: Option<CleanerStats>,
 }
 
 impl Log {
@@ -157,6 +161,7 @@ impl Log {
             sync_failed: false,
             first_dirty_offset: 0,
             pending_deletions: Vec::new(),
+            last_cleaning: None,
         };
 
         let bases: Vec<i64> = files.logs.into_iter().collect();
@@ -1473,6 +1478,16 @@ impl Log {
     /// [`crate::cleaner`]). Returns whether they were: if the log changed meanwhile in a
     /// way that touched them (truncation, retention, another swap), the cleaned files
     /// are deleted and the log stays as it is.
+    ///
+    /// This is the part of a cleaning the owner's lock is held for, and it reads and
+    /// writes no segment data: the new segments come from [`cleaner::clean`] written,
+    /// fsynced, opened and indexed. It checks the plan still holds (in memory), renames
+    /// files (`.cleaned` → `.swap` → final names, the replaced segments → `.deleted`),
+    /// fsyncs the directory after the commit and at the end (what makes the renames
+    /// durable; Kafka's `LocalLog.replaceSegments` does the same under its lock), and
+    /// swaps the segments in memory. Files are unlinked only when the swap is abandoned
+    /// (the `.cleaned` files) or `file.delete.delay.ms` is 0 (the replaced segments).
+    /// How long it took is in [`Log::last_cleaning`].
     pub fn swap_cleaned(&mut self, cleaned: CleanedLog) -> Result<bool, LogError> {
         self.swap_cleaned_with(cleaned, || {})
     }
@@ -1485,38 +1500,30 @@ impl Log {
         cleaned: CleanedLog,
         after_commit: impl FnOnce(),
     ) -> Result<bool, LogError> {
-        let still_there = cleaned.generation == self.generation
-            && cleaned.groups.iter().all(|g| {
+        let started = std::time::Instant::now();
+        let CleanedLog {
+            name,
+            generation,
+            mut groups,
+            end,
+            removed_aborts,
+            mut stats,
+        } = cleaned;
+        let still_there = generation == self.generation
+            && groups.iter().all(|g| {
                 g.sources.iter().all(|&(base, size)| {
                     self.segments
                         .iter()
                         .any(|s| s.base_offset() == base && s.size() == size)
                 })
             });
-        let renamed = |base: i64, from: &str, to: &str| -> Result<(), LogError> {
-            for suffix in [
-                INDEX_SUFFIX,
-                TIME_INDEX_SUFFIX,
-                TXN_INDEX_SUFFIX,
-                LOG_SUFFIX,
-            ] {
-                let src = segment_file(&self.dir, base, &join_suffix(suffix, from));
-                let dst = segment_file(&self.dir, base, &join_suffix(suffix, to));
-                match fs::rename(&src, &dst) {
-                    Ok(()) => {}
-                    // A group that kept no aborted transaction has no transaction index.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_context("rename", &src)(e).into()),
-                }
-            }
-            Ok(())
-        };
         if !still_there {
             info!(
                 "Abandoned cleaning of {}: its segments changed while it was being cleaned",
                 self.name
             );
-            for g in &cleaned.groups {
+            for g in groups {
+                drop(g.segment);
                 for suffix in [
                     INDEX_SUFFIX,
                     TIME_INDEX_SUFFIX,
@@ -1531,14 +1538,13 @@ impl Log {
             return Ok(false);
         }
         // Commit: every group's files become `.swap`, each `.log` last.
-        for g in &cleaned.groups {
-            renamed(g.base, CLEANED_SUFFIX, SWAP_SUFFIX)?;
+        for g in &mut groups {
+            g.segment.rename_files(&self.dir, SWAP_SUFFIX)?;
         }
         sync_dir(&self.dir)?;
         after_commit();
-        let interval = self.config.index_interval_bytes;
         let mut replaced_files = Vec::new();
-        for g in &cleaned.groups {
+        for g in groups {
             let first = self
                 .segments
                 .iter()
@@ -1553,10 +1559,6 @@ impl Log {
                 .segments
                 .drain(first..first + g.sources.len())
                 .collect();
-            let end = self
-                .segments
-                .get(first)
-                .map_or(self.log_end_offset, Segment::base_offset);
             // Kafka's `replaceSegments`: the replaced segments are renamed `.deleted`
             // (each `.log` first) before the `.swap` files take their names, and
             // removed only after `file.delete.delay.ms`, so a reader still holding
@@ -1564,22 +1566,27 @@ impl Log {
             for segment in replaced {
                 replaced_files.push(segment.rename_for_deletion(DELETED_SUFFIX)?);
             }
-            renamed(g.base, SWAP_SUFFIX, "")?;
-            let mut segment = Segment::open(&self.dir, g.base, now_ms())?;
-            if !segment.load_indexes(end)? {
-                segment.recover(g.base, Some(end), interval)?;
-                segment.offload_indexes()?;
-            }
+            let mut segment = g.segment;
+            segment.rename_files(&self.dir, "")?;
             self.segments.insert(first, segment);
         }
         sync_dir(&self.dir)?;
         self.schedule_deletion(replaced_files, now_ms());
         self.aborted
-            .retain(|a| !cleaned.removed_aborts.contains(&a.last_offset));
+            .retain(|a| !removed_aborts.contains(&a.last_offset));
         let first_dirty = self.first_dirty_offset;
-        self.first_dirty_offset = self.first_dirty_offset.max(cleaned.end);
-        cleaner::log_cleaned(&cleaned.name, &cleaned.stats, first_dirty, cleaned.end);
+        self.first_dirty_offset = self.first_dirty_offset.max(end);
+        stats.swap_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        cleaner::log_cleaned(&name, &stats, first_dirty, end);
+        self.last_cleaning = Some(stats);
         Ok(true)
+    }
+
+    /// What the last cleaning swapped into this log did (since it was opened), for
+    /// Kafka's cleaner figures: among them how long its swap, the only part of a
+    /// cleaning that needs the owner's lock, took ([`CleanerStats::swap_micros`]).
+    pub fn last_cleaning(&self) -> Option<&CleanerStats> {
+        self.last_cleaning.as_ref()
     }
 
     /// Remove everything at and after `offset` (follower truncation). The batch holding

@@ -35,6 +35,16 @@ pub(crate) fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBu
     dir.join(format!("{base_offset:020}.{suffix}"))
 }
 
+/// [`segment_file`] with `.<extra>` after the suffix (the cleaner's `.cleaned` and
+/// `.swap` files); nothing extra when `extra` is empty.
+fn segment_file_with(dir: &Path, base_offset: i64, suffix: &str, extra: &str) -> PathBuf {
+    if extra.is_empty() {
+        segment_file(dir, base_offset, suffix)
+    } else {
+        segment_file(dir, base_offset, &format!("{suffix}.{extra}"))
+    }
+}
+
 /// Kafka's per-segment index bookkeeping (`LogSegment.append`): the largest timestamp so
 /// far with the last offset of the first batch that reached it, and the bytes appended
 /// since the last offset-index entry.
@@ -161,13 +171,7 @@ impl Segment {
         now_ms: i64,
         extra: &str,
     ) -> io::Result<Segment> {
-        let name = |suffix: &str| {
-            if extra.is_empty() {
-                segment_file(dir, base_offset, suffix)
-            } else {
-                segment_file(dir, base_offset, &format!("{suffix}.{extra}"))
-            }
-        };
+        let name = |suffix: &str| segment_file_with(dir, base_offset, suffix, extra);
         let log_path = name(LOG_SUFFIX);
         // Empty files: nothing to fsync, no handle kept (a new partition holds no
         // descriptor until it is written); the caller syncs the directory.
@@ -732,6 +736,30 @@ impl Segment {
         self.log.get()
     }
 
+    /// Rename the segment's files in `dir` to their names with `.<extra>` after them
+    /// (their final names when `extra` is empty), the indexes first and the `.log` last
+    /// (the cleaner's commit order, see `crate::cleaner`), and go on using them under
+    /// the new names: open handles stay valid, a rename keeps the file. Nothing is read
+    /// or written. A missing file is skipped (a segment without aborted transactions
+    /// has no `.txnindex`). Kafka's `LogSegment.changeFileSuffixes`.
+    pub fn rename_files(&mut self, dir: &Path, extra: &str) -> Result<(), LogError> {
+        let base = self.base_offset;
+        let to = |suffix: &str| segment_file_with(dir, base, suffix, extra);
+        let target = to(INDEX_SUFFIX);
+        rename_if_present(self.offset_index.path(), &target)?;
+        self.offset_index.set_path(target);
+        let target = to(TIME_INDEX_SUFFIX);
+        rename_if_present(self.time_index.path(), &target)?;
+        self.time_index.set_path(target);
+        let target = to(TXN_INDEX_SUFFIX);
+        rename_if_present(self.txn_index.path(), &target)?;
+        self.txn_index.set_path(target);
+        let target = to(LOG_SUFFIX);
+        rename_if_present(self.log.path(), &target)?;
+        self.log.set_path(target);
+        Ok(())
+    }
+
     /// Close the segment, returning the paths of its files.
     fn into_paths(self) -> [PathBuf; 4] {
         [
@@ -773,6 +801,15 @@ impl Segment {
             }
         }
         Ok(())
+    }
+}
+
+/// Rename `from` to `to`; a missing `from` is not an error.
+fn rename_if_present(from: &Path, to: &Path) -> Result<(), LogError> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_context("rename", from)(e).into()),
     }
 }
 

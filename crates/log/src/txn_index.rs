@@ -88,6 +88,11 @@ impl TxnIndexFile {
         &self.path
     }
 
+    /// Follow the file to its new name after a rename (an open handle stays valid).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     pub fn append(&mut self, entry: AbortedTxn) -> io::Result<()> {
         if self.file.is_none() {
             let file = OpenOptions::new()
