@@ -247,8 +247,12 @@ fn fits(s: &str) -> bool {
 
 /// The group coordinator: routes each group to the shard of its `__consumer_offsets`
 /// partition.
+/// Where the service gets the cluster's topics from (the broker's metadata image).
+pub type TopicsSource = Arc<dyn Fn() -> Arc<TopicsImage> + Send + Sync>;
+
 pub struct GroupCoordinatorService {
     runtime: CoordinatorRuntime<GroupShard>,
+    topics: TopicsSource,
     /// Partitions of `__consumer_offsets`, 0 until the topic exists. Groups map to the
     /// topic's real partition count, never to a changed setting.
     partitions: AtomicI32,
@@ -270,7 +274,19 @@ impl GroupCoordinatorService {
                 move |_| GroupShard::new(config.clone(), salt.clone()),
             ),
             partitions: AtomicI32::new(0),
+            topics: Arc::new(|| Arc::new(TopicsImage::default())),
         }
+    }
+
+    /// Where the cluster's topics come from (what consumer groups subscribe to).
+    pub fn with_topics(mut self, source: TopicsSource) -> Self {
+        self.topics = source;
+        self
+    }
+
+    /// The cluster's topics now.
+    pub fn topics(&self) -> Arc<TopicsImage> {
+        (self.topics)()
     }
 
     pub fn runtime(&self) -> &CoordinatorRuntime<GroupShard> {
@@ -333,6 +349,7 @@ impl GroupCoordinatorService {
         limit: Duration,
     ) -> impl Future<Output = JoinResponse> + Send + 'static {
         let member_id = req.member_id.clone();
+        let topics = self.topics();
         let early = if !fits(&req.group_id) {
             Some(error::INVALID_GROUP_ID)
         } else {
@@ -355,6 +372,7 @@ impl GroupCoordinatorService {
                 let (tx, rx) = oneshot::channel();
                 let ticket = shard.park(|_| Waiter::Join(tx));
                 let salt = shard.salt.clone();
+                shard.coordinator.set_topics(topics);
                 let (reply, effects) = shard.coordinator.join(now, ticket, req, &salt);
                 let parked = match reply {
                     Some(r) => {
@@ -387,9 +405,11 @@ impl GroupCoordinatorService {
         req: SyncRequest,
         limit: Duration,
     ) -> impl Future<Output = SyncResponse> + Send + 'static {
+        let topics = self.topics();
         let completion = self.write(&req.group_id.clone(), move |shard, now| {
             let (tx, rx) = oneshot::channel();
             let ticket = shard.park(|_| Waiter::Sync(tx));
+            shard.coordinator.set_topics(topics);
             let (reply, effects) = shard.coordinator.sync(now, ticket, req);
             let parked = match reply {
                 Some(r) => {
@@ -580,21 +600,23 @@ impl GroupCoordinatorService {
     /// With `require_stable` (KIP-447, read_committed consumers), a partition with an
     /// offset still inside an open transaction answers UNSTABLE_OFFSET_COMMIT, and the
     /// consumer asks again.
-    /// `member` is the consumer group member asking (OffsetFetch v9: member id and
-    /// epoch), checked as Kafka does (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
+    /// `member` is who asks (OffsetFetch v9+: member id, if any, and member epoch),
+    /// checked against a consumer group as Kafka does (UNKNOWN_MEMBER_ID,
+    /// STALE_MEMBER_EPOCH); `None` for older versions.
     pub fn fetch_offsets(
         &self,
         group_id: String,
         topics: Option<Vec<(String, Vec<i32>)>>,
         require_stable: bool,
-        member: Option<(String, i32)>,
+        member: Option<(Option<String>, i32)>,
     ) -> impl Future<Output = Result<Vec<FetchedOffset>, i16>> + Send + 'static {
         let completion = self.read(&group_id.clone(), move |shard, _| {
             if let Some((member_id, epoch)) = &member {
-                let code =
-                    shard
-                        .coordinator
-                        .validate_offset_fetch(&group_id, Some(member_id), *epoch);
+                let code = shard.coordinator.validate_offset_fetch(
+                    &group_id,
+                    member_id.as_deref(),
+                    *epoch,
+                );
                 if code != error::NONE {
                     return Err(code);
                 }

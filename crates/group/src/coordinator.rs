@@ -23,15 +23,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 
+use crate::consumer::classic::{by_name, CONSUMER_PROTOCOL_TYPE};
 use crate::consumer::records::ConsumerGroupKey;
 use crate::consumer::topics::TopicsImage;
 use crate::consumer::{
-    ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, ConsumerHeartbeat,
-    ConsumerHeartbeatResponse, GroupError,
+    ClassicMemberState, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription,
+    ConsumerHeartbeat, ConsumerHeartbeatResponse, GroupError,
 };
 use crate::records::{CoordinatorKey, GroupMetadataValue, MemberMetadata, OffsetCommitValue};
+use crate::subscription::encode_assignment;
 use crate::subscription::subscribed_topics;
 use crate::types::*;
+use std::sync::Arc;
 
 /// How long a member that joined during the current rebalance may wait in JoinGroup
 /// before it is considered gone (Kafka's `NewMemberJoinTimeoutMs`). Clients do not
@@ -368,6 +371,9 @@ pub struct GroupCoordinator {
     config: CoordinatorConfig,
     groups: HashMap<String, Group>,
     consumer_groups: HashMap<String, ConsumerGroup>,
+    /// The cluster's topics as last given ([`GroupCoordinator::set_topics`]): what a
+    /// classic member of a consumer group subscribes to and is assigned, by name.
+    topics: Arc<TopicsImage>,
     /// Source of unique member ids (combined with a random part by the caller's
     /// `new_member_id`).
     member_id_counter: u64,
@@ -379,8 +385,15 @@ impl GroupCoordinator {
             config,
             groups: HashMap::new(),
             consumer_groups: HashMap::new(),
+            topics: Default::default(),
             member_id_counter: 0,
         }
+    }
+
+    /// The cluster's topics now (called before JoinGroup and SyncGroup, which name topics
+    /// for classic members of consumer groups).
+    pub fn set_topics(&mut self, topics: Arc<TopicsImage>) {
+        self.topics = topics;
     }
 
     pub fn group_count(&self) -> usize {
@@ -421,14 +434,11 @@ impl GroupCoordinator {
                 return (Err(e), effects);
             }
             if let Some(classic) = self.groups.get(&group_id) {
-                if !classic.members.is_empty() || classic.state != GroupState::Empty {
-                    let e = GroupError::new(
-                        error::GROUP_ID_NOT_FOUND,
-                        format!("Group {group_id} is not a consumer group."),
-                    );
-                    return (Err(e), effects);
-                }
-                if classic.protocol_type.is_some() {
+                if !classic.members.is_empty() {
+                    if let Err(e) = self.upgrade(now, &group_id, topics, &mut effects) {
+                        return (Err(e), effects);
+                    }
+                } else if classic.protocol_type.is_some() {
                     tracing::info!(
                         "[GroupId {group_id}] Converted the empty classic group to a consumer group."
                     );
@@ -436,7 +446,8 @@ impl GroupCoordinator {
                 }
             }
             self.consumer_groups
-                .insert(group_id.clone(), ConsumerGroup::new(&group_id));
+                .entry(group_id.clone())
+                .or_insert_with(|| ConsumerGroup::new(&group_id));
         }
         let fresh_member_id = if req.member_id.is_empty() {
             self.new_member_id(&req.client_id, member_id_salt)
@@ -456,7 +467,165 @@ impl GroupCoordinator {
             // Created for a heartbeat that failed: nothing was written.
             self.consumer_groups.remove(&group_id);
         }
+        self.maybe_downgrade(now, &group_id, &mut effects);
         (result, effects)
+    }
+
+    /// Online upgrade (KIP-848): a consumer-protocol member joins a classic group that
+    /// still has members. The classic group becomes a consumer group whose members keep
+    /// their partitions at their generation, as classic members of it (Kafka's
+    /// `convertToConsumerGroup`); they learn of the new member at their next heartbeat.
+    fn upgrade(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        topics: &TopicsImage,
+        effects: &mut Effects,
+    ) -> Result<(), GroupError> {
+        let classic = &self.groups[group_id];
+        let refuse = |why: &str| {
+            tracing::info!(
+                "Cannot upgrade classic group {group_id} to consumer group because {why}."
+            );
+            Err(GroupError::new(
+                error::GROUP_ID_NOT_FOUND,
+                format!("Cannot upgrade classic group {group_id} to consumer group because {why}."),
+            ))
+        };
+        if !self.config.consumer.migration_policy.allows_upgrade() {
+            return refuse("online upgrade is disabled");
+        }
+        if classic.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) {
+            return refuse("the group does not use the consumer embedded protocol");
+        }
+        if classic.members.len() > self.config.consumer.max_size {
+            return refuse("the group size exceeds the consumer group maximum size");
+        }
+        let protocol = classic.protocol_name.clone().unwrap_or_default();
+        let mut ordered: Vec<&Member> = classic.members.values().collect();
+        ordered.sort_by_key(|m| m.join_order);
+        let members: Vec<ClassicMemberState> = ordered
+            .iter()
+            .map(|m| ClassicMemberState {
+                member_id: m.member_id.clone(),
+                instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocols: m
+                    .protocols
+                    .iter()
+                    .map(|(n, b)| (n.clone(), b.to_vec()))
+                    .collect(),
+                subscription: m.metadata_for(&protocol).to_vec(),
+                assignment: m.assignment.to_vec(),
+            })
+            .collect();
+        let generation = classic.generation.max(0);
+        // Parked joins and syncs of the classic group are told to join again.
+        let classic = self.groups.get_mut(group_id).expect("checked");
+        for m in classic.members.values() {
+            if let Some(t) = m.awaiting_join {
+                let reply = JoinResponse::error(error::REBALANCE_IN_PROGRESS, &m.member_id);
+                effects.joins.push((t, reply));
+            }
+            if let Some(t) = m.awaiting_sync {
+                let reply = SyncResponse::error(error::REBALANCE_IN_PROGRESS);
+                effects.syncs.push((t, reply));
+            }
+        }
+        effects.records.push(classic.group_tombstone());
+        let offsets = std::mem::take(&mut classic.offsets);
+        *classic = Group::new(group_id, now);
+        classic.offsets = offsets;
+        let group = ConsumerGroup::from_classic(
+            now,
+            &self.config.consumer,
+            group_id,
+            generation,
+            &members,
+            topics,
+            &mut effects.records,
+        );
+        tracing::info!("[GroupId {group_id}] Converted the classic group to a consumer group.");
+        self.consumer_groups.insert(group_id.to_string(), group);
+        Ok(())
+    }
+
+    /// Online downgrade (KIP-848): when only classic members are left in a consumer
+    /// group (and the policy allows it), it becomes a classic group again at its group
+    /// epoch and rebalances, so that the members' own assignor takes over (Kafka's
+    /// `convertToClassicGroup`). Offsets stay.
+    fn maybe_downgrade(&mut self, now: i64, group_id: &str, effects: &mut Effects) {
+        let Some(cg) = self.consumer_groups.get(group_id) else {
+            return;
+        };
+        if !cg.should_downgrade(&self.config.consumer) {
+            return;
+        }
+        let mut group = Group::new(group_id, now);
+        if let Some(old) = self.groups.remove(group_id) {
+            group.offsets = old.offsets;
+        }
+        group.generation = cg.group_epoch();
+        group.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_string());
+        for (i, m) in cg.members().enumerate() {
+            let classic = m
+                .metadata
+                .classic_member_metadata
+                .clone()
+                .unwrap_or_default();
+            if let Some(instance) = &m.metadata.instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            let assignment = encode_assignment(&by_name(&self.topics, &m.assigned));
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.metadata.instance_id.clone(),
+                    client_id: m.metadata.client_id.clone(),
+                    client_host: m.metadata.client_host.clone(),
+                    session_timeout_ms: classic.session_timeout_ms,
+                    rebalance_timeout_ms: m.metadata.rebalance_timeout_ms,
+                    protocols: classic
+                        .supported_protocols
+                        .iter()
+                        .map(|(n, b)| (n.clone(), Bytes::from(b.clone())))
+                        .collect(),
+                    assignment: Bytes::from(assignment),
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    last_seen_ms: now,
+                    is_new: false,
+                    join_order: i as u64,
+                },
+            );
+        }
+        group.next_join_order = group.members.len() as u64;
+        group.protocol_name = group.select_protocol();
+        group.leader = group
+            .members
+            .values()
+            .min_by_key(|m| m.join_order)
+            .map(|m| m.member_id.clone());
+        group.state = GroupState::Stable;
+        effects.records.extend(cg.tombstones());
+        self.consumer_groups.remove(group_id);
+        effects.records.push(group.metadata_record(now));
+        tracing::info!("[GroupId {group_id}] Converted the consumer group to a classic group.");
+        let config = self.config.clone();
+        Self::prepare_rebalance(
+            &mut group,
+            &config,
+            now,
+            "downgrading the group from a consumer group",
+            effects,
+        );
+        self.groups.insert(group_id.to_string(), group);
     }
 
     /// ConsumerGroupDescribe for one group.
@@ -495,23 +664,16 @@ impl GroupCoordinator {
 
     /// Tombstones of an empty consumer group about to become a classic group, applied
     /// at once (consumer group records always are, see [`crate::consumer`]).
-    fn convert_empty_consumer_group(
-        &mut self,
-        group_id: &str,
-        effects: &mut Effects,
-    ) -> Result<(), i16> {
+    fn convert_empty_consumer_group(&mut self, group_id: &str, effects: &mut Effects) {
         let Some(group) = self.consumer_groups.get(group_id) else {
-            return Ok(());
+            return;
         };
-        if !group.is_empty() {
-            return Err(error::INCONSISTENT_GROUP_PROTOCOL);
-        }
+        debug_assert!(group.is_empty());
         tracing::info!(
             "[GroupId {group_id}] Converted the empty consumer group to a classic group."
         );
         effects.records.extend(group.tombstones());
         self.consumer_groups.remove(group_id);
-        Ok(())
     }
 
     fn new_member_id(&mut self, client_id: &str, salt: &str) -> String {
@@ -538,9 +700,38 @@ impl GroupCoordinator {
                 effects,
             );
         }
-        if let Err(code) = self.convert_empty_consumer_group(&req.group_id, &mut effects) {
-            return (Some(JoinResponse::error(code, &req.member_id)), effects);
+        if self
+            .consumer_groups
+            .get(&req.group_id)
+            .is_some_and(|g| !g.is_empty())
+        {
+            // A classic member of a consumer group (online migration).
+            if req.session_timeout_ms < self.config.min_session_timeout_ms
+                || req.session_timeout_ms > self.config.max_session_timeout_ms
+            {
+                let reply = JoinResponse::error(error::INVALID_SESSION_TIMEOUT, &req.member_id);
+                return (Some(reply), effects);
+            }
+            let generated = if req.member_id.is_empty() {
+                self.new_member_id(&req.client_id, member_id_salt)
+            } else {
+                String::new()
+            };
+            let group = self
+                .consumer_groups
+                .get_mut(&req.group_id)
+                .expect("checked");
+            let reply = group.classic_join(
+                now,
+                &self.config.consumer,
+                &self.topics,
+                &req,
+                &generated,
+                &mut effects.records,
+            );
+            return (Some(reply), effects);
         }
+        self.convert_empty_consumer_group(&req.group_id, &mut effects);
         if req.session_timeout_ms < self.config.min_session_timeout_ms
             || req.session_timeout_ms > self.config.max_session_timeout_ms
         {
@@ -953,6 +1144,10 @@ impl GroupCoordinator {
         req: SyncRequest,
     ) -> (Option<SyncResponse>, Effects) {
         let mut effects = Effects::default();
+        if let Some(group) = self.consumer_groups.get_mut(&req.group_id) {
+            let reply = group.classic_sync(now, &self.config.consumer, &self.topics, &req);
+            return (Some(reply), effects);
+        }
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return (Some(SyncResponse::error(error::UNKNOWN_MEMBER_ID)), effects);
         };
@@ -1028,6 +1223,9 @@ impl GroupCoordinator {
     // ------------------------------------------------------------------ Heartbeat
 
     pub fn heartbeat(&mut self, now: i64, req: HeartbeatRequest) -> i16 {
+        if let Some(group) = self.consumer_groups.get_mut(&req.group_id) {
+            return group.classic_heartbeat(now, &self.config.consumer, &req);
+        }
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return error::UNKNOWN_MEMBER_ID;
         };
@@ -1062,6 +1260,12 @@ impl GroupCoordinator {
         members: &[LeaveMember],
     ) -> (Vec<i16>, Effects) {
         let mut effects = Effects::default();
+        if let Some(group) = self.consumer_groups.get_mut(group_id) {
+            let config = self.config.consumer.clone();
+            let errors = group.classic_leave(now, &config, members, &mut effects.records);
+            self.maybe_downgrade(now, group_id, &mut effects);
+            return (errors, effects);
+        }
         let Some(group) = self.groups.get_mut(group_id) else {
             return (vec![error::UNKNOWN_MEMBER_ID; members.len()], effects);
         };
@@ -1137,8 +1341,16 @@ impl GroupCoordinator {
     pub fn tick(&mut self, now: i64) -> Effects {
         let mut effects = Effects::default();
         let config = self.config.clone();
+        let mut shrunk = Vec::new();
         for group in self.consumer_groups.values_mut() {
+            let before = group.member_count();
             group.tick(now, &config.consumer, &mut effects.records);
+            if group.member_count() < before {
+                shrunk.push(group.group_id().to_string());
+            }
+        }
+        for group_id in shrunk {
+            self.maybe_downgrade(now, &group_id, &mut effects);
         }
         let consumer_groups = &self.consumer_groups;
         for group in self.groups.values_mut() {

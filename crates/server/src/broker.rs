@@ -170,7 +170,8 @@ impl Broker {
             config.group.clone(),
             Arc::new(SystemClock),
             config.offsets_commit_timeout_ms,
-        );
+        )
+        .with_topics(consumer_group_topics(controller.clone()));
         let runtime = tokio::runtime::Handle::try_current()
             .context("the broker starts inside a tokio runtime")?;
         let quota = |rate: u64| {
@@ -486,4 +487,33 @@ impl Broker {
         self.controller.shutdown();
         Ok(())
     }
+}
+
+/// The topics consumer groups may subscribe to, from the metadata image: every topic but
+/// the internal ones (Kafka's regex resolution skips them too; naming one gets nothing
+/// assigned). Rebuilt only when the image changed (its offset moved), so a heartbeat
+/// costs a lock and a pointer copy.
+fn consumer_group_topics(controller: Arc<Controller>) -> ottla_coordinator::group::TopicsSource {
+    use ottla_group::consumer::topics::TopicsImage;
+    let cache: std::sync::Mutex<Option<(u64, Arc<TopicsImage>)>> = std::sync::Mutex::new(None);
+    Arc::new(move || {
+        let image = controller.image();
+        let mut cached = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((offset, topics)) = cached.as_ref() {
+            if *offset == image.offset {
+                return topics.clone();
+            }
+        }
+        let topics = Arc::new(
+            TopicsImage::new(
+                image
+                    .topics()
+                    .filter(|t| !t.is_internal())
+                    .map(|t| (t.name.clone(), t.topic_id, t.partitions.len() as u32)),
+            )
+            .at_version(image.offset as i64),
+        );
+        *cached = Some((image.offset, topics.clone()));
+        topics
+    })
 }

@@ -20,6 +20,7 @@
 //! Time is passed in (`now`); session and revocation deadlines live in memory only and
 //! restart from the load time after a coordinator moves, as in Kafka.
 
+pub mod classic;
 pub mod member;
 pub mod records;
 pub mod topics;
@@ -34,6 +35,7 @@ use crate::assignor::{
 };
 use crate::records::CoordinatorKey;
 use crate::types::{error, CoordinatorRecord, RecordValue};
+pub use classic::ClassicMemberState;
 use member::{
     count, is_subset, ConsumerMember, MemberState, Reconciliation, LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
@@ -67,6 +69,34 @@ pub struct ConsumerGroupConfig {
     pub max_size: usize,
     /// `group.consumer.assignors`, in order: the first is the default.
     pub assignors: Vec<&'static dyn ConsumerGroupAssignor>,
+    /// `group.consumer.migration.policy`
+    pub migration_policy: MigrationPolicy,
+    /// `group.max.size`: a group with more classic members is not downgraded.
+    pub classic_max_size: usize,
+}
+
+/// `group.consumer.migration.policy`: which online conversions between the classic and
+/// the consumer protocol are allowed (KIP-848).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrationPolicy {
+    Disabled,
+    Upgrade,
+    Downgrade,
+    #[default]
+    Bidirectional,
+}
+
+impl MigrationPolicy {
+    /// Kafka's names, case-insensitive.
+    pub fn parse(s: &str) -> Option<MigrationPolicy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "disabled" => Some(MigrationPolicy::Disabled),
+            "upgrade" => Some(MigrationPolicy::Upgrade),
+            "downgrade" => Some(MigrationPolicy::Downgrade),
+            "bidirectional" => Some(MigrationPolicy::Bidirectional),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ConsumerGroupConfig {
@@ -75,6 +105,7 @@ impl std::fmt::Debug for ConsumerGroupConfig {
             .field("heartbeat_interval_ms", &self.heartbeat_interval_ms)
             .field("session_timeout_ms", &self.session_timeout_ms)
             .field("max_size", &self.max_size)
+            .field("migration_policy", &self.migration_policy)
             .field(
                 "assignors",
                 &self.assignors.iter().map(|a| a.name()).collect::<Vec<_>>(),
@@ -90,6 +121,8 @@ impl Default for ConsumerGroupConfig {
             session_timeout_ms: 45000,
             max_size: i32::MAX as usize,
             assignors: crate::assignor::builtin_assignors().to_vec(),
+            migration_policy: MigrationPolicy::Bidirectional,
+            classic_max_size: i32::MAX as usize,
         }
     }
 }
@@ -178,6 +211,8 @@ pub struct ConsumerMemberDescription {
     pub subscribed_topic_regex: Option<String>,
     pub assignment: TopicPartitions,
     pub target_assignment: TopicPartitions,
+    /// Joined with the classic protocol (during a migration).
+    pub classic: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +245,9 @@ pub struct ConsumerGroup {
     session_deadlines: HashMap<String, i64>,
     /// Members asked to revoke: the epoch they were asked at and the deadline.
     revocation_deadlines: HashMap<String, (i32, i64)>,
+    /// Classic members that must join (after REBALANCE_IN_PROGRESS) or sync (after a
+    /// join) by this time (memory only).
+    classic_deadlines: HashMap<String, i64>,
 }
 
 fn record(
@@ -348,9 +386,10 @@ impl ConsumerGroup {
                 if let Some(instance) = &v.instance_id {
                     self.static_members.insert(instance.clone(), member.clone());
                 }
+                let session = self.members[member].session_timeout_ms(config);
                 self.session_deadlines
                     .entry(member.clone())
-                    .or_insert(now + i64::from(config.session_timeout_ms));
+                    .or_insert(now + i64::from(session));
             }
             (ConsumerGroupKey::MemberMetadata { member, .. }, None) => {
                 if let Some(m) = self.members.remove(member) {
@@ -363,6 +402,7 @@ impl ConsumerGroup {
                 }
                 self.session_deadlines.remove(member);
                 self.revocation_deadlines.remove(member);
+                self.classic_deadlines.remove(member);
             }
             (
                 ConsumerGroupKey::TargetAssignmentMetadata { .. },
@@ -476,7 +516,11 @@ impl ConsumerGroup {
         config: &ConsumerGroupConfig,
     ) -> Result<(), GroupError> {
         let invalid = |m: &str| Err(GroupError::new(codes::INVALID_REQUEST, m));
-        if (req.api_version >= 1 || req.member_epoch != 0) && req.member_id.is_empty() {
+        // Kafka: v1 members name themselves; v0 ones only when they already have an id.
+        let needs_id = req.api_version >= 1
+            || req.member_epoch > 0
+            || req.member_epoch == LEAVE_GROUP_MEMBER_EPOCH;
+        if needs_id && req.member_id.is_empty() {
             return invalid("MemberId can't be empty.");
         }
         if req.group_id.is_empty() {
@@ -816,68 +860,11 @@ impl ConsumerGroup {
 
         // 0. A replaced static member hands its state to the new member id.
         if let Some(old) = &replaced {
-            let target = self.target.get(&old.member_id).cloned().unwrap_or_default();
-            let group = self.group_id.clone();
-            for key in [
-                ConsumerGroupKey::CurrentMemberAssignment {
-                    group: group.clone(),
-                    member: old.member_id.clone(),
-                },
-                ConsumerGroupKey::TargetAssignmentMember {
-                    group: group.clone(),
-                    member: old.member_id.clone(),
-                },
-                ConsumerGroupKey::MemberMetadata {
-                    group: group.clone(),
-                    member: old.member_id.clone(),
-                },
-            ] {
-                self.write(now, config, out, key, None);
-            }
-            self.write(
-                now,
-                config,
-                out,
-                ConsumerGroupKey::MemberMetadata {
-                    group: group.clone(),
-                    member: member_id.clone(),
-                },
-                Some(ConsumerGroupValue::MemberMetadata(member.metadata.clone())),
-            );
-            self.write(
-                now,
-                config,
-                out,
-                ConsumerGroupKey::TargetAssignmentMember {
-                    group: group.clone(),
-                    member: member_id.clone(),
-                },
-                Some(ConsumerGroupValue::TargetAssignmentMember(
-                    TargetAssignmentMemberValue {
-                        topic_partitions: target,
-                    },
-                )),
-            );
-            self.write(
-                now,
-                config,
-                out,
-                ConsumerGroupKey::CurrentMemberAssignment {
-                    group,
-                    member: member_id.clone(),
-                },
-                Some(ConsumerGroupValue::CurrentMemberAssignment(
-                    member.assignment_value(),
-                )),
-            );
+            self.replace_member(now, config, old, &member_id, out);
         }
 
         // 1. The member's metadata; a new subscription moves the group epoch.
         let mut metadata = member.metadata.clone();
-        let old_subscription = (
-            metadata.subscribed_topic_names.clone(),
-            metadata.subscribed_topic_regex.clone(),
-        );
         if let Some(v) = &req.instance_id {
             metadata.instance_id = Some(v.clone());
         }
@@ -902,80 +889,18 @@ impl ConsumerGroup {
         metadata.client_id = req.client_id.clone();
         metadata.client_host = req.client_host.clone();
         let new_member = !self.members.contains_key(&member_id);
-        let mut bump = new_member
-            || old_subscription
-                != (
-                    metadata.subscribed_topic_names.clone(),
-                    metadata.subscribed_topic_regex.clone(),
-                );
-        if new_member || metadata != member.metadata {
-            self.write(
-                now,
-                config,
-                out,
-                ConsumerGroupKey::MemberMetadata {
-                    group: self.group_id.clone(),
-                    member: member_id.clone(),
-                },
-                Some(ConsumerGroupValue::MemberMetadata(metadata.clone())),
-            );
-        }
-        self.drop_unused_regexes(now, config, out);
-
-        // 2. Regular expressions, resolved against the topics of this metadata version.
-        bump |= self.resolve_regexes(now, config, topics, out);
-
-        // 3. The subscribed topics' metadata.
-        let hash = topics.metadata_hash(&self.subscribed_topic_names());
-        if hash != self.metadata_hash {
-            bump = true;
-        }
-        if bump {
-            let epoch = self.group_epoch + 1;
-            self.write_epoch(now, config, out, epoch, hash);
-        }
-
-        // 4. A new target assignment when the group epoch moved past it.
-        if self.group_epoch > self.assignment_epoch {
-            self.assign(now, config, topics, out);
-        }
+        self.update_member(
+            now,
+            config,
+            topics,
+            &member_id,
+            &member.metadata,
+            metadata,
+            out,
+        );
 
         // 5. The member moves towards its target.
-        let member = self.members[&member_id].clone();
-        let empty = TopicPartitions::new();
-        let target = self.target.get(&member_id).unwrap_or(&empty).clone();
-        let owners = &self.owners;
-        let owned_by_other = |t: Uuid, p: i32| owners.get(&(t, p)).is_some_and(|o| o != &member_id);
-        let next = Reconciliation {
-            target_epoch: self.assignment_epoch,
-            target: &target,
-            owned: req.owned.as_ref(),
-            owned_by_other: &owned_by_other,
-        }
-        .next(&member);
-        if next != member {
-            tracing::info!(
-                "[GroupId {}] Member {} new assignment state: epoch={}, previousEpoch={}, state={}, assignedPartitions={} and revokedPartitions={}.",
-                self.group_id,
-                member_id,
-                next.member_epoch,
-                next.previous_member_epoch,
-                next.state.name(),
-                count(&next.assigned),
-                count(&next.pending_revocation)
-            );
-            let value = ConsumerGroupValue::CurrentMemberAssignment(next.assignment_value());
-            self.write(
-                now,
-                config,
-                out,
-                ConsumerGroupKey::CurrentMemberAssignment {
-                    group: self.group_id.clone(),
-                    member: member_id.clone(),
-                },
-                Some(value),
-            );
-        }
+        let (member, next) = self.reconcile(now, config, &member_id, req.owned.as_ref(), out);
 
         // 6. Timers: the session, and the time allowed to revoke.
         self.session_deadlines.insert(
@@ -1007,6 +932,110 @@ impl ConsumerGroup {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             assignment: send.then(|| next.assigned.clone()),
         })
+    }
+
+    /// Steps 1-4 of a heartbeat (or of a classic member's JoinGroup): store the member's
+    /// new metadata, move the group epoch if subscriptions or the subscribed topics'
+    /// metadata changed, and compute a new target assignment for it.
+    #[allow(clippy::too_many_arguments)]
+    fn update_member(
+        &mut self,
+        now: i64,
+        config: &ConsumerGroupConfig,
+        topics: &TopicsImage,
+        member_id: &str,
+        before: &ConsumerGroupMemberMetadataValue,
+        metadata: ConsumerGroupMemberMetadataValue,
+        out: &mut Vec<CoordinatorRecord>,
+    ) {
+        let new_member = !self.members.contains_key(member_id);
+        let mut bump = new_member
+            || (
+                &before.subscribed_topic_names,
+                &before.subscribed_topic_regex,
+            ) != (
+                &metadata.subscribed_topic_names,
+                &metadata.subscribed_topic_regex,
+            );
+        if new_member || &metadata != before {
+            self.write(
+                now,
+                config,
+                out,
+                ConsumerGroupKey::MemberMetadata {
+                    group: self.group_id.clone(),
+                    member: member_id.to_string(),
+                },
+                Some(ConsumerGroupValue::MemberMetadata(metadata)),
+            );
+        }
+        self.drop_unused_regexes(now, config, out);
+
+        // Regular expressions, resolved against the topics of this metadata version.
+        bump |= self.resolve_regexes(now, config, topics, out);
+
+        // The subscribed topics' metadata.
+        let hash = topics.metadata_hash(&self.subscribed_topic_names());
+        if hash != self.metadata_hash {
+            bump = true;
+        }
+        if bump {
+            let epoch = self.group_epoch + 1;
+            self.write_epoch(now, config, out, epoch, hash);
+        }
+
+        // A new target assignment when the group epoch moved past it.
+        if self.group_epoch > self.assignment_epoch {
+            self.assign(now, config, topics, out);
+        }
+    }
+
+    /// Moves a member towards its target (Kafka's `maybeReconcile`): returns the member
+    /// before and after.
+    fn reconcile(
+        &mut self,
+        now: i64,
+        config: &ConsumerGroupConfig,
+        member_id: &str,
+        owned: Option<&TopicPartitions>,
+        out: &mut Vec<CoordinatorRecord>,
+    ) -> (ConsumerMember, ConsumerMember) {
+        let member = self.members[member_id].clone();
+        let empty = TopicPartitions::new();
+        let target = self.target.get(member_id).unwrap_or(&empty).clone();
+        let owners = &self.owners;
+        let owned_by_other = |t: Uuid, p: i32| owners.get(&(t, p)).is_some_and(|o| o != member_id);
+        let next = Reconciliation {
+            target_epoch: self.assignment_epoch,
+            target: &target,
+            owned,
+            owned_by_other: &owned_by_other,
+        }
+        .next(&member);
+        if next != member {
+            tracing::info!(
+                "[GroupId {}] Member {} new assignment state: epoch={}, previousEpoch={}, state={}, assignedPartitions={} and revokedPartitions={}.",
+                self.group_id,
+                member_id,
+                next.member_epoch,
+                next.previous_member_epoch,
+                next.state.name(),
+                count(&next.assigned),
+                count(&next.pending_revocation)
+            );
+            let value = ConsumerGroupValue::CurrentMemberAssignment(next.assignment_value());
+            self.write(
+                now,
+                config,
+                out,
+                ConsumerGroupKey::CurrentMemberAssignment {
+                    group: self.group_id.clone(),
+                    member: member_id.to_string(),
+                },
+                Some(value),
+            );
+        }
+        (member, next)
     }
 
     /// Resolves every regex in use against `topics` when it was resolved against an
@@ -1156,7 +1185,12 @@ impl ConsumerGroup {
     pub fn next_deadline(&self) -> Option<i64> {
         let sessions = self.session_deadlines.values().copied();
         let revocations = self.revocation_deadlines.values().map(|(_, d)| *d);
-        sessions.chain(revocations).min().map(|d| d + 1)
+        let classic = self.classic_deadlines.values().copied();
+        sessions
+            .chain(revocations)
+            .chain(classic)
+            .min()
+            .map(|d| d + 1)
     }
 
     /// Removes members whose session expired or who did not revoke in time.
@@ -1179,6 +1213,23 @@ impl ConsumerGroup {
                 member
             );
             self.remove_member(now, config, &member, out);
+        }
+        let stalled: Vec<String> = self
+            .classic_deadlines
+            .iter()
+            .filter(|(_, d)| now > **d)
+            .map(|(m, _)| m.clone())
+            .collect();
+        for member in stalled {
+            self.classic_deadlines.remove(&member);
+            if self.members.contains_key(&member) {
+                tracing::info!(
+                    "[GroupId {}] Member {} fenced from the group because it did not join or sync within its rebalance timeout.",
+                    self.group_id,
+                    member
+                );
+                self.remove_member(now, config, &member, out);
+            }
         }
         let late: Vec<(String, i32)> = self
             .revocation_deadlines
@@ -1207,11 +1258,14 @@ impl ConsumerGroup {
 
     /// Restarts every member's session from `now` (after the group was loaded).
     pub fn restart_sessions(&mut self, now: i64, config: &ConsumerGroupConfig) {
-        for member in self.members.keys() {
-            self.session_deadlines
-                .insert(member.clone(), now + i64::from(config.session_timeout_ms));
+        for (id, member) in &self.members {
+            self.session_deadlines.insert(
+                id.clone(),
+                now + i64::from(member.session_timeout_ms(config)),
+            );
         }
         self.revocation_deadlines.clear();
+        self.classic_deadlines.clear();
     }
 
     // ------------------------------------------------------------------ offsets
@@ -1230,37 +1284,37 @@ impl ConsumerGroup {
         let Some(m) = self.members.get(member_id) else {
             return Err(error::UNKNOWN_MEMBER_ID);
         };
-        if !transactional && api_version < 9 {
+        if !transactional && !m.uses_classic_protocol() && api_version < 9 {
             return Err(codes::UNSUPPORTED_VERSION);
         }
-        Self::validate_member_epoch(member_epoch, m.member_epoch)
+        Self::validate_member_epoch(member_epoch, m)
     }
 
-    /// Kafka's `ConsumerGroup.validateOffsetFetch`: `None` member id is an admin read.
+    /// Kafka's `ConsumerGroup.validateOffsetFetch`: no member id with a negative epoch is
+    /// an admin (or pre-KIP-848 client) read; anything else must be a member at its epoch.
     pub fn validate_offset_fetch(
         &self,
         member_id: Option<&str>,
         member_epoch: i32,
     ) -> Result<(), i16> {
-        let Some(member_id) = member_id else {
-            return Ok(());
-        };
-        if member_epoch < 0 {
+        if member_id.is_none() && member_epoch < 0 {
             return Ok(());
         }
-        let Some(m) = self.members.get(member_id) else {
+        let Some(m) = member_id.and_then(|id| self.members.get(id)) else {
             return Err(error::UNKNOWN_MEMBER_ID);
         };
-        Self::validate_member_epoch(member_epoch, m.member_epoch)
+        Self::validate_member_epoch(member_epoch, m)
     }
 
-    fn validate_member_epoch(received: i32, expected: i32) -> Result<(), i16> {
-        if received > expected {
-            Err(codes::FENCED_MEMBER_EPOCH)
-        } else if received < expected {
-            Err(codes::STALE_MEMBER_EPOCH)
-        } else {
+    /// Kafka's `validateMemberEpoch`: any other epoch is STALE_MEMBER_EPOCH, or
+    /// ILLEGAL_GENERATION for a classic member (whose generation is its epoch).
+    fn validate_member_epoch(received: i32, member: &ConsumerMember) -> Result<(), i16> {
+        if received == member.member_epoch {
             Ok(())
+        } else if member.uses_classic_protocol() {
+            Err(error::ILLEGAL_GENERATION)
+        } else {
+            Err(codes::STALE_MEMBER_EPOCH)
         }
     }
 
@@ -1290,6 +1344,7 @@ impl ConsumerGroup {
                     subscribed_topic_regex: m.metadata.subscribed_topic_regex.clone(),
                     assignment: m.assigned.clone(),
                     target_assignment: self.target.get(&m.member_id).cloned().unwrap_or_default(),
+                    classic: m.uses_classic_protocol(),
                 })
                 .collect(),
         }

@@ -53,11 +53,10 @@
 //!   unknown tag they are skipped when read.
 //! - `RebalanceTimeoutMs` comes before `ServerAssignor` on the wire (not in the order of
 //!   [`ConsumerGroupMemberMetadataValue`]'s fields).
-//! - `ClassicMemberMetadata` is set by Kafka for members that joined with the classic
-//!   protocol while the group is a consumer group (upgrade/downgrade); being a nullable
-//!   struct (KIP-893) its bytes start with an int8, 1 when present. It is skipped when
-//!   read and never written (null is its default, so Kafka writes nothing either): this
-//!   coordinator keeps no classic members in consumer groups.
+//! - `ClassicMemberMetadata` is set for members that joined with the classic protocol
+//!   while the group is a consumer group (online migration); being a nullable struct
+//!   (KIP-893) its bytes start with an int8, 1 when present. It is written only when
+//!   set (null is its default, so Kafka writes nothing for other members either).
 //! - `State` is Kafka's `MemberState`: 0 `STABLE`, 1 `UNREVOKED_PARTITIONS`,
 //!   2 `UNRELEASED_PARTITIONS`, 127 `UNKNOWN` (any unknown value reads as `UNKNOWN` in
 //!   Kafka); it is carried as the raw byte here.
@@ -158,6 +157,17 @@ pub struct ConsumerGroupMemberMetadataValue {
     pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
+    /// Set for a member that speaks the classic protocol inside a consumer group
+    /// (during an online migration): tagged field 0.
+    pub classic_member_metadata: Option<ClassicMemberMetadata>,
+}
+
+/// `ClassicMemberMetadata`: how a classic-protocol member of a consumer group joined.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMetadata {
+    pub session_timeout_ms: i32,
+    /// (protocol name, metadata) as in its JoinGroup, in the member's order.
+    pub supported_protocols: Vec<(String, Vec<u8>)>,
 }
 
 /// `ConsumerGroupTargetAssignmentMetadataValue`.
@@ -467,6 +477,35 @@ fn put_strings(out: &mut Vec<u8>, field: &str, strings: &[String]) {
     }
 }
 
+fn put_compact_bytes(out: &mut Vec<u8>, field: &str, b: &[u8]) {
+    put_array_len(out, field, b.len());
+    out.extend_from_slice(b);
+}
+
+/// Tagged field 0 of the member metadata value: a nullable struct (an int8, -1 for
+/// null or 1, then the struct).
+fn read_classic_member_metadata(data: &[u8]) -> Result<Option<ClassicMemberMetadata>> {
+    let mut r = Reader::new(data);
+    if r.i8("classicMemberMetadata")? < 0 {
+        return Ok(None);
+    }
+    let session_timeout_ms = r.i32("sessionTimeoutMs")?;
+    let count = r.array_len("supportedProtocols", 2)?;
+    let mut supported_protocols = Vec::with_capacity(count.min(MAX_PREALLOC));
+    for _ in 0..count {
+        let name = r.string("name")?;
+        let len = r.array_len("metadata", 1)?;
+        let metadata = r.take(len as u64, "metadata")?.to_vec();
+        r.skip_tagged_fields()?;
+        supported_protocols.push((name, metadata));
+    }
+    r.skip_tagged_fields()?;
+    Ok(Some(ClassicMemberMetadata {
+        session_timeout_ms,
+        supported_protocols,
+    }))
+}
+
 /// An empty tagged-field section.
 fn put_no_tagged_fields(out: &mut Vec<u8>) {
     out.push(0);
@@ -628,8 +667,33 @@ pub fn encode_value(value: &ConsumerGroupValue) -> Vec<u8> {
             );
             put_i32(&mut out, v.rebalance_timeout_ms);
             put_nullable_string(&mut out, "serverAssignor", v.server_assignor.as_deref());
-            // ClassicMemberMetadata (tag 0) is null: not written.
-            put_no_tagged_fields(&mut out);
+            match &v.classic_member_metadata {
+                // ClassicMemberMetadata (tag 0) is null, its default: not written.
+                None => put_no_tagged_fields(&mut out),
+                Some(classic) => {
+                    let mut field = Vec::new();
+                    put_i8(&mut field, 1); // a nullable struct, present
+                    put_i32(&mut field, classic.session_timeout_ms);
+                    put_array_len(
+                        &mut field,
+                        "supportedProtocols",
+                        classic.supported_protocols.len(),
+                    );
+                    for (name, metadata) in &classic.supported_protocols {
+                        put_string(&mut field, "name", name);
+                        put_compact_bytes(&mut field, "metadata", metadata);
+                        put_no_tagged_fields(&mut field);
+                    }
+                    put_no_tagged_fields(&mut field);
+                    put_uvarint(&mut out, 1); // one tagged field
+                    put_uvarint(&mut out, 0); // tag 0
+                    put_uvarint(
+                        &mut out,
+                        u32::try_from(field.len()).expect("classic member metadata fits"),
+                    );
+                    out.extend_from_slice(&field);
+                }
+            }
         }
         ConsumerGroupValue::TargetAssignmentMetadata(v) => {
             put_i32(&mut out, v.assignment_epoch);
@@ -776,8 +840,13 @@ pub fn decode_value(
             let subscribed_topic_regex = r.nullable_string("subscribedTopicRegex")?;
             let rebalance_timeout_ms = r.i32("rebalanceTimeoutMs")?;
             let server_assignor = r.nullable_string("serverAssignor")?;
-            // ClassicMemberMetadata (tag 0) is skipped with any unknown tag.
-            r.skip_tagged_fields()?;
+            let mut classic_member_metadata = None;
+            r.tagged_fields(|tag, data| {
+                if tag == 0 {
+                    classic_member_metadata = read_classic_member_metadata(data)?;
+                }
+                Ok(())
+            })?;
             ConsumerGroupValue::MemberMetadata(ConsumerGroupMemberMetadataValue {
                 instance_id,
                 rack_id,
@@ -787,6 +856,7 @@ pub fn decode_value(
                 subscribed_topic_regex,
                 server_assignor,
                 rebalance_timeout_ms,
+                classic_member_metadata,
             })
         }
         ConsumerGroupKey::TargetAssignmentMetadata { .. } => {
@@ -912,6 +982,7 @@ mod tests {
             subscribed_topic_regex: None,
             server_assignor: Some("uniform".into()),
             rebalance_timeout_ms: 300_000,
+            classic_member_metadata: None,
         }
     }
 
@@ -978,6 +1049,13 @@ mod tests {
                     subscribed_topic_regex: Some("t.*".into()),
                     server_assignor: None,
                     rebalance_timeout_ms: -1,
+                    classic_member_metadata: Some(ClassicMemberMetadata {
+                        session_timeout_ms: 10_000,
+                        supported_protocols: vec![
+                            ("range".into(), vec![]),
+                            ("cooperative-sticky".into(), vec![0; 300]),
+                        ],
+                    }),
                 }),
             ),
             (
@@ -1250,7 +1328,7 @@ mod tests {
         assert_eq!(decode_value(&key, &bytes).unwrap(), expected);
 
         // The same member with ClassicMemberMetadata (tag 0: a nullable struct, so a
-        // KIP-893 int8 1 first) and an unknown tag 5: both skipped.
+        // KIP-893 int8 1 first), read; an unknown tag 5 is skipped.
         let classic = cat(&[
             &[0x01],                   // present
             &[0x00, 0x00, 0xaf, 0xc8], // SessionTimeoutMs 45000
@@ -1266,7 +1344,20 @@ mod tests {
             &classic,
             &[0x05, 0x01, 0xff],
         ]);
-        assert_eq!(decode_value(&key, &tagged).unwrap(), expected);
+        let mut classic_member = sample_member();
+        classic_member.classic_member_metadata = Some(ClassicMemberMetadata {
+            session_timeout_ms: 45000,
+            supported_protocols: vec![("range".into(), vec![0x01, 0x02])],
+        });
+        let with_classic = ConsumerGroupValue::MemberMetadata(classic_member);
+        assert_eq!(decode_value(&key, &tagged).unwrap(), with_classic);
+        // Written the same way, without the unknown tag.
+        let written = cat(&[
+            &bytes[..bytes.len() - 1],
+            &[0x01, 0x00, classic.len() as u8],
+            &classic,
+        ]);
+        assert_eq!(encode_value(&with_classic), written);
     }
 
     #[test]

@@ -529,7 +529,7 @@ fn offsets_are_checked_against_member_epochs() {
     );
     assert_eq!(
         h.group.validate_offset_commit("a", epoch + 1, 9, false),
-        Err(codes::FENCED_MEMBER_EPOCH)
+        Err(codes::STALE_MEMBER_EPOCH)
     );
     assert_eq!(
         h.group.validate_offset_commit("a", epoch, 8, false),
@@ -554,6 +554,15 @@ fn offsets_are_checked_against_member_epochs() {
         h.group.validate_offset_fetch(Some("a"), epoch - 1),
         Err(codes::STALE_MEMBER_EPOCH)
     );
+    assert_eq!(
+        h.group.validate_offset_fetch(Some("a"), -1),
+        Err(codes::STALE_MEMBER_EPOCH)
+    );
+    assert_eq!(
+        h.group.validate_offset_fetch(None, 3),
+        Err(error::UNKNOWN_MEMBER_ID)
+    );
+    assert_eq!(h.group.validate_offset_fetch(Some("a"), epoch), Ok(()));
 }
 
 #[test]

@@ -109,15 +109,33 @@ impl SubscribedTopics for TopicsImage {
     }
 }
 
+/// RE2's largest repetition count (`{n,m}` with n or m above it is invalid).
+const MAX_REPEAT: u32 = 1000;
+
 /// Compiles a subscription regex as Kafka validates it (`Pattern.compile` of RE2/J),
 /// anchored to the whole topic name. The error text is the client's message.
+///
+/// Rust's `regex` crate has RE2's syntax with three differences this closes: RE2 refuses
+/// a repetition of a repetition (`a**`, `a{2}{3}`: "invalid nested repetition
+/// operator") and counts above 1000 ("invalid repeat count"), and it knows `\Q...\E`
+/// literal quoting, which is rewritten into escaped text here.
 pub fn compile_subscription_regex(regex: &str) -> Result<Regex, String> {
     if regex.len() > MAX_REGEX_LEN {
         return Err(format!(
             "SubscribedTopicRegex is longer than {MAX_REGEX_LEN} bytes."
         ));
     }
-    RegexBuilder::new(&format!("^(?:{regex})$"))
+    let invalid = |detail: &str| {
+        format!("SubscribedTopicRegex `{regex}` is not a valid regular expression: {detail}.")
+    };
+    let pattern = unquote(regex);
+    let ast = regex_syntax::ast::parse::ParserBuilder::new()
+        .nest_limit(100)
+        .build()
+        .parse(&pattern)
+        .map_err(|e| invalid(&e.kind().to_string()))?;
+    check_re2_repetitions(&ast).map_err(|e| invalid(&e))?;
+    RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(MAX_REGEX_COMPILED_BYTES)
         .dfa_size_limit(MAX_REGEX_COMPILED_BYTES)
         .build()
@@ -131,6 +149,66 @@ pub fn compile_subscription_regex(regex: &str) -> Result<Regex, String> {
                 .to_string();
             format!("SubscribedTopicRegex `{regex}` is not a valid regular expression: {detail}.")
         })
+}
+
+/// `\Q...\E` (up to the end when `\E` is missing) as escaped literal text.
+fn unquote(regex: &str) -> String {
+    let mut out = String::with_capacity(regex.len());
+    let mut rest = regex;
+    while let Some(start) = find_unescaped(rest, "\\Q") {
+        out.push_str(&rest[..start]);
+        let quoted = &rest[start + 2..];
+        let (literal, after) = match quoted.find("\\E") {
+            Some(end) => (&quoted[..end], &quoted[end + 2..]),
+            None => (quoted, ""),
+        };
+        out.push_str(&regex::escape(literal));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first `needle` (a backslash sequence) not itself escaped by a backslash.
+fn find_unescaped(s: &str, needle: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if s[i..].starts_with(needle) {
+                return Some(i);
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+fn check_re2_repetitions(ast: &regex_syntax::ast::Ast) -> Result<(), String> {
+    use regex_syntax::ast::{Ast, RepetitionKind, RepetitionRange};
+    match ast {
+        Ast::Repetition(rep) => {
+            if matches!(*rep.ast, Ast::Repetition(_)) {
+                return Err("invalid nested repetition operator".into());
+            }
+            if let RepetitionKind::Range(range) = &rep.op.kind {
+                let too_big = match range {
+                    RepetitionRange::Exactly(n) | RepetitionRange::AtLeast(n) => *n > MAX_REPEAT,
+                    RepetitionRange::Bounded(n, m) => *n > MAX_REPEAT || *m > MAX_REPEAT,
+                };
+                if too_big {
+                    return Err("invalid repeat count".into());
+                }
+            }
+            check_re2_repetitions(&rep.ast)
+        }
+        Ast::Group(g) => check_re2_repetitions(&g.ast),
+        Ast::Alternation(a) => a.asts.iter().try_for_each(check_re2_repetitions),
+        Ast::Concat(c) => c.asts.iter().try_for_each(check_re2_repetitions),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +247,29 @@ mod tests {
         // Nested counted repetition blows up the compiled program: refused, not built.
         assert!(compile_subscription_regex("((a{100}){100}){100}").is_err());
         assert!(compile_subscription_regex(&"a".repeat(MAX_REGEX_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn re2_rules_apply() {
+        for bad in [
+            "a**",
+            "a++",
+            "a{2}{3}",
+            "a{1001}",
+            "a{2,1001}",
+            "x{2,1}",
+            "[z-a]",
+        ] {
+            assert!(compile_subscription_regex(bad).is_err(), "{bad}");
+        }
+        for good in ["(a*)*", "a{1000}", "a*?", "t-[0-9]+"] {
+            assert!(compile_subscription_regex(good).is_ok(), "{good}");
+        }
+        let re = compile_subscription_regex("\\Qkip848.a\\E.*").unwrap();
+        assert!(re.is_match("kip848.a-1"));
+        assert!(!re.is_match("kip848xa-1"), "\\Q...\\E quotes the dot");
+        let re = compile_subscription_regex("x\\Q+").unwrap();
+        assert!(re.is_match("x+"));
     }
 
     #[test]

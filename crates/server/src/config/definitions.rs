@@ -697,6 +697,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         r##"The maximum allowed session timeout for registered consumers."##,
     ),
     broker(
+        "group.consumer.migration.policy",
+        STRING,
+        Some("bidirectional"),
+        NO_VALIDATOR,
+        r##"The config that enables converting the non-empty classic group using the consumer embedded protocol to the non-empty consumer group using the consumer group protocol and vice versa; conversions of empty groups in both directions are always enabled regardless of this policy. bidirectional: both upgrade from classic group to consumer group and downgrade from consumer group to classic group are enabled, upgrade: only upgrade from classic group to consumer group is enabled, downgrade: only downgrade from consumer group to classic group is enabled, disabled: neither upgrade nor downgrade is enabled."##,
+    ),
+    broker(
         "group.consumer.min.heartbeat.interval.ms",
         INT,
         Some("5000"),

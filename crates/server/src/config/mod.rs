@@ -1079,6 +1079,13 @@ fn consumer_group_config(
         )?,
         max_size: positive("group.consumer.max.size")? as usize,
         assignors,
+        migration_policy: {
+            let v = get("group.consumer.migration.policy").unwrap_or_default();
+            ottla_group::consumer::MigrationPolicy::parse(&v).ok_or_else(|| {
+                format!("Invalid value {v} for configuration group.consumer.migration.policy: String must be one of (case insensitive): DISABLED, DOWNGRADE, UPGRADE, BIDIRECTIONAL")
+            })?
+        },
+        classic_max_size: positive("group.max.size")? as usize,
     })
 }
 

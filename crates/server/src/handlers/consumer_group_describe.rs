@@ -25,8 +25,10 @@ use super::{decode, respond_later, str_bytes, HandlerError, Reply};
 use crate::broker::Broker;
 use crate::security::authorizer::{op, resource, Caller};
 
-/// `MemberType` of a member speaking the consumer protocol (v1+; 0 is classic).
+/// `MemberType` (v1+) of a member speaking the consumer protocol.
 const CONSUMER_MEMBER_TYPE: i8 = 1;
+/// `MemberType` of a member that joined with the classic protocol (online migration).
+const CLASSIC_MEMBER_TYPE: i8 = 0;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -83,6 +85,11 @@ pub fn handle(
                         d.members
                             .into_iter()
                             .map(|m| {
+                                let member_type = if m.classic {
+                                    CLASSIC_MEMBER_TYPE
+                                } else {
+                                    CONSUMER_MEMBER_TYPE
+                                };
                                 let member = Member::default()
                                     .with_member_id(str_bytes(m.member_id))
                                     .with_instance_id(m.instance_id.map(str_bytes))
@@ -105,7 +112,7 @@ pub fn handle(
                                         m.target_assignment,
                                     ));
                                 if version >= 1 {
-                                    member.with_member_type(CONSUMER_MEMBER_TYPE)
+                                    member.with_member_type(member_type)
                                 } else {
                                     member
                                 }

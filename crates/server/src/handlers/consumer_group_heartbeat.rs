@@ -11,9 +11,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use kafka_protocol::ResponseError;
-use ottla_controller::MetadataImage;
 use ottla_group::consumer::records::TopicPartitions as Partitions;
-use ottla_group::consumer::topics::TopicsImage;
 use ottla_group::consumer::ConsumerHeartbeat;
 use ottla_protocol::frame::Request;
 
@@ -54,7 +52,7 @@ pub fn handle(
             );
         }
     }
-    let topics = Arc::new(topics_of(&broker.controller.image()));
+    let topics = broker.groups.topics();
     let heartbeat = ConsumerHeartbeat {
         group_id: req.group_id.to_string(),
         member_id: req.member_id.to_string(),
@@ -110,16 +108,4 @@ pub fn handle(
                 .with_error_message(Some(str_bytes(e.message))),
         }
     })
-}
-
-/// The topics a consumer group may subscribe to: every topic but the internal ones
-/// (Kafka's regex resolution skips them too; naming one gets it nothing assigned).
-pub(super) fn topics_of(image: &MetadataImage) -> TopicsImage {
-    TopicsImage::new(
-        image
-            .topics()
-            .filter(|t| !t.is_internal())
-            .map(|t| (t.name.clone(), t.topic_id, t.partitions.len() as u32)),
-    )
-    .at_version(image.offset as i64)
 }

@@ -69,7 +69,7 @@ fn fetch_group(
     group_id: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
     require_stable: bool,
-    member: Option<(String, i32)>,
+    member: Option<(Option<String>, i32)>,
     caller: &Caller,
 ) -> Pin<Box<dyn Future<Output = Result<GroupAnswer, i16>> + Send>> {
     // KafkaApis: DESCRIBE on the group, then DESCRIBE on each topic (topics the caller
@@ -186,7 +186,8 @@ pub fn handle(
                         .collect()
                 });
                 // v9: a consumer group member says who it is (KIP-848).
-                let member = g.member_id.map(|m| (m.to_string(), g.member_epoch));
+                let member =
+                    (version >= 9).then(|| (g.member_id.map(|m| m.to_string()), g.member_epoch));
                 let answer = fetch_group(
                     broker,
                     &image,
