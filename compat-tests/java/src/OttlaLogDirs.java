@@ -1,3 +1,4 @@
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
@@ -7,30 +8,39 @@ import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.common.TopicPartition;
 
 /**
- * Admin describeLogDirs, what {@code kafka-log-dirs --describe} sends to each broker: prints
- * each log dir ("DIR path total usable") and each of its replicas ("REPLICA topic-partition
- * size offsetLag future") for test_log_dirs.py to compare with the disk.
+ * Admin describeLogDirs, what {@code kafka-log-dirs --describe --broker-list 1,2,3} sends to
+ * each broker. The second argument is one broker id or a comma-separated list of them, all
+ * described in one {@code describeLogDirs(List.of(...))} call. Prints, per broker,
+ * "BROKER id", then each of its log dirs ("DIR path total usable") followed by that dir's
+ * replicas ("REPLICA topic-partition size offsetLag future") for test_log_dirs.py to compare
+ * with the disk.
  */
 public final class OttlaLogDirs extends Harness {
     public static void main(String[] args) {
         bootstrap = args[0];
-        int broker = Integer.parseInt(args[1]);
-        runAndExit(() -> describe(broker));
+        List<Integer> brokers = new ArrayList<>();
+        for (String id : args[1].split(",")) brokers.add(Integer.parseInt(id.trim()));
+        runAndExit(() -> describe(brokers));
     }
 
-    static void describe(int broker) throws Exception {
+    static void describe(List<Integer> brokers) throws Exception {
         try (Admin admin = newAdmin("ottla-log-dirs-admin")) {
-            Map<String, LogDirDescription> dirs = await(
-                    admin.describeLogDirs(List.of(broker)).descriptions().get(broker), "describeLogDirs");
-            check(!dirs.isEmpty(), "broker " + broker + " described no log dir");
-            for (Map.Entry<String, LogDirDescription> d : dirs.entrySet()) {
-                LogDirDescription desc = d.getValue();
-                check(desc.error() == null, "log dir " + d.getKey() + " error " + desc.error());
-                System.out.println("DIR " + d.getKey() + " " + desc.totalBytes().orElse(-1) + " "
-                        + desc.usableBytes().orElse(-1));
-                for (Map.Entry<TopicPartition, ReplicaInfo> r : desc.replicaInfos().entrySet()) {
-                    System.out.println("REPLICA " + r.getKey() + " " + r.getValue().size() + " "
-                            + r.getValue().offsetLag() + " " + r.getValue().isFuture());
+            Map<Integer, Map<String, LogDirDescription>> all = await(
+                    admin.describeLogDirs(brokers).allDescriptions(), "describeLogDirs " + brokers);
+            for (int broker : brokers) {
+                Map<String, LogDirDescription> dirs = all.get(broker);
+                require(dirs != null, "no answer for broker " + broker);
+                System.out.println("BROKER " + broker);
+                check(!dirs.isEmpty(), "broker " + broker + " described no log dir");
+                for (Map.Entry<String, LogDirDescription> d : dirs.entrySet()) {
+                    LogDirDescription desc = d.getValue();
+                    check(desc.error() == null, "broker " + broker + " log dir " + d.getKey() + " error " + desc.error());
+                    System.out.println("DIR " + d.getKey() + " " + desc.totalBytes().orElse(-1) + " "
+                            + desc.usableBytes().orElse(-1));
+                    for (Map.Entry<TopicPartition, ReplicaInfo> r : desc.replicaInfos().entrySet()) {
+                        System.out.println("REPLICA " + r.getKey() + " " + r.getValue().size() + " "
+                                + r.getValue().offsetLag() + " " + r.getValue().isFuture());
+                    }
                 }
             }
         }

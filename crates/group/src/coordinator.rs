@@ -1813,7 +1813,8 @@ impl GroupCoordinator {
                 // Applied as they were written (see `crate::consumer`).
                 (CoordinatorKey::ConsumerGroup(_), _) => continue,
                 (CoordinatorKey::GroupMetadata { group }, RecordValue::Tombstone)
-                    if self.groups.contains_key(group) =>
+                    if self.groups.contains_key(group)
+                        && !self.consumer_groups.contains_key(group) =>
                 {
                     tracing::info!("Group {group} transitioned to Dead and was deleted");
                 }

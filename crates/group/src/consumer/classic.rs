@@ -156,11 +156,12 @@ impl ConsumerGroup {
 
         // The member: existing, new, or a static member replacing its previous instance.
         let member = match &req.group_instance_id {
+            // Kafka creates a dynamic member for any id it is given (the id it handed
+            // out with MEMBER_ID_REQUIRED, typically).
             None => match self.members.get(&member_id) {
                 Some(m) if m.uses_classic_protocol() => m.clone(),
                 Some(_) => return JoinResponse::error(error::UNKNOWN_MEMBER_ID, &member_id),
-                None if unknown => ConsumerMember::new(&member_id),
-                None => return JoinResponse::error(error::UNKNOWN_MEMBER_ID, &member_id),
+                None => ConsumerMember::new(&member_id),
             },
             Some(instance) => {
                 let existing = self

@@ -665,6 +665,9 @@ impl ConsumerGroup {
     }
 
     /// Removes a member and bumps the group epoch (Kafka's `consumerGroupFenceMember`).
+    /// When only classic members would be left and the policy allows a downgrade, the
+    /// epoch stays: the coordinator turns the group classic at the epoch its members are
+    /// at ([`ConsumerGroup::should_downgrade`]), as Kafka converts instead of bumping.
     fn remove_member(
         &mut self,
         now: i64,
@@ -672,6 +675,15 @@ impl ConsumerGroup {
         member_id: &str,
         out: &mut Vec<CoordinatorRecord>,
     ) {
+        let remaining = self.members.len().saturating_sub(1);
+        let downgrade = config.migration_policy.allows_downgrade()
+            && remaining > 0
+            && remaining <= config.classic_max_size
+            && self
+                .members
+                .values()
+                .filter(|m| m.member_id != member_id)
+                .all(ConsumerMember::uses_classic_protocol);
         let group = self.group_id.clone();
         let member = member_id.to_string();
         for key in [
@@ -691,9 +703,11 @@ impl ConsumerGroup {
             self.write(now, config, out, key, None);
         }
         self.drop_unused_regexes(now, config, out);
-        let epoch = self.group_epoch + 1;
-        let hash = self.metadata_hash;
-        self.write_epoch(now, config, out, epoch, hash);
+        if !downgrade {
+            let epoch = self.group_epoch + 1;
+            let hash = self.metadata_hash;
+            self.write_epoch(now, config, out, epoch, hash);
+        }
     }
 
     fn write_epoch(

@@ -683,18 +683,18 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         r##"The maximum heartbeat interval for registered consumers."##,
     ),
     broker(
-        "group.consumer.max.size",
-        INT,
-        Some("2147483647"),
-        Validator::AtLeast(1),
-        r##"The maximum number of consumers that a single consumer group can accommodate."##,
-    ),
-    broker(
         "group.consumer.max.session.timeout.ms",
         INT,
         Some("60000"),
         Validator::AtLeast(1),
         r##"The maximum allowed session timeout for registered consumers."##,
+    ),
+    broker(
+        "group.consumer.max.size",
+        INT,
+        Some("2147483647"),
+        Validator::AtLeast(1),
+        r##"The maximum number of consumers that a single consumer group can accommodate."##,
     ),
     broker(
         "group.consumer.migration.policy",
