@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Ottla's benchmark (issues 4 and 12). Not a test: it prints figures and never fails on
-# them.
+# Ottla's benchmark (issues 4, 12 and 14). Not a test: it prints figures and never fails
+# on them.
 #
 #   scripts/bench.sh            full run (BENCH_RUNS runs, about 160 s each at BENCH_SCALE=1
-#                               on 2 vCPUs, 50 s of which the replication scenarios)
-#   scripts/bench.sh --smoke    a tiny run that only checks the harness works (seconds);
-#                               it exits 1 if a scenario failed
+#                               on 2 vCPUs, 50 s of which the replication scenarios, plus
+#                               about 4.5 minutes of the rebalance scenario, which
+#                               BENCH_SCALE does not shorten)
+#   scripts/bench.sh --smoke    a tiny run that only checks the harness works (seconds;
+#                               the rebalance scenario with 3 members and 6 partitions,
+#                               once, see below); it exits 1 if a scenario failed
 #   scripts/bench.sh --scale    only the scale scenario (issue 11, see run_scale below):
 #                               10,000 partitions, and SCALE_GB (50) GB in 1 GiB and in
 #                               16 MiB segments; its own table. SCALE_TOPICS=100 topics
@@ -38,6 +41,31 @@
 # then (BENCH_SECURITY=1 only, see below), on one more fresh broker with PLAINTEXT, SSL
 # and SASL_SSL (PLAIN) listeners (certificates made with openssl for the run), the 1 KiB
 # produce, a fill and the consume over each listener: what TLS and SASL cost;
+# then the rebalance scenario (issue 14, `ottla-bench rebalance`, see
+# crates/bench/src/rebalance.rs), on one fresh broker per protocol: 10 librdkafka
+# consumers in one group over a 100-partition topic; once the group is stable (every
+# partition owned exactly once, judged from the members' own rebalance callbacks and
+# assignment(), and no callback for an 8 s settle window), one member closes (a clean
+# leave) at a random moment up to 15 s later (the members heartbeat in step after the
+# group forms; a fixed wait would always hit the same point of their cycle), and the
+# figure is the time from the close call to the last assignment change of the other 9,
+# once they again own all 100 partitions exactly once with no callback for the settle
+# window (the window is not counted). BENCH_REBALANCE_REPEATS (3) fresh groups per
+# broker and run; the rows take every repetition of every run. Rows:
+#   - classic protocol, partition.assignment.strategy=cooperative-sticky (incremental
+#     and sticky like KIP-848's uniform assignor, so the protocols are compared rather
+#     than eager against incremental rebalancing)
+#   - KIP-848 (group.protocol=consumer), the broker's default assignor (uniform)
+#   - KIP-848 with the broker's heartbeat interval at 1 s (group.consumer.heartbeat.
+#     interval.ms and group.consumer.min.heartbeat.interval.ms overridden to 1000)
+# and the time the same group took to form. Client settings are librdkafka's defaults
+# (classic: heartbeat.interval.ms 3000, session.timeout.ms 45000), broker settings
+# Ottla's (= Kafka's) defaults: group.initial.rebalance.delay.ms 3000 (classic),
+# group.consumer.heartbeat.interval.ms 5000 (KIP-848); these, not the broker's speed,
+# dominate the figures. No Kafka reference (Kafka cannot be run on this machine).
+# --smoke runs it with 3 members, 6 partitions, one repetition, a 2 s settle window, no
+# random wait, group.initial.rebalance.delay.ms=0 and KIP-848 only at 1 s (the classic
+# and the 1 s rows): about 15 s, figures meaningless;
 # and, for context, the page-cache write bandwidth of the machine (dd of 1 GiB to a new
 # file, then the same again over the file's resident pages);
 # then the same produce scenarios against `ottla-bench null-broker`, a server that
@@ -54,7 +82,7 @@
 # The three nodes are stopped together (SIGTERM to all, SIGKILL after 30 s): they are a
 # quorum, and the last one stopped alone could wait for a quorum that is gone.
 # At the end it prints the machine and ONE markdown table: median and min–max over
-# runs, fraction of the null broker (or of the single node, for the three-node rows),
+# runs (over every repetition of every run for the rebalance rows), fraction of the null broker (or of the single node, for the three-node rows),
 # Kafka 4.1's reference (none for the replication rows: no Kafka cluster was measured
 # here) and the targets.
 #
@@ -69,6 +97,10 @@
 #                             three nodes RF 3)
 #   BENCH_METRICS=1           0 skips the metrics-on produce scenario
 #   BENCH_ACL=1               0 skips the authorizer on/off produce pair
+#   BENCH_REBALANCE=1         0 skips the rebalance scenario
+#   BENCH_REBALANCE_REPEATS=3 fresh groups per broker and run in the rebalance scenario
+#                             (about 30 s each; BENCH_SCENARIO_TIMEOUT bounds the lot)
+#   BENCH_REBALANCE_HB1S=1    0 drops its KIP-848 row with a 1 s heartbeat interval
 #   BENCH_SECURITY=0          1 runs the PLAINTEXT / SSL / SASL_SSL scenarios. They need
 #                             the openssl CLI (certificates) and an ottla-bench whose
 #                             librdkafka has TLS: its cargo feature `tls` (off by default,
@@ -87,11 +119,13 @@
 #   BENCH_ONLY=               `security`: only the PLAINTEXT / SSL / SASL_SSL scenarios
 #                             and the authorizer on/off pair (implies BENCH_SECURITY=1;
 #                             BENCH_ACL=0 still drops the pair; skips the page-cache dd,
-#                             start-up, the load scenarios, metrics, null broker and
-#                             replication; their rows in the table stay empty). E.g. a
+#                             start-up, the load scenarios, metrics, null broker,
+#                             rebalance and replication; their rows in the table stay empty). E.g. a
 #                             quick look at what TLS, SASL and ACLs cost:
 #                               BENCH_ONLY=security BENCH_RUNS=1 BENCH_SCALE=0.1 scripts/bench.sh
 #                             `acl`: only the authorizer on/off pair (no TLS build needed).
+#                             `rebalance`: only the rebalance scenario (classic against
+#                             KIP-848), e.g. BENCH_ONLY=rebalance BENCH_RUNS=3 scripts/bench.sh
 #   BENCH_BROKER_OVERRIDES    extra broker settings, space-separated KEY=VALUE (every
 #                             broker, the cluster's nodes included)
 #   BENCH_SCENARIO_TIMEOUT=600  seconds before one scenario is abandoned
@@ -126,12 +160,14 @@ RUN_CLUSTER="${BENCH_CLUSTER:-1}"
 RUN_METRICS="${BENCH_METRICS:-1}"
 RUN_ACL="${BENCH_ACL:-1}"
 RUN_SECURITY="${BENCH_SECURITY:-0}"
+RUN_REBALANCE="${BENCH_REBALANCE:-1}"
 RUN_BASE=1 # dd, start-up and the load scenarios on one fresh broker
 case "${BENCH_ONLY:-}" in
     "") ;;
-    security) RUN_BASE=0; RUN_METRICS=0; RUN_NULL=0; RUN_CLUSTER=0; RUN_SECURITY=1 ;;
-    acl) RUN_BASE=0; RUN_METRICS=0; RUN_NULL=0; RUN_CLUSTER=0; RUN_SECURITY=0; RUN_ACL=1 ;;
-    *) echo "bench.sh: unknown BENCH_ONLY=${BENCH_ONLY} (only: security, acl)" >&2; exit 2 ;;
+    security) RUN_BASE=0; RUN_METRICS=0; RUN_NULL=0; RUN_CLUSTER=0; RUN_SECURITY=1; RUN_REBALANCE=0 ;;
+    acl) RUN_BASE=0; RUN_METRICS=0; RUN_NULL=0; RUN_CLUSTER=0; RUN_SECURITY=0; RUN_ACL=1; RUN_REBALANCE=0 ;;
+    rebalance) RUN_BASE=0; RUN_METRICS=0; RUN_NULL=0; RUN_CLUSTER=0; RUN_SECURITY=0; RUN_ACL=0; RUN_REBALANCE=1 ;;
+    *) echo "bench.sh: unknown BENCH_ONLY=${BENCH_ONLY} (only: security, acl, rebalance)" >&2; exit 2 ;;
 esac
 EXTRA_LISTENERS=""
 TLS_DIR=""
@@ -141,9 +177,21 @@ read -r -a BROKER_OVERRIDES <<<"${BENCH_BROKER_OVERRIDES:-}"
 scaled() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); if (v < 1) v = 1; print v }'; }
 scaled_s() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = n * s; if (v < 0.5) v = 0.5; printf "%.2f", v }'; }
 
+# The rebalance scenario (issue 14): not scaled by BENCH_SCALE (its figures are times,
+# not amounts). REB_VARIANTS: one fresh broker each; consumer_hb1s is KIP-848 with the
+# broker's heartbeat interval lowered to 1 s. REB_BROKER: overrides for those brokers.
+REB_MEMBERS=10; REB_PARTITIONS=100; REB_REPEATS="${BENCH_REBALANCE_REPEATS:-3}"; REB_SETTLE_S=8; REB_JITTER_S=15
+REB_VARIANTS="classic consumer"
+[ "${BENCH_REBALANCE_HB1S:-1}" = 1 ] && REB_VARIANTS="$REB_VARIANTS consumer_hb1s"
+REB_BROKER=()
 if [ "$SMOKE" = 1 ]; then
     RUNS=1
     N_1K=20000; N_METRICS=20000; N_ACL=20000; N_100B=100000; N_CONSUME=20000; N_REPL=20000; LAT_S=1; E2E_S=1; TXN_S=1; DD_MIB=64
+    # A small group, one repetition, no random wait, no initial rebalance delay, and
+    # KIP-848 only at a 1 s heartbeat interval: the code paths in seconds, not figures.
+    REB_MEMBERS=3; REB_PARTITIONS=6; REB_REPEATS=1; REB_SETTLE_S=2; REB_JITTER_S=0
+    REB_VARIANTS="classic consumer_hb1s"
+    REB_BROKER=(--override group.initial.rebalance.delay.ms=0)
 else
     N_1K=$(scaled 1000000)       # produce 1 KiB, acks=1, 8 partitions
     N_METRICS=$(scaled 3000000)  # the same, metrics on and off
@@ -767,6 +815,47 @@ for run in $(seq "$RUNS"); do
         OVERRIDES=("${saved[@]}")
     fi
 
+    # --- rebalance (issue 14): a group of REB_MEMBERS librdkafka consumers over a topic
+    # of REB_PARTITIONS partitions; once it is stable, one member closes (a clean leave)
+    # and `ottla-bench rebalance` times the close call to the last assignment change of
+    # the others, once they own every partition exactly once with no rebalance callback
+    # for REB_SETTLE_S (not counted); REB_REPEATS fresh groups per broker, each leave
+    # after a random wait below REB_JITTER_S so that it falls at a random point of the
+    # members' heartbeat cycles (see crates/bench/src/rebalance.rs). One fresh broker per
+    # protocol, broker and client settings at their defaults: classic with the
+    # cooperative-sticky assignor (incremental and sticky like KIP-848's uniform, so the
+    # protocols are compared, not eager against incremental), client heartbeat 3 s;
+    # KIP-848 with the broker's default assignor (uniform) and heartbeat interval (5 s);
+    # consumer_hb1s the same with group.consumer.heartbeat.interval.ms=1000 (and its
+    # min) on the broker.
+    if [ "$RUN_REBALANCE" = 1 ]; then
+        for variant in $REB_VARIANTS; do
+            DATA="$WORK/data-rebalance-$variant-run$run"
+            BLOG="$WORK/broker-rebalance-$variant-run$run.log"
+            saved=("${OVERRIDES[@]}")
+            OVERRIDES+=("${REB_BROKER[@]}")
+            case "$variant" in
+                classic) proto=classic ;;
+                consumer) proto=consumer ;;
+                consumer_hb1s) proto=consumer
+                    OVERRIDES+=(--override group.consumer.heartbeat.interval.ms=1000
+                        --override group.consumer.min.heartbeat.interval.ms=1000) ;;
+            esac
+            if start_broker "$run" "$DATA" "$BLOG"; then
+                scenario "$run" ottla "rebalance_$variant" "$BPID" -- rebalance --bootstrap "$BOOT" \
+                    --protocol "$proto" --members "$REB_MEMBERS" --partitions "$REB_PARTITIONS" \
+                    --topic bench-rebalance --repeats "$REB_REPEATS" --settle-s "$REB_SETTLE_S" --jitter-s "$REB_JITTER_S"
+                if ! broker_alive; then
+                    emit_error "$run" "rebalance_$variant" broker "broker process died; log tail: $(tail -n 3 "$BLOG" | tr '\n' ' ')"
+                fi
+                stop_pid "$BPID"; BPID=""
+                log_problems "$run" "rebalance_$variant" "$BLOG"
+                rm -rf "$DATA"
+            fi
+            OVERRIDES=("${saved[@]}")
+        done
+    fi
+
     # --- the same produce scenarios against the null broker
     if [ "$RUN_NULL" = 1 ]; then
         NLOG="$WORK/null-run$run.log"
@@ -863,11 +952,15 @@ if [ "$RUN_BASE" = 1 ]; then
 else
     case "${BENCH_ONLY:-}" in
         acl) echo "BENCH_ONLY=acl: only the authorizer on/off pair ran (the other rows are empty)." ;;
+        rebalance) echo "BENCH_ONLY=rebalance: only the rebalance scenario ran (the other rows are empty)." ;;
         *) echo "BENCH_ONLY=${BENCH_ONLY:-}: only the PLAINTEXT / SSL / SASL_SSL scenarios$([ "$RUN_ACL" = 1 ] && echo ' and the authorizer pair') ran (the other rows are empty)." ;;
     esac
 fi
 [ "$RUN_SECURITY" = 1 ] && echo "Security: one broker with PLAINTEXT, SSL and SASL_SSL (PLAIN) listeners (rustls, RSA 2048 certificate); over each, produce 1 KiB × $N_1K (acks=1, 8 partitions), fill and consume 1 KiB × $N_CONSUME (1 partition); client librdkafka with the system OpenSSL (ottla-bench's \`tls\` feature$(command -v openssl >/dev/null 2>&1 && printf ', %s' "$(openssl version | cut -d' ' -f1-2)"))."
 [ "$RUN_ACL" = 1 ] && echo "Authorizer: produce 1 KiB × $N_ACL (acks=1, 8 partitions) on two fresh brokers in alternating order, one with StandardAuthorizer, allow.everyone.if.no.acl.found=false and the client (User:ANONYMOUS, PLAINTEXT) allowed by ACLs (topic WRITE, DESCRIBE, CREATE; cluster CREATE), one without."
+if [ "$RUN_REBALANCE" = 1 ]; then
+    echo "Rebalance: $REB_MEMBERS members, one topic of $REB_PARTITIONS partitions, $REB_REPEATS fresh group(s) per broker and run, one fresh broker per row ($REB_VARIANTS); one member closes (clean leave) at a random moment up to ${REB_JITTER_S}s after the group is stable, then the time to the others' last assignment change, with a ${REB_SETTLE_S}s settle window (not counted). Client: librdkafka defaults (classic: session.timeout.ms=45000, heartbeat.interval.ms=3000, partition.assignment.strategy=cooperative-sticky; KIP-848: group.protocol=consumer, the broker's assignor), enable.auto.commit=false. Broker: defaults, group.initial.rebalance.delay.ms=3000 (classic), group.consumer.heartbeat.interval.ms=5000 (KIP-848)$(case " $REB_VARIANTS " in *" consumer_hb1s "*) printf '; the 1 s row overrides group.consumer.heartbeat.interval.ms and group.consumer.min.heartbeat.interval.ms to 1000' ;; esac)$([ "$SMOKE" = 1 ] && printf '; smoke: group.initial.rebalance.delay.ms=0'). No Kafka reference (Kafka cannot be run here)."
+fi
 [ "$RUN_CLUSTER" = 1 ] && echo "Replication: produce 1 KiB × $N_REPL and latency $RATE msg/s for ${LAT_S}s, acks=all, 8 partitions, on one fresh broker (RF 1) and on a fresh three-node cluster on this machine (RF 3, min.insync.replicas=2, config/cluster.properties); Kafka 4.1 was not measured for these (no Kafka cluster here)."
 echo
 "$BENCH" report --results "$RESULTS" || { echo "(report failed; raw results in $RESULTS)"; [ "$SMOKE" = 1 ] && exit 1; }

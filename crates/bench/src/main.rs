@@ -8,6 +8,7 @@ mod consume;
 mod e2e;
 mod null_broker;
 mod produce;
+mod rebalance;
 mod report;
 mod startup;
 mod topic;
@@ -51,6 +52,9 @@ enum Command {
     /// Grant a principal ACLs (raw CreateAcls, optionally over SASL PLAIN) and wait
     /// until the authorizer applies them.
     CreateAcls(acl::CreateAclsArgs),
+    /// Time until a consumer group is stable again after one member leaves (classic
+    /// protocol or KIP-848), over fresh groups.
+    Rebalance(rebalance::RebalanceArgs),
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
     /// Print the markdown table for a results file written by scripts/bench.sh.
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::CreateTopic(a) => topic::run(a),
         Command::CreateTopics(a) => topic::run_many(a),
         Command::CreateAcls(a) => acl::run(a),
+        Command::Rebalance(a) => rebalance::run(a),
         Command::FreePort => startup::free_port().map(|p| serde_json::json!(p)),
         Command::Report(a) => report::run(a).map(|()| serde_json::Value::Null),
     };

@@ -2,8 +2,9 @@
 //! (median and min–max over runs, the fraction of the null broker, Kafka 4.1's figures
 //! from issue 4 and Ottla's targets; for the replication scenarios of issue 12, the
 //! three-node cluster against a single node; for the transactional scenario, committed
-//! throughput and commit latency, with no Kafka reference), followed by notes on
-//! anything that went wrong.
+//! throughput and commit latency, with no Kafka reference; for the rebalance scenario of
+//! issue 14, classic against KIP-848 over every repetition, with no Kafka reference),
+//! followed by notes on anything that went wrong.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,7 +58,42 @@ fn values(entries: &[Entry], target: &str, scenario: &str, path: &str) -> Vec<f6
         .collect()
 }
 
-fn median(v: &[f64]) -> Option<f64> {
+/// Like `values`, with arrays (one figure per repetition) flattened: every repetition of
+/// every run.
+fn values_flat(entries: &[Entry], target: &str, scenario: &str, path: &str) -> Vec<f64> {
+    entries
+        .iter()
+        .filter(|e| e.target == target && e.scenario == scenario)
+        .filter_map(|e| e.result.as_ref())
+        .filter_map(|r| lookup(r, path))
+        .flat_map(|v| match v {
+            Value::Array(a) => a.iter().filter_map(Value::as_f64).collect::<Vec<_>>(),
+            v => v.as_f64().into_iter().collect(),
+        })
+        .filter(|x| x.is_finite())
+        .collect()
+}
+
+/// The first string (or number, as text) at `path` among the results of `scenario`;
+/// `key`, when given, is then looked up as one key (broker setting names have dots).
+fn first_text(entries: &[Entry], scenario: &str, path: &str, key: Option<&str>) -> Option<String> {
+    entries
+        .iter()
+        .filter(|e| e.scenario == scenario)
+        .filter_map(|e| e.result.as_ref())
+        .filter_map(|r| lookup(r, path))
+        .filter_map(|v| match key {
+            Some(k) => v.get(k),
+            None => Some(v),
+        })
+        .find_map(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+}
+
+pub(crate) fn median(v: &[f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -293,6 +329,121 @@ fn txn_rows(entries: &[Entry], rows: &mut Vec<Row>) {
             "ms",
             path,
         ));
+    }
+}
+
+/// The rebalance scenario (issue 14): one member of a group leaves, time until the
+/// rest are stable again; classic protocol, KIP-848 with the broker's default heartbeat
+/// interval, and (when run) KIP-848 with a 1 s interval. Each figure is one repetition
+/// (a fresh group); the rows take every repetition of every run. The group forming is
+/// shown as well.
+const REB_CLASSIC: &str = "rebalance_classic";
+const REB_CONSUMER: &str = "rebalance_consumer";
+const REB_CONSUMER_HB1S: &str = "rebalance_consumer_hb1s";
+
+fn seconds_text(ms: Option<String>) -> String {
+    match ms.and_then(|m| m.parse::<f64>().ok()) {
+        Some(ms) => format!("{} s", goal_fmt(ms / 1000.0)),
+        None => "?".into(),
+    }
+}
+
+fn rebalance_rows(entries: &[Entry], rows: &mut Vec<Row>) {
+    const HB: &str = "group.consumer.heartbeat.interval.ms";
+    let any = |scenario: &str| entries.iter().any(|e| e.scenario == scenario);
+    let members = median(&values(entries, "ottla", REB_CLASSIC, "members"))
+        .or_else(|| median(&values(entries, "ottla", REB_CONSUMER, "members")))
+        .or_else(|| median(&values(entries, "ottla", REB_CONSUMER_HB1S, "members")))
+        .unwrap_or(10.0);
+    let partitions = median(&values(entries, "ottla", REB_CLASSIC, "partitions"))
+        .or_else(|| median(&values(entries, "ottla", REB_CONSUMER, "partitions")))
+        .or_else(|| median(&values(entries, "ottla", REB_CONSUMER_HB1S, "partitions")))
+        .unwrap_or(100.0);
+    let variants = [
+        (
+            REB_CLASSIC,
+            format!(
+                "classic, {} (client heartbeat 3 s)",
+                first_text(entries, REB_CLASSIC, "assignor", None).unwrap_or_else(|| "?".into())
+            ),
+            format!(
+                "classic, group.initial.rebalance.delay.ms {}",
+                seconds_text(first_text(
+                    entries,
+                    REB_CLASSIC,
+                    "broker",
+                    Some("group.initial.rebalance.delay.ms")
+                ))
+            ),
+        ),
+        (
+            REB_CONSUMER,
+            format!(
+                "KIP-848, {}, broker heartbeat interval {}",
+                first_text(entries, REB_CONSUMER, "assignor", None).unwrap_or_else(|| "?".into()),
+                seconds_text(first_text(entries, REB_CONSUMER, "broker", Some(HB)))
+            ),
+            format!(
+                "KIP-848, heartbeat interval {}",
+                seconds_text(first_text(entries, REB_CONSUMER, "broker", Some(HB)))
+            ),
+        ),
+        (
+            REB_CONSUMER_HB1S,
+            format!(
+                "KIP-848, {}, broker heartbeat interval {} (overridden)",
+                first_text(entries, REB_CONSUMER_HB1S, "assignor", None)
+                    .unwrap_or_else(|| "?".into()),
+                seconds_text(first_text(entries, REB_CONSUMER_HB1S, "broker", Some(HB)))
+            ),
+            format!(
+                "KIP-848, heartbeat interval {}",
+                seconds_text(first_text(entries, REB_CONSUMER_HB1S, "broker", Some(HB)))
+            ),
+        ),
+    ];
+    let classic = median(&values_flat(entries, "ottla", REB_CLASSIC, "times_ms"));
+    let classic_formed = median(&values_flat(entries, "ottla", REB_CLASSIC, "formation_ms"));
+    for (scenario, what, _) in &variants {
+        if !any(scenario) {
+            continue;
+        }
+        rows.push(Row {
+            label: format!(
+                "rebalance: 1 of {} members leaves ({} partitions), until the rest are stable again: {what}",
+                thousands(members),
+                thousands(partitions)
+            ),
+            unit: "ms",
+            values: values_flat(entries, "ottla", scenario, "times_ms"),
+            null: if *scenario == REB_CLASSIC { None } else { classic },
+            null_as_value: false,
+            vs_name: "classic",
+            reference: KAFKA_NOT_RUN,
+            goal: Goal::None,
+        });
+    }
+    for (scenario, _, what) in &variants {
+        if !any(scenario) {
+            continue;
+        }
+        rows.push(Row {
+            label: format!(
+                "the same group forming ({} members subscribe, until stable): {what}",
+                thousands(members)
+            ),
+            unit: "ms",
+            values: values_flat(entries, "ottla", scenario, "formation_ms"),
+            null: if *scenario == REB_CLASSIC {
+                None
+            } else {
+                classic_formed
+            },
+            null_as_value: false,
+            vs_name: "classic",
+            reference: KAFKA_NOT_RUN,
+            goal: Goal::None,
+        });
     }
 }
 
@@ -640,6 +791,10 @@ pub fn run(args: ReportArgs) -> Result<()> {
         reference: "3,300",
         goal: Goal::Below(100.0),
     });
+    let rebalance_ran = entries.iter().any(|e| e.scenario.starts_with("rebalance_"));
+    if rebalance_ran {
+        rebalance_rows(&entries, &mut rows);
+    }
     if entries
         .iter()
         .any(|e| e.target == "cluster" || e.scenario == REPL_P || e.scenario == REPL_LAT)
@@ -696,6 +851,37 @@ pub fn run(args: ReportArgs) -> Result<()> {
         "{runs} run(s); MB = 10^6 bytes; latency percentiles are per run (nearest rank), then the median over runs."
     );
 
+    if rebalance_ran {
+        let settle = [REB_CLASSIC, REB_CONSUMER, REB_CONSUMER_HB1S]
+            .iter()
+            .find_map(|s| first_text(&entries, s, "settle_ms", None))
+            .and_then(|m| m.parse::<f64>().ok())
+            .map_or("?".to_string(), |m| goal_fmt(m / 1000.0));
+        println!(
+            "Rebalance rows: median and min–max over every repetition (a fresh group each) of every run; \
+             the time from the leaving member's close call to the last assignment change of the others, \
+             which then stayed unchanged for the {settle} s settle window (not counted); \
+             client heartbeat and session settings at librdkafka's defaults; no Kafka reference (not run here)."
+        );
+        // The leave falls at a random point of the heartbeat cycle, so the figures are
+        // spread over about one interval; the mean says more than a median of few.
+        let means: Vec<String> = [
+            (REB_CLASSIC, "classic"),
+            (REB_CONSUMER, "KIP-848"),
+            (REB_CONSUMER_HB1S, "KIP-848 at 1 s"),
+        ]
+        .iter()
+        .filter_map(|(scenario, name)| {
+            let v = values_flat(&entries, "ottla", scenario, "times_ms");
+            (!v.is_empty()).then(|| {
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                format!("{name} {} ms ({} leaves)", fmt(mean, "ms"), v.len())
+            })
+        })
+        .collect();
+        println!("Rebalance means: {}.", means.join(", "));
+    }
+
     // Notes: anything that failed or looks wrong.
     let mut notes = Vec::new();
     for e in &entries {
@@ -733,4 +919,41 @@ pub fn run(args: ReportArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebalance_rows_take_every_repetition_of_every_run() {
+        let line = |run: u64, scenario: &str, times: &str, hb: &str| {
+            format!(
+                r#"{{"run":{run},"target":"ottla","scenario":"{scenario}","result":{{"members":10,"partitions":100,"assignor":"uniform (broker default)","times_ms":{times},"formation_ms":[5000.0],"settle_ms":8000,"broker":{{"group.consumer.heartbeat.interval.ms":"{hb}","group.initial.rebalance.delay.ms":"3000"}}}}}}"#
+            )
+        };
+        let text = [
+            line(1, REB_CLASSIC, "[1000.0, 3000.0]", "5000"),
+            line(2, REB_CLASSIC, "[2000.0]", "5000"),
+            line(1, REB_CONSUMER, "[500.0, 1500.0, 1000.0]", "5000"),
+        ]
+        .join("\n");
+        let entries = parse(&text);
+        assert_eq!(
+            values_flat(&entries, "ottla", REB_CLASSIC, "times_ms"),
+            vec![1000.0, 3000.0, 2000.0]
+        );
+        let mut rows = Vec::new();
+        rebalance_rows(&entries, &mut rows);
+        // Two leave rows and two forming rows; no 1 s row, as it did not run.
+        assert_eq!(rows.len(), 4);
+        assert!(rows[1].label.contains("broker heartbeat interval 5 s"));
+        assert_eq!(median(&rows[0].values), Some(2000.0));
+        assert_eq!(rows[1].null, Some(2000.0));
+        let rendered = rows[1].render();
+        assert!(rendered.contains("| 1,000 | 500.0–1,500 | ms | 50 % of classic |"));
+        assert!(rows[2]
+            .label
+            .contains("group.initial.rebalance.delay.ms 3 s"));
+    }
 }
