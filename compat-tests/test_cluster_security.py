@@ -179,8 +179,15 @@ def replicate_and_fail_over(nodes, bootstrap: str, conf: dict, tag: str) -> None
     lost."""
     topic = unique_topic(tag)
     create_replicated(bootstrap, conf, topic)
-    state = partition_state(bootstrap, conf, topic)
-    assert all(isr == [1, 2, 3] for _, isr in state.values()), state
+    # CreateTopics answers once the controller committed the topic; the broker asked for
+    # metadata may not have applied it yet (Kafka's clients retry the same way).
+    state: dict = {}
+
+    def in_sync() -> bool:
+        nonlocal state
+        state = partition_state(bootstrap, conf, topic)
+        return len(state) == 3 and all(isr == [1, 2, 3] for _, isr in state.values())
+    wait_for(in_sync, 30, f"metadata of {topic}: three partitions with all replicas in sync")
     first = make_records(1500, f"{tag}-a")
     acked = ck_produce(bootstrap, topic, first, conf={**conf, "acks": "all", "enable.idempotence": True})
     assert len(acked) == len(first)
