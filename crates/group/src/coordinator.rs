@@ -1812,6 +1812,18 @@ impl GroupCoordinator {
                 (_, RecordValue::GroupMetadata(_)) => continue,
                 // Applied as they were written (see `crate::consumer`).
                 (CoordinatorKey::ConsumerGroup(_), _) => continue,
+                // A classic group's tombstone is written only for a group without
+                // members (deleted, expired, or converted to a consumer group); members
+                // now mean a newer state took its place (a downgrade while the
+                // tombstone of the upgrade was being stored) and it must stay.
+                (CoordinatorKey::GroupMetadata { group }, RecordValue::Tombstone)
+                    if self
+                        .groups
+                        .get(group)
+                        .is_some_and(|g| !g.members.is_empty()) =>
+                {
+                    continue
+                }
                 (CoordinatorKey::GroupMetadata { group }, RecordValue::Tombstone)
                     if self.groups.contains_key(group)
                         && !self.consumer_groups.contains_key(group) =>
