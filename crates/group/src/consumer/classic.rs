@@ -317,18 +317,16 @@ impl ConsumerGroup {
             member.member_id.clone(),
             now + i64::from(member.session_timeout_ms(config)),
         );
-        let waiting_on_unreleased = {
-            let empty = TopicPartitions::new();
-            let target = self.target.get(&member.member_id).unwrap_or(&empty);
-            let waiting = iter(target).any(|tp| {
+        // A partition of its target it does not have yet is still owned by another.
+        let waiting_on_unreleased = self.target.get(&member.member_id).is_some_and(|target| {
+            iter(target).any(|tp| {
                 !member
                     .assigned
                     .get(&tp.0)
                     .is_some_and(|ps| ps.contains(&tp.1))
                     && self.owners.get(&tp).is_some_and(|o| o != &member.member_id)
-            });
-            waiting
-        };
+            })
+        });
         if member.member_epoch < self.group_epoch
             || member.state == MemberState::UnrevokedPartitions
             || (member.state == MemberState::UnreleasedPartitions && !waiting_on_unreleased)
