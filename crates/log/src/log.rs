@@ -128,7 +128,6 @@ impl Log {
     /// checkpoint and brought up to date the same way (from the log start if the
     /// checkpoint was missing or malformed).
     pub fn open(dir: &Path, config: LogConfig, recovery_point: i64) -> Result<Log, LogError> {
-        fs::create_dir_all(dir).map_err(io_context("create directory", dir))?;
         let name = dir.file_name().map_or_else(
             || dir.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -1718,18 +1717,27 @@ struct DirectoryFiles {
 /// deletions, cleanings and snapshot writes are removed, as are index files without a
 /// log (Kafka does the same) and snapshot companions without their snapshot; unknown
 /// files are left alone.
+///
+/// The directory is created if missing (a new log), and listed once unless a crash
+/// left a swap to complete: opening many logs is bound by these file-system calls.
 fn scan_directory(dir: &Path) -> Result<DirectoryFiles, LogError> {
-    complete_interrupted_swaps(dir)?;
+    let mut names = match list_file_names(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(io_context("create directory", dir))?;
+            Vec::new()
+        }
+        Err(e) => return Err(io_context("list", dir)(e).into()),
+    };
+    if complete_interrupted_swaps(dir, &names)? {
+        names = list_file_names(dir).map_err(io_context("list", dir))?;
+    }
     let mut logs = BTreeSet::new();
     let mut snapshots = BTreeSet::new();
     let mut indexes: Vec<(i64, PathBuf)> = Vec::new();
     let mut companions: Vec<(i64, PathBuf)> = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_context("list", dir))? {
-        let entry = entry.map_err(io_context("list", dir))?;
-        let path = entry.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            continue;
-        };
+    for name in names {
+        let path = dir.join(&name);
         if name.ends_with(DELETED_SUFFIX)
             || name.ends_with(&format!(".{CLEANED_SUFFIX}"))
             || name.ends_with(&format!(".{SWAP_SUFFIX}"))
@@ -1806,15 +1814,13 @@ fn join_suffix(suffix: &str, extra: &str) -> String {
 /// `Segment::rename_for_deletion` (the `.log` first) can leave its `.txnindex`, which
 /// the new segment, taking the same name, would otherwise inherit when it has none of
 /// its own, with aborted transactions whose markers the cleaning removed.
-fn complete_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
+///
+/// `names` lists the directory; true if a swap was completed (the listing is stale).
+fn complete_interrupted_swaps(dir: &Path, names: &[String]) -> Result<bool, LogError> {
     let log_swap = join_suffix(LOG_SUFFIX, SWAP_SUFFIX);
     let mut swaps = Vec::new();
     let mut segment_files: Vec<(i64, PathBuf)> = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_context("list", dir))? {
-        let entry = entry.map_err(io_context("list", dir))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
+    for name in names {
         let Some((stem, suffix)) = name.split_once('.') else {
             continue;
         };
@@ -1831,9 +1837,10 @@ fn complete_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
         ]
         .contains(&suffix)
         {
-            segment_files.push((base, entry.path()));
+            segment_files.push((base, dir.join(name)));
         }
     }
+    let completed = !swaps.is_empty();
     for base in swaps {
         let swap_path = segment_file(dir, base, &log_swap);
         let last = last_offset_in(&swap_path)?.unwrap_or(base).max(base);
@@ -1867,7 +1874,19 @@ fn complete_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
         );
         sync_dir(dir)?;
     }
-    Ok(())
+    Ok(completed)
+}
+
+/// The names of the files in `dir` (names that are not UTF-8 are left out: no file
+/// of a log has one).
+fn list_file_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// The last offset of the last whole batch in the segment file at `path` (`None` if it

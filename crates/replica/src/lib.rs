@@ -47,12 +47,40 @@ pub enum ReplicaError {
     Locked(PathBuf),
 }
 
-/// A partition directory found on disk at start-up.
+/// A partition directory found on disk at start-up. Its `partition.metadata` is read
+/// when the partition is claimed, by the thread that opens its log.
 #[derive(Debug, Clone)]
 struct OnDiskPartition {
     dir: PathBuf,
     log_dir: usize,
-    topic_id: Option<Uuid>,
+}
+
+/// Stripes of [`ReplicaManager`]'s open locks: enough that the recovery threads
+/// opening different partitions rarely wait on each other.
+const OPEN_LOCK_STRIPES: usize = 64;
+
+/// A new partition counted in its log dir before its log exists (see
+/// [`ReplicaManager::reserve_log_dir`]).
+struct DirReservation<'a> {
+    counts: &'a Mutex<Vec<usize>>,
+    index: usize,
+    kept: bool,
+}
+
+impl DirReservation<'_> {
+    /// The partition was opened: it stays counted.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for DirReservation<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            let mut counts = self.counts.lock();
+            counts[self.index] = counts[self.index].saturating_sub(1);
+        }
+    }
 }
 
 pub struct ReplicaManager {
@@ -65,9 +93,10 @@ pub struct ReplicaManager {
     on_disk: Mutex<HashMap<(String, i32), OnDiskPartition>>,
     /// Held for the broker's lifetime: one process per log directory (Kafka's `.lock`).
     _dir_locks: Vec<std::fs::File>,
-    /// Serialises opening and creating partitions: two concurrent callers must not
-    /// both open (and truncate) the same directory.
-    open_lock: Mutex<()>,
+    /// Serialise opening and creating the same partition: two concurrent callers must
+    /// not both open (and truncate) the same directory. Striped by partition, so that
+    /// different partitions open in parallel (start-up's recovery threads).
+    open_locks: Box<[Mutex<()>]>,
     /// Recovery points read at start-up, per log dir.
     recovery_points: Vec<OffsetCheckpoint>,
     /// High watermarks read at start-up, per log dir.
@@ -154,13 +183,11 @@ impl ReplicaManager {
                     continue;
                 }
                 if let Some(key) = parse_partition_dir_name(&name) {
-                    let topic_id = checkpoint::read_partition_metadata(&entry.path());
                     on_disk.insert(
                         key,
                         OnDiskPartition {
                             dir: entry.path(),
                             log_dir: i,
-                            topic_id,
                         },
                     );
                 }
@@ -172,7 +199,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             partitions_per_dir: Mutex::new(vec![0; dir_count]),
             on_disk: Mutex::new(on_disk),
-            open_lock: Mutex::new(()),
+            open_locks: (0..OPEN_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             _dir_locks: dir_locks,
             recovery_points,
             high_watermarks,
@@ -214,13 +241,23 @@ impl ReplicaManager {
         if let Some(p) = self.get(&topic_id, index) {
             return Ok(p);
         }
-        let _opening = self.open_lock.lock();
+        let _opening = self.open_lock(&topic_id, index).lock();
         if let Some(p) = self.get(&topic_id, index) {
             return Ok(p); // opened by a concurrent caller while we waited
         }
-        let found = self.on_disk.lock().remove(&(topic.to_string(), index));
+        // A new partition's log dir is counted when chosen, so that partitions created
+        // in parallel spread over the dirs; given back if the partition fails to open.
+        let mut reserved_dir = None;
+        let found = self
+            .on_disk
+            .lock()
+            .remove(&(topic.to_string(), index))
+            .map(|d| {
+                let topic_id = checkpoint::read_partition_metadata(&d.dir);
+                (d, topic_id)
+            });
         let (dir, recovery_point, high_watermark, log_start_offset, cleaner_offset) = match found {
-            Some(d) if d.topic_id == Some(topic_id) || d.topic_id.is_none() => {
+            Some((d, on_disk_id)) if on_disk_id == Some(topic_id) || on_disk_id.is_none() => {
                 let key = (topic.to_string(), index);
                 let recovery_point = self.recovery_points[d.log_dir]
                     .get(&key)
@@ -233,7 +270,7 @@ impl ReplicaManager {
                     .get(&key)
                     .copied()
                     .unwrap_or(0);
-                if d.topic_id.is_none() {
+                if on_disk_id.is_none() {
                     checkpoint::write_partition_metadata(&d.dir, topic_id).map_err(|source| {
                         ReplicaError::Io {
                             path: d.dir.clone(),
@@ -252,14 +289,16 @@ impl ReplicaManager {
                 )
             }
             stale => {
-                if let Some(d) = stale {
+                if let Some((d, _)) = stale {
                     tracing::info!(
                         "Deleting {} left by an earlier topic with the same name",
                         d.dir.display()
                     );
                     delete_partition_dir(&d.dir);
                 }
-                let dir = self.choose_log_dir().join(format!("{topic}-{index}"));
+                let chosen = self.reserve_log_dir();
+                let dir = self.log_dirs[chosen.index].join(format!("{topic}-{index}"));
+                reserved_dir = Some(chosen);
                 std::fs::create_dir_all(&dir).map_err(|source| ReplicaError::Io {
                     path: dir.clone(),
                     source,
@@ -277,11 +316,13 @@ impl ReplicaManager {
             partition: format!("{topic}-{index}"),
             source,
         };
-        let mut log = Log::open(&dir, config.log.clone(), recovery_point).map_err(log_error)?;
-        if let Some(offset) = log_start_offset {
-            log.increment_log_start_offset(offset, "its log start offset checkpoint")
-                .map_err(log_error)?;
-        }
+        let opened = Log::open(&dir, config.log.clone(), recovery_point).and_then(|mut log| {
+            if let Some(offset) = log_start_offset {
+                log.increment_log_start_offset(offset, "its log start offset checkpoint")?;
+            }
+            Ok(log)
+        });
+        let mut log = opened.map_err(log_error)?;
         if let Some(offset) = cleaner_offset {
             log.resume_cleaning_from(offset);
         }
@@ -297,8 +338,19 @@ impl ReplicaManager {
         self.partitions
             .write()
             .insert((topic_id, index), partition.clone());
-        self.count_in_dir(&partition, true);
+        match reserved_dir {
+            Some(reservation) => reservation.keep(),
+            None => self.count_in_dir(&partition, true),
+        }
         Ok(partition)
+    }
+
+    /// The lock that serialises opening partition `index` of `topic_id`.
+    fn open_lock(&self, topic_id: &Uuid, index: i32) -> &Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (topic_id, index).hash(&mut hasher);
+        &self.open_locks[(hasher.finish() % self.open_locks.len() as u64) as usize]
     }
 
     /// The index in `log_dirs` of the dir holding `partition_dir`.
@@ -320,16 +372,23 @@ impl ReplicaManager {
         }
     }
 
-    /// Log dir holding the fewest partitions (Kafka's default placement).
-    fn choose_log_dir(&self) -> PathBuf {
-        let counts = self.partitions_per_dir.lock();
+    /// The log dir holding the fewest partitions (Kafka's default placement), counted
+    /// for the new partition at once: the reservation is given back when dropped
+    /// before [`DirReservation::keep`].
+    fn reserve_log_dir(&self) -> DirReservation<'_> {
+        let mut counts = self.partitions_per_dir.lock();
         let best = counts
             .iter()
             .enumerate()
             .min_by_key(|(_, c)| **c)
             .map(|(i, _)| i)
             .unwrap_or(0);
-        self.log_dirs[best].clone()
+        counts[best] += 1;
+        DirReservation {
+            counts: &self.partitions_per_dir,
+            index: best,
+            kept: false,
+        }
     }
 
     /// Delete the logs of a deleted topic.
@@ -771,6 +830,98 @@ mod tests {
             "the failed log keeps its recovery point: {written}"
         );
         assert!(!dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
+    }
+
+    fn leader_here() -> LeaderAndIsr {
+        LeaderAndIsr {
+            local_id: 1,
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        }
+    }
+
+    /// What start-up's recovery threads do: many partitions opened from several
+    /// threads at once, each partition asked for by two of them.
+    #[test]
+    fn partitions_opened_in_parallel_are_opened_once_and_spread_over_the_log_dirs() {
+        const PARTITIONS: i32 = 200;
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let log_dirs: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let topic_id = Uuid::new_v4();
+        let open_all = |replicas: &ReplicaManager| -> Vec<Vec<Arc<Partition>>> {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..4)
+                    .map(|w| {
+                        scope.spawn(move || {
+                            // Two workers walk up, two walk down: every partition is
+                            // asked for by a pair racing each other.
+                            let order: Vec<i32> = if w % 2 == 0 {
+                                (0..PARTITIONS).collect()
+                            } else {
+                                (0..PARTITIONS).rev().collect()
+                            };
+                            let mut opened: Vec<Option<Arc<Partition>>> =
+                                vec![None; PARTITIONS as usize];
+                            for i in order {
+                                let p = replicas
+                                    .ensure_partition(
+                                        "t",
+                                        topic_id,
+                                        i,
+                                        PartitionConfig::default(),
+                                        leader_here(),
+                                    )
+                                    .unwrap();
+                                opened[i as usize] = Some(p);
+                            }
+                            opened.into_iter().map(Option::unwrap).collect()
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap()).collect()
+            })
+        };
+        let replicas = ReplicaManager::open(log_dirs.clone()).unwrap();
+        let results = open_all(&replicas);
+        for i in 0..PARTITIONS as usize {
+            for other in &results[1..] {
+                assert!(
+                    Arc::ptr_eq(&results[0][i], &other[i]),
+                    "partition {i} was opened twice"
+                );
+            }
+        }
+        assert_eq!(replicas.all().len(), PARTITIONS as usize);
+        let per_dir = |d: &Path| {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+                .count()
+        };
+        let counts: Vec<usize> = log_dirs.iter().map(|d| per_dir(d)).collect();
+        assert_eq!(counts.iter().sum::<usize>(), PARTITIONS as usize);
+        assert!(
+            counts[0].abs_diff(counts[1]) <= 4,
+            "new partitions not spread over the log dirs: {counts:?}"
+        );
+        assert_eq!(*replicas.partitions_per_dir.lock(), counts);
+        replicas.checkpoint(true).unwrap();
+        drop(results);
+        drop(replicas);
+
+        // A restart claims each directory where it is, with its topic id.
+        let replicas = ReplicaManager::open(log_dirs.clone()).unwrap();
+        let results = open_all(&replicas);
+        for (i, p) in results[0].iter().enumerate() {
+            assert_eq!(p.topic_id, topic_id);
+            assert_eq!(p.index, i as i32);
+        }
+        let again: Vec<usize> = log_dirs.iter().map(|d| per_dir(d)).collect();
+        assert_eq!(again, counts, "a restart moved or duplicated partitions");
+        assert_eq!(*replicas.partitions_per_dir.lock(), counts);
     }
 
     #[test]

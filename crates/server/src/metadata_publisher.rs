@@ -58,23 +58,8 @@ impl BrokerMetadataPublisher {
         let topic = &local.topic;
         let p = &local.partition;
         let node_id = broker.config.node_id;
-        let registration = LeaderAndIsr {
-            local_id: node_id,
-            leader: p.leader,
-            leader_epoch: p.leader_epoch,
-            partition_epoch: p.partition_epoch,
-            replicas: p.replicas.clone(),
-            isr: p.isr.clone(),
-        };
-        let config = broker.config.partition_config(&topic.configs, image);
-        let opened = broker.replicas.ensure_partition(
-            &topic.name,
-            topic.topic_id,
-            p.partition,
-            config,
-            registration.clone(),
-        );
-        let partition = match opened {
+        let registration = registration(node_id, local);
+        let partition = match open_partition(broker, image, local) {
             Ok(partition) => partition,
             Err(e) => {
                 tracing::error!(
@@ -171,12 +156,16 @@ impl MetadataPublisher for BrokerMetadataPublisher {
                 (l, new)
             })
             .collect();
-        let mut progress = LoadProgress::new(hosted.iter().filter(|(_, new)| *new).count());
-        for (local, new) in hosted {
+        let new: Vec<&LocalPartition> = hosted
+            .iter()
+            .filter(|(_, new)| *new)
+            .map(|(l, _)| *l)
+            .collect();
+        open_in_parallel(&broker, image, &new);
+        // Roles in commit order; the logs are open by now (one that failed is tried
+        // again here, and its failure recorded).
+        for (local, _) in hosted {
             self.apply_partition(&broker, image, local);
-            if new {
-                progress.one_more(node_id);
-            }
         }
         for local in &changes.not_hosted {
             let (topic, p) = (&local.topic, &local.partition);
@@ -228,6 +217,83 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             }
         }
     }
+}
+
+/// This broker's registration of the partition, as the controller assigned it.
+fn registration(node_id: i32, local: &LocalPartition) -> LeaderAndIsr {
+    let p = &local.partition;
+    LeaderAndIsr {
+        local_id: node_id,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        replicas: p.replicas.clone(),
+        isr: p.isr.clone(),
+    }
+}
+
+/// Open (or create) the partition's log with its topic's configs; the partition as
+/// it is if already open.
+fn open_partition(
+    broker: &Broker,
+    image: &MetadataImage,
+    local: &LocalPartition,
+) -> Result<Arc<Partition>, ottla_replica::ReplicaError> {
+    let topic = &local.topic;
+    if let Some(open) = broker
+        .replicas
+        .get(&topic.topic_id, local.partition.partition)
+    {
+        return Ok(open);
+    }
+    broker.replicas.ensure_partition(
+        &topic.name,
+        topic.topic_id,
+        local.partition.partition,
+        broker.config.partition_config(&topic.configs, image),
+        registration(broker.config.node_id, local),
+    )
+}
+
+/// Open the logs of partitions new to this broker on `num.recovery.threads.per.data.dir`
+/// threads per log dir, as Kafka's `LogManager.loadLogs`: at start-up (every hosted
+/// log) and when a CreateTopics brings many at once, where opening one by one is bound
+/// by a thread's file-system calls. Each thread takes the next unopened partition.
+/// Failures are left for [`BrokerMetadataPublisher::apply_partition`] to retry and
+/// report; progress is logged as Kafka's "Loading logs" lines.
+fn open_in_parallel(broker: &Broker, image: &MetadataImage, partitions: &[&LocalPartition]) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let node_id = broker.config.node_id;
+    let threads = (broker.config.num_recovery_threads_per_data_dir
+        * broker.replicas.log_dirs().len().max(1))
+    .min(partitions.len());
+    if threads <= 1 {
+        let mut progress = LoadProgress::new(partitions.len());
+        for local in partitions {
+            let _ = open_partition(broker, image, local);
+            progress.one_more(node_id);
+        }
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    let progress = Mutex::new(LoadProgress::new(partitions.len()));
+    std::thread::scope(|scope| {
+        for i in 0..threads {
+            let worker = || {
+                while let Some(local) = partitions.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let _ = open_partition(broker, image, local);
+                    progress.lock().one_more(node_id);
+                }
+            };
+            if let Err(e) = std::thread::Builder::new()
+                .name(format!("log-recovery-{i}"))
+                .spawn_scoped(scope, worker)
+            {
+                // The partitions left are opened by the others, or one by one after.
+                tracing::warn!("Could not start a log recovery thread: {e}");
+            }
+        }
+    });
 }
 
 /// How often opening many logs reports its progress.

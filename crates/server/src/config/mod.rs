@@ -190,6 +190,9 @@ pub struct BrokerConfig {
     pub log_cleaner_enable: bool,
     /// `log.cleaner.threads`.
     pub log_cleaner_threads: usize,
+    /// `num.recovery.threads.per.data.dir`: threads per log dir that open (and recover)
+    /// logs at start-up and when many partitions arrive at once.
+    pub num_recovery_threads_per_data_dir: usize,
     /// `log.cleaner.backoff.ms`: the pause when no log needs cleaning.
     pub log_cleaner_backoff_ms: u64,
     /// `ottla.segment.file.idle.ms` (see [`SEGMENT_FILE_IDLE_MS`]).
@@ -758,6 +761,8 @@ impl BrokerConfig {
             log_cleaner_enable: get("log.cleaner.enable")
                 .is_none_or(|v| v.eq_ignore_ascii_case("true")),
             log_cleaner_threads: positive("log.cleaner.threads")? as usize,
+            num_recovery_threads_per_data_dir: positive("num.recovery.threads.per.data.dir")?
+                as usize,
             metrics_listener: MetricsListener::parse(
                 explicit.get(METRICS_LISTENER).map_or("", String::as_str),
             )?,
