@@ -70,6 +70,10 @@ that need other settings, a restart or an exact ACL listing start their own.
   DescribeProducers answer TOPIC_AUTHORIZATION_FAILED; with topic ALTER, DELETE, ALTER_CONFIGS and
   READ each works and admin sees the effect (3 partitions, low watermark 4, retention.ms); the broker
   config needs CLUSTER ALTER_CONFIGS.
+* ``test_consumer_protocol_regex_and_describe_follow_topic_acls``: alice's ``group.protocol=consumer``
+  member with a regex gets only the matching topic she may DESCRIBE (no error; admin's describe
+  shows the assignment), and the other once READ on it is granted; ConsumerGroupDescribe as bob
+  (group DESCRIBE, no topic ACL) answers TOPIC_AUTHORIZATION_FAILED.
 * ``test_cluster_admin_apis_need_cluster_acls``: Java Admin (``java/src/OttlaAdminAcls.java``) as
   bob: describeLogDirs, describeMetadataQuorum, listPartitionReassignments,
   describeUserScramCredentials, electLeaders, alterPartitionReassignments and
@@ -1336,3 +1340,74 @@ def test_cluster_admin_apis_need_cluster_acls(ottla_factory, java_program, tmp_p
                    "alterUserScramCredentials": "ok",
                    "describeUserScramCredentials": f"ok users=[{scram_user}]",
                    "listPartitionReassignments": "ok count=0"}, f"as bob with CLUSTER ALTER: {got}"
+
+
+def test_consumer_protocol_regex_and_describe_follow_topic_acls(acl):
+    """KIP-848 with ACLs, as Kafka 4.1's group coordinator: alice's ``group.protocol=consumer``
+    member subscribed to ``^acl-rx-<run>-.*`` gets only the matching topic she may DESCRIBE (the
+    other is left out silently: no error, none of its records); once admin grants her READ on the
+    second topic the next resolution takes it and she reads its records too. ConsumerGroupDescribe
+    by bob, with group DESCRIBE but not topic DESCRIBE, answers the whole group
+    TOPIC_AUTHORIZATION_FAILED; admin describes it."""
+    r = run_id()
+    prefix = f"acl-rx-{r}-"
+    open_topic, secret, group = prefix + "open", prefix + "secret", f"acl-rx-g-{r}"
+    admin, alice = sasl_conf("admin"), sasl_conf("alice")
+    create_topic(acl.sasl, admin, open_topic, partitions=2)
+    create_topic(acl.sasl, admin, secret, partitions=1)
+    must_produce(acl.sasl, admin, open_topic, 10, f"open-{r}", partitions=2)
+    must_produce(acl.sasl, admin, secret, 10, f"secret-{r}")
+    grant(acl, binding(ResourceType.GROUP, group, AclOperation.READ),
+          binding(ResourceType.TOPIC, open_topic, AclOperation.READ))
+
+    assigned: list[set] = []
+    errors: list = []
+    c = Consumer({"bootstrap.servers": acl.sasl, **alice, "group.id": group, "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "error_cb": errors.append})
+    got: dict[str, int] = {open_topic: 0, secret: 0}
+
+    def on_assign(consumer, parts):
+        assigned.append({(p.topic, p.partition) for p in consumer.assignment()} | {(p.topic, p.partition) for p in parts})
+
+    def poll_for(seconds: float, until=lambda: False) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until():
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                errors.append(m.error())
+                continue
+            got[m.topic()] += 1
+
+    try:
+        c.subscribe([f"^{prefix}.*"], on_assign=on_assign)
+        poll_for(60, lambda: got[open_topic] >= 10)
+        assert got[open_topic] == 10, f"alice read {got[open_topic]} of the 10 records of {open_topic}; errors {errors[:3]}"
+        # Several heartbeats (5 s interval) later the secret topic is still not hers.
+        poll_for(12)
+        assert got[secret] == 0, f"alice read {got[secret]} records of {secret} without any ACL on it"
+        assert assigned and all(t != secret for a in assigned for t, _ in a), \
+            f"{secret} was assigned to alice without DESCRIBE: {assigned}"
+        assert not [e for e in errors if e.code() in (TOPIC_AUTH, GROUP_AUTH)], \
+            f"a topic left out of a regex subscription is silent in Kafka; alice got {errors[:3]}"
+
+        # bob may describe the group but not its topics: the group is refused as a whole.
+        grant(acl, binding(ResourceType.GROUP, group, AclOperation.DESCRIBE, principal=BOB))
+        bob = admin_for(acl.sasl, sasl_conf("bob"))
+        _, exc = outcome(bob.describe_consumer_groups([group], request_timeout=30)[group])
+        assert code_of(exc) == TOPIC_AUTH, \
+            f"ConsumerGroupDescribe as bob without DESCRIBE on {open_topic}: expected TOPIC_AUTHORIZATION_FAILED, got {exc!r}"
+        su = admin_for(acl.sasl, admin)
+        desc, exc = outcome(su.describe_consumer_groups([group], request_timeout=30)[group])
+        assert exc is None and len(desc.members) == 1, f"describe_consumer_groups as admin: {exc!r}"
+        assert {(tp.topic, tp.partition) for tp in desc.members[0].assignment.topic_partitions} == \
+            {(open_topic, 0), (open_topic, 1)}, f"alice's assignment as admin sees it: {desc.members[0].assignment}"
+
+        # A grant is a metadata change: the next heartbeat resolves the regex again.
+        grant(acl, binding(ResourceType.TOPIC, secret, AclOperation.READ))
+        poll_for(60, lambda: got[secret] >= 10)
+        assert got == {open_topic: 10, secret: 10}, f"after READ on {secret}: alice read {got}; errors {errors[:3]}"
+    finally:
+        c.close()

@@ -61,6 +61,9 @@ pub struct JoinRequest {
     /// JoinGroup v4+: an unknown member first gets MEMBER_ID_REQUIRED with its id.
     pub require_known_member_id: bool,
     pub reason: Option<String>,
+    /// The topics the sender may describe: what a subscription regex of the consumer
+    /// group it joins resolves to, if its join triggers the resolution.
+    pub topic_access: crate::consumer::TopicAccess,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

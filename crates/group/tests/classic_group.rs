@@ -32,6 +32,7 @@ fn join_req(group: &str, member_id: &str, protocols: &[&str]) -> JoinRequest {
             .collect(),
         require_known_member_id: true,
         reason: None,
+        topic_access: Default::default(),
     }
 }
 

@@ -63,6 +63,7 @@ fn join_req(member_id: &str, owned: &[i32]) -> JoinRequest {
         protocols: vec![("cooperative-sticky".into(), subscription(owned))],
         require_known_member_id: true,
         reason: None,
+        topic_access: Default::default(),
     }
 }
 

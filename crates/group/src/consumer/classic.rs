@@ -227,7 +227,16 @@ impl ConsumerGroup {
                 .map(|(n, m)| (n.clone(), m.to_vec()))
                 .collect(),
         });
-        self.update_member(now, config, topics, &member_id, &before, metadata, out);
+        self.update_member(
+            now,
+            config,
+            topics,
+            &req.topic_access,
+            &member_id,
+            &before,
+            metadata,
+            out,
+        );
 
         let owned = by_id(topics, &subscription.owned_partitions);
         let (_, next) = self.reconcile(now, config, &member_id, Some(&owned), out);

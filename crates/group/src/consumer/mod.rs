@@ -45,6 +45,7 @@ use records::{
     ConsumerGroupValue, RegularExpressionValue, TargetAssignmentMemberValue,
     TargetAssignmentMetadataValue, TopicPartitions,
 };
+pub use topics::TopicAccess;
 use topics::{compile_subscription_regex, TopicsImage};
 
 /// Kafka's error codes the consumer group protocol adds.
@@ -151,6 +152,8 @@ pub struct ConsumerHeartbeat {
     pub client_id: String,
     pub client_host: String,
     pub api_version: i16,
+    /// The topics the sender may describe: what a regex it triggers resolves to.
+    pub topic_access: TopicAccess,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -907,6 +910,7 @@ impl ConsumerGroup {
             now,
             config,
             topics,
+            &req.topic_access,
             &member_id,
             &member.metadata,
             metadata,
@@ -952,11 +956,13 @@ impl ConsumerGroup {
     /// new metadata, move the group epoch if subscriptions or the subscribed topics'
     /// metadata changed, and compute a new target assignment for it.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn update_member(
         &mut self,
         now: i64,
         config: &ConsumerGroupConfig,
         topics: &TopicsImage,
+        access: &TopicAccess,
         member_id: &str,
         before: &ConsumerGroupMemberMetadataValue,
         metadata: ConsumerGroupMemberMetadataValue,
@@ -986,7 +992,7 @@ impl ConsumerGroup {
         self.drop_unused_regexes(now, config, out);
 
         // Regular expressions, resolved against the topics of this metadata version.
-        bump |= self.resolve_regexes(now, config, topics, out);
+        bump |= self.resolve_regexes(now, config, topics, access, out);
 
         // The subscribed topics' metadata.
         let hash = topics.metadata_hash(&self.subscribed_topic_names());
@@ -1053,12 +1059,15 @@ impl ConsumerGroup {
     }
 
     /// Resolves every regex in use against `topics` when it was resolved against an
-    /// older metadata version; true if any resolution changed.
+    /// older metadata version, keeping the topics `access` allows; true if any
+    /// resolution changed. ACL changes are metadata changes too, so a grant or a
+    /// revoke is seen by the next heartbeat after it.
     fn resolve_regexes(
         &mut self,
         now: i64,
         config: &ConsumerGroupConfig,
         topics: &TopicsImage,
+        access: &TopicAccess,
         out: &mut Vec<CoordinatorRecord>,
     ) -> bool {
         let version = topics.version();
@@ -1083,7 +1092,8 @@ impl ConsumerGroup {
                     BTreeSet::new()
                 }
             };
-            let topics_now: Vec<String> = matched.into_iter().collect();
+            let topics_now: Vec<String> =
+                matched.into_iter().filter(|t| access.allows(t)).collect();
             let before = self.regexes.get(&regex).map(|v| &v.topics);
             changed |= before != Some(&topics_now);
             let key = ConsumerGroupKey::RegularExpression {

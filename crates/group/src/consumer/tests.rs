@@ -490,6 +490,57 @@ fn regex_subscriptions_follow_topic_creation() {
 }
 
 #[test]
+fn regex_resolution_keeps_only_topics_the_member_may_describe() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut h = Harness::new(image(&[("rx-open", 1, 2), ("rx-secret", 2, 2)]));
+    let secret_granted = Arc::new(AtomicBool::new(false));
+    let granted = secret_granted.clone();
+    let access = TopicAccess::new(move |t| t != "rx-secret" || granted.load(Ordering::SeqCst));
+    let mut c = Client::new("a", &[]);
+    c.regex = Some("rx-.*".into());
+    h.clients.insert("a".into(), c);
+    let mut req = h.clients["a"].request();
+    req.topic_access = access.clone();
+    let r = h.send(&req).unwrap();
+    // Silently left out, as Kafka: no error, the partitions of the other topic only.
+    assert_eq!(
+        r.assignment.unwrap(),
+        TopicPartitions::from([(topic_id(1), BTreeSet::from([0, 1]))])
+    );
+    let resolved = |h: &Harness| -> Vec<String> {
+        h.log
+            .iter()
+            .rev()
+            .find_map(|r| match &r.value {
+                RecordValue::ConsumerGroup(ConsumerGroupValue::RegularExpression(v)) => {
+                    Some(v.topics.clone())
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(resolved(&h), vec!["rx-open".to_string()]);
+
+    // A grant is a metadata change: the next heartbeat resolves again and takes it.
+    secret_granted.store(true, Ordering::SeqCst);
+    h.version = 2;
+    let c = h.clients["a"].clone();
+    let mut req = c.request();
+    req.topic_access = access;
+    let r = h.send(&req).unwrap();
+    assert_eq!(
+        resolved(&h),
+        vec!["rx-open".to_string(), "rx-secret".to_string()]
+    );
+    let epoch_before = c.epoch;
+    assert!(
+        r.member_epoch > epoch_before,
+        "the group epoch did not move"
+    );
+}
+
+#[test]
 fn added_partitions_get_assigned() {
     let mut h = Harness::new(image(&[("orders", 1, 2)]));
     h.join(Client::new("a", &["orders"]));

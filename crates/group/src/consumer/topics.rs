@@ -18,6 +18,38 @@ pub const MAX_REGEX_COMPILED_BYTES: usize = 1 << 20;
 /// Longest subscription regex accepted, in bytes.
 pub const MAX_REGEX_LEN: usize = 4096;
 
+/// Which topics a member's principal may DESCRIBE. The topics a subscription regex
+/// resolves to are filtered by it, as Kafka's `refreshRegularExpressions` filters them
+/// with the authorizer and the context of the member whose heartbeat (or classic
+/// JoinGroup) triggered the resolution; a topic left out is silently not subscribed.
+/// The default allows every topic (no authorizer).
+#[derive(Clone, Default)]
+pub struct TopicAccess(Option<std::sync::Arc<TopicAllowed>>);
+
+/// The authorizer's answer for one topic name.
+type TopicAllowed = dyn Fn(&str) -> bool + Send + Sync;
+
+impl TopicAccess {
+    /// Access decided by `allowed` (the authorizer, for the request's principal).
+    pub fn new(allowed: impl Fn(&str) -> bool + Send + Sync + 'static) -> TopicAccess {
+        TopicAccess(Some(std::sync::Arc::new(allowed)))
+    }
+
+    pub fn allows(&self, topic: &str) -> bool {
+        self.0.as_ref().is_none_or(|allowed| allowed(topic))
+    }
+}
+
+impl std::fmt::Debug for TopicAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "TopicAccess(authorizer)"
+        } else {
+            "TopicAccess(all)"
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicInfo {
     pub id: Uuid,

@@ -5,7 +5,9 @@
 //! back to DescribeGroups, as against Kafka.
 //!
 //! ACLs, as Kafka: DESCRIBE on each group, else GROUP_AUTHORIZATION_FAILED; with
-//! `include_authorized_operations` the caller's operations on the group.
+//! `include_authorized_operations` the caller's operations on the group; a group whose
+//! members are assigned a topic the caller may not DESCRIBE answers
+//! TOPIC_AUTHORIZATION_FAILED as a whole.
 
 use std::sync::Arc;
 
@@ -58,6 +60,7 @@ pub fn handle(
         })
         .collect();
     let image = broker.controller.image();
+    let caller = caller.clone();
     respond_later(request, async move {
         let mut groups = Vec::with_capacity(lookups.len());
         for (id, lookup) in lookups {
@@ -74,6 +77,14 @@ pub fn handle(
                     .with_group_id(id)
                     .with_error_code(e.code)
                     .with_error_message(Some(str_bytes(e.message))),
+                Ok(d) if !may_describe_every_assigned_topic(&caller, &image, &d.members) => {
+                    DescribedGroup::default()
+                        .with_group_id(id)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_error_message(Some(str_bytes(
+                            "The group has described topic(s) that the client is not authorized to describe.",
+                        )))
+                }
                 Ok(d) => DescribedGroup::default()
                     .with_group_id(GroupId(str_bytes(d.group_id)))
                     .with_group_state(str_bytes(d.state))
@@ -123,6 +134,24 @@ pub fn handle(
         }
         ConsumerGroupDescribeResponse::default().with_groups(groups)
     })
+}
+
+/// With an authorizer, may the caller DESCRIBE every topic in the members' current and
+/// target assignments? Kafka's `handleConsumerGroupDescribe` answers a group with any
+/// other topic TOPIC_AUTHORIZATION_FAILED as a whole, rather than show part of it.
+fn may_describe_every_assigned_topic(
+    caller: &Caller,
+    image: &MetadataImage,
+    members: &[ottla_group::consumer::ConsumerMemberDescription],
+) -> bool {
+    if !caller.has_authorizer() {
+        return true;
+    }
+    members
+        .iter()
+        .flat_map(|m| m.assignment.keys().chain(m.target_assignment.keys()))
+        .filter_map(|id| image.topic_by_id(id))
+        .all(|topic| caller.allowed_on_topic(op::DESCRIBE, &topic.name))
 }
 
 /// An assignment with topic names (topics deleted since are left out, as Kafka does).

@@ -4,7 +4,9 @@
 //!
 //! ACLs, as Kafka's `KafkaApis.handleConsumerGroupHeartbeatRequest`: READ on the group,
 //! and DESCRIBE on every topic subscribed to by name (TOPIC_AUTHORIZATION_FAILED naming
-//! the others). Topics matched by a regular expression are not filtered by ACLs yet.
+//! the others). Topics matched by a regular expression are resolved with the DESCRIBE
+//! access of the member whose heartbeat triggered the resolution: the others are left
+//! out silently, as Kafka's `refreshRegularExpressions` does.
 
 use std::sync::Arc;
 
@@ -84,6 +86,7 @@ pub fn handle(
             .to_string(),
         client_host,
         api_version: request.version(),
+        topic_access: caller.topic_describe_access(),
     };
     let answer = broker.groups.consumer_heartbeat(heartbeat, topics);
     respond_later(request, async move {

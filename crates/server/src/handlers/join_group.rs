@@ -55,6 +55,7 @@ pub fn handle(
             .collect(),
         require_known_member_id: version >= 4,
         reason: req.reason.map(|s| s.to_string()),
+        topic_access: caller.topic_describe_access(),
     };
     // A join waits at most for the rebalance timeout (then the coordinator completes the
     // rebalance without the stragglers).

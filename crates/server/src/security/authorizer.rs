@@ -296,6 +296,19 @@ impl Caller {
         self.inner.authorizer.is_some()
     }
 
+    /// The topics this caller may DESCRIBE, for the group coordinator to resolve a
+    /// subscription regex with (Kafka filters the matched topics with the triggering
+    /// member's context, not logging denials: a topic left out is not an event).
+    pub fn topic_describe_access(&self) -> ottla_group::consumer::TopicAccess {
+        if !self.has_authorizer() {
+            return ottla_group::consumer::TopicAccess::default();
+        }
+        let caller = self.clone();
+        ottla_group::consumer::TopicAccess::new(move |topic| {
+            caller.allowed_quietly(op::DESCRIBE, resource::TOPIC, topic)
+        })
+    }
+
     /// May this caller perform `op` on the resource `name` of `resource_type`? A denial
     /// is logged (once per connection and resource).
     pub fn allowed(&self, op: i8, resource_type: i8, name: &str) -> bool {
