@@ -188,6 +188,12 @@ pub enum LogError {
         current: i16,
         received: i16,
     },
+    #[error("transaction marker for producer {producer_id} from coordinator epoch {received}, older than the epoch {current} of the coordinator that wrote its last marker (a zombie coordinator)")]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        current: i32,
+        received: i32,
+    },
     #[error("follower append at offset {got} but the log end offset is {expected_at_least}")]
     UnexpectedAppendOffset { expected_at_least: i64, got: i64 },
 }
@@ -206,6 +212,7 @@ impl LogError {
             LogError::BatchTooLarge { .. } => 18,
             LogError::OutOfOrderSequence { .. } => 45,
             LogError::InvalidProducerEpoch { .. } => 47,
+            LogError::TransactionCoordinatorFenced { .. } => 52,
             // Kafka's UnexpectedAppendOffsetException never reaches a client:
             // UNKNOWN_SERVER_ERROR.
             LogError::UnexpectedAppendOffset { .. } => -1,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
-use ottla_protocol::control::{control_record_type, ControlRecordType};
+use ottla_protocol::control::{end_txn_marker, ControlRecordType};
 use tracing::{info, warn};
 
 use crate::cleaner::{
@@ -385,21 +385,25 @@ impl Log {
             let mut markers = Vec::new();
             segment.for_each_header(start, |pos, h| {
                 if h.base_offset >= from {
-                    let ended = state.update(h);
-                    if let Some(first_offset) =
-                        ended.filter(|_| h.base_offset >= rebuild_aborted_from)
-                    {
+                    if let Some(first_offset) = state.update(h) {
                         markers.push((pos, *h, first_offset, state.first_unstable_offset()));
                     }
                 }
                 Ok(())
             })?;
+            // Markers are read whole: their coordinator epoch (the zombie fence of
+            // later markers) and, past the trusted part, whether they abort.
             for (pos, h, first_offset, first_unstable) in markers {
                 let bytes = segment.read_bytes(pos, h.size)?;
-                let marker = RecordBatch::new(&bytes)
+                let Some(marker) = RecordBatch::new(&bytes)
                     .ok()
-                    .and_then(|b| control_record_type(&b));
-                if marker == Some(ControlRecordType::Abort) {
+                    .and_then(|b| end_txn_marker(&b))
+                else {
+                    continue;
+                };
+                state.set_coordinator_epoch(h.producer_id, marker.coordinator_epoch);
+                if marker.kind == ControlRecordType::Abort && h.base_offset >= rebuild_aborted_from
+                {
                     let entry = AbortedTxn {
                         producer_id: h.producer_id,
                         first_offset,
@@ -610,7 +614,15 @@ impl Log {
         let check = if from_client {
             self.producer_state.check_leader_append(&h)?
         } else {
-            self.producer_state.check_coordinator_append(&h)?
+            let check = self.producer_state.check_coordinator_append(&h)?;
+            if let Some(marker) = RecordBatch::new(batch)
+                .ok()
+                .and_then(|b| end_txn_marker(&b))
+            {
+                self.producer_state
+                    .check_marker_coordinator_epoch(h.producer_id, marker.coordinator_epoch)?;
+            }
+            check
         };
         if let ProducerCheck::Duplicate(original) = check {
             // A retry of a batch whose policy flush failed or is still running is
@@ -732,8 +744,12 @@ impl Log {
         if let Some(first_offset) = self.producer_state.update(h) {
             let marker = RecordBatch::new(bytes)
                 .ok()
-                .and_then(|b| control_record_type(&b));
-            if marker == Some(ControlRecordType::Abort) {
+                .and_then(|b| end_txn_marker(&b));
+            if let Some(marker) = marker {
+                self.producer_state
+                    .set_coordinator_epoch(h.producer_id, marker.coordinator_epoch);
+            }
+            if marker.map(|m| m.kind) == Some(ControlRecordType::Abort) {
                 // Kafka's `lastStableOffset(completedTxn)`: the oldest transaction still
                 // open, or just past this marker.
                 let entry = AbortedTxn {

@@ -283,6 +283,34 @@ impl ProducerStateManager {
         }
     }
 
+    /// Kafka's `ProducerAppendInfo.checkCoordinatorEpoch`: a marker from a coordinator
+    /// epoch older than that of the producer's last marker comes from a zombie
+    /// coordinator (TRANSACTION_COORDINATOR_FENCED); an equal epoch is accepted.
+    pub(crate) fn check_marker_coordinator_epoch(
+        &self,
+        producer_id: i64,
+        coordinator_epoch: i32,
+    ) -> Result<(), LogError> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if entry.coordinator_epoch > coordinator_epoch => {
+                Err(LogError::TransactionCoordinatorFenced {
+                    producer_id,
+                    current: entry.coordinator_epoch,
+                    received: coordinator_epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The producer's last marker (already recorded by [`Self::update`]) was written by
+    /// the coordinator at `coordinator_epoch`.
+    pub(crate) fn set_coordinator_epoch(&mut self, producer_id: i64, coordinator_epoch: i32) {
+        if let Some(entry) = self.producers.get_mut(&producer_id) {
+            entry.coordinator_epoch = coordinator_epoch;
+        }
+    }
+
     /// Record an appended batch whose header carries its final offsets. No validation:
     /// used after the leader check, for follower appends and when rebuilding from disk.
     /// For a transaction marker, returns the first offset of the transaction it ends

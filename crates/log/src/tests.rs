@@ -2210,3 +2210,58 @@ fn damaged_stray_or_mismatched_companions_are_ignored_and_deleted() {
     assert!(!at_8.exists());
     assert_retries(&mut log, &[6, 8, 10], &[0, 2, 4]);
 }
+
+/// Kafka's `checkCoordinatorEpoch`: a marker from an older coordinator epoch than the
+/// producer's last marker is a zombie coordinator's, refused with
+/// TRANSACTION_COORDINATOR_FENCED; the epoch survives a clean restart (snapshot) and a
+/// crash (rebuilt from the markers).
+#[test]
+fn markers_from_an_older_coordinator_epoch_are_fenced_across_restarts() {
+    use ottla_protocol::control::{build_end_txn_marker, ControlRecordType};
+    let marker_at = |coordinator_epoch: i32| {
+        build_end_txn_marker(7, 0, coordinator_epoch, ControlRecordType::Commit, NOW)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments(), 0).unwrap();
+    log.append_as_leader(&mut transactional(1, 7, 0, 0), 0)
+        .unwrap();
+    log.append_as_coordinator(&mut marker_at(5), 0).unwrap();
+    assert_eq!(log.producer_state().get(7).unwrap().coordinator_epoch(), 5);
+    let end = log.log_end_offset();
+    let err = log.append_as_coordinator(&mut marker_at(4), 0).unwrap_err();
+    assert!(matches!(
+        err,
+        LogError::TransactionCoordinatorFenced {
+            producer_id: 7,
+            current: 5,
+            received: 4
+        }
+    ));
+    assert_eq!(err.kafka_error_code(), 52);
+    assert_eq!(log.log_end_offset(), end, "a fenced marker was appended");
+    // The same epoch is accepted (a retry), a newer one moves the fence.
+    log.append_as_leader(&mut transactional(1, 7, 0, 1), 0)
+        .unwrap();
+    log.append_as_coordinator(&mut marker_at(5), 0).unwrap();
+    log.append_as_leader(&mut transactional(1, 7, 0, 2), 0)
+        .unwrap();
+    log.append_as_coordinator(&mut marker_at(6), 0).unwrap();
+
+    // A crash: the producer state is rebuilt from the log, markers read whole.
+    drop(log);
+    let mut log = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert_eq!(log.producer_state().get(7).unwrap().coordinator_epoch(), 6);
+    assert!(matches!(
+        log.append_as_coordinator(&mut marker_at(5), 0),
+        Err(LogError::TransactionCoordinatorFenced { current: 6, .. })
+    ));
+    // A clean close: from the snapshot.
+    let end = log.log_end_offset();
+    log.close().unwrap();
+    let mut log = Log::open(dir.path(), small_segments(), end).unwrap();
+    assert_eq!(log.producer_state().get(7).unwrap().coordinator_epoch(), 6);
+    assert!(matches!(
+        log.append_as_coordinator(&mut marker_at(5), 0),
+        Err(LogError::TransactionCoordinatorFenced { current: 6, .. })
+    ));
+}

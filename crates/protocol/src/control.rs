@@ -66,6 +66,42 @@ pub fn build_end_txn_marker(
     batch
 }
 
+/// A decoded `EndTransactionMarker`: how the transaction ended, and the epoch of the
+/// transaction coordinator that wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndTxnMarker {
+    pub kind: ControlRecordType,
+    pub coordinator_epoch: i32,
+}
+
+/// The marker of a control batch, key and value (Kafka's `EndTransactionMarker
+/// .deserialize`); `None` when the batch is not a control batch, its first record is not
+/// a marker this broker knows, or the marker's value is shorter than its version and
+/// coordinator epoch.
+pub fn end_txn_marker(batch: &RecordBatch<'_>) -> Option<EndTxnMarker> {
+    if !batch.is_control() {
+        return None;
+    }
+    let records = decode_records(batch, MAX_CONTROL_BATCH_DECODED).ok()?;
+    let record = records.first()?;
+    let kind = marker_kind(record.key.as_deref()?)?;
+    let value = record.value.as_deref()?;
+    let epoch: [u8; 4] = value.get(2..6)?.try_into().ok()?;
+    Some(EndTxnMarker {
+        kind,
+        coordinator_epoch: i32::from_be_bytes(epoch),
+    })
+}
+
+/// The marker type a control record key names (`int16 version | int16 type`).
+fn marker_kind(key: &[u8]) -> Option<ControlRecordType> {
+    match i16::from_be_bytes(key.get(2..4)?.try_into().ok()?) {
+        0 => Some(ControlRecordType::Abort),
+        1 => Some(ControlRecordType::Commit),
+        _ => None,
+    }
+}
+
 /// The type of a control batch's marker; `None` when the batch is not a control batch
 /// or its first record is not a marker this broker knows (Kafka skips unknown control
 /// types too).
@@ -74,15 +110,7 @@ pub fn control_record_type(batch: &RecordBatch<'_>) -> Option<ControlRecordType>
         return None;
     }
     let records = decode_records(batch, MAX_CONTROL_BATCH_DECODED).ok()?;
-    let key = records.first()?.key.as_deref()?;
-    if key.len() < 4 {
-        return None;
-    }
-    match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(ControlRecordType::Abort),
-        1 => Some(ControlRecordType::Commit),
-        _ => None,
-    }
+    marker_kind(records.first()?.key.as_deref()?)
 }
 
 #[cfg(test)]
@@ -98,6 +126,13 @@ mod tests {
         assert_eq!((batch.producer_id(), batch.producer_epoch()), (42, 3));
         assert_eq!(batch.base_sequence(), NO_SEQUENCE);
         assert_eq!(control_record_type(&batch), Some(ControlRecordType::Commit));
+        assert_eq!(
+            end_txn_marker(&batch),
+            Some(EndTxnMarker {
+                kind: ControlRecordType::Commit,
+                coordinator_epoch: 7
+            })
+        );
         let records = decode_records(&batch, 1024).unwrap();
         // Kafka's EndTransactionMarker layout, written out by hand.
         assert_eq!(records[0].key.as_deref(), Some(&[0u8, 0, 0, 1][..]));

@@ -1245,3 +1245,49 @@ async fn require_stable_offset_fetch_waits_for_a_pending_transactional_commit() 
     let (end, stable) = offsets_partition_ends(&mut c, partition).await;
     assert_eq!(stable, end, "the marker ended the transaction there");
 }
+
+/// An ABORT marker for `pid` at `epoch` from the coordinator at `coordinator_epoch`,
+/// written to partition 0 through WriteTxnMarkers: the partition's error code.
+async fn write_marker(c: &mut Client, pid: i64, epoch: i16, coordinator_epoch: i32) -> i16 {
+    let response: WriteTxnMarkersResponse = c
+        .call(
+            ApiKey::WriteTxnMarkers,
+            1,
+            &WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_coordinator_epoch(coordinator_epoch)
+                .with_transaction_result(false)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(TopicName(s(TOPIC)))
+                    .with_partition_indexes(vec![0])])]),
+        )
+        .await;
+    response.markers[0].topics[0].partitions[0].error_code
+}
+
+/// WriteTxnMarkers from a zombie coordinator: a marker whose coordinator epoch is older
+/// than that of the producer's last marker in the partition is refused with
+/// TRANSACTION_COORDINATOR_FENCED (52) and not written, as Kafka's
+/// `checkCoordinatorEpoch`; the same epoch again (a retry) and a newer one are written.
+#[tokio::test]
+async fn markers_from_an_older_coordinator_epoch_are_refused() {
+    let (_broker, mut c) = setup().await;
+    let r = init(&mut c, 60_000).await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    assert_eq!(write_marker(&mut c, pid, epoch, 5).await, 0);
+    assert_eq!(
+        write_marker(&mut c, pid, epoch, 4).await,
+        52,
+        "TRANSACTION_COORDINATOR_FENCED"
+    );
+    assert_eq!(
+        write_marker(&mut c, pid, epoch, 5).await,
+        0,
+        "the same coordinator epoch again"
+    );
+    assert_eq!(write_marker(&mut c, pid, epoch, 6).await, 0);
+    assert_eq!(write_marker(&mut c, pid, epoch, 5).await, 52);
+    let (hw, _, _, _) = fetch(&mut c, 0).await;
+    assert_eq!(hw, 3, "three markers written, the fenced ones not");
+}
