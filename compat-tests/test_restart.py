@@ -11,6 +11,8 @@
 * garbage appended to the newest segment of a partition while the broker is
   down: the restarted broker logs exactly one truncation line, cuts the file
   back, serves every acknowledged record and appends after it.
+* a partition whose log cannot be opened stops the start-up (named once, no
+  data touched); with its file back, every acknowledged record is served.
 """
 
 from __future__ import annotations
@@ -310,3 +312,40 @@ def test_garbage_tail_truncated_on_restart(ottla, topic_name, down, garbage):
     assert not [l for l in ottla.stderr_since_start().splitlines() if TRUNC_RE.search(l)], \
         "truncation logged again after a clean restart"
     check_log(ottla.bootstrap, topic_name, acked)
+
+
+def test_a_partition_that_cannot_be_opened_stops_the_start(ottla, topic_name):
+    """A partition whose log cannot be opened (here its segment file is replaced by a dangling
+    link) stops the start-up with the partition named, once, and touches no data; with the
+    file back, the next start serves every acknowledged record. Logs open on several recovery
+    threads: a failure must be reported, not retried into a fresh empty log."""
+    ck_create_topic(ottla.bootstrap, topic_name, PARTITIONS, config=TOPIC_CONFIG)
+    recs = make_records(3_000, "unopenable")
+    acked = to_positions(ck_produce(ottla.bootstrap, topic_name, recs, conf={"acks": "all"}), recs)
+    ends = check_log(ottla.bootstrap, topic_name, acked)
+    assert ottla.stop() == 0
+
+    victim_dir = ottla.partition_dir(topic_name, 1)
+    segment = segment_files(victim_dir)[0]
+    saved = segment.with_name(segment.name + ".saved")
+    segment.rename(saved)
+    segment.symlink_to(victim_dir / "nowhere.log")
+    before = sorted((p.name, p.stat().st_size) for p in victim_dir.iterdir() if p != segment)
+
+    ottla.start(wait=False)
+    rc = ottla.proc.wait(timeout=60)
+    ottla._expected_exit = True
+    err = ottla.stderr_since_start()
+    assert rc != 0, f"the broker started with {topic_name}-1 unopenable; stderr:\n{err[-3000:]}"
+    failed = [l for l in err.splitlines() if f"Failed to create log for {topic_name}-1:" in l]
+    assert len(failed) == 1, f"expected one 'Failed to create log' line for {topic_name}-1, got {failed}"
+    assert "cannot open partitions" in err and f"{topic_name}-1" in err
+    assert not [l for l in err.splitlines() if "Failed to create log" in l and f"{topic_name}-1:" not in l], \
+        "another partition failed to open"
+    after = sorted((p.name, p.stat().st_size) for p in victim_dir.iterdir() if p != segment)
+    assert after == before, f"the failed start changed {victim_dir}: {before} -> {after}"
+
+    segment.unlink()
+    saved.rename(segment)
+    ottla.start()
+    assert check_log(ottla.bootstrap, topic_name, acked) == ends

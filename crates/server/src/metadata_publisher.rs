@@ -6,6 +6,8 @@
 //! ask the controller for changes; what happens to replicas happens here, in commit
 //! order, the same way at start-up (the whole image as one delta) and afterwards.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use ottla_controller::{
@@ -13,8 +15,9 @@ use ottla_controller::{
     TRANSACTION_STATE_TOPIC,
 };
 use ottla_replica::quota::is_throttled_replica;
-use ottla_replica::{LeaderAndIsr, Partition};
+use ottla_replica::{LeaderAndIsr, Partition, ReplicaError};
 use parking_lot::Mutex;
+use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::coordinator_partition::CoordinatorPartitionLog;
@@ -51,6 +54,64 @@ impl BrokerMetadataPublisher {
         std::mem::take(&mut *self.failures.lock())
     }
 
+    /// A partition whose log could not be opened: logged, and kept for start-up to
+    /// refuse to go on with.
+    fn record_failure(&self, node_id: i32, local: &LocalPartition, e: &ReplicaError) {
+        let (topic, partition) = (&local.topic.name, local.partition.partition);
+        tracing::error!("[Broker id={node_id}] Failed to create log for {topic}-{partition}: {e}");
+        self.failures
+            .lock()
+            .push(format!("{topic}-{partition}: {e}"));
+    }
+
+    /// Open the logs of partitions new to this broker on
+    /// `num.recovery.threads.per.data.dir` threads per log dir, as Kafka's
+    /// `LogManager.loadLogs`: at start-up (every hosted log) and when a CreateTopics
+    /// brings many at once, where opening one by one is bound by a thread's file-system
+    /// calls. Each thread takes the next unopened partition; progress is logged as
+    /// Kafka's "Loading logs" lines. Returns the partitions that failed (recorded): they
+    /// are not tried again in this delta, as a second attempt would no longer find the
+    /// directory the first one claimed and would create an empty log instead.
+    fn open_in_parallel(
+        &self,
+        broker: &Broker,
+        image: &MetadataImage,
+        partitions: &[&LocalPartition],
+    ) -> HashSet<(Uuid, i32)> {
+        let node_id = broker.config.node_id;
+        let threads = (broker.config.num_recovery_threads_per_data_dir
+            * broker.replicas.log_dirs().len().max(1))
+        .clamp(1, partitions.len().max(1));
+        let next = AtomicUsize::new(0);
+        let progress = Mutex::new(LoadProgress::new(partitions.len()));
+        let failed = Mutex::new(HashSet::new());
+        let work = || {
+            while let Some(local) = partitions.get(next.fetch_add(1, Ordering::Relaxed)) {
+                if let Err(e) = open_partition(broker, image, local) {
+                    self.record_failure(node_id, local, &e);
+                    failed
+                        .lock()
+                        .insert((local.topic.topic_id, local.partition.partition));
+                }
+                progress.lock().one_more(node_id);
+            }
+        };
+        std::thread::scope(|scope| {
+            for i in 1..threads {
+                if let Err(e) = std::thread::Builder::new()
+                    .name(format!("log-recovery-{i}"))
+                    .spawn_scoped(scope, work)
+                {
+                    // The partitions left are opened by the others.
+                    tracing::warn!("Could not start a log recovery thread: {e}");
+                }
+            }
+            // This thread is one of them.
+            work();
+        });
+        failed.into_inner()
+    }
+
     /// Open the partition if needed and give it the role the controller assigned:
     /// start or stop fetching it, and load or unload its coordinator shard (Kafka's
     /// `ReplicaManager.applyDelta`: `applyLocalLeadersDelta` / `applyLocalFollowersDelta`).
@@ -62,14 +123,7 @@ impl BrokerMetadataPublisher {
         let partition = match open_partition(broker, image, local) {
             Ok(partition) => partition,
             Err(e) => {
-                tracing::error!(
-                    "[Broker id={node_id}] Failed to create log for {}-{}: {e}",
-                    topic.name,
-                    p.partition
-                );
-                self.failures
-                    .lock()
-                    .push(format!("{}-{}: {e}", topic.name, p.partition));
+                self.record_failure(node_id, local, &e);
                 return;
             }
         };
@@ -161,11 +215,12 @@ impl MetadataPublisher for BrokerMetadataPublisher {
             .filter(|(_, new)| *new)
             .map(|(l, _)| *l)
             .collect();
-        open_in_parallel(&broker, image, &new);
-        // Roles in commit order; the logs are open by now (one that failed is tried
-        // again here, and its failure recorded).
+        let failed = self.open_in_parallel(&broker, image, &new);
+        // Roles in commit order; the logs are open by now.
         for (local, _) in hosted {
-            self.apply_partition(&broker, image, local);
+            if !failed.contains(&(local.topic.topic_id, local.partition.partition)) {
+                self.apply_partition(&broker, image, local);
+            }
         }
         for local in &changes.not_hosted {
             let (topic, p) = (&local.topic, &local.partition);
@@ -253,47 +308,6 @@ fn open_partition(
         broker.config.partition_config(&topic.configs, image),
         registration(broker.config.node_id, local),
     )
-}
-
-/// Open the logs of partitions new to this broker on `num.recovery.threads.per.data.dir`
-/// threads per log dir, as Kafka's `LogManager.loadLogs`: at start-up (every hosted
-/// log) and when a CreateTopics brings many at once, where opening one by one is bound
-/// by a thread's file-system calls. Each thread takes the next unopened partition.
-/// Failures are left for [`BrokerMetadataPublisher::apply_partition`] to retry and
-/// report; progress is logged as Kafka's "Loading logs" lines.
-fn open_in_parallel(broker: &Broker, image: &MetadataImage, partitions: &[&LocalPartition]) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let node_id = broker.config.node_id;
-    let threads = (broker.config.num_recovery_threads_per_data_dir
-        * broker.replicas.log_dirs().len().max(1))
-    .min(partitions.len());
-    if threads <= 1 {
-        let mut progress = LoadProgress::new(partitions.len());
-        for local in partitions {
-            let _ = open_partition(broker, image, local);
-            progress.one_more(node_id);
-        }
-        return;
-    }
-    let next = AtomicUsize::new(0);
-    let progress = Mutex::new(LoadProgress::new(partitions.len()));
-    std::thread::scope(|scope| {
-        for i in 0..threads {
-            let worker = || {
-                while let Some(local) = partitions.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let _ = open_partition(broker, image, local);
-                    progress.lock().one_more(node_id);
-                }
-            };
-            if let Err(e) = std::thread::Builder::new()
-                .name(format!("log-recovery-{i}"))
-                .spawn_scoped(scope, worker)
-            {
-                // The partitions left are opened by the others, or one by one after.
-                tracing::warn!("Could not start a log recovery thread: {e}");
-            }
-        }
-    });
 }
 
 /// How often opening many logs reports its progress.
