@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ottla_protocol::batch::{BatchError, BatchIter, RecordBatch, RecordBatchMut};
-use ottla_protocol::control::{end_txn_marker, ControlRecordType};
+use ottla_protocol::control::{end_txn_marker, ControlRecordType, EndTxnMarker};
 use tracing::{info, warn};
 
 use crate::cleaner::{
@@ -597,7 +597,11 @@ impl Log {
         from_client: bool,
     ) -> Result<AppendInfo, LogError> {
         self.check_writable()?;
-        let h = BatchHeader::from_view(&*RecordBatch::new(batch)?);
+        let (h, marker) = {
+            let view = RecordBatch::new(batch)?;
+            let h = BatchHeader::from_view(&view);
+            (h, h.is_control().then(|| end_txn_marker(&view)).flatten())
+        };
         if h.records_count <= 0 {
             return Err(BatchError::InconsistentCount {
                 count: h.records_count,
@@ -615,10 +619,7 @@ impl Log {
             self.producer_state.check_leader_append(&h)?
         } else {
             let check = self.producer_state.check_coordinator_append(&h)?;
-            if let Some(marker) = RecordBatch::new(batch)
-                .ok()
-                .and_then(|b| end_txn_marker(&b))
-            {
+            if let Some(marker) = marker {
                 self.producer_state
                     .check_marker_coordinator_epoch(h.producer_id, marker.coordinator_epoch)?;
             }
@@ -651,7 +652,7 @@ impl Log {
             m.set_base_offset(base_offset);
             m.set_partition_leader_epoch(leader_epoch);
         }
-        self.append_batch(batch, &h)?;
+        self.append_batch(batch, &h, marker)?;
         if leader_epoch >= 0 {
             self.leader_epochs.assign(leader_epoch, base_offset)?;
         }
@@ -719,7 +720,16 @@ impl Log {
         let mut max_timestamp = NO_TIMESTAMP;
         for (start, h) in &parsed {
             self.maybe_roll(h, h.base_offset, now)?;
-            self.append_batch(&batches[*start..*start + h.size], h)?;
+            let bytes = &batches[*start..*start + h.size];
+            let marker = h
+                .is_control()
+                .then(|| {
+                    RecordBatch::new(bytes)
+                        .ok()
+                        .and_then(|b| end_txn_marker(&b))
+                })
+                .flatten();
+            self.append_batch(bytes, h, marker)?;
             if h.partition_leader_epoch >= 0 {
                 self.leader_epochs
                     .assign(h.partition_leader_epoch, h.base_offset)?;
@@ -736,15 +746,18 @@ impl Log {
         })
     }
 
-    /// Write one batch (offsets final) to the active segment and account for it.
-    fn append_batch(&mut self, bytes: &[u8], h: &BatchHeader) -> Result<(), LogError> {
+    /// Write one batch (offsets final) to the active segment and account for it;
+    /// `marker` is the batch's transaction marker, decoded once by the caller.
+    fn append_batch(
+        &mut self,
+        bytes: &[u8],
+        h: &BatchHeader,
+        marker: Option<EndTxnMarker>,
+    ) -> Result<(), LogError> {
         let interval = self.config.index_interval_bytes;
         self.active_mut()?.append(bytes, h, interval)?;
         self.log_end_offset = h.next_offset();
         if let Some(first_offset) = self.producer_state.update(h) {
-            let marker = RecordBatch::new(bytes)
-                .ok()
-                .and_then(|b| end_txn_marker(&b));
             if let Some(marker) = marker {
                 self.producer_state
                     .set_coordinator_epoch(h.producer_id, marker.coordinator_epoch);

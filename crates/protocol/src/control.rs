@@ -79,11 +79,7 @@ pub struct EndTxnMarker {
 /// a marker this broker knows, or the marker's value is shorter than its version and
 /// coordinator epoch.
 pub fn end_txn_marker(batch: &RecordBatch<'_>) -> Option<EndTxnMarker> {
-    if !batch.is_control() {
-        return None;
-    }
-    let records = decode_records(batch, MAX_CONTROL_BATCH_DECODED).ok()?;
-    let record = records.first()?;
+    let record = first_control_record(batch)?;
     let kind = marker_kind(record.key.as_deref()?)?;
     let value = record.value.as_deref()?;
     let epoch: [u8; 4] = value.get(2..6)?.try_into().ok()?;
@@ -106,11 +102,19 @@ fn marker_kind(key: &[u8]) -> Option<ControlRecordType> {
 /// or its first record is not a marker this broker knows (Kafka skips unknown control
 /// types too).
 pub fn control_record_type(batch: &RecordBatch<'_>) -> Option<ControlRecordType> {
+    marker_kind(first_control_record(batch)?.key.as_deref()?)
+}
+
+/// The first record of a control batch (`None` for any other batch, or one that does
+/// not decode).
+fn first_control_record(batch: &RecordBatch<'_>) -> Option<Record> {
     if !batch.is_control() {
         return None;
     }
-    let records = decode_records(batch, MAX_CONTROL_BATCH_DECODED).ok()?;
-    marker_kind(records.first()?.key.as_deref()?)
+    decode_records(batch, MAX_CONTROL_BATCH_DECODED)
+        .ok()?
+        .into_iter()
+        .next()
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::{FetchIsolation, LeaderAndIsr, Partition, PartitionConfig};
+    use crate::{FetchIsolation, Partition, PartitionConfig};
 
     /// (offset, key, value) of one record.
     type Entry = (i64, Vec<u8>, Vec<u8>);
@@ -233,14 +233,7 @@ mod tests {
             compacted: true,
             ..PartitionConfig::default()
         };
-        let leader = LeaderAndIsr {
-            local_id: 1,
-            leader: 1,
-            leader_epoch: 0,
-            partition_epoch: 0,
-            replicas: vec![1],
-            isr: vec![1],
-        };
+        let leader = crate::tests::leader_here();
         let open = |replicas: &ReplicaManager| {
             replicas
                 .ensure_partition("compacted", topic_id, 0, config.clone(), leader.clone())

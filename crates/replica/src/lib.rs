@@ -624,20 +624,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
         let p = replicas
-            .ensure_partition(
-                "t",
-                Uuid::new_v4(),
-                0,
-                config,
-                LeaderAndIsr {
-                    local_id: 1,
-                    leader: 1,
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                    replicas: vec![1],
-                    isr: vec![1],
-                },
-            )
+            .ensure_partition("t", Uuid::new_v4(), 0, config, leader_here())
             .unwrap();
         (dir, replicas, p)
     }
@@ -726,14 +713,7 @@ mod tests {
             compacted: true,
             ..PartitionConfig::default()
         };
-        let leader = LeaderAndIsr {
-            local_id: 1,
-            leader: 1,
-            leader_epoch: 0,
-            partition_epoch: 0,
-            replicas: vec![1],
-            isr: vec![1],
-        };
+        let leader = leader_here();
         let open = |replicas: &ReplicaManager| {
             replicas
                 .ensure_partition("compacted", topic_id, 0, config.clone(), leader.clone())
@@ -791,14 +771,7 @@ mod tests {
     fn a_failing_log_does_not_stop_the_recovery_point_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let replicas = ReplicaManager::open(vec![dir.path().to_path_buf()]).unwrap();
-        let leader = LeaderAndIsr {
-            local_id: 1,
-            leader: 1,
-            leader_epoch: 0,
-            partition_epoch: 0,
-            replicas: vec![1],
-            isr: vec![1],
-        };
+        let leader = leader_here();
         let open = |topic: &str| {
             replicas
                 .ensure_partition(
@@ -832,7 +805,8 @@ mod tests {
         assert!(!dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
     }
 
-    fn leader_here() -> LeaderAndIsr {
+    /// Node 1 leading a single-replica partition.
+    pub(crate) fn leader_here() -> LeaderAndIsr {
         LeaderAndIsr {
             local_id: 1,
             leader: 1,

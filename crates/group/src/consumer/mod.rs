@@ -956,7 +956,6 @@ impl ConsumerGroup {
     /// new metadata, move the group epoch if subscriptions or the subscribed topics'
     /// metadata changed, and compute a new target assignment for it.
     #[allow(clippy::too_many_arguments)]
-    #[allow(clippy::too_many_arguments)]
     fn update_member(
         &mut self,
         now: i64,
